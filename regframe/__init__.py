@@ -1,0 +1,1 @@
+"""regframe: container registries as pandas DataFrames."""

@@ -1,0 +1,176 @@
+"""Names, tags, digests and platforms, checked against the distribution grammar before any request."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidReferenceError
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST_RE = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([A-Za-z0-9=_-]+)")
+_HEX_LENGTHS = {"sha256": 64, "sha512": 128}
+_PLATFORM_PART = re.compile(r"[a-z0-9_.-]+")
+MAX_NAME_LENGTH = 255
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validate_repository(name: object) -> str:
+    """Return ``name`` if it is a valid repository name, else raise InvalidReferenceError saying why."""
+    if not isinstance(name, str):
+        raise InvalidReferenceError(f"repository name must be a string, not {type(name).__name__}")
+    if not name:
+        raise InvalidReferenceError("repository name is empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidReferenceError(
+            f"repository name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
+    if name != name.lower():
+        raise InvalidReferenceError(f"repository name {_show(name)} has upper-case letters")
+    if not _NAME_RE.fullmatch(name):
+        for part in name.split("/"):
+            if part in ("", ".", ".."):
+                raise InvalidReferenceError(
+                    f"repository name {_show(name)} has an empty, '.' or '..' path component")
+        raise InvalidReferenceError(
+            f"repository name {_show(name)} is not valid: components are lower-case letters and "
+            "digits separated by '.', '_', '__' or '-', joined by '/'")
+    return name
+
+
+def validate_tag(tag: object) -> str:
+    """Return ``tag`` if it is a valid tag, else raise InvalidReferenceError."""
+    if not isinstance(tag, str):
+        raise InvalidReferenceError(f"tag must be a string, not {type(tag).__name__}")
+    if not tag:
+        raise InvalidReferenceError("tag is empty")
+    if len(tag) > 128:
+        raise InvalidReferenceError(f"tag is {len(tag)} characters long; the limit is 128")
+    if not _TAG_RE.fullmatch(tag):
+        raise InvalidReferenceError(
+            f"tag {_show(tag)} is not valid: letters, digits, '_', '.' and '-', not starting with '.' or '-'")
+    return tag
+
+
+def validate_digest(digest: object) -> str:
+    """Return ``digest`` if it is a well-formed sha256 or sha512 digest, else raise InvalidReferenceError."""
+    if not isinstance(digest, str):
+        raise InvalidReferenceError(f"digest must be a string, not {type(digest).__name__}")
+    m = _DIGEST_RE.fullmatch(digest)
+    if not m:
+        raise InvalidReferenceError(f"digest {_show(digest)} is not of the form algorithm:hex")
+    algorithm, encoded = m.groups()
+    if algorithm not in _HEX_LENGTHS:
+        raise InvalidReferenceError(
+            f"digest algorithm {algorithm!r} is not supported (use sha256 or sha512)")
+    if len(encoded) != _HEX_LENGTHS[algorithm] or not re.fullmatch(r"[0-9a-f]+", encoded):
+        raise InvalidReferenceError(
+            f"{algorithm} digest must be {_HEX_LENGTHS[algorithm]} lower-case hex characters: {_show(digest)}")
+    return digest
+
+
+def validate_reference(reference: object) -> str:
+    """A manifest reference is a tag or a digest."""
+    if isinstance(reference, str) and ":" in reference:
+        return validate_digest(reference)
+    return validate_tag(reference)
+
+
+def is_digest(reference: str) -> bool:
+    return ":" in reference
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        parts = [self.os, self.architecture] + ([self.variant] if self.variant else [])
+        return "/".join(parts)
+
+    @classmethod
+    def from_descriptor(cls, platform: dict | None) -> "Platform | None":
+        if not platform:
+            return None
+        return cls(str(platform.get("os", "")), str(platform.get("architecture", "")),
+                   platform.get("variant") or None)
+
+    def matches(self, other: "Platform") -> bool:
+        """True if ``other`` satisfies this request; a request without variant accepts any variant."""
+        if (self.os, self.architecture) != (other.os, other.architecture):
+            return False
+        return self.variant is None or self.variant == other.variant
+
+
+def parse_platform(text: object) -> Platform:
+    """Parse ``os/arch[/variant]`` such as ``linux/arm64/v8``."""
+    if isinstance(text, Platform):
+        return text
+    if not isinstance(text, str) or not text:
+        raise InvalidReferenceError(f"platform must be a string like 'linux/amd64', got {_show(text)}")
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(p and _PLATFORM_PART.fullmatch(p) for p in parts):
+        raise InvalidReferenceError(
+            f"platform {_show(text)} is not of the form os/architecture[/variant], e.g. 'linux/arm64/v8'")
+    return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+
+@dataclass(frozen=True)
+class Reference:
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def reference(self) -> str:
+        """What goes in /manifests/<reference>: the digest when there is one."""
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        text = self.repository
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def parse_reference(text: object) -> Reference:
+    """Parse ``repository[:tag][@digest]`` (no registry host) into a checked Reference."""
+    if not isinstance(text, str) or not text:
+        raise InvalidReferenceError(f"image reference must be a non-empty string, got {_show(text)}")
+    rest, digest = text, None
+    if "@" in rest:
+        rest, digest = rest.split("@", 1)
+        validate_digest(digest)
+    tag = None
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        rest, tag = rest[:colon], rest[colon + 1:]
+        validate_tag(tag)
+    validate_repository(rest)
+    return Reference(rest, tag, digest)
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def hasher_for(digest: str):
+    """A fresh hashlib object for the algorithm of ``digest``."""
+    algorithm = validate_digest(digest).split(":", 1)[0]
+    return hashlib.new(algorithm)
+
+
+def compute_digest(data: bytes, like: str = "sha256:") -> str:
+    algorithm = like.split(":", 1)[0] or "sha256"
+    return f"{algorithm}:" + hashlib.new(algorithm, data).hexdigest()
