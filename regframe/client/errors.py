@@ -32,6 +32,10 @@ class RegistryUnknownError(RegistryError):
     """No registry answers at that URL."""
 
 
+class RegistryConnectionError(RegistryUnknownError):
+    """The connection was reset or cut short after the registry had answered before."""
+
+
 class RegistrySSLError(RegistryError):
     """The registry's TLS certificate cannot be validated."""
 

@@ -1,0 +1,227 @@
+"""Authentication as a request/response flow: anonymous, HTTP basic, and Docker bearer tokens.
+
+The transport drives ``auth_flow``: the flow yields the request to send, receives the response,
+and may yield more requests (to a token endpoint, then the original again) before it finishes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Generator
+from urllib.parse import urlencode, urlsplit
+
+import requests
+
+from . import errors as E
+from .transport import Request
+
+Flow = Generator[Request, requests.Response, None]
+
+_PARAM = re.compile(r'\s*([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s"]*)\s*(?:,|$)')
+DEFAULT_TOKEN_TTL = 60
+TOKEN_BODY_LIMIT = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str
+    params: dict[str, str]
+
+    @property
+    def realm(self) -> str | None:
+        return self.params.get("realm")
+
+
+def parse_challenge(header: str | None) -> Challenge | None:
+    """Parse one ``WWW-Authenticate`` challenge; raise RegistryAuthenticationError if it is malformed."""
+    if not header or not header.strip():
+        return None
+    scheme, _, rest = header.strip().partition(" ")
+    if not re.fullmatch(r"[A-Za-z][\w-]*", scheme):
+        raise E.RegistryAuthenticationError(f"malformed WWW-Authenticate header: {header[:120]!r}")
+    params: dict[str, str] = {}
+    pos = 0
+    rest = rest.strip()
+    while pos < len(rest):
+        m = _PARAM.match(rest, pos)
+        if not m or m.end() == pos:
+            raise E.RegistryAuthenticationError(f"malformed WWW-Authenticate header: {header[:120]!r}")
+        key, value = m.group(1).lower(), m.group(2)
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[key] = value
+        pos = m.end()
+    return Challenge(scheme.lower(), params)
+
+
+class Auth:
+    """Sends requests as they are; the base of every auth scheme."""
+
+    user: str | None = None
+
+    def auth_flow(self, request: Request) -> Flow:
+        yield request
+
+
+def _challenge_of(response: requests.Response) -> Challenge | None:
+    return parse_challenge(response.headers.get("WWW-Authenticate"))
+
+
+class _Token:
+    __slots__ = ("value", "expires_at")
+
+    def __init__(self, value: str, expires_at: float):
+        self.value = value
+        self.expires_at = expires_at
+
+
+class RegistryAuth(Auth):
+    """Answers whatever the registry asks for: basic credentials or a bearer token per scope.
+
+    Tokens are cached per scope until ``expires_in`` runs out, so a crawl fetches one token per
+    repository, not one per request; a 401 on a cached token fetches a fresh one once.
+    """
+
+    def __init__(self, user: str | None = None, password: str | None = None, *,
+                 clock=time.monotonic):
+        self.user = user
+        self._password = password
+        self._clock = clock
+        self._basic_needed = False
+        self._bearer: Challenge | None = None
+        self._tokens: dict[tuple[str, ...], _Token] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.tokens_fetched = 0
+
+    def __repr__(self) -> str:
+        return f"RegistryAuth(user={self.user!r})"
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.user is not None and self._password is not None
+
+    def _basic_header(self) -> str:
+        raw = f"{self.user}:{self._password}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+    def auth_flow(self, request: Request) -> Flow:
+        if not request.authenticated:
+            yield request
+            return
+        if self._basic_needed:
+            request.headers["Authorization"] = self._basic_header()
+        elif self._bearer is not None and request.scopes:
+            token = yield from self._token_for(request.scopes, self._bearer, fresh=False)
+            request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenge = _challenge_of(response)
+        if challenge is None:
+            raise E.RegistryAuthenticationError(
+                f"{request.method} {_path(request.url)}: 401 without a WWW-Authenticate challenge", status=401)
+        if challenge.scheme == "basic":
+            if not self.has_credentials:
+                raise E.RegistryAuthenticationError(
+                    f"{_host(request.url)} requires credentials and none were given (anonymous access refused)",
+                    status=401)
+            if "Authorization" in request.headers:
+                raise E.RegistryAuthenticationError(
+                    f"{_host(request.url)} rejected the username/password for user {self.user!r}", status=401)
+            self._basic_needed = True
+            request.headers["Authorization"] = self._basic_header()
+            yield request
+            return
+        if challenge.scheme == "bearer":
+            yield from self._bearer_retry(request, challenge)
+            return
+        raise E.RegistryAuthenticationError(
+            f"{_host(request.url)} asks for unsupported authentication scheme {challenge.scheme!r}", status=401)
+
+    def _bearer_retry(self, request: Request, challenge: Challenge) -> Flow:
+        if not challenge.realm:
+            raise E.RegistryAuthenticationError(
+                f"{_host(request.url)}: bearer challenge has no realm", status=401)
+        self._bearer = Challenge("bearer", {k: v for k, v in challenge.params.items()
+                                            if k in ("realm", "service")})
+        scopes = tuple(challenge.params["scope"].split(" ")) if challenge.params.get("scope") else request.scopes
+        token = yield from self._token_for(scopes, challenge, fresh=True)
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            retry_challenge = _challenge_of(response)
+            insufficient = retry_challenge is not None and retry_challenge.params.get("error") == "insufficient_scope"
+            who = f"user {self.user!r}" if self.has_credentials else "anonymous access"
+            if insufficient and self.has_credentials:
+                raise E.RegistryAuthorizationError(
+                    f"{request.method} {_path(request.url)}: {who} lacks the right for "
+                    f"{' '.join(scopes) or 'this request'}", status=401, code="DENIED")
+            raise E.RegistryAuthenticationError(
+                f"{request.method} {_path(request.url)}: {who} refused for {' '.join(scopes) or 'this request'}",
+                status=401)
+
+    def _token_for(self, scopes: tuple[str, ...], challenge: Challenge, *, fresh: bool) -> Generator:
+        key = tuple(sorted(scopes))
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            cached = self._tokens.get(key)
+            if cached is not None and not fresh and cached.expires_at > self._clock():
+                return cached.value
+            if fresh and cached is not None:
+                self._tokens.pop(key, None)
+            token = yield from self._fetch_token(challenge, key)
+            self._tokens[key] = token
+            return token.value
+
+    def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> Generator:
+        realm = challenge.realm or ""
+        if urlsplit(realm).scheme not in ("http", "https"):
+            raise E.RegistryAuthenticationError(f"bearer challenge realm {realm[:120]!r} is not an http(s) URL")
+        query = [("service", challenge.params["service"])] if challenge.params.get("service") else []
+        query += [("scope", s) for s in scopes]
+        headers = {"Accept": "application/json"}
+        if self.has_credentials:
+            headers["Authorization"] = self._basic_header()
+        url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
+        response = yield Request("GET", url, headers, kind="token", authenticated=False)
+        self.tokens_fetched += 1
+        where = f"token endpoint {_host(realm)}"
+        if response.status_code in (401, 403):
+            raise E.RegistryAuthenticationError(
+                f"{where} rejected the credentials" + (f" for user {self.user!r}" if self.user else ""),
+                status=response.status_code)
+        if response.status_code != 200:
+            raise E.RegistryAuthenticationError(f"{where} answered HTTP {response.status_code}",
+                                                status=response.status_code)
+        try:
+            raw = response.raw.read(TOKEN_BODY_LIMIT + 1, decode_content=True)
+            if len(raw) > TOKEN_BODY_LIMIT:
+                raise ValueError("token response too large")
+            body = json.loads(raw)
+            value = body.get("token") or body.get("access_token")
+            if not isinstance(value, str) or not value:
+                raise ValueError("no token in the response")
+            expires_in = body.get("expires_in", DEFAULT_TOKEN_TTL)
+            expires_in = DEFAULT_TOKEN_TTL if not isinstance(expires_in, (int, float)) else float(expires_in)
+        except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+            kind = response.headers.get("Content-Type", "unknown type").split(";")[0]
+            raise E.RegistryAuthenticationError(
+                f"{where} answered something that is not a token ({kind}: {exc})") from None
+        # Renew a little early so a token does not expire between our check and the registry's.
+        lifetime = max(1.0, min(expires_in, 86400.0) - min(10.0, expires_in / 10))
+        return _Token(value, self._clock() + lifetime)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url[:60]
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path

@@ -1,0 +1,148 @@
+"""What reads return: a Manifest is the parsed JSON plus the exact bytes and headers it came with."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import mediatypes as MT
+from .errors import RegistryProtocolError
+from .reference import Platform
+
+
+class Manifest(dict):
+    """The parsed manifest JSON (a dict, as in docker_registry2), with ``raw`` bytes, ``headers``,
+    ``media_type`` and the verified ``digest``. Empty when the registry has no such manifest."""
+
+    def __init__(self, data: Mapping | None = None, *, raw: bytes = b"", headers: Mapping | None = None,
+                 media_type: str | None = None, digest: str | None = None,
+                 repository: str | None = None, reference: str | None = None):
+        super().__init__(data or {})
+        self.raw = raw
+        self.headers = dict(headers or {})
+        self.media_type = media_type or (self.get("mediaType") if data else None)
+        self.digest = digest
+        self.repository = repository
+        self.reference = reference
+
+    @classmethod
+    def parse(cls, raw: bytes, **kw) -> "Manifest":
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise RegistryProtocolError(f"manifest is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise RegistryProtocolError("manifest JSON is not an object")
+        return cls(data, raw=raw, **kw)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in MT.INDEX_TYPES or (
+            self.media_type is None and "manifests" in self and "layers" not in self)
+
+    @property
+    def is_schema1(self) -> bool:
+        return self.media_type in MT.SCHEMA1_TYPES or self.get("schemaVersion") == 1
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    @property
+    def config(self) -> dict | None:
+        config = self.get("config")
+        return config if isinstance(config, dict) else None
+
+    @property
+    def layers(self) -> list[dict]:
+        """Layer descriptors; for schema1, ``fsLayers`` in base-first order without sizes."""
+        if self.is_schema1:
+            return [{"digest": entry.get("blobSum")} for entry in reversed(self.get("fsLayers") or [])]
+        layers = self.get("layers") or []
+        return [layer for layer in layers if isinstance(layer, dict)]
+
+    @property
+    def children(self) -> list[dict]:
+        """Child manifest descriptors of an index (empty for an image)."""
+        if not self.is_index:
+            return []
+        return [child for child in self.get("manifests") or [] if isinstance(child, dict)]
+
+    def platforms(self) -> list[str]:
+        return [str(Platform.from_descriptor(child.get("platform"))) for child in self.children
+                if child.get("platform")]
+
+    def blob_descriptors(self) -> list[dict]:
+        """Every blob this image manifest references: config first, then layers."""
+        return ([self.config] if self.config else []) + self.layers
+
+    def __repr__(self) -> str:
+        kind = self.media_type or "unknown"
+        if not self:
+            return "Manifest({})"
+        return f"Manifest({self.repository or '?'}@{self.digest}, {kind}, {len(self.raw)} bytes)"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        if not self:
+            return "<div><b>Manifest</b>: not found</div>"
+        rows = [("repository", self.repository), ("reference", self.reference), ("digest", self.digest),
+                ("media type", self.media_type)]
+        if self.is_index:
+            rows.append(("platforms", ", ".join(self.platforms())))
+        else:
+            total = sum(int(layer.get("size") or 0) for layer in self.layers)
+            rows.append(("layers", f"{len(self.layers)} ({_human(total)} compressed)"))
+        body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(str(v))}</code></td></tr>"
+                       for k, v in rows if v is not None)
+        return f"<div><b>Manifest</b><table>{body}</table></div>"
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+@dataclass
+class Blob:
+    """A blob's headers and, unless it was streamed to ``path``, its bytes."""
+
+    headers: dict[str, str]
+    body: bytes | None = None
+    path: Path | None = None
+    digest: str | None = None
+    size: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        data = self.body if self.body is not None else Path(self.path).read_bytes()
+        return json.loads(data)
+
+
+def schema1_payload(raw: bytes) -> bytes:
+    """The bytes a signed schema1 manifest's digest covers: the JWS payload without signatures."""
+    try:
+        signatures = json.loads(raw)["signatures"]
+        protected = signatures[0]["protected"]
+        header = json.loads(_b64url(protected))
+        length = int(header["formatLength"])
+        tail = _b64url(header["formatTail"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return raw
+    return raw[:length] + tail
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def manifest_digest(raw: bytes, media_type: str | None, algorithm: str = "sha256") -> str:
+    payload = schema1_payload(raw) if media_type == MT.DOCKER_SCHEMA1_SIGNED else raw
+    return f"{algorithm}:" + hashlib.new(algorithm, payload).hexdigest()

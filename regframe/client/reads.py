@@ -1,0 +1,425 @@
+"""Reads: connect, catalog, tags, manifests, digests and blobs, every byte checked against its digest."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import requests
+
+from . import errors as E
+from . import mediatypes as MT
+from .auth import RegistryAuth
+from .dockerconfig import load_credentials
+from .models import Blob, Manifest, manifest_digest
+from .reference import (Platform, hasher_for, is_digest, parse_platform, validate_digest,
+                        validate_reference, validate_repository, validate_tag)
+from .transport import Transport
+
+DOCKER_HUB_API = "https://registry-1.docker.io"
+_HUB_ALIASES = {"registry.hub.docker.com", "hub.docker.com", "docker.io", "index.docker.io",
+                "registry-1.docker.io"}
+Progress = Callable[[int, int], None]
+
+
+def normalize_url(url: str) -> str:
+    """Check a registry URL and map Docker Hub's public names to its API host."""
+    if not isinstance(url, str) or not url.strip():
+        raise E.InvalidReferenceError("registry URL must be a non-empty string")
+    url = url.strip()
+    if "://" not in url:
+        url = "https://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise E.InvalidReferenceError(f"registry URL scheme must be http or https, not {parts.scheme!r}")
+    if parts.username is not None or parts.password is not None:
+        raise E.InvalidReferenceError(
+            "credentials inside the registry URL are not supported (RFC 3986 discourages them): "
+            "pass user= and password= instead")
+    if not parts.hostname:
+        raise E.InvalidReferenceError(f"registry URL {url!r} has no host")
+    if parts.hostname in _HUB_ALIASES:
+        return DOCKER_HUB_API
+    path = parts.path.rstrip("/")
+    if path.endswith("/v2"):
+        path = path[:-3]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def pull_scope(repository: str) -> tuple[str, ...]:
+    return (f"repository:{repository}:pull",)
+
+
+def push_scope(repository: str, *mount_from: str) -> tuple[str, ...]:
+    return (f"repository:{repository}:pull,push",) + tuple(f"repository:{r}:pull" for r in mount_from)
+
+
+def delete_scope(repository: str) -> tuple[str, ...]:
+    return (f"repository:{repository}:delete,pull",)
+
+
+CATALOG_SCOPE = ("registry:catalog:*",)
+
+
+class RegistryReads:
+    """Connection setup and every read operation. Thread-safe: one pooled HTTP session shared by all calls."""
+
+    def __init__(self, url: str = "https://registry.hub.docker.com", *, user: str | None = None,
+                 password: str | None = None, open_timeout: float = 2, read_timeout: float = 5,
+                 verify: bool = True, ca_bundle: str | os.PathLike | None = None,
+                 docker_config: bool = True, retries: int = 3, pool_size: int = 32):
+        self.url = normalize_url(url)
+        self._hub = self.url == DOCKER_HUB_API
+        if (user is None) != (password is None):
+            raise ValueError("give both user= and password=, or neither")
+        if user is None and docker_config:
+            found = load_credentials(urlsplit(self.url).netloc)
+            if found:
+                user, password = found
+        if ca_bundle is not None:
+            if not Path(ca_bundle).is_file():
+                raise ValueError(f"ca_bundle {str(ca_bundle)!r} is not a file")
+            verify = str(ca_bundle)
+        for name, value in (("open_timeout", open_timeout), ("read_timeout", read_timeout)):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        self.user = user
+        self.auth = RegistryAuth(user, password)
+        self.transport = Transport(self.url, self.auth, open_timeout=open_timeout, read_timeout=read_timeout,
+                                   verify=verify, retries=retries, pool_size=pool_size)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.url!r}, user={self.user!r})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    @property
+    def stats(self) -> dict:
+        """Requests made by kind, retries and bytes read since this client was created."""
+        return self.transport.stats.snapshot()
+
+    @property
+    def rate_limit(self):
+        """Docker Hub style ``RateLimit-*`` headers as last seen, or None if the registry sends none."""
+        return self.transport.rate_limit
+
+    def _repo(self, repository: str) -> str:
+        validate_repository(repository)
+        if self._hub and "/" not in repository:
+            return f"library/{repository}"
+        return repository
+
+    # -- connecting -----------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Check that a v2 registry answers and the credentials are good."""
+        response = self.transport.request("GET", "/v2/", kind="ping", ok=(404,))
+        response.close()
+        if response.status_code == 404:
+            raise E.RegistryVersionError(f"{self.url} does not serve the registry v2 API (/v2/ is 404)", status=404)
+
+    # -- catalog and tags -------------------------------------------------------------------------
+
+    def _pages(self, first: str, scopes: tuple[str, ...], kind: str, *, follow: bool = True,
+               ok_missing: bool = False) -> Iterator[tuple[dict, str | None]]:
+        """Yield (body, next_url) per page, following ``Link: rel="next"`` as given (opaque tokens),
+        refusing links that loop or lead to another host."""
+        url, seen = self.transport.url(first), set()
+        while url:
+            if url in seen:
+                raise E.RegistryProtocolError(f"pagination loops: {urlsplit(url).path} was already visited")
+            seen.add(url)
+            response = self.transport.request("GET", url, scopes=scopes, kind=kind,
+                                              ok=(404,) if ok_missing else ())
+            if response.status_code == 404:
+                response.close()
+                return
+            body = self.transport.read_json(response, f"GET {urlsplit(url).path}")
+            if not isinstance(body, dict):
+                raise E.RegistryProtocolError(f"GET {urlsplit(url).path}: expected a JSON object")
+            nxt = _next_link(response.headers.get("Link"), url)
+            if nxt and not self.transport.same_origin(nxt):
+                raise E.RegistryProtocolError(
+                    f"pagination link points to another host ({urlsplit(nxt).netloc}); not followed")
+            yield body, nxt
+            url = nxt if follow else None
+
+    def catalog(self, page_size: int | None = None) -> Iterator[str]:
+        """Every repository name, page by page."""
+        first = "/v2/_catalog" + (f"?n={int(page_size)}" if page_size else "")
+        for body, _ in self._pages(first, CATALOG_SCOPE, "catalog"):
+            yield from (r for r in body.get("repositories") or [] if isinstance(r, str))
+
+    def search(self, pattern: str = "") -> list[str]:
+        """Repository names containing ``pattern``, from the whole (paginated) catalog."""
+        if not isinstance(pattern, str):
+            raise ValueError(f"search pattern must be a string, not {type(pattern).__name__}")
+        return [name for name in self.catalog() if pattern in name]
+
+    def tags(self, repo: str, count: int | None = None, last: str = "", with_hashes: bool = False,
+             auto_paginate: bool = False) -> dict:
+        """``{"name", "tags"[, "hashes"][, "last"]}``; ``{}`` for an unknown repository or one with no tags."""
+        repository = self._repo(repo)
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+            raise ValueError(f"count must be a positive integer, not {count!r}")
+        if last:
+            validate_tag(last)
+        query = "&".join(p for p in (f"n={count}" if count else "", f"last={last}" if last else "") if p)
+        first = f"/v2/{repository}/tags/list" + (f"?{query}" if query else "")
+        name, tags, next_url = repository, [], None
+        found = False
+        for body, next_url in self._pages(first, pull_scope(repository), "tags", follow=auto_paginate,
+                                          ok_missing=True):
+            found = True
+            name = body.get("name") or name
+            tags.extend(t for t in body.get("tags") or [] if isinstance(t, str))
+        if not found or not tags:
+            return {}
+        result: dict = {"name": name, "tags": tags}
+        if next_url and not auto_paginate:
+            result["last"] = (parse_qs(urlsplit(next_url).query).get("last") or [tags[-1]])[0]
+        if with_hashes:
+            result["hashes"] = self._hashes(repository, tags)
+        return result
+
+    def _hashes(self, repository: str, tags: list[str], workers: int = 16) -> dict[str, str | None]:
+        def one(tag: str) -> str | None:
+            try:
+                return self.digest(repository, tag)
+            except E.NotFoundError:
+                return None
+
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tags)))) as pool:
+            return dict(zip(tags, pool.map(one, tags)))
+
+    # -- manifests ----------------------------------------------------------------------------------
+
+    def manifest(self, repo: str, reference: str = "latest") -> Manifest:
+        """The manifest, digest-checked against its bytes; an empty Manifest when not found."""
+        repository = self._repo(repo)
+        validate_reference(reference)
+        response = self.transport.request("GET", f"/v2/{repository}/manifests/{reference}",
+                                          headers={"Accept": MT.MANIFEST_ACCEPT},
+                                          scopes=pull_scope(repository), kind="manifest", ok=(404,))
+        if response.status_code == 404:
+            response.close()
+            return Manifest(repository=repository, reference=reference)
+        what = f"manifest {repository}:{reference}"
+        raw = self.transport.read_body(response, MT.MAX_MANIFEST_BYTES, what)
+        return verified_manifest(raw, response.headers, repository, reference)
+
+    def manifest_exists(self, repo: str, reference: str) -> str | None:
+        """The digest by HEAD, or None when the manifest does not exist."""
+        repository = self._repo(repo)
+        validate_reference(reference)
+        response = self.transport.request("HEAD", f"/v2/{repository}/manifests/{reference}",
+                                          headers={"Accept": MT.MANIFEST_ACCEPT},
+                                          scopes=pull_scope(repository), kind="manifest_head", ok=(404,))
+        response.close()
+        if response.status_code == 404:
+            return None
+        return response.headers.get("Docker-Content-Digest") or ""
+
+    def digest(self, repo: str, tag: str, platform: str | None = None) -> str:
+        """The manifest digest by HEAD (GET and hash when HEAD gives none); ``platform`` picks an index child."""
+        repository = self._repo(repo)
+        validate_reference(tag)
+        wanted = parse_platform(platform) if platform is not None else None
+        if wanted is None:
+            try:
+                found = self.manifest_exists(repository, tag)
+            except E.RegistryError as exc:
+                if exc.status not in (400, 405, 501):
+                    raise
+                found = ""
+            if found is None:
+                raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
+            if found:
+                validate_digest(found)
+                return found
+        manifest = self.manifest(repository, tag)
+        if not manifest:
+            raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
+        if wanted is None:
+            return manifest.digest
+        return self._platform_child(manifest, wanted)["digest"]
+
+    def _platform_child(self, manifest: Manifest, wanted: Platform) -> dict:
+        if manifest.is_index:
+            for child in manifest.children:
+                found = Platform.from_descriptor(child.get("platform"))
+                if found is not None and wanted.matches(found):
+                    return child
+            raise E.NotFoundError(f"{manifest.repository}:{manifest.reference} has no {wanted} image "
+                                  f"(it has {', '.join(manifest.platforms()) or 'none'})", status=404)
+        config = self.blob(manifest.repository, manifest.config["digest"]).json() if manifest.config else {}
+        found = Platform(config.get("os", ""), config.get("architecture", ""), config.get("variant"))
+        if not wanted.matches(found):
+            raise E.NotFoundError(f"{manifest.repository}:{manifest.reference} is a single {found} image, "
+                                  f"not {wanted}", status=404)
+        return {"digest": manifest.digest, "mediaType": manifest.media_type, "size": manifest.size}
+
+    def manifest_sum(self, manifest: Manifest) -> int:
+        """Compressed bytes of the layers; for an index, of every child's layers."""
+        if not manifest:
+            return 0
+        if manifest.is_index:
+            return sum(self.manifest_sum(self.manifest(manifest.repository, child["digest"]))
+                       for child in manifest.children)
+        if manifest.is_schema1:
+            return sum(self.blob_size(manifest.repository, layer["digest"]) for layer in manifest.layers)
+        return sum(int(layer.get("size") or 0) for layer in manifest.layers)
+
+    # -- blobs ----------------------------------------------------------------------------------------
+
+    def blob_size(self, repo: str, digest: str) -> int:
+        repository = self._repo(repo)
+        validate_digest(digest)
+        response = self.transport.request("HEAD", f"/v2/{repository}/blobs/{digest}",
+                                          scopes=pull_scope(repository), kind="blob_head")
+        response.close()
+        return int(response.headers.get("Content-Length") or 0)
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        repository = self._repo(repository)
+        validate_digest(digest)
+        response = self.transport.request("HEAD", f"/v2/{repository}/blobs/{digest}",
+                                          scopes=pull_scope(repository), kind="blob_head", ok=(404,))
+        response.close()
+        return response.status_code != 404
+
+    def blob(self, repo: str, digest: str, path: str | os.PathLike | None = None, *,
+             progress: Progress | None = None) -> Blob:
+        """Fetch a blob, sha-checked; with ``path`` streamed to a temporary file renamed on success."""
+        repository = self._repo(repo)
+        validate_digest(digest)
+        target = Path(path) if path is not None else None
+        with self.open_blob(repository, digest) as stream:
+            if target is None:
+                body = b"".join(stream.chunks(progress))
+                return Blob(stream.headers, body=body, digest=digest, size=len(body))
+            write_atomically(target, stream.chunks(progress))
+            return Blob(stream.headers, path=target, digest=digest, size=stream.read)
+
+    def open_blob(self, repository: str, digest: str) -> "BlobStream":
+        response = self.transport.request("GET", f"/v2/{repository}/blobs/{digest}",
+                                          scopes=pull_scope(repository), kind="blob", stream=True)
+        return BlobStream(self.transport, response, digest)
+
+
+class BlobStream:
+    """A blob body as verified chunks: the last chunk is released only after the digest checks out."""
+
+    def __init__(self, transport: Transport, response: requests.Response, digest: str):
+        self.transport = transport
+        self.response = response
+        self.digest = digest
+        self.headers = dict(response.headers)
+        length = response.headers.get("Content-Length")
+        self.total = int(length) if length and length.isdigit() else None
+        self.read = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.response.close()
+
+    def chunks(self, progress: Progress | None = None) -> Iterator[bytes]:
+        hasher = hasher_for(self.digest)
+        pending = None
+        try:
+            for chunk in self.transport.iter_body(self.response):
+                if pending is not None:
+                    yield pending
+                hasher.update(chunk)
+                self.read += len(chunk)
+                if progress:
+                    progress(self.read, self.total or 0)
+                pending = chunk
+        except E.RegistryConnectionError as exc:
+            raise E.DigestMismatchError(
+                f"blob {self.digest} cut short after {self.read} bytes ({exc})", expected=self.digest) from None
+        actual = f"{self.digest.split(':')[0]}:{hasher.hexdigest()}"
+        if actual != self.digest:
+            raise E.DigestMismatchError(f"blob content hashes to {actual}, not {self.digest}",
+                                        expected=self.digest, actual=actual)
+        if pending is not None:
+            yield pending
+
+
+def write_atomically(target: Path, chunks: Iterator[bytes]) -> int:
+    """Write chunks to a temporary file beside ``target`` and rename it into place; on any error,
+    remove the temporary file and leave ``target`` as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                written += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return written
+
+
+def verified_manifest(raw: bytes, headers, repository: str, reference: str) -> Manifest:
+    """Parse a manifest and refuse it unless its bytes match every digest claimed for it."""
+    content_type = (headers.get("Content-Type") or "").split(";")[0].strip()
+    manifest = Manifest.parse(raw, headers=headers, repository=repository, reference=reference)
+    body_type = manifest.get("mediaType")
+    if body_type and content_type in MT.MANIFEST_TYPES and body_type != content_type:
+        raise E.RegistryProtocolError(
+            f"manifest {repository}:{reference}: Content-Type {content_type} disagrees with its mediaType {body_type}")
+    media_type = body_type or (content_type if content_type in MT.MANIFEST_TYPES else None)
+    if media_type is None:
+        if manifest.get("schemaVersion") == 1:
+            media_type = MT.DOCKER_SCHEMA1_SIGNED if "signatures" in manifest else MT.DOCKER_SCHEMA1
+        elif "manifests" in manifest:
+            media_type = MT.OCI_INDEX
+        elif "layers" in manifest:
+            media_type = MT.OCI_MANIFEST
+    claimed = [d for d in (reference if is_digest(reference) else None,
+                           headers.get("Docker-Content-Digest")) if d]
+    algorithm = claimed[0].split(":")[0] if claimed else "sha256"
+    if algorithm not in ("sha256", "sha512"):
+        raise E.RegistryProtocolError(f"manifest {repository}:{reference}: unsupported digest {claimed[0]!r}")
+    actual = manifest_digest(raw, media_type, algorithm)
+    for digest in claimed:
+        if digest != actual:
+            raise E.DigestMismatchError(
+                f"manifest {repository}:{reference} hashes to {actual}, but {digest} was claimed",
+                expected=digest, actual=actual)
+    manifest.media_type = media_type
+    manifest.digest = actual
+    return manifest
+
+
+def _next_link(header: str | None, current: str) -> str | None:
+    if not header:
+        return None
+    for part in header.split(","):
+        if 'rel="next"' in part or "rel=next" in part:
+            start, end = part.find("<"), part.find(">")
+            if 0 <= start < end:
+                return urljoin(current, part[start + 1:end].strip())
+    return None

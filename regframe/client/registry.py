@@ -1,0 +1,21 @@
+"""``RegistryClient``: the docker_registry2 API in Python."""
+
+from __future__ import annotations
+
+from .reads import RegistryReads
+from .writes import RegistryWrites
+
+
+class RegistryClient(RegistryReads, RegistryWrites):
+    """A connection to one registry: reads, writes and deletes, credentials kept out of sight."""
+
+
+def connect(url: str = "https://registry.hub.docker.com", **options) -> RegistryClient:
+    """Connect and check the registry answers (and the credentials work), like ``DockerRegistry2.connect``."""
+    client = RegistryClient(url, **options)
+    try:
+        client.ping()
+    except BaseException:
+        client.close()
+        raise
+    return client
