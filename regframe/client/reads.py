@@ -337,26 +337,35 @@ class BlobStream:
         self.response.close()
 
     def chunks(self, progress: Progress | None = None) -> Iterator[bytes]:
-        hasher = hasher_for(self.digest)
-        pending = None
+        return verify_chunks(self._counted(progress), self.digest)
+
+    def _counted(self, progress: Progress | None) -> Iterator[bytes]:
         try:
             for chunk in self.transport.iter_body(self.response):
-                if pending is not None:
-                    yield pending
-                hasher.update(chunk)
                 self.read += len(chunk)
                 if progress:
                     progress(self.read, self.total or 0)
-                pending = chunk
+                yield chunk
         except E.RegistryConnectionError as exc:
             raise E.DigestMismatchError(
                 f"blob {self.digest} cut short after {self.read} bytes ({exc})", expected=self.digest) from None
-        actual = f"{self.digest.split(':')[0]}:{hasher.hexdigest()}"
-        if actual != self.digest:
-            raise E.DigestMismatchError(f"blob content hashes to {actual}, not {self.digest}",
-                                        expected=self.digest, actual=actual)
+
+
+def verify_chunks(chunks: Iterator[bytes], digest: str) -> Iterator[bytes]:
+    """Pass chunks through, holding the last one back until the whole stream hashes to ``digest``,
+    so a consumer that writes or uploads them never completes with bad content."""
+    hasher = hasher_for(digest)
+    pending = None
+    for chunk in chunks:
         if pending is not None:
             yield pending
+        hasher.update(chunk)
+        pending = chunk
+    actual = f"{digest.split(':')[0]}:{hasher.hexdigest()}"
+    if actual != digest:
+        raise E.DigestMismatchError(f"content hashes to {actual}, not {digest}", expected=digest, actual=actual)
+    if pending is not None:
+        yield pending
 
 
 def write_atomically(target: Path, chunks: Iterator[bytes]) -> int:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from .reads import RegistryReads
-from .writes import RegistryWrites
+from .transfer import RegistryTransfers
+from .writes import RegistryDeletes, RegistryWrites
 
 
-class RegistryClient(RegistryReads, RegistryWrites):
+class RegistryClient(RegistryReads, RegistryWrites, RegistryTransfers, RegistryDeletes):
     """A connection to one registry: reads, writes and deletes, credentials kept out of sight."""
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+
 from typing import Iterable, Iterator
 from urllib.parse import urlencode, urlsplit, parse_qsl, urlunsplit
 
 from . import errors as E
+from . import mediatypes as MT
 from .models import manifest_digest
 from .reference import compute_digest, validate_digest, validate_reference
 from .reads import delete_scope, push_scope
@@ -134,3 +138,87 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
             del buffer[:size]
     if buffer:
         yield bytes(buffer)
+
+
+class RegistryDeletes:
+    """rmtag and rmrepo; mixed into RegistryClient. Never removes a tag it was not asked to remove."""
+
+    def _deletes_enabled(self, repository: str) -> None:
+        """Probe with a digest that cannot exist: 404 means deletes work, 405 that they are disabled."""
+        probe = "sha256:" + "0" * 64
+        try:
+            self.delete_manifest(repository, probe)
+        except E.DeleteDisabledError:
+            raise
+        except E.RegistryError as exc:
+            if exc.status == 405:
+                raise E.DeleteDisabledError(f"{self.url} has deletion disabled", status=405) from None
+
+    def rmtag(self, repo: str, tag: str, *, siblings: Iterable[str] | None = None) -> dict:
+        """Remove only ``tag``; other tags on the same digest keep resolving to it.
+
+        Tries DELETE by tag (OCI 1.1). Where the registry refuses that (distribution 2.8 does),
+        a tag with siblings is first pointed at a unique throw-away manifest which is then deleted;
+        a tag alone on its digest has its manifest deleted by digest. ``siblings``: the other tags
+        known to share the digest (found by listing when not given). Returns what was done."""
+        repository = self._repo(repo)
+        validate_reference(tag)
+        digest = self.digest(repository, tag)
+        self._deletes_enabled(repository)
+        try:
+            response = self.transport.request("DELETE", f"/v2/{repository}/manifests/{tag}",
+                                              scopes=delete_scope(repository), kind="delete",
+                                              ok=(400, 404, 405), retry=False)
+            response.close()
+            if response.status_code == 202:
+                return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-by-tag"}
+        except E.RegistryError as exc:
+            if exc.status not in (400, 405):
+                raise
+        if siblings is None:
+            hashes = self.tags(repository, with_hashes=True, auto_paginate=True).get("hashes", {})
+            siblings = [t for t, d in hashes.items() if d == digest and t != tag]
+        siblings = [t for t in siblings if t != tag]
+        if not siblings:
+            self.delete_manifest(repository, digest)
+            return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-manifest"}
+        original = self.manifest(repository, digest)
+        placeholder = self._placeholder_manifest(repository, tag)
+        placeholder_digest = self.put_manifest(repository, tag, placeholder, MT.OCI_MANIFEST)
+        try:
+            self.delete_manifest(repository, placeholder_digest)
+        except BaseException:
+            # Put the tag back where it was rather than leave it on the placeholder.
+            self.put_manifest(repository, tag, original.raw, original.media_type)
+            raise
+        return {"repository": repository, "tag": tag, "digest": digest, "method": "placeholder",
+                "kept": sorted(siblings)}
+
+    def _placeholder_manifest(self, repository: str, tag: str) -> bytes:
+        empty = b"{}"
+        empty_digest = compute_digest(empty)
+        if not self.blob_exists(repository, empty_digest):
+            self.upload_blob(repository, empty, empty_digest)
+        body = {"schemaVersion": 2, "mediaType": MT.OCI_MANIFEST,
+                "config": {"mediaType": MT.OCI_EMPTY, "digest": empty_digest, "size": 2},
+                "layers": [],
+                "annotations": {"io.regframe.placeholder": f"{tag}:{uuid.uuid4()}"}}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def rmrepo(self, repo: str) -> list[str]:
+        """Delete every manifest in the repository (children of indexes too); returns the digests deleted.
+
+        Distribution keeps the name in the catalog with an empty tag list; disk is freed by garbage collection."""
+        repository = self._repo(repo)
+        self._deletes_enabled(repository)
+        hashes = self.tags(repository, with_hashes=True, auto_paginate=True).get("hashes", {})
+        tops = list(dict.fromkeys(d for d in hashes.values() if d))
+        children = []
+        for digest in tops:
+            manifest = self.manifest(repository, digest)
+            children += [c["digest"] for c in manifest.children]
+        deleted = []
+        for digest in tops + [c for c in dict.fromkeys(children) if c not in tops]:
+            if self.delete_manifest(repository, digest):
+                deleted.append(digest)
+        return deleted

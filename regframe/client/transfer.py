@@ -1,0 +1,241 @@
+"""Moving images: pull to an OCI layout, push from one, tag, and copy between registries.
+
+Order is what keeps data safe: every blob is verified and in place before the manifest that
+references it, and the tag's manifest goes last, so a tag never points at an incomplete image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from . import errors as E
+from . import mediatypes as MT
+from .layout import ImageLayout, file_digest
+from .models import Manifest, manifest_digest
+from .reference import parse_platform, validate_digest, validate_tag
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class _Meter:
+    """Bytes done / total across all blobs of one operation, for a progress callback."""
+
+    total: int
+    callback: Progress | None
+    done: int = 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.callback:
+            self.callback(self.done, self.total)
+
+    def chunk_hook(self) -> Progress:
+        last = [0]
+
+        def hook(read: int, _total: int) -> None:
+            self.add(read - last[0])
+            last[0] = read
+        return hook
+
+
+def _blob_size(descriptor: dict) -> int:
+    return int(descriptor.get("size") or 0)
+
+
+class RegistryTransfers:
+    """pull, push, tag and copy; mixed into RegistryClient."""
+
+    # -- pull ----------------------------------------------------------------------------------------
+
+    def pull(self, repo: str, tag: str, dir: str | os.PathLike, platform: str | None = None, *,
+             progress: Progress | None = None) -> Manifest:
+        """Write the image to ``dir`` as an OCI image layout; ``{}`` when it does not exist.
+
+        Blobs already present and verified are skipped; each blob is sha-checked and renamed into place."""
+        repository = self._repo(repo)
+        validate_tag(tag) if ":" not in tag else validate_digest(tag)
+        wanted = parse_platform(platform) if platform is not None else None
+        manifest = self.manifest(repository, tag)
+        if not manifest:
+            return manifest
+        if manifest.is_schema1:
+            raise E.RegistryProtocolError(f"{repository}:{tag} is a schema1 image, which an OCI layout cannot hold")
+        layout = ImageLayout(dir)
+        images = [manifest]
+        top = manifest
+        if manifest.is_index:
+            children = manifest.children
+            if wanted is not None:
+                children = [self._platform_child(manifest, wanted)]
+            images = [self.manifest(repository, child["digest"]) for child in children]
+            if wanted is not None:
+                top = images[0]
+        blobs = {d["digest"]: d for image in images for d in image.blob_descriptors()}
+        meter = _Meter(sum(_blob_size(d) for d in blobs.values()), progress)
+        for digest, descriptor in blobs.items():
+            if layout.has_verified_blob(digest, _blob_size(descriptor) or None):
+                meter.add(_blob_size(descriptor))
+                continue
+            with self.open_blob(repository, digest) as stream:
+                layout.write_blob(digest, stream.chunks(meter.chunk_hook()))
+        for image in images:
+            layout.write_bytes(image.digest, image.raw)
+        if top is manifest and manifest.is_index:
+            layout.write_bytes(manifest.digest, manifest.raw)
+        descriptor = {"mediaType": top.media_type, "digest": top.digest, "size": len(top.raw)}
+        if wanted is not None and manifest.is_index:
+            descriptor["platform"] = self._platform_child(manifest, wanted).get("platform")
+        layout.tag(descriptor, tag if ":" not in tag else top.digest)
+        return top
+
+    # -- push -------------------------------------------------------------------------------------------
+
+    def push(self, manifest: Manifest | dict | bytes | None, dir: str | os.PathLike, repo: str, tag: str, *,
+             mount_from: Iterable[str] = (), chunk_size: int | None = None,
+             progress: Progress | None = None) -> str:
+        """Upload what the manifest references from ``dir``, then the manifest's exact bytes under ``tag``.
+
+        Blobs the registry has are skipped, blobs in a ``mount_from`` repository are mounted. Every
+        blob is accounted for before any upload: MissingLayerError names the first one that is neither
+        local nor remote. Returns the manifest digest."""
+        repository = self._repo(repo)
+        validate_tag(tag)
+        layout = ImageLayout(dir)
+        sources = tuple(self._repo(r) for r in ([mount_from] if isinstance(mount_from, str) else mount_from))
+        top = self._local_manifest(manifest, layout, tag)
+        images = [top] if not top.is_index else [
+            self._local_manifest(layout.read_blob(child["digest"]), layout, None) for child in top.children]
+        plan = self._plan_blobs(repository, images, layout, sources)
+        meter = _Meter(sum(size for _, size, _ in plan), progress)
+        for digest, size, source in plan:
+            if source == "local":
+                self.put_stream(repository, digest, _counting(layout.iter_blob(digest), meter), size,
+                                **({"chunk_size": chunk_size} if chunk_size else {}))
+            elif not self._mount(repository, digest, source):
+                raise E.MissingLayerError(f"blob {digest} could not be mounted from {source}", digest=digest)
+            else:
+                meter.add(size)
+        if top.is_index:
+            for image in images:
+                self.put_manifest(repository, image.digest, image.raw, image.media_type)
+        return self.put_manifest(repository, tag, top.raw, top.media_type)
+
+    def _local_manifest(self, manifest, layout: ImageLayout, tag: str | None) -> Manifest:
+        if manifest is None:
+            descriptor = layout.resolve(tag)
+            return self._local_manifest(layout.read_blob(descriptor["digest"]), layout, None)
+        if isinstance(manifest, Manifest) and manifest.raw:
+            return manifest
+        if isinstance(manifest, (bytes, bytearray)):
+            parsed = Manifest.parse(bytes(manifest))
+        elif isinstance(manifest, dict):
+            # A plain dict has no original bytes; serialise once and keep those bytes.
+            raw = json.dumps(manifest, separators=(",", ":")).encode()
+            parsed = Manifest.parse(raw)
+        else:
+            raise TypeError(f"manifest must be a Manifest, dict or bytes, not {type(manifest).__name__}")
+        media_type = parsed.get("mediaType") or (MT.OCI_INDEX if "manifests" in parsed else MT.OCI_MANIFEST)
+        parsed.media_type = media_type
+        parsed.digest = manifest_digest(parsed.raw, media_type)
+        return parsed
+
+    def _plan_blobs(self, repository: str, images: list[Manifest], layout: ImageLayout,
+                    sources: tuple[str, ...]) -> list[tuple[str, int, str]]:
+        """(digest, size, "local" or a repository to mount from) for every blob not yet in ``repository``."""
+        plan, seen = [], set()
+        for image in images:
+            for descriptor in image.blob_descriptors():
+                digest = validate_digest(descriptor.get("digest"))
+                if digest in seen:
+                    continue
+                seen.add(digest)
+                if self.blob_exists(repository, digest):
+                    continue
+                source = next((r for r in sources if self.blob_exists(r, digest)), None)
+                if source is None:
+                    path = layout.find_blob(digest)
+                    if path is None:
+                        raise E.MissingLayerError(
+                            f"blob {digest} is neither in {layout.root} nor in {self.url}/{repository}",
+                            digest=digest)
+                    if file_digest(path, digest) != digest:
+                        raise E.DigestMismatchError(f"{path} does not hash to {digest}", expected=digest)
+                    source = "local"
+                plan.append((digest, _blob_size(descriptor) or (layout.find_blob(digest).stat().st_size
+                                                                 if source == "local" else 0), source))
+        return plan
+
+    def _mount(self, repository: str, digest: str, source: str) -> bool:
+        location, mounted = self._start_upload(repository, digest, source)
+        if not mounted and location:
+            self._cancel_upload(repository, location)
+        return mounted
+
+    # -- tag ----------------------------------------------------------------------------------------------
+
+    def tag(self, repo: str, tag: str, newrepo: str, newtag: str) -> str:
+        """Give an image a new name: the exact manifest bytes under ``newrepo:newtag``.
+
+        Across repositories every blob (and each child of an index) is mounted first. Returns the
+        digest, which equals the source's."""
+        repository, target = self._repo(repo), self._repo(newrepo)
+        validate_tag(newtag)
+        manifest = self.manifest(repository, tag)
+        if not manifest:
+            raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
+        if target != repository:
+            images = ([self.manifest(repository, c["digest"]) for c in manifest.children]
+                      if manifest.is_index else [manifest])
+            for image in images:
+                for descriptor in image.blob_descriptors():
+                    digest = descriptor["digest"]
+                    if not self.blob_exists(target, digest) and not self._mount(target, digest, repository):
+                        with self.open_blob(repository, digest) as stream:
+                            self.put_stream(target, digest, stream.chunks(), _blob_size(descriptor))
+                if manifest.is_index:
+                    self.put_manifest(target, image.digest, image.raw, image.media_type)
+        return self.put_manifest(target, newtag, manifest.raw, manifest.media_type)
+
+    # -- copy ---------------------------------------------------------------------------------------------
+
+    def copy(self, repo: str, tag: str, newregistry, newrepo: str, newtag: str,
+             platforms: Iterable[str] | None = None, *, progress: Progress | None = None) -> str:
+        """Copy an image (every platform of an index, or those in ``platforms``) to another registry.
+
+        Blobs stream from source to destination a chunk at a time and are verified on the way; blobs
+        the destination has are skipped; the manifest goes last. With ``platforms`` the destination
+        gets a new index holding only those children (so its digest differs). Returns the digest."""
+        repository, target = self._repo(repo), newregistry._repo(newrepo)
+        validate_tag(newtag)
+        manifest = self.manifest(repository, tag)
+        if not manifest:
+            raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
+        top_raw, top_type = manifest.raw, manifest.media_type
+        children = manifest.children
+        if platforms is not None and manifest.is_index:
+            wanted = [parse_platform(p) for p in platforms]
+            children = [self._platform_child(manifest, w) for w in wanted]
+            top = {k: v for k, v in manifest.items()}
+            top["manifests"] = children
+            top_raw = json.dumps(top, indent=3).encode()
+        images = [self.manifest(repository, c["digest"]) for c in children] if manifest.is_index else [manifest]
+        blobs = {d["digest"]: d for image in images for d in image.blob_descriptors()}
+        missing = {d: desc for d, desc in blobs.items() if not newregistry.blob_exists(target, d)}
+        meter = _Meter(sum(_blob_size(d) for d in missing.values()), progress)
+        for digest, descriptor in missing.items():
+            with self.open_blob(repository, digest) as stream:
+                newregistry.put_stream(target, digest, stream.chunks(meter.chunk_hook()), _blob_size(descriptor))
+        if manifest.is_index:
+            for image in images:
+                newregistry.put_manifest(target, image.digest, image.raw, image.media_type)
+        return newregistry.put_manifest(target, newtag, top_raw, top_type)
+
+
+def _counting(chunks, meter: _Meter):
+    for chunk in chunks:
+        meter.add(len(chunk))
+        yield chunk
