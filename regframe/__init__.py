@@ -1,1 +1,17 @@
-"""regframe: container registries as pandas DataFrames."""
+"""regframe: container registries as pandas DataFrames, for notebooks and audits."""
+
+from .client.errors import *  # noqa: F401,F403
+from .client.errors import __all__ as _errors
+from .client.models import Blob, Manifest
+from .client.reference import parse_platform, parse_reference
+from .inventory import DigestCache, Inventory
+from .registry import Registry, connect
+
+try:  # registers df.registry
+    from . import accessor as _accessor  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+__version__ = "0.1.0"
+__all__ = [*_errors, "Blob", "DigestCache", "Inventory", "Manifest", "Registry", "connect",
+           "parse_platform", "parse_reference"]

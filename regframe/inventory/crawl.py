@@ -1,0 +1,285 @@
+"""The crawl: catalog -> tag lists -> manifests -> index children -> config blobs, concurrently.
+
+Every unique digest is fetched once per crawl; with a persistent cache, a re-crawl of an unchanged
+registry makes only catalog, tag-list and one HEAD per tag requests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..client import errors as E
+from ..client.reference import validate_repository
+from .cache import DigestCache
+from .pool import Once, TaskPool
+
+EXPECTED = (E.RegistryError, ValueError, KeyError, TypeError)
+
+
+@dataclass
+class CrawlResult:
+    """Plain-Python record of what a crawl read; ``frames.py`` turns it into DataFrames."""
+
+    repositories: dict[str, int] = field(default_factory=dict)
+    tag_refs: list[tuple[str, str, str]] = field(default_factory=list)
+    manifests: dict[str, dict] = field(default_factory=dict)
+    configs: dict[str, dict] = field(default_factory=dict)
+    errors: list[tuple[str, str | None, str, str]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True
+
+
+def summarize_manifest(manifest) -> dict:
+    """The fields of a manifest the frames need; cached by digest."""
+    config = manifest.config
+    return {
+        "media_type": manifest.media_type,
+        "size": len(manifest.raw),
+        "config": [config["digest"], int(config.get("size") or 0)] if config else None,
+        "layers": [[layer.get("digest"), int(layer.get("size") or 0), layer.get("mediaType")]
+                   for layer in manifest.layers],
+        "children": [[child.get("digest"), child.get("mediaType"),
+                      (child.get("platform") or {}).get("os"),
+                      (child.get("platform") or {}).get("architecture"),
+                      (child.get("platform") or {}).get("variant")]
+                     for child in manifest.children],
+    }
+
+
+def summarize_config(raw: bytes) -> dict:
+    try:
+        config = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise E.RegistryProtocolError(f"config blob is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise E.RegistryProtocolError("config blob is not a JSON object")
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return {"os": config.get("os"), "architecture": config.get("architecture"),
+            "variant": config.get("variant"), "created": config.get("created"),
+            "labels": labels if isinstance(labels, dict) else {}}
+
+
+def select_repositories(names: Iterable[str], wanted) -> list[str]:
+    """Filter catalog names by ``wanted``: None (all), a substring, a compiled regex, or a list of names."""
+    names = list(names)
+    if wanted is None:
+        return names
+    if isinstance(wanted, re.Pattern):
+        return [n for n in names if wanted.search(n)]
+    if isinstance(wanted, str):
+        return [n for n in names if wanted in n]
+    return list(wanted)
+
+
+def check_repositories_argument(repositories) -> None:
+    """Refuse bad ``repositories=`` values before any request."""
+    if repositories is None or isinstance(repositories, (str, re.Pattern)):
+        return
+    if isinstance(repositories, Iterable):
+        names = list(repositories)
+        for name in names:
+            validate_repository(name)
+        return
+    raise ValueError("repositories must be None, a substring, a compiled regex, or a list of repository "
+                     f"names, not {type(repositories).__name__}")
+
+
+class Crawler:
+    def __init__(self, client, repositories=None, *, workers: int = 16, cache: DigestCache | None = None,
+                 progress: bool = True, strict: bool = False, stop: threading.Event | None = None):
+        check_repositories_argument(repositories)
+        self.client = client
+        self.wanted = repositories
+        self.cache = cache if cache is not None else DigestCache()
+        self.use_head = len(self.cache) > 0
+        self.strict = strict
+        self.result = CrawlResult()
+        self.pool = TaskPool(workers)
+        self.once = Once(self.pool)
+        self._lock = threading.Lock()
+        self._bar = _progress_bar(progress)
+        self._stop = stop
+
+    # -- recording --------------------------------------------------------------------------------
+
+    def _error(self, repository: str, tag: str | None, stage: str, exc: BaseException) -> None:
+        with self._lock:
+            self.result.errors.append((repository, tag, stage, f"{type(exc).__name__}: {exc}"))
+        if self.strict:
+            self._strict_error = exc
+            self.pool.stop()
+
+    def _tag_done(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    # -- stages --------------------------------------------------------------------------------------
+
+    def _catalog(self) -> None:
+        try:
+            names = list(self.client.catalog())
+        except EXPECTED as exc:
+            self._error("", None, "catalog", exc)
+            return
+        if self.wanted is not None and not isinstance(self.wanted, (str, re.Pattern)):
+            unknown = sorted(set(self.wanted) - set(names))
+            if unknown:
+                raise ValueError(f"not in the registry's catalog: {', '.join(unknown)}")
+        for name in select_repositories(names, self.wanted):
+            self.pool.submit(self._tags, name)
+
+    def _tags(self, repository: str) -> None:
+        try:
+            tags = self.client.tags(repository, auto_paginate=True).get("tags", [])
+        except EXPECTED as exc:
+            self._error(repository, None, "tags", exc)
+            return
+        with self._lock:
+            self.result.repositories[repository] = len(tags)
+        if self._bar is not None:
+            self._bar.total = (self._bar.total or 0) + len(tags)
+            self._bar.refresh()
+        for tag in tags:
+            self.pool.submit(self._resolve, repository, tag)
+
+    def _resolve(self, repository: str, tag: str) -> None:
+        try:
+            if self.use_head:
+                digest = self.client.manifest_exists(repository, tag)
+                if digest is None:
+                    raise E.NotFoundError(f"{repository}:{tag} disappeared during the crawl", status=404)
+                cached = self.cache.get(digest) if digest else None
+                if cached is None:
+                    manifest = self.client.manifest(repository, digest or tag)
+                    if not manifest:
+                        raise E.NotFoundError(f"{repository}:{tag} disappeared during the crawl", status=404)
+                    digest, cached = manifest.digest, self._remember(manifest)
+            else:
+                manifest = self.client.manifest(repository, tag)
+                if not manifest:
+                    raise E.NotFoundError(f"{repository}:{tag} disappeared during the crawl", status=404)
+                digest, cached = manifest.digest, self._remember(manifest)
+        except EXPECTED as exc:
+            self._error(repository, tag, "manifest", exc)
+            self._tag_done()
+            return
+        with self._lock:
+            self.result.tag_refs.append((repository, tag, digest))
+        self._expand(repository, tag, digest, cached)
+        self._tag_done()
+
+    def _remember(self, manifest) -> dict:
+        summary = summarize_manifest(manifest)
+        self.cache.put(manifest.digest, summary)
+        self.once.seed(manifest.digest, summary)
+        with self._lock:
+            self.result.manifests[manifest.digest] = summary
+        return summary
+
+    def _expand(self, repository: str, tag: str, digest: str, summary: dict) -> None:
+        with self._lock:
+            self.result.manifests.setdefault(digest, summary)
+        for child in summary["children"]:
+            child_digest = child[0]
+            self.once.request(child_digest, lambda d=child_digest: self._child(repository, d),
+                              lambda ok, value, d=child_digest: self._child_done(repository, tag, d, ok, value),
+                              EXPECTED)
+        if summary["config"]:
+            self._need_config(repository, tag, summary["config"][0])
+
+    def _child(self, repository: str, digest: str) -> dict:
+        cached = self.cache.get(digest)
+        if cached is not None:
+            return cached
+        manifest = self.client.manifest(repository, digest)
+        if not manifest:
+            raise E.NotFoundError(f"child manifest {digest} is missing from {repository}", status=404)
+        return summarize_manifest(manifest)
+
+    def _child_done(self, repository: str, tag: str, digest: str, ok: bool, value) -> None:
+        if not ok:
+            self._error(repository, tag, "child manifest", value)
+            return
+        self.cache.put(digest, value)
+        with self._lock:
+            self.result.manifests[digest] = value
+        if value["config"]:
+            self._need_config(repository, tag, value["config"][0])
+
+    def _need_config(self, repository: str, tag: str, digest: str) -> None:
+        def fetch() -> dict:
+            cached = self.cache.get(digest)
+            if cached is not None:
+                return cached
+            return summarize_config(self.client.blob(repository, digest).body)
+
+        def done(ok: bool, value) -> None:
+            if not ok:
+                self._error(repository, tag, "config", value)
+                return
+            self.cache.put(digest, value)
+            with self._lock:
+                self.result.configs[digest] = value
+
+        self.once.request(digest, fetch, done, EXPECTED)
+
+    # -- running -------------------------------------------------------------------------------------
+
+    def run(self) -> CrawlResult:
+        self._strict_error = None
+        before = self.client.transport.stats.snapshot()
+        hits0, misses0 = self.cache.hits, self.cache.misses
+        started = time.perf_counter()
+        try:
+            if self.wanted is None or isinstance(self.wanted, (str, re.Pattern)):
+                self.pool.submit(self._catalog)
+            else:
+                names = list(dict.fromkeys(self.wanted))
+                for name in names:
+                    self.pool.submit(self._tags, name)
+            self._wait()
+        except KeyboardInterrupt:
+            self.pool.stop()
+            self.result.complete = False
+            self.result.errors.append(("", None, "interrupted", "KeyboardInterrupt: crawl stopped by the user"))
+        finally:
+            self.pool.close()
+            if self._bar is not None:
+                self._bar.close()
+        if self._strict_error is not None:
+            raise self._strict_error
+        if self._stop is not None and self._stop.is_set():
+            self.result.complete = False
+            self.result.errors.append(("", None, "interrupted", "crawl stopped before it finished"))
+        self.cache.save()
+        after = self.client.transport.stats.snapshot()
+        requests = {k: v - before["requests"].get(k, 0) for k, v in after["requests"].items()
+                    if v - before["requests"].get(k, 0)}
+        self.result.stats = {
+            "requests": requests,
+            "total_requests": sum(requests.values()),
+            "retries": after["total_retries"] - before["total_retries"],
+            "bytes_read": after["bytes_read"] - before["bytes_read"],
+            "seconds": round(time.perf_counter() - started, 3),
+            "cache_hits": self.cache.hits - hits0,
+            "cache_misses": self.cache.misses - misses0,
+            "repositories": len(self.result.repositories),
+            "tags": len(self.result.tag_refs),
+            "errors": len(self.result.errors),
+        }
+        return self.result
+
+    def _wait(self) -> None:
+        self.pool.wait(stop=self._stop)
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=0, unit="tag", desc="crawl", leave=False)

@@ -1,0 +1,120 @@
+"""A small work pool for crawls: tasks enqueue follow-up tasks, and each digest is fetched once.
+
+Workers pull from one queue (cheaper per task than thousands of futures and ``wait``), and the
+main thread waits in short slices so Ctrl-C (or a widget's stop button) ends a crawl promptly.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Callable
+
+_STOP = object()
+
+
+class TaskPool:
+    def __init__(self, workers: int):
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, not {workers!r}")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._stopped = threading.Event()
+        self._failure: BaseException | None = None
+        self._threads = [threading.Thread(target=self._work, name=f"regframe-crawl-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def submit(self, fn: Callable, *args: Any) -> None:
+        if self._stopped.is_set():
+            return
+        with self._cond:
+            self._pending += 1
+        self._queue.put((fn, args))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            fn, args = item
+            try:
+                if not self._stopped.is_set():
+                    fn(*args)
+            except BaseException as exc:  # a bug in a task must surface, not hang the crawl
+                self._failure = self._failure or exc
+                self._stopped.set()
+            finally:
+                with self._cond:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._cond.notify_all()
+
+    def wait(self, poll: float = 0.1, stop: threading.Event | None = None) -> None:
+        """Block until every task (and every task they submitted) is done, or the pool (or ``stop``) is stopped."""
+        with self._cond:
+            while self._pending and not self._stopped.is_set():
+                if stop is not None and stop.is_set():
+                    self._stopped.set()
+                    break
+                self._cond.wait(poll)
+        if self._failure is not None:
+            raise self._failure
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        self._stopped.set()
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+class Once:
+    """Fetch each key once; callers arriving while it is in flight get the same result."""
+
+    def __init__(self, pool: TaskPool):
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._results: dict[str, tuple[bool, Any]] = {}
+        self._waiters: dict[str, list[Callable[[bool, Any], None]]] = {}
+
+    def seed(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._results.setdefault(key, (True, value))
+
+    def request(self, key: str, fetch: Callable[[], Any], then: Callable[[bool, Any], None],
+                expected: tuple[type[BaseException], ...]) -> None:
+        with self._lock:
+            done = self._results.get(key)
+            if done is None:
+                waiting = self._waiters.get(key)
+                if waiting is not None:
+                    waiting.append(then)
+                    return
+                self._waiters[key] = [then]
+        if done is not None:
+            then(*done)
+            return
+        self._pool.submit(self._run, key, fetch, expected)
+
+    def _run(self, key: str, fetch: Callable[[], Any], expected: tuple[type[BaseException], ...]) -> None:
+        try:
+            result = (True, fetch())
+        except expected as exc:
+            result = (False, exc)
+        with self._lock:
+            self._results[key] = result
+            waiters = self._waiters.pop(key, [])
+        for then in waiters:
+            then(*result)

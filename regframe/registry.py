@@ -1,0 +1,94 @@
+"""``Registry``: the HTTP client plus what turns a registry into DataFrames and acts on analyses."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pandas as pd
+
+from .client.registry import RegistryClient
+from .inventory.cache import DigestCache
+from .inventory.cleanup import apply_cleanup
+from .inventory.crawl import Crawler
+from .inventory.frames import build_frames
+from .inventory.inventory import Inventory
+
+
+class Registry(RegistryClient):
+    """A registry connection with ``inventory()``, ``frames`` and ``apply_cleanup()``."""
+
+    def inventory(self, repositories=None, *, workers: int = 16, cache: str | os.PathLike | DigestCache | None = None,
+                  progress: bool = True, strict: bool = False, stop: threading.Event | None = None) -> Inventory:
+        """Crawl the catalog (or ``repositories``: a list of names, a substring or a compiled regex),
+        every tag, manifest, index child and config, and return the frames.
+
+        ``cache``: a path (or DigestCache) reused across crawls, so an unchanged registry costs one HEAD
+        per tag. A failure is recorded in ``inv.errors`` and the crawl goes on, unless ``strict``.
+        ``stop``: an Event that ends the crawl early, keeping what was read (Ctrl-C does the same)."""
+        digest_cache = cache if isinstance(cache, DigestCache) or cache is None else DigestCache(cache)
+        crawler = Crawler(self, repositories, workers=workers, cache=digest_cache, progress=progress,
+                          strict=strict, stop=stop)
+        result = crawler.run()
+        frames = build_frames(result)
+        return Inventory(**frames, stats=result.stats, url=self.url, complete=result.complete)
+
+    @property
+    def frames(self) -> "FrameReader":
+        """Single frames without a whole crawl: ``reg.frames.tags("repo")`` and so on."""
+        return FrameReader(self)
+
+    def apply_cleanup(self, stale: pd.DataFrame, dry_run: bool = True) -> pd.DataFrame:
+        """Delete (or, with ``dry_run``, list) the stale tags of a ``stale_tags`` frame with the safe ``rmtag``."""
+        return apply_cleanup(self, stale, dry_run=dry_run)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        user = escape(self.user) if self.user else "anonymous"
+        return (f"<div><b>regframe Registry</b> <code>{escape(self.url)}</code> as {user}; "
+                f"{self.stats['total_requests']} requests so far</div>")
+
+
+class FrameReader:
+    """Each inventory frame alone, for one repository or tag."""
+
+    def __init__(self, registry: Registry):
+        self._registry = registry
+
+    def _crawl(self, repositories, tag: str | None = None) -> Inventory:
+        inv = self._registry.inventory(repositories, progress=False)
+        if tag is not None:
+            for name in ("tags", "manifests", "layers"):
+                frame = getattr(inv, name)
+                setattr(inv, name, frame[frame["tag"] == tag].reset_index(drop=True))
+        return inv
+
+    def catalog(self) -> pd.DataFrame:
+        from .inventory.crawl import CrawlResult
+        result = CrawlResult()
+        for name in self._registry.catalog():
+            result.repositories[name] = len(self._registry.tags(name).get("tags", []))
+        return build_frames(result)["catalog"]
+
+    def tags(self, repo: str) -> pd.DataFrame:
+        return self._crawl([repo]).tags
+
+    def manifests(self, repo: str, tag: str | None = None) -> pd.DataFrame:
+        return self._crawl([repo], tag).manifests
+
+    def layers(self, repo: str, tag: str | None = None) -> pd.DataFrame:
+        return self._crawl([repo], tag).layers
+
+
+def connect(url: str = "https://registry.hub.docker.com", **options) -> Registry:
+    """Connect to a registry and check that it answers, like ``DockerRegistry2.connect``.
+
+    Options: ``user``, ``password``, ``open_timeout`` (2 s), ``read_timeout`` (5 s), ``verify``,
+    ``ca_bundle``, ``docker_config`` (read ~/.docker/config.json when no user is given)."""
+    registry = Registry(url, **options)
+    try:
+        registry.ping()
+    except BaseException:
+        registry.close()
+        raise
+    return registry
