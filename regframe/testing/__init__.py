@@ -1,0 +1,37 @@
+"""Test harness shipped with regframe: real local registries, a token server and TLS material.
+
+Needs the ``testing`` extra (``cryptography``, ``bcrypt``) and Debian's ``docker-registry``.
+"""
+
+from .registry import LocalRegistry, local_registry
+from .tls import CertificateAuthority, TLSFiles, issue_server_certificate, make_ca, write_tls_files
+from .tokenserver import (
+    CATALOG,
+    AccessRules,
+    IssuedToken,
+    Rule,
+    Scope,
+    TokenServer,
+    default_access_rules,
+    grant,
+    libtrust_key_id,
+)
+
+__all__ = [
+    "CATALOG",
+    "AccessRules",
+    "CertificateAuthority",
+    "IssuedToken",
+    "LocalRegistry",
+    "Rule",
+    "Scope",
+    "TLSFiles",
+    "TokenServer",
+    "default_access_rules",
+    "grant",
+    "issue_server_certificate",
+    "libtrust_key_id",
+    "local_registry",
+    "make_ca",
+    "write_tls_files",
+]
