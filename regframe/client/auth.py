@@ -136,7 +136,10 @@ class RegistryAuth(Auth):
                     f"{_host(request.url)} rejected the username/password for user {self.user!r}", status=401)
             self._basic_needed = True
             request.headers["Authorization"] = self._basic_header()
-            yield request
+            response = yield request
+            if response.status_code == 401:
+                raise E.RegistryAuthenticationError(
+                    f"{_host(request.url)} rejected the username/password for user {self.user!r}", status=401)
             return
         if challenge.scheme == "bearer":
             yield from self._bearer_retry(request, challenge)
