@@ -133,7 +133,7 @@ def error_for_response(response: requests.Response, what: str | None = None) -> 
         return E.NotFoundError(f"{where}: not found (404){detail}", **kw)
     if status == 405 and req is not None and req.method == "DELETE":
         return E.DeleteDisabledError(
-            f"{where}: the registry refuses deletes (405); enable storage.delete in its config{detail}", **kw)
+            f"{where}: the registry has deletion disabled (405); enable storage.delete in its config{detail}", **kw)
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return E.RateLimitedError(f"{where}: rate limited (429), retry after {retry_after} s{detail}",

@@ -1,0 +1,199 @@
+"""Writes against real registries: pull, push, tag, copy, rmtag, rmrepo, and that none of them loses data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+
+import pytest
+
+import regframe
+from regframe.testing import local_registry
+from regframe.testing.images import build_image, build_index, layer, push_image
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def second():
+    """A second registry, the destination of copies and pushes."""
+    with local_registry() as reg, regframe.connect(reg.url) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def no_delete():
+    with local_registry(delete=False) as reg, regframe.connect(reg.url) as client:
+        yield client
+
+
+IMAGE = build_image([layer("w-base", 4000), layer("w-app", 2200)], labels={"app": "w"})
+INDEX = build_index([build_image([layer("w-amd", 1800)], oci=True),
+                     build_image([layer("w-arm", 1900)], architecture="arm64", variant="v8", oci=True)],
+                    oci=True)
+
+
+def layout_digests(root) -> set[str]:
+    return {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()}
+
+
+def test_round_trip_push_pull_push(anon, second, repo_name, tmp_path):
+    push_image(anon, repo_name, "v1", IMAGE)
+    progress = []
+    manifest = anon.pull(repo_name, "v1", tmp_path / "img", progress=lambda d, t: progress.append((d, t)))
+    assert manifest.raw == IMAGE.manifest_raw
+    expected = {IMAGE.config.digest, *(b.digest for b in IMAGE.layers), sha(IMAGE.manifest_raw)}
+    assert layout_digests(tmp_path / "img") == expected
+    for digest in expected:
+        data = (tmp_path / "img" / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
+        assert sha(data) == digest
+    index = json.loads((tmp_path / "img" / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == sha(IMAGE.manifest_raw)
+    assert progress[-1] == (IMAGE.config.size + sum(b.size for b in IMAGE.layers),) * 2
+    pushed = second.push(manifest, tmp_path / "img", repo_name, "copied")
+    assert pushed == sha(IMAGE.manifest_raw) == second.digest(repo_name, "copied")
+
+
+def test_pull_is_idempotent(anon, repo_name, tmp_path):
+    push_image(anon, repo_name, "v1", IMAGE)
+    anon.pull(repo_name, "v1", tmp_path)
+    before = anon.stats["requests"].get("blob", 0)
+    anon.pull(repo_name, "v1", tmp_path)
+    assert anon.stats["requests"].get("blob", 0) == before, "verified blobs are not fetched again"
+
+
+def test_pull_missing_returns_empty(anon, tmp_path):
+    assert anon.pull("no/such", "v1", tmp_path / "x") == {}
+    assert not (tmp_path / "x").exists()
+
+
+def test_pull_index_one_platform_or_all(anon, repo_name, tmp_path):
+    push_image(anon, repo_name, "multi", INDEX)
+    arm = INDEX.children[1]
+    one = anon.pull(repo_name, "multi", tmp_path / "arm", platform="linux/arm64")
+    assert one.digest == sha(arm.manifest_raw)
+    assert layout_digests(tmp_path / "arm") == {arm.config.digest, arm.layers[0].digest, sha(arm.manifest_raw)}
+    anon.pull(repo_name, "multi", tmp_path / "all")
+    every = {sha(INDEX.manifest_raw)} | {d for c in INDEX.children
+                                         for d in (sha(c.manifest_raw), c.config.digest, c.layers[0].digest)}
+    assert layout_digests(tmp_path / "all") == every
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed (make test installs it)")
+def test_pulled_layout_is_readable_by_skopeo(anon, repo_name, tmp_path):
+    # skopeo 1.9 (Debian 12) reads only OCI-typed manifests from a layout; the layout itself keeps
+    # whatever type the registry served, so the digest stays the registry's.
+    image = build_image([layer("skopeo-a", 3000), layer("skopeo-b", 1000)], oci=True)
+    push_image(anon, repo_name, "v1", image)
+    anon.pull(repo_name, "v1", tmp_path)
+    done = subprocess.run(["skopeo", "inspect", f"oci:{tmp_path}:v1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["Digest"] == sha(image.manifest_raw)
+    assert info["Layers"] == [b.digest for b in image.layers]
+
+
+def test_push_index_from_layout_and_skip_existing(anon, second, repo_name, tmp_path):
+    push_image(anon, repo_name, "multi", INDEX)
+    manifest = anon.pull(repo_name, "multi", tmp_path)
+    assert second.push(manifest, tmp_path, repo_name, "multi") == sha(INDEX.manifest_raw)
+    uploads = second.stats["requests"].get("upload", 0)
+    assert second.push(manifest, tmp_path, repo_name, "multi") == sha(INDEX.manifest_raw)
+    assert second.stats["requests"].get("upload", 0) == uploads, "a second push uploads nothing"
+
+
+def test_push_chunked_upload(anon, second, repo_name, tmp_path):
+    push_image(anon, repo_name, "v1", IMAGE)
+    manifest = anon.pull(repo_name, "v1", tmp_path)
+    second.push(manifest, tmp_path, repo_name, "chunked", chunk_size=1000)
+    assert second.blob(repo_name, IMAGE.layers[0].digest).body == IMAGE.layers[0].data
+
+
+def test_push_missing_layer_fails_before_manifest(anon, second, repo_name, tmp_path):
+    push_image(anon, repo_name, "v1", IMAGE)
+    manifest = anon.pull(repo_name, "v1", tmp_path)
+    missing = IMAGE.layers[1].digest
+    (tmp_path / "blobs" / "sha256" / missing.split(":")[1]).unlink()
+    with pytest.raises(regframe.MissingLayerError, match=missing) as info:
+        second.push(manifest, tmp_path, repo_name + "-missing", "v1")
+    assert info.value.digest == missing
+    assert second.tags(repo_name + "-missing") == {}
+
+
+def test_push_mounts_from_another_repository(anon, repo_name, tmp_path):
+    push_image(anon, repo_name, "v1", IMAGE)
+    manifest = anon.pull(repo_name, "v1", tmp_path)
+    for blob in (tmp_path / "blobs" / "sha256").iterdir():
+        if f"sha256:{blob.name}" != sha(IMAGE.manifest_raw):
+            blob.unlink()
+    assert anon.push(manifest, tmp_path, repo_name + "-mounted", "v1", mount_from=[repo_name])
+    assert anon.blob(repo_name + "-mounted", IMAGE.layers[0].digest).body == IMAGE.layers[0].data
+
+
+def test_tag_within_and_across_repositories(anon, repo_name):
+    push_image(anon, repo_name, "v1", IMAGE)
+    push_image(anon, repo_name, "multi", INDEX)
+    assert anon.tag(repo_name, "v1", repo_name, "stable") == sha(IMAGE.manifest_raw)
+    assert anon.manifest(repo_name, "stable").raw == IMAGE.manifest_raw
+    assert anon.tag(repo_name, "multi", repo_name + "-other", "m") == sha(INDEX.manifest_raw)
+    assert anon.manifest(repo_name + "-other", "m").raw == INDEX.manifest_raw
+    arm = INDEX.children[1]
+    assert anon.blob(repo_name + "-other", arm.layers[0].digest).body == arm.layers[0].data
+
+
+def test_copy_multi_platform_index(anon, second, repo_name):
+    push_image(anon, repo_name, "multi", INDEX)
+    progress = []
+    digest = anon.copy(repo_name, "multi", second, repo_name, "multi", progress=lambda d, t: progress.append(d))
+    assert digest == sha(INDEX.manifest_raw) == second.digest(repo_name, "multi")
+    for child in INDEX.children:
+        assert second.manifest(repo_name, sha(child.manifest_raw)).raw == child.manifest_raw
+    blobs = second.stats["requests"].get("upload", 0)
+    anon.copy(repo_name, "multi", second, repo_name, "multi")
+    assert second.stats["requests"].get("upload", 0) == blobs, "a second copy transfers nothing"
+
+
+def test_copy_selected_platforms(anon, second, repo_name):
+    push_image(anon, repo_name, "multi", INDEX)
+    anon.copy(repo_name, "multi", second, repo_name, "arm-only", platforms=["linux/arm64/v8"])
+    copied = second.manifest(repo_name, "arm-only")
+    assert copied.platforms() == ["linux/arm64/v8"]
+
+
+def test_rmtag_spares_tags_on_the_same_digest(anon, repo_name):
+    for tag in ("a", "b", "c"):
+        push_image(anon, repo_name, tag, IMAGE)
+    result = anon.rmtag(repo_name, "b")
+    assert result["method"] in ("placeholder", "delete-by-tag")
+    hashes = anon.tags(repo_name, with_hashes=True)["hashes"]
+    assert hashes == {"a": sha(IMAGE.manifest_raw), "c": sha(IMAGE.manifest_raw)}
+
+
+def test_rmtag_alone_deletes_the_manifest(anon, repo_name):
+    push_image(anon, repo_name, "only", IMAGE)
+    assert anon.rmtag(repo_name, "only")["method"] == "delete-manifest"
+    assert anon.manifest(repo_name, sha(IMAGE.manifest_raw)) == {}
+
+
+def test_rmrepo_deletes_every_manifest(anon, repo_name):
+    push_image(anon, repo_name, "v1", IMAGE)
+    push_image(anon, repo_name, "multi", INDEX)
+    deleted = anon.rmrepo(repo_name)
+    assert set(deleted) == {sha(IMAGE.manifest_raw), sha(INDEX.manifest_raw),
+                            *(sha(c.manifest_raw) for c in INDEX.children)}
+    assert anon.tags(repo_name) == {}
+
+
+def test_deletion_disabled_is_a_clear_error_and_loses_nothing(no_delete, repo_name):
+    for tag in ("a", "b"):
+        push_image(no_delete, repo_name, tag, IMAGE)
+    with pytest.raises(regframe.DeleteDisabledError, match="deletion disabled"):
+        no_delete.rmtag(repo_name, "a")
+    with pytest.raises(regframe.DeleteDisabledError):
+        no_delete.rmrepo(repo_name)
+    assert sorted(no_delete.tags(repo_name)["tags"]) == ["a", "b"]
+    assert no_delete.digest(repo_name, "a") == sha(IMAGE.manifest_raw)
