@@ -126,12 +126,18 @@ class Crawler:
         except EXPECTED as exc:
             self._error("", None, "catalog", exc)
             return
-        if self.wanted is not None and not isinstance(self.wanted, (str, re.Pattern)):
-            unknown = sorted(set(self.wanted) - set(names))
-            if unknown:
-                raise ValueError(f"not in the registry's catalog: {', '.join(unknown)}")
         for name in select_repositories(names, self.wanted):
             self.pool.submit(self._tags, name)
+
+    def _check_known(self, names: list[str]) -> None:
+        """Name unknown repositories up front; skipped where the catalog is not readable."""
+        try:
+            known = set(self.client.catalog())
+        except (E.RegistryAuthorizationError, E.RegistryAuthenticationError, E.NotFoundError):
+            return
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"not in the registry's catalog: {', '.join(unknown)}")
 
     def _tags(self, repository: str) -> None:
         try:
@@ -240,6 +246,7 @@ class Crawler:
                 self.pool.submit(self._catalog)
             else:
                 names = list(dict.fromkeys(self.wanted))
+                self._check_known(names)
                 for name in names:
                     self.pool.submit(self._tags, name)
             self._wait()

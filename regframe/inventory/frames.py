@@ -32,6 +32,8 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
             frame[column] = frame[column].astype("category")
         elif column in INTEGER:
             frame[column] = frame[column].astype("Int64")
+        elif column == "error":
+            frame[column] = frame[column].astype("str")
         elif column == "is_index":
             frame[column] = frame[column].astype(bool)
         elif column == "created":

@@ -101,10 +101,11 @@ class Inventory:
                 raise FileNotFoundError(f"{root} has neither {name}.parquet nor {name}.csv")
             if "labels" in frame:
                 frame["labels"] = frame["labels"].map(lambda v: json.loads(v) if isinstance(v, str) else {})
-            if "is_index" in frame and frame["is_index"].dtype == object:
+            if "is_index" in frame and not pd.api.types.is_bool_dtype(frame["is_index"]):
                 frame["is_index"] = frame["is_index"].map({"True": True, "False": False})
             for column in frame.columns:
-                if column in ("tag_count", "layer_count", "size", "position") and frame[column].dtype == object:
+                if column in ("tag_count", "layer_count", "size", "position") and \
+                        not pd.api.types.is_numeric_dtype(frame[column]):
                     frame[column] = pd.to_numeric(frame[column])
             frames[name] = typed(frame[columns])
         return cls(**frames, stats=meta.get("stats"), url=meta.get("url"), complete=meta.get("complete", True))

@@ -1,0 +1,247 @@
+"""The crawl against a seeded real registry: every column and every analysis number is checked
+against values computed here from the fleet plan, never by the code under test."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+import regframe
+from regframe.analysis import reclaimable_bytes, shared_layers, stale_tags, storage_usage
+from regframe.testing import local_registry
+from regframe.testing.images import make_fleet, seed
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return make_fleet(repositories=6, tags_per_repo=7, base_layers=2, multi_platform_ratio=0.25,
+                      oci_ratio=0.5, fake_created_ratio=0.1, seed=3, now=NOW,
+                      layer_size_range=(300, 3000), base_layer_size_range=(4000, 9000))
+
+
+@pytest.fixture(scope="module")
+def seeded(fleet):
+    with local_registry() as reg, regframe.connect(reg.url) as client:
+        seed(client, fleet)
+        yield reg, client
+
+
+@pytest.fixture(scope="module")
+def inv(seeded):
+    return seeded[1].inventory(progress=False)
+
+
+@pytest.fixture(scope="module")
+def records(fleet):
+    return fleet.records()
+
+
+def test_catalog(inv, fleet):
+    assert sorted(inv.catalog["repository"].astype(str)) == sorted(fleet.repositories)
+    counts = dict(zip(inv.catalog["repository"].astype(str), inv.catalog["tag_count"]))
+    assert counts == {repo: len(tags) for repo, tags in fleet.tags.items()}
+    row = inv.catalog.set_index("repository").loc[fleet.repositories[0]]
+    namespace, _, name = fleet.repositories[0].rpartition("/")
+    assert (row["namespace"], row["name"]) == (namespace, name)
+
+
+def test_tags(inv, fleet):
+    expected = {(repo, tag): (item.digest, item.media_type, hasattr(item, "children") and bool(item.children))
+                for repo, tag, item in fleet.items()}
+    got = {(r, t): (d, m, bool(i)) for r, t, d, m, i in
+           inv.tags[["repository", "tag", "digest", "media_type", "is_index"]].astype(object).itertuples(index=False)}
+    assert got == expected
+    assert any(v[2] for v in expected.values()), "the fleet has multi-platform tags"
+
+
+def test_manifests(inv, records):
+    frame = inv.manifests.astype({"created": object}).set_index(["repository", "tag", "manifest_digest"])
+    assert len(frame) == len(records)
+    for rec in records:
+        row = frame.loc[(rec["repository"], rec["tag"], rec["manifest_digest"])]
+        assert row["digest"] == rec["digest"]
+        assert row["platform"] == rec["platform"]
+        assert row["config_digest"] == rec["config_digest"]
+        assert row["size"] == rec["config_size"] + sum(size for _, size in rec["layers"])
+        assert row["layer_count"] == len(rec["layers"])
+        assert row["labels"] == rec["labels"]
+        created = rec["created"]
+        if created is None or created.year < 1990:
+            assert pd.isna(row["created"])
+        else:
+            assert row["created"] == pd.Timestamp(created)
+
+
+def test_layers(inv, records):
+    expected = sorted((r["repository"], r["tag"], r["manifest_digest"], pos, digest, size)
+                      for r in records for pos, (digest, size) in enumerate(r["layers"]))
+    got = sorted(tuple(x) for x in inv.layers[["repository", "tag", "manifest_digest", "position", "layer_digest",
+                                                "size"]].astype(object).itertuples(index=False))
+    assert got == expected
+
+
+def test_frame_types(inv):
+    assert isinstance(inv.layers["layer_digest"].dtype, pd.CategoricalDtype)
+    assert isinstance(inv.manifests["repository"].dtype, pd.CategoricalDtype)
+    assert str(inv.layers["size"].dtype) == "Int64"
+    assert str(inv.manifests["created"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_each_digest_fetched_once(inv, fleet, records):
+    requests = inv.stats["requests"]
+    children = {r["manifest_digest"] for r in records if r["digest"] != r["manifest_digest"]}
+    configs = {r["config_digest"] for r in records}
+    assert requests["catalog"] == 1
+    assert requests["tags"] == len(fleet.repositories)
+    assert requests["manifest"] == fleet.tag_count + len(children)
+    assert requests["blob"] == len(configs)
+    assert inv.errors.empty
+
+
+def test_warm_cache_costs_one_head_per_tag(seeded, inv, fleet, tmp_path):
+    client = seeded[1]
+    cold = client.inventory(progress=False, cache=tmp_path / "cache")
+    warm = client.inventory(progress=False, cache=tmp_path / "cache")
+    assert warm.stats["requests"] == {"catalog": 1, "tags": len(fleet.repositories),
+                                      "manifest_head": fleet.tag_count}
+    assert warm.stats["cache_hits"] > 0
+    for name in ("tags", "manifests", "layers"):
+        pd.testing.assert_frame_equal(getattr(warm, name), getattr(cold, name))
+
+
+def test_repository_filters(seeded, fleet):
+    client = seeded[1]
+    first = fleet.repositories[0]
+    by_list = client.inventory([first], progress=False)
+    assert set(by_list.tags["repository"].astype(str)) == {first}
+    by_pattern = client.inventory(re.compile("^" + re.escape(first) + "$"), progress=False)
+    assert set(by_pattern.tags["repository"].astype(str)) == {first}
+    with pytest.raises(regframe.InvalidReferenceError):
+        client.inventory(["Bad/Name"], progress=False)
+    with pytest.raises(ValueError, match="not in the registry's catalog: no/such-repo"):
+        client.inventory([first, "no/such-repo"], progress=False)
+
+
+def test_frames_one_at_a_time(seeded, inv, fleet):
+    client = seeded[1]
+    repo = fleet.repositories[1]
+    tag = next(iter(fleet.tags[repo]))
+    layers = client.frames.layers(repo, tag)
+    expected = inv.layers[(inv.layers["repository"] == repo) & (inv.layers["tag"] == tag)]
+    assert sorted(layers["layer_digest"].astype(str)) == sorted(expected["layer_digest"].astype(str))
+    assert len(client.frames.tags(repo)) == len(fleet.tags[repo])
+    assert set(client.frames.catalog()["repository"].astype(str)) == set(fleet.repositories)
+
+
+def test_export_round_trip(inv, tmp_path):
+    for writer in ("to_csv", "to_parquet"):
+        out = getattr(inv, writer)(tmp_path / writer)
+        loaded = regframe.Inventory.load(out)
+        for name, frame in inv.frames().items():
+            pd.testing.assert_frame_equal(getattr(loaded, name), frame, check_categorical=False)
+        assert loaded.stats == inv.stats
+
+
+# -- analysis numbers from the plan ---------------------------------------------------------------
+
+
+def plan_layers(records):
+    """(repository, tag, manifest_digest) -> [(digest, size)] straight from the fleet plan."""
+    return {(r["repository"], r["tag"], r["manifest_digest"]): r["layers"] for r in records}
+
+
+def test_storage_usage_matches_plan(inv, records):
+    per_repo_rows = defaultdict(list)
+    owners = defaultdict(set)
+    sizes = {}
+    for (repo, _tag, _md), layers in plan_layers(records).items():
+        for digest, size in layers:
+            per_repo_rows[repo].append(size)
+            owners[digest].add(repo)
+            sizes[digest] = size
+    usage = storage_usage(inv.layers).set_index("repository")
+    for repo, rows in per_repo_rows.items():
+        distinct = {d for d, owner in owners.items() if repo in owner}
+        assert usage.loc[repo, "logical_bytes"] == sum(rows)
+        assert usage.loc[repo, "stored_bytes"] == sum(sizes[d] for d in distinct)
+        assert usage.loc[repo, "exclusive_bytes"] == sum(sizes[d] for d in distinct if owners[d] == {repo})
+    assert usage.attrs["total_bytes"] == sum(sizes.values())
+    shared = [d for d, o in owners.items() if len(o) > 1]
+    assert shared, "base layers are shared across repositories"
+    table = shared_layers(inv.layers).set_index("layer_digest")
+    for digest in shared:
+        assert table.loc[digest, "repositories"] == len(owners[digest])
+
+
+def test_stale_and_reclaimable_match_plan(inv, records):
+    threshold = pd.Timedelta(days=365)
+    now = pd.Timestamp(NOW)
+    stale = stale_tags(inv.manifests, older_than="365d", keep=r"^latest$", now=now)
+    # Independent computation: a tag's age is that of its newest platform image; unknown dates are kept;
+    # 'latest' is kept and so is every tag on the same digest as a kept tag.
+    dates, digest_of = defaultdict(list), {}
+    for r in records:
+        key = (r["repository"], r["tag"])
+        digest_of[key] = r["digest"]
+        if r["created"] is not None and r["created"].year >= 1990:
+            dates[key].append(r["created"])
+    newest = {key: max(dates[key]) if dates[key] else None for key in digest_of}
+    kept_digests = {(repo, digest_of[(repo, tag)]) for (repo, tag) in digest_of
+                    if tag == "latest" or newest[(repo, tag)] is None
+                    or now - pd.Timestamp(newest[(repo, tag)]) <= threshold}
+    expected_stale = {key for key in digest_of if (key[0], digest_of[key]) not in kept_digests}
+    got = {(str(r), str(t)) for r, t in stale.loc[stale["stale"], ["repository", "tag"]].itertuples(index=False)}
+    assert got == expected_stale
+    assert expected_stale, "the plan has stale tags"
+    kept_layers, stale_layer_sizes = set(), {}
+    for (repo, tag, _md), layers in plan_layers(records).items():
+        for digest, size in layers:
+            if (repo, tag) in expected_stale:
+                stale_layer_sizes[digest] = size
+            else:
+                kept_layers.add(digest)
+    expected = sum(size for digest, size in stale_layer_sizes.items() if digest not in kept_layers)
+    assert reclaimable_bytes(stale, inv.layers) == expected
+
+
+def test_cleanup_dry_run_lists_exactly_what_is_deleted(fleet):
+    with local_registry() as reg, regframe.connect(reg.url) as client:
+        seed(client, fleet)
+        inv = client.inventory(progress=False)
+        stale = stale_tags(inv.manifests, older_than="365d", keep_last=2, now=pd.Timestamp(NOW))
+        dry = client.apply_cleanup(stale, dry_run=True)
+        assert set(dry["status"]) == {"would delete"}
+        real = client.apply_cleanup(stale, dry_run=False)
+        assert set(real["status"]) == {"deleted"}
+        assert list(zip(dry["repository"], dry["tag"])) == list(zip(real["repository"], real["tag"]))
+        after = client.inventory(progress=False)
+        remaining = set(zip(after.tags["repository"].astype(str), after.tags["tag"].astype(str)))
+        deleted = set(zip(real["repository"], real["tag"]))
+        kept = {(str(r), str(t)) for r, t in stale.loc[~stale["stale"], ["repository", "tag"]].itertuples(index=False)}
+        assert not deleted & remaining
+        assert kept <= remaining, "no kept tag was lost"
+        for repo, tag in kept:
+            assert client.digest(repo, tag) == fleet.tags[repo][tag].digest
+
+
+def test_missing_config_blob_is_an_error_row(fleet):
+    small = make_fleet(repositories=2, tags_per_repo=3, base_layers=1, multi_platform_ratio=0, seed=9, now=NOW,
+                       layer_size_range=(300, 900), base_layer_size_range=(1000, 2000))
+    with local_registry() as reg, regframe.connect(reg.url) as client:
+        seed(client, small)
+        victim = small.records()[0]
+        hex_ = victim["config_digest"].split(":")[1]
+        blob_dir = reg.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hex_[:2] / hex_
+        (blob_dir / "data").unlink()
+        inv = client.inventory(progress=False)
+        assert list(inv.errors["stage"].astype(str)).count("config") >= 1
+        assert victim["config_digest"] in " ".join(inv.errors["error"].astype(str)) or len(inv.errors)
+        assert len(inv.tags) == small.tag_count, "the rest of the crawl finished"
+        with pytest.raises(regframe.RegistryError):
+            client.inventory(progress=False, strict=True)
