@@ -149,7 +149,6 @@ class Crawler:
             self.result.repositories[repository] = len(tags)
         if self._bar is not None:
             self._bar.total = (self._bar.total or 0) + len(tags)
-            self._bar.refresh()
         for tag in tags:
             self.pool.submit(self._resolve, repository, tag)
 
@@ -289,4 +288,4 @@ def _progress_bar(enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=0, unit="tag", desc="crawl", leave=False)
+    return tqdm(total=0, unit="tag", desc="crawl", leave=False, mininterval=0.25)
