@@ -1,0 +1,217 @@
+"""Which tags a cleanup may delete, with a human reason for every decision.
+
+Keep rules always beat delete rules, and a tag that shares its digest with a kept
+tag is kept too: the registry deletes by digest, which removes every tag on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ._frames import (
+    MANIFEST_COLUMNS,
+    STALE_COLUMNS,
+    codes,
+    lexical_rank,
+    pair_keys,
+    require_columns,
+    restore,
+)
+from .duration import format_duration, parse_duration
+
+PLAN_COLUMNS = ("repository", "tag", "digest", "created", "age", "reason")
+
+Pattern = str | re.Pattern[str] | None
+
+
+class _Tags(NamedTuple):
+    """One entry per (repository, tag): codes, and the values the codes index."""
+
+    repo: np.ndarray
+    tag: np.ndarray
+    digest: np.ndarray
+    created: pd.DatetimeIndex
+    size: pd.api.extensions.ExtensionArray
+    repo_values: pd.Index
+    tag_values: pd.Index
+    digest_values: pd.Index
+
+
+def stale_tags(
+    manifests: pd.DataFrame,
+    older_than: str | int | dt.timedelta | pd.Timedelta = "90d",
+    keep_last: int | None = None,
+    keep: Pattern = None,
+    match: Pattern = None,
+    now: str | dt.datetime | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """One row per (repository, tag) saying whether a cleanup may delete it, and why.
+
+    A tag is stale when it matches ``match`` (``re.search``; every tag when None) and
+    its image is older than ``older_than``. Kept regardless: tags matching ``keep``,
+    the ``keep_last`` newest tags of each repository (ties broken by tag name), tags
+    whose creation date is unknown, and any tag on the same digest as a kept tag in
+    its repository. A multi-platform tag's ``created`` is its newest platform's and
+    its ``size`` the sum of its platforms' sizes. Untagged manifests are left out.
+    Rows are sorted by repository, newest first, undated last.
+    """
+    threshold = parse_duration(older_than)
+    limit = _check_keep_last(keep_last)
+    keep_rx = _compile(keep, "keep")
+    match_rx = _compile(match, "match")
+    at = _as_utc(now)
+    require_columns(manifests, MANIFEST_COLUMNS, "stale_tags")
+
+    tags = _per_tag(manifests)
+    known = ~tags.created.isna()
+    tag_rank = lexical_rank(tags.tag_values)[tags.tag]
+    repo_rank = lexical_rank(tags.repo_values)[tags.repo]
+    newest_first = np.where(known, -tags.created.asi8, np.iinfo(np.int64).max)
+    order = np.lexsort((tag_rank, newest_first, repo_rank))
+
+    newest = _among_newest(order, repo_rank, known, limit)
+    kept_by_pattern = _matches(keep_rx, tags.tag_values, tags.tag, default=False)
+    in_scope = _matches(match_rx, tags.tag_values, tags.tag, default=True)
+    age = at - tags.created
+    old = np.asarray(known & (age > threshold))
+    words = format_duration(threshold)
+    rules = [kept_by_pattern, newest, ~known, ~in_scope, ~old]
+    reason = np.select(
+        rules,
+        ["kept: matches keep pattern", f"kept: among newest {limit}",
+         "kept: creation date unknown", "kept: does not match pattern", f"newer than {words}"],
+        default=f"older than {words}",
+    ).astype(object)
+    stale = ~np.logical_or.reduce(rules)
+    _keep_digest_siblings(stale, reason, tags, tag_rank)
+
+    result = pd.DataFrame({
+        "repository": restore(tags.repo[order], tags.repo_values, manifests["repository"]),
+        "tag": restore(tags.tag[order], tags.tag_values, manifests["tag"]),
+        "digest": restore(tags.digest[order], tags.digest_values, manifests["digest"]),
+        "created": tags.created[order],
+        "age": pd.TimedeltaIndex(age[order]),
+        "size": tags.size[order],
+        "stale": stale[order],
+        "reason": reason[order],
+    })
+    result.attrs.update(older_than=threshold, now=at, keep=keep, keep_last=keep_last, match=match)
+    return result
+
+
+def _per_tag(manifests: pd.DataFrame) -> _Tags:
+    """Collapse platform rows to one per (repository, tag): newest created, summed size."""
+    repo, repo_values = codes(manifests["repository"])
+    tag, tag_values = codes(manifests["tag"])
+    digest, digest_values = codes(manifests["digest"])
+    tagged = (repo >= 0) & (tag >= 0)
+    group, _ = pd.factorize(pair_keys(repo[tagged], tag[tagged], len(tag_values)))
+    first = np.flatnonzero(tagged)[pd.Series(group).drop_duplicates().index.to_numpy()]
+
+    created = pd.Series(pd.to_datetime(manifests["created"], utc=True).array[tagged])
+    size = pd.Series(pd.array(manifests["size"], dtype="Int64")[tagged])
+    return _Tags(
+        repo=repo[first], tag=tag[first], digest=digest[first],
+        created=pd.DatetimeIndex(created.groupby(group, sort=True).max()).as_unit("ns"),
+        size=size.groupby(group, sort=True).sum(min_count=1).array,
+        repo_values=repo_values, tag_values=tag_values, digest_values=digest_values,
+    )
+
+
+def cleanup_plan(stale: pd.DataFrame) -> pd.DataFrame:
+    """The stale rows only, oldest first within each repository: what the deletion step gets."""
+    require_columns(stale, STALE_COLUMNS, "cleanup_plan")
+    mask = stale["stale"].to_numpy(dtype=bool, na_value=False)
+    plan = stale.loc[mask, list(PLAN_COLUMNS)]
+    plan = plan.sort_values(["repository", "created", "tag"], key=_lexical_key,
+                            na_position="last", kind="stable", ignore_index=True)
+    plan.attrs = dict(stale.attrs)
+    return plan
+
+
+def _lexical_key(column: pd.Series) -> pd.Series:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.astype(str)
+    return column
+
+
+def _check_keep_last(keep_last: object) -> int | None:
+    if keep_last is None:
+        return None
+    if isinstance(keep_last, bool) or not isinstance(keep_last, (int, np.integer)) or keep_last < 0:
+        raise ValueError(f"keep_last must be a non-negative int or None, got {keep_last!r}")
+    return int(keep_last)
+
+
+def _compile(pattern: object, name: str) -> re.Pattern[str] | None:
+    if pattern is None or isinstance(pattern, re.Pattern):
+        return pattern
+    if not isinstance(pattern, str):
+        raise ValueError(f"{name} must be a regular expression string, got {pattern!r}")
+    try:
+        return re.compile(pattern)
+    except (re.error, OverflowError, RecursionError) as err:
+        raise ValueError(
+            f"{name} pattern {pattern!r} is not a valid regular expression: {err}") from None
+
+
+def _as_utc(now: object) -> pd.Timestamp:
+    if now is None:
+        return pd.Timestamp.now(tz="UTC")
+    try:
+        stamp = pd.Timestamp(now)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise ValueError(f"now={now!r} is not a date/time: {err}") from None
+    if pd.isna(stamp):
+        raise ValueError(f"now={now!r} is not a date/time")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _matches(rx: re.Pattern[str] | None, values: pd.Index, idx: np.ndarray,
+             default: bool) -> np.ndarray:
+    """``rx.search`` per row, run once per distinct tag name."""
+    if rx is None:
+        return np.full(len(idx), default)
+    used = np.unique(idx)
+    hit = np.zeros(len(values), dtype=bool)
+    hit[used] = [rx.search(name) is not None for name in values.take(used).astype(str)]
+    return hit[idx]
+
+
+def _among_newest(order: np.ndarray, repo_rank: np.ndarray, known: np.ndarray,
+                  limit: int | None) -> np.ndarray:
+    """The ``limit`` newest dated tags of each repository, given rows sorted by
+    repository, then newest first (undated last), then tag name."""
+    if not limit:
+        return np.zeros(len(repo_rank), dtype=bool)
+    sorted_repo = repo_rank[order]
+    group_start = np.flatnonzero(np.r_[True, sorted_repo[1:] != sorted_repo[:-1]])
+    sizes = np.diff(np.r_[group_start, len(order)])
+    position = np.arange(len(order)) - np.repeat(group_start, sizes)
+    newest = np.zeros(len(order), dtype=bool)
+    newest[order] = position < limit
+    return newest & known
+
+
+def _keep_digest_siblings(stale: np.ndarray, reason: np.ndarray, tags: _Tags,
+                          tag_rank: np.ndarray) -> None:
+    """Keep stale tags whose digest a kept tag of the same repository also carries.
+
+    The reason names the kept sibling that comes first by name, so it is stable.
+    """
+    keys = pair_keys(tags.repo, tags.digest, len(tags.digest_values))
+    kept = ~stale & (tags.digest >= 0)
+    first_kept = (pd.DataFrame({"key": keys[kept], "rank": tag_rank[kept], "tag": tags.tag[kept]})
+                  .sort_values("rank", kind="stable").drop_duplicates("key"))
+    where = pd.Index(first_kept["key"]).get_indexer(keys)
+    saved = stale & (where >= 0) & (tags.digest >= 0)
+    if not saved.any():
+        return
+    sibling = tags.tag_values.take(first_kept["tag"].to_numpy()[where[saved]]).astype(str)
+    reason[saved] = ("kept: shares digest with kept tag '" + pd.Series(sibling) + "'").to_numpy()
+    stale[saved] = False

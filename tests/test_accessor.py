@@ -1,0 +1,163 @@
+"""``df.registry`` on hand-built frames: the analyses, column checks, and chart delegation.
+
+Expected numbers are worked out by hand in each test. The chart methods are checked
+against a stand-in ``regframe.plot`` module that records its calls (the real charts
+have their own tests); one test also drives the real module when it is present.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import regframe.accessor  # noqa: F401  (registers df.registry)
+
+NOW = pd.Timestamp("2026-01-01", tz="UTC")
+
+# Two repositories sharing base layer B (100 bytes); a's own layer A (10), b's own layer C (30).
+# a has tags 1 and 2 on one manifest m1; b has tag x on m2.
+LAYERS = pd.DataFrame({
+    "repository": ["a", "a", "a", "a", "b", "b"],
+    "tag": ["1", "1", "2", "2", "x", "x"],
+    "manifest_digest": ["m1", "m1", "m1", "m1", "m2", "m2"],
+    "platform": "linux/amd64",
+    "position": [0, 1, 0, 1, 0, 1],
+    "layer_digest": ["B", "A", "B", "A", "B", "C"],
+    "size": pd.array([100, 10, 100, 10, 100, 30], dtype="Int64"),
+    "media_type": "application/vnd.oci.image.layer.v1.tar+gzip",
+})
+# Tag 1 and 2 of a are 200 days old on one digest; b:x is 10 days old.
+MANIFESTS = pd.DataFrame({
+    "repository": ["a", "a", "b"],
+    "tag": ["1", "2", "x"],
+    "digest": ["m1", "m1", "m2"],
+    "manifest_digest": ["m1", "m1", "m2"],
+    "created": [NOW - pd.Timedelta(days=200)] * 2 + [NOW - pd.Timedelta(days=10)],
+    "size": pd.array([110, 110, 130], dtype="Int64"),
+})
+
+
+def test_accessor_is_registered():
+    assert hasattr(pd.DataFrame, "registry")
+
+
+def test_storage_usage_and_sharing_through_the_accessor():
+    usage = LAYERS.registry.storage_usage()
+    # b stores B + C = 130, a stores B + A = 110; b first.
+    columns = ["repository", "stored_bytes", "exclusive_bytes", "shared_bytes"]
+    assert usage[columns].values.tolist() == [["b", 130, 30, 100], ["a", 110, 10, 100]]
+    # a's logical bytes: two tags of 110 each.
+    assert usage.set_index("repository").loc["a", "logical_bytes"] == 220
+    matrix = LAYERS.registry.sharing_matrix()
+    np.testing.assert_array_equal(matrix.to_numpy(), [[130, 100], [100, 110]])
+    assert list(LAYERS.registry.sharing_matrix(top=1).index) == ["b"]
+    shared = LAYERS.registry.shared_layers()
+    assert shared.iloc[0][["layer_digest", "repositories", "tags"]].tolist() == ["B", 2, 3]
+
+
+def test_stale_reclaim_and_plan_through_the_accessor():
+    stale = MANIFESTS.registry.stale_tags(older_than="90d", now=NOW)
+    assert stale.set_index("tag")["stale"].to_dict() == {"1": True, "2": True, "x": False}
+    # a's tags are stale; A (10) is only theirs, B (100) is still used by b:x.
+    assert stale.registry.reclaimable_bytes(LAYERS) == 10
+    per_repo = stale.registry.reclaimable_by_repository(LAYERS)
+    assert per_repo.to_dict("list") == {"repository": ["a"], "stale_tags": [2],
+                                        "reclaimable_bytes": [10]}
+    plan = stale.registry.cleanup_plan()
+    assert list(plan["tag"]) == ["1", "2"]
+    kept = MANIFESTS.registry.stale_tags(older_than="90d", keep="^2$", now=NOW)
+    assert kept.registry.cleanup_plan().empty           # 1 shares its digest with kept tag 2
+
+
+@pytest.mark.parametrize(("frame", "call", "missing"), [
+    (MANIFESTS, lambda f: f.registry.storage_usage(), "'layer_digest'"),
+    (MANIFESTS, lambda f: f.registry.shared_layers(), "'layer_digest'"),
+    (MANIFESTS, lambda f: f.registry.sharing_matrix(), "'layer_digest'"),
+    (LAYERS, lambda f: f.registry.stale_tags(), "'digest', 'created'"),
+    (LAYERS, lambda f: f.registry.cleanup_plan(), "'digest', 'created', 'age', 'stale', 'reason'"),
+    (LAYERS, lambda f: f.registry.reclaimable_bytes(LAYERS), "'stale'"),
+    (MANIFESTS, lambda f: f.registry.plot_layer_sizes(), "'layer_digest'"),
+    (MANIFESTS, lambda f: f.registry.plot_shared_layers(), "'layer_digest'"),
+    (LAYERS, lambda f: f.registry.plot_stale_tags(), "'created', 'age', 'stale'"),
+])
+def test_wrong_frame_names_the_missing_columns(frame, call, missing):
+    with pytest.raises(ValueError, match=missing):
+        call(frame)
+
+
+def test_reclaimable_bytes_checks_its_layers_argument():
+    stale = MANIFESTS.registry.stale_tags(now=NOW)
+    with pytest.raises(ValueError, match="'layer_digest'"):
+        stale.registry.reclaimable_bytes(MANIFESTS)
+    with pytest.raises(ValueError, match="layers frame"):
+        stale.registry.reclaimable_bytes("layers.csv")
+
+
+def test_plot_storage_needs_usage_or_layers():
+    with pytest.raises(ValueError, match="storage_usage frame.*layers frame"):
+        MANIFESTS.registry.plot_storage()
+
+
+@pytest.fixture
+def recording_plot(monkeypatch):
+    """A stand-in regframe.plot recording what each chart function receives."""
+    calls: list[tuple[str, pd.DataFrame, dict]] = []
+    module = types.ModuleType("regframe.plot")
+    for name in ("storage", "shared_layers", "stale_tags", "layer_sizes"):
+        def chart(frame, _name=name, **kwargs):
+            calls.append((_name, frame, kwargs))
+            return f"axes from {_name}"
+        setattr(module, name, chart)
+    monkeypatch.setitem(sys.modules, "regframe.plot", module)
+    return calls
+
+
+def test_plot_methods_delegate(recording_plot):
+    assert LAYERS.registry.plot_storage(top=5, ax="AX") == "axes from storage"
+    name, usage, kwargs = recording_plot[-1]
+    # Called on layers: storage_usage is computed first (b 130 stored, a 110).
+    assert list(usage["stored_bytes"]) == [130, 110] and kwargs == {"top": 5, "ax": "AX"}
+
+    given = pd.DataFrame({"repository": ["r"], "stored_bytes": [1], "exclusive_bytes": [1],
+                          "shared_bytes": [0]})
+    given.registry.plot_storage()
+    assert recording_plot[-1][1] is given and recording_plot[-1][2] == {"top": 15, "ax": None}
+
+    LAYERS.registry.plot_shared_layers(top=3)
+    assert recording_plot[-1][0] == "shared_layers" and recording_plot[-1][1] is LAYERS
+    assert recording_plot[-1][2] == {"top": 3, "ax": None}
+
+    LAYERS.registry.plot_layer_sizes(ax="AX")
+    assert recording_plot[-1][:2] == ("layer_sizes", LAYERS)
+
+    stale = MANIFESTS.registry.stale_tags(older_than="90d", now=NOW)
+    stale.registry.plot_stale_tags()
+    assert recording_plot[-1][1] is stale
+    stale.registry.plot_stale_tags(layers=LAYERS)
+    drawn = recording_plot[-1][1]
+    assert drawn.attrs["reclaimable_bytes"] == 10                  # layer A only
+    assert drawn.attrs["older_than"] == pd.Timedelta(days=90)
+    assert "reclaimable_bytes" not in stale.attrs                  # the caller's frame untouched
+
+
+def test_plot_methods_with_the_real_charts(monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    plot = pytest.importorskip("regframe.plot")
+    if not all(hasattr(plot, n) for n in ("storage", "shared_layers", "stale_tags", "layer_sizes")):
+        pytest.skip("regframe.plot does not provide every chart yet")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stale = MANIFESTS.registry.stale_tags(older_than="90d", now=NOW)
+    for draw in (lambda: LAYERS.registry.plot_storage(),
+                 lambda: LAYERS.registry.plot_shared_layers(),
+                 lambda: stale.registry.plot_stale_tags(layers=LAYERS),
+                 lambda: LAYERS.registry.plot_layer_sizes()):
+        ax = draw()
+        assert ax.figure is not None and ax.has_data()
+        plt.close(ax.figure)
