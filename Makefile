@@ -15,12 +15,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 
-# Debian's registry (CNCF distribution 2.8) and the peers the tests compare against.
+# Debian's registry (CNCF distribution 2.8), the peers the tests compare against, and a browser.
 system-deps:
 	@missing=""; \
 	test -x /usr/bin/docker-registry || missing="$$missing docker-registry"; \
 	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
