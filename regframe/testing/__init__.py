@@ -1,8 +1,13 @@
 """Test harness shipped with regframe: real local registries, a token server and TLS material.
 
+``images`` builds synthetic images and fleets without Docker; ``faultproxy`` puts faults in front
+of a real registry (its ``Rule`` is ``faultproxy.Rule``; the ``Rule`` here is the token server's).
+
 Needs the ``testing`` extra (``cryptography``, ``bcrypt``) and Debian's ``docker-registry``.
 """
 
+from . import faultproxy, images
+from .images import Fleet, build_image, build_index, layer, make_fleet, push_image, seed
 from .registry import LocalRegistry, local_registry
 from .tls import CertificateAuthority, TLSFiles, issue_server_certificate, make_ca, write_tls_files
 from .tokenserver import (
@@ -18,6 +23,15 @@ from .tokenserver import (
 )
 
 __all__ = [
+    "Fleet",
+    "build_image",
+    "build_index",
+    "faultproxy",
+    "images",
+    "layer",
+    "make_fleet",
+    "push_image",
+    "seed",
     "CATALOG",
     "AccessRules",
     "CertificateAuthority",
