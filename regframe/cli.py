@@ -159,7 +159,9 @@ def dashboard(args) -> int:
     password = None
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
-    return serve(args.url, port=args.port, user=args.user, password=password)
+    elif args.user:
+        raise ValueError("--user needs --password-stdin (passwords are never taken on the command line)")
+    return serve(args.url, port=args.port, user=args.user, password=password, allow_delete=args.allow_delete)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -212,6 +214,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
     b.add_argument("--user")
     b.add_argument("--password-stdin", action="store_true")
+    b.add_argument("--allow-delete", action="store_true",
+                   help="enable the stale-tag widget's Delete button (off by default)")
     b.set_defaults(run=dashboard)
     return top
 

@@ -1,0 +1,242 @@
+"""The notebooks as people see them: headless Debian Chromium driven by Playwright.
+
+One test runs the storage-audit notebook in JupyterLab and checks that its charts and widget render;
+one opens the ``regframe dashboard`` page (Voilà), moves the age slider and checks that the stale
+table and the reclaimable bytes follow. Jupyter runs with its own HOME, config, data, runtime and
+settings folders so nothing of the machine's setup (or a news pop-up) gets in the way. Screenshots
+land in test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import pytest
+import requests
+
+import regframe
+from regframe import dashboard
+from regframe.testing import local_registry
+from regframe.testing.images import make_fleet, seed
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+expect = playwright_api.expect
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return make_fleet(repositories=8, tags_per_repo=6, multi_platform_ratio=0.2, seed=31, age_range_days=(1, 900),
+                      layer_size_range=(300, 3000), base_layer_size_range=(4000, 9000))
+
+
+@pytest.fixture(scope="module")
+def registry_url(fleet):
+    with local_registry() as reg:
+        with regframe.connect(reg.url) as client:
+            seed(client, fleet)
+        yield reg.url
+
+
+@pytest.fixture(scope="module")
+def jupyter_env(tmp_path_factory):
+    """Environment for Jupyter processes: fresh folders, JupyterLab's news and update checks off."""
+    base = tmp_path_factory.mktemp("jupyter")
+    names = {"HOME": "home", "JUPYTER_CONFIG_DIR": "config", "JUPYTER_RUNTIME_DIR": "runtime",
+             "JUPYTER_DATA_DIR": "data", "JUPYTERLAB_SETTINGS_DIR": "lab-settings",
+             "JUPYTERLAB_WORKSPACES_DIR": "lab-workspaces", "IPYTHONDIR": "ipython", "TMPDIR": "tmp"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGFRAME_", "JUPYTER"))}
+    for variable, folder in names.items():
+        (base / folder).mkdir()
+        env[variable] = str(base / folder)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env["MPLCONFIGDIR"] = matplotlib.get_cachedir()  # a fresh one costs a font-cache rebuild per kernel
+    settings = base / "lab-settings"
+    for plugin, values in {
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+    }.items():
+        target = settings / f"{plugin}.jupyterlab-settings"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
+    return env
+
+
+@pytest.fixture(scope="module")
+def browser(jupyter_env):
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                              env={**jupyter_env})
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 4200})
+    yield context.new_page()
+    context.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- JupyterLab -------------------------------------------------------------------------------------------
+
+
+def code_cells(path: Path) -> int:
+    return sum(cell["cell_type"] == "code" for cell in json.loads(path.read_text())["cells"])
+
+
+def start_lab(env: dict, root: Path, log: Path) -> tuple[subprocess.Popen, str, str]:
+    token = secrets.token_hex(16)
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", "--port=0",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+               "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    info = Path(env["JUPYTER_RUNTIME_DIR"]) / f"jpserver-{process.pid}.json"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"JupyterLab exited early:\n{log.read_text()[-3000:]}")
+        if info.is_file():
+            try:
+                base = f"http://127.0.0.1:{json.loads(info.read_text())['port']}"
+                if requests.get(f"{base}/api/status", params={"token": token}, timeout=1).ok:
+                    return process, base, token
+            except (ValueError, KeyError, requests.RequestException):
+                pass
+        time.sleep(0.1)
+    stop(process)
+    raise AssertionError(f"JupyterLab did not start in 30 s:\n{log.read_text()[-3000:]}")
+
+
+def test_jupyterlab_runs_the_storage_audit(jupyter_env, page, registry_url, tmp_path):
+    root = tmp_path / "lab"
+    root.mkdir()
+    shutil.copy(ROOT / "notebooks" / "02-storage-audit.ipynb", root)
+    env = {**jupyter_env, "REGFRAME_URL": registry_url, "REGFRAME_OUT": str(tmp_path / "report")}
+    process, base, token = start_lab(env, root, tmp_path / "lab.log")
+    try:
+        page.goto(f"{base}/lab/tree/02-storage-audit.ipynb?token={token}")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
+            ".some(e => e.textContent.trim().endsWith('| Idle'))", timeout=30_000)
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+        prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
+        page.wait_for_function(
+            "() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];"
+            " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }", timeout=60_000)
+        screenshot(page, "jupyterlab-storage-audit.png")
+
+        assert prompts.count() == code_cells(root / "02-storage-audit.ipynb")
+        assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+        charts = page.locator(".jp-OutputArea-output[data-mime-type='image/png'] img")
+        assert charts.count() == 2, "plot.storage and plot.shared_layers"
+        assert all(width > 300 for width in charts.evaluate_all("imgs => imgs.map(i => i.naturalWidth)"))
+
+        board = page.locator(".regframe-storage")
+        board.wait_for(state="visible")
+        widget_images = board.locator(".widget-image")
+        assert widget_images.count() == 2
+        assert all(width > 300 for width in widget_images.evaluate_all("imgs => imgs.map(i => i.naturalWidth)"))
+        assert "8 rows" in board.locator(".regframe-storage-table").inner_text()
+        outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+        assert not any("StorageDashboard(children" in text for text in outputs), "widget manager missing"
+        board.screenshot(path=str(ARTIFACTS / "jupyterlab-storage-widget.png"))
+        assert (tmp_path / "report" / "storage.csv").is_file()
+    finally:
+        stop(process)
+
+
+# -- the Voilà dashboard ----------------------------------------------------------------------------------
+
+
+def expected_at(records, days: int, keep: str, now: pd.Timestamp) -> tuple[int, int]:
+    """Stale tag count and reclaimable bytes under age + keep rules (kept digests protect their siblings)."""
+    digest, created = {}, defaultdict(list)
+    for r in records:
+        key = (r["repository"], r["tag"])
+        digest[key] = r["digest"]
+        if r["created"] is not None and r["created"].year >= 1990:
+            created[key].append(pd.Timestamp(r["created"]))
+    kept = {(k[0], digest[k]) for k in digest
+            if re.search(keep, k[1]) or not created[k] or now - max(created[k]) <= pd.Timedelta(days=days)}
+    stale = {k for k in digest if (k[0], digest[k]) not in kept}
+    users, sizes = defaultdict(set), {}
+    for r in records:
+        for layer, size in r["layers"]:
+            users[layer].add((r["repository"], r["tag"]))
+            sizes[layer] = size
+    return len(stale), sum(sizes[d] for d, who in users.items() if who <= stale)
+
+
+def test_dashboard_page_follows_the_age_slider(jupyter_env, page, registry_url, fleet, tmp_path, monkeypatch):
+    for name, value in jupyter_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    with dashboard.start(registry_url, log_path=tmp_path / "voila.log") as board:
+        assert board.url.startswith(f"http://127.0.0.1:{board.port}/?token=")
+        page.goto(board.url)
+        table = page.locator(".regframe-stale-table")
+        table.locator("table").wait_for(timeout=30_000)
+        now = pd.Timestamp.now(tz="UTC")
+        summary, reclaimable = page.locator(".regframe-stale-summary"), page.locator(".regframe-reclaimable")
+        count, freed = expected_at(fleet.records(), 90, r"^latest$", now)
+        assert 0 < count and freed > 0
+        assert f"{count} of {fleet.tag_count} tags stale (older than 90 days)" in summary.inner_text()
+        assert f"({freed:,} bytes)" in reclaimable.inner_text()
+        assert f"{count} rows" in table.inner_text()
+        assert page.locator(".regframe-storage .widget-image").count() == 2
+        screenshot(page, "dashboard-before.png")
+
+        handle = page.locator(".regframe-older-than .noUi-handle")
+        handle.focus()
+        page.keyboard.press("End")
+        page.wait_for_function(
+            "() => !document.querySelector('.regframe-stale-summary').textContent.includes('older than 90 days')",
+            timeout=10_000)
+        slider_max = int(page.locator(".regframe-older-than .widget-readout").inner_text())
+        oldest = max((now - pd.Timestamp(r["created"])).days for r in fleet.records()
+                     if r["created"] is not None and r["created"].year >= 1990)
+        assert oldest <= slider_max <= oldest + 1, "the slider ends at the oldest image's age"
+        expect(summary).to_contain_text(f"0 of {fleet.tag_count} tags stale (older than {slider_max} days)")
+        expect(reclaimable).to_contain_text("(0 bytes)")
+        expect(table).to_contain_text("0 rows")
+        screenshot(page, "dashboard-after.png")
+    assert board.process.returncode is not None
