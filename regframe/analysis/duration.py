@@ -46,7 +46,9 @@ def parse_duration(text: str | int | dt.timedelta | pd.Timedelta) -> pd.Timedelt
         result = pd.Timedelta(text)
         if pd.isna(result):
             raise ValueError(f"invalid duration {text!r}: expected {ACCEPTED}")
-        return _non_negative(result, text)
+        # pandas 3 may hold a long timedelta in microseconds; ages are compared in nanoseconds.
+        return _non_negative(_from_ns(int(result.total_seconds()) * 10**9 + result.nanoseconds
+                                      + result.microseconds * 1000, text), text)
     if isinstance(text, Integral):
         return _non_negative(_from_ns(int(text) * _NS["d"], text), text)
     if not isinstance(text, str):

@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from . import errors as E
-from .transport import Request
+from .transport import Request, is_http_url, read_raw
 
 Flow = Generator[Request, requests.Response, None]
 
@@ -185,7 +185,7 @@ class RegistryAuth(Auth):
 
     def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> Generator:
         realm = challenge.realm or ""
-        if urlsplit(realm).scheme not in ("http", "https"):
+        if not is_http_url(realm):
             raise E.RegistryAuthenticationError(f"bearer challenge realm {realm[:120]!r} is not an http(s) URL")
         query = [("service", challenge.params["service"])] if challenge.params.get("service") else []
         query += [("scope", s) for s in scopes]
@@ -204,7 +204,7 @@ class RegistryAuth(Auth):
             raise E.RegistryAuthenticationError(f"{where} answered HTTP {response.status_code}",
                                                 status=response.status_code)
         try:
-            raw = response.raw.read(TOKEN_BODY_LIMIT + 1, decode_content=True)
+            raw = read_raw(response, TOKEN_BODY_LIMIT, where)
             if len(raw) > TOKEN_BODY_LIMIT:
                 raise ValueError("token response too large")
             body = json.loads(raw)
@@ -213,7 +213,7 @@ class RegistryAuth(Auth):
                 raise ValueError("no token in the response")
             expires_in = body.get("expires_in", DEFAULT_TOKEN_TTL)
             expires_in = DEFAULT_TOKEN_TTL if not isinstance(expires_in, (int, float)) else float(expires_in)
-        except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError) as exc:
             kind = response.headers.get("Content-Type", "unknown type").split(";")[0]
             raise E.RegistryAuthenticationError(
                 f"{where} answered something that is not a token ({kind}: {exc})") from None

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import mediatypes as MT
-from .errors import RegistryProtocolError
-from .reference import Platform
+from .errors import InvalidReferenceError, RegistryProtocolError
+from .reference import Platform, validate_digest
+
+INT64_MAX = 2 ** 63 - 1  # a descriptor's size is an int64 in the image spec
 
 
 class Manifest(dict):
@@ -33,7 +35,7 @@ class Manifest(dict):
     def parse(cls, raw: bytes, **kw) -> "Manifest":
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise RegistryProtocolError(f"manifest is not valid JSON ({exc})") from None
         if not isinstance(data, dict):
             raise RegistryProtocolError("manifest JSON is not an object")
@@ -102,6 +104,64 @@ class Manifest(dict):
         return f"<div><b>Manifest</b><table>{body}</table></div>"
 
 
+def check_structure(manifest: Manifest) -> None:
+    """Refuse a manifest whose descriptors break the image spec (RegistryProtocolError), so a broken or
+    hostile one fails here, naming the field, rather than later as a KeyError or as a wrong number."""
+    where = f"manifest {manifest.repository}:{manifest.reference}"
+    if manifest.is_schema1:
+        for entry in _list_field(manifest, "fsLayers", where):
+            if not isinstance(entry, dict):
+                raise RegistryProtocolError(f"{where}: an fsLayers entry is not an object")
+            _check_digest(entry.get("blobSum"), f"{where}: fsLayers blobSum")
+        return
+    if "config" in manifest:
+        _check_descriptor(manifest["config"], f"{where}: config")
+    for layer in _list_field(manifest, "layers", where):
+        _check_descriptor(layer, f"{where}: layer")
+    for child in _list_field(manifest, "manifests", where):
+        _check_descriptor(child, f"{where}: child manifest")
+        platform = child.get("platform")
+        if platform is None:
+            continue
+        if not isinstance(platform, dict) or not all(
+                isinstance(platform.get(key), str) for key in ("os", "architecture")) or \
+                not isinstance(platform.get("variant", ""), str):
+            raise RegistryProtocolError(f"{where}: child platform {_short(platform)} is not "
+                                        "{os, architecture[, variant]} strings")
+
+
+def _list_field(manifest: Manifest, key: str, where: str) -> list:
+    value = manifest.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RegistryProtocolError(f"{where}: {key!r} is {type(value).__name__}, not a list")
+    return value
+
+
+def _check_descriptor(descriptor: object, where: str) -> None:
+    if not isinstance(descriptor, dict):
+        raise RegistryProtocolError(f"{where} descriptor is {_short(descriptor)}, not an object")
+    _check_digest(descriptor.get("digest"), f"{where} digest")
+    size = descriptor.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= INT64_MAX):
+        raise RegistryProtocolError(f"{where} size {_short(size)} is not a non-negative int64")
+    if not isinstance(descriptor.get("mediaType", ""), str):
+        raise RegistryProtocolError(f"{where} mediaType {_short(descriptor['mediaType'])} is not a string")
+
+
+def _check_digest(digest: object, where: str) -> None:
+    try:
+        validate_digest(digest)
+    except InvalidReferenceError as exc:
+        raise RegistryProtocolError(f"{where}: {exc}") from None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -134,7 +194,7 @@ def schema1_payload(raw: bytes) -> bytes:
         header = json.loads(_b64url(protected))
         length = int(header["formatLength"])
         tail = _b64url(header["formatTail"])
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
         return raw
     return raw[:length] + tail
 

@@ -7,7 +7,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -15,10 +15,10 @@ from . import errors as E
 from . import mediatypes as MT
 from .auth import RegistryAuth
 from .dockerconfig import load_credentials
-from .models import Blob, Manifest, manifest_digest
+from .models import Blob, Manifest, check_structure, manifest_digest
 from .reference import (Platform, hasher_for, is_digest, parse_platform, validate_digest,
                         validate_reference, validate_repository, validate_tag)
-from .transport import Transport
+from .transport import DEFAULT_JSON_LIMIT, Transport, is_http_url, join_url, parse_json
 
 DOCKER_HUB_API = "https://registry-1.docker.io"
 _HUB_ALIASES = {"registry.hub.docker.com", "hub.docker.com", "docker.io", "index.docker.io",
@@ -85,7 +85,7 @@ class RegistryReads:
                 raise ValueError(f"ca_bundle {str(ca_bundle)!r} is not a file")
             verify = str(ca_bundle)
         for name, value in (("open_timeout", open_timeout), ("read_timeout", read_timeout)):
-            if not isinstance(value, (int, float)) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         self.user = user
         self.auth = RegistryAuth(user, password)
@@ -140,12 +140,12 @@ class RegistryReads:
             if url in seen:
                 raise E.RegistryProtocolError(f"pagination loops: {urlsplit(url).path} was already visited")
             seen.add(url)
-            response = self.transport.request("GET", url, scopes=scopes, kind=kind,
-                                              ok=(404,) if ok_missing else ())
+            what = f"GET {urlsplit(url).path}"
+            response, raw = self.transport.fetch("GET", url, limit=DEFAULT_JSON_LIMIT, what=what, scopes=scopes,
+                                                 kind=kind, ok=(404,) if ok_missing else ())
             if response.status_code == 404:
-                response.close()
                 return
-            body = self.transport.read_json(response, f"GET {urlsplit(url).path}")
+            body = parse_json(raw, what, url)
             if not isinstance(body, dict):
                 raise E.RegistryProtocolError(f"GET {urlsplit(url).path}: expected a JSON object")
             nxt = _next_link(response.headers.get("Link"), url)
@@ -159,7 +159,7 @@ class RegistryReads:
         """Every repository name, page by page."""
         first = "/v2/_catalog" + (f"?n={int(page_size)}" if page_size else "")
         for body, _ in self._pages(first, CATALOG_SCOPE, "catalog"):
-            yield from (r for r in body.get("repositories") or [] if isinstance(r, str))
+            yield from _strings(body, "repositories", "GET /v2/_catalog")
 
     def search(self, pattern: str = "") -> list[str]:
         """Repository names containing ``pattern``, from the whole (paginated) catalog."""
@@ -182,8 +182,8 @@ class RegistryReads:
         for body, next_url in self._pages(first, pull_scope(repository), "tags", follow=auto_paginate,
                                           ok_missing=True):
             found = True
-            name = body.get("name") or name
-            tags.extend(t for t in body.get("tags") or [] if isinstance(t, str))
+            name = body.get("name") if isinstance(body.get("name"), str) and body["name"] else name
+            tags.extend(_strings(body, "tags", f"GET /v2/{repository}/tags/list"))
         if not found or not tags:
             return {}
         result: dict = {"name": name, "tags": tags}
@@ -209,14 +209,13 @@ class RegistryReads:
         """The manifest, digest-checked against its bytes; an empty Manifest when not found."""
         repository = self._repo(repo)
         validate_reference(reference)
-        response = self.transport.request("GET", f"/v2/{repository}/manifests/{reference}",
-                                          headers={"Accept": MT.MANIFEST_ACCEPT},
-                                          scopes=pull_scope(repository), kind="manifest", ok=(404,))
-        if response.status_code == 404:
-            response.close()
-            return Manifest(repository=repository, reference=reference)
         what = f"manifest {repository}:{reference}"
-        raw = self.transport.read_body(response, MT.MAX_MANIFEST_BYTES, what)
+        response, raw = self.transport.fetch("GET", f"/v2/{repository}/manifests/{reference}",
+                                             limit=MT.MAX_MANIFEST_BYTES, what=what,
+                                             headers={"Accept": MT.MANIFEST_ACCEPT},
+                                             scopes=pull_scope(repository), kind="manifest", ok=(404,))
+        if response.status_code == 404:
+            return Manifest(repository=repository, reference=reference)
         return verified_manifest(raw, response.headers, repository, reference)
 
     def manifest_exists(self, repo: str, reference: str) -> str | None:
@@ -229,7 +228,9 @@ class RegistryReads:
         response.close()
         if response.status_code == 404:
             return None
-        return response.headers.get("Docker-Content-Digest") or ""
+        found = response.headers.get("Docker-Content-Digest") or ""
+        # A malformed digest is no answer: digest() then hashes the GET body instead.
+        return found if _well_formed(found) else ""
 
     def digest(self, repo: str, tag: str, platform: str | None = None) -> str:
         """The manifest digest by HEAD (GET and hash when HEAD gives none); ``platform`` picks an index child."""
@@ -246,7 +247,6 @@ class RegistryReads:
             if found is None:
                 raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
             if found:
-                validate_digest(found)
                 return found
         manifest = self.manifest(repository, tag)
         if not manifest:
@@ -300,35 +300,46 @@ class RegistryReads:
         return response.status_code != 404
 
     def blob(self, repo: str, digest: str, path: str | os.PathLike | None = None, *,
-             progress: Progress | None = None) -> Blob:
-        """Fetch a blob, sha-checked; with ``path`` streamed to a temporary file renamed on success."""
+             progress: Progress | None = None, max_size: int | None = None) -> Blob:
+        """Fetch a blob, sha-checked; with ``path`` streamed to a temporary file renamed on success.
+
+        ``max_size`` refuses (RegistryProtocolError) a body longer than that, e.g. the size a manifest
+        declares, so a hostile server cannot make a small read fill memory or disk."""
         repository = self._repo(repo)
         validate_digest(digest)
+        if max_size is not None and (not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 0):
+            raise ValueError(f"max_size must be a non-negative integer or None, not {max_size!r}")
         target = Path(path) if path is not None else None
-        with self.open_blob(repository, digest) as stream:
+        with self.open_blob(repository, digest, max_size=max_size) as stream:
             if target is None:
                 body = b"".join(stream.chunks(progress))
                 return Blob(stream.headers, body=body, digest=digest, size=len(body))
             write_atomically(target, stream.chunks(progress))
             return Blob(stream.headers, path=target, digest=digest, size=stream.read)
 
-    def open_blob(self, repository: str, digest: str) -> "BlobStream":
+    def open_blob(self, repository: str, digest: str, *, max_size: int | None = None) -> "BlobStream":
         response = self.transport.request("GET", f"/v2/{repository}/blobs/{digest}",
                                           scopes=pull_scope(repository), kind="blob", stream=True)
-        return BlobStream(self.transport, response, digest)
+        return BlobStream(self.transport, response, digest, max_size)
 
 
 class BlobStream:
     """A blob body as verified chunks: the last chunk is released only after the digest checks out."""
 
-    def __init__(self, transport: Transport, response: requests.Response, digest: str):
+    def __init__(self, transport: Transport, response: requests.Response, digest: str,
+                 max_size: int | None = None):
         self.transport = transport
         self.response = response
         self.digest = digest
+        self.max_size = max_size
         self.headers = dict(response.headers)
         length = response.headers.get("Content-Length")
         self.total = int(length) if length and length.isdigit() else None
         self.read = 0
+        if max_size is not None and self.total is not None and self.total > max_size:
+            response.close()
+            raise E.RegistryProtocolError(
+                f"blob {digest}: body of {self.total} bytes is over the expected {max_size}", url=response.url)
 
     def __enter__(self):
         return self
@@ -343,6 +354,10 @@ class BlobStream:
         try:
             for chunk in self.transport.iter_body(self.response):
                 self.read += len(chunk)
+                if self.max_size is not None and self.read > self.max_size:
+                    self.response.close()
+                    raise E.RegistryProtocolError(f"blob {self.digest}: body is over the expected {self.max_size} "
+                                                  "bytes", url=self.response.url)
                 if progress:
                     progress(self.read, self.total or 0)
                 yield chunk
@@ -399,6 +414,8 @@ def verified_manifest(raw: bytes, headers, repository: str, reference: str) -> M
     if body_type and content_type in MT.MANIFEST_TYPES and body_type != content_type:
         raise E.RegistryProtocolError(
             f"manifest {repository}:{reference}: Content-Type {content_type} disagrees with its mediaType {body_type}")
+    if body_type is not None and not isinstance(body_type, str):
+        raise E.RegistryProtocolError(f"manifest {repository}:{reference}: mediaType {body_type!r} is not a string")
     media_type = body_type or (content_type if content_type in MT.MANIFEST_TYPES else None)
     if media_type is None:
         if manifest.get("schemaVersion") == 1:
@@ -420,6 +437,7 @@ def verified_manifest(raw: bytes, headers, repository: str, reference: str) -> M
                 expected=digest, actual=actual)
     manifest.media_type = media_type
     manifest.digest = actual
+    check_structure(manifest)
     return manifest
 
 
@@ -430,5 +448,26 @@ def _next_link(header: str | None, current: str) -> str | None:
         if 'rel="next"' in part or "rel=next" in part:
             start, end = part.find("<"), part.find(">")
             if 0 <= start < end:
-                return urljoin(current, part[start + 1:end].strip())
+                url = join_url(current, part[start + 1:end].strip())
+                if not is_http_url(url):
+                    raise E.RegistryProtocolError(f"pagination Link header {header[:120]!r} is not an http(s) URL")
+                return url
     return None
+
+
+def _strings(body: dict, key: str, what: str) -> list[str]:
+    """The strings of a JSON list field (``null`` counts as empty); anything but a list is refused."""
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise E.RegistryProtocolError(f"{what}: {key!r} is {type(value).__name__}, not a list")
+    return [item for item in value if isinstance(item, str)]
+
+
+def _well_formed(digest: str) -> bool:
+    try:
+        validate_digest(digest)
+    except E.InvalidReferenceError:
+        return False
+    return True

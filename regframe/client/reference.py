@@ -98,10 +98,11 @@ class Platform:
 
     @classmethod
     def from_descriptor(cls, platform: dict | None) -> "Platform | None":
-        if not platform:
+        if not platform or not isinstance(platform, dict):
             return None
+        variant = platform.get("variant")
         return cls(str(platform.get("os", "")), str(platform.get("architecture", "")),
-                   platform.get("variant") or None)
+                   str(variant) if variant else None)
 
     def matches(self, other: "Platform") -> bool:
         """True if ``other`` satisfies this request; a request without variant accepts any variant."""

@@ -79,6 +79,25 @@ class RateLimit:
     window_seconds: int | None
 
 
+def is_http_url(url: str) -> bool:
+    """Whether a URL a server gave (Location, Link, token realm) is http(s) with a host and a valid port;
+    urllib raises ValueError on some malformed ones, which must not escape as a crash."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError when out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def join_url(base: str, reference: str) -> str:
+    """``urljoin``, with "" for a reference it cannot parse (``is_http_url`` then refuses it)."""
+    try:
+        return urljoin(base, reference)
+    except ValueError:
+        return ""
+
+
 def origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -107,7 +126,7 @@ def oci_error(response: requests.Response) -> tuple[str | None, str | None]:
         body = json.loads(text)
         first = body["errors"][0]
         return str(first.get("code") or "") or None, str(first.get("message") or "") or None
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError,
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError,
             requests.RequestException, urllib3.exceptions.HTTPError):
         return None, None
 
@@ -194,7 +213,9 @@ class Transport:
                 follow_redirects: bool = True) -> requests.Response:
         """Send one logical request and return a 2xx response (or one whose status is in ``ok``).
 
-        Retries idempotent requests on resets, 502/503/504 and 429 (honouring Retry-After).
+        Retries idempotent requests (or any with ``retry=True``) on resets and 502/503/504: the
+        server may have acted on a request whose answer was lost. A 429 says it did nothing, so it
+        is retried (honouring Retry-After) whatever the method.
         """
         req = Request(method, self.url(path_or_url), dict(headers or {}), body, scopes, kind, stream)
         ok = frozenset(ok)
@@ -219,7 +240,7 @@ class Transport:
             status = response.status_code
             if status < 300 or status in ok:
                 return response
-            if retry and status in RETRY_STATUSES and attempt < self.retries:
+            if (retry or status == 429) and status in RETRY_STATUSES and attempt < self.retries:
                 delay = self._backoff(attempt + 1)
                 if status == 429:
                     asked = parse_retry_after(response.headers.get("Retry-After"))
@@ -254,9 +275,15 @@ class Transport:
 
     def _send(self, req: Request, session: requests.Session) -> requests.Response:
         self.stats.count(req.kind)
-        response = session.request(req.method, req.url, headers=req.headers, data=req.body,
-                                   timeout=self.timeout, verify=self.verify, stream=True,
-                                   allow_redirects=False)
+        try:
+            response = session.request(req.method, req.url, headers=req.headers, data=req.body,
+                                       timeout=self.timeout, verify=self.verify, stream=True,
+                                       allow_redirects=False)
+        except requests.RequestException:
+            raise
+        except ValueError as exc:  # requests parses a redirect's Location even when told not to follow it
+            raise E.RegistryProtocolError(f"{_describe(req.method, req.url)}: unusable answer ({exc})",
+                                          url=req.url) from None
         self._note_rate_limit(response)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s -> %s", _describe(req.method, req.url), response.status_code)
@@ -268,9 +295,12 @@ class Transport:
             location = response.headers.get("Location")
             if not location:
                 return response
-            target = urljoin(response.url, location)
-            method = "GET" if response.status_code == 303 else req.method
             response.close()
+            target = join_url(response.url, location)
+            if not is_http_url(target):
+                raise E.RegistryProtocolError(
+                    f"{_describe(req.method, req.url)}: redirect to {location[:120]!r}, which is not an http(s) URL")
+            method = "GET" if response.status_code == 303 else req.method
             if self.same_origin(target):
                 response = self._send_authenticated(
                     Request(method, target, dict(req.headers), req.body, req.scopes, req.kind, req.stream))
@@ -345,12 +375,25 @@ class Transport:
             self.stats.add_bytes(total)
         return b"".join(chunks)
 
-    def read_json(self, response: requests.Response, what: str, limit: int = DEFAULT_JSON_LIMIT):
-        raw = self.read_body(response, limit, what)
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise E.RegistryProtocolError(f"{what}: body is not valid JSON ({exc})", url=response.url) from None
+    def fetch(self, method: str, path_or_url: str, *, limit: int, what: str,
+              **options) -> tuple[requests.Response, bytes]:
+        """``request`` and ``read_body`` in one; an idempotent request whose body is cut short is sent
+        again (up to ``retries`` times). A status the caller allowed in ``ok`` comes back with no body."""
+        attempt = 0
+        while True:
+            response = self.request(method, path_or_url, **options)
+            if response.status_code >= 300:
+                response.close()
+                return response, b""
+            try:
+                return response, self.read_body(response, limit, what)
+            except E.RegistryConnectionError:
+                if method not in IDEMPOTENT or attempt >= self.retries:
+                    raise
+                attempt += 1
+                self.stats.retried("body")
+                log.debug("retrying %s after its body was cut short", what)
+                self._sleep(self._backoff(attempt))
 
     def iter_body(self, response: requests.Response, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Stream a body; a connection cut mid-way raises RegistryConnectionError."""
@@ -362,6 +405,22 @@ class Transport:
             raise self._map_exception(exc, Request("GET", response.url)) from None
         except urllib3.exceptions.HTTPError as exc:
             raise E.RegistryConnectionError(f"GET {response.url}: body cut short ({exc})") from None
+
+
+def read_raw(response: requests.Response, limit: int, what: str) -> bytes:
+    """Up to ``limit + 1`` bytes of a small body (one more tells it is too long); a cut is mapped here
+    like every other transport failure."""
+    try:
+        return response.raw.read(limit + 1, decode_content=True)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise E.RegistryConnectionError(f"{what}: response body cut short ({exc})", url=response.url) from None
+
+
+def parse_json(raw: bytes, what: str, url: str | None = None):
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise E.RegistryProtocolError(f"{what}: body is not valid JSON ({exc})", url=url) from None
 
 
 def _root(exc: BaseException) -> str:

@@ -34,7 +34,7 @@ class RegistryWrites:
         scopes = push_scope(repository, *([mount_from] if mount_from else []))
         if mount and mount_from:
             path += "?" + urlencode({"mount": mount, "from": mount_from})
-        response = self.transport.request("POST", path, scopes=scopes, kind="upload", retry=True,
+        response = self.transport.request("POST", path, scopes=scopes, kind="upload",
                                           headers={"Content-Length": "0"})
         response.close()
         if response.status_code == 201 and mount:
@@ -177,7 +177,8 @@ class RegistryDeletes:
                 raise
         if siblings is None:
             hashes = self.tags(repository, with_hashes=True, auto_paginate=True).get("hashes", {})
-            siblings = [t for t, d in hashes.items() if d == digest and t != tag]
+            # A listed tag whose digest cannot be read may share this one: treat it as a sibling.
+            siblings = [t for t, d in hashes.items() if d in (digest, None) and t != tag]
         siblings = [t for t in siblings if t != tag]
         if not siblings:
             self.delete_manifest(repository, digest)

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..client import errors as E
+from ..client.models import INT64_MAX
 from ..client.reference import validate_repository
 from .cache import DigestCache
 from .pool import Once, TaskPool
 
 EXPECTED = (E.RegistryError, ValueError, KeyError, TypeError)
+# A config blob whose manifest does not declare its size is read up to this much.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -37,6 +40,9 @@ class CrawlResult:
 def summarize_manifest(manifest) -> dict:
     """The fields of a manifest the frames need; cached by digest."""
     config = manifest.config
+    total = sum(int(d.get("size") or 0) for d in ([config] if config else []) + manifest.layers)
+    if total > INT64_MAX:
+        raise E.RegistryProtocolError(f"manifest {manifest.digest}: its sizes add up to {total}, beyond an int64")
     return {
         "media_type": manifest.media_type,
         "size": len(manifest.raw),
@@ -54,11 +60,15 @@ def summarize_manifest(manifest) -> dict:
 def summarize_config(raw: bytes) -> dict:
     try:
         config = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise E.RegistryProtocolError(f"config blob is not valid JSON ({exc})") from None
     if not isinstance(config, dict):
         raise E.RegistryProtocolError("config blob is not a JSON object")
-    labels = (config.get("config") or {}).get("Labels") or {}
+    for key in ("os", "architecture", "variant"):
+        if not isinstance(config.get(key) or "", str):
+            raise E.RegistryProtocolError(f"config blob: {key!r} is {config[key]!r}, not a string")
+    inner = config.get("config") or {}
+    labels = (inner.get("Labels") if isinstance(inner, dict) else None) or {}
     return {"os": config.get("os"), "architecture": config.get("architecture"),
             "variant": config.get("variant"), "created": config.get("created"),
             "labels": labels if isinstance(labels, dict) else {}}
@@ -195,7 +205,7 @@ class Crawler:
                               lambda ok, value, d=child_digest: self._child_done(repository, tag, d, ok, value),
                               EXPECTED)
         if summary["config"]:
-            self._need_config(repository, tag, summary["config"][0])
+            self._need_config(repository, tag, *summary["config"])
 
     def _child(self, repository: str, digest: str) -> dict:
         cached = self.cache.get(digest)
@@ -214,14 +224,15 @@ class Crawler:
         with self._lock:
             self.result.manifests[digest] = value
         if value["config"]:
-            self._need_config(repository, tag, value["config"][0])
+            self._need_config(repository, tag, *value["config"])
 
-    def _need_config(self, repository: str, tag: str, digest: str) -> None:
+    def _need_config(self, repository: str, tag: str, digest: str, size: int = 0) -> None:
         def fetch() -> dict:
             cached = self.cache.get(digest)
             if cached is not None:
                 return cached
-            return summarize_config(self.client.blob(repository, digest).body)
+            blob = self.client.blob(repository, digest, max_size=size or MAX_CONFIG_BYTES)
+            return summarize_config(blob.body)
 
         def done(ok: bool, value) -> None:
             if not ok:
