@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Callable
 
 import pandas as pd
 
@@ -19,12 +20,15 @@ class Registry(RegistryClient):
     """A registry connection with ``inventory()``, ``frames`` and ``apply_cleanup()``."""
 
     def inventory(self, repositories=None, *, workers: int = 16, cache: str | os.PathLike | DigestCache | None = None,
-                  progress: bool = True, strict: bool = False, stop: threading.Event | None = None) -> Inventory:
+                  progress: bool | Callable[[int, int], None] = True, strict: bool = False,
+                  stop: threading.Event | None = None) -> Inventory:
         """Crawl the catalog (or ``repositories``: a list of names, a substring or a compiled regex),
         every tag, manifest, index child and config, and return the frames.
 
         ``cache``: a path (or DigestCache) reused across crawls, so an unchanged registry costs one HEAD
         per tag. A failure is recorded in ``inv.errors`` and the crawl goes on, unless ``strict``.
+        ``progress``: True for a tqdm bar, False for none, or a callable ``(tags_done, tags_found)``
+        called from the crawl's threads (widgets use it).
         ``stop``: an Event that ends the crawl early, keeping what was read (Ctrl-C does the same)."""
         digest_cache = cache if isinstance(cache, DigestCache) or cache is None else DigestCache(cache)
         crawler = Crawler(self, repositories, workers=workers, cache=digest_cache, progress=progress,

@@ -245,3 +245,20 @@ def test_missing_config_blob_is_an_error_row(fleet):
         assert len(inv.tags) == small.tag_count, "the rest of the crawl finished"
         with pytest.raises(regframe.RegistryError):
             client.inventory(progress=False, strict=True)
+
+
+def test_progress_callback_counts_every_tag(seeded, fleet):
+    seen = []
+    seeded[1].inventory(progress=lambda done, found: seen.append((done, found)))
+    assert seen[-1] == (fleet.tag_count, fleet.tag_count)
+    assert all(done <= found for done, found in seen)
+
+
+def test_stop_event_keeps_what_was_read(seeded, fleet):
+    import threading
+    stop = threading.Event()
+    stop.set()
+    partial = seeded[1].inventory(progress=False, stop=stop)
+    assert not partial.complete
+    assert "interrupted" in set(partial.errors["stage"].astype(str))
+    assert len(partial.tags) < fleet.tag_count

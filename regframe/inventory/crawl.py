@@ -101,7 +101,7 @@ def check_repositories_argument(repositories) -> None:
 
 class Crawler:
     def __init__(self, client, repositories=None, *, workers: int = 16, cache: DigestCache | None = None,
-                 progress: bool = True, strict: bool = False, stop: threading.Event | None = None):
+                 progress=True, strict: bool = False, stop: threading.Event | None = None):
         check_repositories_argument(repositories)
         self.client = client
         self.wanted = repositories
@@ -112,7 +112,9 @@ class Crawler:
         self.pool = TaskPool(workers)
         self.once = Once(self.pool)
         self._lock = threading.Lock()
-        self._bar = _progress_bar(progress)
+        self._bar = _progress_bar(progress is True)
+        self._report = progress if callable(progress) else None
+        self._found = self._done = 0
         self._stop = stop
 
     # -- recording --------------------------------------------------------------------------------
@@ -127,6 +129,16 @@ class Crawler:
     def _tag_done(self) -> None:
         if self._bar is not None:
             self._bar.update(1)
+        self._progress(done=1)
+
+    def _progress(self, found: int = 0, done: int = 0) -> None:
+        if self._report is None:
+            return
+        with self._lock:
+            self._found += found
+            self._done += done
+            counts = self._done, self._found
+        self._report(*counts)
 
     # -- stages --------------------------------------------------------------------------------------
 
@@ -159,6 +171,7 @@ class Crawler:
             self.result.repositories[repository] = len(tags)
         if self._bar is not None:
             self._bar.total = (self._bar.total or 0) + len(tags)
+        self._progress(found=len(tags))
         for tag in tags:
             self.pool.submit(self._resolve, repository, tag)
 

@@ -15,58 +15,10 @@ from typing import Any
 import ipywidgets as widgets
 
 from regframe.inventory import DigestCache, Inventory
-from regframe.registry import Registry
 
 from . import _render
 
 _REFRESH_SECONDS = 0.2
-
-
-class _CountingClient:
-    """A view of a client that counts tags listed and tags resolved, for the progress bar.
-
-    The crawl calls ``tags()`` once per repository and ``manifest()`` / ``manifest_exists()`` once per
-    tag (by tag name; index children and cached digests go by digest), so these two counts give the
-    same "tags done / tags found" as the crawler's own progress bar, without reaching into it.
-    Everything else is the wrapped client's.
-    """
-
-    inventory = Registry.inventory
-
-    def __init__(self, client: Any, on_change: Callable[[int, int], None]):
-        self._client = client
-        self._on_change = on_change
-        self._lock = threading.Lock()
-        self.found = 0
-        self.done = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    def _count(self, found: int = 0, done: int = 0) -> None:
-        with self._lock:
-            self.found += found
-            self.done += done
-            counts = self.found, min(self.done, self.found)
-        self._on_change(*counts)
-
-    def tags(self, repo: str, *args: Any, **kwargs: Any) -> dict:
-        result = self._client.tags(repo, *args, **kwargs)
-        self._count(found=len(result.get("tags") or []))
-        return result
-
-    def manifest(self, repo: str, reference: str = "latest"):
-        try:
-            return self._client.manifest(repo, reference)
-        finally:
-            if ":" not in reference:
-                self._count(done=1)
-
-    def manifest_exists(self, repo: str, reference: str) -> str | None:
-        try:
-            return self._client.manifest_exists(repo, reference)
-        finally:
-            self._count(done=1)
 
 
 class CrawlWidget(widgets.VBox):
@@ -142,7 +94,7 @@ class CrawlWidget(widgets.VBox):
                 return
         callback(self)
 
-    def _show_progress(self, found: int, done: int, force: bool = False) -> None:
+    def _show_progress(self, done: int, found: int, force: bool = False) -> None:
         """Called by every crawl thread; at most one of them updates the widget, a few times a second."""
         if not self._refresh_lock.acquire(blocking=force):
             return
@@ -159,13 +111,18 @@ class CrawlWidget(widgets.VBox):
             self._refresh_lock.release()
 
     def _run(self) -> None:
-        client = _CountingClient(self.registry, self._show_progress)
+        counts = [0, 0]
+
+        def report(done: int, found: int) -> None:
+            counts[:] = done, found
+            self._show_progress(done, found)
+
         try:
-            self.inventory = client.inventory(self.repositories, workers=self.workers, cache=self.cache,
-                                              progress=False, stop=self._stop)
+            self.inventory = self.registry.inventory(self.repositories, workers=self.workers, cache=self.cache,
+                                                     progress=report, stop=self._stop)
         except Exception as exc:  # shown in the widget; a notebook thread has nowhere else to report
             self.error = exc
-        self._show_progress(client.found, client.done, force=True)
+        self._show_progress(*counts, force=True)
         self._finish()
 
     def _finish(self) -> None:
