@@ -8,7 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .client.registry import RegistryClient
+from .client.registry import RegistryClient, open_checked
 from .inventory.cache import DigestCache
 from .inventory.cleanup import apply_cleanup
 from .inventory.crawl import Crawler
@@ -89,10 +89,4 @@ def connect(url: str = "https://registry.hub.docker.com", **options) -> Registry
 
     Options: ``user``, ``password``, ``open_timeout`` (2 s), ``read_timeout`` (5 s), ``verify``,
     ``ca_bundle``, ``docker_config`` (read ~/.docker/config.json when no user is given)."""
-    registry = Registry(url, **options)
-    try:
-        registry.ping()
-    except BaseException:
-        registry.close()
-        raise
-    return registry
+    return open_checked(Registry, url, options)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .._format import human_bytes
 from . import mediatypes as MT
 from .errors import InvalidReferenceError, RegistryProtocolError
 from .reference import Platform, validate_digest
@@ -98,7 +99,7 @@ class Manifest(dict):
             rows.append(("platforms", ", ".join(self.platforms())))
         else:
             total = sum(int(layer.get("size") or 0) for layer in self.layers)
-            rows.append(("layers", f"{len(self.layers)} ({_human(total)} compressed)"))
+            rows.append(("layers", f"{len(self.layers)} ({human_bytes(total)} compressed)"))
         body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(str(v))}</code></td></tr>"
                        for k, v in rows if v is not None)
         return f"<div><b>Manifest</b><table>{body}</table></div>"
@@ -160,14 +161,6 @@ def _check_digest(digest: object, where: str) -> None:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 @dataclass

@@ -13,7 +13,12 @@ class RegistryClient(RegistryReads, RegistryWrites, RegistryTransfers, RegistryD
 
 def connect(url: str = "https://registry.hub.docker.com", **options) -> RegistryClient:
     """Connect and check the registry answers (and the credentials work), like ``DockerRegistry2.connect``."""
-    client = RegistryClient(url, **options)
+    return open_checked(RegistryClient, url, options)
+
+
+def open_checked(cls, url: str, options: dict):
+    """An instance of ``cls`` whose registry has answered ``/v2/``; closed again if it did not."""
+    client = cls(url, **options)
     try:
         client.ping()
     except BaseException:

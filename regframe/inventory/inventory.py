@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._format import human_bytes
 from .frames import CATALOG_COLUMNS, ERROR_COLUMNS, LAYER_COLUMNS, MANIFEST_COLUMNS, TAG_COLUMNS, typed
 
 FRAMES = {"catalog": CATALOG_COLUMNS, "tags": TAG_COLUMNS, "manifests": MANIFEST_COLUMNS,
@@ -43,7 +44,7 @@ class Inventory:
         distinct = self.layers.drop_duplicates("layer_digest")["size"].sum() if len(self.layers) else 0
         rows = [("registry", self.url or ""), ("repositories", len(self.catalog)), ("tags", len(self.tags)),
                 ("images (per platform)", len(self.manifests)), ("layer rows", len(self.layers)),
-                ("distinct layer bytes", _human(int(distinct))), ("errors", len(self.errors)),
+                ("distinct layer bytes", human_bytes(int(distinct))), ("errors", len(self.errors)),
                 ("requests", self.stats.get("total_requests", "")),
                 ("seconds", self.stats.get("seconds", ""))]
         if not self.complete:
@@ -57,32 +58,33 @@ class Inventory:
     def _meta(self) -> dict:
         return {"url": self.url, "complete": self.complete, "stats": self.stats}
 
-    def to_csv(self, dir: str | os.PathLike) -> Path:
-        """One CSV per frame (labels as JSON) plus ``inventory.json``; ``Inventory.load`` reads them back."""
+    def _export(self, dir: str | os.PathLike, write) -> Path:
+        """Each frame with labels as JSON text, handed to ``write(frame, out, name)``; then the metadata."""
         out = Path(dir)
         out.mkdir(parents=True, exist_ok=True)
         for name, frame in self.frames().items():
             frame = frame.copy()
             if "labels" in frame:
                 frame["labels"] = frame["labels"].map(lambda v: json.dumps(v, sort_keys=True))
-            if "created" in frame:
-                frame["created"] = frame["created"].map(lambda t: t.isoformat() if pd.notna(t) else NA)
-            _atomic_write(out / f"{name}.csv", frame.to_csv(index=False, na_rep=NA).encode())
+            write(frame, out, name)
         _atomic_write(out / "inventory.json", json.dumps(self._meta(), indent=2, default=str).encode())
         return out
 
+    def to_csv(self, dir: str | os.PathLike) -> Path:
+        """One CSV per frame (labels as JSON) plus ``inventory.json``; ``Inventory.load`` reads them back."""
+        def write(frame: pd.DataFrame, out: Path, name: str) -> None:
+            if "created" in frame:
+                frame["created"] = frame["created"].map(lambda t: t.isoformat() if pd.notna(t) else NA)
+            _atomic_write(out / f"{name}.csv", frame.to_csv(index=False, na_rep=NA).encode())
+        return self._export(dir, write)
+
     def to_parquet(self, dir: str | os.PathLike) -> Path:
-        out = Path(dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, frame in self.frames().items():
-            frame = frame.copy()
-            if "labels" in frame:
-                frame["labels"] = frame["labels"].map(lambda v: json.dumps(v, sort_keys=True))
+        """One Parquet file per frame plus ``inventory.json``; types are kept as they are."""
+        def write(frame: pd.DataFrame, out: Path, name: str) -> None:
             tmp = out / f".{name}.parquet.part"
             frame.to_parquet(tmp, index=False)
             os.replace(tmp, out / f"{name}.parquet")
-        _atomic_write(out / "inventory.json", json.dumps(self._meta(), indent=2, default=str).encode())
-        return out
+        return self._export(dir, write)
 
     @classmethod
     def load(cls, dir: str | os.PathLike) -> "Inventory":
@@ -115,11 +117,3 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
