@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from typing import Generator
 from urllib.parse import urlencode, urlsplit
 
-import requests
-
 from . import errors as E
-from .transport import Request, is_http_url, read_raw
+from .transport import Request, Response, is_http_url, read_raw
 
-Flow = Generator[Request, requests.Response, None]
+Flow = Generator[Request, Response, None]
 
 _PARAM = re.compile(r'\s*([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s"]*)\s*(?:,|$)')
 DEFAULT_TOKEN_TTL = 60
@@ -68,7 +66,7 @@ class Auth:
         yield request
 
 
-def _challenge_of(response: requests.Response) -> Challenge | None:
+def _challenge_of(response: Response) -> Challenge | None:
     return parse_challenge(response.headers.get("WWW-Authenticate"))
 
 

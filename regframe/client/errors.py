@@ -1,7 +1,7 @@
 """The exceptions regframe raises: one class per failure, all under RegistryError.
 
 Transport failures are mapped to these in one place (``transport.py``); nothing
-else in the package catches ``requests`` exceptions.
+else in the package catches urllib3 exceptions.
 """
 
 from __future__ import annotations

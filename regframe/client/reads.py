@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
-import requests
-
 from . import errors as E
 from . import mediatypes as MT
 from .auth import RegistryAuth
@@ -18,7 +16,7 @@ from .dockerconfig import load_credentials
 from .models import Blob, Manifest, check_structure, manifest_digest
 from .reference import (Platform, hasher_for, is_digest, parse_platform, validate_digest,
                         validate_reference, validate_repository, validate_tag)
-from .transport import DEFAULT_JSON_LIMIT, Transport, is_http_url, join_url, parse_json
+from .transport import DEFAULT_JSON_LIMIT, Response, Transport, is_http_url, join_url, parse_json
 
 DOCKER_HUB_API = "https://registry-1.docker.io"
 _HUB_ALIASES = {"registry.hub.docker.com", "hub.docker.com", "docker.io", "index.docker.io",
@@ -326,7 +324,7 @@ class RegistryReads:
 class BlobStream:
     """A blob body as verified chunks: the last chunk is released only after the digest checks out."""
 
-    def __init__(self, transport: Transport, response: requests.Response, digest: str,
+    def __init__(self, transport: Transport, response: Response, digest: str,
                  max_size: int | None = None):
         self.transport = transport
         self.response = response

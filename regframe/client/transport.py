@@ -1,5 +1,8 @@
-"""HTTP transport: one pooled session, timeouts, retries, redirects, and the single place
-where ``requests`` failures and HTTP statuses become regframe errors."""
+"""HTTP transport: one connection pool, timeouts, retries, redirects, and the single place
+where urllib3 failures and HTTP statuses become regframe errors.
+
+urllib3 directly rather than requests: a crawl is thousands of small requests, and requests' own
+bookkeeping (cookies, hooks, environment merging) doubles the client CPU per request."""
 
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ from email.utils import parsedate_to_datetime
 from typing import Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
 
-import requests
+import urllib.request
+
 import urllib3
-from requests.adapters import HTTPAdapter
+from urllib3.exceptions import (ConnectTimeoutError, DecodeError, HTTPError, LocationParseError,
+                                NewConnectionError, ProtocolError, ReadTimeoutError, SSLError)
 
 from . import errors as E
 
@@ -79,6 +84,43 @@ class RateLimit:
     window_seconds: int | None
 
 
+class Response:
+    """An HTTP answer: status, case-insensitive headers, and a body read at most once."""
+
+    __slots__ = ("raw", "status_code", "headers", "url", "method", "_content")
+
+    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str, method: str):
+        self.raw = raw
+        self.status_code = raw.status
+        self.headers = raw.headers
+        self.url = url
+        self.method = method
+        self._content: bytes | None = None
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            self._content = self.raw.read(decode_content=True)
+        return self._content
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        yield from self.raw.stream(chunk_size, decode_content=True)
+
+    def close(self) -> None:
+        """Hand the connection back to the pool when the rest of the body is small, else close it."""
+        raw = self.raw
+        try:
+            length = raw.headers.get("Content-Length")
+            if self.method == "HEAD" or self._content is not None or (
+                    length is not None and length.isdigit() and int(length) <= 65536):
+                raw.drain_conn()
+                raw.release_conn()
+            else:
+                raw.close()
+        except (HTTPError, OSError):
+            raw.close()
+
+
 def is_http_url(url: str) -> bool:
     """Whether a URL a server gave (Location, Link, token realm) is http(s) with a host and a valid port;
     urllib raises ValueError on some malformed ones, which must not escape as a crash."""
@@ -117,17 +159,16 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def oci_error(response: requests.Response) -> tuple[str | None, str | None]:
+def oci_error(response: Response) -> tuple[str | None, str | None]:
     """The first ``{"errors": [{code, message}]}`` entry of an error body, if any."""
-    if response.request is not None and response.request.method == "HEAD":
+    if response.method == "HEAD":
         return None, None
     try:
         text = response.content[:65536]
         body = json.loads(text)
         first = body["errors"][0]
         return str(first.get("code") or "") or None, str(first.get("message") or "") or None
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError,
-            requests.RequestException, urllib3.exceptions.HTTPError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError, HTTPError, OSError):
         return None, None
 
 
@@ -136,12 +177,11 @@ def _describe(method: str, url: str) -> str:
     return f"{method} {parts.scheme}://{parts.netloc}{parts.path}"
 
 
-def error_for_response(response: requests.Response, what: str | None = None) -> E.RegistryError:
+def error_for_response(response: Response, what: str | None = None) -> E.RegistryError:
     """Map an HTTP error status to the regframe exception for it."""
     status = response.status_code
     code, message = oci_error(response)
-    req = response.request
-    where = what or _describe(req.method if req else "?", response.url)
+    where = what or _describe(response.method, response.url)
     detail = f": {code} {message}" if code else ""
     kw = dict(status=status, code=code, registry_message=message, url=response.url)
     if status == 401:
@@ -150,7 +190,7 @@ def error_for_response(response: requests.Response, what: str | None = None) -> 
         return E.RegistryAuthorizationError(f"{where}: access denied (403){detail}", **kw)
     if status == 404:
         return E.NotFoundError(f"{where}: not found (404){detail}", **kw)
-    if status == 405 and req is not None and req.method == "DELETE":
+    if status == 405 and response.method == "DELETE":
         return E.DeleteDisabledError(
             f"{where}: the registry has deletion disabled (405); enable storage.delete in its config{detail}", **kw)
     if status == 429:
@@ -170,6 +210,7 @@ class Transport:
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.timeout = (open_timeout, read_timeout)
+        self._timeout = urllib3.Timeout(connect=open_timeout, read=read_timeout)
         self.verify = verify
         self.retries = retries
         self.backoff = backoff
@@ -178,24 +219,31 @@ class Transport:
         self.rate_limit: RateLimit | None = None
         self._sleep = sleep
         self._origin = origin(self.base_url)
-        self.session = self._new_session(pool_size)
-        # Cross-host redirects (blob storage) go through a session that has never seen our credentials.
-        self._foreign = self._new_session(pool_size)
+        self.pool = self._new_pool(pool_size)
+        # Cross-host redirects (blob storage) go through a pool that has never seen our credentials.
+        self._foreign = self._new_pool(pool_size)
 
-    def _new_session(self, pool_size: int) -> requests.Session:
-        session = requests.Session()
-        # trust_env would let REQUESTS_CA_BUNDLE override a CA the user gave and read ~/.netrc.
-        session.trust_env = False
-        session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-        session.headers["User-Agent"] = "regframe/0.1"
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return session
+    def _new_pool(self, pool_size: int) -> urllib3.PoolManager:
+        """Proxies from the environment (honouring no_proxy), and the CA the user gave, nothing else:
+        unlike requests, REQUESTS_CA_BUNDLE cannot silently replace a ``ca_bundle``."""
+        if self.verify is False:
+            tls = {"cert_reqs": "CERT_NONE"}
+        elif isinstance(self.verify, str):
+            tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": self.verify}
+        else:
+            tls = {"cert_reqs": "CERT_REQUIRED"}
+        options = dict(num_pools=8, maxsize=pool_size, block=False, retries=False,
+                       headers={"User-Agent": "regframe/0.1"}, **tls)
+        host = urlsplit(self.base_url).hostname or ""
+        proxy = None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(
+            urlsplit(self.base_url).scheme)
+        if proxy:
+            return urllib3.ProxyManager(proxy, **options)
+        return urllib3.PoolManager(**options)
 
     def close(self) -> None:
-        self.session.close()
-        self._foreign.close()
+        self.pool.clear()
+        self._foreign.clear()
 
     def url(self, path_or_url: str) -> str:
         if path_or_url.startswith(("http://", "https://")):
@@ -210,7 +258,7 @@ class Transport:
     def request(self, method: str, path_or_url: str, *, headers: dict | None = None,
                 body: bytes | None = None, scopes: tuple[str, ...] = (), kind: str = "other",
                 stream: bool = False, ok: Iterable[int] = (), retry: bool | None = None,
-                follow_redirects: bool = True) -> requests.Response:
+                follow_redirects: bool = True) -> Response:
         """Send one logical request and return a 2xx response (or one whose status is in ``ok``).
 
         Retries idempotent requests (or any with ``retry=True``) on resets and 502/503/504: the
@@ -228,7 +276,7 @@ class Transport:
                     response = self._follow(response, req)
             except E.RegistryError:
                 raise
-            except requests.RequestException as exc:
+            except (HTTPError, OSError) as exc:
                 error = self._map_exception(exc, req)
                 if retry and attempt < self.retries and isinstance(error, E.RegistryConnectionError):
                     attempt += 1
@@ -258,13 +306,13 @@ class Transport:
     def _backoff(self, attempt: int) -> float:
         return min(8.0, self.backoff * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
 
-    def _send_authenticated(self, req: Request) -> requests.Response:
+    def _send_authenticated(self, req: Request) -> Response:
         """Drive the auth flow: it yields requests (the original, token requests) and receives responses."""
         flow = self.auth.auth_flow(req)
         try:
             outgoing = next(flow)
             while True:
-                response = self._send(outgoing, self.session)
+                response = self._send(outgoing, self.pool)
                 try:
                     outgoing = flow.send(response)
                 except StopIteration:
@@ -273,23 +321,21 @@ class Transport:
         finally:
             flow.close()
 
-    def _send(self, req: Request, session: requests.Session) -> requests.Response:
+    def _send(self, req: Request, pool: urllib3.PoolManager) -> Response:
         self.stats.count(req.kind)
         try:
-            response = session.request(req.method, req.url, headers=req.headers, data=req.body,
-                                       timeout=self.timeout, verify=self.verify, stream=True,
-                                       allow_redirects=False)
-        except requests.RequestException:
-            raise
-        except ValueError as exc:  # requests parses a redirect's Location even when told not to follow it
-            raise E.RegistryProtocolError(f"{_describe(req.method, req.url)}: unusable answer ({exc})",
+            raw = pool.urlopen(req.method, req.url, body=req.body, headers=req.headers, redirect=False,
+                               retries=False, timeout=self._timeout, preload_content=False)
+        except LocationParseError as exc:
+            raise E.RegistryProtocolError(f"{_describe(req.method, req.url)}: unusable URL ({exc})",
                                           url=req.url) from None
+        response = Response(raw, req.url, req.method)
         self._note_rate_limit(response)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s -> %s", _describe(req.method, req.url), response.status_code)
         return response
 
-    def _follow(self, response: requests.Response, req: Request, hops: int = 5) -> requests.Response:
+    def _follow(self, response: Response, req: Request, hops: int = 5) -> Response:
         """Follow redirects by hand so credentials never reach another host."""
         for _ in range(hops):
             location = response.headers.get("Location")
@@ -306,14 +352,13 @@ class Transport:
                     Request(method, target, dict(req.headers), req.body, req.scopes, req.kind, req.stream))
             else:
                 headers = {k: v for k, v in req.headers.items() if k.lower() not in ("authorization", "cookie")}
-                self._foreign.cookies.clear()
                 response = self._send(Request(method, target, headers, None, (), req.kind, req.stream,
                                               authenticated=False), self._foreign)
             if response.status_code not in REDIRECT_STATUSES:
                 return response
         raise E.RegistryProtocolError(f"{_describe(req.method, req.url)}: more than {hops} redirects")
 
-    def _note_rate_limit(self, response: requests.Response) -> None:
+    def _note_rate_limit(self, response: Response) -> None:
         headers = response.headers
         limit = headers.get("RateLimit-Limit")
         if limit is None:
@@ -330,30 +375,29 @@ class Transport:
             window = first_int(limit.split(";w=", 1)[1])
         self.rate_limit = RateLimit(first_int(limit), first_int(headers.get("RateLimit-Remaining")), window)
 
-    def _map_exception(self, exc: requests.RequestException, req: Request) -> E.RegistryError:
+    def _map_exception(self, exc: BaseException, req: Request) -> E.RegistryError:
         where = _describe(req.method, req.url)
         connect, read = self.timeout
-        if isinstance(exc, requests.exceptions.SSLError):
+        if isinstance(exc, SSLError):
             return E.RegistrySSLError(f"{where}: TLS certificate cannot be validated ({_root(exc)}); "
                                       "pass ca_bundle= or verify=False", url=req.url)
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
+        if isinstance(exc, NewConnectionError):
+            return E.RegistryUnknownError(f"{where}: no registry answers there ({_root(exc)})", url=req.url)
+        if isinstance(exc, ConnectTimeoutError):
             return E.RegistryTimeoutError(f"{where}: could not connect within open_timeout={connect} s",
                                           url=req.url)
-        if isinstance(exc, requests.exceptions.ReadTimeout):
+        if isinstance(exc, ReadTimeoutError):
             return E.RegistryTimeoutError(f"{where}: no data within read_timeout={read} s", url=req.url)
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            if _is_refused(exc):
-                return E.RegistryUnknownError(f"{where}: no registry answers there ({_root(exc)})", url=req.url)
-            return E.RegistryConnectionError(f"{where}: connection failed ({_root(exc)})", url=req.url)
-        if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
-            return E.RegistryConnectionError(f"{where}: response body cut short ({_root(exc)})", url=req.url)
-        if isinstance(exc, requests.exceptions.InvalidURL):
+        if isinstance(exc, (ProtocolError, DecodeError, OSError)):
+            return E.RegistryConnectionError(f"{where}: connection failed or body cut short ({_root(exc)})",
+                                             url=req.url)
+        if isinstance(exc, LocationParseError):
             return E.RegistryUnknownError(f"{where}: invalid URL", url=req.url)
-        return E.RegistryError(f"{where}: {type(exc).__name__}", url=req.url)
+        return E.RegistryError(f"{where}: {type(exc).__name__}: {_root(exc)}", url=req.url)
 
     # -- bodies --------------------------------------------------------------------------------
 
-    def read_body(self, response: requests.Response, limit: int, what: str) -> bytes:
+    def read_body(self, response: Response, limit: int, what: str) -> bytes:
         """Read a whole body, refusing (without reading it all) one larger than ``limit``."""
         announced = response.headers.get("Content-Length")
         if announced and announced.isdigit() and int(announced) > limit:
@@ -369,14 +413,15 @@ class Transport:
                     raise E.RegistryProtocolError(f"{what}: body is over the {limit}-byte limit",
                                                   url=response.url)
                 chunks.append(chunk)
-        except requests.RequestException as exc:
+        except (HTTPError, OSError) as exc:
             raise self._map_exception(exc, Request("GET", response.url)) from None
         finally:
             self.stats.add_bytes(total)
+        response.close()
         return b"".join(chunks)
 
     def fetch(self, method: str, path_or_url: str, *, limit: int, what: str,
-              **options) -> tuple[requests.Response, bytes]:
+              **options) -> tuple[Response, bytes]:
         """``request`` and ``read_body`` in one; an idempotent request whose body is cut short is sent
         again (up to ``retries`` times). A status the caller allowed in ``ok`` comes back with no body."""
         attempt = 0
@@ -395,24 +440,22 @@ class Transport:
                 log.debug("retrying %s after its body was cut short", what)
                 self._sleep(self._backoff(attempt))
 
-    def iter_body(self, response: requests.Response, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    def iter_body(self, response: Response, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Stream a body; a connection cut mid-way raises RegistryConnectionError."""
         try:
             for chunk in response.iter_content(chunk_size):
                 self.stats.add_bytes(len(chunk))
                 yield chunk
-        except requests.RequestException as exc:
+        except (HTTPError, OSError) as exc:
             raise self._map_exception(exc, Request("GET", response.url)) from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise E.RegistryConnectionError(f"GET {response.url}: body cut short ({exc})") from None
 
 
-def read_raw(response: requests.Response, limit: int, what: str) -> bytes:
+def read_raw(response: Response, limit: int, what: str) -> bytes:
     """Up to ``limit + 1`` bytes of a small body (one more tells it is too long); a cut is mapped here
     like every other transport failure."""
     try:
         return response.raw.read(limit + 1, decode_content=True)
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
+    except (HTTPError, OSError) as exc:
         raise E.RegistryConnectionError(f"{what}: response body cut short ({exc})", url=response.url) from None
 
 
@@ -437,10 +480,3 @@ def _root(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     text = str(reason or exc)
     return text[:200]
-
-
-def _is_refused(exc: BaseException) -> bool:
-    text = repr(exc)
-    return ("Connection refused" in text or "Name or service not known" in text
-            or "nodename nor servname" in text or "Failed to resolve" in text
-            or "No route to host" in text)
