@@ -36,6 +36,7 @@ demo: venv system-deps
 bench: venv system-deps
 	$(PY) benchmarks/inventory.py
 	$(PY) benchmarks/analysis.py
+	$(PY) benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) audit-report .pytest_cache
