@@ -25,10 +25,8 @@ import pandas as pd
 import pytest
 import requests
 
-import regframe
 from regframe import dashboard
-from regframe.testing import local_registry
-from regframe.testing.images import make_fleet, seed
+from regframe.testing.images import make_fleet, seeded_registry
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,9 +48,7 @@ def fleet():
 
 @pytest.fixture(scope="module")
 def registry_url(fleet):
-    with local_registry() as reg:
-        with regframe.connect(reg.url) as client:
-            seed(client, fleet)
+    with seeded_registry(fleet) as reg:
         yield reg.url
 
 

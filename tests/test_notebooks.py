@@ -23,7 +23,7 @@ from nbclient import NotebookClient
 import regframe
 from regframe import dashboard
 from regframe.testing import local_registry
-from regframe.testing.images import make_fleet, seed
+from regframe.testing.images import make_fleet, seed, seeded_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -39,9 +39,7 @@ def fleet():
 
 @pytest.fixture(scope="module")
 def registry_url(fleet):
-    with local_registry() as reg:
-        with regframe.connect(reg.url) as client:
-            seed(client, fleet)
+    with seeded_registry(fleet) as reg:
         yield reg.url
 
 

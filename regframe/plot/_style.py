@@ -206,3 +206,13 @@ def despine(ax: Axes, *, left: bool = False) -> None:
     ax.spines["right"].set_visible(False)
     if left:
         ax.spines["left"].set_visible(False)
+
+
+def marker_line(ax: Axes, x: float, label: str, *, gid: str, legend: str, linewidth: float = 1.4) -> None:
+    """A dashed vertical line with its label just above the plot area, where no bar or dot hides it."""
+    from matplotlib.transforms import blended_transform_factory
+
+    ax.axvline(x, color=ACCENT, linestyle="--", linewidth=linewidth, label=legend, gid=gid)
+    ax.annotate(label, xy=(x, 1.0), xycoords=blended_transform_factory(ax.transData, ax.transAxes),
+                xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize="small",
+                color=ACCENT)

@@ -6,15 +6,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
-from matplotlib.transforms import blended_transform_factory
 
 from regframe.plot._style import (
-    ACCENT,
     PALETTE,
     compact_bytes,
     despine,
     empty_note,
     format_bytes,
+    marker_line,
     new_axes,
     require_columns,
 )
@@ -57,21 +56,8 @@ def layer_sizes(layers: pd.DataFrame, ax: Axes | None = None) -> Axes:
 
 
 def _mark_median(ax: Axes, median: float) -> None:
-    """Dashed line at the median, labelled just above the plot so no bar hides the label."""
     label = f"median {format_bytes(median)}"
-    x = max(median, 1.0)
-    ax.axvline(x, color=ACCENT, linestyle="--", linewidth=1.4, label=label, gid="median")
-    ax.annotate(
-        label,
-        xy=(x, 1.0),
-        xycoords=blended_transform_factory(ax.transData, ax.transAxes),
-        xytext=(0, 2),
-        textcoords="offset points",
-        ha="center",
-        va="bottom",
-        fontsize="small",
-        color=ACCENT,
-    )
+    marker_line(ax, max(median, 1.0), label, gid="median", legend=label)
 
 
 def _distinct_sizes(layers: pd.DataFrame) -> np.ndarray:

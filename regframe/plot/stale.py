@@ -6,15 +6,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
-from matplotlib.transforms import blended_transform_factory
 
 from regframe.plot._style import (
-    ACCENT,
     NEUTRAL,
     WARNING,
     despine,
     empty_note,
     format_bytes,
+    marker_line,
     new_axes,
     require_columns,
     row_fontsize,
@@ -140,20 +139,8 @@ def _threshold_days(stale: pd.DataFrame) -> float | None:
 
 
 def _threshold_line(ax: Axes, days: float) -> None:
-    ax.axvline(
-        days, color=ACCENT, linestyle="--", linewidth=1.2, label=f"threshold ({days:g} days)", gid="threshold"
-    )
-    ax.annotate(
-        f"older than {days:g} days",
-        xy=(days, 1.0),
-        xycoords=blended_transform_factory(ax.transData, ax.transAxes),
-        xytext=(0, 2),
-        textcoords="offset points",
-        ha="center",
-        va="bottom",
-        fontsize="small",
-        color=ACCENT,
-    )
+    marker_line(ax, days, f"older than {days:g} days", gid="threshold", legend=f"threshold ({days:g} days)",
+                linewidth=1.2)
 
 
 def _age_axis(ax: Axes, days: np.ndarray, threshold: float | None) -> None:

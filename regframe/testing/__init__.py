@@ -7,7 +7,7 @@ Needs the ``testing`` extra (``cryptography``, ``bcrypt``) and Debian's ``docker
 """
 
 from . import faultproxy, images
-from .images import Fleet, build_image, build_index, layer, make_fleet, push_image, seed
+from .images import Fleet, build_image, build_index, layer, make_fleet, push_image, seed, seeded_registry
 from .registry import LocalRegistry, local_registry
 from .tls import CertificateAuthority, TLSFiles, issue_server_certificate, make_ca, write_tls_files
 from .tokenserver import (
@@ -32,6 +32,7 @@ __all__ = [
     "make_fleet",
     "push_image",
     "seed",
+    "seeded_registry",
     "CATALOG",
     "AccessRules",
     "CertificateAuthority",

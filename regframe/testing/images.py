@@ -24,6 +24,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
@@ -40,7 +41,7 @@ from regframe.client.reference import Platform, validate_repository, validate_ta
 __all__ = [
     "Blob", "Layer", "Image", "ImageIndex", "Platform", "Fleet", "FleetSpec", "SeedResult",
     "PushTarget", "HTTPTarget", "layer", "build_image", "build_index", "make_fleet",
-    "push_image", "seed", "DEFAULT_CREATED", "FAKE_CREATED_DATES", "MIN_LAYER_SIZE",
+    "push_image", "seed", "seeded_registry", "DEFAULT_CREATED", "FAKE_CREATED_DATES", "MIN_LAYER_SIZE",
 ]
 
 DEFAULT_CREATED = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -886,3 +887,16 @@ def _error(response: requests.Response, doing: str) -> RegistryError:
     if status == 404:
         return NotFoundError(text, **kwargs)
     return RegistryError(text, **kwargs)
+
+
+@contextmanager
+def seeded_registry(fleet: Fleet, **registry_options: Any) -> Iterator[Any]:
+    """A harness registry (``local_registry(**registry_options)``) holding ``fleet``; yields the
+    ``LocalRegistry``. For anonymous registries, as tests, demos and notebooks use them."""
+    from regframe.client.registry import connect
+    from .registry import local_registry
+
+    with local_registry(**registry_options) as reg:
+        with connect(reg.url, ca_bundle=reg.ca_path, docker_config=False) as client:
+            seed(client, fleet)
+        yield reg
