@@ -162,3 +162,34 @@ def test_bad_input_never_reaches_the_network(anon, call):
     with pytest.raises(regframe.InvalidReferenceError):
         call(anon)
     assert anon.stats["total_requests"] == before
+
+
+def test_open_timeout_bounds_connecting():
+    # A real registry always accepts; a listening socket whose accept queue is full drops the
+    # SYN instead, which is what an unreachable host looks like to the client.
+    import socket
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    time.sleep(0.2)
+    started = time.perf_counter()
+    try:
+        with pytest.raises(regframe.RegistryTimeoutError, match="open_timeout=0.5"):
+            regframe.connect(f"http://127.0.0.1:{port}", open_timeout=0.5, read_timeout=30, retries=0,
+                             docker_config=False)
+        assert time.perf_counter() - started < 5, "bounded by open_timeout, not read_timeout"
+    finally:
+        for sock in [server, *fillers]:
+            sock.close()
