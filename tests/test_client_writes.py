@@ -109,7 +109,10 @@ def test_push_index_from_layout_and_skip_existing(anon, second, repo_name, tmp_p
 def test_push_chunked_upload(anon, second, repo_name, tmp_path):
     push_image(anon, repo_name, "v1", IMAGE)
     manifest = anon.pull(repo_name, "v1", tmp_path)
-    second.push(manifest, tmp_path, repo_name, "chunked", chunk_size=1000)
+    seen = []
+    second.push(manifest, tmp_path, repo_name, "chunked", chunk_size=1000, progress=lambda d, t: seen.append((d, t)))
+    total = IMAGE.config.size + sum(b.size for b in IMAGE.layers)
+    assert seen[-1] == (total, total)
     assert second.blob(repo_name, IMAGE.layers[0].digest).body == IMAGE.layers[0].data
 
 
@@ -150,6 +153,7 @@ def test_copy_multi_platform_index(anon, second, repo_name):
     progress = []
     digest = anon.copy(repo_name, "multi", second, repo_name, "multi", progress=lambda d, t: progress.append(d))
     assert digest == sha(INDEX.manifest_raw) == second.digest(repo_name, "multi")
+    assert progress[-1] == sum(b.size for child in INDEX.children for b in (child.config, *child.layers))
     for child in INDEX.children:
         assert second.manifest(repo_name, sha(child.manifest_raw)).raw == child.manifest_raw
     blobs = second.stats["requests"].get("upload", 0)
