@@ -262,3 +262,16 @@ def test_stop_event_keeps_what_was_read(seeded, fleet):
     assert not partial.complete
     assert "interrupted" in set(partial.errors["stage"].astype(str))
     assert len(partial.tags) < fleet.tag_count
+
+
+def test_summary_cards(seeded, inv, fleet):
+    reg, client = seeded
+    card = inv._repr_html_()
+    assert f"<td>{len(fleet.repositories)}</td>" in card and f"<td>{fleet.tag_count}</td>" in card
+    assert reg.url in client._repr_html_() and "anonymous" in client._repr_html_()
+    repo, tag, index = next((r, t, i) for r, t, i in fleet.items() if getattr(i, "children", ()))
+    manifest_card = client.manifest(repo, tag)._repr_html_()
+    assert index.digest in manifest_card
+    assert ", ".join(str(c.platform) for c in index.children) in manifest_card
+    image_repo, image_tag, image = next((r, t, i) for r, t, i in fleet.items() if not getattr(i, "children", ()))
+    assert f"{len(image.layers)} (" in client.manifest(image_repo, image_tag)._repr_html_()
