@@ -6,11 +6,7 @@ from .client.models import Blob, Manifest
 from .client.reference import parse_platform, parse_reference
 from .inventory import DigestCache, Inventory
 from .registry import Registry, connect
-
-try:  # registers df.registry
-    from . import accessor as _accessor  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+from . import accessor as _accessor  # noqa: F401  (registers df.registry)
 
 __version__ = "0.1.0"
 __all__ = [*_errors, "Blob", "DigestCache", "Inventory", "Manifest", "Registry", "connect",
