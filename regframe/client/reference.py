@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 
 from .errors import InvalidReferenceError
@@ -58,7 +59,21 @@ def validate_tag(tag: object) -> str:
     return tag
 
 
+@lru_cache(maxsize=1 << 16)
+def _checked_digest(digest: str) -> str:
+    return _validate_digest(digest)
+
+
 def validate_digest(digest: object) -> str:
+    """Return ``digest`` if it is a well-formed sha256 or sha512 digest, else raise InvalidReferenceError.
+
+    A crawl checks each digest several times; valid ones are remembered."""
+    if isinstance(digest, str):
+        return _checked_digest(digest)
+    return _validate_digest(digest)
+
+
+def _validate_digest(digest: object) -> str:
     """Return ``digest`` if it is a well-formed sha256 or sha512 digest, else raise InvalidReferenceError."""
     if not isinstance(digest, str):
         raise InvalidReferenceError(f"digest must be a string, not {type(digest).__name__}")

@@ -220,6 +220,10 @@ class Transport:
         self._sleep = sleep
         self._origin = origin(self.base_url)
         self.pool = self._new_pool(pool_size)
+        # Requests to the registry itself skip the pool manager's per-request URL and key work.
+        self._home = self.pool.connection_from_url(self.base_url)
+        parts = urlsplit(self.base_url)
+        self._home_prefix = f"{parts.scheme}://{parts.netloc}"
         # Cross-host redirects (blob storage) go through a pool that has never seen our credentials.
         self._foreign = self._new_pool(pool_size)
 
@@ -323,8 +327,12 @@ class Transport:
 
     def _send(self, req: Request, pool: urllib3.PoolManager) -> Response:
         self.stats.count(req.kind)
+        target = req.url
+        if pool is self.pool and target.startswith(self._home_prefix) and \
+                target[len(self._home_prefix):len(self._home_prefix) + 1] == "/" and self._home.proxy is None:
+            pool, target = self._home, target[len(self._home_prefix):]
         try:
-            raw = pool.urlopen(req.method, req.url, body=req.body, headers=req.headers, redirect=False,
+            raw = pool.urlopen(req.method, target, body=req.body, headers=req.headers, redirect=False,
                                retries=False, timeout=self._timeout, preload_content=False)
         except LocationParseError as exc:
             raise E.RegistryProtocolError(f"{_describe(req.method, req.url)}: unusable URL ({exc})",
