@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export TEST_REGISTRY
 
-.PHONY: test demo bench venv system-deps clean
+.PHONY: test demo bench venv registry-deps system-deps clean
 
 venv: $(STAMP)
 
@@ -15,22 +15,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 
-# Debian's registry (CNCF distribution 2.8), the peers the tests compare against, and a browser.
-system-deps:
+APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
+# Debian's registry (CNCF distribution 2.8): all the demo needs.
+registry-deps:
+	@test -x /usr/bin/docker-registry || { echo "installing docker-registry"; $(APT_INSTALL) docker-registry >/dev/null; }
+
+# The tests also compare against skopeo and wrk, and drive Chromium; without Chromium the browser
+# tests skip with a message.
+system-deps: registry-deps
 	@missing=""; \
-	test -x /usr/bin/docker-registry || missing="$$missing docker-registry"; \
 	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
-	test -x /usr/bin/chromium || missing="$$missing chromium chromium-driver"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_INSTALL) $$missing >/dev/null; fi
+	@test -x /usr/bin/chromium || { echo "installing chromium"; $(APT_INSTALL) chromium chromium-driver >/dev/null; } \
+		|| echo "chromium could not be installed: the browser tests will be skipped"
 
 test: venv system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-demo: venv system-deps
+demo: venv registry-deps
 	$(PY) -m regframe.demo --out audit-report
 
 bench: venv system-deps
