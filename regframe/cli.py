@@ -13,11 +13,6 @@ from .client import errors as E
 SUMMARY_TOP = 10
 
 
-def _human(n: float) -> str:
-    from .plot import format_bytes
-    return format_bytes(n)
-
-
 def _connect(args):
     from . import connect
     password = None
@@ -78,6 +73,7 @@ def audit(args) -> int:
 
 
 def summary_text(inv, usage, stale, reclaim: int, args) -> str:
+    from .plot import format_bytes  # matplotlib loads only for the report, not for `regframe tags`
     attrs = usage.attrs
     lines = [
         f"regframe audit of {inv.url}",
@@ -85,8 +81,8 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
         f"  repositories        {len(inv.catalog):>12,}",
         f"  tags                {len(inv.tags):>12,}",
         f"  images (platforms)  {len(inv.manifests):>12,}",
-        f"  stored (distinct)   {_human(attrs.get('total_bytes', 0)):>12}   layers counted once",
-        f"  logical (naive sum) {_human(attrs.get('logical_bytes', 0)):>12}   what per-tag sums report",
+        f"  stored (distinct)   {format_bytes(attrs.get('total_bytes', 0)):>12}   layers counted once",
+        f"  logical (naive sum) {format_bytes(attrs.get('logical_bytes', 0)):>12}   what per-tag sums report",
         f"  dedup ratio         {attrs.get('dedup_ratio', 1.0):>11.2f}x",
         "",
         f"Top {SUMMARY_TOP} repositories by exclusive bytes (what deleting the repository would free):",
@@ -95,8 +91,8 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
     width = max([len(str(r)) for r in top["repository"]] + [10])
     lines.append(f"  {'repository':<{width}}  {'exclusive':>10}  {'shared':>10}  {'tags':>5}")
     for row in top.itertuples(index=False):
-        lines.append(f"  {str(row.repository):<{width}}  {_human(row.exclusive_bytes):>10}  "
-                     f"{_human(row.shared_bytes):>10}  {row.tags:>5}")
+        lines.append(f"  {str(row.repository):<{width}}  {format_bytes(row.exclusive_bytes):>10}  "
+                     f"{format_bytes(row.shared_bytes):>10}  {row.tags:>5}")
     n_stale = int(stale["stale"].sum())
     rules = f"older than {args.older_than}"
     if args.keep_last is not None:
@@ -106,7 +102,7 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
     lines += [
         "",
         f"Stale tags ({rules}): {n_stale:,} of {len(stale):,}",
-        f"Reclaimable after deleting them and running garbage collection: {_human(reclaim)}",
+        f"Reclaimable after deleting them and running garbage collection: {format_bytes(reclaim)}",
         "  (blobs still used by a kept tag are not counted; the registry frees space only when its",
         "   garbage collector runs)",
     ]

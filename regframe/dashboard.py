@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import quote
 
+from ._local import free_port, tail
+
 ENV_URL = "REGFRAME_DASHBOARD_URL"
 ENV_USER = "REGFRAME_DASHBOARD_USER"
 ENV_PASSWORD = "REGFRAME_DASHBOARD_PASSWORD"
@@ -74,12 +76,6 @@ class Dashboard:
         self.stop()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def start(url: str, *, port: int | None = 0, user: str | None = None, password: str | None = None,
           allow_delete: bool = False, timeout: float = 60.0, log_path: str | os.PathLike | None = None) -> Dashboard:
     """Start Voilà on the dashboard notebook for registry ``url`` and return once it accepts connections.
@@ -96,7 +92,7 @@ def start(url: str, *, port: int | None = 0, user: str | None = None, password: 
         import voila  # noqa: F401
     except ImportError:
         raise RuntimeError("the dashboard needs Voilà: pip install 'regframe[dashboard]'") from None
-    chosen = port or free_port()
+    chosen = port or free_port(HOST)
     token = secrets.token_urlsafe(24)
     owns_log = log_path is None
     if log_path is None:
@@ -131,7 +127,7 @@ def _wait_listening(dashboard: Dashboard, timeout: float) -> None:
         code = dashboard.process.poll()
         if code is not None:
             raise RuntimeError(f"Voilà exited with status {code} before serving the dashboard:\n"
-                               f"{_tail(dashboard.log_text())}")
+                               f"{tail(dashboard.log_text(), 30)}")
         try:
             with socket.create_connection((HOST, dashboard.port), timeout=0.5):
                 return
@@ -139,12 +135,8 @@ def _wait_listening(dashboard: Dashboard, timeout: float) -> None:
             pass
         if time.monotonic() > deadline:
             raise RuntimeError(f"Voilà did not listen on {HOST}:{dashboard.port} within {timeout:g} s:\n"
-                               f"{_tail(dashboard.log_text())}")
+                               f"{tail(dashboard.log_text(), 30)}")
         time.sleep(0.1)
-
-
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def serve(url: str, *, port: int | None = None, user: str | None = None, password: str | None = None,
@@ -164,6 +156,6 @@ def serve(url: str, *, port: int | None = None, user: str | None = None, passwor
     except KeyboardInterrupt:
         dashboard.stop()
         return 0
-    print(f"regframe: Voilà exited with status {code}:\n{_tail(dashboard.log_text())}", file=sys.stderr)
+    print(f"regframe: Voilà exited with status {code}:\n{tail(dashboard.log_text(), 30)}", file=sys.stderr)
     dashboard.stop()
     return code or 1

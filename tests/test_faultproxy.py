@@ -10,13 +10,14 @@ import http.client
 import json
 import math
 import random
-import socket
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
+
+from regframe._local import free_port
 import requests
 
 from regframe.testing.faultproxy import (
@@ -132,12 +133,6 @@ def blob_url(base: str, image: Image) -> str:
 
 def manifest_url(base: str) -> str:
     return f"{base}/v2/{REPO}/manifests/latest"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- plain forwarding ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Iterator
 
 from . import mediatypes as MT
 from .errors import DigestMismatchError, MissingLayerError
-from .reference import hasher_for, validate_digest
+from .reference import compute_digest, hasher_for, validate_digest
 from .reads import verify_chunks, write_atomically
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -53,7 +53,7 @@ class ImageLayout:
         if path is None:
             raise MissingLayerError(f"blob {digest} is not in {self.root}", digest=digest)
         data = path.read_bytes()
-        actual = _digest_of(data, digest)
+        actual = compute_digest(data, digest)
         if actual != digest:
             raise DigestMismatchError(f"{path} hashes to {actual}, not {digest}", expected=digest, actual=actual)
         return data
@@ -97,12 +97,6 @@ class ImageLayout:
         elif len(manifests) == 1:
             return manifests[0]
         raise MissingLayerError(f"{self.root}/index.json has no image named {ref_name!r}")
-
-
-def _digest_of(data: bytes, like: str) -> str:
-    hasher = hasher_for(like)
-    hasher.update(data)
-    return f"{like.split(':')[0]}:{hasher.hexdigest()}"
 
 
 def file_digest(path: Path, like: str) -> str:

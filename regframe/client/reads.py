@@ -283,19 +283,17 @@ class RegistryReads:
 
     def blob_size(self, repo: str, digest: str) -> int:
         repository = self._repo(repo)
-        validate_digest(digest)
-        response = self.transport.request("HEAD", f"/v2/{repository}/blobs/{digest}",
-                                          scopes=pull_scope(repository), kind="blob_head")
-        response.close()
-        return int(response.headers.get("Content-Length") or 0)
+        return int(self._head_blob(repository, digest).headers.get("Content-Length") or 0)
 
     def blob_exists(self, repository: str, digest: str) -> bool:
-        repository = self._repo(repository)
+        return self._head_blob(self._repo(repository), digest, ok=(404,)).status_code != 404
+
+    def _head_blob(self, repository: str, digest: str, ok: tuple[int, ...] = ()) -> Response:
         validate_digest(digest)
         response = self.transport.request("HEAD", f"/v2/{repository}/blobs/{digest}",
-                                          scopes=pull_scope(repository), kind="blob_head", ok=(404,))
+                                          scopes=pull_scope(repository), kind="blob_head", ok=ok)
         response.close()
-        return response.status_code != 404
+        return response
 
     def blob(self, repo: str, digest: str, path: str | os.PathLike | None = None, *,
              progress: Progress | None = None, max_size: int | None = None) -> Blob:

@@ -155,7 +155,7 @@ class RegistryTransfers:
                 seen.add(digest)
                 if self.blob_exists(repository, digest):
                     continue
-                source = next((r for r in sources if self.blob_exists(r, digest)), None)
+                source, size = next((r for r in sources if self.blob_exists(r, digest)), None), _blob_size(descriptor)
                 if source is None:
                     path = layout.find_blob(digest)
                     if path is None:
@@ -164,9 +164,8 @@ class RegistryTransfers:
                             digest=digest)
                     if file_digest(path, digest) != digest:
                         raise E.DigestMismatchError(f"{path} does not hash to {digest}", expected=digest)
-                    source = "local"
-                plan.append((digest, _blob_size(descriptor) or (layout.find_blob(digest).stat().st_size
-                                                                 if source == "local" else 0), source))
+                    source, size = "local", size or path.stat().st_size
+                plan.append((digest, size, source))
         return plan
 
     def _mount(self, repository: str, digest: str, source: str) -> bool:

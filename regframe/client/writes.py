@@ -144,15 +144,9 @@ class RegistryDeletes:
     """rmtag and rmrepo; mixed into RegistryClient. Never removes a tag it was not asked to remove."""
 
     def _deletes_enabled(self, repository: str) -> None:
-        """Probe with a digest that cannot exist: 404 means deletes work, 405 that they are disabled."""
-        probe = "sha256:" + "0" * 64
-        try:
-            self.delete_manifest(repository, probe)
-        except E.DeleteDisabledError:
-            raise
-        except E.RegistryError as exc:
-            if exc.status == 405:
-                raise E.DeleteDisabledError(f"{self.url} has deletion disabled", status=405) from None
+        """Probe with a digest that cannot exist: 404 means deletes work; the transport turns the
+        405 of a registry with deletion disabled into DeleteDisabledError."""
+        self.delete_manifest(repository, "sha256:" + "0" * 64)
 
     def rmtag(self, repo: str, tag: str, *, siblings: Iterable[str] | None = None) -> dict:
         """Remove only ``tag``; other tags on the same digest keep resolving to it.
@@ -165,16 +159,12 @@ class RegistryDeletes:
         validate_reference(tag)
         digest = self.digest(repository, tag)
         self._deletes_enabled(repository)
-        try:
-            response = self.transport.request("DELETE", f"/v2/{repository}/manifests/{tag}",
-                                              scopes=delete_scope(repository), kind="delete",
-                                              ok=(400, 404, 405), retry=False)
-            response.close()
-            if response.status_code == 202:
-                return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-by-tag"}
-        except E.RegistryError as exc:
-            if exc.status not in (400, 405):
-                raise
+        response = self.transport.request("DELETE", f"/v2/{repository}/manifests/{tag}",
+                                          scopes=delete_scope(repository), kind="delete",
+                                          ok=(400, 404, 405), retry=False)
+        response.close()
+        if response.status_code == 202:
+            return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-by-tag"}
         if siblings is None:
             hashes = self.tags(repository, with_hashes=True, auto_paginate=True).get("hashes", {})
             # A listed tag whose digest cannot be read may share this one: treat it as a sibling.

@@ -177,37 +177,30 @@ class Crawler:
 
     def _resolve(self, repository: str, tag: str) -> None:
         try:
-            if self.use_head:
-                digest = self.client.manifest_exists(repository, tag)
-                if digest is None:
-                    raise E.NotFoundError(f"{repository}:{tag} disappeared during the crawl", status=404)
-                cached = self.cache.get(digest) if digest else None
-                if cached is None:
-                    manifest = self.client.manifest(repository, digest or tag)
-                    if not manifest:
-                        raise E.NotFoundError(f"{repository}:{tag} disappeared during the crawl", status=404)
-                    digest, cached = manifest.digest, self._remember(manifest)
-            else:
-                manifest = self.client.manifest(repository, tag)
-                if not manifest:
-                    raise E.NotFoundError(f"{repository}:{tag} disappeared during the crawl", status=404)
-                digest, cached = manifest.digest, self._remember(manifest)
+            digest = self.client.manifest_exists(repository, tag) if self.use_head else ""
+            if digest is None:
+                raise E.NotFoundError(f"{repository}:{tag} disappeared during the crawl", status=404)
+            summary = self.cache.get(digest) if digest else None
+            if summary is None:
+                digest, summary = self._fetch_manifest(repository, digest or tag)
         except EXPECTED as exc:
             self._error(repository, tag, "manifest", exc)
             self._tag_done()
             return
         with self._lock:
             self.result.tag_refs.append((repository, tag, digest))
-        self._expand(repository, tag, digest, cached)
+        self._expand(repository, tag, digest, summary)
         self._tag_done()
 
-    def _remember(self, manifest) -> dict:
+    def _fetch_manifest(self, repository: str, reference: str, missing: str | None = None) -> tuple[str, dict]:
+        """GET a manifest and cache its summary; only freshly read digests are written to the cache."""
+        manifest = self.client.manifest(repository, reference)
+        if not manifest:
+            raise E.NotFoundError(missing or f"{repository}:{reference} disappeared during the crawl", status=404)
         summary = summarize_manifest(manifest)
         self.cache.put(manifest.digest, summary)
         self.once.seed(manifest.digest, summary)
-        with self._lock:
-            self.result.manifests[manifest.digest] = summary
-        return summary
+        return manifest.digest, summary
 
     def _expand(self, repository: str, tag: str, digest: str, summary: dict) -> None:
         with self._lock:
@@ -224,16 +217,12 @@ class Crawler:
         cached = self.cache.get(digest)
         if cached is not None:
             return cached
-        manifest = self.client.manifest(repository, digest)
-        if not manifest:
-            raise E.NotFoundError(f"child manifest {digest} is missing from {repository}", status=404)
-        return summarize_manifest(manifest)
+        return self._fetch_manifest(repository, digest, f"child manifest {digest} is missing from {repository}")[1]
 
     def _child_done(self, repository: str, tag: str, digest: str, ok: bool, value) -> None:
         if not ok:
             self._error(repository, tag, "child manifest", value)
             return
-        self.cache.put(digest, value)
         with self._lock:
             self.result.manifests[digest] = value
         if value["config"]:
@@ -245,13 +234,14 @@ class Crawler:
             if cached is not None:
                 return cached
             blob = self.client.blob(repository, digest, max_size=size or MAX_CONFIG_BYTES)
-            return summarize_config(blob.body)
+            summary = summarize_config(blob.body)
+            self.cache.put(digest, summary)
+            return summary
 
         def done(ok: bool, value) -> None:
             if not ok:
                 self._error(repository, tag, "config", value)
                 return
-            self.cache.put(digest, value)
             with self._lock:
                 self.result.configs[digest] = value
 

@@ -212,22 +212,14 @@ def _dump(document: Mapping[str, Any], *, pretty: bool) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True, eq=False)
-class Image:
-    """One image manifest with its config and layers; equal images have equal digests."""
+class _Manifest:
+    """Identity and parsed view of a built manifest: equal when the digests are."""
 
-    manifest_raw: bytes = field(repr=False)
-    media_type: str
+    manifest_raw: bytes
     digest: str
-    config: Blob
-    layers: tuple[Blob, ...] = field(repr=False)
-    platform: Platform
-    created: datetime | None
-    labels: Mapping[str, str] = field(repr=False)
-    diff_ids: tuple[str, ...] = field(repr=False)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Image) and other.digest == self.digest
+        return type(other) is type(self) and other.digest == self.digest
 
     def __hash__(self) -> int:
         return hash(self.digest)
@@ -239,6 +231,21 @@ class Image:
     @property
     def manifest_size(self) -> int:
         return len(self.manifest_raw)
+
+
+@dataclass(frozen=True, eq=False)
+class Image(_Manifest):
+    """One image manifest with its config and layers; equal images have equal digests."""
+
+    manifest_raw: bytes = field(repr=False)
+    media_type: str
+    digest: str
+    config: Blob
+    layers: tuple[Blob, ...] = field(repr=False)
+    platform: Platform
+    created: datetime | None
+    labels: Mapping[str, str] = field(repr=False)
+    diff_ids: tuple[str, ...] = field(repr=False)
 
     @property
     def size(self) -> int:
@@ -272,27 +279,13 @@ class Image:
 
 
 @dataclass(frozen=True, eq=False)
-class ImageIndex:
+class ImageIndex(_Manifest):
     """A Docker manifest list or an OCI image index over several platform images."""
 
     manifest_raw: bytes = field(repr=False)
     media_type: str
     digest: str
     children: tuple[Image, ...]
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ImageIndex) and other.digest == self.digest
-
-    def __hash__(self) -> int:
-        return hash(self.digest)
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return json.loads(self.manifest_raw)
-
-    @property
-    def manifest_size(self) -> int:
-        return len(self.manifest_raw)
 
     @property
     def images(self) -> tuple[Image, ...]:

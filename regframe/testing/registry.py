@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .._local import free_port, tail
 from .tls import write_tls_files
 from .tokenserver import AccessRules, Algorithm, TokenServer
 
@@ -91,7 +91,7 @@ class LocalRegistry:
         output = done.stdout + done.stderr
         if done.returncode != 0:
             raise RuntimeError(
-                f"garbage-collect exited with status {done.returncode}:\n{_tail(output)}")
+                f"garbage-collect exited with status {done.returncode}:\n{tail(output)}")
         return output
 
 
@@ -190,21 +190,11 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
 def _launch(exe: str, config: dict, config_path: Path, log_path: Path, ca_path: Path | None,
             timeout: float) -> tuple[subprocess.Popen, int]:
     """Start the registry on a free port; pick another if someone took it in between."""
     for _ in range(_PORT_ATTEMPTS):
-        port = _free_port()
+        port = free_port()
         config["http"]["addr"] = f"127.0.0.1:{port}"
         config_path.write_text(to_yaml(config))
         with log_path.open("wb") as log:
@@ -219,7 +209,7 @@ def _launch(exe: str, config: dict, config_path: Path, log_path: Path, ca_path: 
             if "address already in use" not in output:
                 raise RuntimeError(
                     f"docker-registry exited at start with status {proc.returncode}:\n"
-                    f"{_tail(output)}") from None
+                    f"{tail(output)}") from None
         except BaseException:
             _stop(proc)
             raise
