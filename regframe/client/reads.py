@@ -86,6 +86,7 @@ class RegistryReads:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         self.user = user
+        self._deletes_ok: set[str] = set()  # repositories where a delete probe answered 404
         self.auth = RegistryAuth(user, password)
         self.transport = Transport(self.url, self.auth, open_timeout=open_timeout, read_timeout=read_timeout,
                                    verify=verify, retries=retries, pool_size=pool_size)

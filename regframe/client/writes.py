@@ -145,8 +145,11 @@ class RegistryDeletes:
 
     def _deletes_enabled(self, repository: str) -> None:
         """Probe with a digest that cannot exist: 404 means deletes work; the transport turns the
-        405 of a registry with deletion disabled into DeleteDisabledError."""
-        self.delete_manifest(repository, "sha256:" + "0" * 64)
+        405 of a registry with deletion disabled into DeleteDisabledError. Probed once per repository
+        and client, so a cleanup of many tags does not repeat it."""
+        if repository not in self._deletes_ok:
+            self.delete_manifest(repository, "sha256:" + "0" * 64)
+            self._deletes_ok.add(repository)
 
     def rmtag(self, repo: str, tag: str, *, siblings: Iterable[str] | None = None) -> dict:
         """Remove only ``tag``; other tags on the same digest keep resolving to it.
