@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from regframe.testing import LocalRegistry, local_registry
-from regframe.testing.images import Fleet, HTTPTarget, seed
+import regframe
+from regframe.testing import Fleet, LocalRegistry, local_registry, seed
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Seeding writes tens of thousands of small files; on tmpfs that is I/O the registry does not wait for.
@@ -37,9 +37,9 @@ def seeded_registry(fleet: Fleet, *, workers: int = 8) -> Iterator[LocalRegistry
     with (tempfile.TemporaryDirectory(prefix="regframe-bench-", dir=fast_tmp()) as storage,
           local_registry(log_level="error", log__accesslog__disabled=True,
                          storage__filesystem__rootdirectory=storage) as registry,
-          HTTPTarget(registry.url) as target):
+          regframe.connect(registry.url, docker_config=False, read_timeout=30) as client):
         started = time.perf_counter()
-        seed(target, fleet, workers=workers)
+        seed(client, fleet, workers=workers)
         print(f"seeded {fleet} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         yield registry
 

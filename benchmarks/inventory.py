@@ -65,7 +65,7 @@ from _common import (
 
 import regframe
 from regframe.testing.faultproxy import FaultProxy, RecordingServer
-from regframe.testing.images import Fleet, make_fleet
+from regframe.testing import Fleet, make_fleet
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "inventory"

@@ -39,7 +39,7 @@ from _common import (
     write_section,
 )
 
-from regframe.testing.images import Fleet, make_fleet
+from regframe.testing import Fleet, make_fleet
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "scale"

@@ -1,38 +1,80 @@
-"""``make demo``: a local registry seeded with a realistic fleet, audited with ``regframe audit``.
+"""Demo registries: ``make demo`` and the registry the example notebooks work on.
 
-Run as ``python -m regframe.demo --out audit-report``; ``--keep-running`` leaves the registry up
-so the report can be explored further (notebooks: ``REGFRAME_URL=<url>``).
+``python -m regframe.demo --out audit-report`` starts a local registry, seeds a realistic fleet and
+audits it with ``regframe audit``; ``--keep-running`` leaves the registry up so the report can be
+explored further (notebooks: ``REGFRAME_URL=<url>``). :func:`notebook_registry` is the one setup
+call of every notebook. Both use the test harness (``regframe.testing``) and Debian's ``docker-registry``.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import os
 import sys
+import threading
 import time
 from datetime import datetime, timezone
+from typing import Any
 
-from . import cli, connect
-from .testing import local_registry
-from .testing.images import make_fleet, seed
+from . import Registry, connect
+
+# What `make demo` audits: enough repositories and history for every table of the report to say something.
+DEMO_FLEET: dict[str, Any] = {
+    "base_layers": 3, "multi_platform_ratio": 0.15, "oci_ratio": 0.5, "fake_created_ratio": 0.03, "seed": 2026,
+    "age_range_days": (2, 1800), "layer_size_range": (5_000, 400_000), "base_layer_size_range": (300_000, 1_500_000)}
+# What the notebooks explore: small enough to seed in a second, varied enough for every chart.
+NOTEBOOK_FLEET: dict[str, Any] = {
+    "repositories": 8, "tags_per_repo": 6, "multi_platform_ratio": 0.2, "seed": 7, "age_range_days": (5, 700),
+    "layer_size_range": (2_000, 60_000), "base_layer_size_range": (50_000, 200_000)}
+
+_notebook_lock = threading.Lock()
+_notebook_url: str | None = None
+
+
+def notebook_registry() -> Registry:
+    """The registry a notebook works on, connected.
+
+    ``REGFRAME_URL`` (with ``REGFRAME_USER`` and ``REGFRAME_PASSWORD`` when it needs a login) when it
+    is set; otherwise a throw-away local registry seeded with a small synthetic fleet, started on the
+    first call, shared by later calls in the same process (re-running a cell starts nothing new) and
+    stopped when the process (the notebook's kernel) exits.
+    """
+    url = os.environ.get("REGFRAME_URL") or _local_notebook_registry()
+    return connect(url, user=os.environ.get("REGFRAME_USER"), password=os.environ.get("REGFRAME_PASSWORD"))
+
+
+def _local_notebook_registry() -> str:
+    global _notebook_url
+    from .testing import make_fleet, seeded_registry
+
+    with _notebook_lock:
+        if _notebook_url is None:
+            harness = contextlib.ExitStack()
+            atexit.register(harness.close)
+            _notebook_url = harness.enter_context(seeded_registry(make_fleet(**NOTEBOOK_FLEET))).url
+        return _notebook_url
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m regframe.demo", description=__doc__.splitlines()[0])
+    from . import cli
+    from .testing import local_registry, make_fleet, seed
+
+    p = argparse.ArgumentParser(prog="python -m regframe.demo",
+                                description="Seed a local registry with a realistic fleet and audit it.")
     p.add_argument("--out", default="audit-report")
     p.add_argument("--repositories", type=int, default=32)
     p.add_argument("--tags", type=int, default=14, help="tags per repository")
     p.add_argument("--keep-running", action="store_true")
     args = p.parse_args(argv)
 
-    now = datetime.now(timezone.utc)
-    fleet = make_fleet(repositories=args.repositories, tags_per_repo=args.tags, base_layers=3,
-                       multi_platform_ratio=0.15, oci_ratio=0.5, fake_created_ratio=0.03, seed=2026, now=now,
-                       age_range_days=(2, 1800), layer_size_range=(5_000, 400_000),
-                       base_layer_size_range=(300_000, 1_500_000))
+    fleet = make_fleet(repositories=args.repositories, tags_per_repo=args.tags, now=datetime.now(timezone.utc),
+                       **DEMO_FLEET)
     print(f"Starting a local registry and seeding {fleet} ...", flush=True)
     with local_registry() as reg:
         started = time.perf_counter()
-        with connect(reg.url) as client:
+        with connect(reg.url, docker_config=False) as client:
             seed(client, fleet)
         print(f"Seeded in {time.perf_counter() - started:.1f} s: {reg.url}\n", flush=True)
         code = cli.main(["audit", reg.url, "--out", args.out, "--older-than", "180d", "--keep-last", "3",

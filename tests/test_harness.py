@@ -10,6 +10,8 @@ import os
 import re
 import secrets
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -459,3 +461,60 @@ def test_tls_with_token_auth():
         assert push_blob(registry.url, "harness/tls", b"over https", alice.request).status_code == 201
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(registry.token_server.realm, verify=True, timeout=TIMEOUT)
+
+
+# -- optional dependencies ----------------------------------------------------------------------
+
+WITHOUT_CRYPTOGRAPHY_OR_BCRYPT = """
+import http.client, json, sys
+from importlib.abc import MetaPathFinder
+
+class Blocked(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("cryptography", "bcrypt"):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocked())
+
+import regframe.testing
+from regframe.testing import local_registry
+
+with local_registry() as registry:
+    conn = http.client.HTTPConnection(registry.host, timeout=10)
+    conn.request("GET", "/v2/")
+    status = conn.getresponse().status
+    conn.close()
+refusals = {}
+for name, options in (("tls", {"tls": True}), ("token", {"auth": "token"}), ("basic", {"auth": "basic"})):
+    try:
+        with local_registry(**options):
+            refusals[name] = None
+    except ModuleNotFoundError as error:
+        refusals[name] = [str(error), error.name]
+try:
+    regframe.testing.TokenServer
+    lazy = None
+except ModuleNotFoundError as error:
+    lazy = error.name
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("cryptography", "bcrypt"))
+print(json.dumps({"status": status, "refusals": refusals, "lazy": lazy, "loaded": loaded}))
+"""
+
+
+def test_anonymous_registry_needs_neither_cryptography_nor_bcrypt(tmp_path):
+    """Where ``cryptography`` and ``bcrypt`` cannot be imported, an anonymous registry starts and answers;
+    TLS, token and htpasswd registries are refused before anything starts, naming the missing package."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    completed = subprocess.run([sys.executable, "-c", WITHOUT_CRYPTOGRAPHY_OR_BCRYPT], capture_output=True,
+                               text=True, timeout=60, env=env, check=False)
+    assert completed.returncode == 0, completed.stderr
+    answer = json.loads(completed.stdout)
+    assert answer["status"] == 200
+    assert answer["loaded"] == []
+    assert answer["lazy"] == "cryptography"
+    for name, package in (("tls", "cryptography"), ("token", "cryptography"), ("basic", "bcrypt")):
+        message, missing = answer["refusals"][name]
+        assert missing == package
+        assert repr(package) in message and "regframe[testing]" in message, message
+    assert list(tmp_path.iterdir()) == [], "nothing started or left behind"

@@ -1,7 +1,8 @@
-"""The synthetic image builder and fleet seeding, offline and against a real registry.
+"""The synthetic layers, images and fleets, offline, and seeding them into a real registry.
 
 Expected values are recomputed here from raw bytes (hashlib, gzip, tarfile, json) rather than
-taken from the builder; the registry is Debian's distribution 2.8 started by ``local_registry``.
+taken from the builder; the registry is Debian's distribution 2.8 started by ``local_registry``,
+and seeding goes through the regframe client.
 """
 
 from __future__ import annotations
@@ -23,12 +24,21 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
+import regframe
 from regframe.client.errors import RegistryAuthenticationError, RegistryError
-from regframe.testing.images import (
-    MIN_LAYER_SIZE, Fleet, FleetSpec, HTTPTarget, ImageIndex, build_image, build_index, layer,
-    make_fleet, push_image, seed,
+from regframe.testing import (
+    Fleet,
+    FleetSpec,
+    build_image,
+    build_index,
+    layer,
+    local_registry,
+    make_fleet,
+    push_image,
+    seed,
 )
-from regframe.testing.registry import local_registry
+from regframe.testing.images import ImageIndex
+from regframe.testing.layers import MIN_LAYER_SIZE
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -363,7 +373,7 @@ def test_fleet_is_deterministic_and_seed_dependent(small_fleet):
 
 def test_fleet_digests_do_not_depend_on_the_process(small_fleet):
     script = ("import json, sys; from datetime import datetime, timezone; "
-              "from regframe.testing.images import FleetSpec; "
+              "from regframe.testing import FleetSpec; "
               "options = {k: tuple(v) if isinstance(v, list) else v "
               "           for k, v in json.loads(sys.argv[1]).items()}; "
               "fleet = FleetSpec(**options, now=datetime(2025, 3, 1, tzinfo=timezone.utc)).build(); "
@@ -451,8 +461,8 @@ def registry():
 
 @pytest.fixture(scope="module")
 def target(registry):
-    with HTTPTarget(registry.url) as http_target:
-        yield http_target
+    with regframe.connect(registry.url, docker_config=False) as client:
+        yield client
 
 
 def get(registry, path: str, accept: str | None = None, method: str = "GET", **kwargs) -> requests.Response:
@@ -522,7 +532,7 @@ def test_pushed_index_and_children_read_back(registry, target, oci):
         assert by_digest.content == child.manifest_raw
 
 
-def test_http_target_reports_registry_errors(registry, target):
+def test_push_target_reports_registry_errors(registry, target):
     unpushed = build_image([layer("never-uploaded", 1_000)])
     assert target.blob_exists("push/errors", sha256(unpushed.config.data)) is False
     with pytest.raises(RegistryError) as caught:
@@ -531,26 +541,26 @@ def test_http_target_reports_registry_errors(registry, target):
     assert caught.value.code == "MANIFEST_BLOB_UNKNOWN"
 
 
-def test_http_target_with_basic_auth():
+def test_seeding_with_basic_auth():
     image = build_image([layer("basic", 2_000)], created=CREATED)
     fleet = Fleet({"secured/app": {"v1": image}})
     with local_registry(auth="basic") as reg:
         user, password = next(iter(reg.users.items()))
-        with HTTPTarget(reg.url) as anonymous:
+        with regframe.Registry(reg.url, docker_config=False) as anonymous:
             with pytest.raises(RegistryAuthenticationError):
                 anonymous.blob_exists("secured/app", image.config.digest)
             with pytest.raises(RegistryAuthenticationError):
                 seed(anonymous, fleet, workers=2)
-        with HTTPTarget(reg.url, user=user, password=password) as authenticated:
+        with regframe.connect(reg.url, user=user, password=password, docker_config=False) as authenticated:
             assert seed(authenticated, fleet, workers=2).manifests_put == 1
         response = get(reg, "/v2/secured/app/manifests/v1", DOCKER_MANIFEST, auth=(user, password))
         assert response.content == image.manifest_raw
 
 
-def test_http_target_over_tls_uses_the_given_ca():
+def test_seeding_over_tls_uses_the_given_ca():
     image = build_image([layer("tls", 2_000)], created=CREATED)
     with local_registry(tls=True) as reg:
-        with HTTPTarget(reg.url, verify=str(reg.ca_path)) as secure:
+        with regframe.connect(reg.url, ca_bundle=reg.ca_path, docker_config=False) as secure:
             assert push_image(secure, "tls/app", "v1", image).manifests_put == 1
         response = requests.get(f"{reg.url}/v2/tls/app/manifests/v1", headers={"Accept": DOCKER_MANIFEST},
                                 verify=str(reg.ca_path), timeout=10)
@@ -576,9 +586,9 @@ def blobs_per_repository(fleet: Fleet) -> int:
 @pytest.fixture(scope="module")
 def seeded():
     fleet = SEED_SPEC.build()
-    with local_registry() as reg, HTTPTarget(reg.url) as http_target:
-        result = seed(http_target, fleet, workers=4)
-        yield reg, http_target, fleet, result
+    with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
+        result = seed(client, fleet, workers=4)
+        yield reg, client, fleet, result
 
 
 def test_seed_uploads_each_blob_once_per_repository(seeded):
@@ -609,9 +619,52 @@ def test_every_seeded_tag_points_at_the_planned_digest(seeded):
 
 
 def test_seeding_again_uploads_nothing(seeded):
-    _, http_target, fleet, _ = seeded
-    again = seed(http_target, fleet, workers=4)
+    _, client, fleet, _ = seeded
+    again = seed(client, fleet, workers=4)
     assert again.blobs_uploaded == 0
     assert again.bytes_uploaded == 0
     assert again.blobs_skipped == blobs_per_repository(fleet)
 
+
+
+# A fresh interpreter in which importing any of ``BLOCKED`` fails, as on a machine without them.
+BLOCKING_PRELUDE = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Blocked(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocked())
+"""
+
+
+def test_seeding_uses_the_regframe_client_and_no_second_http_client():
+    """Seeding works where ``requests`` (the second HTTP client the harness once had) cannot be imported."""
+    spec = {"repositories": 2, "tags_per_repo": 3, "multi_platform_ratio": 0.5, "seed": 5,
+            "layer_size_range": [300, 900], "base_layer_size_range": [2_000, 4_000]}
+    script = BLOCKING_PRELUDE + """
+BLOCKED = {"requests"}
+import json
+from datetime import datetime, timezone
+import regframe
+from regframe.testing import make_fleet, seeded_registry
+
+options = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(sys.argv[1]).items()}
+fleet = make_fleet(**options, now=datetime(2025, 3, 1, tzinfo=timezone.utc))
+with seeded_registry(fleet, workers=2) as reg, regframe.connect(reg.url, docker_config=False) as client:
+    found = {repo: {tag: client.digest(repo, tag) for tag in client.tags(repo)["tags"]}
+             for repo in client.search()}
+print(json.dumps({"found": found, "loaded": sorted(m for m in sys.modules if m.split(".")[0] == "requests")}))
+"""
+    completed = subprocess.run([sys.executable, "-c", script, json.dumps(spec)], capture_output=True,
+                               text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    answer = json.loads(completed.stdout)
+    assert answer["loaded"] == []
+    planned = make_fleet(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}, now=NOW)
+    assert answer["found"] == {repo: {tag: sha256(item.manifest_raw) for tag, item in tags.items()}
+                               for repo, tags in planned.tags.items()}

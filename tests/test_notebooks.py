@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,8 +24,7 @@ from nbclient import NotebookClient
 
 import regframe
 from regframe import dashboard
-from regframe.testing import local_registry
-from regframe.testing.images import make_fleet, seed, seeded_registry
+from regframe.testing import local_registry, make_fleet, seed, seeded_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -98,6 +99,23 @@ def test_stored_without_outputs(path):
     assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
     assert any(cell.cell_type == "markdown" for cell in notebook.cells)
     assert notebook.metadata.kernelspec.name == "python3"
+
+
+def test_notebook_registry_starts_once_per_kernel_and_stops_with_it(kernel_env):
+    """The notebooks' setup call without ``REGFRAME_URL``: one seeded local registry per process."""
+    script = ("import json\n"
+              "from regframe.demo import notebook_registry\n"
+              "first, again = notebook_registry(), notebook_registry()\n"
+              "print(json.dumps([first.url, again.url, {r: first.tags(r)['tags'] for r in first.search()}]))\n")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                               check=False)
+    assert completed.returncode == 0, completed.stderr
+    first, again, tags = json.loads(completed.stdout)
+    assert first == again and first.startswith("http://127.0.0.1:")
+    assert len(tags) == 8 and all(len(names) == 6 for names in tags.values())
+    with socket.socket() as sock:
+        sock.settimeout(5)
+        assert sock.connect_ex(("127.0.0.1", int(first.rsplit(":", 1)[1]))) != 0, "stopped at exit"
 
 
 def test_quickstart_against_regframe_url(kernel_env, registry_url, fleet, tmp_path):

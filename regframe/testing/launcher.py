@@ -2,12 +2,15 @@
 
 Each :func:`local_registry` gets its own temporary directory (config, storage, log, keys),
 a free port on 127.0.0.1 and an environment without ``REGISTRY_*`` variables, which
-distribution would otherwise apply on top of the config file.
+distribution would otherwise apply on top of the config file. The TLS and token-server parts
+(``cryptography``) and htpasswd hashing (``bcrypt``) are imported only by the registries that use
+them: an anonymous plain-HTTP registry needs neither.
 """
 
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import os
 import re
@@ -22,11 +25,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
-from .._local import free_port, tail
-from .tls import write_tls_files
-from .tokenserver import AccessRules, Algorithm, TokenServer
+from ..processes import free_port, tail
+
+if TYPE_CHECKING:
+    from .tokenserver import AccessRules, Algorithm, TokenServer
 
 DEFAULT_BINARY = "/usr/bin/docker-registry"
 BINARY_ENV = "REGFRAME_REGISTRY_BINARY"
@@ -125,6 +130,9 @@ def local_registry(auth: Auth = None, tls: bool = False, delete: bool = True,
     for user in accounts:
         if not user or ":" in user:
             raise ValueError(f"user name {user!r} must be non-empty and contain no ':'")
+    tls_parts = _extra(".tls", "local_registry(tls=True)") if tls else None
+    token_parts = _extra(".tokenserver", "local_registry(auth='token')") if auth == "token" else None
+    bcrypt = _extra("bcrypt", "local_registry(auth='basic')") if auth == "basic" else None
 
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="regframe-registry-"))
@@ -133,21 +141,21 @@ def local_registry(auth: Auth = None, tls: bool = False, delete: bool = True,
         storage.mkdir()
         config = _base_config(storage, level, delete)
 
-        tls_files = write_tls_files(workdir) if tls else None
+        tls_files = tls_parts.write_tls_files(workdir) if tls_parts is not None else None
         if tls_files is not None:
             config["http"]["tls"] = {"certificate": str(tls_files.cert_path),
                                      "key": str(tls_files.key_path)}
         token_server = None
-        if auth == "basic":
+        if bcrypt is not None:
             htpasswd = workdir / "htpasswd"
-            htpasswd.write_text(_htpasswd(accounts))
+            htpasswd.write_text(_htpasswd(accounts, bcrypt))
             config["auth"] = {"htpasswd": {"realm": "regframe", "path": str(htpasswd)}}
-        elif auth == "token":
+        elif token_parts is not None:
             ssl_context = None
             if tls_files is not None:
                 ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 ssl_context.load_cert_chain(tls_files.cert_path, tls_files.key_path)
-            token_server = stack.enter_context(TokenServer(
+            token_server = stack.enter_context(token_parts.TokenServer(
                 accounts, access, service=TOKEN_SERVICE, issuer=TOKEN_ISSUER,
                 algorithm=token_algorithm, ssl_context=ssl_context))
             bundle = workdir / "token-signing.pem"
@@ -169,6 +177,15 @@ def local_registry(auth: Auth = None, tls: bool = False, delete: bool = True,
             log_path=log_path, pid=proc.pid, token_server=token_server,
             delete_enabled=bool(config["storage"].get("delete", {}).get("enabled")),
             binary=exe)
+
+
+def _extra(module: str, feature: str) -> ModuleType:
+    """Import a part that needs the ``testing`` extra; when it is missing, say which feature wants it."""
+    try:
+        return importlib.import_module(module, __package__)
+    except ModuleNotFoundError as missing:
+        raise ModuleNotFoundError(f"{feature} needs the {missing.name!r} package, from the 'testing' extra: "
+                                  "pip install 'regframe[testing]'", name=missing.name) from missing
 
 
 # -- process -------------------------------------------------------------------------------
@@ -272,9 +289,7 @@ def _base_config(storage: Path, level: str, delete: bool) -> dict:
     }
 
 
-def _htpasswd(users: Mapping[str, str]) -> str:
-    import bcrypt
-
+def _htpasswd(users: Mapping[str, str], bcrypt: ModuleType) -> str:
     return "".join(
         f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=_BCRYPT_ROUNDS)).decode()}\n"
         for user, pw in users.items())
