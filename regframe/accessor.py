@@ -87,8 +87,10 @@ class RegistryAccessor:
         self._need(STALE_COLUMNS, "cleanup_plan", "stale_tags")
         return analysis.cleanup_plan(self._df)
 
-    def plot_storage(self, top: int = 15, ax: Any = None) -> Any:
-        """Stacked exclusive/shared bars per repository (storage_usage is computed from layers)."""
+    def plot_storage(self, *, top: int = 15, ax: Any = None, **kwargs: Any) -> Any:
+        """Stacked exclusive/shared bars per repository (storage_usage is computed from layers).
+
+        See :func:`regframe.plot.storage`; extra keyword arguments go to its bars."""
         if missing_columns(self._df, USAGE_PLOT_COLUMNS):
             if missing_columns(self._df, STORAGE_COLUMNS):
                 raise ValueError(
@@ -99,28 +101,31 @@ class RegistryAccessor:
             usage = analysis.storage_usage(self._df)
         else:
             usage = self._df
-        return _plot().storage(usage, top=top, ax=ax)
+        return _plot().storage(usage, top=top, ax=ax, **kwargs)
 
-    def plot_shared_layers(self, top: int = 20, ax: Any = None) -> Any:
-        """Heatmap of bytes shared between the ``top`` largest repositories (on a layers frame)."""
-        self._need(SHARING_MATRIX_COLUMNS, "plot_shared_layers", "layers")
-        return _plot().shared_layers(self._df, top=top, ax=ax)
+    def plot_sharing_heatmap(self, *, top: int = 20, ax: Any = None, **kwargs: Any) -> Any:
+        """Heatmap of bytes shared between the ``top`` largest repositories (on a layers frame).
 
-    def plot_stale_tags(self, ax: Any = None, layers: pd.DataFrame | None = None) -> Any:
-        """Tag ages per repository with the threshold; pass ``layers`` to title it with the
-        bytes a cleanup would reclaim."""
+        Computes ``sharing_matrix(top=top)`` and hands it to :func:`regframe.plot.sharing_heatmap`,
+        recording the frame's repository count so the title can say how many were left out."""
+        self._need(SHARING_MATRIX_COLUMNS, "plot_sharing_heatmap", "layers")
+        matrix = analysis.sharing_matrix(self._df, top=top)
+        matrix.attrs["total_repositories"] = int(self._df["repository"].dropna().nunique())
+        return _plot().sharing_heatmap(matrix, top=top, ax=ax, **kwargs)
+
+    def plot_stale_tags(self, *, layers: pd.DataFrame | None = None, top: int = 30, ax: Any = None,
+                        **kwargs: Any) -> Any:
+        """Tag ages per repository with the threshold (on a stale frame); pass ``layers`` to title it
+        with the bytes a cleanup would reclaim. See :func:`regframe.plot.stale_tags`."""
         self._need(STALE_PLOT_COLUMNS, "plot_stale_tags", "stale_tags")
-        stale = self._df
         if layers is not None:
-            stale = stale.copy(deep=False)
-            stale.attrs = {**self._df.attrs,
-                           "reclaimable_bytes": self.reclaimable_bytes(layers)}
-        return _plot().stale_tags(stale, ax=ax)
+            _check(layers, RECLAIM_LAYER_COLUMNS, "plot_stale_tags", "a layers frame as argument")
+        return _plot().stale_tags(self._df, layers=layers, top=top, ax=ax, **kwargs)
 
-    def plot_layer_sizes(self, ax: Any = None) -> Any:
-        """Histogram of distinct layer sizes (on a layers frame)."""
+    def plot_layer_sizes(self, *, ax: Any = None, **kwargs: Any) -> Any:
+        """Histogram of distinct layer sizes (on a layers frame). See :func:`regframe.plot.layer_sizes`."""
         self._need(LAYER_SIZE_COLUMNS, "plot_layer_sizes", "layers")
-        return _plot().layer_sizes(self._df, ax=ax)
+        return _plot().layer_sizes(self._df, ax=ax, **kwargs)
 
 
 def _check(frame: object, columns: Iterable[str], method: str, what: str) -> None:

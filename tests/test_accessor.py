@@ -81,7 +81,7 @@ def test_stale_reclaim_and_plan_through_the_accessor():
     (LAYERS, lambda f: f.registry.cleanup_plan(), "'digest', 'created', 'age', 'stale', 'reason'"),
     (LAYERS, lambda f: f.registry.reclaimable_bytes(LAYERS), "'stale'"),
     (MANIFESTS, lambda f: f.registry.plot_layer_sizes(), "'layer_digest'"),
-    (MANIFESTS, lambda f: f.registry.plot_shared_layers(), "'layer_digest'"),
+    (MANIFESTS, lambda f: f.registry.plot_sharing_heatmap(), "'layer_digest'"),
     (LAYERS, lambda f: f.registry.plot_stale_tags(), "'created', 'age', 'stale'"),
 ])
 def test_wrong_frame_names_the_missing_columns(frame, call, missing):
@@ -107,7 +107,7 @@ def recording_plot(monkeypatch):
     """A stand-in regframe.plot recording what each chart function receives."""
     calls: list[tuple[str, pd.DataFrame, dict]] = []
     module = types.ModuleType("regframe.plot")
-    for name in ("storage", "shared_layers", "stale_tags", "layer_sizes"):
+    for name in ("storage", "sharing_heatmap", "stale_tags", "layer_sizes"):
         def chart(frame, _name=name, **kwargs):
             calls.append((_name, frame, kwargs))
             return f"axes from {_name}"
@@ -127,27 +127,42 @@ def test_plot_methods_delegate(recording_plot):
     given.registry.plot_storage()
     assert recording_plot[-1][1] is given and recording_plot[-1][2] == {"top": 15, "ax": None}
 
-    LAYERS.registry.plot_shared_layers(top=3)
-    assert recording_plot[-1][0] == "shared_layers" and recording_plot[-1][1] is LAYERS
-    assert recording_plot[-1][2] == {"top": 3, "ax": None}
+    LAYERS.registry.plot_sharing_heatmap(top=3)
+    name, matrix, kwargs = recording_plot[-1]
+    # The chart gets the sharing matrix of the layers (b 130 stored, a 110, 100 in common).
+    assert name == "sharing_heatmap" and matrix.to_numpy().tolist() == [[130, 100], [100, 110]]
+    assert list(matrix.index) == ["b", "a"] and matrix.attrs["total_repositories"] == 2
+    assert kwargs == {"top": 3, "ax": None}
+    LAYERS.registry.plot_sharing_heatmap(top=1)
+    assert list(recording_plot[-1][1].index) == ["b"] and recording_plot[-1][1].attrs["total_repositories"] == 2
 
-    LAYERS.registry.plot_layer_sizes(ax="AX")
+    LAYERS.registry.plot_layer_sizes(ax="AX", color="red")
     assert recording_plot[-1][:2] == ("layer_sizes", LAYERS)
+    assert recording_plot[-1][2] == {"ax": "AX", "color": "red"}
 
     stale = MANIFESTS.registry.stale_tags(older_than="90d", now=NOW)
     stale.registry.plot_stale_tags()
+    assert recording_plot[-1][1] is stale and recording_plot[-1][2]["layers"] is None
+    stale.registry.plot_stale_tags(layers=LAYERS, top=4)
     assert recording_plot[-1][1] is stale
-    stale.registry.plot_stale_tags(layers=LAYERS)
-    drawn = recording_plot[-1][1]
-    assert drawn.attrs["reclaimable_bytes"] == 10                  # layer A only
-    assert drawn.attrs["older_than"] == pd.Timedelta(days=90)
-    assert "reclaimable_bytes" not in stale.attrs                  # the caller's frame untouched
+    assert recording_plot[-1][2] == {"layers": LAYERS, "top": 4, "ax": None}
+
+
+def test_plot_methods_take_options_by_keyword_and_check_layers_first(recording_plot):
+    stale = MANIFESTS.registry.stale_tags(older_than="90d", now=NOW)
+    for call in (lambda: LAYERS.registry.plot_storage(5), lambda: LAYERS.registry.plot_sharing_heatmap(5),
+                 lambda: stale.registry.plot_stale_tags(LAYERS), lambda: LAYERS.registry.plot_layer_sizes("AX")):
+        with pytest.raises(TypeError, match="positional"):
+            call()
+    with pytest.raises(ValueError, match="plot_stale_tags.*'layer_digest'"):
+        stale.registry.plot_stale_tags(layers=MANIFESTS)
+    assert recording_plot == []
 
 
 def test_plot_methods_with_the_real_charts(monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     plot = pytest.importorskip("regframe.plot")
-    if not all(hasattr(plot, n) for n in ("storage", "shared_layers", "stale_tags", "layer_sizes")):
+    if not all(hasattr(plot, n) for n in ("storage", "sharing_heatmap", "stale_tags", "layer_sizes")):
         pytest.skip("regframe.plot does not provide every chart yet")
     import matplotlib
     matplotlib.use("Agg")
@@ -155,9 +170,14 @@ def test_plot_methods_with_the_real_charts(monkeypatch):
 
     stale = MANIFESTS.registry.stale_tags(older_than="90d", now=NOW)
     for draw in (lambda: LAYERS.registry.plot_storage(),
-                 lambda: LAYERS.registry.plot_shared_layers(),
+                 lambda: LAYERS.registry.plot_sharing_heatmap(),
                  lambda: stale.registry.plot_stale_tags(layers=LAYERS),
                  lambda: LAYERS.registry.plot_layer_sizes()):
         ax = draw()
         assert ax.figure is not None and ax.has_data()
         plt.close(ax.figure)
+
+    ax = stale.registry.plot_stale_tags(layers=LAYERS)
+    assert "2 of 3 tags stale, 10 B reclaimable" in ax.get_title(loc="left")   # layer A only
+    assert "reclaimable_bytes" not in stale.attrs                            # the caller's frame untouched
+    plt.close(ax.figure)

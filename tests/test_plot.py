@@ -29,7 +29,16 @@ from hypothesis import strategies as st  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from regframe.plot import format_bytes, layer_sizes, repo_color, shared_layers, shorten, stale_tags, storage  # noqa: E402
+from regframe.analysis import reclaimable_bytes, sharing_matrix  # noqa: E402
+from regframe.plot import (  # noqa: E402
+    format_bytes,
+    layer_sizes,
+    repo_color,
+    sharing_heatmap,
+    shorten,
+    stale_tags,
+    storage,
+)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "plots"
 BYTE_LABEL = re.compile(r"^\d+(\.\d)? (B|KB|MB|GB|TB)$")
@@ -333,11 +342,11 @@ def expected_matrix(layers: pd.DataFrame, top: int) -> tuple[list[str], np.ndarr
     return order, matrix
 
 
-def test_shared_layers_image_equals_independent_matrix():
+def test_sharing_heatmap_image_equals_independent_matrix():
     layers = make_layers(9)
-    ax = shared_layers(layers, top=6)
+    ax = sharing_heatmap(sharing_matrix(layers), top=6)
     render(ax)
-    save_artifact(ax, "shared-layers.png")
+    save_artifact(ax, "sharing-heatmap.png")
     order, matrix = expected_matrix(layers, top=6)
     image = ax.get_images()[0]
     np.testing.assert_array_equal(np.asarray(image.get_array(), dtype=float), matrix)
@@ -354,26 +363,48 @@ def test_shared_layers_image_equals_independent_matrix():
     assert "6 of 9" in ax.get_title(loc="left")
 
 
-def test_shared_layers_large_matrix_has_no_annotations_and_readable_labels():
+def test_sharing_heatmap_large_matrix_has_no_annotations_and_readable_labels():
     layers = make_layers(24)
-    ax = shared_layers(layers, top=20)
+    ax = sharing_heatmap(sharing_matrix(layers), top=20)
     _, matrix = expected_matrix(layers, top=20)
     np.testing.assert_array_equal(np.asarray(ax.get_images()[0].get_array(), dtype=float), matrix)
     assert not [t for t in ax.texts if BYTE_LABEL.match(t.get_text())]
     assert_labels_apart(ax, ax.get_yticklabels())
-    save_artifact(ax, "shared-layers-20.png")
+    save_artifact(ax, "sharing-heatmap-20.png")
 
 
-def test_shared_layers_accepts_a_precomputed_matrix_and_ax():
+def small_matrix() -> pd.DataFrame:
     names = ["a/x", "b/y", "c/z"]
-    matrix = pd.DataFrame([[300, 100, 0], [100, 500, 50], [0, 50, 200]], index=names, columns=names)
-    fig, ax = plt.subplots()
-    assert shared_layers(None, ax=ax, matrix=matrix) is ax
+    return pd.DataFrame([[300, 100, 0], [100, 500, 50], [0, 50, 200]], index=names, columns=names)
+
+
+def test_sharing_heatmap_draws_a_given_matrix_into_a_given_ax():
+    matrix = small_matrix()
+    _fig, ax = plt.subplots()
+    assert sharing_heatmap(matrix, ax=ax) is ax
     np.testing.assert_array_equal(np.asarray(ax.get_images()[0].get_array()), matrix.to_numpy())
-    top2 = shared_layers(None, top=2, matrix=matrix)
+    assert "largest" not in ax.get_title(loc="left"), "every repository is drawn"
+    top2 = sharing_heatmap(matrix, top=2)
     np.testing.assert_array_equal(np.asarray(top2.get_images()[0].get_array()), [[500, 100], [100, 300]])
+    assert "largest 2 of 3" in top2.get_title(loc="left")
     with pytest.raises(ValueError, match="square"):
-        shared_layers(None, matrix=matrix.iloc[:2])
+        sharing_heatmap(matrix.iloc[:2])
+
+
+def test_sharing_heatmap_counts_repositories_cut_before_it():
+    """A matrix already cut to ``top`` by sharing_matrix can say, in attrs, how many there were."""
+    matrix = small_matrix().iloc[:2, :2].copy()
+    matrix.attrs["total_repositories"] = 7
+    assert "largest 2 of 7" in sharing_heatmap(matrix).get_title(loc="left")
+
+
+def test_sharing_heatmap_refuses_what_is_not_a_sharing_matrix():
+    with pytest.raises(ValueError, match="sharing_matrix"):
+        sharing_heatmap(make_layers(3))
+    with pytest.raises(ValueError, match="DataFrame"):
+        sharing_heatmap(small_matrix().to_numpy())
+    with pytest.raises(ValueError, match="positive int"):
+        sharing_heatmap(small_matrix(), top=0)
 
 
 # --------------------------------------------------------------------------- stale tags
@@ -513,7 +544,7 @@ def test_empty_inputs_draw_an_explicit_note():
     usage = make_usage(3).iloc[:0]
     assert "No repositories" in storage(usage).texts[0].get_text()
     layers = make_layers(2).iloc[:0]
-    assert "No layers" in shared_layers(layers).texts[0].get_text()
+    assert "No layers" in sharing_heatmap(sharing_matrix(layers)).texts[0].get_text()
     undated = make_stale(2)
     undated["age"] = pd.Series(pd.NaT, index=undated.index, dtype="timedelta64[ns]")
     assert "creation date" in stale_tags(undated).texts[0].get_text()
@@ -572,3 +603,98 @@ def test_charts_draw_real_analysis_output():
     (threshold,) = [line for line in ax.get_lines() if line.get_gid() == "threshold"]
     assert threshold.get_xdata()[0] == pytest.approx(90.0)
     render(ax)
+
+
+# --------------------------------------------------------------------------- one calling convention
+
+
+def test_chart_options_are_keyword_only():
+    usage, matrix, stale, layers = make_usage(3), small_matrix(), make_stale(3), make_layers(3)
+    _fig, ax = plt.subplots()
+    for call in (
+        lambda: storage(usage, 15),
+        lambda: sharing_heatmap(matrix, 2),
+        lambda: stale_tags(stale, layers),
+        lambda: stale_tags(stale, None, 30),
+        lambda: layer_sizes(layers, ax),
+    ):
+        with pytest.raises(TypeError, match="positional"):
+            call()
+
+
+@pytest.mark.parametrize("chart", ["storage", "stale_tags"])
+@pytest.mark.parametrize("top", [0, -1, 2.5, "3", True])
+def test_top_must_be_a_positive_int(chart, top):
+    frame = make_usage(3) if chart == "storage" else make_stale(3)
+    with pytest.raises(ValueError, match="top must be a positive int"):
+        globals()[chart](frame, top=top)
+
+
+def test_extra_keyword_arguments_reach_the_matplotlib_artists():
+    ax = storage(make_usage(4), color="#123456", alpha=0.5)
+    for bar in itertools.chain(*(container for container in ax.containers)):
+        assert bar.get_facecolor() == to_rgba("#123456", 0.5)
+
+    image = sharing_heatmap(small_matrix(), cmap="viridis", vmax=250).get_images()[0]
+    assert image.get_cmap().name == "viridis"
+    assert image.norm.vmax == 250
+
+    ax = stale_tags(make_stale(3), alpha=0.3, marker="s")
+    for gid in ("kept", "stale"):
+        assert collection(ax, gid).get_alpha() == 0.3
+
+    ax = layer_sizes(make_layers(4), color="#abcdef", bins=5)
+    assert len(ax.patches) == 5
+    assert all(patch.get_facecolor() == to_rgba("#abcdef") for patch in ax.patches)
+
+
+def reclaim_fixture() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """a:old and b:old are stale. Layer L1 (1,500,000 B) is only in a:old, L3 (2,000,000 B) only in b:old;
+    base B (7,000,000 B) is also in kept a:new and L2 (250,000 B) in kept b:x, so neither is freed."""
+    now = pd.Timestamp("2025-06-01", tz="UTC")
+    tags = [("a/app", "old", 400, True), ("a/app", "new", 5, False), ("b/api", "old", 200, True),
+            ("b/api", "x", 20, False)]
+    stale = pd.DataFrame({
+        "repository": [r for r, *_ in tags],
+        "tag": [t for _, t, *_ in tags],
+        "digest": [f"sha256:{r}{t}" for r, t, *_ in tags],
+        "created": [now - pd.Timedelta(days=d) for *_, d, _ in tags],
+        "age": [pd.Timedelta(days=d) for *_, d, _ in tags],
+        "size": [1, 1, 1, 1],
+        "stale": [s for *_, s in tags],
+        "reason": ["", "", "", ""],
+    })
+    stale.attrs.update(older_than=pd.Timedelta(days=90), now=now)
+    uses = {("a/app", "old"): {"B": 7_000_000, "L1": 1_500_000}, ("a/app", "new"): {"B": 7_000_000},
+            ("b/api", "old"): {"L2": 250_000, "L3": 2_000_000}, ("b/api", "x"): {"L2": 250_000}}
+    layers = pd.DataFrame(
+        [(repo, tag, f"sha256:m-{repo}-{tag}", digest, size) for (repo, tag), held in uses.items()
+         for digest, size in held.items()],
+        columns=["repository", "tag", "manifest_digest", "layer_digest", "size"],
+    )
+    return stale, layers
+
+
+def test_stale_tags_given_layers_titles_the_reclaimable_bytes():
+    stale, layers = reclaim_fixture()
+    ax = stale_tags(stale, layers=layers)
+    # L1 + L3 = 1,500,000 + 2,000,000 = 3,500,000 bytes.
+    assert "2 of 4 tags stale, 3.5 MB reclaimable" in ax.get_title(loc="left")
+    assert "reclaimable_bytes" not in stale.attrs
+    render(ax)
+
+
+def test_stale_tags_layers_win_over_attrs_and_are_checked():
+    stale, layers = reclaim_fixture()
+    stale.attrs["reclaimable_bytes"] = 9_000_000_000
+    title = stale_tags(stale, layers=layers).get_title(loc="left")
+    assert "3.5 MB reclaimable" in title and "9.0 GB" not in title
+    assert "9.0 GB reclaimable" in stale_tags(stale).get_title(loc="left")
+    with pytest.raises(ValueError, match="'layer_digest'"):
+        stale_tags(stale, layers=layers.drop(columns=["layer_digest"]))
+
+
+def test_reclaim_fixture_agrees_with_the_analysis():
+    """The chart's title number is the analysis' number; here both equal the hand count."""
+    stale, layers = reclaim_fixture()
+    assert reclaimable_bytes(stale, layers) == 3_500_000

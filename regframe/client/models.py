@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .._format import human_bytes
+from ..units import format_bytes
 from . import mediatypes as MT
 from .errors import InvalidReferenceError, RegistryProtocolError
 from .reference import Platform, validate_digest
@@ -99,7 +99,7 @@ class Manifest(dict):
             rows.append(("platforms", ", ".join(self.platforms())))
         else:
             total = sum(int(layer.get("size") or 0) for layer in self.layers)
-            rows.append(("layers", f"{len(self.layers)} ({human_bytes(total)} compressed)"))
+            rows.append(("layers", f"{len(self.layers)} ({format_bytes(total)} compressed)"))
         body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(str(v))}</code></td></tr>"
                        for k, v in rows if v is not None)
         return f"<div><b>Manifest</b><table>{body}</table></div>"

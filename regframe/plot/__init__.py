@@ -1,20 +1,26 @@
 """Charts of registry DataFrames (matplotlib only, no network).
 
-Every chart takes the frame it draws and an optional ``ax``; without one it makes a figure sized
-to the data. It returns the Axes so callers can adjust or save it.
+Every chart takes the frame it draws first and everything else by keyword: ``storage(usage)`` and
+``stale_tags(stale)`` draw :mod:`regframe.analysis` output (``storage_usage``, ``stale_tags``),
+``sharing_heatmap(matrix)`` draws ``sharing_matrix`` output, and ``layer_sizes(layers)`` reads the
+layers frame it describes. ``ax=`` draws into an existing Axes; without one a figure sized to the
+data is made. Extra keyword arguments go to the matplotlib call that draws the data (each docstring
+names it). Every chart returns the Axes so callers can adjust or save it; an empty frame gives a
+chart with a note saying so, and a wrong frame raises ValueError naming what is missing.
 """
 
-from regframe.plot._style import format_bytes, repo_color, shorten
-from regframe.plot.sharing import shared_layers
+from regframe.plot._style import repo_color, shorten
+from regframe.plot.heatmap import sharing_heatmap
 from regframe.plot.sizes import layer_sizes
-from regframe.plot.stale import stale_tags
+from regframe.plot.tag_ages import stale_tags
 from regframe.plot.usage import storage
+from regframe.units import format_bytes
 
 __all__ = [
     "format_bytes",
     "layer_sizes",
     "repo_color",
-    "shared_layers",
+    "sharing_heatmap",
     "shorten",
     "stale_tags",
     "storage",

@@ -1,27 +1,24 @@
-"""Shared look of every chart: byte formatting, name shortening, colours and sizing.
+"""Shared look of every chart: name shortening, colours, sizing and byte ticks.
 
 Charts go through these helpers so that a repository reads the same (same short label, same
-colour) wherever it appears, and byte axes use one unit system throughout.
+colour) wherever it appears, and byte axes use one unit system throughout (``regframe.units``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Sequence
-from numbers import Real
+from typing import SupportsFloat
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-# Decimal (SI) units: registries and `docker images` report sizes this way.
-_UNITS = ("B", "KB", "MB", "GB", "TB", "PB", "EB")
-_STEP = 1000
+from regframe.units import format_bytes
 
 # Muted, colour-blind tolerant hues. Grey is kept out: it means "other" / "not a repository".
 PALETTE: tuple[str, ...] = (
@@ -45,34 +42,7 @@ _MIN_HEAD = 6
 _SEPARATORS = "/-_."
 
 
-def format_bytes(n: Real | None, precision: int = 1) -> str:
-    """Human-readable size in decimal units, e.g. ``format_bytes(1_500_000) == "1.5 MB"``.
-
-    Whole bytes are shown without decimals; a value that rounds up to 1000 of a unit moves to the
-    next unit ("1.0 MB", never "1000.0 KB"). Missing values (None, NaN, pd.NA) give "n/a".
-    """
-    if n is None or n is pd.NA:
-        return "n/a"
-    if isinstance(n, bool) or not isinstance(n, Real):
-        raise TypeError(f"format_bytes expects a number of bytes, got {type(n).__name__}: {n!r}")
-    value = float(n)
-    if math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "-inf B" if value < 0 else "inf B"
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    if value < _STEP:
-        return f"{sign}{round(value):d} B"
-    exponent = min(int(math.log(value, _STEP)), len(_UNITS) - 1)
-    scaled = value / _STEP**exponent
-    if round(scaled, precision) >= _STEP and exponent < len(_UNITS) - 1:
-        exponent += 1
-        scaled = value / _STEP**exponent
-    return f"{sign}{scaled:.{precision}f} {_UNITS[exponent]}"
-
-
-def compact_bytes(n: Real | None) -> str:
+def compact_bytes(n: SupportsFloat | None) -> str:
     """Three significant digits for tight spots (ticks, heatmap cells): "595 MB", "1.4 GB", "2 GB"."""
     label = format_bytes(n)
     number, _, unit = label.partition(" ")
@@ -175,9 +145,15 @@ def row_height_inches(rows: int, per_row: float = 0.3, base: float = 1.6) -> flo
     return base + per_row * max(rows, 1)
 
 
+def figure_of(ax: Axes) -> Figure:
+    """The top-level Figure under an Axes (also for an Axes on a SubFigure): its size sets the room."""
+    fig = ax.figure
+    return fig if isinstance(fig, Figure) else fig.figure
+
+
 def row_fontsize(ax: Axes, rows: int, *, largest: float = 10.0, smallest: float = 5.0) -> float:
     """Label font size (points) that fits ``rows`` labels into the Axes' current height."""
-    fig = ax.get_figure()
+    fig = figure_of(ax)
     height_pt = ax.get_position().height * fig.get_figheight() * 72
     if rows <= 0:
         return largest
@@ -186,10 +162,18 @@ def row_fontsize(ax: Axes, rows: int, *, largest: float = 10.0, smallest: float 
 
 def require_columns(frame: object, columns: Iterable[str], what: str) -> None:
     """Raise a ValueError naming the columns a chart needs but did not get."""
+    if not hasattr(frame, "columns"):
+        raise ValueError(f"{what} needs a pandas DataFrame, got {type(frame).__name__}")
     present = set(getattr(frame, "columns", ()))
     missing = [c for c in columns if c not in present]
     if missing:
         raise ValueError(f"{what} needs columns {missing}; got {sorted(map(str, present))}")
+
+
+def check_top(top: object, what: str) -> None:
+    """Raise a ValueError unless ``top`` is a positive int (bools are not counts)."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"{what} top must be a positive int, got {top!r}")
 
 
 def empty_note(ax: Axes, message: str) -> Axes:

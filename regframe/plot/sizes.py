@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -12,18 +14,23 @@ from regframe.plot._style import (
     compact_bytes,
     despine,
     empty_note,
-    format_bytes,
     marker_line,
     new_axes,
     require_columns,
 )
+from regframe.units import format_bytes
 
 
-def layer_sizes(layers: pd.DataFrame, ax: Axes | None = None) -> Axes:
+def layer_sizes(layers: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Histogram of distinct layer sizes on log-spaced bins, with the median marked.
 
-    Each layer digest counts once however many images use it, so the chart describes what the
-    registry stores. Layer sizes span bytes to gigabytes, hence the logarithmic axis.
+    ``layers`` is the crawl's layers frame (``Inventory.layers``): the distribution is read from it
+    directly. Each layer digest counts once however many images use it, so the chart describes what
+    the registry stores. Layer sizes span bytes to gigabytes, hence the logarithmic axis. Extra
+    keyword arguments go to :meth:`Axes.hist`, e.g. ``color``, ``bins``.
+
+    A frame without a layer of known size draws an empty chart that says so. Raises ValueError when
+    ``layer_digest`` or ``size`` is missing.
     """
     require_columns(layers, ("layer_digest", "size"), "layer_sizes()")
     sizes = _distinct_sizes(layers)
@@ -33,8 +40,8 @@ def layer_sizes(layers: pd.DataFrame, ax: Axes | None = None) -> Axes:
 
     # Empty layers (0 bytes) cannot sit on a log axis; they are counted in the lowest bin.
     placed = np.maximum(sizes, 1.0)
-    edges = _log_bins(placed)
-    ax.hist(placed, bins=edges, color=PALETTE[0], edgecolor="white", linewidth=0.6)
+    style: dict[str, Any] = {"bins": _log_bins(placed), "color": PALETTE[0], "edgecolor": "white", "linewidth": 0.6}
+    _counts, edges, _patches = ax.hist(placed, **{**style, **kwargs})
     ax.set_xscale("log")
     ax.set_xlim(edges[0], edges[-1])
     narrow = edges[-1] / edges[0] < 1000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -10,9 +12,9 @@ from matplotlib.patches import Patch
 from regframe.plot._style import (
     NEUTRAL,
     bytes_axis,
+    check_top,
     despine,
     empty_note,
-    format_bytes,
     lighten,
     new_axes,
     repo_color,
@@ -21,20 +23,26 @@ from regframe.plot._style import (
     row_height_inches,
     short_labels,
 )
+from regframe.units import format_bytes
 
 _COLUMNS = ("repository", "stored_bytes", "exclusive_bytes", "shared_bytes")
 SHARED_HATCH = "////"
 
 
-def storage(usage: pd.DataFrame, top: int = 15, ax: Axes | None = None) -> Axes:
+def storage(usage: pd.DataFrame, *, top: int = 15, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Horizontal stacked bars of exclusive vs shared bytes per repository, largest on top.
 
-    ``usage`` is :func:`regframe.analysis.storage_usage` output. Repositories beyond ``top`` are
-    folded into one "other (N repositories)" bar so the chart stays legible on big registries.
+    ``usage`` is :func:`regframe.analysis.storage_usage` output; its ``attrs`` (``total_bytes``,
+    ``dedup_ratio``) title the chart. Repositories beyond ``top`` are folded into one
+    "other (N repositories)" bar so the chart stays legible on big registries. Extra keyword
+    arguments go to both :meth:`Axes.barh` calls (exclusive and shared bars), e.g. ``height``,
+    ``alpha``, ``color``.
+
+    A frame without rows draws an empty chart saying there are no repositories. Raises ValueError
+    when a column is missing (naming it) and for ``top`` other than a positive int.
     """
     require_columns(usage, _COLUMNS, "storage()")
-    if top < 1:
-        raise ValueError(f"storage() top must be at least 1, got {top}")
+    check_top(top, "storage()")
     rows = _fold(usage, top)
     ax = new_axes(ax, 9.5, row_height_inches(len(rows)))
     if rows.empty:
@@ -47,18 +55,17 @@ def storage(usage: pd.DataFrame, top: int = 15, ax: Axes | None = None) -> Axes:
     ]
     exclusive = rows["exclusive_bytes"].to_numpy(float)
     shared = rows["shared_bytes"].to_numpy(float)
-    ax.barh(y, exclusive, color=colors, height=0.72, label="exclusive")
-    ax.barh(
-        y,
-        shared,
-        left=exclusive,
-        color=[lighten(c) for c in colors],
-        edgecolor=colors,
-        linewidth=0,
-        hatch=SHARED_HATCH,
-        height=0.72,
-        label="shared",
-    )
+    ax.barh(y, exclusive, **{"color": colors, "height": 0.72, "label": "exclusive", **kwargs})
+    shared_style: dict[str, Any] = {
+        "left": exclusive,
+        "color": [lighten(c) for c in colors],
+        "edgecolor": colors,
+        "linewidth": 0,
+        "hatch": SHARED_HATCH,
+        "height": 0.72,
+        "label": "shared",
+    }
+    ax.barh(y, shared, **{**shared_style, **kwargs})
 
     fontsize = row_fontsize(ax, len(rows))
     ax.set_yticks(y, labels=rows["label"].tolist(), fontsize=fontsize)

@@ -1,18 +1,20 @@
-"""Which repositories share layers, and how many bytes they have in common."""
+"""Heatmap of the sharing matrix: how many bytes each pair of repositories has in common."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from regframe.analysis import sharing_matrix
 from regframe.plot._style import (
+    check_top,
     compact_bytes,
     empty_note,
+    figure_of,
     new_axes,
-    require_columns,
     row_fontsize,
     short_labels,
 )
@@ -21,30 +23,24 @@ ANNOTATE_MAX = 15
 CMAP = "Blues"
 
 
-def shared_layers(
-    layers: pd.DataFrame | None,
-    top: int = 20,
-    ax: Axes | None = None,
-    matrix: pd.DataFrame | None = None,
-) -> Axes:
+def sharing_heatmap(matrix: pd.DataFrame, *, top: int = 20, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Heatmap of bytes in common between repositories (diagonal: each one's stored bytes).
 
-    The matrix comes from :func:`regframe.analysis.sharing_matrix`; pass ``matrix``
-    (square, repositories on both axes) to reuse one already computed.
-    The colour scale tops out at the largest off-diagonal value, so sharing stays visible next to
-    the much larger diagonal; the colour bar's arrow marks that clipping.
+    ``matrix`` is :func:`regframe.analysis.sharing_matrix` output: square, the same repositories in
+    the same order on both axes. Only the ``top`` repositories with the most stored bytes are drawn;
+    the title says how many there were in all (``matrix.attrs["total_repositories"]`` when the matrix
+    was already cut down, else its size). Extra keyword arguments go to :meth:`Axes.imshow`
+    (``cmap``, ``vmax``, ``norm``, ...). The colour scale tops out at the largest off-diagonal value,
+    so sharing stays visible next to the much larger diagonal; the colour bar's arrow marks that
+    clipping.
+
+    An empty matrix draws a chart saying there are no layers to compare. Raises ValueError for
+    anything but a square DataFrame (a layers frame gets a hint to compute the matrix first) and
+    for ``top`` other than a positive int.
     """
-    if top < 1:
-        raise ValueError(f"shared_layers() top must be at least 1, got {top}")
-    if matrix is None:
-        if layers is None:
-            raise ValueError("shared_layers() needs either layers or matrix")
-        require_columns(layers, ("repository", "layer_digest", "size"), "shared_layers()")
-        matrix = sharing_matrix(layers, top=top)
-        total_repos = _repository_count(layers)
-    else:
-        total_repos = len(matrix)
-        matrix = _restrict(_check_square(matrix), top)
+    check_top(top, "sharing_heatmap()")
+    total_repos = max(_total_repositories(_check_square(matrix)), len(matrix))
+    matrix = _restrict(matrix, top)
     n = len(matrix)
     side = 2.6 + (0.5 if n <= ANNOTATE_MAX else 0.38) * max(n, 1)
     ax = new_axes(ax, side + 1.4, side)
@@ -52,10 +48,13 @@ def shared_layers(
         return empty_note(ax, "No layers to compare")
 
     values = matrix.to_numpy(dtype=float)
-    vmax = _colour_ceiling(values)
-    image = ax.imshow(values, cmap=CMAP, vmin=0, vmax=vmax, interpolation="nearest")
+    style: dict[str, Any] = {"cmap": CMAP, "interpolation": "nearest"}
+    if "norm" not in kwargs:
+        style.update(vmin=0, vmax=_colour_ceiling(values))
+    image = ax.imshow(values, **{**style, **kwargs})
+    vmax = max(float(image.get_clim()[1]), 1.0)
     clipped = bool(np.diag(values).max() > vmax)
-    bar = ax.get_figure().colorbar(image, ax=ax, extend="max" if clipped else "neither", shrink=0.8)
+    bar = ax.figure.colorbar(image, ax=ax, extend="max" if clipped else "neither", shrink=0.8)
     bar.ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: compact_bytes(v)))
     bar.set_label("bytes in common" + (" (diagonal = stored, off scale)" if clipped else ""))
@@ -81,17 +80,28 @@ def shared_layers(
     return ax
 
 
-def _repository_count(layers: pd.DataFrame) -> int:
-    return int(layers["repository"].dropna().astype(str).nunique())
-
-
-def _check_square(matrix: pd.DataFrame) -> pd.DataFrame:
+def _check_square(matrix: object) -> pd.DataFrame:
+    if not isinstance(matrix, pd.DataFrame):
+        raise ValueError(
+            f"sharing_heatmap() needs the DataFrame regframe.analysis.sharing_matrix() returns, "
+            f"got {type(matrix).__name__}"
+        )
+    if "layer_digest" in matrix.columns:
+        raise ValueError(
+            "sharing_heatmap() draws a sharing matrix, not a layers frame: pass "
+            "regframe.analysis.sharing_matrix(layers) (or use layers.registry.plot_sharing_heatmap())"
+        )
     if matrix.shape[0] != matrix.shape[1] or list(matrix.index) != list(matrix.columns):
         raise ValueError(
-            "shared_layers() matrix must be square with the same repositories, in the same order, "
+            "sharing_heatmap() matrix must be square with the same repositories, in the same order, "
             f"on both axes; got shape {matrix.shape}"
         )
     return matrix
+
+
+def _total_repositories(matrix: pd.DataFrame) -> int:
+    total = matrix.attrs.get("total_repositories")
+    return int(total) if isinstance(total, (int, np.integer)) and not isinstance(total, bool) else 0
 
 
 def _restrict(matrix: pd.DataFrame, top: int) -> pd.DataFrame:
@@ -113,7 +123,7 @@ def _colour_ceiling(values: np.ndarray) -> float:
 def _annotate(ax: Axes, values: np.ndarray, vmax: float) -> None:
     """Write each non-zero cell in compact human bytes, light on dark cells and dark on light ones."""
     n = len(values)
-    cell_pt = ax.get_position().height * ax.get_figure().get_figheight() * 72 / n
+    cell_pt = ax.get_position().height * figure_of(ax).get_figheight() * 72 / n
     fontsize = float(np.clip(cell_pt / 4.2, 5.0, 9.0))
     for i in range(n):
         for j in range(n):

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
+from regframe.analysis import reclaimable_bytes
 from regframe.plot._style import (
     NEUTRAL,
     WARNING,
+    check_top,
     despine,
     empty_note,
-    format_bytes,
     marker_line,
     new_axes,
     require_columns,
@@ -20,6 +23,7 @@ from regframe.plot._style import (
     row_height_inches,
     short_labels,
 )
+from regframe.units import format_bytes
 
 _COLUMNS = ("repository", "tag", "age", "stale")
 _DAY_SECONDS = 86_400.0
@@ -27,16 +31,31 @@ _DAY_SECONDS = 86_400.0
 _LOG_SPREAD = 20.0
 
 
-def stale_tags(stale: pd.DataFrame, ax: Axes | None = None, top: int = 30) -> Axes:
+def stale_tags(
+    stale: pd.DataFrame,
+    *,
+    layers: pd.DataFrame | None = None,
+    top: int = 30,
+    ax: Axes | None = None,
+    **kwargs: Any,
+) -> Axes:
     """Strip of tag ages (days) per repository; stale tags in a warning colour.
 
-    ``stale`` is :func:`regframe.analysis.stale_tags` output. Repositories are ordered by number
-    of stale tags; those beyond ``top`` share one "other" row, so every tag still gets its dot.
-    Tags without a creation date (NaT age) cannot be placed and are counted in a note instead.
+    ``stale`` is :func:`regframe.analysis.stale_tags` output; its ``attrs["older_than"]`` draws the
+    threshold line. Given the ``layers`` frame the tags come from, the title adds the bytes deleting
+    the stale tags would reclaim (:func:`regframe.analysis.reclaimable_bytes`); without it, a
+    ``stale.attrs["reclaimable_bytes"]`` set by the caller is shown. Repositories are ordered by
+    number of stale tags; those beyond ``top`` share one "other" row, so every tag still gets its
+    dot. Extra keyword arguments go to both :meth:`Axes.scatter` calls (kept and stale dots), e.g.
+    ``s``, ``marker``, ``alpha``.
+
+    A frame without tags, or whose tags all lack a creation date (NaT age, counted in a note), draws
+    an empty chart that says so. Raises ValueError when ``stale`` or ``layers`` lacks a column it
+    needs (naming them) and for ``top`` other than a positive int.
     """
     require_columns(stale, _COLUMNS, "stale_tags()")
-    if top < 1:
-        raise ValueError(f"stale_tags() top must be at least 1, got {top}")
+    check_top(top, "stale_tags()")
+    reclaimable = stale.attrs.get("reclaimable_bytes") if layers is None else reclaimable_bytes(stale, layers)
     points = _points(stale)
     dated = points.dropna(subset=["days"])
     undated = len(points) - len(dated)
@@ -47,7 +66,7 @@ def stale_tags(stale: pd.DataFrame, ax: Axes | None = None, top: int = 30) -> Ax
         note = "No tag has a creation date" if undated else "No tags"
         return empty_note(ax, note)
 
-    days, is_stale = _draw_dots(ax, dated.assign(row=dated["repository"].map(row_of)), len(labels))
+    days, is_stale = _draw_dots(ax, dated.assign(row=dated["repository"].map(row_of)), len(labels), kwargs)
     _draw_rows(ax, labels)
     if threshold is not None:
         _threshold_line(ax, threshold)
@@ -58,37 +77,25 @@ def stale_tags(stale: pd.DataFrame, ax: Axes | None = None, top: int = 30) -> Ax
         xlabel += f"\n{undated} {noun} without a creation date not shown"
     ax.set_xlabel(xlabel)
     despine(ax, left=True)
-    ax.set_title(_title(stale, int(is_stale.sum()), len(points)), loc="left", pad=16)
+    ax.set_title(_title(int(is_stale.sum()), len(points), reclaimable), loc="left", pad=16)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     return ax
 
 
-def _draw_dots(ax: Axes, dated: pd.DataFrame, rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _draw_dots(
+    ax: Axes, dated: pd.DataFrame, rows: int, kwargs: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
     """One dot per dated tag, jittered within its row; fixed seed so redraws look the same."""
     jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(dated))
     y = dated["row"].to_numpy(float) + jitter
     days = dated["days"].to_numpy(float)
     is_stale = dated["stale"].to_numpy(bool)
     size = float(np.clip(520 / rows, 16, 40))
-    style = {"s": size, "edgecolor": "white", "linewidth": 0.4}
-    ax.scatter(
-        days[~is_stale],
-        y[~is_stale],
-        color=NEUTRAL,
-        alpha=0.75,
-        label=f"kept ({(~is_stale).sum()})",
-        gid="kept",
-        **style,
-    )
-    ax.scatter(
-        days[is_stale],
-        y[is_stale],
-        color=WARNING,
-        alpha=0.9,
-        label=f"stale ({is_stale.sum()})",
-        gid="stale",
-        **style,
-    )
+    style: dict[str, Any] = {"s": size, "edgecolor": "white", "linewidth": 0.4}
+    kept = {"color": NEUTRAL, "alpha": 0.75, "label": f"kept ({(~is_stale).sum()})", "gid": "kept"}
+    marked = {"color": WARNING, "alpha": 0.9, "label": f"stale ({is_stale.sum()})", "gid": "stale"}
+    ax.scatter(days[~is_stale], y[~is_stale], **{**style, **kept, **kwargs})
+    ax.scatter(days[is_stale], y[is_stale], **{**style, **marked, **kwargs})
     return days, is_stale
 
 
@@ -160,9 +167,8 @@ def _age_axis(ax: Axes, days: np.ndarray, threshold: float | None) -> None:
     ax.set_axisbelow(True)
 
 
-def _title(stale: pd.DataFrame, n_stale: int, n_tags: int) -> str:
+def _title(n_stale: int, n_tags: int, reclaimable: float | None) -> str:
     title = f"Tag ages: {n_stale} of {n_tags} tags stale"
-    reclaimable = stale.attrs.get("reclaimable_bytes")
     if reclaimable is not None:
         title += f", {format_bytes(reclaimable)} reclaimable"
     return title
