@@ -4,6 +4,10 @@ The page is the packaged notebook ``regframe/notebooks/dashboard.ipynb``. The re
 credentials reach its kernel through environment variables, and the page's access token through
 ``JUPYTER_TOKEN``: nothing secret appears on a command line (``ps`` shows those to every user) or
 in a file. The server listens on 127.0.0.1 only.
+
+A visitor cannot name a file: "Export CSV" writes ``stale-tags-YYYYmmdd-HHMMSS.csv`` into the folder the
+dashboard was started in (``REGFRAME_DASHBOARD_DIR``), and the pattern fields run under the analysis's
+time bound, so a pathological regular expression ends in a message, not a hung kernel.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import quote
 
-from ._local import free_port, tail
+from .processes import free_port, tail
 
 ENV_URL = "REGFRAME_DASHBOARD_URL"
 ENV_USER = "REGFRAME_DASHBOARD_USER"

@@ -2,7 +2,8 @@
 
 One test runs the storage-audit notebook in JupyterLab and checks that its charts and widget render;
 one opens the ``regframe dashboard`` page (Voilà), moves the age slider and checks that the stale
-table and the reclaimable bytes follow. Jupyter runs with its own HOME, config, data, runtime and
+table and the reclaimable bytes follow; one checks what a visitor cannot do there (write outside the
+dashboard's folder, hang its kernel with a pattern). Jupyter runs with its own HOME, config, data, runtime and
 settings folders so nothing of the machine's setup (or a news pop-up) gets in the way. Screenshots
 land in test-artifacts/browser/.
 """
@@ -14,10 +15,12 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import matplotlib
@@ -25,8 +28,10 @@ import pandas as pd
 import pytest
 import requests
 
+import regframe
 from regframe import dashboard
-from regframe.testing.images import make_fleet, seeded_registry
+from regframe.testing import build_image, local_registry, make_fleet, push_image, seeded_registry
+from regframe.testing import layer as synthetic_layer
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,7 +168,7 @@ def test_jupyterlab_runs_the_storage_audit(jupyter_env, page, registry_url, tmp_
         assert prompts.count() == code_cells(root / "02-storage-audit.ipynb")
         assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
         charts = page.locator(".jp-OutputArea-output[data-mime-type='image/png'] img")
-        assert charts.count() == 2, "plot.storage and plot.shared_layers"
+        assert charts.count() == 2, "plot.storage and plot.sharing_heatmap"
         assert all(width > 300 for width in charts.evaluate_all("imgs => imgs.map(i => i.naturalWidth)"))
 
         board = page.locator(".regframe-storage")
@@ -236,3 +241,90 @@ def test_dashboard_page_follows_the_age_slider(jupyter_env, page, registry_url, 
         expect(table).to_contain_text("0 rows")
         screenshot(page, "dashboard-after.png")
     assert board.process.returncode is not None
+
+
+def process_tree(pid: int) -> list[tuple[int, str]]:
+    """``pid``'s descendants (Voilà's kernels) as (pid, start time), read from /proc."""
+    parents: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(fields[1])].append((int(stat.parent.name), fields[19]))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += [child for child, _ in children]
+    return found
+
+
+def kill_if_same(pid: int, started: str) -> None:
+    """SIGKILL ``pid`` only if it is still the process seen earlier (same start time), never a reused pid."""
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == started:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, IndexError):
+        pass
+
+
+def test_dashboard_visitor_cannot_write_outside_or_hang_the_kernel(jupyter_env, page, tmp_path, monkeypatch):
+    """Typing a path into the page's text fields and pressing "Export CSV" writes one regframe-named file
+    into the folder the dashboard was started in; a catastrophic pattern ends in a message and the page
+    still answers. Kernels left behind by a hang are killed by pid after the server stops."""
+    for name, value in jupyter_env.items():
+        monkeypatch.setenv(name, value)
+    folder = tmp_path / "board" / "started-here"
+    folder.mkdir(parents=True)
+    monkeypatch.chdir(folder)
+    old = datetime.now(UTC) - timedelta(days=400)
+    tags = ["latest", "1.0", "2.0", "a" * 60 + "-x"]
+    with local_registry() as reg:
+        with regframe.connect(reg.url) as client:
+            for number, tag in enumerate(tags):
+                image = build_image([synthetic_layer(f"visitor-{number}", 500)], created=old)
+                push_image(client, "visitor/app", tag, image)
+        board = dashboard.start(reg.url, log_path=tmp_path / "voila.log")
+        kernels: list[tuple[int, str]] = []
+        try:
+            page.goto(board.url)
+            stale = page.locator(".regframe-stale-tags")
+            stale.locator(".regframe-stale-table table").wait_for(timeout=30_000)
+            kernels = process_tree(board.process.pid)
+            summary, message = page.locator(".regframe-stale-summary"), page.locator(".regframe-stale-message")
+            expect(summary).to_contain_text("3 of 4 tags stale")
+            fields = stale.locator("input[type='text']")
+            assert fields.count() == 2, "the two pattern fields, no file field"
+            assert stale.get_by_text("CSV file").count() == 0
+
+            before = {p for p in tmp_path.rglob("*") if p.name != "voila.log"}
+            keep = fields.nth(0)
+            keep.fill("../../x.csv")
+            keep.press("Enter")
+            expect(summary).to_contain_text("4 of 4 tags stale", timeout=10_000)
+            stale.locator(".regframe-export").click()
+            expect(message).to_contain_text("wrote 4 rows to", timeout=10_000)
+            new = {p for p in tmp_path.rglob("*") if p.name != "voila.log"} - before
+            assert len(new) == 1, sorted(map(str, new))
+            [written] = new
+            assert written.parent == folder and re.fullmatch(r"stale-tags-\d{8}-\d{6}(-\d+)?\.csv", written.name)
+            assert str(written) in message.inner_text()
+            assert len(pd.read_csv(written)) == 4
+            screenshot(page, "dashboard-export.png")
+
+            match = fields.nth(1)
+            match.fill("(a|aa)+$")
+            match.press("Enter")
+            expect(message).to_contain_text("match pattern '(a|aa)+$'", timeout=60_000)
+            screenshot(page, "dashboard-catastrophic-pattern.png")
+            match.fill("")
+            match.press("Enter")
+            expect(message).to_have_text("", timeout=10_000)
+            keep.fill("^latest$")
+            keep.press("Enter")
+            expect(summary).to_contain_text("3 of 4 tags stale", timeout=10_000)
+        finally:
+            board.stop()
+            for pid, started in kernels:
+                kill_if_same(pid, started)

@@ -21,10 +21,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import regframe  # noqa: E402
-from regframe.plot import format_bytes  # noqa: E402
 from regframe.testing import local_registry  # noqa: E402
 from regframe.testing.faultproxy import Delay, FaultProxy, Rule  # noqa: E402
-from regframe.testing.images import make_fleet, seed  # noqa: E402
+from regframe.testing import make_fleet, seed  # noqa: E402
+from regframe.units import format_bytes  # noqa: E402
 from regframe.widgets import crawl, explore, stale_tags, storage_dashboard  # noqa: E402
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -169,11 +169,16 @@ def test_invalid_regex_is_reported_in_the_widget(inv, records):
     assert pairs(widget.plan) == expected_stale(records, 90, keep="^latest$")
 
 
+EXPORT_NAME = re.compile(r"stale-tags-\d{8}-\d{6}(-\d+)?\.csv")
+
+
 def test_export_writes_the_current_plan(inv, records, tmp_path):
-    widget = stale_tags(inv, now=NOW, older_than="200d")
-    target = tmp_path / "out" / "plan.csv"
-    widget.csv_path.value = str(target)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    widget = stale_tags(inv, now=NOW, older_than="200d", export_dir=folder)
     widget.export_button.click()
+    [target] = folder.iterdir()
+    assert EXPORT_NAME.fullmatch(target.name)
     written = pd.read_csv(target)
     assert list(written.columns) == ["repository", "tag", "digest", "created", "age", "reason"]
     table = tag_table(records)
@@ -181,6 +186,22 @@ def test_export_writes_the_current_plan(inv, records, tmp_path):
         {(repo, tag, table[(repo, tag)]["digest"]) for repo, tag in expected_stale(records, 200)}
     assert set(written["reason"]) == {"older than 200 days"}
     assert str(target) in widget.message.value
+
+
+def test_exports_go_to_the_working_directory_and_never_overwrite(inv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    widget = stale_tags(inv, now=NOW, older_than="200d")
+    monkeypatch.chdir("/")
+    first, second = widget.export(), widget.export()
+    assert first != second
+    assert sorted(tmp_path.iterdir()) == sorted([first, second])
+    assert all(EXPORT_NAME.fullmatch(path.name) for path in (first, second))
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_export_dir_must_be_a_directory(inv, tmp_path):
+    with pytest.raises(ValueError, match="export_dir .*missing.* is not an existing directory"):
+        stale_tags(inv, export_dir=tmp_path / "missing")
 
 
 def test_delete_needs_a_registry(inv):
@@ -411,7 +432,8 @@ def test_crawl_errors_are_shown():
     widget = crawl(nobody)
     inventory = widget.wait(30)
     assert inventory is not None and list(inventory.errors["stage"]) == ["catalog"]
-    assert "done: 0 repositories, 0 tags, 1 error in" in widget.status.value
+    assert "incomplete (see inventory.errors): 0 repositories, 0 tags, 1 error in" in widget.status.value
+    assert widget.progress.bar_style == "warning"
     assert widget.stop_button.layout.display == "none"
 
 

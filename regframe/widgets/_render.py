@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.axes import Axes
 
-from regframe.plot import format_bytes
+from regframe.units import format_bytes
 
 Formatter = Callable[[Any], str]
 

@@ -24,7 +24,8 @@ _REFRESH_SECONDS = 0.2
 class CrawlWidget(widgets.VBox):
     """Progress bar, status line and Stop button of one crawl; ``inventory`` once it has ended.
 
-    Stopping keeps what was read: the inventory is then partial (``inventory.complete`` is False).
+    Stopping keeps what was read: the inventory is then partial (``inventory.complete`` is False), as it
+    is when the catalog could not be read to its end.
     """
 
     def __init__(self, registry: Any, repositories: Any = None, *, workers: int = 16,
@@ -140,9 +141,12 @@ class CrawlWidget(widgets.VBox):
             if inv.complete:
                 self.progress.bar_style = "success"
                 self.status.value = _render.note(f"done: {summary}")
-            else:
+            elif self._stop.is_set():
                 self.progress.bar_style = "warning"
                 self.status.value = _render.note(f"stopped early, partial inventory: {summary}", "warning")
+            else:
+                self.progress.bar_style = "warning"
+                self.status.value = _render.note(f"incomplete (see inventory.errors): {summary}", "warning")
         while True:  # wait() returns only once every follow-up (e.g. filling an explorer) has run
             with self._callbacks_lock:
                 callbacks, self._callbacks = self._callbacks, []

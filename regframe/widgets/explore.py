@@ -207,7 +207,7 @@ class Explorer(widgets.VBox):
 
         self.labels_frame = pd.DataFrame(
             [(str(p), key, value) for p, labels in zip(images["platform"], images["labels"], strict=True)
-             for key, value in sorted((labels or {}).items())], columns=["platform", "label", "value"])
+             for key, value in _label_rows(labels)], columns=["platform", "label", "value"])
         if self.labels_frame["platform"].nunique() <= 1:
             self.labels_frame = self.labels_frame.drop(columns="platform").drop_duplicates(ignore_index=True)
         labels_tab.value = (_render.table(self.labels_frame) if len(self.labels_frame)
@@ -252,6 +252,29 @@ class Explorer(widgets.VBox):
         if frame["platform"].nunique() <= 1:
             frame = frame.drop(columns="platform")
         return frame, (_render.table(frame) if len(frame) else _render.note("no history recorded"))
+
+
+NOT_AN_OBJECT = "(Labels is not an object)"
+
+
+def _label_rows(labels: Any) -> list[tuple[str, str]]:
+    """(label, value) text pairs, sorted. A config's ``Labels`` is meant to map strings to strings, but
+    nothing stops an image from carrying objects, lists, numbers or null there: those show as compact
+    JSON text, and a ``Labels`` that is not an object shows as one row."""
+    if labels is None or (pd.api.types.is_scalar(labels) and pd.isna(labels)):
+        return []
+    if not isinstance(labels, dict):
+        return [(NOT_AN_OBJECT, _json_text(labels))]
+    return sorted((str(key), _json_text(value)) for key, value in labels.items())
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _pre(document: Any) -> str:

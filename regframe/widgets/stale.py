@@ -2,6 +2,9 @@
 
 Deleting goes through two clicks: "Delete" shows what the registry-checked dry run would do, and only
 "Confirm delete" acts, on exactly the rows that dry run listed.
+
+"Export CSV" writes into one folder fixed when the widget is made, under a name the widget chooses: the
+page may be served to visitors (``regframe dashboard``), and nothing they type becomes a path.
 """
 
 from __future__ import annotations
@@ -17,18 +20,21 @@ import pandas as pd
 
 from regframe import analysis, plot
 from regframe.client.errors import RegistryError
+from regframe.client.reads import write_atomically
 from regframe.inventory import Inventory
 
 from . import _render
 
 _PLAN_FORMATS = {"digest": _render.short_digest, "created": _render.date, "age": _render.days}
 _RESULT_FORMATS = {"digest": _render.short_digest}
-_DEFAULT_CSV = "cleanup-plan.csv"
+EXPORT_PREFIX = "stale-tags"
+_MAX_SAME_SECOND = 1000
 
 
 class StaleTagsWidget(widgets.VBox):
     """Controls for ``older_than``, ``keep_last``, ``keep`` and ``match``; the plan, chart and reclaimable
-    bytes below them; CSV export; and, with a registry, a confirmed delete.
+    bytes below them; CSV export into ``export_dir`` (default: the working directory when the widget is
+    made); and, with a registry, a confirmed delete.
 
     Current results: ``stale`` (the ``stale_tags`` frame), ``plan`` (``cleanup_plan``),
     ``reclaimable_bytes``; after a dry run ``dry_run``, after a deletion ``result``.
@@ -37,7 +43,8 @@ class StaleTagsWidget(widgets.VBox):
     def __init__(self, inventory: Inventory, registry: Any = None, *,
                  older_than: str | int | dt.timedelta | pd.Timedelta = "90d", keep_last: int | None = None,
                  keep: str | None = None, match: str | None = None,
-                 now: str | dt.datetime | pd.Timestamp | None = None, csv_path: str | os.PathLike = _DEFAULT_CSV):
+                 now: str | dt.datetime | pd.Timestamp | None = None, export_dir: str | os.PathLike | None = None):
+        self.export_dir = _export_folder(export_dir)
         self.inventory = inventory
         self.registry = registry
         self.now = now
@@ -72,14 +79,16 @@ class StaleTagsWidget(widgets.VBox):
         self.reclaimable = widgets.HTML()
         self.reclaimable.add_class("regframe-reclaimable")
         self.message = widgets.HTML()
+        self.message.add_class("regframe-stale-message")
         self.chart = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.table = widgets.HTML(layout=widgets.Layout(max_height="420px", overflow="auto"))
         self.table.add_class("regframe-stale-table")
 
-        self.csv_path = widgets.Text(value=str(csv_path), description="CSV file",
-                                     layout=widgets.Layout(width="320px"))
-        self.export_button = widgets.Button(description="Export CSV", icon="download",
-                                            tooltip="write the current plan (cleanup_plan) to the CSV file")
+        self.export_button = widgets.Button(
+            description="Export CSV", icon="download",
+            tooltip=f"write the current plan (cleanup_plan) as a new {EXPORT_PREFIX}-<date>-<time>.csv "
+                    f"in {self.export_dir}")
+        self.export_button.add_class("regframe-export")
         self.delete_button = widgets.Button(
             description="Delete...", icon="trash", button_style="danger", disabled=registry is None,
             tooltip=("list what would be deleted, then ask for confirmation" if registry is not None
@@ -101,7 +110,7 @@ class StaleTagsWidget(widgets.VBox):
             widgets.HBox([self.older_than, self.keep_last]),
             widgets.HBox([self.keep, self.match]),
             self.summary, self.reclaimable, self.message, self.chart, self.table,
-            widgets.HBox([self.csv_path, self.export_button, self.delete_button,
+            widgets.HBox([self.export_button, self.delete_button,
                           self.confirm_button, self.cancel_button]),
             self.dry_run_view,
         ])
@@ -142,18 +151,21 @@ class StaleTagsWidget(widgets.VBox):
         self.export_button.disabled = False
         self.delete_button.disabled = self.registry is None or plan.empty
 
-    def export(self, path: str | os.PathLike | None = None) -> Path | None:
-        """Write the current plan as CSV (to ``path`` or the CSV file field) and say where."""
+    def export(self) -> Path | None:
+        """Write the current plan as CSV to a new file in ``export_dir`` and say where; the file's path."""
         if self.plan is None or self.error is not None:
             self.message.value = _render.note("nothing to export: fix the rules first", "error")
             return None
-        target = Path(path if path is not None else self.csv_path.value).expanduser()
+        data = self.plan.to_csv(index=False).encode()
         try:
-            if target.parent != Path():
-                target.parent.mkdir(parents=True, exist_ok=True)
-            self.plan.to_csv(target, index=False)
+            target = _reserve_name(self.export_dir)
+            try:
+                write_atomically(target, [data])
+            except BaseException:
+                target.unlink(missing_ok=True)
+                raise
         except OSError as err:
-            self.message.value = _render.note(f"could not write {target}: {err}", "error")
+            self.message.value = _render.note(f"could not write a CSV file in {self.export_dir}: {err}", "error")
             return None
         self.message.value = _render.note(f"wrote {len(self.plan)} rows to {target}")
         return target
@@ -226,6 +238,31 @@ class StaleTagsWidget(widgets.VBox):
             setattr(self, name, frame[~keys.isin(gone)].reset_index(drop=True))
 
 
+def _export_folder(export_dir: str | os.PathLike | None) -> Path:
+    """The folder exports go to, resolved once so a later ``chdir`` or a renamed link does not move it."""
+    if export_dir is not None and not isinstance(export_dir, (str, os.PathLike)):
+        raise TypeError(f"export_dir must be a path, not {type(export_dir).__name__}")
+    folder = Path.cwd() if export_dir is None else Path(export_dir).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"export_dir {str(folder)!r} is not an existing directory")
+    return folder.resolve()
+
+
+def _reserve_name(folder: Path) -> Path:
+    """Claim a new ``stale-tags-YYYYmmdd-HHMMSS[-n].csv`` in ``folder`` with an exclusive create, so two
+    exports in the same second (or from two pages) never overwrite each other or a planted link."""
+    stem = f"{EXPORT_PREFIX}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for number in range(1, _MAX_SAME_SECOND + 1):
+        target = folder / (f"{stem}.csv" if number == 1 else f"{stem}-{number}.csv")
+        try:
+            os.close(os.open(target, flags, 0o666))
+        except FileExistsError:
+            continue
+        return target
+    raise FileExistsError(f"{_MAX_SAME_SECOND} files named {stem}*.csv exist already")
+
+
 def _oldest_days(manifests: pd.DataFrame, now: Any) -> int:
     """Age in whole days of the oldest dated image: the slider's natural end."""
     if manifests.empty:
@@ -241,11 +278,12 @@ def _oldest_days(manifests: pd.DataFrame, now: Any) -> int:
 def stale_tags(inventory: Inventory, registry: Any = None, *, older_than: str | int | dt.timedelta = "90d",
                keep_last: int | None = None, keep: str | None = None, match: str | None = None,
                now: str | dt.datetime | pd.Timestamp | None = None,
-               csv_path: str | os.PathLike = _DEFAULT_CSV) -> StaleTagsWidget:
+               export_dir: str | os.PathLike | None = None) -> StaleTagsWidget:
     """Interactive stale-tag rules over ``inventory``; deleting is possible only when ``registry`` is given.
 
     The starting values are ``regframe.analysis.stale_tags``'s; ``older_than`` is then adjusted in
-    whole days on the slider.
+    whole days on the slider. "Export CSV" writes ``stale-tags-YYYYmmdd-HHMMSS.csv`` files into
+    ``export_dir`` (default: the current working directory).
     """
     return StaleTagsWidget(inventory, registry, older_than=older_than, keep_last=keep_last, keep=keep,
-                           match=match, now=now, csv_path=csv_path)
+                           match=match, now=now, export_dir=export_dir)

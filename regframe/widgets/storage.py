@@ -82,7 +82,7 @@ class StorageDashboard(widgets.VBox):
             return
         layers = self.inventory.layers
         self.matrix = analysis.sharing_matrix(layers[layers["repository"].isin(selected)])
-        self.heatmap.value = _render.png(lambda: plot.shared_layers(None, matrix=self.matrix, top=len(selected)))
+        self.heatmap.value = _render.png(lambda: plot.sharing_heatmap(self.matrix, top=len(selected)))
         self.heatmap.layout.display = None
         self.message.value = self._unknown
 
