@@ -41,6 +41,39 @@ def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None
         )
 
 
+_BOOL_TEXT = {"True": True, "False": False}
+
+
+def bool_mask(df: pd.DataFrame, column: str, what: str) -> np.ndarray:
+    """``df[column]`` as a numpy bool array, refusing anything that is not plainly True or False.
+
+    A deletion must never follow a value that only looks true: ``astype(bool)`` makes the string
+    "False" and NaN true. Accepted are booleans and the exact strings "True"/"False" that
+    ``to_csv`` writes (a frame read back with ``dtype=str``); NaN, "yes", 1, 1.5 and the like
+    raise a ValueError naming the column.
+    """
+    series = df[column]
+    if pd.api.types.is_bool_dtype(series.dtype) and not series.hasnans:
+        return series.to_numpy(dtype=bool)
+    values = series.astype(object).to_numpy() if len(series) else np.empty(0, dtype=object)
+    out = np.empty(len(values), dtype=bool)
+    bad = []
+    for i, value in enumerate(values):
+        if isinstance(value, (bool, np.bool_)):
+            out[i] = bool(value)
+        elif isinstance(value, str) and value in _BOOL_TEXT:
+            out[i] = _BOOL_TEXT[value]
+        else:
+            bad.append(i)
+    if bad:
+        first = bad[0]
+        raise ValueError(
+            f"{what}: column {column!r} must hold only True or False (booleans, or the strings "
+            f"'True'/'False' as pandas writes them); {len(bad)} row(s) do not, the first at position "
+            f"{first} holds {values[first]!r}")
+    return out
+
+
 def codes(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Integer codes (int64, -1 for missing) and the distinct values they index.
 

@@ -8,6 +8,7 @@ import pandas as pd
 from ._frames import (
     RECLAIM_LAYER_COLUMNS,
     RECLAIM_STALE_COLUMNS,
+    bool_mask,
     codes,
     distinct_pairs,
     labels,
@@ -19,13 +20,21 @@ from ._frames import (
 )
 from .storage import digest_sizes
 
+
 def reclaimable_bytes(stale: pd.DataFrame, layers: pd.DataFrame) -> int:
     """Bytes of distinct layers that only stale tags reference, anywhere in ``layers``.
 
     Every row of ``layers`` whose (repository, tag) is not marked stale counts as
     kept, including repositories ``stale`` does not mention, so a base layer that
-    one kept image still uses is never counted. Layer bytes only; the space returns
-    after the registry's garbage collection, not at deletion.
+    one kept image still uses is never counted; nor is an image that is also a platform
+    of a kept multi-platform tag (the layers frame lists it under that tag too).
+    ``stale`` must be booleans (or the strings "True"/"False"); anything else raises.
+
+    Layer bytes only, and only after garbage collection: a cleanup removes tags, not
+    images. Run ``apply_cleanup(..., delete_manifests=True)`` and then the registry's
+    plain garbage collection, or, on registries whose ``--delete-untagged`` spares the
+    platforms of tagged indexes (distribution 3.0 and later, not 2.x), a default
+    cleanup and ``garbage-collect --delete-untagged``.
     """
     digest, size, freed, _, _ = _freed_layers(stale, layers)
     return int(size[np.unique(digest[freed])].sum())
@@ -43,7 +52,7 @@ def reclaimable_by_repository(stale: pd.DataFrame, layers: pd.DataFrame) -> pd.D
     used = np.flatnonzero(per_repo)
     freed_bytes = pd.Series(per_repo[used], index=labels(repo_values, used))
 
-    marked = stale["stale"].to_numpy(dtype=bool, na_value=False)
+    marked = bool_mask(stale, "stale", "reclaimable_by_repository")
     counts = stale.loc[marked, "repository"].astype(str).value_counts(sort=False)
     result = pd.DataFrame({
         "repository": pd.Series(counts.index, dtype=str),
@@ -68,7 +77,7 @@ def _freed_layers(
     digest, digest_values = codes(layers["layer_digest"])
     n_tag, n_digest = len(tag_values), len(digest_values)
 
-    marked = stale["stale"].to_numpy(dtype=bool, na_value=False)
+    marked = bool_mask(stale, "stale", "reclaimable_bytes")
     stale_repo = recode(stale["repository"], repo_values)[marked]
     stale_tag = recode(stale["tag"], tag_values)[marked]
     found = (stale_repo >= 0) & (stale_tag >= 0)

@@ -1,7 +1,12 @@
 """Which tags a cleanup may delete, with a human reason for every decision.
 
 Keep rules always beat delete rules, and a tag that shares its digest with a kept
-tag is kept too: the registry deletes by digest, which removes every tag on it.
+tag is kept too. A stale tag whose image is also a platform of a kept multi-platform
+tag stays stale (its tag goes) and its reason says the manifest is kept.
+
+User-supplied patterns run with a time bound (the ``regex`` engine, in Python ``re``
+syntax): a pattern that backtracks catastrophically raises a ValueError naming it
+instead of hanging the caller.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import regex
 
 from ._frames import (
     MANIFEST_COLUMNS,
     STALE_COLUMNS,
+    bool_mask,
     codes,
     lexical_rank,
     pair_keys,
+    recode,
     require_columns,
     restore,
 )
@@ -27,6 +35,12 @@ from .duration import format_duration, parse_duration
 PLAN_COLUMNS = ("repository", "tag", "digest", "created", "age", "reason")
 
 Pattern = str | re.Pattern[str] | None
+
+# Seconds one pattern may spend on one tag name (tag names are at most 128 characters).
+PATTERN_TIMEOUT = 1.0
+
+_FLAGS = ((re.IGNORECASE, regex.IGNORECASE), (re.MULTILINE, regex.MULTILINE), (re.DOTALL, regex.DOTALL),
+          (re.VERBOSE, regex.VERBOSE), (re.ASCII, regex.ASCII), (re.UNICODE, regex.UNICODE))
 
 
 class _Tags(NamedTuple):
@@ -56,14 +70,20 @@ def stale_tags(
     its image is older than ``older_than``. Kept regardless: tags matching ``keep``,
     the ``keep_last`` newest tags of each repository (ties broken by tag name), tags
     whose creation date is unknown, and any tag on the same digest as a kept tag in
-    its repository. A multi-platform tag's ``created`` is its newest platform's and
+    its repository. A stale tag whose digest is a platform (``manifest_digest``) of a
+    kept multi-platform tag stays stale, and its reason adds that the manifest is kept:
+    cleanup removes the tag, never the image the kept tag needs.
+    A multi-platform tag's ``created`` is its newest platform's and
     its ``size`` the sum of its platforms' sizes. Untagged manifests are left out.
     Rows are sorted by repository, newest first, undated last.
+
+    ``keep`` and ``match`` are Python ``re`` syntax (strings or compiled patterns);
+    each search may take ``PATTERN_TIMEOUT`` seconds per tag before a ValueError.
     """
     threshold = parse_duration(older_than)
     limit = _check_keep_last(keep_last)
-    keep_rx = _compile(keep, "keep")
-    match_rx = _compile(match, "match")
+    keep_rx = compile_pattern(keep, "keep")
+    match_rx = compile_pattern(match, "match")
     at = _as_utc(now)
     require_columns(manifests, MANIFEST_COLUMNS, "stale_tags")
 
@@ -75,8 +95,8 @@ def stale_tags(
     order = np.lexsort((tag_rank, newest_first, repo_rank))
 
     newest = _among_newest(order, repo_rank, known, limit)
-    kept_by_pattern = _matches(keep_rx, tags.tag_values, tags.tag, default=False)
-    in_scope = _matches(match_rx, tags.tag_values, tags.tag, default=True)
+    kept_by_pattern = _matches(keep_rx, "keep", tags.tag_values, tags.tag, default=False)
+    in_scope = _matches(match_rx, "match", tags.tag_values, tags.tag, default=True)
     age = at - tags.created
     old = np.asarray(known & (age > threshold))
     words = format_duration(threshold)
@@ -89,6 +109,7 @@ def stale_tags(
     ).astype(object)
     stale = ~np.logical_or.reduce(rules)
     _keep_digest_siblings(stale, reason, tags, tag_rank)
+    _note_children_of_kept_indexes(manifests, stale, reason, tags)
 
     result = pd.DataFrame({
         "repository": restore(tags.repo[order], tags.repo_values, manifests["repository"]),
@@ -126,7 +147,7 @@ def _per_tag(manifests: pd.DataFrame) -> _Tags:
 def cleanup_plan(stale: pd.DataFrame) -> pd.DataFrame:
     """The stale rows only, oldest first within each repository: what the deletion step gets."""
     require_columns(stale, STALE_COLUMNS, "cleanup_plan")
-    mask = stale["stale"].to_numpy(dtype=bool, na_value=False)
+    mask = bool_mask(stale, "stale", "cleanup_plan")
     plan = stale.loc[mask, list(PLAN_COLUMNS)]
     plan = plan.sort_values(["repository", "created", "tag"], key=_lexical_key,
                             na_position="last", kind="stable", ignore_index=True)
@@ -148,16 +169,29 @@ def _check_keep_last(keep_last: object) -> int | None:
     return int(keep_last)
 
 
-def _compile(pattern: object, name: str) -> re.Pattern[str] | None:
-    if pattern is None or isinstance(pattern, re.Pattern):
-        return pattern
-    if not isinstance(pattern, str):
+def compile_pattern(pattern: object, name: str) -> regex.Pattern | None:
+    """A user's pattern, checked with ``re`` (its syntax is the one documented) and compiled
+    with ``regex``, whose searches take a timeout. A compiled ``re.Pattern`` keeps its flags."""
+    if pattern is None:
+        return None
+    if isinstance(pattern, re.Pattern):
+        if not isinstance(pattern.pattern, str):
+            raise ValueError(f"{name} pattern {pattern.pattern!r} must be text, not bytes")
+        text, flags = pattern.pattern, pattern.flags
+    elif isinstance(pattern, str):
+        text, flags = pattern, 0
+    else:
         raise ValueError(f"{name} must be a regular expression string, got {pattern!r}")
     try:
-        return re.compile(pattern)
-    except (re.error, OverflowError, RecursionError) as err:
+        re.compile(text, flags)
+        return regex.compile(text, regex.V0 | _regex_flags(flags))
+    except (re.error, regex.error, OverflowError, RecursionError, ValueError, IndexError) as err:
         raise ValueError(
-            f"{name} pattern {pattern!r} is not a valid regular expression: {err}") from None
+            f"{name} pattern {text!r} is not a valid regular expression: {err}") from None
+
+
+def _regex_flags(flags: int) -> int:
+    return sum((theirs for ours, theirs in _FLAGS if flags & ours), 0)
 
 
 def _as_utc(now: object) -> pd.Timestamp:
@@ -172,14 +206,22 @@ def _as_utc(now: object) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _matches(rx: re.Pattern[str] | None, values: pd.Index, idx: np.ndarray,
+def _matches(rx: regex.Pattern | None, name: str, values: pd.Index, idx: np.ndarray,
              default: bool) -> np.ndarray:
-    """``rx.search`` per row, run once per distinct tag name."""
+    """``rx.search`` per row, run once per distinct tag name, each within ``PATTERN_TIMEOUT``."""
     if rx is None:
         return np.full(len(idx), default)
     used = np.unique(idx)
     hit = np.zeros(len(values), dtype=bool)
-    hit[used] = [rx.search(name) is not None for name in values.take(used).astype(str)]
+    found = []
+    for tag in values.take(used).astype(str):
+        try:
+            found.append(rx.search(tag, timeout=PATTERN_TIMEOUT) is not None)
+        except TimeoutError:
+            raise ValueError(f"{name} pattern {rx.pattern!r} took longer than {PATTERN_TIMEOUT:g} s on tag "
+                             f"{tag!r}; simplify it (nested repetition such as '(a|aa)+' backtracks "
+                             "exponentially)") from None
+    hit[used] = found
     return hit[idx]
 
 
@@ -215,3 +257,35 @@ def _keep_digest_siblings(stale: np.ndarray, reason: np.ndarray, tags: _Tags,
     sibling = tags.tag_values.take(first_kept["tag"].to_numpy()[where[saved]]).astype(str)
     reason[saved] = ("kept: shares digest with kept tag '" + pd.Series(sibling) + "'").to_numpy()
     stale[saved] = False
+
+
+def _note_children_of_kept_indexes(manifests: pd.DataFrame, stale: np.ndarray, reason: np.ndarray,
+                                   tags: _Tags) -> None:
+    """Say so when a stale tag's image is also a platform of a kept multi-platform tag.
+
+    The tag stays stale: cleanup removes tags without deleting their images, so the kept
+    index keeps resolving. The reason names the kept index tag first by name.
+    """
+    if "manifest_digest" not in manifests.columns or not stale.any():
+        return
+    repo, _ = codes(manifests["repository"])
+    tag, _ = codes(manifests["tag"])
+    digest, _ = codes(manifests["digest"])
+    child = recode(manifests["manifest_digest"], tags.digest_values)
+    n_tag, n_digest = len(tags.tag_values), len(tags.digest_values)
+    kept_tags = pair_keys(tags.repo[~stale], tags.tag[~stale], n_tag)
+    platform_row = (repo >= 0) & (tag >= 0) & (child >= 0) & (child != digest)
+    platform_row &= pd.Series(pair_keys(repo, tag, n_tag)).isin(kept_tags).to_numpy()
+    if not platform_row.any():
+        return
+    parents = (pd.DataFrame({"key": pair_keys(repo[platform_row], child[platform_row], n_digest),
+                             "rank": lexical_rank(tags.tag_values)[tag[platform_row]],
+                             "tag": tag[platform_row]})
+               .sort_values("rank", kind="stable").drop_duplicates("key"))
+    where = pd.Index(parents["key"]).get_indexer(pair_keys(tags.repo, tags.digest, n_digest))
+    noted = stale & (where >= 0) & (tags.digest >= 0)
+    if not noted.any():
+        return
+    parent = tags.tag_values.take(parents["tag"].to_numpy()[where[noted]]).astype(str)
+    reason[noted] = (pd.Series(reason[noted].astype(str)) + "; manifest kept as a child of kept index '"
+                     + pd.Series(parent) + "'").to_numpy()

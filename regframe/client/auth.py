@@ -2,11 +2,16 @@
 
 The transport drives ``auth_flow``: the flow yields the request to send, receives the response,
 and may yield more requests (to a token endpoint, then the original again) before it finishes.
+
+Every request passes through the flow, so this is where credentials are kept to the origin they
+were given for: a URL on another scheme, host or port (an upload ``Location``, say) is sent bare,
+and a password never travels in clear text unless the user allowed it.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import re
 import threading
@@ -16,7 +21,7 @@ from typing import Generator
 from urllib.parse import urlencode, urlsplit
 
 from . import errors as E
-from .transport import Request, Response, is_http_url, read_raw
+from .transport import Request, Response, is_http_url, origin, read_raw
 
 Flow = Generator[Request, Response, None]
 
@@ -57,6 +62,38 @@ def parse_challenge(header: str | None) -> Challenge | None:
     return Challenge(scheme.lower(), params)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine (``localhost``, 127.0.0.0/8, ::1): clear text there never crosses a network."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cleartext_refusal(url: str, *, registry_https: bool = False) -> str | None:
+    """Why a password may not be sent to ``url``, or None when it may.
+
+    https is fine; plain http only to loopback, and not even there when the registry itself is https
+    (an https registry naming a plain-http token endpoint is a downgrade)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "it is not a valid URL"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme != "http":
+        return f"{parts.scheme or 'no'} scheme is not https"
+    if registry_https:
+        return "the registry is https but this endpoint is plain http"
+    if is_loopback(host):
+        return None
+    return "plain http to a host other than this machine"
+
+
 class Auth:
     """Sends requests as they are; the base of every auth scheme."""
 
@@ -83,12 +120,21 @@ class RegistryAuth(Auth):
 
     Tokens are cached per scope until ``expires_in`` runs out, so a crawl fetches one token per
     repository, not one per request; a 401 on a cached token fetches a fresh one once.
+
+    ``origin`` is the registry URL the credentials belong to: requests elsewhere get none, and an
+    https origin is never downgraded to http on its own host. ``allow_insecure`` lets the password
+    go over plain http beyond loopback.
     """
 
-    def __init__(self, user: str | None = None, password: str | None = None, *,
-                 clock=time.monotonic):
+    def __init__(self, user: str | None = None, password: str | None = None, *, origin: str,
+                 allow_insecure: bool = False, clock=time.monotonic):
         self.user = user
         self._password = password
+        self._home = _origin(origin)
+        if self._home is None:
+            raise ValueError(f"origin {origin!r} is not an http(s) URL")
+        self._home_url = f"{urlsplit(origin).scheme}://{urlsplit(origin).netloc}"
+        self._allow_insecure = bool(allow_insecure)
         self._clock = clock
         self._basic_needed = False
         self._bearer: Challenge | None = None
@@ -108,11 +154,46 @@ class RegistryAuth(Auth):
         raw = f"{self.user}:{self._password}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
+    def check_cleartext(self, url: str, *, what: str | None = None) -> None:
+        """Raise InsecureTransportError if the password may not be sent to ``url`` (or a token got with it)."""
+        if not self.has_credentials or self._allow_insecure:
+            return
+        reason = cleartext_refusal(url, registry_https=self._home[0] == "https")
+        if reason is None:
+            return
+        raise E.InsecureTransportError(
+            f"refusing to send the password of user {self.user!r} to {what or _host(url)} in clear text ({reason}); "
+            "use https, or pass allow_insecure_auth=True (regframe --insecure-auth) to send it anyway", url=_bare(url))
+
+    def _at_home(self, request: Request) -> bool:
+        """Whether ``request`` goes to the credentials' origin; refuses an https to http downgrade on the same host."""
+        target = _origin(request.url)
+        if target == self._home:
+            return True
+        if target is not None and target[0] == "http" and self._home[0] == "https" and \
+                _hostname(request.url) == _hostname(self._home_url):
+            raise E.InsecureTransportError(
+                f"{request.method} {_bare(request.url)}: the registry at {self._home_url} sent a plain-http URL "
+                "for its own host; refusing to downgrade from https (a TLS-terminating proxy in front of it "
+                "must pass X-Forwarded-Proto: https)", url=_bare(request.url))
+        return False
+
     def auth_flow(self, request: Request) -> Flow:
         if not request.authenticated:
             yield request
             return
+        if not self._at_home(request):
+            for name in [k for k in request.headers if k.lower() == "authorization"]:
+                del request.headers[name]
+            response = yield request
+            if response.status_code == 401:
+                response.close()
+                raise E.RegistryAuthenticationError(
+                    f"{request.method} {_bare(request.url)}: answered 401; the credentials for "
+                    f"{self._home_url} are never sent to another origin", status=401, url=_bare(request.url))
+            return
         if self._basic_needed:
+            self.check_cleartext(self._home_url)
             request.headers["Authorization"] = self._basic_header()
         elif self._bearer is not None and request.scopes:
             token = yield from self._token_for(request.scopes, self._bearer, fresh=False)
@@ -132,6 +213,7 @@ class RegistryAuth(Auth):
             if "Authorization" in request.headers:
                 raise E.RegistryAuthenticationError(
                     f"{_host(request.url)} rejected the username/password for user {self.user!r}", status=401)
+            self.check_cleartext(self._home_url)
             self._basic_needed = True
             request.headers["Authorization"] = self._basic_header()
             response = yield request
@@ -189,6 +271,8 @@ class RegistryAuth(Auth):
         query += [("scope", s) for s in scopes]
         headers = {"Accept": "application/json"}
         if self.has_credentials:
+            self.check_cleartext(realm, what=f"token endpoint {_host(realm)}")
+            self.check_cleartext(self._home_url)  # the token got with the password goes there
             headers["Authorization"] = self._basic_header()
         url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
         response = yield Request("GET", url, headers, kind="token", authenticated=False)
@@ -222,6 +306,29 @@ class RegistryAuth(Auth):
 
 def _host(url: str) -> str:
     return urlsplit(url).netloc or url[:60]
+
+
+def _hostname(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+
+
+def _bare(url: str) -> str:
+    """A URL without query or fragment, which may hold upload session state."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0][:120]
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _origin(url: str) -> tuple[str, str] | None:
+    try:
+        return origin(url) if is_http_url(url) else None
+    except ValueError:
+        return None
 
 
 def _path(url: str) -> str:

@@ -40,6 +40,10 @@ class RegistrySSLError(RegistryError):
     """The registry's TLS certificate cannot be validated."""
 
 
+class InsecureTransportError(RegistryError):
+    """Refused: credentials would travel in clear text (plain http, or an https URL downgraded to http)."""
+
+
 class RegistryTimeoutError(RegistryError):
     """Connecting or waiting for data took longer than the configured timeout."""
 
@@ -84,6 +88,15 @@ class MissingLayerError(RegistryError):
 
 class DeleteDisabledError(RegistryError):
     """The registry has deletion disabled (distribution answers 405)."""
+
+
+class TagMovedError(RegistryError):
+    """Refused: the tag no longer points at the digest the caller expected (moved or removed meanwhile)."""
+
+    def __init__(self, message: str = "", *, expected: str | None = None, actual: str | None = None, **kw):
+        super().__init__(message, **kw)
+        self.expected = expected
+        self.actual = actual
 
 
 class InvalidReferenceError(RegistryError, ValueError):

@@ -13,8 +13,9 @@ from typing import Callable, Iterable
 
 from . import errors as E
 from . import mediatypes as MT
-from .layout import ImageLayout, file_digest
+from .layout import ImageLayout
 from .models import Manifest, manifest_digest
+from .reads import verify_chunks
 from .reference import parse_platform, validate_digest, validate_tag
 
 Progress = Callable[[int, int], None]
@@ -55,32 +56,36 @@ class RegistryTransfers:
              progress: Progress | None = None) -> Manifest:
         """Write the image to ``dir`` as an OCI image layout; ``{}`` when it does not exist.
 
-        Blobs already present and verified are skipped; each blob is sha-checked and renamed into place."""
+        Blobs already present and verified are skipped; each blob is read no further than the size its
+        descriptor declares, sha-checked and renamed into place. A symbolic link planted in the layout
+        (index.json, oci-layout, blobs/) is refused with OSError; the index goes last, so a failure
+        leaves no tag."""
         repository = self._repo(repo)
         validate_tag(tag) if ":" not in tag else validate_digest(tag)
         wanted = parse_platform(platform) if platform is not None else None
+        layout = ImageLayout(dir)
+        layout.check()
         manifest = self.manifest(repository, tag)
         if not manifest:
             return manifest
         if manifest.is_schema1:
             raise E.RegistryProtocolError(f"{repository}:{tag} is a schema1 image, which an OCI layout cannot hold")
-        layout = ImageLayout(dir)
         images = [manifest]
         top = manifest
         if manifest.is_index:
             children = manifest.children
             if wanted is not None:
                 children = [self._platform_child(manifest, wanted)]
-            images = [self.manifest(repository, child["digest"]) for child in children]
+            images = [self._child_manifest(manifest, child) for child in children]
             if wanted is not None:
                 top = images[0]
         blobs = {d["digest"]: d for image in images for d in image.blob_descriptors()}
         meter = _Meter(sum(_blob_size(d) for d in blobs.values()), progress)
         for digest, descriptor in blobs.items():
-            if layout.has_verified_blob(digest, _blob_size(descriptor) or None):
+            if layout.has_verified_blob(digest, descriptor.get("size")):
                 meter.add(_blob_size(descriptor))
                 continue
-            with self.open_blob(repository, digest) as stream:
+            with self.open_blob(repository, digest, size=self._declared_size(repository, descriptor)) as stream:
                 layout.write_blob(digest, stream.chunks(meter.chunk_hook()))
         for image in images:
             layout.write_bytes(image.digest, image.raw)
@@ -108,12 +113,13 @@ class RegistryTransfers:
         sources = tuple(self._repo(r) for r in ([mount_from] if isinstance(mount_from, str) else mount_from))
         top = self._local_manifest(manifest, layout, tag)
         images = [top] if not top.is_index else [
-            self._local_manifest(layout.read_blob(child["digest"]), layout, None) for child in top.children]
+            self._local_manifest(_local_bytes(layout, child), layout, None) for child in top.children]
         plan = self._plan_blobs(repository, images, layout, sources)
         meter = _Meter(sum(size for _, size, _ in plan), progress)
         for digest, size, source in plan:
             if source == "local":
-                self.put_stream(repository, digest, _counting(layout.iter_blob(digest), meter), size,
+                chunks = verify_chunks(layout.iter_blob(digest, size), digest)
+                self.put_stream(repository, digest, _counting(chunks, meter), size,
                                 **({"chunk_size": chunk_size} if chunk_size else {}))
             elif not self._mount(repository, digest, source):
                 raise E.MissingLayerError(f"blob {digest} could not be mounted from {source}", digest=digest)
@@ -126,8 +132,7 @@ class RegistryTransfers:
 
     def _local_manifest(self, manifest, layout: ImageLayout, tag: str | None) -> Manifest:
         if manifest is None:
-            descriptor = layout.resolve(tag)
-            return self._local_manifest(layout.read_blob(descriptor["digest"]), layout, None)
+            return self._local_manifest(_local_bytes(layout, layout.resolve(tag)), layout, None)
         if isinstance(manifest, Manifest) and manifest.raw:
             return manifest
         if isinstance(manifest, (bytes, bytearray)):
@@ -157,16 +162,30 @@ class RegistryTransfers:
                     continue
                 source, size = next((r for r in sources if self.blob_exists(r, digest)), None), _blob_size(descriptor)
                 if source is None:
-                    path = layout.find_blob(digest)
-                    if path is None:
+                    local = layout.verified_size(digest)
+                    if local is None:
                         raise E.MissingLayerError(
                             f"blob {digest} is neither in {layout.root} nor in {self.url}/{repository}",
                             digest=digest)
-                    if file_digest(path, digest) != digest:
-                        raise E.DigestMismatchError(f"{path} does not hash to {digest}", expected=digest)
-                    source, size = "local", size or path.stat().st_size
+                    declared = descriptor.get("size")
+                    if declared is not None and declared != local:
+                        raise ValueError(f"blob {digest} in {layout.root} is {local} bytes, but the manifest "
+                                         f"declares {declared}")
+                    source, size = "local", local
                 plan.append((digest, size, source))
         return plan
+
+    def _declared_size(self, repository: str, descriptor: dict) -> int:
+        """The size a descriptor declares or, where it declares none (schema1), the registry's
+        Content-Length, so that no blob body is ever read without a bound."""
+        size = descriptor.get("size")
+        if size is not None:
+            return size
+        length = self._head_blob(repository, descriptor["digest"]).headers.get("Content-Length") or ""
+        if not length.isdigit():
+            raise E.RegistryProtocolError(f"blob {descriptor['digest']} in {repository}: neither its descriptor "
+                                          "nor the registry gives its size; not read without a bound")
+        return int(length)
 
     def _mount(self, repository: str, digest: str, source: str) -> bool:
         location, mounted = self._start_upload(repository, digest, source)
@@ -187,14 +206,15 @@ class RegistryTransfers:
         if not manifest:
             raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
         if target != repository:
-            images = ([self.manifest(repository, c["digest"]) for c in manifest.children]
+            images = ([self._child_manifest(manifest, c) for c in manifest.children]
                       if manifest.is_index else [manifest])
             for image in images:
                 for descriptor in image.blob_descriptors():
                     digest = descriptor["digest"]
                     if not self.blob_exists(target, digest) and not self._mount(target, digest, repository):
-                        with self.open_blob(repository, digest) as stream:
-                            self.put_stream(target, digest, stream.chunks(), _blob_size(descriptor))
+                        size = self._declared_size(repository, descriptor)
+                        with self.open_blob(repository, digest, size=size) as stream:
+                            self.put_stream(target, digest, stream.chunks(), size)
                 if manifest.is_index:
                     self.put_manifest(target, image.digest, image.raw, image.media_type)
         return self.put_manifest(target, newtag, manifest.raw, manifest.media_type)
@@ -221,17 +241,30 @@ class RegistryTransfers:
             top = {k: v for k, v in manifest.items()}
             top["manifests"] = children
             top_raw = json.dumps(top, indent=3).encode()
-        images = [self.manifest(repository, c["digest"]) for c in children] if manifest.is_index else [manifest]
+        images = [self._child_manifest(manifest, c) for c in children] if manifest.is_index else [manifest]
         blobs = {d["digest"]: d for image in images for d in image.blob_descriptors()}
-        missing = {d: desc for d, desc in blobs.items() if not newregistry.blob_exists(target, d)}
-        meter = _Meter(sum(_blob_size(d) for d in missing.values()), progress)
-        for digest, descriptor in missing.items():
-            with self.open_blob(repository, digest) as stream:
-                newregistry.put_stream(target, digest, stream.chunks(meter.chunk_hook()), _blob_size(descriptor))
+        missing = {d: self._declared_size(repository, desc) for d, desc in blobs.items()
+                   if not newregistry.blob_exists(target, d)}
+        meter = _Meter(sum(missing.values()), progress)
+        for digest, size in missing.items():
+            with self.open_blob(repository, digest, size=size) as stream:
+                newregistry.put_stream(target, digest, stream.chunks(meter.chunk_hook()), size)
         if manifest.is_index:
             for image in images:
                 newregistry.put_manifest(target, image.digest, image.raw, image.media_type)
         return newregistry.put_manifest(target, newtag, top_raw, top_type)
+
+
+def _local_bytes(layout: ImageLayout, descriptor: dict) -> bytes:
+    """A manifest from the layout, read no further than a manifest may be long and checked against the
+    size its descriptor declares."""
+    digest = validate_digest(descriptor.get("digest"))
+    raw = layout.read_blob(digest, max_size=MT.MAX_MANIFEST_BYTES)
+    declared = descriptor.get("size")
+    if declared is not None and declared != len(raw):
+        raise ValueError(f"manifest {digest} in {layout.root} is {len(raw)} bytes, but its descriptor declares "
+                         f"{declared}")
+    return raw
 
 
 def _counting(chunks, meter: _Meter):

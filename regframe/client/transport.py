@@ -6,9 +6,14 @@ bookkeeping (cookies, hooks, environment merging) doubles the client CPU per req
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import logging
+import os
 import random
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -20,8 +25,10 @@ from urllib.parse import urljoin, urlsplit
 import urllib.request
 
 import urllib3
+import urllib3.connection
 from urllib3.exceptions import (ConnectTimeoutError, DecodeError, HTTPError, LocationParseError,
                                 NewConnectionError, ProtocolError, ReadTimeoutError, SSLError)
+from urllib3.util.ssl_match_hostname import CertificateError as _HostnameError
 
 from . import errors as E
 
@@ -31,6 +38,13 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_JSON_LIMIT = 64 * 1024 * 1024
+# Error bodies are read for their OCI code and message only, decoded, up to this many bytes.
+ERROR_BODY_LIMIT = 64 * 1024
+# The rest of a body is read to reuse the connection only when this many bytes or fewer are left.
+DRAIN_LIMIT = 64 * 1024
+DEFAULT_REQUEST_TIMEOUT = 60.0
+DEFAULT_MIN_STREAM_RATE = 1024.0
+DEFAULT_MAX_RETRY_WAIT = 60.0
 
 
 @dataclass
@@ -87,38 +101,204 @@ class RateLimit:
 class Response:
     """An HTTP answer: status, case-insensitive headers, and a body read at most once."""
 
-    __slots__ = ("raw", "status_code", "headers", "url", "method", "_content")
+    __slots__ = ("raw", "status_code", "headers", "url", "method", "budget", "_content", "_complete")
 
-    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str, method: str):
+    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str, method: str, budget: Budget | None = None):
         self.raw = raw
         self.status_code = raw.status
         self.headers = raw.headers
         self.url = url
         self.method = method
+        self.budget = budget
         self._content: bytes | None = None
+        self._complete = False
 
     @property
     def content(self) -> bytes:
+        """The body, decoded, cut at ``ERROR_BODY_LIMIT`` bytes. Only error bodies are read this way, and
+        a hostile one (a gzip bomb, an endless 500) must not fill memory: at most the limit plus one byte
+        is decoded, and ``close`` then drops the connection instead of reading the rest."""
         if self._content is None:
-            self._content = self.raw.read(decode_content=True)
+            data = self.raw.read(ERROR_BODY_LIMIT + 1, decode_content=True)
+            self._complete = len(data) <= ERROR_BODY_LIMIT
+            self._content = data[:ERROR_BODY_LIMIT]
         return self._content
 
     def iter_content(self, chunk_size: int) -> Iterator[bytes]:
         yield from self.raw.stream(chunk_size, decode_content=True)
+        self._complete = True
 
     def close(self) -> None:
-        """Hand the connection back to the pool when the rest of the body is small, else close it."""
+        """Hand the connection back to the pool when the body was read or its rest is small and not
+        compressed; else close it, so the rest of a large or compressed body is never read."""
         raw = self.raw
         try:
-            length = raw.headers.get("Content-Length")
-            if self.method == "HEAD" or self._content is not None or (
-                    length is not None and length.isdigit() and int(length) <= 65536):
+            if self.method == "HEAD" or self._complete or self._rest_is_small():
                 raw.drain_conn()
                 raw.release_conn()
             else:
                 raw.close()
         except (HTTPError, OSError):
             raw.close()
+
+    def _rest_is_small(self) -> bool:
+        left = getattr(self.raw, "length_remaining", None)
+        if left == 0:
+            return True
+        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        return left is not None and left <= DRAIN_LIMIT and encoding == "identity"
+
+
+class Budget:
+    """How long one response may take, checked before every socket read, so a server dripping a byte
+    just inside ``read_timeout`` cannot stretch it:
+
+    - the headers, and any body read whole (manifests, JSON, tokens, error bodies), must all arrive
+      within ``request_timeout`` seconds of the request having been sent (an upload's own sending time
+      does not count);
+    - a streamed body (a blob, possibly gigabytes) has no overall deadline, but every ``request_timeout``
+      seconds spent waiting on the server must bring at least ``min_rate`` bytes a second on average
+      (0 turns this off). Time the caller spends between reads (writing a file, uploading a copy) is
+      not counted.
+    """
+
+    __slots__ = ("read_timeout", "request_timeout", "min_rate", "deadline", "streaming", "waited",
+                 "received", "broken")
+
+    def __init__(self, read_timeout: float, request_timeout: float, min_rate: float):
+        self.read_timeout = read_timeout
+        self.request_timeout = request_timeout
+        self.min_rate = min_rate
+        self.deadline = time.monotonic() + request_timeout
+        self.streaming = False
+        self.waited = 0.0
+        self.received = 0
+        self.broken = False
+
+    def start(self) -> None:
+        """The request has been sent: the wait for its answer starts now."""
+        self.deadline = time.monotonic() + self.request_timeout
+
+    def stream(self) -> None:
+        """The body is streamed from here on: the rate rule replaces the deadline."""
+        self.streaming = True
+        self.waited, self.received = 0.0, 0
+
+    def next_read(self) -> tuple[float, bool]:
+        """The socket timeout for the next read, and whether it is this budget's rather than ``read_timeout``."""
+        if self.streaming:
+            if not self.min_rate or self.received >= self.min_rate * self.request_timeout:
+                return self.read_timeout, False
+            left = self.request_timeout - self.waited
+        else:
+            left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.broken = True
+            raise _OutOfTime("the response took longer than its budget allows")
+        return (left, True) if left < self.read_timeout else (self.read_timeout, False)
+
+    def record(self, waited: float, received: int) -> None:
+        if self.streaming:
+            self.waited += waited
+            self.received += received
+            if self.waited >= self.request_timeout and self.received >= self.min_rate * self.request_timeout:
+                self.waited, self.received = 0.0, 0
+
+    def error(self, where: str, url: str | None) -> E.RegistryTimeoutError:
+        if self.streaming:
+            text = (f"body arrived slower than min_stream_rate={self.min_rate:g} bytes/s over "
+                    f"request_timeout={self.request_timeout:g} s")
+        else:
+            text = f"no complete answer within request_timeout={self.request_timeout:g} s"
+        return E.RegistryTimeoutError(f"{where}: {text}", url=url)
+
+
+class _OutOfTime(TimeoutError):
+    """Raised inside a socket read, where urllib3 turns it into a ReadTimeoutError like any timeout."""
+
+
+# The budget of the request this thread is sending; the connection picks it up when the answer starts.
+_sending = threading.local()
+
+
+class _TimedReader(io.RawIOBase):
+    """A response's socket, each read given the timeout its ``Budget`` leaves."""
+
+    def __init__(self, sock, budget: Budget):
+        super().__init__()
+        self._sock = sock
+        self._io = sock.makefile("rb", buffering=0)
+        self._budget = budget
+        self._timeout = sock.gettimeout()
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._io.fileno()
+
+    def readinto(self, buffer) -> int | None:
+        budget = self._budget
+        timeout, ours = budget.next_read()
+        if timeout != self._timeout:
+            self._sock.settimeout(timeout)
+            self._timeout = timeout
+        started = time.monotonic()
+        try:
+            n = self._io.readinto(buffer)
+        except TimeoutError:
+            if ours:
+                budget.broken = True
+            raise
+        budget.record(time.monotonic() - started, n or 0)
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._io.close()
+        super().close()
+
+
+class _TimedSocket:
+    """What http.client reads a response from: the socket, through a ``_TimedReader``."""
+
+    def __init__(self, sock, budget: Budget):
+        self._sock = sock
+        self._budget = budget
+
+    def makefile(self, mode: str = "rb", *args, **kwargs):
+        return io.BufferedReader(_TimedReader(self._sock, self._budget))
+
+
+class _BudgetedHTTPResponse(http.client.HTTPResponse):
+    def __init__(self, sock, *args, **kwargs):
+        budget = getattr(_sending, "budget", None)
+        if budget is not None:
+            budget.start()
+            sock = _TimedSocket(sock, budget)
+        super().__init__(sock, *args, **kwargs)
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    response_class = _BudgetedHTTPResponse
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    response_class = _BudgetedHTTPResponse
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+def _budgeted(manager: urllib3.PoolManager) -> urllib3.PoolManager:
+    """Make the manager's connections read responses through a ``Budget``."""
+    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return manager
 
 
 def is_http_url(url: str) -> bool:
@@ -146,6 +326,45 @@ def origin(url: str) -> tuple[str, str]:
     return parts.scheme, f"{(parts.hostname or '').lower()}:{port}"
 
 
+CA_ENVIRONMENT = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
+_NAME_MISMATCH = frozenset({62, 64})
+
+
+def ca_settings(verify: bool | str) -> tuple[dict, str]:
+    """urllib3's certificate options and where they come from, first found wins: ``ca_bundle=`` or
+    ``verify=PATH``, ``verify=False``, $REQUESTS_CA_BUNDLE, $SSL_CERT_FILE, the system store. An explicit
+    CA is never replaced by the environment."""
+    if verify is False:
+        return {"cert_reqs": "CERT_NONE"}, "nothing (verify=False)"
+    if isinstance(verify, str):
+        path, source = verify, f"ca_bundle {verify}"
+    else:
+        name = next((n for n in CA_ENVIRONMENT if os.environ.get(n)), None)
+        if name is None:
+            return {"cert_reqs": "CERT_REQUIRED"}, "the system store"
+        path, source = os.environ[name], f"${name} ({os.environ[name]})"
+    if os.path.isdir(path):
+        return {"cert_reqs": "CERT_REQUIRED", "ca_cert_dir": path}, source
+    if os.path.isfile(path):
+        return {"cert_reqs": "CERT_REQUIRED", "ca_certs": path}, source
+    raise ValueError(f"{source} is not a file or directory of CA certificates")
+
+
+def _verification_failure(exc: BaseException) -> BaseException | None:
+    """The certificate check that failed, if that is what ``exc`` is about."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ssl.SSLCertVerificationError, _HostnameError)):
+            return exc
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None and exc.args and isinstance(exc.args[0], BaseException):
+            nxt = exc.args[0]
+        exc = nxt
+    return None
+
+
 def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -160,12 +379,12 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def oci_error(response: Response) -> tuple[str | None, str | None]:
-    """The first ``{"errors": [{code, message}]}`` entry of an error body, if any."""
+    """The first ``{"errors": [{code, message}]}`` entry of an error body, if any; the body is read up to
+    ``ERROR_BODY_LIMIT`` bytes, and a longer one counts as having none."""
     if response.method == "HEAD":
         return None, None
     try:
-        text = response.content[:65536]
-        body = json.loads(text)
+        body = json.loads(response.content)
         first = body["errors"][0]
         return str(first.get("code") or "") or None, str(first.get("message") or "") or None
     except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError, HTTPError, OSError):
@@ -177,12 +396,12 @@ def _describe(method: str, url: str) -> str:
     return f"{method} {parts.scheme}://{parts.netloc}{parts.path}"
 
 
-def error_for_response(response: Response, what: str | None = None) -> E.RegistryError:
-    """Map an HTTP error status to the regframe exception for it."""
+def error_for_response(response: Response, what: str | None = None, note: str = "") -> E.RegistryError:
+    """Map an HTTP error status to the regframe exception for it; ``note`` ends the message."""
     status = response.status_code
     code, message = oci_error(response)
     where = what or _describe(response.method, response.url)
-    detail = f": {code} {message}" if code else ""
+    detail = (f": {code} {message}" if code else "") + note
     kw = dict(status=status, code=code, registry_message=message, url=response.url)
     if status == 401:
         return E.RegistryAuthenticationError(f"{where}: authentication required or refused (401){detail}", **kw)
@@ -200,18 +419,74 @@ def error_for_response(response: Response, what: str | None = None) -> E.Registr
     return E.RegistryError(f"{where}: HTTP {status}{detail}", **kw)
 
 
+def check_time_limits(*, request_timeout, min_stream_rate, max_retry_wait) -> None:
+    """Refuse time limits that are not numbers of the right sign, before any request."""
+    def number(value) -> bool:  # NaN fails every comparison below
+        return not isinstance(value, bool) and isinstance(value, (int, float))
+    if not number(request_timeout) or not 0 < request_timeout < float("inf"):
+        raise ValueError(f"request_timeout must be a positive number of seconds, not {request_timeout!r}")
+    if not number(min_stream_rate) or not 0 <= min_stream_rate < float("inf"):
+        raise ValueError(f"min_stream_rate must be a number of bytes per second, 0 or more, not {min_stream_rate!r}")
+    if not number(max_retry_wait) or not 0 <= max_retry_wait < float("inf"):
+        raise ValueError(f"max_retry_wait must be a number of seconds, 0 or more, not {max_retry_wait!r}")
+
+
+class RetryWaits:
+    """The sleeps of one call between its retries, bounded in total by ``limit`` seconds."""
+
+    __slots__ = ("limit", "spent")
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.spent = 0.0
+
+    def allow(self, delay: float) -> bool:
+        """Count ``delay`` as slept if it fits in what is left; False (and nothing counted) if not."""
+        if self.spent + delay > self.limit:
+            return False
+        self.spent += delay
+        return True
+
+    def gave_up(self) -> str:
+        return f"; gave up after waiting {self.spent:.3g} s in total (max_retry_wait={self.limit:g})"
+
+
 class Transport:
-    """Sends requests through an auth flow, retries what is safe to retry, and maps failures."""
+    """Sends requests through an auth flow, retries what is safe to retry, and maps failures.
+
+    Time limits, so that no server can hold a call indefinitely:
+
+    - ``open_timeout`` bounds connecting, ``read_timeout`` each wait for data;
+    - ``request_timeout`` (60 s) bounds the wait for a response's headers and the reading of any body
+      read whole (manifests, JSON pages, tokens, error bodies), counted from when the request was
+      sent. A streamed blob body (layers, configs) has no overall deadline, since it may be gigabytes;
+      instead every ``request_timeout`` seconds spent waiting on it must bring ``min_stream_rate``
+      bytes a second (1024; 0 turns this off), so a blob smaller than ``min_stream_rate *
+      request_timeout`` gets ``request_timeout`` of waiting at most. Either raises
+      ``RegistryTimeoutError`` naming the limit;
+    - ``max_retry_wait`` (60 s) bounds the sleeps of one call between its retries (backoff and
+      ``Retry-After`` together): a retry that would need more is not made, and the error says so.
+      A single ``Retry-After`` above ``max_retry_after`` fails at once.
+    """
 
     def __init__(self, base_url: str, auth, *, open_timeout: float = 2, read_timeout: float = 5,
                  verify: bool | str = True, retries: int = 3, backoff: float = 0.25,
                  max_retry_after: float = 60.0, pool_size: int = 32,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+                 min_stream_rate: float = DEFAULT_MIN_STREAM_RATE,
+                 max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT):
+        check_time_limits(request_timeout=request_timeout, min_stream_rate=min_stream_rate,
+                          max_retry_wait=max_retry_wait)
+        self.request_timeout = float(request_timeout)
+        self.min_stream_rate = float(min_stream_rate)
+        self.max_retry_wait = float(max_retry_wait)
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.timeout = (open_timeout, read_timeout)
         self._timeout = urllib3.Timeout(connect=open_timeout, read=read_timeout)
         self.verify = verify
+        self._tls, self.ca_source = ca_settings(verify)
         self.retries = retries
         self.backoff = backoff
         self.max_retry_after = max_retry_after
@@ -219,25 +494,18 @@ class Transport:
         self.rate_limit: RateLimit | None = None
         self._sleep = sleep
         self._origin = origin(self.base_url)
-        self.pool = self._new_pool(pool_size)
+        self.pool = _budgeted(self._new_pool(pool_size))
         # Requests to the registry itself skip the pool manager's per-request URL and key work.
         self._home = self.pool.connection_from_url(self.base_url)
         parts = urlsplit(self.base_url)
         self._home_prefix = f"{parts.scheme}://{parts.netloc}"
         # Cross-host redirects (blob storage) go through a pool that has never seen our credentials.
-        self._foreign = self._new_pool(pool_size)
+        self._foreign = _budgeted(self._new_pool(pool_size))
 
     def _new_pool(self, pool_size: int) -> urllib3.PoolManager:
-        """Proxies from the environment (honouring no_proxy), and the CA the user gave, nothing else:
-        unlike requests, REQUESTS_CA_BUNDLE cannot silently replace a ``ca_bundle``."""
-        if self.verify is False:
-            tls = {"cert_reqs": "CERT_NONE"}
-        elif isinstance(self.verify, str):
-            tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": self.verify}
-        else:
-            tls = {"cert_reqs": "CERT_REQUIRED"}
+        """Proxies from the environment (honouring no_proxy), and the CA certificates ``ca_settings`` chose."""
         options = dict(num_pools=8, maxsize=pool_size, block=False, retries=False,
-                       headers={"User-Agent": "regframe/0.1"}, **tls)
+                       headers={"User-Agent": "regframe/0.1"}, **self._tls)
         host = urlsplit(self.base_url).hostname or ""
         proxy = None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(
             urlsplit(self.base_url).scheme)
@@ -262,16 +530,18 @@ class Transport:
     def request(self, method: str, path_or_url: str, *, headers: dict | None = None,
                 body: bytes | None = None, scopes: tuple[str, ...] = (), kind: str = "other",
                 stream: bool = False, ok: Iterable[int] = (), retry: bool | None = None,
-                follow_redirects: bool = True) -> Response:
+                follow_redirects: bool = True, waits: RetryWaits | None = None) -> Response:
         """Send one logical request and return a 2xx response (or one whose status is in ``ok``).
 
         Retries idempotent requests (or any with ``retry=True``) on resets and 502/503/504: the
         server may have acted on a request whose answer was lost. A 429 says it did nothing, so it
-        is retried (honouring Retry-After) whatever the method.
+        is retried (honouring Retry-After) whatever the method. The sleeps before retries add up to
+        at most ``max_retry_wait`` per call (``waits`` carries them over when a call makes several).
         """
         req = Request(method, self.url(path_or_url), dict(headers or {}), body, scopes, kind, stream)
         ok = frozenset(ok)
         retry = method in IDEMPOTENT if retry is None else retry
+        waits = waits if waits is not None else RetryWaits(self.max_retry_wait)
         attempt = 0
         while True:
             try:
@@ -283,10 +553,13 @@ class Transport:
             except (HTTPError, OSError) as exc:
                 error = self._map_exception(exc, req)
                 if retry and attempt < self.retries and isinstance(error, E.RegistryConnectionError):
+                    delay = self._backoff(attempt + 1)
+                    if not waits.allow(delay):
+                        raise type(error)(f"{error}{waits.gave_up()}", url=error.url) from None
                     attempt += 1
                     self.stats.retried("connection")
                     log.debug("retrying %s after %s", _describe(method, req.url), type(exc).__name__)
-                    self._sleep(self._backoff(attempt))
+                    self._sleep(delay)
                     continue
                 raise error from None
             status = response.status_code
@@ -297,15 +570,24 @@ class Transport:
                 if status == 429:
                     asked = parse_retry_after(response.headers.get("Retry-After"))
                     if asked is not None and asked > self.max_retry_after:
-                        raise error_for_response(response)
+                        raise self._status_error(response)
                     delay = max(delay, asked or 0.0)
+                if not waits.allow(delay):
+                    raise self._status_error(response, waits.gave_up())
                 response.close()
                 attempt += 1
                 self.stats.retried(str(status))
                 log.debug("retrying %s after HTTP %s in %.2f s", _describe(method, req.url), status, delay)
                 self._sleep(delay)
                 continue
-            raise error_for_response(response)
+            raise self._status_error(response)
+
+    @staticmethod
+    def _status_error(response: Response, note: str = "") -> E.RegistryError:
+        """The error for a status; its body is read up to ``ERROR_BODY_LIMIT`` and the response closed."""
+        error = error_for_response(response, note=note)
+        response.close()
+        return error
 
     def _backoff(self, attempt: int) -> float:
         return min(8.0, self.backoff * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
@@ -331,13 +613,21 @@ class Transport:
         if pool is self.pool and target.startswith(self._home_prefix) and \
                 target[len(self._home_prefix):len(self._home_prefix) + 1] == "/" and self._home.proxy is None:
             pool, target = self._home, target[len(self._home_prefix):]
+        budget = Budget(self.timeout[1], self.request_timeout, self.min_stream_rate)
+        _sending.budget = budget
         try:
             raw = pool.urlopen(req.method, target, body=req.body, headers=req.headers, redirect=False,
                                retries=False, timeout=self._timeout, preload_content=False)
         except LocationParseError as exc:
             raise E.RegistryProtocolError(f"{_describe(req.method, req.url)}: unusable URL ({exc})",
                                           url=req.url) from None
-        response = Response(raw, req.url, req.method)
+        except (HTTPError, OSError):
+            if budget.broken:
+                raise budget.error(_describe(req.method, req.url), req.url) from None
+            raise
+        finally:
+            _sending.budget = None
+        response = Response(raw, req.url, req.method, budget)
         self._note_rate_limit(response)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s -> %s", _describe(req.method, req.url), response.status_code)
@@ -387,8 +677,7 @@ class Transport:
         where = _describe(req.method, req.url)
         connect, read = self.timeout
         if isinstance(exc, SSLError):
-            return E.RegistrySSLError(f"{where}: TLS certificate cannot be validated ({_root(exc)}); "
-                                      "pass ca_bundle= or verify=False", url=req.url)
+            return self._tls_error(exc, req, where)
         if isinstance(exc, NewConnectionError):
             return E.RegistryUnknownError(f"{where}: no registry answers there ({_root(exc)})", url=req.url)
         if isinstance(exc, ConnectTimeoutError):
@@ -402,6 +691,40 @@ class Transport:
         if isinstance(exc, LocationParseError):
             return E.RegistryUnknownError(f"{where}: invalid URL", url=req.url)
         return E.RegistryError(f"{where}: {type(exc).__name__}: {_root(exc)}", url=req.url)
+
+    def _tls_error(self, exc: BaseException, req: Request, where: str) -> E.RegistrySSLError:
+        """Say what is wrong with the certificate and what fixes it; turning checks off is the last resort."""
+        cause = _verification_failure(exc)
+        parts = urlsplit(req.url)
+        host = parts.hostname or ""
+        if cause is not None and (getattr(cause, "verify_code", None) in _NAME_MISMATCH or
+                                  isinstance(cause, _HostnameError)):
+            names = self._certificate_names(host, parts.port or 443)
+            found = f"the certificate is for {', '.join(names)}, not {host}" if names else \
+                f"the certificate does not name {host}"
+            return E.RegistrySSLError(f"{where}: hostname mismatch: {found}; connect with a name the "
+                                      "certificate holds", url=req.url)
+        if cause is not None:
+            return E.RegistrySSLError(
+                f"{where}: TLS certificate cannot be validated ({_root(exc)}), checked against "
+                f"{self.ca_source}; pass ca_bundle= with the CA that signed it (verify=False turns "
+                "checking off, which is unsafe)", url=req.url)
+        return E.RegistrySSLError(f"{where}: TLS handshake failed ({_root(exc)})", url=req.url)
+
+    def _certificate_names(self, host: str, port: int) -> list[str]:
+        """The names in the server's certificate, from a second handshake that checks only the chain
+        (best effort: none when that fails or a proxy is in the way)."""
+        if isinstance(self.pool, urllib3.ProxyManager):
+            return []
+        try:
+            context = ssl.create_default_context(cafile=self._tls.get("ca_certs"),
+                                                 capath=self._tls.get("ca_cert_dir"))
+            context.check_hostname = False
+            with socket.create_connection((host, port), timeout=self.timeout[0]) as sock, \
+                    context.wrap_socket(sock, server_hostname=host) as tls:
+                return [str(value) for _, value in tls.getpeercert().get("subjectAltName", ())]
+        except (OSError, ValueError):
+            return []
 
     # -- bodies --------------------------------------------------------------------------------
 
@@ -422,40 +745,54 @@ class Transport:
                                                   url=response.url)
                 chunks.append(chunk)
         except (HTTPError, OSError) as exc:
-            raise self._map_exception(exc, Request("GET", response.url)) from None
+            raise self._read_error(exc, response) from None
         finally:
             self.stats.add_bytes(total)
         response.close()
         return b"".join(chunks)
 
+    def _read_error(self, exc: BaseException, response: Response) -> E.RegistryError:
+        budget = response.budget
+        if budget is not None and budget.broken:
+            return budget.error(_describe(response.method, response.url), response.url)
+        return self._map_exception(exc, Request(response.method, response.url))
+
     def fetch(self, method: str, path_or_url: str, *, limit: int, what: str,
               **options) -> tuple[Response, bytes]:
         """``request`` and ``read_body`` in one; an idempotent request whose body is cut short is sent
-        again (up to ``retries`` times). A status the caller allowed in ``ok`` comes back with no body."""
+        again (up to ``retries`` times, within one ``max_retry_wait``). A status the caller allowed in
+        ``ok`` comes back with no body."""
+        waits = RetryWaits(self.max_retry_wait)
         attempt = 0
         while True:
-            response = self.request(method, path_or_url, **options)
+            response = self.request(method, path_or_url, waits=waits, **options)
             if response.status_code >= 300:
                 response.close()
                 return response, b""
             try:
                 return response, self.read_body(response, limit, what)
-            except E.RegistryConnectionError:
+            except E.RegistryConnectionError as exc:
                 if method not in IDEMPOTENT or attempt >= self.retries:
                     raise
+                delay = self._backoff(attempt + 1)
+                if not waits.allow(delay):
+                    raise type(exc)(f"{exc}{waits.gave_up()}", url=exc.url) from None
                 attempt += 1
                 self.stats.retried("body")
                 log.debug("retrying %s after its body was cut short", what)
-                self._sleep(self._backoff(attempt))
+                self._sleep(delay)
 
     def iter_body(self, response: Response, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """Stream a body; a connection cut mid-way raises RegistryConnectionError."""
+        """Stream a body; a connection cut mid-way raises RegistryConnectionError, a body arriving slower
+        than ``min_stream_rate`` RegistryTimeoutError."""
+        if response.budget is not None:
+            response.budget.stream()
         try:
             for chunk in response.iter_content(chunk_size):
                 self.stats.add_bytes(len(chunk))
                 yield chunk
         except (HTTPError, OSError) as exc:
-            raise self._map_exception(exc, Request("GET", response.url)) from None
+            raise self._read_error(exc, response) from None
 
 
 def read_raw(response: Response, limit: int, what: str) -> bytes:
@@ -464,6 +801,8 @@ def read_raw(response: Response, limit: int, what: str) -> bytes:
     try:
         return response.raw.read(limit + 1, decode_content=True)
     except (HTTPError, OSError) as exc:
+        if response.budget is not None and response.budget.broken:
+            raise response.budget.error(what, response.url) from None
         raise E.RegistryConnectionError(f"{what}: response body cut short ({exc})", url=response.url) from None
 
 

@@ -141,7 +141,8 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
 
 
 class RegistryDeletes:
-    """rmtag and rmrepo; mixed into RegistryClient. Never removes a tag it was not asked to remove."""
+    """rmtag and rmrepo; mixed into RegistryClient. Never removes a tag it was not asked to remove
+    (``rmtag(..., method="placeholder")`` not even under a racing writer)."""
 
     def _deletes_enabled(self, repository: str) -> None:
         """Probe with a digest that cannot exist: 404 means deletes work; the transport turns the
@@ -151,17 +152,33 @@ class RegistryDeletes:
             self.delete_manifest(repository, "sha256:" + "0" * 64)
             self._deletes_ok.add(repository)
 
-    def rmtag(self, repo: str, tag: str, *, siblings: Iterable[str] | None = None) -> dict:
+    def rmtag(self, repo: str, tag: str, *, expected_digest: str | None = None,
+              siblings: Iterable[str] | None = None, method: str = "auto") -> dict:
         """Remove only ``tag``; other tags on the same digest keep resolving to it.
 
-        Tries DELETE by tag (OCI 1.1). Where the registry refuses that (distribution 2.8 does),
-        a tag with siblings is first pointed at a unique throw-away manifest which is then deleted;
-        a tag alone on its digest has its manifest deleted by digest. ``siblings``: the other tags
-        known to share the digest (found by listing when not given). Returns what was done."""
+        ``method="auto"``: tries DELETE by tag (OCI 1.1). Where the registry refuses that (distribution
+        2.8 does), a tag with siblings is pointed at a unique throw-away manifest which is then deleted;
+        a tag alone on its digest has its manifest deleted by digest. ``siblings``: the other tags known
+        to share the digest (found by listing when not given). A tag another client puts on the same
+        image between that listing and the delete goes with it: pass ``method="placeholder"`` when
+        other clients may be writing.
+
+        ``method="placeholder"``: always the throw-away manifest; no image manifest is ever deleted, so
+        no other tag can be lost. The image stays, untagged, until garbage collection.
+
+        ``expected_digest``: refuse with ``TagMovedError``, changing nothing, unless the tag still points
+        at it. The check is a HEAD right before the write; the registry has no compare-and-swap, so a
+        move landing in the moment between the two is overwritten. Returns what was done."""
         repository = self._repo(repo)
         validate_reference(tag)
-        digest = self.digest(repository, tag)
+        if expected_digest is not None:
+            validate_digest(expected_digest)
+        if method not in ("auto", "placeholder"):
+            raise ValueError(f"method must be 'auto' or 'placeholder', not {method!r}")
         self._deletes_enabled(repository)
+        if method == "placeholder":
+            return self._untag(repository, tag, expected_digest)
+        digest = self._current_digest(repository, tag, expected_digest)
         response = self.transport.request("DELETE", f"/v2/{repository}/manifests/{tag}",
                                           scopes=delete_scope(repository), kind="delete",
                                           ok=(400, 404, 405), retry=False)
@@ -176,17 +193,45 @@ class RegistryDeletes:
         if not siblings:
             self.delete_manifest(repository, digest)
             return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-manifest"}
-        original = self.manifest(repository, digest)
-        placeholder = self._placeholder_manifest(repository, tag)
-        placeholder_digest = self.put_manifest(repository, tag, placeholder, MT.OCI_MANIFEST)
+        return {**self._untag(repository, tag, digest), "kept": sorted(siblings)}
+
+    def _current_digest(self, repository: str, tag: str, expected: str | None) -> str:
+        """The tag's digest by HEAD; TagMovedError when it differs from ``expected`` (or is gone)."""
         try:
+            current = self.digest(repository, tag)
+        except E.NotFoundError:
+            if expected is None:
+                raise
+            current = None
+        if expected is not None and current != expected:
+            where = f"now points at {current}" if current else "no longer exists"
+            raise E.TagMovedError(f"{repository}:{tag} {where}, not {expected}; nothing was deleted",
+                                  expected=expected, actual=current)
+        return current
+
+    def _untag(self, repository: str, tag: str, expected: str | None) -> dict:
+        """Point ``tag`` at a unique throw-away manifest and delete that: only this tag goes.
+
+        Everything that can be prepared (the image's bytes, to put the tag back should the PUT or the
+        DELETE fail, and the placeholder) comes before the HEAD check, so the check and the PUT are
+        one round trip apart."""
+        digest = expected or self._current_digest(repository, tag, None)
+        original = self.manifest(repository, digest)
+        if not original:
+            raise E.TagMovedError(f"{repository}:{tag}: its manifest {digest} no longer exists; nothing was deleted",
+                                  expected=digest, actual=None)
+        placeholder = self._placeholder_manifest(repository, tag)
+        self._current_digest(repository, tag, digest)
+        try:
+            placeholder_digest = self.put_manifest(repository, tag, placeholder, MT.OCI_MANIFEST)
             self.delete_manifest(repository, placeholder_digest)
-        except BaseException:
-            # Put the tag back where it was rather than leave it on the placeholder.
-            self.put_manifest(repository, tag, original.raw, original.media_type)
+        except BaseException as exc:
+            try:
+                self.put_manifest(repository, tag, original.raw, original.media_type)
+            except E.RegistryError as again:
+                exc.add_note(f"{repository}:{tag} could not be put back on {digest}: {again}")
             raise
-        return {"repository": repository, "tag": tag, "digest": digest, "method": "placeholder",
-                "kept": sorted(siblings)}
+        return {"repository": repository, "tag": tag, "digest": digest, "method": "placeholder"}
 
     def _placeholder_manifest(self, repository: str, tag: str) -> bytes:
         empty = b"{}"

@@ -18,6 +18,7 @@ registry), and ``TagPagination`` adds the OCI tag-list paging that distribution 
 
 from __future__ import annotations
 
+import functools
 import http.client
 import io
 import json
@@ -31,6 +32,7 @@ import struct
 import sys
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,8 +42,8 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, urlsplit
 
 __all__ = [
-    "Action", "Delay", "DropHeader", "Exchange", "FaultProxy", "FlipBytes", "ForeignLink",
-    "Forward", "Hang", "LoopLink", "MalformedJSON", "Oversize", "ProxyStats", "RateLimit",
+    "Action", "Delay", "Drip", "DropHeader", "Exchange", "FaultProxy", "FlipBytes", "ForeignLink",
+    "Forward", "Hang", "HugeBody", "LoopLink", "MalformedJSON", "Oversize", "ProxyStats", "RateLimit",
     "RecordedRequest", "RecordingServer", "RedirectTo", "Reset", "Response", "Rule", "RuleStats",
     "SetHeader", "Status", "TagPagination", "Truncate", "UpstreamError",
 ]
@@ -83,7 +85,8 @@ class Response:
     ``Content-Length`` is sent as the headers say, whatever the body yields: a body shorter or
     longer than announced is written as is and the connection is closed after it (that is how
     truncation and oversized bodies are produced). Without ``Content-Length`` the body is chunked,
-    and ``complete=False`` leaves out the final chunk.
+    and ``complete=False`` leaves out the final chunk. ``drip=(size, interval)`` sends the status line
+    and headers ``size`` bytes at a time, ``interval`` seconds apart.
     """
 
     status: int
@@ -92,6 +95,7 @@ class Response:
     body: Iterable[bytes] = ()
     close: bool = False
     complete: bool = True
+    drip: tuple[int, float] | None = None
 
     def get(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -272,14 +276,23 @@ class Exchange:
         head += "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
         self.responded = True
         pending = [head.encode("latin-1")]
+        if response.drip is not None:
+            size, interval = response.drip
+            head_bytes, pending = pending[0], []
+            for start in range(0, len(head_bytes), size):
+                if not self.wait(interval):
+                    handler.close_connection = True
+                    return
+                handler.wfile.write(head_bytes[start:start + size])
         written = 0
         for chunk in response.body if with_body else ():
             if not chunk:
                 continue
-            written += len(chunk)
             pending += [b"%x\r\n" % len(chunk), chunk, b"\r\n"] if chunked else [chunk]
             handler.wfile.write(pending[0] if len(pending) == 1 else b"".join(pending))
             pending = []
+            written += len(chunk)
+            self._proxy._count("bytes_sent", len(chunk))
         if chunked and response.complete:
             pending.append(b"0\r\n\r\n")
         if pending:
@@ -496,6 +509,66 @@ class Oversize(_Edit):
 
 
 @dataclass(frozen=True)
+class HugeBody(Action):
+    """Answer ``status`` with a body of ``total_bytes`` made as it is sent, never held in memory: ``fill``
+    repeated, or with ``gzip=True`` those bytes gzip-encoded (``Content-Encoding: gzip``; about 1 KiB on
+    the wire per MiB, a decompression bomb). ``announce=True`` sends the Content-Length of what goes on
+    the wire; otherwise the body is chunked. ``headers`` are added (JSON unless they say otherwise).
+    """
+
+    status: int
+    total_bytes: int
+    gzip: bool = False
+    announce: bool = False
+    fill: bytes = b" "
+    headers: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.total_bytes < 0:
+            raise ValueError(f"HugeBody(total_bytes={self.total_bytes}): cannot send a negative byte count")
+        if not self.fill or (self.gzip and len(self.fill) != 1):
+            raise ValueError(f"HugeBody(fill={self.fill!r}): needs one byte with gzip=True, and never none")
+
+    def apply(self, ex: Exchange) -> None:
+        response = Response(self.status, headers=[("Docker-Distribution-API-Version", "registry/2.0"),
+                                                  ("Content-Type", "application/json")])
+        for name, value in (self.headers or {}).items():
+            response.set(name, value)
+        if self.gzip:
+            response.set("Content-Encoding", "gzip")
+            body, length = _gzip_bomb(self.total_bytes, self.fill)
+        else:
+            body, length = _padded((), self.total_bytes, self.fill), self.total_bytes
+        if self.announce:
+            response.set("Content-Length", str(length))
+        response.body = body
+        ex.respond(response)
+
+
+@dataclass(frozen=True)
+class Drip(_Edit):
+    """Relay the response ``size`` bytes at a time, ``interval`` seconds apart, each read well inside any
+    read timeout; ``headers=True`` drips the status line and headers too, else only the body drips."""
+
+    interval: float
+    size: int = 1
+    headers: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.interval >= 0:
+            raise ValueError(f"Drip(interval={self.interval}): must be 0 seconds or more")
+        if self.size < 1:
+            raise ValueError(f"Drip(size={self.size}): must send at least one byte at a time")
+
+    def edit(self, response: Response, ex: Exchange) -> Response:
+        if self.headers:
+            response.drip = (self.size, self.interval)
+        if ex.has_body(response):
+            response.body = _dripped(response.body, self.size, self.interval, ex)
+        return response
+
+
+@dataclass(frozen=True)
 class LoopLink(_Edit):
     """Add ``Link: <this same URL>; rel="next"``: pagination that never ends."""
 
@@ -651,6 +724,7 @@ class ProxyStats:
     upstream_connections: int
     actions: dict[str, int]
     rules: tuple[RuleStats, ...]
+    bytes_sent: int = 0  # response body bytes the clients' sockets accepted (headers and framing not counted)
 
 
 class _RuleState:
@@ -923,11 +997,12 @@ class FaultProxy:
                 upstream_connections=self._counts["upstream_connections"],
                 actions=dict(self._actions),
                 rules=tuple(RuleStats(s.rule, s.matched, s.applied) for s in self._rules),
+                bytes_sent=self._counts["bytes_sent"],
             )
 
-    def _count(self, key: str) -> None:
+    def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
-            self._counts[key] += 1
+            self._counts[key] += n
 
     def _pick(self, method: str, target: str) -> Action | None:
         with self._lock:
@@ -1098,6 +1173,51 @@ def _padded(body: Iterable[bytes], total: int, fill: bytes) -> Iterator[bytes]:
         piece = block[: min(_CHUNK, total - sent)]
         sent += len(piece)
         yield piece  # type: ignore[misc]
+
+
+def _dripped(body: Iterable[bytes], size: int, interval: float, ex: Exchange) -> Iterator[bytes]:
+    for chunk in body:
+        for start in range(0, len(chunk), size):
+            if not ex.wait(interval):
+                return
+            yield chunk[start:start + size]
+
+
+_MIB = 1024 * 1024
+# A gzip member header: deflate, no name, no time stamp, unknown OS.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+# A final, empty deflate block: ends the stream after blocks that each ended with a full flush.
+_DEFLATE_END = b"\x03\x00"
+
+
+@functools.lru_cache(maxsize=16)
+def _deflated(fill: bytes, size: int) -> bytes:
+    """``fill * size`` deflated and fully flushed: it needs nothing before it, so copies can follow each other."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(fill * size) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+def _gzip_bomb(total: int, fill: bytes) -> tuple[Iterator[bytes], int]:
+    """A gzip body that decodes to ``fill * total``, and its length on the wire; a MiB block is deflated
+    once and repeated, so even gigabytes cost little to make."""
+    full, rest = divmod(total, _MIB)
+    block = _deflated(fill, _MIB) if full else b""
+    tail = _deflated(fill, rest) if rest else b""
+    length = len(_GZIP_HEADER) + full * len(block) + len(tail) + len(_DEFLATE_END) + 8
+
+    def body() -> Iterator[bytes]:
+        yield _GZIP_HEADER
+        plain = fill * _MIB if full else b""
+        crc = 0
+        for _ in range(full):
+            crc = zlib.crc32(plain, crc)
+            yield block
+        if rest:
+            crc = zlib.crc32(fill * rest, crc)
+            yield tail
+        yield _DEFLATE_END + struct.pack("<II", crc, total & 0xFFFFFFFF)
+
+    return body(), length
 
 
 def _starts_with_origin(url: str, origin: str) -> bool:
