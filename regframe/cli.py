@@ -9,8 +9,25 @@ import sys
 from pathlib import Path
 
 from .client import errors as E
+from .client.reads import write_atomically
 
 SUMMARY_TOP = 10
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
+_CONTROLS_AND_LINES = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: object, *, one_line: bool = False) -> str:
+    """``text`` with control characters shown as ``\\x1b`` escapes: what a registry sends (tags, names,
+    error messages) must not drive the terminal (OSC 52 clipboard writes, screen clears, titles).
+    ``one_line`` escapes tabs and newlines too, for a field printed within a line."""
+    pattern = _CONTROLS_AND_LINES if one_line else _CONTROLS
+    return pattern.sub(lambda found: f"\\x{ord(found.group()):02x}", str(text))
+
+
+def _write_csv(path: Path, frame) -> None:
+    """A report CSV for spreadsheets, written without following a link planted at ``path``."""
+    from .inventory.inventory import neutralize_formulas
+    write_atomically(path, [neutralize_formulas(frame).to_csv(index=False).encode()])
 
 
 def _connect(args):
@@ -27,6 +44,8 @@ def _connect(args):
         options["ca_bundle"] = args.ca_bundle
     if getattr(args, "insecure", False):
         options["verify"] = False
+    if getattr(args, "insecure_auth", False):
+        options["allow_insecure_auth"] = True
     return connect(args.url, **{k: v for k, v in options.items() if v is not None})
 
 
@@ -47,6 +66,8 @@ def _check_rules(args) -> None:
 
 def audit(args) -> int:
     from .analysis import cleanup_plan, reclaimable_bytes, shared_layers, stale_tags, storage_usage
+    from .cleanup_command import load_policy
+    policy = load_policy(args)
     _check_rules(args)
     out = Path(args.out)
     with _connect(args) as reg:
@@ -54,26 +75,31 @@ def audit(args) -> int:
                             progress=not args.no_progress and sys.stderr.isatty())
     usage = storage_usage(inv.layers)
     shared = shared_layers(inv.layers)
-    stale = stale_tags(inv.manifests, older_than=args.older_than, keep_last=args.keep_last, keep=args.keep,
-                       match=args.match)
+    stale = policy.evaluate(inv.manifests) if policy else stale_tags(
+        inv.manifests, older_than=args.older_than, keep_last=args.keep_last, keep=args.keep, match=args.match)
     reclaim = reclaimable_bytes(stale, inv.layers)
-    inv.to_csv(out)
-    usage.to_csv(out / "storage_usage.csv", index=False)
+    inv.to_csv(out, spreadsheet_safe=True)
+    _write_csv(out / "storage_usage.csv", usage)
     shared_out = shared.copy()
     shared_out["repository_list"] = shared_out["repository_list"].map(lambda names: " ".join(names))
-    shared_out.to_csv(out / "shared_layers.csv", index=False)
+    _write_csv(out / "shared_layers.csv", shared_out)
     stale_out = stale.copy()
     stale_out["age_days"] = stale_out["age"].dt.total_seconds() / 86400
-    stale_out.drop(columns=["age"]).to_csv(out / "stale_tags.csv", index=False)
-    cleanup_plan(stale).drop(columns=["age"], errors="ignore").to_csv(out / "cleanup_plan.csv", index=False)
-    text = summary_text(inv, usage, stale, reclaim, args)
-    (out / "summary.txt").write_text(text)
+    _write_csv(out / "stale_tags.csv", stale_out.drop(columns=["age"]))
+    _write_csv(out / "cleanup_plan.csv", cleanup_plan(stale).drop(columns=["age"], errors="ignore"))
+    text = printable(summary_text(inv, usage, stale, reclaim, args))
+    write_atomically(out / "summary.txt", [text.encode()])
     print(text)
     return 0 if inv.errors.empty else 1
 
 
+def cleanup(args) -> int:
+    from .cleanup_command import run
+    return run(args)
+
+
 def summary_text(inv, usage, stale, reclaim: int, args) -> str:
-    from .plot import format_bytes  # matplotlib loads only for the report, not for `regframe tags`
+    from .units import format_bytes
     attrs = usage.attrs
     lines = [
         f"regframe audit of {inv.url}",
@@ -99,6 +125,8 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
         rules += f", keeping the newest {args.keep_last} per repository"
     if args.keep:
         rules += f", keeping tags matching {args.keep!r}"
+    if getattr(args, "policy", None):
+        rules = f"policy {args.policy} ({stale.attrs.get('policy_format')})"
     lines += [
         "",
         f"Stale tags ({rules}): {n_stale:,} of {len(stale):,}",
@@ -115,7 +143,7 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
 
 
 def _print_json(value) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    print(printable(json.dumps(value, indent=2, default=str)))
 
 
 def tags(args) -> int:
@@ -125,7 +153,8 @@ def tags(args) -> int:
         _print_json(result)
     else:
         for tag in result.get("tags", []):
-            print(f"{tag}\t{result['hashes'][tag]}" if args.hashes else tag)
+            line = printable(tag, one_line=True)
+            print(f"{line}\t{printable(result['hashes'][tag], one_line=True)}" if args.hashes else line)
     return 0 if result else 1
 
 
@@ -133,20 +162,19 @@ def manifest(args) -> int:
     with _connect(args) as reg:
         found = reg.manifest(args.repository, args.reference)
     if not found:
-        print(f"{args.repository}:{args.reference} not found", file=sys.stderr)
+        print(printable(f"{args.repository}:{args.reference} not found"), file=sys.stderr)
         return 1
     if args.json:
         _print_json({"digest": found.digest, "media_type": found.media_type, "manifest": dict(found)})
     else:
-        sys.stdout.write(found.raw.decode())
-        print()
+        print(printable(found.raw.decode("utf-8", "replace")))
     return 0
 
 
 def digest(args) -> int:
     with _connect(args) as reg:
         value = reg.digest(args.repository, args.tag, platform=args.platform)
-    _print_json({"digest": value}) if args.json else print(value)
+    _print_json({"digest": value}) if args.json else print(printable(value, one_line=True))
     return 0
 
 
@@ -170,6 +198,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
         p.add_argument("--ca-bundle", help="PEM file of the CA that signed the registry's certificate")
         p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+        p.add_argument("--insecure-auth", action="store_true",
+                       help="allow sending the password over plain http to a host other than this machine")
 
     a = sub.add_parser("audit", help="crawl a registry and write an audit report (CSV + summary)")
     connection(a)
@@ -178,10 +208,22 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--keep-last", type=int, help="always keep the newest N tags of each repository")
     a.add_argument("--keep", help="always keep tags matching this regular expression")
     a.add_argument("--match", help="only tags matching this regular expression may be stale")
+    a.add_argument("--policy", help="cleanup policy file (TOML, YAML or JSON; native, GitLab, ECR or Harbor) "
+                   "deciding the stale tags instead of --older-than/--keep-last/--keep/--match")
     a.add_argument("--workers", type=int, default=16, help="concurrent requests (default 16)")
     a.add_argument("--cache", help="digest cache file or directory, reused across audits")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a.set_defaults(run=audit)
+
+    c = sub.add_parser("cleanup", help="show (and with --apply, carry out) what a cleanup policy deletes")
+    connection(c)
+    c.add_argument("--policy", required=True, help="policy file: TOML, YAML or JSON")
+    c.add_argument("--format", choices=["gitlab", "ecr", "harbor", "native"],
+                   help="the policy's format (default: detected from its keys)")
+    c.add_argument("--out", help="directory for cleanup_plan.csv (and cleanup_result.csv after --apply)")
+    c.add_argument("--apply", action="store_true", help="delete the planned tags, after confirmation")
+    c.add_argument("--yes", action="store_true", help="with --apply, do not ask for confirmation")
+    c.set_defaults(run=cleanup)
 
     t = sub.add_parser("tags", help="list a repository's tags")
     connection(t)
@@ -221,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (E.RegistryError, ValueError) as exc:
-        print(f"regframe: error: {exc}", file=sys.stderr)
+        print(f"regframe: error: {printable(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("regframe: interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
+from .client.reads import MAX_PAGES
 from .client.registry import RegistryClient, open_checked
 from .inventory.cache import DigestCache
 from .inventory.cleanup import apply_cleanup
@@ -21,7 +22,7 @@ class Registry(RegistryClient):
 
     def inventory(self, repositories=None, *, workers: int = 16, cache: str | os.PathLike | DigestCache | None = None,
                   progress: bool | Callable[[int, int], None] = True, strict: bool = False,
-                  stop: threading.Event | None = None) -> Inventory:
+                  stop: threading.Event | None = None, max_pages: int = MAX_PAGES) -> Inventory:
         """Crawl the catalog (or ``repositories``: a list of names, a substring or a compiled regex),
         every tag, manifest, index child and config, and return the frames.
 
@@ -29,10 +30,13 @@ class Registry(RegistryClient):
         per tag. A failure is recorded in ``inv.errors`` and the crawl goes on, unless ``strict``.
         ``progress``: True for a tqdm bar, False for none, or a callable ``(tags_done, tags_found)``
         called from the crawl's threads (widgets use it).
-        ``stop``: an Event that ends the crawl early, keeping what was read (Ctrl-C does the same)."""
+        ``stop``: an Event that ends the crawl early, keeping what was read (Ctrl-C does the same); every
+        thread of the crawl has ended when this returns.
+        ``max_pages``: the most pages followed in the catalog and in each tag list (default 10,000); past it
+        the listing becomes a row of ``inv.errors``, and a catalog cut short makes ``inv.complete`` False."""
         digest_cache = cache if isinstance(cache, DigestCache) or cache is None else DigestCache(cache)
         crawler = Crawler(self, repositories, workers=workers, cache=digest_cache, progress=progress,
-                          strict=strict, stop=stop)
+                          strict=strict, stop=stop, max_pages=max_pages)
         result = crawler.run()
         frames = build_frames(result)
         return Inventory(**frames, stats=result.stats, url=self.url, complete=result.complete)
@@ -42,9 +46,16 @@ class Registry(RegistryClient):
         """Single frames without a whole crawl: ``reg.frames.tags("repo")`` and so on."""
         return FrameReader(self)
 
-    def apply_cleanup(self, stale: pd.DataFrame, dry_run: bool = True) -> pd.DataFrame:
-        """Delete (or, with ``dry_run``, list) the stale tags of a ``stale_tags`` frame with the safe ``rmtag``."""
-        return apply_cleanup(self, stale, dry_run=dry_run)
+    def apply_cleanup(self, stale: pd.DataFrame, dry_run: bool = True, *,
+                      delete_manifests: bool = False) -> pd.DataFrame:
+        """Remove (or, with ``dry_run``, list) the stale tags of a ``stale_tags`` frame; a row per tag says
+        what was done and why (columns repository, tag, digest, action, method, status, reason).
+
+        Each tag is checked live and removed alone (``rmtag(..., expected_digest=, method="placeholder")``);
+        image manifests are never deleted, so no tag outside the plan is lost, not even to a racing
+        writer. ``delete_manifests`` also deletes the images this left unreferenced, so plain garbage
+        collection frees their space; see ``regframe.inventory.cleanup.apply_cleanup`` for its one race."""
+        return apply_cleanup(self, stale, dry_run=dry_run, delete_manifests=delete_manifests)
 
     def _repr_html_(self) -> str:
         from html import escape
@@ -88,5 +99,15 @@ def connect(url: str = "https://registry.hub.docker.com", **options) -> Registry
     """Connect to a registry and check that it answers, like ``DockerRegistry2.connect``.
 
     Options: ``user``, ``password``, ``open_timeout`` (2 s), ``read_timeout`` (5 s), ``verify``,
-    ``ca_bundle``, ``docker_config`` (read ~/.docker/config.json when no user is given)."""
+    ``ca_bundle``, ``docker_config`` (read ~/.docker/config.json when no user is given),
+    ``allow_insecure_auth`` (send the password over plain http to a host other than this machine, or to a
+    plain-http token endpoint of an https registry; refused otherwise).
+
+    Time limits, each ending a call with ``RegistryTimeoutError`` or the last error: ``request_timeout``
+    (60 s: headers and any body read whole, however slowly the server drips them), ``min_stream_rate``
+    (1024 bytes/s: a blob download must average this over every ``request_timeout`` spent waiting on it;
+    0 turns it off), ``max_retry_wait`` (60 s: one call's sleeps before retries, Retry-After included).
+
+    CA certificates, first found wins: ``ca_bundle``, ``verify`` (False or a path), $REQUESTS_CA_BUNDLE,
+    $SSL_CERT_FILE, the system store."""
     return open_checked(Registry, url, options)

@@ -13,9 +13,9 @@ import pytest
 
 import regframe
 from regframe.cli import main
-from regframe.plot import format_bytes
 from regframe.testing import local_registry
-from regframe.testing.images import make_fleet, seed
+from regframe.testing import make_fleet, seed
+from regframe.units import format_bytes
 
 NOW = datetime.now(timezone.utc)
 

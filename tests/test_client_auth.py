@@ -12,7 +12,7 @@ import pytest
 
 import regframe
 from regframe.testing import local_registry
-from regframe.testing.images import build_image, layer, push_image
+from regframe.testing import build_image, layer, push_image
 
 IMAGE = build_image([layer("auth-layer", 1200)])
 

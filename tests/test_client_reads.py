@@ -10,7 +10,7 @@ import pytest
 import regframe
 from regframe.client import mediatypes as MT
 from regframe.client.registry import RegistryClient
-from regframe.testing.images import build_image, build_index, layer, push_image
+from regframe.testing import build_image, build_index, layer, push_image
 
 
 def sha(data: bytes) -> str:

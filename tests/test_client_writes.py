@@ -11,7 +11,7 @@ import pytest
 
 import regframe
 from regframe.testing import local_registry
-from regframe.testing.images import build_image, build_index, layer, push_image
+from regframe.testing import build_image, build_index, layer, push_image
 
 
 def sha(data: bytes) -> str:

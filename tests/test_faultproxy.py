@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from regframe._local import free_port
+from regframe.processes import free_port
 import requests
 
 from regframe.testing.faultproxy import (
@@ -25,7 +25,7 @@ from regframe.testing.faultproxy import (
     Oversize, RateLimit, RecordingServer, RedirectTo, Reset, Rule, SetHeader, Status, TagPagination,
     Truncate,
 )
-from regframe.testing.registry import local_registry
+from regframe.testing import local_registry
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ACCEPT = ", ".join([OCI_MANIFEST, "application/vnd.oci.image.index.v1+json",

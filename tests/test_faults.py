@@ -30,7 +30,7 @@ from regframe.testing.faultproxy import (
     Action, DropHeader, FaultProxy, FlipBytes, ForeignLink, Hang, LoopLink, MalformedJSON, Oversize,
     RateLimit, RecordingServer, RedirectTo, Reset, Rule, SetHeader, Status, TagPagination, Truncate,
 )
-from regframe.testing.images import build_image, build_index, layer, make_fleet, push_image, seed
+from regframe.testing import build_image, build_index, layer, make_fleet, push_image, seed
 
 CASSETTES = Path(__file__).parent / "data" / "cassettes"
 needs_cassettes = pytest.mark.skipif(not CASSETTES.is_dir(), reason=f"recorded responses not found at {CASSETTES}")

@@ -13,7 +13,7 @@ import pytest
 import regframe
 from regframe.analysis import reclaimable_bytes, shared_layers, stale_tags, storage_usage
 from regframe.testing import local_registry
-from regframe.testing.images import make_fleet, seed
+from regframe.testing import make_fleet, seed
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 

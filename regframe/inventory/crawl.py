@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from ..client import errors as E
 from ..client.models import INT64_MAX
+from ..client.reads import MAX_PAGES, check_max_pages
 from ..client.reference import validate_repository
 from .cache import DigestCache
 from .pool import Once, TaskPool
@@ -101,8 +102,11 @@ def check_repositories_argument(repositories) -> None:
 
 class Crawler:
     def __init__(self, client, repositories=None, *, workers: int = 16, cache: DigestCache | None = None,
-                 progress=True, strict: bool = False, stop: threading.Event | None = None):
+                 progress=True, strict: bool = False, stop: threading.Event | None = None,
+                 max_pages: int = MAX_PAGES):
         check_repositories_argument(repositories)
+        check_max_pages(max_pages)
+        self.max_pages = max_pages
         self.client = client
         self.wanted = repositories
         self.cache = cache if cache is not None else DigestCache()
@@ -143,19 +147,24 @@ class Crawler:
     # -- stages --------------------------------------------------------------------------------------
 
     def _catalog(self) -> None:
+        """A catalog that cannot be read to its end (e.g. past ``max_pages``) leaves the crawl incomplete."""
         try:
-            names = list(self.client.catalog())
+            names = list(self.client.catalog(max_pages=self.max_pages, stop=self.pool.stop_event))
         except EXPECTED as exc:
+            self.result.complete = False
             self._error("", None, "catalog", exc)
             return
         for name in select_repositories(names, self.wanted):
             self.pool.submit(self._tags, name)
 
     def _check_known(self, names: list[str]) -> None:
-        """Name unknown repositories up front; skipped where the catalog is not readable."""
+        """Name unknown repositories up front; skipped where the catalog is not readable to its end."""
         try:
-            known = set(self.client.catalog())
-        except (E.RegistryAuthorizationError, E.RegistryAuthenticationError, E.NotFoundError):
+            known = set(self.client.catalog(max_pages=self.max_pages, stop=self._stop))
+        except (E.RegistryAuthorizationError, E.RegistryAuthenticationError, E.NotFoundError,
+                E.RegistryProtocolError):
+            return
+        if self._stop is not None and self._stop.is_set():
             return
         unknown = [n for n in names if n not in known]
         if unknown:
@@ -163,7 +172,8 @@ class Crawler:
 
     def _tags(self, repository: str) -> None:
         try:
-            tags = self.client.tags(repository, auto_paginate=True).get("tags", [])
+            tags = self.client.tags(repository, auto_paginate=True, max_pages=self.max_pages,
+                                    stop=self.pool.stop_event).get("tags", [])
         except EXPECTED as exc:
             self._error(repository, None, "tags", exc)
             return

@@ -31,6 +31,11 @@ class TaskPool:
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set once the pool stops: long tasks (pagination) pass it on so they end at their next request."""
+        return self._stopped
+
     def submit(self, fn: Callable, *args: Any) -> None:
         if self._stopped.is_set():
             return
@@ -73,11 +78,13 @@ class TaskPool:
             self._cond.notify_all()
 
     def close(self) -> None:
+        """Stop and join every worker, so no thread of the crawl outlives it; a running task ends
+        at its next check of ``stop_event`` or when its request returns (bounded by the timeouts)."""
         self._stopped.set()
         for _ in self._threads:
             self._queue.put(_STOP)
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join()
 
 
 class Once:
