@@ -17,7 +17,8 @@ from typing import BinaryIO, Iterable, Iterator
 
 from . import mediatypes as MT
 from .errors import DigestMismatchError, MissingLayerError
-from .reads import link_refused, open_directory, verify_chunks, write_atomically
+from .atomic_files import link_refused, open_directory, write_atomically
+from .digests import verify_chunks
 from .reference import hasher_for, validate_digest
 
 REF_NAME = "org.opencontainers.image.ref.name"

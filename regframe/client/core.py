@@ -1,0 +1,164 @@
+"""The client core: everything an operation uses, declared in one place.
+
+Operations (``reads``, ``writes``, ``deletes``, ``transfers``) are functions of a ``ClientCore``;
+``api.RegistryClient`` gathers them under the gem's method names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+from urllib.parse import urlsplit
+
+from . import errors as E
+from .auth import RegistryAuth
+from .dockerconfig import load_credentials
+from .reference import validate_repository
+from .transport import (
+    DEFAULT_MAX_RETRY_WAIT,
+    DEFAULT_MIN_STREAM_RATE,
+    DEFAULT_REQUEST_TIMEOUT,
+    RateLimit,
+    Transport,
+    check_time_limits,
+)
+
+DOCKER_HUB_API = "https://registry-1.docker.io"
+_HUB_ALIASES = {"registry.hub.docker.com", "hub.docker.com", "docker.io", "index.docker.io", "registry-1.docker.io"}
+
+
+def normalize_url(url: str) -> str:
+    """Check a registry URL and map Docker Hub's public names to its API host."""
+    if not isinstance(url, str) or not url.strip():
+        raise E.InvalidReferenceError("registry URL must be a non-empty string")
+    url = url.strip()
+    if "://" not in url:
+        url = "https://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise E.InvalidReferenceError(f"registry URL scheme must be http or https, not {parts.scheme!r}")
+    if parts.username is not None or parts.password is not None:
+        raise E.InvalidReferenceError(
+            "credentials inside the registry URL are not supported (RFC 3986 discourages them): "
+            "pass user= and password= instead")
+    if not parts.hostname:
+        raise E.InvalidReferenceError(f"registry URL {url!r} has no host")
+    if parts.hostname in _HUB_ALIASES:
+        return DOCKER_HUB_API
+    path = parts.path.rstrip("/")
+    if path.endswith("/v2"):
+        path = path[:-3]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+class ClientCore:
+    """One registry connection: its URL, credentials (kept out of sight), transport and probes.
+
+    Thread-safe: one connection pool shared by every call. Options:
+
+    - ``user``/``password``, or ``docker_config`` (read ``~/.docker/config.json`` when no user is given);
+    - ``open_timeout`` (2 s) bounds connecting, ``read_timeout`` (5 s) each wait for data;
+    - ``request_timeout`` (60 s) bounds each response and every body read whole; a blob body must instead
+      keep up ``min_stream_rate`` bytes/s (1024) over each such period; ``max_retry_wait`` (60 s) bounds one
+      call's sleeps between retries (see ``Transport``);
+    - ``verify``/``ca_bundle`` for TLS; ``allow_insecure_auth`` lets a password go over plain http beyond
+      loopback; ``retries`` and ``pool_size`` for the transport.
+    """
+
+    url: str
+    user: str | None
+    auth: RegistryAuth
+    transport: Transport
+    hub: bool
+    deletes_ok: set[str]
+
+    def __init__(self, url: str = "https://registry.hub.docker.com", *, user: str | None = None,
+                 password: str | None = None, open_timeout: float = 2, read_timeout: float = 5,
+                 verify: bool | str = True, ca_bundle: str | os.PathLike[str] | None = None,
+                 docker_config: bool = True, retries: int = 3, pool_size: int = 32,
+                 allow_insecure_auth: bool = False, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+                 min_stream_rate: float = DEFAULT_MIN_STREAM_RATE,
+                 max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT) -> None:
+        self.url = normalize_url(url)
+        check_time_limits(request_timeout=request_timeout, min_stream_rate=min_stream_rate,
+                          max_retry_wait=max_retry_wait)
+        if not isinstance(allow_insecure_auth, bool):
+            raise ValueError(f"allow_insecure_auth must be True or False, not {allow_insecure_auth!r}")
+        if (user is None) != (password is None):
+            raise ValueError("give both user= and password=, or neither")
+        explicit_credentials = user is not None
+        if user is None and docker_config:
+            found = load_credentials(urlsplit(self.url).netloc)
+            if found:
+                user, password = found
+        if ca_bundle is not None:
+            if not Path(ca_bundle).is_file():
+                raise ValueError(f"ca_bundle {str(ca_bundle)!r} is not a file")
+            verify = str(ca_bundle)
+        connect_after = _check_seconds("open_timeout", open_timeout)
+        read_after = _check_seconds("read_timeout", read_timeout)
+        self.hub = self.url == DOCKER_HUB_API
+        self.user = user
+        self.deletes_ok = set()  # repositories where a delete probe answered 404
+        self.auth = RegistryAuth(user, password, origin=self.url, allow_insecure=allow_insecure_auth)
+        if explicit_credentials:
+            self.auth.check_cleartext(self.url)
+        self.transport = Transport(self.url, self.auth, open_timeout=connect_after, read_timeout=read_after,
+                                   verify=verify, retries=retries, pool_size=pool_size,
+                                   request_timeout=request_timeout, min_stream_rate=min_stream_rate,
+                                   max_retry_wait=max_retry_wait)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.url!r}, user={self.user!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    @property
+    def stats(self) -> dict[str, object]:
+        """Requests made by kind, retries and bytes read since this client was created."""
+        return self.transport.stats.snapshot()
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """Docker Hub style ``RateLimit-*`` headers as last seen, or None if the registry sends none."""
+        return self.transport.rate_limit
+
+    def repo(self, repository: str) -> str:
+        """A checked repository name, with Docker Hub's implicit ``library/`` for official images."""
+        validate_repository(repository)
+        if self.hub and "/" not in repository:
+            return f"library/{repository}"
+        return repository
+
+    def ping(self) -> None:
+        """Check that a v2 registry answers and the credentials are good."""
+        response = self.transport.request("GET", "/v2/", kind="ping", ok=(404,))
+        response.close()
+        if response.status_code == 404:
+            raise E.RegistryVersionError(f"{self.url} does not serve the registry v2 API (/v2/ is 404)", status=404)
+
+    @classmethod
+    def open(cls, url: str, **options: object) -> Self:
+        """A client whose registry has answered ``/v2/``; closed again if it did not."""
+        client = cls(url, **options)  # type: ignore[arg-type]  # options are checked by __init__
+        try:
+            client.ping()
+        except BaseException:
+            client.close()
+            raise
+        return client

@@ -1,0 +1,134 @@
+"""Deletes: rmtag and rmrepo. Never removes a tag it was not asked to remove
+(``rmtag(..., method="placeholder")`` not even under a racing writer)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+
+from . import errors as E
+from . import mediatypes as MT
+from . import reads, writes
+from .core import ClientCore
+from .reference import compute_digest, validate_digest, validate_reference
+from .scopes import delete_scope
+
+
+def deletes_enabled(core: ClientCore, repository: str) -> None:
+    """Probe with a digest that cannot exist: 404 means deletes work; the transport turns the
+    405 of a registry with deletion disabled into DeleteDisabledError. Probed once per repository
+    and client, so a cleanup of many tags does not repeat it."""
+    if repository not in core.deletes_ok:
+        writes.delete_manifest(core, repository, "sha256:" + "0" * 64)
+        core.deletes_ok.add(repository)
+
+def rmtag(core: ClientCore, repo: str, tag: str, *, expected_digest: str | None = None,
+          siblings: Iterable[str] | None = None, method: str = "auto") -> dict:
+    """Remove only ``tag``; other tags on the same digest keep resolving to it.
+
+    ``method="auto"``: tries DELETE by tag (OCI 1.1). Where the registry refuses that (distribution
+    2.8 does), a tag with siblings is pointed at a unique throw-away manifest which is then deleted;
+    a tag alone on its digest has its manifest deleted by digest. ``siblings``: the other tags known
+    to share the digest (found by listing when not given). A tag another client puts on the same
+    image between that listing and the delete goes with it: pass ``method="placeholder"`` when
+    other clients may be writing.
+
+    ``method="placeholder"``: always the throw-away manifest; no image manifest is ever deleted, so
+    no other tag can be lost. The image stays, untagged, until garbage collection.
+
+    ``expected_digest``: refuse with ``TagMovedError``, changing nothing, unless the tag still points
+    at it. The check is a HEAD right before the write; the registry has no compare-and-swap, so a
+    move landing in the moment between the two is overwritten. Returns what was done."""
+    repository = core.repo(repo)
+    validate_reference(tag)
+    if expected_digest is not None:
+        validate_digest(expected_digest)
+    if method not in ("auto", "placeholder"):
+        raise ValueError(f"method must be 'auto' or 'placeholder', not {method!r}")
+    deletes_enabled(core, repository)
+    if method == "placeholder":
+        return _untag(core, repository, tag, expected_digest)
+    digest = _current_digest(core, repository, tag, expected_digest)
+    response = core.transport.request("DELETE", f"/v2/{repository}/manifests/{tag}",
+                                      scopes=delete_scope(repository), kind="delete",
+                                      ok=(400, 404, 405), retry=False)
+    response.close()
+    if response.status_code == 202:
+        return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-by-tag"}
+    if siblings is None:
+        hashes = reads.tags(core, repository, with_hashes=True, auto_paginate=True).get("hashes", {})
+        # A listed tag whose digest cannot be read may share this one: treat it as a sibling.
+        siblings = [t for t, d in hashes.items() if d in (digest, None) and t != tag]
+    siblings = [t for t in siblings if t != tag]
+    if not siblings:
+        writes.delete_manifest(core, repository, digest)
+        return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-manifest"}
+    return {**_untag(core, repository, tag, digest), "kept": sorted(siblings)}
+
+def _current_digest(core: ClientCore, repository: str, tag: str, expected: str | None) -> str:
+    """The tag's digest by HEAD; TagMovedError when it differs from ``expected`` (or is gone)."""
+    try:
+        current = reads.digest(core, repository, tag)
+    except E.NotFoundError:
+        if expected is None:
+            raise
+        current = None
+    if expected is not None and current != expected:
+        where = f"now points at {current}" if current else "no longer exists"
+        raise E.TagMovedError(f"{repository}:{tag} {where}, not {expected}; nothing was deleted",
+                              expected=expected, actual=current)
+    return current
+
+def _untag(core: ClientCore, repository: str, tag: str, expected: str | None) -> dict:
+    """Point ``tag`` at a unique throw-away manifest and delete that: only this tag goes.
+
+    Everything that can be prepared (the image's bytes, to put the tag back should the PUT or the
+    DELETE fail, and the placeholder) comes before the HEAD check, so the check and the PUT are
+    one round trip apart."""
+    digest = expected or _current_digest(core, repository, tag, None)
+    original = reads.manifest(core, repository, digest)
+    if not original:
+        raise E.TagMovedError(f"{repository}:{tag}: its manifest {digest} no longer exists; nothing was deleted",
+                              expected=digest, actual=None)
+    placeholder = _placeholder_manifest(core, repository, tag)
+    _current_digest(core, repository, tag, digest)
+    try:
+        placeholder_digest = writes.put_manifest(core, repository, tag, placeholder, MT.OCI_MANIFEST)
+        writes.delete_manifest(core, repository, placeholder_digest)
+    except BaseException as exc:
+        try:
+            writes.put_manifest(core, repository, tag, original.raw, original.media_type)
+        except E.RegistryError as again:
+            exc.add_note(f"{repository}:{tag} could not be put back on {digest}: {again}")
+        raise
+    return {"repository": repository, "tag": tag, "digest": digest, "method": "placeholder"}
+
+def _placeholder_manifest(core: ClientCore, repository: str, tag: str) -> bytes:
+    empty = b"{}"
+    empty_digest = compute_digest(empty)
+    if not reads.blob_exists(core, repository, empty_digest):
+        writes.upload_blob(core, repository, empty, empty_digest)
+    body = {"schemaVersion": 2, "mediaType": MT.OCI_MANIFEST,
+            "config": {"mediaType": MT.OCI_EMPTY, "digest": empty_digest, "size": 2},
+            "layers": [],
+            "annotations": {"io.regframe.placeholder": f"{tag}:{uuid.uuid4()}"}}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+def rmrepo(core: ClientCore, repo: str) -> list[str]:
+    """Delete every manifest in the repository (children of indexes too); returns the digests deleted.
+
+    Distribution keeps the name in the catalog with an empty tag list; disk is freed by garbage collection."""
+    repository = core.repo(repo)
+    deletes_enabled(core, repository)
+    hashes = reads.tags(core, repository, with_hashes=True, auto_paginate=True).get("hashes", {})
+    tops = list(dict.fromkeys(d for d in hashes.values() if d))
+    children = []
+    for digest in tops:
+        manifest = reads.manifest(core, repository, digest)
+        children += [c["digest"] for c in manifest.children]
+    deleted = []
+    for digest in tops + [c for c in dict.fromkeys(children) if c not in tops]:
+        if writes.delete_manifest(core, repository, digest):
+            deleted.append(digest)
+    return deleted

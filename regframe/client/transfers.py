@@ -1,0 +1,273 @@
+"""Moving images: pull to an OCI layout, push from one, tag, and copy between registries.
+
+Order is what keeps data safe: every blob is verified and in place before the manifest that
+references it, and the tag's manifest goes last, so a tag never points at an incomplete image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+
+from . import errors as E
+from . import mediatypes as MT
+from .layout import ImageLayout
+from .models import Manifest, manifest_digest
+from . import reads, writes
+from .core import ClientCore
+from .digests import verify_chunks
+from .reference import parse_platform, validate_digest, validate_tag
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class _Meter:
+    """Bytes done / total across all blobs of one operation, for a progress callback."""
+
+    total: int
+    callback: Progress | None
+    done: int = 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.callback:
+            self.callback(self.done, self.total)
+
+    def chunk_hook(self) -> Progress:
+        last = [0]
+
+        def hook(read: int, _total: int) -> None:
+            self.add(read - last[0])
+            last[0] = read
+        return hook
+
+
+def _blob_size(descriptor: dict) -> int:
+    return int(descriptor.get("size") or 0)
+
+
+
+# -- pull ----------------------------------------------------------------------------------------
+
+def pull(core: ClientCore, repo: str, tag: str, dir: str | os.PathLike, platform: str | None = None, *,
+         progress: Progress | None = None) -> Manifest:
+    """Write the image to ``dir`` as an OCI image layout; ``{}`` when it does not exist.
+
+    Blobs already present and verified are skipped; each blob is read no further than the size its
+    descriptor declares, sha-checked and renamed into place. A symbolic link planted in the layout
+    (index.json, oci-layout, blobs/) is refused with OSError; the index goes last, so a failure
+    leaves no tag."""
+    repository = core.repo(repo)
+    validate_tag(tag) if ":" not in tag else validate_digest(tag)
+    wanted = parse_platform(platform) if platform is not None else None
+    layout = ImageLayout(dir)
+    layout.check()
+    manifest = reads.manifest(core, repository, tag)
+    if not manifest:
+        return manifest
+    if manifest.is_schema1:
+        raise E.RegistryProtocolError(f"{repository}:{tag} is a schema1 image, which an OCI layout cannot hold")
+    images = [manifest]
+    top = manifest
+    if manifest.is_index:
+        children = manifest.children
+        if wanted is not None:
+            children = [reads.platform_child(core, manifest, wanted)]
+        images = [reads.child_manifest(core, manifest, child) for child in children]
+        if wanted is not None:
+            top = images[0]
+    blobs = {d["digest"]: d for image in images for d in image.blob_descriptors()}
+    meter = _Meter(sum(_blob_size(d) for d in blobs.values()), progress)
+    for digest, descriptor in blobs.items():
+        if layout.has_verified_blob(digest, descriptor.get("size")):
+            meter.add(_blob_size(descriptor))
+            continue
+        with reads.open_blob(core, repository, digest, size=declared_size(core, repository, descriptor)) as stream:
+            layout.write_blob(digest, stream.chunks(meter.chunk_hook()))
+    for image in images:
+        layout.write_bytes(image.digest, image.raw)
+    if top is manifest and manifest.is_index:
+        layout.write_bytes(manifest.digest, manifest.raw)
+    descriptor = {"mediaType": top.media_type, "digest": top.digest, "size": len(top.raw)}
+    if wanted is not None and manifest.is_index:
+        descriptor["platform"] = reads.platform_child(core, manifest, wanted).get("platform")
+    layout.tag(descriptor, tag if ":" not in tag else top.digest)
+    return top
+
+# -- push -------------------------------------------------------------------------------------------
+
+def push(core: ClientCore, manifest: Manifest | dict | bytes | None, dir: str | os.PathLike, repo: str, tag: str, *,
+         mount_from: Iterable[str] = (), chunk_size: int | None = None,
+         progress: Progress | None = None) -> str:
+    """Upload what the manifest references from ``dir``, then the manifest's exact bytes under ``tag``.
+
+    Blobs the registry has are skipped, blobs in a ``mount_from`` repository are mounted. Every
+    blob is accounted for before any upload: MissingLayerError names the first one that is neither
+    local nor remote. Returns the manifest digest."""
+    repository = core.repo(repo)
+    validate_tag(tag)
+    layout = ImageLayout(dir)
+    sources = tuple(core.repo(r) for r in ([mount_from] if isinstance(mount_from, str) else mount_from))
+    top = _local_manifest(core, manifest, layout, tag)
+    images = [top] if not top.is_index else [
+        _local_manifest(core, _local_bytes(layout, child), layout, None) for child in top.children]
+    plan = _plan_blobs(core, repository, images, layout, sources)
+    meter = _Meter(sum(size for _, size, _ in plan), progress)
+    for digest, size, source in plan:
+        if source == "local":
+            chunks = verify_chunks(layout.iter_blob(digest, size), digest)
+            writes.put_stream(core, repository, digest, _counting(chunks, meter), size,
+                            **({"chunk_size": chunk_size} if chunk_size else {}))
+        elif not _mount(core, repository, digest, source):
+            raise E.MissingLayerError(f"blob {digest} could not be mounted from {source}", digest=digest)
+        else:
+            meter.add(size)
+    if top.is_index:
+        for image in images:
+            writes.put_manifest(core, repository, image.digest, image.raw, image.media_type)
+    return writes.put_manifest(core, repository, tag, top.raw, top.media_type)
+
+def _local_manifest(core: ClientCore, manifest, layout: ImageLayout, tag: str | None) -> Manifest:
+    if manifest is None:
+        return _local_manifest(core, _local_bytes(layout, layout.resolve(tag)), layout, None)
+    if isinstance(manifest, Manifest) and manifest.raw:
+        return manifest
+    if isinstance(manifest, (bytes, bytearray)):
+        parsed = Manifest.parse(bytes(manifest))
+    elif isinstance(manifest, dict):
+        # A plain dict has no original bytes; serialise once and keep those bytes.
+        raw = json.dumps(manifest, separators=(",", ":")).encode()
+        parsed = Manifest.parse(raw)
+    else:
+        raise TypeError(f"manifest must be a Manifest, dict or bytes, not {type(manifest).__name__}")
+    media_type = parsed.get("mediaType") or (MT.OCI_INDEX if "manifests" in parsed else MT.OCI_MANIFEST)
+    parsed.media_type = media_type
+    parsed.digest = manifest_digest(parsed.raw, media_type)
+    return parsed
+
+def _plan_blobs(core: ClientCore, repository: str, images: list[Manifest], layout: ImageLayout,
+                sources: tuple[str, ...]) -> list[tuple[str, int, str]]:
+    """(digest, size, "local" or a repository to mount from) for every blob not yet in ``repository``."""
+    plan, seen = [], set()
+    for image in images:
+        for descriptor in image.blob_descriptors():
+            digest = validate_digest(descriptor.get("digest"))
+            if digest in seen:
+                continue
+            seen.add(digest)
+            if reads.blob_exists(core, repository, digest):
+                continue
+            source, size = next((r for r in sources if reads.blob_exists(core, r, digest)), None), _blob_size(descriptor)
+            if source is None:
+                local = layout.verified_size(digest)
+                if local is None:
+                    raise E.MissingLayerError(
+                        f"blob {digest} is neither in {layout.root} nor in {core.url}/{repository}",
+                        digest=digest)
+                declared = descriptor.get("size")
+                if declared is not None and declared != local:
+                    raise ValueError(f"blob {digest} in {layout.root} is {local} bytes, but the manifest "
+                                     f"declares {declared}")
+                source, size = "local", local
+            plan.append((digest, size, source))
+    return plan
+
+def declared_size(core: ClientCore, repository: str, descriptor: dict) -> int:
+    """The size a descriptor declares or, where it declares none (schema1), the registry's
+    Content-Length, so that no blob body is ever read without a bound."""
+    size = descriptor.get("size")
+    if size is not None:
+        return size
+    length = reads.head_blob(core, repository, descriptor["digest"]).headers.get("Content-Length") or ""
+    if not length.isdigit():
+        raise E.RegistryProtocolError(f"blob {descriptor['digest']} in {repository}: neither its descriptor "
+                                      "nor the registry gives its size; not read without a bound")
+    return int(length)
+
+def _mount(core: ClientCore, repository: str, digest: str, source: str) -> bool:
+    location, mounted = writes.start_upload(core, repository, digest, source)
+    if not mounted and location:
+        writes.cancel_upload(core, repository, location)
+    return mounted
+
+# -- tag ----------------------------------------------------------------------------------------------
+
+def tag(core: ClientCore, repo: str, tag: str, newrepo: str, newtag: str) -> str:
+    """Give an image a new name: the exact manifest bytes under ``newrepo:newtag``.
+
+    Across repositories every blob (and each child of an index) is mounted first. Returns the
+    digest, which equals the source's."""
+    repository, target = core.repo(repo), core.repo(newrepo)
+    validate_tag(newtag)
+    manifest = reads.manifest(core, repository, tag)
+    if not manifest:
+        raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
+    if target != repository:
+        images = ([reads.child_manifest(core, manifest, c) for c in manifest.children]
+                  if manifest.is_index else [manifest])
+        for image in images:
+            for descriptor in image.blob_descriptors():
+                digest = descriptor["digest"]
+                if not reads.blob_exists(core, target, digest) and not _mount(core, target, digest, repository):
+                    size = declared_size(core, repository, descriptor)
+                    with reads.open_blob(core, repository, digest, size=size) as stream:
+                        writes.put_stream(core, target, digest, stream.chunks(), size)
+            if manifest.is_index:
+                writes.put_manifest(core, target, image.digest, image.raw, image.media_type)
+    return writes.put_manifest(core, target, newtag, manifest.raw, manifest.media_type)
+
+# -- copy ---------------------------------------------------------------------------------------------
+
+def copy(core: ClientCore, repo: str, tag: str, newregistry: ClientCore, newrepo: str, newtag: str,
+         platforms: Iterable[str] | None = None, *, progress: Progress | None = None) -> str:
+    """Copy an image (every platform of an index, or those in ``platforms``) to another registry.
+
+    Blobs stream from source to destination a chunk at a time and are verified on the way; blobs
+    the destination has are skipped; the manifest goes last. With ``platforms`` the destination
+    gets a new index holding only those children (so its digest differs). Returns the digest."""
+    repository, target = core.repo(repo), newregistry.repo(newrepo)
+    validate_tag(newtag)
+    manifest = reads.manifest(core, repository, tag)
+    if not manifest:
+        raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
+    top_raw, top_type = manifest.raw, manifest.media_type
+    children = manifest.children
+    if platforms is not None and manifest.is_index:
+        wanted = [parse_platform(p) for p in platforms]
+        children = [reads.platform_child(core, manifest, w) for w in wanted]
+        top = {k: v for k, v in manifest.items()}
+        top["manifests"] = children
+        top_raw = json.dumps(top, indent=3).encode()
+    images = [reads.child_manifest(core, manifest, c) for c in children] if manifest.is_index else [manifest]
+    blobs = {d["digest"]: d for image in images for d in image.blob_descriptors()}
+    missing = {d: declared_size(core, repository, desc) for d, desc in blobs.items()
+               if not reads.blob_exists(newregistry, target, d)}
+    meter = _Meter(sum(missing.values()), progress)
+    for digest, size in missing.items():
+        with reads.open_blob(core, repository, digest, size=size) as stream:
+            writes.put_stream(newregistry, target, digest, stream.chunks(meter.chunk_hook()), size)
+    if manifest.is_index:
+        for image in images:
+            writes.put_manifest(newregistry, target, image.digest, image.raw, image.media_type)
+    return writes.put_manifest(newregistry, target, newtag, top_raw, top_type)
+
+
+def _local_bytes(layout: ImageLayout, descriptor: dict) -> bytes:
+    """A manifest from the layout, read no further than a manifest may be long and checked against the
+    size its descriptor declares."""
+    digest = validate_digest(descriptor.get("digest"))
+    raw = layout.read_blob(digest, max_size=MT.MAX_MANIFEST_BYTES)
+    declared = descriptor.get("size")
+    if declared is not None and declared != len(raw):
+        raise ValueError(f"manifest {digest} in {layout.root} is {len(raw)} bytes, but its descriptor declares "
+                         f"{declared}")
+    return raw
+
+
+def _counting(chunks, meter: _Meter):
+    for chunk in chunks:
+        meter.add(len(chunk))
+        yield chunk
