@@ -1,0 +1,118 @@
+"""``regframe cleanup``: a policy's plan per repository, as text and CSV, applied only after confirmation.
+
+Exit status: 0 when done (a dry run, or every planned tag removed or skipped because it moved), 1 on a
+failure (registry errors, an incomplete crawl with ``--apply``, no confirmation), 2 on a bad policy,
+which is reported before the registry is contacted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .client import errors as E
+
+
+def load_policy(args):
+    """The policy named by ``--policy`` (None without it), checked in full before any request."""
+    from .policy import Policy
+    path = getattr(args, "policy", None)
+    if path is None:
+        return None
+    for option in ("keep_last", "keep", "match"):
+        if getattr(args, option, None) is not None:
+            raise ValueError(f"--policy replaces --{option.replace('_', '-')}; give one or the other")
+    return Policy.load(path, format=getattr(args, "format", None))
+
+
+def run(args) -> int:
+    from .cli import _connect, _write_csv, printable
+    policy = load_policy(args)
+    try:
+        with _connect(args) as reg:
+            inv = reg.inventory(progress=sys.stderr.isatty())
+            result = policy.evaluate(inv.manifests)
+            print(printable(plan_text(reg.url, policy, inv, result)))
+            if args.out:
+                _write_csv(Path(args.out) / "cleanup_plan.csv", _for_csv(result))
+            planned = int(result["stale"].sum())
+            if not args.apply:
+                print(f"Dry run: nothing deleted. Add --apply to delete these {planned:,} tags." if planned
+                      else "Dry run: nothing to delete.")
+                return 0 if inv.errors.empty else 1
+            if not inv.errors.empty or not inv.complete:
+                print(f"regframe: error: the crawl could not read {len(inv.errors)} item(s) (see errors above); "
+                      "refusing to apply a plan made from partial data", file=sys.stderr)
+                return 1
+            if not planned:
+                print("Nothing to delete.")
+                return 0
+            if not args.yes and not _confirmed(planned, result, reg.url):
+                return 1
+            applied = reg.apply_cleanup(result, dry_run=False)
+    except E.RegistryError as exc:
+        print(f"regframe: error: {printable(exc)}", file=sys.stderr)
+        return 1
+    if args.out:
+        _write_csv(Path(args.out) / "cleanup_result.csv", applied)
+    print(printable(result_text(applied)))
+    return 1 if (applied["status"] == "error").any() else 0
+
+
+def _confirmed(planned: int, result, url: str) -> bool:
+    repositories = result.loc[result["stale"], "repository"].nunique()
+    print(f"Type 'yes' to delete {planned:,} tags in {repositories:,} repositories of {url}: ", end="", flush=True)
+    answer = sys.stdin.readline() if sys.stdin is not None else ""
+    if not answer:
+        print("\nregframe: error: no answer on standard input; nothing deleted (--yes applies without asking)",
+              file=sys.stderr)
+        return False
+    if answer.strip().lower() not in ("yes", "y"):
+        print("regframe: not confirmed; nothing deleted", file=sys.stderr)
+        return False
+    return True
+
+
+def plan_text(url: str, policy, inv, result) -> str:
+    from .analysis import reclaimable_by_repository, reclaimable_bytes
+    from .units import format_bytes
+    per_repository = reclaimable_by_repository(result, inv.layers)
+    freed = dict(zip(per_repository["repository"], per_repository["reclaimable_bytes"]))
+    names = ", ".join(f"'{name}'" for name in policy.rule_names)
+    lines = [f"regframe cleanup of {url}",
+             f"policy {policy.source or ''} ({policy.format}): {len(policy.rules)} rule(s) {names}", ""]
+    width = max([len(str(tag)) for tag in result["tag"]] + [8])
+    for repository, rows in result.groupby("repository", sort=True, observed=True):
+        doomed = rows[rows["stale"]]
+        lines.append(f"{repository}: delete {len(doomed):,} of {len(rows):,} tags, "
+                     f"{format_bytes(int(freed.get(str(repository), 0)))} reclaimable after garbage collection")
+        for row in doomed.itertuples(index=False):
+            lines.append(f"  delete  {row.tag!s:<{width}}  {row.reason}")
+        for row in rows[~rows["stale"]].itertuples(index=False):
+            lines.append(f"  keep    {row.tag!s:<{width}}  {row.reason}")
+        lines.append("")
+    total = int(result["stale"].sum())
+    lines.append(f"Total: delete {total:,} of {len(result):,} tags in "
+                 f"{result.loc[result['stale'], 'repository'].nunique():,} repositories; "
+                 f"{format_bytes(reclaimable_bytes(result, inv.layers))} reclaimable after garbage collection "
+                 "(the registry frees space only when its garbage collector runs)")
+    if not inv.errors.empty:
+        lines.append(f"{len(inv.errors)} item(s) could not be read; the plan covers only what was read.")
+    for note in policy.notes:
+        lines.append(f"Note: {note}")
+    return "\n".join(lines)
+
+
+def result_text(applied) -> str:
+    counts = applied["status"].value_counts()
+    lines = [(f"Deleted {int(counts.get('deleted', 0)):,} tags; skipped {int(counts.get('skipped', 0)):,}; "
+              f"errors {int(counts.get('error', 0)):,}.")]
+    for row in applied[applied["status"] != "deleted"].itertuples(index=False):
+        lines.append(f"  {row.status}  {row.repository}:{row.tag}  {row.reason}")
+    return "\n".join(lines)
+
+
+def _for_csv(result):
+    out = result.copy()
+    out["age_days"] = out["age"].dt.total_seconds() / 86400
+    return out.drop(columns=["age"])

@@ -1,0 +1,253 @@
+"""Harbor tag retention policies, evaluated the way Harbor's retention job does.
+
+Per repository, an *artifact* is one digest with all its tags. Each enabled rule selects repositories
+(every ``scope_selectors.repository`` selector in turn: ``repoMatches`` keeps the names its doublestar
+pattern matches, ``repoExcludes`` the others) and artifacts (every tag selector in turn: ``matches``
+keeps an artifact when any of its tags matches, ``excludes`` when any of its tags does not), then
+retains some of them (``latestPushedK``: the K newest; ``nDaysSinceLastPush``: pushed within N days;
+``always``: all). Rules are OR-combined: an artifact any rule retains keeps every tag; every other
+artifact of a repository some rule selects is deleted with all its tags. Repositories no rule
+selects are left alone.
+
+Harbor orders by push time, which the registry API does not reveal: the image's created date stands
+in, and every reason says so. Pull-time templates are refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text
+from .globs import Glob
+from .outcome import TagTable
+
+PUSH_TIME = "by created date; push time not available"
+MAX_RULES = 15
+TEMPLATES = {"latestPushedK": (10, 32766), "nDaysSinceLastPush": (30, 20190904), "always": (None, None)}
+PULL_TEMPLATES = ("latestPulledN", "nDaysSinceLastPull", "latestActiveK")
+NOTES = (
+    "Harbor orders artifacts by push time; the registry API reveals only the created date, which is used instead.",
+    ("Untagged artifacts are invisible through the registry API: they take no latestPushedK slot here, so Harbor "
+     "may delete more tagged artifacts than shown when a rule also selects untagged ones."),
+    "Tag immutability rules (a Harbor setting) are not visible through the registry API.",
+)
+
+
+@dataclass(frozen=True)
+class Selector:
+    decoration: str
+    glob: Glob
+    untagged: bool
+
+    def words(self) -> str:
+        verb = {"matches": "matching", "excludes": "excluding"}.get(self.decoration, self.decoration)
+        return f"tags {verb} '{self.glob.pattern}'"
+
+
+@dataclass(frozen=True)
+class HarborRule:
+    index: int
+    template: str
+    param: int | None
+    repository_selectors: tuple[Selector, ...]
+    tag_selectors: tuple[Selector, ...]
+
+    @property
+    def name(self) -> str:
+        return f"rule {self.index + 1}"
+
+    def in_scope(self, repository: str) -> bool:
+        for selector in self.repository_selectors:
+            if selector.glob.match(repository) != (selector.decoration == "repoMatches"):
+                return False
+        return True
+
+    def selects(self, tags: list[str]) -> bool:
+        for selector in self.tag_selectors:
+            if selector.decoration == "matches":
+                hit = any(selector.glob.match(tag) for tag in tags)
+            else:
+                hit = any(not selector.glob.match(tag) for tag in tags)
+            if not hit:
+                return False
+        return True
+
+    def words(self) -> str:
+        what = {"latestPushedK": f"retain the {self.param} most recently pushed",
+                "nDaysSinceLastPush": f"retain those pushed within {self.param} days",
+                "always": "always retain"}[self.template]
+        return f"{what} of the artifacts with {' and '.join(s.words() for s in self.tag_selectors)}"
+
+
+def from_harbor(policy: Mapping[str, Any] | str) -> tuple[HarborRule, ...]:
+    """The enabled rules of a Harbor retention policy (the JSON document the API and UI save, or its text)."""
+    if isinstance(policy, (str, bytes)):
+        try:
+            policy = json.loads(policy)
+        except ValueError as exc:
+            raise PolicyError(f"the retention policy is not valid JSON: {exc}") from None
+    data = check_mapping(policy, rule=None, key=None, what="a Harbor retention policy")
+    check_keys(data, ("id", "algorithm", "rules", "trigger", "scope"), rule=None)
+    check_choice(data.get("algorithm", "or"), ("or",), rule=None, key="algorithm")
+    rules = data.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise PolicyError("must be a non-empty list of rules", key="rules")
+    if len(rules) > MAX_RULES:
+        raise PolicyError(f"Harbor allows at most {MAX_RULES} rules per policy, this one has {len(rules)}",
+                          key="rules")
+    parsed = [_rule(item, position) for position, item in enumerate(rules)]
+    enabled = tuple(rule for rule in parsed if rule is not None)
+    if not enabled:
+        raise PolicyError("every rule is disabled, so Harbor would do nothing", key="rules")
+    return enabled
+
+
+def _rule(item: object, position: int) -> HarborRule | None:
+    name = f"rule {position + 1}"
+    data = check_mapping(item, rule=name, key=None, what="a Harbor rule")
+    check_keys(data, ("id", "priority", "disabled", "action", "template", "params", "tag_selectors",
+                      "scope_selectors"), rule=name)
+    disabled = data.get("disabled", False)
+    if not isinstance(disabled, bool):
+        raise PolicyError(f"must be true or false, got {disabled!r}", rule=name, key="disabled")
+    check_choice(data.get("action", "retain"), ("retain",), rule=name, key="action")
+    template = data.get("template")
+    if template in PULL_TEMPLATES:
+        raise PolicyError(f"template {template!r} needs pull time, which the registry API never reveals",
+                          rule=name, key="template")
+    if template not in TEMPLATES:
+        raise PolicyError(f"unsupported template {template!r}; supported: {', '.join(TEMPLATES)}", rule=name,
+                          key="template")
+    params = check_mapping(data.get("params", {}), rule=name, key="params", what="params")
+    default, maximum = TEMPLATES[template]
+    check_keys(params, (template,) if default is not None else (), rule=name, prefix="params.")
+    param = None
+    if default is not None:
+        param = check_count(params.get(template, default), rule=name, key=f"params.{template}", maximum=maximum)
+
+    scope = check_mapping(data.get("scope_selectors", {}), rule=name, key="scope_selectors", what="scope_selectors")
+    check_keys(scope, ("repository",), rule=name, prefix="scope_selectors.")
+    repository_selectors = tuple(
+        _selector(s, ("repoMatches", "repoExcludes"), rule=name, key=f"scope_selectors.repository[{i}]")
+        for i, s in enumerate(_list(scope.get("repository", []), rule=name, key="scope_selectors.repository")))
+    raw_tags = _list(data.get("tag_selectors"), rule=name, key="tag_selectors")
+    if not raw_tags:
+        raise PolicyError("Harbor skips a rule without tag selectors; add one, e.g. "
+                          "{\"kind\": \"doublestar\", \"decoration\": \"matches\", \"pattern\": \"**\"}",
+                          rule=name, key="tag_selectors")
+    tag_selectors = tuple(_selector(s, ("matches", "excludes"), rule=name, key=f"tag_selectors[{i}]")
+                          for i, s in enumerate(raw_tags))
+    if disabled:
+        return None
+    return HarborRule(position, template, param, repository_selectors, tag_selectors)
+
+
+def _list(value: object, *, rule: str, key: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PolicyError(f"must be a list of selectors, got {value!r}", rule=rule, key=key)
+    return value
+
+
+def _selector(value: object, decorations: tuple[str, ...], *, rule: str, key: str) -> Selector:
+    data = check_mapping(value, rule=rule, key=key, what="a selector")
+    check_keys(data, ("kind", "decoration", "pattern", "extras"), rule=rule, prefix=key + ".")
+    check_choice(data.get("kind", "doublestar"), ("doublestar",), rule=rule, key=f"{key}.kind")
+    decoration = check_choice(data.get("decoration"), decorations, rule=rule, key=f"{key}.decoration")
+    pattern = check_text(data.get("pattern", ""), rule=rule, key=f"{key}.pattern", allow_empty=True)
+    untagged = decoration != "excludes"
+    extras = data.get("extras")
+    if extras not in (None, ""):
+        parsed = extras
+        if isinstance(extras, str):
+            try:
+                parsed = json.loads(extras)
+            except ValueError:
+                raise PolicyError(f"must be a JSON-encoded object such as '{{\"untagged\":false}}', got {extras!r}",
+                                  rule=rule, key=f"{key}.extras") from None
+        parsed = check_mapping(parsed, rule=rule, key=f"{key}.extras", what="extras")
+        check_keys(parsed, ("untagged",), rule=rule, prefix=f"{key}.extras.")
+        if not isinstance(parsed.get("untagged", False), bool):
+            raise PolicyError("must be true or false", rule=rule, key=f"{key}.extras.untagged")
+        untagged = parsed.get("untagged", False)
+    glob = Glob(pattern, rule=rule, key=f"{key}.pattern", empty_matches_all=True)
+    return Selector(decoration, glob, untagged)
+
+
+def evaluate_harbor(rules: tuple[HarborRule, ...], table: TagTable, project: str | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(table)
+    deleted = np.zeros(n, dtype=bool)
+    rule_column = np.full(n, "", dtype=object)
+    reason = np.full(n, "kept: no rule selects this repository", dtype=object)
+    frame = pd.DataFrame({"repository": table.repository.astype(str), "digest": table.digest.astype(str),
+                          "tag": table.tag.astype(str), "created": table.created, "row": np.arange(n)})
+    for repository, rows in frame.sort_values("tag").groupby("repository", sort=False):
+        name = _in_project(repository, project)
+        if name is None:
+            reason[rows["row"].to_numpy()] = f"kept: outside project '{project}'"
+            continue
+        active = [rule for rule in rules if rule.in_scope(name)]
+        if not active:
+            continue
+        artifacts = rows.groupby("digest", sort=False).agg(tags=("tag", list), created=("created", "max"),
+                                                             rows=("row", list))
+        for (expired, names, text), members in zip(_artifact_verdicts(active, artifacts, table.now),
+                                                   artifacts["rows"]):
+            deleted[members] = expired
+            rule_column[members] = names
+            for member in members:
+                reason[member] = text
+    return deleted, rule_column, reason
+
+
+def _in_project(repository: str, project: str | None) -> str | None:
+    """The name Harbor matches repository selectors against: without the project prefix."""
+    if project is None:
+        return repository
+    prefix = project.rstrip("/") + "/"
+    return repository[len(prefix):] if repository.startswith(prefix) else None
+
+
+def _artifact_verdicts(rules: list[HarborRule], artifacts: pd.DataFrame, now: pd.Timestamp
+                       ) -> list[tuple[bool, str, str]]:
+    tags = list(artifacts["tags"])
+    created = pd.DatetimeIndex(artifacts["created"])
+    known = ~np.asarray(created.isna())
+    newest_first = np.where(known, -created.asi8, np.iinfo(np.int64).max)
+    order = np.lexsort(([t[0] for t in tags], newest_first))
+    retained_by = np.full(len(artifacts), -1)
+    why_not: list[list[str]] = [[] for _ in range(len(artifacts))]
+    for index, rule in enumerate(rules):
+        selected = np.array([rule.selects(t) for t in tags], dtype=bool)
+        if rule.template == "latestPushedK":
+            retained = np.zeros(len(artifacts), dtype=bool)
+            retained[order[selected[order]][:rule.param]] = True
+            miss = f"not among the {rule.param} most recently pushed"
+        elif rule.template == "nDaysSinceLastPush":
+            retained = selected & known & np.asarray(created >= now - pd.Timedelta(days=rule.param))
+            miss = f"not pushed within {rule.param} days"
+        else:
+            retained = selected.copy()
+            miss = ""
+        retained_by[(retained_by < 0) & retained] = index
+        for artifact in range(len(artifacts)):
+            if not retained[artifact]:
+                why_not[artifact].append(f"{rule.name}: {miss if selected[artifact] else 'tags not selected'}")
+
+    verdicts = []
+    for artifact in range(len(artifacts)):
+        if retained_by[artifact] >= 0:
+            rule = rules[retained_by[artifact]]
+            verdicts.append((False, rule.name, f"kept by {rule.name}: {rule.words()}"))
+        else:
+            names = ", ".join(rule.name for rule in rules)
+            verdicts.append((True, names, "deleted: no rule retains it (" + "; ".join(why_not[artifact]) + ")"))
+    return verdicts

@@ -1,0 +1,132 @@
+"""The tags a policy sees, and its decisions turned into a ``stale_tags``-shaped frame with safety rules applied.
+
+Every format's evaluator works on one row per (repository, tag) and returns three arrays: deleted,
+rule, reason. :func:`finish` then applies the rules ``stale_tags`` applies to any plan: a tag whose
+creation date is unknown is kept, and a tag on the same digest as a kept tag of its repository is
+kept (removing the image would take the kept tag with it). A deleted tag whose image is also a
+platform of a kept multi-platform tag stays deleted (only its tag goes) and its reason says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..analysis.stale import stale_tags
+
+
+@dataclass
+class TagTable:
+    """One row per (repository, tag), newest first within each repository (the ``stale_tags`` order)."""
+
+    frame: pd.DataFrame
+    repository: np.ndarray
+    tag: np.ndarray
+    digest: np.ndarray
+    created: pd.DatetimeIndex
+    known: np.ndarray
+    age: pd.TimedeltaIndex
+    now: pd.Timestamp
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def as_utc(now: object) -> pd.Timestamp:
+    if now is None:
+        return pd.Timestamp.now(tz="UTC")
+    try:
+        stamp = pd.Timestamp(now)  # type: ignore[arg-type]
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"now={now!r} is not a date/time: {exc}") from None
+    if pd.isna(stamp):
+        raise ValueError(f"now={now!r} is not a date/time")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def tag_table(manifests: pd.DataFrame, now: str | dt.datetime | pd.Timestamp | None) -> TagTable:
+    """The per-tag rows of ``manifests`` (a multi-platform tag's created is its newest platform's,
+    its size the sum), built by ``stale_tags`` so the columns and dtypes are exactly its own."""
+    at = as_utc(now)
+    frame = stale_tags(manifests, older_than=0, now=at).reset_index(drop=True)
+    created = pd.DatetimeIndex(frame["created"])
+    return TagTable(
+        frame=frame,
+        repository=frame["repository"].astype(object).to_numpy(),
+        tag=frame["tag"].astype(object).to_numpy(),
+        digest=frame["digest"].astype(object).to_numpy(),
+        created=created,
+        known=~np.asarray(created.isna()),
+        age=pd.TimedeltaIndex(frame["age"]),
+        now=at,
+    )
+
+
+def finish(table: TagTable, manifests: pd.DataFrame, deleted: np.ndarray, rule: np.ndarray,
+           reason: np.ndarray, *, suffix: str = "", attrs: dict | None = None) -> pd.DataFrame:
+    """The result frame: ``stale_tags`` columns (``stale`` the final decision) plus ``rule``."""
+    deleted = np.array(deleted, dtype=bool)
+    reason = np.array(reason, dtype=object)
+    rule = np.array(rule, dtype=object)
+
+    undated = deleted & ~table.known
+    reason[undated] = "kept: creation date unknown; " + _without_verdict(reason[undated])
+    deleted &= ~undated
+
+    _keep_digest_siblings(table, deleted, reason)
+    _note_children_of_kept_indexes(table, manifests, deleted, reason)
+    if suffix:
+        reason = np.array([f"{text} ({suffix})" for text in reason], dtype=object)
+
+    result = table.frame.copy()
+    result["stale"] = deleted
+    result["reason"] = reason
+    result["rule"] = rule
+    result.attrs = {"now": table.now, **(attrs or {})}
+    return result
+
+
+def _without_verdict(texts: np.ndarray) -> np.ndarray:
+    """'deleted by rule ...' as 'rule ... would delete it' for a reason that ends up keeping the tag."""
+    return np.array([f"would be {text}" if text.startswith("deleted") else text for text in texts], dtype=object)
+
+
+def _keep_digest_siblings(table: TagTable, deleted: np.ndarray, reason: np.ndarray) -> None:
+    """Keep deleted tags whose digest a kept tag of the same repository carries; the reason names
+    that tag (the first by name, so it is stable)."""
+    kept_by: dict[tuple[str, str], str] = {}
+    for i in np.flatnonzero(~deleted):
+        key = (table.repository[i], table.digest[i])
+        if table.digest[i] is not None and (key not in kept_by or table.tag[i] < kept_by[key]):
+            kept_by[key] = table.tag[i]
+    for i in np.flatnonzero(deleted):
+        sibling = kept_by.get((table.repository[i], table.digest[i]))
+        if sibling is not None:
+            deleted[i] = False
+            reason[i] = f"kept: shares digest with kept tag '{sibling}'; {_without_verdict([reason[i]])[0]}"
+
+
+def _note_children_of_kept_indexes(table: TagTable, manifests: pd.DataFrame, deleted: np.ndarray,
+                                   reason: np.ndarray) -> None:
+    """Say so when a deleted tag's image is also a platform of a kept multi-platform tag: only the tag
+    goes, the kept index keeps resolving."""
+    if "manifest_digest" not in manifests.columns or not deleted.any():
+        return
+    kept = pd.DataFrame({"repository": table.repository[~deleted], "tag": table.tag[~deleted]})
+    rows = pd.DataFrame({"repository": manifests["repository"].astype(object),
+                         "tag": manifests["tag"].astype(object),
+                         "digest": manifests["digest"].astype(object),
+                         "child": manifests["manifest_digest"].astype(object)})
+    rows = rows[rows["child"].notna() & (rows["child"] != rows["digest"])]
+    rows = rows.merge(kept, on=["repository", "tag"])
+    if rows.empty:
+        return
+    parent = rows.sort_values("tag").drop_duplicates(["repository", "child"])
+    parent_of = dict(zip(zip(parent["repository"], parent["child"]), parent["tag"]))
+    for i in np.flatnonzero(deleted):
+        tag = parent_of.get((table.repository[i], table.digest[i]))
+        if tag is not None:
+            reason[i] = f"{reason[i]}; manifest kept as a child of kept index '{tag}'"
