@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export TEST_REGISTRY
 
-.PHONY: test demo bench venv registry-deps system-deps clean
+.PHONY: test style lint demo bench venv registry-deps system-deps clean
 
 venv: $(STAMP)
 
@@ -31,7 +31,18 @@ system-deps: registry-deps
 	@test -x /usr/bin/chromium || { echo "installing chromium"; $(APT_INSTALL) chromium chromium-driver >/dev/null; } \
 		|| echo "chromium could not be installed: the browser tests will be skipped"
 
-test: venv system-deps
+LINT_PATHS := regframe tests benchmarks
+
+# Style and formatting: `make test` runs these first, so CI fails on them.
+style: venv
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+# Types: not yet part of `make test` (the client still has errors under mypy).
+lint: style
+	$(VENV)/bin/mypy regframe
+
+test: style system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: venv registry-deps

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,10 +34,13 @@ def fast_tmp() -> str | None:
 @contextmanager
 def seeded_registry(fleet: Fleet, *, workers: int = 8) -> Iterator[LocalRegistry]:
     """A local registry (error-level log, no access log, storage on tmpfs) holding ``fleet``."""
-    with (tempfile.TemporaryDirectory(prefix="regframe-bench-", dir=fast_tmp()) as storage,
-          local_registry(log_level="error", log__accesslog__disabled=True,
-                         storage__filesystem__rootdirectory=storage) as registry,
-          regframe.connect(registry.url, docker_config=False, read_timeout=30) as client):
+    with (
+        tempfile.TemporaryDirectory(prefix="regframe-bench-", dir=fast_tmp()) as storage,
+        local_registry(
+            log_level="error", log__accesslog__disabled=True, storage__filesystem__rootdirectory=storage
+        ) as registry,
+        regframe.connect(registry.url, docker_config=False, read_timeout=30) as client,
+    ):
         started = time.perf_counter()
         seed(client, fleet, workers=workers)
         print(f"seeded {fleet} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
@@ -61,13 +64,19 @@ def proxy_process(upstream_url: str, latency: float) -> Iterator[ProxyProcess]:
     In the benchmark's own process the proxy's threads would compete for the GIL with the client
     under test and be billed to its CPU time; apart, its CPU can be measured like the registry's.
     """
-    code = ("import sys\n"
-            "from regframe.testing.faultproxy import FaultProxy\n"
-            "with FaultProxy(sys.argv[1], latency=float(sys.argv[2])) as proxy:\n"
-            "    print(proxy.url, flush=True)\n"
-            "    sys.stdin.read()\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, upstream_url, str(latency)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys\n"
+        "from regframe.testing.faultproxy import FaultProxy\n"
+        "with FaultProxy(sys.argv[1], latency=float(sys.argv[2])) as proxy:\n"
+        "    print(proxy.url, flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, upstream_url, str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().strip()
         if not url.startswith("http"):
@@ -104,10 +113,8 @@ def open_descriptors() -> tuple[int, int]:
     fds = os.listdir("/proc/self/fd")
     sockets = 0
     for fd in fds:
-        try:
+        with suppress(OSError):
             sockets += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-        except OSError:
-            pass
     return len(fds), sockets
 
 
@@ -126,8 +133,7 @@ class Sample:
     inner_seconds: float | None = None
 
 
-def measure(run: Callable[[], int], *, server_pid: int | None = None,
-            who: int = resource.RUSAGE_SELF) -> Sample:
+def measure(run: Callable[[], int], *, server_pid: int | None = None, who: int = resource.RUSAGE_SELF) -> Sample:
     """Time ``run`` (which returns its request count) with the CPU of ``who`` and of the server process."""
     server_before = process_cpu_seconds(server_pid) if server_pid else None
     cpu_before = cpu_seconds(who)
@@ -189,21 +195,38 @@ class Series:
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub Markdown table: first column left-aligned, numbers right-aligned."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def series_table(series: Sequence[Series], server: str = "registry") -> str:
-    header = ["client", "seconds (median)", "min-max", "requests", "requests/s",
-              "client CPU ms/request", f"{server} CPU ms/request"]
+    header = [
+        "client",
+        "seconds (median)",
+        "min-max",
+        "requests",
+        "requests/s",
+        "client CPU ms/request",
+        f"{server} CPU ms/request",
+    ]
     rows = []
     for s in series:
         server = s.server_ms_per_request
-        rows.append([s.name + (f" ({s.note})" if s.note else ""), f"{s.seconds:.2f}", s.spread,
-                     f"{s.requests:,}", f"{s.per_second:,.0f}", f"{s.cpu_ms_per_request:.3f}",
-                     "-" if server is None else f"{server:.2f}"])
+        rows.append(
+            [
+                s.name + (f" ({s.note})" if s.note else ""),
+                f"{s.seconds:.2f}",
+                s.spread,
+                f"{s.requests:,}",
+                f"{s.per_second:,.0f}",
+                f"{s.cpu_ms_per_request:.3f}",
+                "-" if server is None else f"{server:.2f}",
+            ]
+        )
     return markdown_table(header, rows)
 
 
@@ -222,8 +245,12 @@ class Target:
         return self.value >= self.bound if self.op == ">=" else self.value <= self.bound
 
     def row(self) -> list[str]:
-        return [self.name, f"{self.op} {self.bound:g}{self.unit}", f"{self.value:.2f}{self.unit}",
-                "met" if self.met else "**missed**"]
+        return [
+            self.name,
+            f"{self.op} {self.bound:g}{self.unit}",
+            f"{self.value:.2f}{self.unit}",
+            "met" if self.met else "**missed**",
+        ]
 
 
 def targets_table(targets: Sequence[Target]) -> str:

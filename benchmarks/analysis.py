@@ -29,8 +29,7 @@ MULTI_PLATFORM_EVERY = 10
 
 
 def _digests(prefix: str, count: int) -> pd.Index:
-    return pd.Index([f"sha256:{hashlib.sha256(f'{prefix}{i}'.encode()).hexdigest()}"
-                     for i in range(count)], dtype=str)
+    return pd.Index([f"sha256:{hashlib.sha256(f'{prefix}{i}'.encode()).hexdigest()}" for i in range(count)], dtype=str)
 
 
 def _categorical(codes: np.ndarray, categories: pd.Index) -> pd.Categorical:
@@ -50,20 +49,22 @@ def synthetic_frames(rows: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFra
     n_image = n_repo * IMAGES_PER_REPO
     image_repo = np.repeat(np.arange(n_repo), IMAGES_PER_REPO)
     slot = np.tile(np.arange(IMAGES_PER_REPO), n_repo)
-    second_platform = (slot % MULTI_PLATFORM_EVERY == MULTI_PLATFORM_EVERY - 1)
+    second_platform = slot % MULTI_PLATFORM_EVERY == MULTI_PLATFORM_EVERY - 1
     tag_slot = np.where(second_platform, slot - 1, slot)
 
     n_base = BASE_IMAGES * 2
     n_own = n_repo * OWN_LAYERS_PER_REPO
     base = (image_repo % BASE_IMAGES) * 2
-    own = n_base + image_repo[:, None] * OWN_LAYERS_PER_REPO + rng.integers(
-        0, OWN_LAYERS_PER_REPO, (n_image, LAYERS_PER_IMAGE - 2))
+    own = (
+        n_base
+        + image_repo[:, None] * OWN_LAYERS_PER_REPO
+        + rng.integers(0, OWN_LAYERS_PER_REPO, (n_image, LAYERS_PER_IMAGE - 2))
+    )
     team = n_base + n_own + rng.integers(0, TEAM_LAYERS, own.shape)
     upper = np.where(rng.random(own.shape) < 0.1, team, own)
     layer_code = np.concatenate([base[:, None], base[:, None] + 1, upper], axis=1).ravel()
     n_digest = n_base + n_own + TEAM_LAYERS
-    digest_size = np.where(np.arange(n_digest) < n_base, 30_000_000,
-                           rng.lognormal(14, 2, n_digest).astype(np.int64))
+    digest_size = np.where(np.arange(n_digest) < n_base, 30_000_000, rng.lognormal(14, 2, n_digest).astype(np.int64))
 
     repositories = pd.Index([f"team-{r % 97}/service-{r}" for r in range(n_repo)], dtype=str)
     tags = pd.Index([f"v1.{i}" for i in range(IMAGES_PER_REPO)], dtype=str)
@@ -73,33 +74,38 @@ def synthetic_frames(rows: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFra
     platform = second_platform.astype(np.int8)
     row_image = np.repeat(np.arange(n_image), LAYERS_PER_IMAGE)
 
-    layers = pd.DataFrame({
-        "repository": _categorical(image_repo[row_image], repositories),
-        "tag": _categorical(tag_slot[row_image], tags),
-        "manifest_digest": _categorical(row_image, manifest_digests),
-        "platform": _categorical(platform[row_image], platforms),
-        "position": np.tile(np.arange(LAYERS_PER_IMAGE, dtype=np.int16), n_image),
-        "layer_digest": _categorical(layer_code, layer_digests),
-        "size": pd.array(digest_size[layer_code], dtype="Int64"),
-        "media_type": _categorical(np.zeros(len(row_image), dtype=np.int8), pd.Index(
-            ["application/vnd.oci.image.layer.v1.tar+gzip"], dtype=str)),
-    })
+    layers = pd.DataFrame(
+        {
+            "repository": _categorical(image_repo[row_image], repositories),
+            "tag": _categorical(tag_slot[row_image], tags),
+            "manifest_digest": _categorical(row_image, manifest_digests),
+            "platform": _categorical(platform[row_image], platforms),
+            "position": np.tile(np.arange(LAYERS_PER_IMAGE, dtype=np.int16), n_image),
+            "layer_digest": _categorical(layer_code, layer_digests),
+            "size": pd.array(digest_size[layer_code], dtype="Int64"),
+            "media_type": _categorical(
+                np.zeros(len(row_image), dtype=np.int8),
+                pd.Index(["application/vnd.oci.image.layer.v1.tar+gzip"], dtype=str),
+            ),
+        }
+    )
 
-    created = pd.Timestamp("2026-01-01", tz="UTC") - pd.to_timedelta(
-        rng.integers(0, 730 * 86400, n_image), unit="s")
+    created = pd.Timestamp("2026-01-01", tz="UTC") - pd.to_timedelta(rng.integers(0, 730 * 86400, n_image), unit="s")
     created = created.where(rng.random(n_image) > 0.02)
     tag_digest = np.where(second_platform, np.arange(n_image) - 1, np.arange(n_image))
     image_size = pd.Series(digest_size[layer_code]).groupby(row_image).sum().to_numpy()
-    manifests = pd.DataFrame({
-        "repository": _categorical(image_repo, repositories),
-        "tag": _categorical(tag_slot, tags),
-        "digest": _categorical(tag_digest, manifest_digests),
-        "manifest_digest": _categorical(np.arange(n_image), manifest_digests),
-        "platform": _categorical(platform, platforms),
-        "created": created,
-        "layer_count": np.full(n_image, LAYERS_PER_IMAGE, dtype=np.int16),
-        "size": pd.array(image_size, dtype="Int64"),
-    })
+    manifests = pd.DataFrame(
+        {
+            "repository": _categorical(image_repo, repositories),
+            "tag": _categorical(tag_slot, tags),
+            "digest": _categorical(tag_digest, manifest_digests),
+            "manifest_digest": _categorical(np.arange(n_image), manifest_digests),
+            "platform": _categorical(platform, platforms),
+            "created": created,
+            "layer_count": np.full(n_image, LAYERS_PER_IMAGE, dtype=np.int16),
+            "size": pd.array(image_size, dtype="Int64"),
+        }
+    )
     return layers, manifests
 
 
@@ -114,8 +120,7 @@ def _best_of(repeat: int, func: Callable[[], object]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000,
-                        help="layers rows (default 1,000,000)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="layers rows (default 1,000,000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per function; the best counts")
     args = parser.parse_args(argv)
 
@@ -125,14 +130,17 @@ def main(argv: list[str] | None = None) -> None:
         "storage_usage": _best_of(args.repeat, lambda: storage_usage(layers)),
         "shared_layers": _best_of(args.repeat, lambda: shared_layers(layers)),
         "sharing_matrix(top=30)": _best_of(args.repeat, lambda: sharing_matrix(layers, top=30)),
-        "stale_tags": _best_of(args.repeat, lambda: stale_tags(
-            manifests, older_than="180d", keep_last=3, keep=r"^v1\.0$", now=now)),
+        "stale_tags": _best_of(
+            args.repeat, lambda: stale_tags(manifests, older_than="180d", keep_last=3, keep=r"^v1\.0$", now=now)
+        ),
     }
     bytes_per_row = layers.memory_usage(deep=True).sum() / len(layers)
 
-    print(f"{len(layers):,} layer rows, {layers['repository'].nunique():,} repositories, "
-          f"{layers['layer_digest'].nunique():,} distinct layer digests, "
-          f"{len(manifests):,} manifests\n")
+    print(
+        f"{len(layers):,} layer rows, {layers['repository'].nunique():,} repositories, "
+        f"{layers['layer_digest'].nunique():,} distinct layer digests, "
+        f"{len(manifests):,} manifests\n"
+    )
     print("| measure | value | target |")
     print("|---|---|---|")
     print(f"| layers memory | {bytes_per_row:.1f} bytes/row | <= 100 |")

@@ -64,8 +64,8 @@ from _common import (
 )
 
 import regframe
-from regframe.testing.faultproxy import FaultProxy, RecordingServer
 from regframe.testing import Fleet, make_fleet
+from regframe.testing.faultproxy import FaultProxy, RecordingServer
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "inventory"
@@ -107,8 +107,10 @@ end
 
 # -- regframe -----------------------------------------------------------------------------------
 
-def regframe_crawl(registry: regframe.Registry, cache: Path, fleet: Fleet, *, warm: bool,
-                   stats: dict | None = None) -> int:
+
+def regframe_crawl(
+    registry: regframe.Registry, cache: Path, fleet: Fleet, *, warm: bool, stats: dict | None = None
+) -> int:
     """One ``inventory()`` call (frames included); checks it found the fleet and, warm, only did HEADs.
 
     ``stats`` receives the crawl's own ``inv.stats``.
@@ -158,8 +160,10 @@ def dxf_crawl(host: str, fleet: Fleet) -> int:
         client = _CountedDXF(host, repository, insecure=True)
         for tag in client.list_aliases():
             manifest = json.loads(client.get_manifest_and_response(tag)[0])
-            images = [json.loads(client.get_manifest_and_response(child["digest"])[0])
-                      for child in manifest.get("manifests", [])] or [manifest]
+            images = [
+                json.loads(client.get_manifest_and_response(child["digest"])[0])
+                for child in manifest.get("manifests", [])
+            ] or [manifest]
             for image in images:
                 json.loads(b"".join(client.pull_blob(image["config"]["digest"])))
             tags += 1
@@ -169,6 +173,7 @@ def dxf_crawl(host: str, fleet: Fleet) -> int:
 
 
 # -- skopeo -------------------------------------------------------------------------------------
+
 
 def _run(args: list[str]) -> str:
     done = subprocess.run(args, check=False, capture_output=True, text=True)
@@ -214,8 +219,8 @@ def skopeo_requests(url: str, repositories: list[str]) -> int:
 
 # -- wrk ----------------------------------------------------------------------------------------
 
-def wrk_replay(url: str, requests: list[tuple[str, str, str]], workdir: Path, seconds: int,
-               server_pid: int) -> Sample:
+
+def wrk_replay(url: str, requests: list[tuple[str, str, str]], workdir: Path, seconds: int, server_pid: int) -> Sample:
     """Replay ``requests`` for ``seconds``, as the time wrk's rate needs for ``len(requests)``.
 
     Client CPU is wrk's own (RUSAGE_CHILDREN); both CPU figures are scaled the same way.
@@ -224,8 +229,18 @@ def wrk_replay(url: str, requests: list[tuple[str, str, str]], workdir: Path, se
     listing.write_text("".join(f"{m} {p} {a}".rstrip() + "\n" for m, p, a in requests))
     script = workdir / "replay.lua"
     script.write_text(WRK_SCRIPT)
-    args = ["wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-s", str(script),
-            url, "--", str(listing), str(WRK_THREADS)]
+    args = [
+        "wrk",
+        f"-t{WRK_THREADS}",
+        f"-c{WRK_CONNECTIONS}",
+        f"-d{seconds}s",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(listing),
+        str(WRK_THREADS),
+    ]
     cpu_before, server_before = cpu_seconds(resource.RUSAGE_CHILDREN), process_cpu_seconds(server_pid)
     output = _run(args)
     cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
@@ -246,6 +261,7 @@ def _parse_wrk(text: str) -> tuple[int, float]:
 
 
 # -- rounds -------------------------------------------------------------------------------------
+
 
 @contextmanager
 def scratch() -> Iterator[Path]:
@@ -269,11 +285,13 @@ def regframe_pair(url: str, fleet: Fleet, cold: Series, warm: Series, server_pid
 
     Each crawl gets a new connection, made before the clock starts.
     """
+
     def crawl(cache: Path, *, is_warm: bool) -> Sample:
         stats: dict = {}
         with regframe.connect(url) as registry:
-            sample = measure(lambda: regframe_crawl(registry, cache, fleet, warm=is_warm, stats=stats),
-                             server_pid=server_pid)
+            sample = measure(
+                lambda: regframe_crawl(registry, cache, fleet, warm=is_warm, stats=stats), server_pid=server_pid
+            )
         return replace(sample, inner_seconds=stats["seconds"])
 
     def run() -> Sample:
@@ -281,15 +299,19 @@ def regframe_pair(url: str, fleet: Fleet, cold: Series, warm: Series, server_pid
             sample = crawl(cache, is_warm=False)
             warm.add(crawl(cache, is_warm=True))
         return sample
+
     return run
 
 
 def per_round(numerator: Series, denominator: Series, *, rate: bool = False) -> float:
     """Median over rounds of numerator/denominator seconds (or requests/s), pairs from the same round."""
+
     def value(series: Series, sample: Sample) -> float:
         return sample.requests / sample.seconds if rate else series.scale * sample.seconds
-    return statistics.median(value(numerator, a) / value(denominator, b)
-                             for a, b in zip(numerator.samples, denominator.samples, strict=True))
+
+    return statistics.median(
+        value(numerator, a) / value(denominator, b) for a, b in zip(numerator.samples, denominator.samples, strict=True)
+    )
 
 
 def run_loopback(args: argparse.Namespace) -> tuple[str, list[Target]]:
@@ -312,22 +334,32 @@ def run_loopback(args: argparse.Namespace) -> tuple[str, list[Target]]:
         }
         if not args.no_skopeo:
             skopeo_pass = skopeo_requests(url, subset)
-            runners[skopeo] = lambda: measure(lambda: skopeo_loop(host, subset, skopeo_pass),
-                                              server_pid=pid, who=resource.RUSAGE_CHILDREN)
+            runners[skopeo] = lambda: measure(
+                lambda: skopeo_loop(host, subset, skopeo_pass), server_pid=pid, who=resource.RUSAGE_CHILDREN
+            )
         runners[wrk] = lambda: wrk_replay(url, replay, work, args.wrk_seconds, pid)
         run_rounds("loopback", runners, args.repeat)
 
     shown = [cold, warm, dxf_] + ([] if args.no_skopeo else [skopeo]) + [wrk]
-    targets = [Target("regframe req/s / wrk req/s (registry ceiling)", ">=", 0.7, per_round(cold, wrk, rate=True)),
-               Target("python-dxf time / regframe time, loopback", ">=", 3, per_round(dxf_, cold))]
+    targets = [
+        Target("regframe req/s / wrk req/s (registry ceiling)", ">=", 0.7, per_round(cold, wrk, rate=True)),
+        Target("python-dxf time / regframe time, loopback", ">=", 3, per_round(dxf_, cold)),
+    ]
     if not args.no_skopeo:
         targets.append(Target("skopeo time / regframe time, loopback", ">=", 10, per_round(skopeo, cold)))
-    targets += [Target("regframe client CPU per request, cold crawl", "<=", 0.35, cold.cpu_ms_per_request, " ms"),
-                Target("warm crawl time / cold crawl time, loopback", "<=", 0.4, per_round(warm, cold))]
+    targets += [
+        Target("regframe client CPU per request, cold crawl", "<=", 0.35, cold.cpu_ms_per_request, " ms"),
+        Target("warm crawl time / cold crawl time, loopback", "<=", 0.4, per_round(warm, cold)),
+    ]
     kinds = Counter(f"{method} {_kind(path)}" for method, path, _ in replay)
-    text = (f"Loopback: {_describe(fleet)}. The cold crawl's requests: "
-            + ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items())) + ".\n\n" + series_table(shown)
-            + "\n\n" + _inner_note(cold, warm))
+    text = (
+        f"Loopback: {_describe(fleet)}. The cold crawl's requests: "
+        + ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items()))
+        + ".\n\n"
+        + series_table(shown)
+        + "\n\n"
+        + _inner_note(cold, warm)
+    )
     return text, targets
 
 
@@ -336,26 +368,40 @@ def run_proxied(args: argparse.Namespace) -> tuple[str, list[Target]]:
     cold, warm = Series("regframe, cold cache"), Series("regframe, warm cache")
     dxf_ = Series("python-dxf, sequential, README style")
     with seeded_registry(fleet) as registry, proxy_process(registry.url, LATENCY) as proxy:
-        run_rounds("20 ms proxy", {
-            cold: regframe_pair(proxy.url, fleet, cold, warm, proxy.pid),
-            dxf_: lambda: measure(lambda: dxf_crawl(proxy.host, fleet), server_pid=proxy.pid),
-        }, args.repeat)
-    targets = [Target("python-dxf time / regframe time, 20 ms proxy", ">=", 15, per_round(dxf_, cold)),
-               Target("warm crawl time / cold crawl time, 20 ms proxy", "<=", 0.4, per_round(warm, cold))]
-    text = (f"Through `FaultProxy(latency={LATENCY})` (+{LATENCY * 1000:.0f} ms per request; the proxy runs "
-            f"in its own process; its CPU is in the last column): {_describe(fleet)}.\n\n"
-            + series_table([cold, warm, dxf_], server="proxy") + "\n\n" + _inner_note(cold, warm))
+        run_rounds(
+            "20 ms proxy",
+            {
+                cold: regframe_pair(proxy.url, fleet, cold, warm, proxy.pid),
+                dxf_: lambda: measure(lambda: dxf_crawl(proxy.host, fleet), server_pid=proxy.pid),
+            },
+            args.repeat,
+        )
+    targets = [
+        Target("python-dxf time / regframe time, 20 ms proxy", ">=", 15, per_round(dxf_, cold)),
+        Target("warm crawl time / cold crawl time, 20 ms proxy", "<=", 0.4, per_round(warm, cold)),
+    ]
+    text = (
+        f"Through `FaultProxy(latency={LATENCY})` (+{LATENCY * 1000:.0f} ms per request; the proxy runs "
+        f"in its own process; its CPU is in the last column): {_describe(fleet)}.\n\n"
+        + series_table([cold, warm, dxf_], server="proxy")
+        + "\n\n"
+        + _inner_note(cold, warm)
+    )
     return text, targets
 
 
 def _inner_note(cold: Series, warm: Series) -> str:
-    return (f"regframe's own `inv.stats['seconds']` (the crawl, without building frames): cold "
-            f"{cold.inner_seconds:.2f} s, warm {warm.inner_seconds:.2f} s.")
+    return (
+        f"regframe's own `inv.stats['seconds']` (the crawl, without building frames): cold "
+        f"{cold.inner_seconds:.2f} s, warm {warm.inner_seconds:.2f} s."
+    )
 
 
 def _describe(fleet: Fleet) -> str:
-    return (f"{fleet.tag_count:,} tags in {len(fleet.tags)} repositories, {len(fleet.manifests):,} distinct "
-            f"manifests, {len(fleet.blobs):,} distinct blobs")
+    return (
+        f"{fleet.tag_count:,} tags in {len(fleet.tags)} repositories, {len(fleet.manifests):,} distinct "
+        f"manifests, {len(fleet.blobs):,} distinct blobs"
+    )
 
 
 def _kind(path: str) -> str:
@@ -367,6 +413,7 @@ def _kind(path: str) -> str:
 
 
 # -- profile ------------------------------------------------------------------------------------
+
 
 def profile_cold_crawl(args: argparse.Namespace) -> tuple[pstats.Stats, int]:
     """cProfile of one cold crawl, every thread, timed in per-thread CPU time; also the request count.
@@ -412,21 +459,27 @@ def format_profile(stats: pstats.Stats, requests: int, top: int = 15) -> str:
 
 # -- output -------------------------------------------------------------------------------------
 
+
 def machine() -> str:
     registry = _run(["dpkg-query", "-W", "-f=${Version}", "docker-registry"]).strip()
     wrk = _run(["dpkg-query", "-W", "-f=${Version}", "wrk"]).strip()
-    return (f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, {datetime.now(UTC):%Y-%m-%d}; "
-            f"Python {platform.python_version()}, regframe {regframe.__version__}, docker-registry {registry}, "
-            f"python-dxf {version('python-dxf')}, {_run(['skopeo', '--version']).strip()}, wrk {wrk}")
+    return (
+        f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, {datetime.now(UTC):%Y-%m-%d}; "
+        f"Python {platform.python_version()}, regframe {regframe.__version__}, docker-registry {registry}, "
+        f"python-dxf {version('python-dxf')}, {_run(['skopeo', '--version']).strip()}, wrk {wrk}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repositories", type=int, default=50)
     parser.add_argument("--tags", type=int, default=40, help="tags per repository, aliases included")
-    parser.add_argument("--skopeo-tags", type=int, default=400,
-                        help="time skopeo on whole repositories totalling this many tags and "
-                             "extrapolate (0: every tag)")
+    parser.add_argument(
+        "--skopeo-tags",
+        type=int,
+        default=400,
+        help="time skopeo on whole repositories totalling this many tags and extrapolate (0: every tag)",
+    )
     parser.add_argument("--no-skopeo", action="store_true")
     parser.add_argument("--proxy-repositories", type=int, default=10)
     parser.add_argument("--proxy-tags", type=int, default=20)
@@ -434,8 +487,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wrk-seconds", type=int, default=5)
     parser.add_argument("--results", type=Path, default=RESULTS, help="Markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--profile", action="store_true",
-                        help="print a cProfile of one cold crawl (all threads) and exit")
+    parser.add_argument(
+        "--profile", action="store_true", help="print a cProfile of one cold crawl (all threads) and exit"
+    )
     args = parser.parse_args(argv)
     for tool in ("skopeo", "wrk", "curl"):
         if shutil.which(tool) is None:
@@ -449,12 +503,14 @@ def main(argv: list[str] | None = None) -> None:
     proxied, proxy_targets = run_proxied(args)
     load = f"1-minute load average {load_before:.1f} at the start, {load_average():.1f} at the end"
     command = shlex.join(["python", "benchmarks/inventory.py", *(sys.argv[1:] if argv is None else argv)])
-    body = (f"## Full crawl\n\n`{command}`\n\n{machine()}; {load}. Median of {args.repeat} interleaved rounds; "
-            "registry storage on tmpfs, log level error, access log off; regframe with "
-            f"`workers={WORKERS}`. `seconds` is the whole `inventory()` call, frames included; wrk's "
-            "seconds and CPU are what its rate needs for the cold crawl's requests.\n\n"
-            f"{loopback}\n\n{proxied}\n\n### Targets\n\nRatios are medians of per-round ratios.\n\n"
-            + targets_table(targets + proxy_targets))
+    body = (
+        f"## Full crawl\n\n`{command}`\n\n{machine()}; {load}. Median of {args.repeat} interleaved rounds; "
+        "registry storage on tmpfs, log level error, access log off; regframe with "
+        f"`workers={WORKERS}`. `seconds` is the whole `inventory()` call, frames included; wrk's "
+        "seconds and CPU are what its rate needs for the cold crawl's requests.\n\n"
+        f"{loopback}\n\n{proxied}\n\n### Targets\n\nRatios are medians of per-round ratios.\n\n"
+        + targets_table(targets + proxy_targets)
+    )
     print(body)
     if not args.no_write:
         write_section(args.results, SECTION, body)

@@ -64,6 +64,7 @@ def alias_fleet(repositories: int, tags: int, distinct: int, seed: int = 0) -> F
 
 # -- the crawling child -------------------------------------------------------------------------
 
+
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -74,6 +75,7 @@ def _status_kb(field: str) -> int:
 
 def _arrow_bytes() -> int:
     import pyarrow
+
     return pyarrow.total_allocated_bytes()
 
 
@@ -103,8 +105,9 @@ def _peak_growth_mb(rss0_kb: int) -> float:
     return (_status_kb("VmHWM") - rss0_kb) / 1024
 
 
-def crawl_child(url: str, repositories: list[str] | None, expected_tags: int, warmup: str,
-                tracemalloc_run: bool) -> dict:
+def crawl_child(
+    url: str, repositories: list[str] | None, expected_tags: int, warmup: str, tracemalloc_run: bool
+) -> dict:
     """Three crawls in this fresh process; memory is relative to just before crawl 1.
 
     A crawl of one repository on another connection goes first, so the lazy imports and thread
@@ -130,10 +133,16 @@ def crawl_child(url: str, repositories: list[str] | None, expected_tags: int, wa
     frames = {name: int(frame.memory_usage(deep=True).sum()) for name, frame in inv.frames().items()}
     gc.collect()
     result = {
-        "tags": len(inv.tags), "manifest_rows": len(inv.manifests), "layer_rows": len(inv.layers),
-        "seconds": seconds, "requests": inv.stats["requests"], "total_requests": inv.stats["total_requests"],
-        "rss_before_mb": rss0 / 1024, "peak_growth_mb": peak,
-        "retained_rss_mb": (_status_kb("VmRSS") - rss0) / 1024, "frames": frames,
+        "tags": len(inv.tags),
+        "manifest_rows": len(inv.manifests),
+        "layer_rows": len(inv.layers),
+        "seconds": seconds,
+        "requests": inv.stats["requests"],
+        "total_requests": inv.stats["total_requests"],
+        "rss_before_mb": rss0 / 1024,
+        "peak_growth_mb": peak,
+        "retained_rss_mb": (_status_kb("VmRSS") - rss0) / 1024,
+        "frames": frames,
         "fds": [fds0, open_descriptors()],
     }
     _release_free_memory()
@@ -165,12 +174,19 @@ def crawl_child(url: str, repositories: list[str] | None, expected_tags: int, wa
     return result
 
 
-def run_child(url: str, repositories: list[str] | None, expected_tags: int, warmup: str,
-              tracemalloc_run: bool) -> dict:
-    request = json.dumps({"url": url, "repositories": repositories, "expected_tags": expected_tags,
-                          "warmup": warmup, "tracemalloc_run": tracemalloc_run})
-    done = subprocess.run([sys.executable, __file__, "--child"], check=False, input=request,
-                          capture_output=True, text=True)
+def run_child(url: str, repositories: list[str] | None, expected_tags: int, warmup: str, tracemalloc_run: bool) -> dict:
+    request = json.dumps(
+        {
+            "url": url,
+            "repositories": repositories,
+            "expected_tags": expected_tags,
+            "warmup": warmup,
+            "tracemalloc_run": tracemalloc_run,
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, __file__, "--child"], check=False, input=request, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise RuntimeError(f"crawl process failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
@@ -178,9 +194,13 @@ def run_child(url: str, repositories: list[str] | None, expected_tags: int, warm
 
 # -- report -------------------------------------------------------------------------------------
 
-_MEMORY = (("peak_growth_mb", "peak RSS growth"), ("heap_peak_mb", "tracemalloc peak"),
-           ("retained_rss_mb", "RSS kept after crawl 1"), ("rss_after_second_mb", "after crawl 2"),
-           ("trimmed_rss_mb", "after crawl 1 + allocators' release"))
+_MEMORY = (
+    ("peak_growth_mb", "peak RSS growth"),
+    ("heap_peak_mb", "tracemalloc peak"),
+    ("retained_rss_mb", "RSS kept after crawl 1"),
+    ("rss_after_second_mb", "after crawl 2"),
+    ("trimmed_rss_mb", "after crawl 1 + allocators' release"),
+)
 
 
 def _mib_per_tag(mib: float, tags: int) -> str:
@@ -190,19 +210,40 @@ def _mib_per_tag(mib: float, tags: int) -> str:
 def report(fleet: Fleet, runs: list[tuple[str, dict]], command: str, seed_seconds: float, load: str) -> str:
     crawls = markdown_table(
         ["crawl", "tags", "manifest rows", "layer rows", "seconds", "requests", "requests/s"],
-        [[label, f"{r['tags']:,}", f"{r['manifest_rows']:,}", f"{r['layer_rows']:,}", f"{r['seconds']:.1f}",
-          f"{r['total_requests']:,}", f"{r['total_requests'] / r['seconds']:,.0f}"] for label, r in runs])
+        [
+            [
+                label,
+                f"{r['tags']:,}",
+                f"{r['manifest_rows']:,}",
+                f"{r['layer_rows']:,}",
+                f"{r['seconds']:.1f}",
+                f"{r['total_requests']:,}",
+                f"{r['total_requests'] / r['seconds']:,.0f}",
+            ]
+            for label, r in runs
+        ],
+    )
     memory_rows = []
     for label, r in runs:
         frames_mib = sum(r["frames"].values()) / MB
-        live = (_mib_per_tag(r["retained_heap_mb"] + r["retained_arrow_mb"], r["tags"])
-                if "retained_heap_mb" in r else "-")
-        memory_rows.append([label, _mib_per_tag(frames_mib, r["tags"]), live,
-                            *(_mib_per_tag(r[key], r["tags"]) if key in r else "-" for key, _ in _MEMORY)])
-    memory = markdown_table(["crawl", "frames, deep", "live after crawl (heap + arrow)",
-                             *(name for _, name in _MEMORY)], memory_rows)
-    frame_rows = [[label, *(f"{r['frames'][name] / MB:.2f}" for name in ("catalog", "tags", "manifests", "layers"))]
-                  for label, r in runs]
+        live = (
+            _mib_per_tag(r["retained_heap_mb"] + r["retained_arrow_mb"], r["tags"]) if "retained_heap_mb" in r else "-"
+        )
+        memory_rows.append(
+            [
+                label,
+                _mib_per_tag(frames_mib, r["tags"]),
+                live,
+                *(_mib_per_tag(r[key], r["tags"]) if key in r else "-" for key, _ in _MEMORY),
+            ]
+        )
+    memory = markdown_table(
+        ["crawl", "frames, deep", "live after crawl (heap + arrow)", *(name for _, name in _MEMORY)], memory_rows
+    )
+    frame_rows = [
+        [label, *(f"{r['frames'][name] / MB:.2f}" for name in ("catalog", "tags", "manifests", "layers"))]
+        for label, r in runs
+    ]
     frames = markdown_table(["crawl", "catalog MiB", "tags MiB", "manifests MiB", "layers MiB"], frame_rows)
     fd_rows = [[label, *(f"{total} ({sockets})" for total, sockets in r["fds"])] for label, r in runs]
     descriptors = markdown_table(["crawl", "before", "after crawl 1", "after crawl 2 (same connection)"], fd_rows)
@@ -214,23 +255,24 @@ def report(fleet: Fleet, runs: list[tuple[str, dict]], command: str, seed_second
         small = runs[1][1]
         extra = full["tags"] - small["tags"]
         parts = [f"frames {(sum(full['frames'].values()) - sum(small['frames'].values())) / extra:.0f} B"]
-        parts += [f"{name} {(full[key] - small[key]) * 1024 / extra:.1f} KiB" for key, name in _MEMORY
-                  if key in full]
+        parts += [f"{name} {(full[key] - small[key]) * 1024 / extra:.1f} KiB" for key, name in _MEMORY if key in full]
         marginal = "Marginal cost of one more tag (difference between the two crawls): " + ", ".join(parts) + ".\n\n"
-    return (f"## Scale\n\n`{command}`\n\n"
-            f"{fleet.tag_count:,} tags in {len(fleet.tags)} repositories: {len(fleet.manifests):,} distinct "
-            f"manifests and {len(fleet.blobs):,} distinct blobs (tiny layers), seeded in {seed_seconds:.0f} s. "
-            "Most tags are CI-style aliases of the repository's versions (see the script's docstring): "
-            f"every tag still costs one manifest GET and one frame row. Full crawl requests: {kinds}.\n\n"
-            f"Each crawl runs in a fresh process with `workers={WORKERS}`, after a one-repository warm-up "
-            f"crawl on another connection; {load}.\n\n"
-            f"{crawls}\n\nMemory in MiB (KiB per tag), relative to just before crawl 1. Peak RSS is "
-            "VmHWM, reset through `/proc/self/clear_refs` before the crawl (`ru_maxrss` cannot be reset: "
-            "exiting threads fold the process's earlier peak into it); live memory is tracemalloc's "
-            "current plus pyarrow's allocated bytes; the allocators' release is glibc's `malloc_trim(0)` "
-            "and pyarrow's `default_memory_pool().release_unused()`:\n\n"
-            f"{memory}\n\n{marginal}Frames, `memory_usage(deep=True)`:\n\n{frames}\n\n"
-            f"Open file descriptors (of which sockets):\n\n{descriptors}\n")
+    return (
+        f"## Scale\n\n`{command}`\n\n"
+        f"{fleet.tag_count:,} tags in {len(fleet.tags)} repositories: {len(fleet.manifests):,} distinct "
+        f"manifests and {len(fleet.blobs):,} distinct blobs (tiny layers), seeded in {seed_seconds:.0f} s. "
+        "Most tags are CI-style aliases of the repository's versions (see the script's docstring): "
+        f"every tag still costs one manifest GET and one frame row. Full crawl requests: {kinds}.\n\n"
+        f"Each crawl runs in a fresh process with `workers={WORKERS}`, after a one-repository warm-up "
+        f"crawl on another connection; {load}.\n\n"
+        f"{crawls}\n\nMemory in MiB (KiB per tag), relative to just before crawl 1. Peak RSS is "
+        "VmHWM, reset through `/proc/self/clear_refs` before the crawl (`ru_maxrss` cannot be reset: "
+        "exiting threads fold the process's earlier peak into it); live memory is tracemalloc's "
+        "current plus pyarrow's allocated bytes; the allocators' release is glibc's `malloc_trim(0)` "
+        "and pyarrow's `default_memory_pool().release_unused()`:\n\n"
+        f"{memory}\n\n{marginal}Frames, `memory_usage(deep=True)`:\n\n{frames}\n\n"
+        f"Open file descriptors (of which sockets):\n\n{descriptors}\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,8 +280,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repositories", type=int, default=100)
     parser.add_argument("--tags", type=int, default=200, help="tags per repository")
     parser.add_argument("--distinct", type=int, default=40, help="distinct version tags per repository")
-    parser.add_argument("--small-repositories", type=int, default=10,
-                        help="repositories of the smaller crawl (0: skip it)")
+    parser.add_argument(
+        "--small-repositories", type=int, default=10, help="repositories of the smaller crawl (0: skip it)"
+    )
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the (slower) tracemalloc crawl")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true")
@@ -260,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
         warmup = fleet.repositories[-1]
         runs = [("full", run_child(registry.url, None, fleet.tag_count, warmup, tracemalloc_run))]
         if args.small_repositories:
-            subset = fleet.repositories[:args.small_repositories]
+            subset = fleet.repositories[: args.small_repositories]
             tags = sum(len(fleet.tags[r]) for r in subset)
             print(f"crawling {tags:,} tags", file=sys.stderr)
             runs.append((f"{len(subset)} repositories", run_child(registry.url, subset, tags, warmup, tracemalloc_run)))

@@ -66,8 +66,9 @@ class RegistryAccessor:
     ) -> pd.DataFrame:
         """Stale/kept decision and reason per (repository, tag) (on a manifests frame)."""
         self._need(MANIFEST_COLUMNS, "stale_tags", "manifests")
-        return analysis.stale_tags(self._df, older_than=older_than, keep_last=keep_last,
-                                   keep=keep, match=match, now=now)
+        return analysis.stale_tags(
+            self._df, older_than=older_than, keep_last=keep_last, keep=keep, match=match, now=now
+        )
 
     def reclaimable_bytes(self, layers: pd.DataFrame) -> int:
         """Bytes garbage collection would free after deleting this stale frame's stale tags."""
@@ -78,8 +79,7 @@ class RegistryAccessor:
     def reclaimable_by_repository(self, layers: pd.DataFrame) -> pd.DataFrame:
         """Stale tags and freed bytes per repository (on a stale frame)."""
         self._need(RECLAIM_STALE_COLUMNS, "reclaimable_by_repository", "stale_tags")
-        _check(layers, RECLAIM_LAYER_COLUMNS, "reclaimable_by_repository",
-               "a layers frame as argument")
+        _check(layers, RECLAIM_LAYER_COLUMNS, "reclaimable_by_repository", "a layers frame as argument")
         return analysis.reclaimable_by_repository(self._df, layers)
 
     def cleanup_plan(self) -> pd.DataFrame:
@@ -113,8 +113,9 @@ class RegistryAccessor:
         matrix.attrs["total_repositories"] = int(self._df["repository"].dropna().nunique())
         return _plot().sharing_heatmap(matrix, top=top, ax=ax, **kwargs)
 
-    def plot_stale_tags(self, *, layers: pd.DataFrame | None = None, top: int = 30, ax: Any = None,
-                        **kwargs: Any) -> Any:
+    def plot_stale_tags(
+        self, *, layers: pd.DataFrame | None = None, top: int = 30, ax: Any = None, **kwargs: Any
+    ) -> Any:
         """Tag ages per repository with the threshold (on a stale frame); pass ``layers`` to title it
         with the bytes a cleanup would reclaim. See :func:`regframe.plot.stale_tags`."""
         self._need(STALE_PLOT_COLUMNS, "plot_stale_tags", "stale_tags")

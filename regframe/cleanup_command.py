@@ -16,6 +16,7 @@ from .client import errors as E
 def load_policy(args):
     """The policy named by ``--policy`` (None without it), checked in full before any request."""
     from .policy import Policy
+
     path = getattr(args, "policy", None)
     if path is None:
         return None
@@ -27,6 +28,7 @@ def load_policy(args):
 
 def run(args) -> int:
     from .cli import _connect, _write_csv, printable
+
     policy = load_policy(args)
     try:
         with _connect(args) as reg:
@@ -37,12 +39,18 @@ def run(args) -> int:
                 _write_csv(Path(args.out) / "cleanup_plan.csv", _for_csv(result))
             planned = int(result["stale"].sum())
             if not args.apply:
-                print(f"Dry run: nothing deleted. Add --apply to delete these {planned:,} tags." if planned
-                      else "Dry run: nothing to delete.")
+                print(
+                    f"Dry run: nothing deleted. Add --apply to delete these {planned:,} tags."
+                    if planned
+                    else "Dry run: nothing to delete."
+                )
                 return 0 if inv.errors.empty else 1
             if not inv.errors.empty or not inv.complete:
-                print(f"regframe: error: the crawl could not read {len(inv.errors)} item(s) (see errors above); "
-                      "refusing to apply a plan made from partial data", file=sys.stderr)
+                print(
+                    f"regframe: error: the crawl could not read {len(inv.errors)} item(s) (see errors above); "
+                    "refusing to apply a plan made from partial data",
+                    file=sys.stderr,
+                )
                 return 1
             if not planned:
                 print("Nothing to delete.")
@@ -64,8 +72,10 @@ def _confirmed(planned: int, result, url: str) -> bool:
     print(f"Type 'yes' to delete {planned:,} tags in {repositories:,} repositories of {url}: ", end="", flush=True)
     answer = sys.stdin.readline() if sys.stdin is not None else ""
     if not answer:
-        print("\nregframe: error: no answer on standard input; nothing deleted (--yes applies without asking)",
-              file=sys.stderr)
+        print(
+            "\nregframe: error: no answer on standard input; nothing deleted (--yes applies without asking)",
+            file=sys.stderr,
+        )
         return False
     if answer.strip().lower() not in ("yes", "y"):
         print("regframe: not confirmed; nothing deleted", file=sys.stderr)
@@ -76,26 +86,34 @@ def _confirmed(planned: int, result, url: str) -> bool:
 def plan_text(url: str, policy, inv, result) -> str:
     from .analysis import reclaimable_by_repository, reclaimable_bytes
     from .units import format_bytes
+
     per_repository = reclaimable_by_repository(result, inv.layers)
     freed = dict(zip(per_repository["repository"], per_repository["reclaimable_bytes"]))
     names = ", ".join(f"'{name}'" for name in policy.rule_names)
-    lines = [f"regframe cleanup of {url}",
-             f"policy {policy.source or ''} ({policy.format}): {len(policy.rules)} rule(s) {names}", ""]
+    lines = [
+        f"regframe cleanup of {url}",
+        f"policy {policy.source or ''} ({policy.format}): {len(policy.rules)} rule(s) {names}",
+        "",
+    ]
     width = max([len(str(tag)) for tag in result["tag"]] + [8])
     for repository, rows in result.groupby("repository", sort=True, observed=True):
         doomed = rows[rows["stale"]]
-        lines.append(f"{repository}: delete {len(doomed):,} of {len(rows):,} tags, "
-                     f"{format_bytes(int(freed.get(str(repository), 0)))} reclaimable after garbage collection")
+        lines.append(
+            f"{repository}: delete {len(doomed):,} of {len(rows):,} tags, "
+            f"{format_bytes(int(freed.get(str(repository), 0)))} reclaimable after garbage collection"
+        )
         for row in doomed.itertuples(index=False):
             lines.append(f"  delete  {row.tag!s:<{width}}  {row.reason}")
         for row in rows[~rows["stale"]].itertuples(index=False):
             lines.append(f"  keep    {row.tag!s:<{width}}  {row.reason}")
         lines.append("")
     total = int(result["stale"].sum())
-    lines.append(f"Total: delete {total:,} of {len(result):,} tags in "
-                 f"{result.loc[result['stale'], 'repository'].nunique():,} repositories; "
-                 f"{format_bytes(reclaimable_bytes(result, inv.layers))} reclaimable after garbage collection "
-                 "(the registry frees space only when its garbage collector runs)")
+    lines.append(
+        f"Total: delete {total:,} of {len(result):,} tags in "
+        f"{result.loc[result['stale'], 'repository'].nunique():,} repositories; "
+        f"{format_bytes(reclaimable_bytes(result, inv.layers))} reclaimable after garbage collection "
+        "(the registry frees space only when its garbage collector runs)"
+    )
     if not inv.errors.empty:
         lines.append(f"{len(inv.errors)} item(s) could not be read; the plan covers only what was read.")
     for note in policy.notes:
@@ -105,8 +123,12 @@ def plan_text(url: str, policy, inv, result) -> str:
 
 def result_text(applied) -> str:
     counts = applied["status"].value_counts()
-    lines = [(f"Deleted {int(counts.get('deleted', 0)):,} tags; skipped {int(counts.get('skipped', 0)):,}; "
-              f"errors {int(counts.get('error', 0)):,}.")]
+    lines = [
+        (
+            f"Deleted {int(counts.get('deleted', 0)):,} tags; skipped {int(counts.get('skipped', 0)):,}; "
+            f"errors {int(counts.get('error', 0)):,}."
+        )
+    ]
     for row in applied[applied["status"] != "deleted"].itertuples(index=False):
         lines.append(f"  {row.status}  {row.repository}:{row.tag}  {row.reason}")
     return "\n".join(lines)

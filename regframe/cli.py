@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .client import errors as E
-from .client.reads import write_atomically
+from .client.atomic_files import write_atomically
 
 SUMMARY_TOP = 10
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
@@ -27,11 +27,12 @@ def printable(text: object, *, one_line: bool = False) -> str:
 def _write_csv(path: Path, frame) -> None:
     """A report CSV for spreadsheets, written without following a link planted at ``path``."""
     from .inventory.inventory import neutralize_formulas
+
     write_atomically(path, [neutralize_formulas(frame).to_csv(index=False).encode()])
 
 
-def _connect(args):
-    from . import connect
+def _connection_options(args) -> dict:
+    """``regframe.connect``'s options from the shared connection arguments; the password from standard input."""
     password = None
     if getattr(args, "password_stdin", False):
         if not args.user:
@@ -46,12 +47,19 @@ def _connect(args):
         options["verify"] = False
     if getattr(args, "insecure_auth", False):
         options["allow_insecure_auth"] = True
-    return connect(args.url, **{k: v for k, v in options.items() if v is not None})
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _connect(args):
+    from .registry import connect
+
+    return connect(args.url, **_connection_options(args))
 
 
 def _check_rules(args) -> None:
     """Bad rules are reported before anything touches the network."""
     from .analysis import parse_duration
+
     parse_duration(args.older_than)
     for name in ("keep", "match"):
         pattern = getattr(args, name)
@@ -67,16 +75,23 @@ def _check_rules(args) -> None:
 def audit(args) -> int:
     from .analysis import cleanup_plan, reclaimable_bytes, shared_layers, stale_tags, storage_usage
     from .cleanup_command import load_policy
+
     policy = load_policy(args)
     _check_rules(args)
     out = Path(args.out)
     with _connect(args) as reg:
-        inv = reg.inventory(workers=args.workers, cache=args.cache,
-                            progress=not args.no_progress and sys.stderr.isatty())
+        inv = reg.inventory(
+            workers=args.workers, cache=args.cache, progress=not args.no_progress and sys.stderr.isatty()
+        )
     usage = storage_usage(inv.layers)
     shared = shared_layers(inv.layers)
-    stale = policy.evaluate(inv.manifests) if policy else stale_tags(
-        inv.manifests, older_than=args.older_than, keep_last=args.keep_last, keep=args.keep, match=args.match)
+    stale = (
+        policy.evaluate(inv.manifests)
+        if policy
+        else stale_tags(
+            inv.manifests, older_than=args.older_than, keep_last=args.keep_last, keep=args.keep, match=args.match
+        )
+    )
     reclaim = reclaimable_bytes(stale, inv.layers)
     inv.to_csv(out, spreadsheet_safe=True)
     _write_csv(out / "storage_usage.csv", usage)
@@ -95,11 +110,13 @@ def audit(args) -> int:
 
 def cleanup(args) -> int:
     from .cleanup_command import run
+
     return run(args)
 
 
 def summary_text(inv, usage, stale, reclaim: int, args) -> str:
     from .units import format_bytes
+
     attrs = usage.attrs
     lines = [
         f"regframe audit of {inv.url}",
@@ -117,8 +134,10 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
     width = max([len(str(r)) for r in top["repository"]] + [10])
     lines.append(f"  {'repository':<{width}}  {'exclusive':>10}  {'shared':>10}  {'tags':>5}")
     for row in top.itertuples(index=False):
-        lines.append(f"  {str(row.repository):<{width}}  {format_bytes(row.exclusive_bytes):>10}  "
-                     f"{format_bytes(row.shared_bytes):>10}  {row.tags:>5}")
+        lines.append(
+            f"  {row.repository!s:<{width}}  {format_bytes(row.exclusive_bytes):>10}  "
+            f"{format_bytes(row.shared_bytes):>10}  {row.tags:>5}"
+        )
     n_stale = int(stale["stale"].sum())
     rules = f"older than {args.older_than}"
     if args.keep_last is not None:
@@ -136,9 +155,13 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
     ]
     if not inv.errors.empty:
         lines += ["", f"{len(inv.errors)} item(s) could not be read; see errors.csv. Numbers count only what was read."]
-    lines += ["", f"Report files in {Path(args.out).resolve()}:",
-              "  catalog.csv tags.csv manifests.csv layers.csv errors.csv",
-              "  storage_usage.csv shared_layers.csv stale_tags.csv cleanup_plan.csv summary.txt", ""]
+    lines += [
+        "",
+        f"Report files in {Path(args.out).resolve()}:",
+        "  catalog.csv tags.csv manifests.csv layers.csv errors.csv",
+        "  storage_usage.csv shared_layers.csv stale_tags.csv cleanup_plan.csv summary.txt",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -180,12 +203,8 @@ def digest(args) -> int:
 
 def dashboard(args) -> int:
     from .dashboard import serve
-    password = None
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    elif args.user:
-        raise ValueError("--user needs --password-stdin (passwords are never taken on the command line)")
-    return serve(args.url, port=args.port, user=args.user, password=password, allow_delete=args.allow_delete)
+
+    return serve(args.url, port=args.port, allow_delete=args.allow_delete, **_connection_options(args))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -198,8 +217,11 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
         p.add_argument("--ca-bundle", help="PEM file of the CA that signed the registry's certificate")
         p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
-        p.add_argument("--insecure-auth", action="store_true",
-                       help="allow sending the password over plain http to a host other than this machine")
+        p.add_argument(
+            "--insecure-auth",
+            action="store_true",
+            help="allow sending the password over plain http to a host other than this machine",
+        )
 
     a = sub.add_parser("audit", help="crawl a registry and write an audit report (CSV + summary)")
     connection(a)
@@ -208,8 +230,11 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--keep-last", type=int, help="always keep the newest N tags of each repository")
     a.add_argument("--keep", help="always keep tags matching this regular expression")
     a.add_argument("--match", help="only tags matching this regular expression may be stale")
-    a.add_argument("--policy", help="cleanup policy file (TOML, YAML or JSON; native, GitLab, ECR or Harbor) "
-                   "deciding the stale tags instead of --older-than/--keep-last/--keep/--match")
+    a.add_argument(
+        "--policy",
+        help="cleanup policy file (TOML, YAML or JSON; native, GitLab, ECR or Harbor) "
+        "deciding the stale tags instead of --older-than/--keep-last/--keep/--match",
+    )
     a.add_argument("--workers", type=int, default=16, help="concurrent requests (default 16)")
     a.add_argument("--cache", help="digest cache file or directory, reused across audits")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -218,8 +243,11 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cleanup", help="show (and with --apply, carry out) what a cleanup policy deletes")
     connection(c)
     c.add_argument("--policy", required=True, help="policy file: TOML, YAML or JSON")
-    c.add_argument("--format", choices=["gitlab", "ecr", "harbor", "native"],
-                   help="the policy's format (default: detected from its keys)")
+    c.add_argument(
+        "--format",
+        choices=["gitlab", "ecr", "harbor", "native"],
+        help="the policy's format (default: detected from its keys)",
+    )
     c.add_argument("--out", help="directory for cleanup_plan.csv (and cleanup_result.csv after --apply)")
     c.add_argument("--apply", action="store_true", help="delete the planned tags, after confirmation")
     c.add_argument("--yes", action="store_true", help="with --apply, do not ask for confirmation")
@@ -248,12 +276,11 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(run=digest)
 
     b = sub.add_parser("dashboard", help="serve the storage and stale-tag dashboard as a web page")
-    b.add_argument("url")
+    connection(b)
     b.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
-    b.add_argument("--user")
-    b.add_argument("--password-stdin", action="store_true")
-    b.add_argument("--allow-delete", action="store_true",
-                   help="enable the stale-tag widget's Delete button (off by default)")
+    b.add_argument(
+        "--allow-delete", action="store_true", help="enable the stale-tag widget's Delete button (off by default)"
+    )
     b.set_defaults(run=dashboard)
     return top
 

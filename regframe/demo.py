@@ -15,19 +15,32 @@ import os
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import Registry, connect
 
 # What `make demo` audits: enough repositories and history for every table of the report to say something.
 DEMO_FLEET: dict[str, Any] = {
-    "base_layers": 3, "multi_platform_ratio": 0.15, "oci_ratio": 0.5, "fake_created_ratio": 0.03, "seed": 2026,
-    "age_range_days": (2, 1800), "layer_size_range": (5_000, 400_000), "base_layer_size_range": (300_000, 1_500_000)}
+    "base_layers": 3,
+    "multi_platform_ratio": 0.15,
+    "oci_ratio": 0.5,
+    "fake_created_ratio": 0.03,
+    "seed": 2026,
+    "age_range_days": (2, 1800),
+    "layer_size_range": (5_000, 400_000),
+    "base_layer_size_range": (300_000, 1_500_000),
+}
 # What the notebooks explore: small enough to seed in a second, varied enough for every chart.
 NOTEBOOK_FLEET: dict[str, Any] = {
-    "repositories": 8, "tags_per_repo": 6, "multi_platform_ratio": 0.2, "seed": 7, "age_range_days": (5, 700),
-    "layer_size_range": (2_000, 60_000), "base_layer_size_range": (50_000, 200_000)}
+    "repositories": 8,
+    "tags_per_repo": 6,
+    "multi_platform_ratio": 0.2,
+    "seed": 7,
+    "age_range_days": (5, 700),
+    "layer_size_range": (2_000, 60_000),
+    "base_layer_size_range": (50_000, 200_000),
+}
 
 _notebook_lock = threading.Lock()
 _notebook_url: str | None = None
@@ -61,24 +74,36 @@ def main(argv: list[str] | None = None) -> int:
     from . import cli
     from .testing import local_registry, make_fleet, seed
 
-    p = argparse.ArgumentParser(prog="python -m regframe.demo",
-                                description="Seed a local registry with a realistic fleet and audit it.")
+    p = argparse.ArgumentParser(
+        prog="python -m regframe.demo", description="Seed a local registry with a realistic fleet and audit it."
+    )
     p.add_argument("--out", default="audit-report")
     p.add_argument("--repositories", type=int, default=32)
     p.add_argument("--tags", type=int, default=14, help="tags per repository")
     p.add_argument("--keep-running", action="store_true")
     args = p.parse_args(argv)
 
-    fleet = make_fleet(repositories=args.repositories, tags_per_repo=args.tags, now=datetime.now(timezone.utc),
-                       **DEMO_FLEET)
+    fleet = make_fleet(repositories=args.repositories, tags_per_repo=args.tags, now=datetime.now(UTC), **DEMO_FLEET)
     print(f"Starting a local registry and seeding {fleet} ...", flush=True)
     with local_registry() as reg:
         started = time.perf_counter()
         with connect(reg.url, docker_config=False) as client:
             seed(client, fleet)
         print(f"Seeded in {time.perf_counter() - started:.1f} s: {reg.url}\n", flush=True)
-        code = cli.main(["audit", reg.url, "--out", args.out, "--older-than", "180d", "--keep-last", "3",
-                         "--keep", r"^(latest|stable)$"])
+        code = cli.main(
+            [
+                "audit",
+                reg.url,
+                "--out",
+                args.out,
+                "--older-than",
+                "180d",
+                "--keep-last",
+                "3",
+                "--keep",
+                r"^(latest|stable)$",
+            ]
+        )
         if args.keep_running:
             print(f"Registry still running at {reg.url}; Ctrl-C to stop.", flush=True)
             try:

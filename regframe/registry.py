@@ -3,28 +3,58 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
-from typing import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 import pandas as pd
 
+from .actions.cleanup import apply_cleanup
+from .client.api import RegistryClient
 from .client.reads import MAX_PAGES
-from .client.registry import RegistryClient, open_checked
 from .inventory.cache import DigestCache
-from .inventory.cleanup import apply_cleanup
-from .inventory.crawl import Crawler
+from .inventory.catalog import catalog_frame
+from .inventory.crawl import Crawler, Selection, exact_names
 from .inventory.frames import build_frames
 from .inventory.inventory import Inventory
+from .patterns import compile_pattern
+
+
+def select_repositories(
+    repositories: str | Iterable[str] | None = None, match: str | re.Pattern[str] | None = None
+) -> Selection:
+    """``inventory()``'s ``repositories=`` (exact names) and ``match=`` (a regular expression searched in each
+    name), checked before any request. The pattern runs under a time bound, so a catastrophic
+    one raises ValueError instead of hanging the crawl."""
+    names = exact_names(repositories)
+    pattern = compile_pattern(match, "match")
+    if pattern is None:
+        return Selection(names)
+    return Selection(names, partial(pattern.search, kind="repository"))
 
 
 class Registry(RegistryClient):
     """A registry connection with ``inventory()``, ``frames`` and ``apply_cleanup()``."""
 
-    def inventory(self, repositories=None, *, workers: int = 16, cache: str | os.PathLike | DigestCache | None = None,
-                  progress: bool | Callable[[int, int], None] = True, strict: bool = False,
-                  stop: threading.Event | None = None, max_pages: int = MAX_PAGES) -> Inventory:
-        """Crawl the catalog (or ``repositories``: a list of names, a substring or a compiled regex),
-        every tag, manifest, index child and config, and return the frames.
+    def inventory(
+        self,
+        repositories: str | Iterable[str] | None = None,
+        *,
+        match: str | re.Pattern[str] | None = None,
+        workers: int = 16,
+        cache: str | os.PathLike | DigestCache | None = None,
+        progress: bool | Callable[[int, int], None] = True,
+        strict: bool = False,
+        stop: threading.Event | None = None,
+        max_pages: int = MAX_PAGES,
+    ) -> Inventory:
+        """Crawl the catalog's repositories, every tag, manifest, index child and config, and return the frames.
+
+        ``repositories``: exact names (one name, or a list, tuple or set of names), each of which must be in
+        the catalog; None for the whole catalog. ``match``: a regular expression (string, ``re.search``
+        semantics, or a compiled pattern) selecting repositories by name; with ``repositories`` too, only
+        the listed names it matches are crawled. Bad values raise ValueError before any request.
 
         ``cache``: a path (or DigestCache) reused across crawls, so an unchanged registry costs one HEAD
         per tag. A failure is recorded in ``inv.errors`` and the crawl goes on, unless ``strict``.
@@ -34,34 +64,47 @@ class Registry(RegistryClient):
         thread of the crawl has ended when this returns.
         ``max_pages``: the most pages followed in the catalog and in each tag list (default 10,000); past it
         the listing becomes a row of ``inv.errors``, and a catalog cut short makes ``inv.complete`` False."""
+        selection = select_repositories(repositories, match)
         digest_cache = cache if isinstance(cache, DigestCache) or cache is None else DigestCache(cache)
-        crawler = Crawler(self, repositories, workers=workers, cache=digest_cache, progress=progress,
-                          strict=strict, stop=stop, max_pages=max_pages)
+        crawler = Crawler(
+            self,
+            selection,
+            workers=workers,
+            cache=digest_cache,
+            progress=progress,
+            strict=strict,
+            stop=stop,
+            max_pages=max_pages,
+        )
         result = crawler.run()
         frames = build_frames(result)
         return Inventory(**frames, stats=result.stats, url=self.url, complete=result.complete)
 
     @property
-    def frames(self) -> "FrameReader":
+    def frames(self) -> FrameReader:
         """Single frames without a whole crawl: ``reg.frames.tags("repo")`` and so on."""
         return FrameReader(self)
 
-    def apply_cleanup(self, stale: pd.DataFrame, dry_run: bool = True, *,
-                      delete_manifests: bool = False) -> pd.DataFrame:
+    def apply_cleanup(
+        self, stale: pd.DataFrame, dry_run: bool = True, *, delete_manifests: bool = False
+    ) -> pd.DataFrame:
         """Remove (or, with ``dry_run``, list) the stale tags of a ``stale_tags`` frame; a row per tag says
         what was done and why (columns repository, tag, digest, action, method, status, reason).
 
         Each tag is checked live and removed alone (``rmtag(..., expected_digest=, method="placeholder")``);
         image manifests are never deleted, so no tag outside the plan is lost, not even to a racing
         writer. ``delete_manifests`` also deletes the images this left unreferenced, so plain garbage
-        collection frees their space; see ``regframe.inventory.cleanup.apply_cleanup`` for its one race."""
+        collection frees their space; see ``regframe.actions.cleanup.apply_cleanup`` for its one race."""
         return apply_cleanup(self, stale, dry_run=dry_run, delete_manifests=delete_manifests)
 
     def _repr_html_(self) -> str:
         from html import escape
+
         user = escape(self.user) if self.user else "anonymous"
-        return (f"<div><b>regframe Registry</b> <code>{escape(self.url)}</code> as {user}; "
-                f"{self.stats['total_requests']} requests so far</div>")
+        return (
+            f"<div><b>regframe Registry</b> <code>{escape(self.url)}</code> as {user}; "
+            f"{self.stats['total_requests']} requests so far</div>"
+        )
 
 
 class FrameReader:
@@ -79,11 +122,7 @@ class FrameReader:
         return inv
 
     def catalog(self) -> pd.DataFrame:
-        from .inventory.crawl import CrawlResult
-        result = CrawlResult()
-        for name in self._registry.catalog():
-            result.repositories[name] = len(self._registry.tags(name).get("tags", []))
-        return build_frames(result)["catalog"]
+        return catalog_frame(self._registry)
 
     def tags(self, repo: str) -> pd.DataFrame:
         return self._crawl([repo]).tags
@@ -110,4 +149,4 @@ def connect(url: str = "https://registry.hub.docker.com", **options) -> Registry
 
     CA certificates, first found wins: ``ca_bundle``, ``verify`` (False or a path), $REQUESTS_CA_BUNDLE,
     $SSL_CERT_FILE, the system store."""
-    return open_checked(Registry, url, options)
+    return Registry.open(url, **options)

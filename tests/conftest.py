@@ -20,7 +20,8 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="docker-registry is not installed (make test installs it)")
         for item in items:
             if "registry" in getattr(item, "fixturenames", ()) or any(
-                    "registry" in name for name in getattr(item, "fixturenames", ())):
+                "registry" in name for name in getattr(item, "fixturenames", ())
+            ):
                 item.add_marker(skip)
 
 

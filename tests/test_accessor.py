@@ -20,25 +20,29 @@ NOW = pd.Timestamp("2026-01-01", tz="UTC")
 
 # Two repositories sharing base layer B (100 bytes); a's own layer A (10), b's own layer C (30).
 # a has tags 1 and 2 on one manifest m1; b has tag x on m2.
-LAYERS = pd.DataFrame({
-    "repository": ["a", "a", "a", "a", "b", "b"],
-    "tag": ["1", "1", "2", "2", "x", "x"],
-    "manifest_digest": ["m1", "m1", "m1", "m1", "m2", "m2"],
-    "platform": "linux/amd64",
-    "position": [0, 1, 0, 1, 0, 1],
-    "layer_digest": ["B", "A", "B", "A", "B", "C"],
-    "size": pd.array([100, 10, 100, 10, 100, 30], dtype="Int64"),
-    "media_type": "application/vnd.oci.image.layer.v1.tar+gzip",
-})
+LAYERS = pd.DataFrame(
+    {
+        "repository": ["a", "a", "a", "a", "b", "b"],
+        "tag": ["1", "1", "2", "2", "x", "x"],
+        "manifest_digest": ["m1", "m1", "m1", "m1", "m2", "m2"],
+        "platform": "linux/amd64",
+        "position": [0, 1, 0, 1, 0, 1],
+        "layer_digest": ["B", "A", "B", "A", "B", "C"],
+        "size": pd.array([100, 10, 100, 10, 100, 30], dtype="Int64"),
+        "media_type": "application/vnd.oci.image.layer.v1.tar+gzip",
+    }
+)
 # Tag 1 and 2 of a are 200 days old on one digest; b:x is 10 days old.
-MANIFESTS = pd.DataFrame({
-    "repository": ["a", "a", "b"],
-    "tag": ["1", "2", "x"],
-    "digest": ["m1", "m1", "m2"],
-    "manifest_digest": ["m1", "m1", "m2"],
-    "created": [NOW - pd.Timedelta(days=200)] * 2 + [NOW - pd.Timedelta(days=10)],
-    "size": pd.array([110, 110, 130], dtype="Int64"),
-})
+MANIFESTS = pd.DataFrame(
+    {
+        "repository": ["a", "a", "b"],
+        "tag": ["1", "2", "x"],
+        "digest": ["m1", "m1", "m2"],
+        "manifest_digest": ["m1", "m1", "m2"],
+        "created": [NOW - pd.Timedelta(days=200)] * 2 + [NOW - pd.Timedelta(days=10)],
+        "size": pd.array([110, 110, 130], dtype="Int64"),
+    }
+)
 
 
 def test_accessor_is_registered():
@@ -65,25 +69,27 @@ def test_stale_reclaim_and_plan_through_the_accessor():
     # a's tags are stale; A (10) is only theirs, B (100) is still used by b:x.
     assert stale.registry.reclaimable_bytes(LAYERS) == 10
     per_repo = stale.registry.reclaimable_by_repository(LAYERS)
-    assert per_repo.to_dict("list") == {"repository": ["a"], "stale_tags": [2],
-                                        "reclaimable_bytes": [10]}
+    assert per_repo.to_dict("list") == {"repository": ["a"], "stale_tags": [2], "reclaimable_bytes": [10]}
     plan = stale.registry.cleanup_plan()
     assert list(plan["tag"]) == ["1", "2"]
     kept = MANIFESTS.registry.stale_tags(older_than="90d", keep="^2$", now=NOW)
-    assert kept.registry.cleanup_plan().empty           # 1 shares its digest with kept tag 2
+    assert kept.registry.cleanup_plan().empty  # 1 shares its digest with kept tag 2
 
 
-@pytest.mark.parametrize(("frame", "call", "missing"), [
-    (MANIFESTS, lambda f: f.registry.storage_usage(), "'layer_digest'"),
-    (MANIFESTS, lambda f: f.registry.shared_layers(), "'layer_digest'"),
-    (MANIFESTS, lambda f: f.registry.sharing_matrix(), "'layer_digest'"),
-    (LAYERS, lambda f: f.registry.stale_tags(), "'digest', 'created'"),
-    (LAYERS, lambda f: f.registry.cleanup_plan(), "'digest', 'created', 'age', 'stale', 'reason'"),
-    (LAYERS, lambda f: f.registry.reclaimable_bytes(LAYERS), "'stale'"),
-    (MANIFESTS, lambda f: f.registry.plot_layer_sizes(), "'layer_digest'"),
-    (MANIFESTS, lambda f: f.registry.plot_sharing_heatmap(), "'layer_digest'"),
-    (LAYERS, lambda f: f.registry.plot_stale_tags(), "'created', 'age', 'stale'"),
-])
+@pytest.mark.parametrize(
+    ("frame", "call", "missing"),
+    [
+        (MANIFESTS, lambda f: f.registry.storage_usage(), "'layer_digest'"),
+        (MANIFESTS, lambda f: f.registry.shared_layers(), "'layer_digest'"),
+        (MANIFESTS, lambda f: f.registry.sharing_matrix(), "'layer_digest'"),
+        (LAYERS, lambda f: f.registry.stale_tags(), "'digest', 'created'"),
+        (LAYERS, lambda f: f.registry.cleanup_plan(), "'digest', 'created', 'age', 'stale', 'reason'"),
+        (LAYERS, lambda f: f.registry.reclaimable_bytes(LAYERS), "'stale'"),
+        (MANIFESTS, lambda f: f.registry.plot_layer_sizes(), "'layer_digest'"),
+        (MANIFESTS, lambda f: f.registry.plot_sharing_heatmap(), "'layer_digest'"),
+        (LAYERS, lambda f: f.registry.plot_stale_tags(), "'created', 'age', 'stale'"),
+    ],
+)
 def test_wrong_frame_names_the_missing_columns(frame, call, missing):
     with pytest.raises(ValueError, match=missing):
         call(frame)
@@ -98,7 +104,7 @@ def test_reclaimable_bytes_checks_its_layers_argument():
 
 
 def test_plot_storage_needs_usage_or_layers():
-    with pytest.raises(ValueError, match="storage_usage frame.*layers frame"):
+    with pytest.raises(ValueError, match=r"storage_usage frame.*layers frame"):
         MANIFESTS.registry.plot_storage()
 
 
@@ -108,9 +114,11 @@ def recording_plot(monkeypatch):
     calls: list[tuple[str, pd.DataFrame, dict]] = []
     module = types.ModuleType("regframe.plot")
     for name in ("storage", "sharing_heatmap", "stale_tags", "layer_sizes"):
+
         def chart(frame, _name=name, **kwargs):
             calls.append((_name, frame, kwargs))
             return f"axes from {_name}"
+
         setattr(module, name, chart)
     monkeypatch.setitem(sys.modules, "regframe.plot", module)
     return calls
@@ -122,8 +130,7 @@ def test_plot_methods_delegate(recording_plot):
     # Called on layers: storage_usage is computed first (b 130 stored, a 110).
     assert list(usage["stored_bytes"]) == [130, 110] and kwargs == {"top": 5, "ax": "AX"}
 
-    given = pd.DataFrame({"repository": ["r"], "stored_bytes": [1], "exclusive_bytes": [1],
-                          "shared_bytes": [0]})
+    given = pd.DataFrame({"repository": ["r"], "stored_bytes": [1], "exclusive_bytes": [1], "shared_bytes": [0]})
     given.registry.plot_storage()
     assert recording_plot[-1][1] is given and recording_plot[-1][2] == {"top": 15, "ax": None}
 
@@ -150,11 +157,15 @@ def test_plot_methods_delegate(recording_plot):
 
 def test_plot_methods_take_options_by_keyword_and_check_layers_first(recording_plot):
     stale = MANIFESTS.registry.stale_tags(older_than="90d", now=NOW)
-    for call in (lambda: LAYERS.registry.plot_storage(5), lambda: LAYERS.registry.plot_sharing_heatmap(5),
-                 lambda: stale.registry.plot_stale_tags(LAYERS), lambda: LAYERS.registry.plot_layer_sizes("AX")):
+    for call in (
+        lambda: LAYERS.registry.plot_storage(5),
+        lambda: LAYERS.registry.plot_sharing_heatmap(5),
+        lambda: stale.registry.plot_stale_tags(LAYERS),
+        lambda: LAYERS.registry.plot_layer_sizes("AX"),
+    ):
         with pytest.raises(TypeError, match="positional"):
             call()
-    with pytest.raises(ValueError, match="plot_stale_tags.*'layer_digest'"):
+    with pytest.raises(ValueError, match=r"plot_stale_tags.*'layer_digest'"):
         stale.registry.plot_stale_tags(layers=MANIFESTS)
     assert recording_plot == []
 
@@ -165,19 +176,22 @@ def test_plot_methods_with_the_real_charts(monkeypatch):
     if not all(hasattr(plot, n) for n in ("storage", "sharing_heatmap", "stale_tags", "layer_sizes")):
         pytest.skip("regframe.plot does not provide every chart yet")
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     stale = MANIFESTS.registry.stale_tags(older_than="90d", now=NOW)
-    for draw in (lambda: LAYERS.registry.plot_storage(),
-                 lambda: LAYERS.registry.plot_sharing_heatmap(),
-                 lambda: stale.registry.plot_stale_tags(layers=LAYERS),
-                 lambda: LAYERS.registry.plot_layer_sizes()):
+    for draw in (
+        lambda: LAYERS.registry.plot_storage(),
+        lambda: LAYERS.registry.plot_sharing_heatmap(),
+        lambda: stale.registry.plot_stale_tags(layers=LAYERS),
+        lambda: LAYERS.registry.plot_layer_sizes(),
+    ):
         ax = draw()
         assert ax.figure is not None and ax.has_data()
         plt.close(ax.figure)
 
     ax = stale.registry.plot_stale_tags(layers=LAYERS)
-    assert "2 of 3 tags stale, 10 B reclaimable" in ax.get_title(loc="left")   # layer A only
-    assert "reclaimable_bytes" not in stale.attrs                            # the caller's frame untouched
+    assert "2 of 3 tags stale, 10 B reclaimable" in ax.get_title(loc="left")  # layer A only
+    assert "reclaimable_bytes" not in stale.attrs  # the caller's frame untouched
     plt.close(ax.figure)

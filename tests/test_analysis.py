@@ -33,8 +33,7 @@ DAY = pd.Timedelta(days=1)
 
 def layers_frame(rows: list[tuple]) -> pd.DataFrame:
     """(repository, tag, manifest_digest, platform, layer_digest, size) tuples as a layers frame."""
-    frame = pd.DataFrame(rows, columns=["repository", "tag", "manifest_digest", "platform",
-                                        "layer_digest", "size"])
+    frame = pd.DataFrame(rows, columns=["repository", "tag", "manifest_digest", "platform", "layer_digest", "size"])
     frame["position"] = frame.groupby(["repository", "tag", "manifest_digest"]).cumcount()
     frame["size"] = frame["size"].astype("Int64")
     frame["media_type"] = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -56,8 +55,7 @@ def plain(frame: pd.DataFrame) -> pd.DataFrame:
     """Categorical and string columns as object, to compare results across input dtypes."""
     out = frame.copy()
     for column in out.columns:
-        if isinstance(out[column].dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(
-                out[column].dtype):
+        if isinstance(out[column].dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(out[column].dtype):
             out[column] = out[column].astype(object)
     return out
 
@@ -67,23 +65,26 @@ def plain(frame: pd.DataFrame) -> pd.DataFrame:
 # app: tags 1.0 and latest on one manifest m-app1 [B, A1]; tag 2.0 on m-app2 [B, A2].
 # web: tag multi is a two-platform index: amd64 m-web-amd [B, W1], arm64 m-web-arm [BA, W2].
 # tools: tag t on m-tools [BA, T1].
-FLEET = layers_frame([
-    ("app", "1.0", "m-app1", "linux/amd64", "B", 100),
-    ("app", "1.0", "m-app1", "linux/amd64", "A1", 10),
-    ("app", "latest", "m-app1", "linux/amd64", "B", 100),
-    ("app", "latest", "m-app1", "linux/amd64", "A1", 10),
-    ("app", "2.0", "m-app2", "linux/amd64", "B", 100),
-    ("app", "2.0", "m-app2", "linux/amd64", "A2", 20),
-    ("web", "multi", "m-web-amd", "linux/amd64", "B", 100),
-    ("web", "multi", "m-web-amd", "linux/amd64", "W1", 30),
-    ("web", "multi", "m-web-arm", "linux/arm64/v8", "BA", 50),
-    ("web", "multi", "m-web-arm", "linux/arm64/v8", "W2", 40),
-    ("tools", "t", "m-tools", "linux/arm64/v8", "BA", 50),
-    ("tools", "t", "m-tools", "linux/arm64/v8", "T1", 5),
-])
+FLEET = layers_frame(
+    [
+        ("app", "1.0", "m-app1", "linux/amd64", "B", 100),
+        ("app", "1.0", "m-app1", "linux/amd64", "A1", 10),
+        ("app", "latest", "m-app1", "linux/amd64", "B", 100),
+        ("app", "latest", "m-app1", "linux/amd64", "A1", 10),
+        ("app", "2.0", "m-app2", "linux/amd64", "B", 100),
+        ("app", "2.0", "m-app2", "linux/amd64", "A2", 20),
+        ("web", "multi", "m-web-amd", "linux/amd64", "B", 100),
+        ("web", "multi", "m-web-amd", "linux/amd64", "W1", 30),
+        ("web", "multi", "m-web-arm", "linux/arm64/v8", "BA", 50),
+        ("web", "multi", "m-web-arm", "linux/arm64/v8", "W2", 40),
+        ("tools", "t", "m-tools", "linux/arm64/v8", "BA", 50),
+        ("tools", "t", "m-tools", "linux/arm64/v8", "T1", 5),
+    ]
+)
 
 
 # --- storage_usage -------------------------------------------------------------------------
+
 
 def test_storage_usage_counts_shared_layers_once():
     usage = storage_usage(FLEET).set_index("repository")
@@ -95,13 +96,13 @@ def test_storage_usage_counts_shared_layers_once():
     # exclusive: B is also in web, so only A1 and A2.
     assert usage.loc["app", "exclusive_bytes"] == 10 + 20
     assert usage.loc["app", "shared_bytes"] == 100
-    assert usage.loc["app", "images"] == 2          # m-app1, m-app2
-    assert usage.loc["app", "tags"] == 3            # 1.0, latest, 2.0
+    assert usage.loc["app", "images"] == 2  # m-app1, m-app2
+    assert usage.loc["app", "tags"] == 3  # 1.0, latest, 2.0
 
     # web: both platforms of the one tag count. logical = (100+30) + (50+40).
     assert usage.loc["web", "logical_bytes"] == 130 + 90
     assert usage.loc["web", "stored_bytes"] == 100 + 30 + 50 + 40
-    assert usage.loc["web", "exclusive_bytes"] == 30 + 40   # B shared with app, BA with tools
+    assert usage.loc["web", "exclusive_bytes"] == 30 + 40  # B shared with app, BA with tools
     assert usage.loc["web", "shared_bytes"] == 100 + 50
     assert (usage.loc["web", "images"], usage.loc["web", "tags"]) == (2, 1)
 
@@ -111,10 +112,17 @@ def test_storage_usage_counts_shared_layers_once():
 
 def test_storage_usage_order_and_totals():
     usage = storage_usage(FLEET)
-    assert list(usage["repository"]) == ["web", "app", "tools"]       # stored 220, 130, 55
-    assert list(usage.columns) == ["repository", "images", "tags", "logical_bytes",
-                                   "stored_bytes", "exclusive_bytes", "shared_bytes"]
-    total = 100 + 50 + 10 + 20 + 30 + 40 + 5                           # every distinct layer once
+    assert list(usage["repository"]) == ["web", "app", "tools"]  # stored 220, 130, 55
+    assert list(usage.columns) == [
+        "repository",
+        "images",
+        "tags",
+        "logical_bytes",
+        "stored_bytes",
+        "exclusive_bytes",
+        "shared_bytes",
+    ]
+    total = 100 + 50 + 10 + 20 + 30 + 40 + 5  # every distinct layer once
     logical = 340 + 220 + 55
     assert usage.attrs["total_bytes"] == total
     assert usage.attrs["logical_bytes"] == logical
@@ -138,6 +146,7 @@ def test_storage_usage_names_missing_columns():
 
 # --- shared_layers -------------------------------------------------------------------------
 
+
 def test_shared_layers_counts():
     shared = shared_layers(FLEET)
     # Order: repositories desc, then size desc: B (2 repos, 100), BA (2, 50), then single-repo
@@ -156,15 +165,18 @@ def test_shared_layers_counts():
 
 # --- sharing_matrix ------------------------------------------------------------------------
 
+
 def test_sharing_matrix_values():
     matrix = sharing_matrix(FLEET)
     assert list(matrix.index) == ["web", "app", "tools"] == list(matrix.columns)
-    expected = np.array([
-        # web             app   tools
-        [100 + 30 + 50 + 40, 100, 50],     # web shares B with app, BA with tools
-        [100, 100 + 10 + 20, 0],
-        [50, 0, 50 + 5],
-    ])
+    expected = np.array(
+        [
+            # web             app   tools
+            [100 + 30 + 50 + 40, 100, 50],  # web shares B with app, BA with tools
+            [100, 100 + 10 + 20, 0],
+            [50, 0, 50 + 5],
+        ]
+    )
     np.testing.assert_array_equal(matrix.to_numpy(), expected)
     assert (matrix.to_numpy() == matrix.to_numpy().T).all()
 
@@ -180,7 +192,7 @@ def test_sharing_matrix_top_and_bad_top():
 
 def naive_sharing(frame: pd.DataFrame) -> dict[tuple[str, str], int]:
     """Bytes in common per repository pair, with Python sets: the definition, slowly."""
-    sizes = dict(zip(frame["layer_digest"], frame["size"]))
+    sizes = dict(zip(frame["layer_digest"], frame["size"], strict=True))
     owned = frame.groupby("repository")["layer_digest"].agg(set).to_dict()
     return {(a, b): sum(sizes[d] for d in owned[a] & owned[b]) for a in owned for b in owned}
 
@@ -217,13 +229,11 @@ def test_sharing_matrix_dense_path_in_small_chunks(monkeypatch):
     frame = wide_fleet()
     matrix = sharing_matrix(frame)
     naive = naive_sharing(frame)
-    assert all(matrix.loc[a, b] == naive[(a, b)]
-               for a, b in itertools.product(matrix.index, matrix.columns))
+    assert all(matrix.loc[a, b] == naive[(a, b)] for a, b in itertools.product(matrix.index, matrix.columns))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 9)),
-                min_size=1, max_size=40))
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 9)), min_size=1, max_size=40))
 def test_storage_and_sharing_match_set_definitions(triples):
     """Random frames against the set-based definitions (sizes are a function of the digest)."""
     rows = [(f"repo{r}", f"t{t}", f"m{r}-{t}", "p", f"d{d}", (d + 1) * 11) for r, t, d in triples]
@@ -244,23 +254,25 @@ def test_storage_and_sharing_match_set_definitions(triples):
 
 # --- categorical and object inputs ---------------------------------------------------------
 
+
 def test_categorical_and_object_layers_give_the_same_results():
     cat = as_categorical(FLEET)
     assert isinstance(cat["layer_digest"].dtype, pd.CategoricalDtype)
     pd.testing.assert_frame_equal(plain(storage_usage(cat)), plain(storage_usage(FLEET)))
     pd.testing.assert_frame_equal(plain(shared_layers(cat)), plain(shared_layers(FLEET)))
-    pd.testing.assert_frame_equal(plain(sharing_matrix(cat)), plain(sharing_matrix(FLEET)),
-                                  check_index_type=False, check_column_type=False)
+    pd.testing.assert_frame_equal(
+        plain(sharing_matrix(cat)), plain(sharing_matrix(FLEET)), check_index_type=False, check_column_type=False
+    )
     assert storage_usage(cat).attrs == storage_usage(FLEET).attrs
 
 
 # --- stale_tags ----------------------------------------------------------------------------
 
+
 def manifests_frame(rows: list[tuple]) -> pd.DataFrame:
     """(repository, tag, digest, created days ago or None, size) tuples as a manifests frame."""
     frame = pd.DataFrame(rows, columns=["repository", "tag", "digest", "days", "size"])
-    frame["created"] = pd.to_datetime(
-        [NOW - d * DAY if d is not None else None for d in frame.pop("days")], utc=True)
+    frame["created"] = pd.to_datetime([NOW - d * DAY if d is not None else None for d in frame.pop("days")], utc=True)
     frame["manifest_digest"] = frame["digest"]
     frame["size"] = frame["size"].astype("Int64")
     return frame
@@ -269,28 +281,32 @@ def manifests_frame(rows: list[tuple]) -> pd.DataFrame:
 # app: latest and 1.0 on one digest d1 (200 days); 0.9 (300 days), 0.8 (400 days), keep-me
 # (500 days), nodate (unknown). web: multi is two platforms of digest dm, created 100 and 50
 # days ago (its age is the newer one, 50 days); sizes 7 and 8.
-APP = manifests_frame([
-    ("app", "latest", "d1", 200, 10),
-    ("app", "1.0", "d1", 200, 10),
-    ("app", "0.9", "d0", 300, 20),
-    ("app", "0.8", "dx", 400, 30),
-    ("app", "keep-me", "dk", 500, 40),
-    ("app", "nodate", "dn", None, 50),
-    ("web", "multi", "dm", 100, 7),
-    ("web", "multi", "dm", 50, 8),
-])
+APP = manifests_frame(
+    [
+        ("app", "latest", "d1", 200, 10),
+        ("app", "1.0", "d1", 200, 10),
+        ("app", "0.9", "d0", 300, 20),
+        ("app", "0.8", "dx", 400, 30),
+        ("app", "keep-me", "dk", 500, 40),
+        ("app", "nodate", "dn", None, 50),
+        ("web", "multi", "dm", 100, 7),
+        ("web", "multi", "dm", 50, 8),
+    ]
+)
 
 
 def decisions(stale: pd.DataFrame) -> dict[tuple[str, str], tuple[bool, str]]:
-    return {(r, t): (s, why) for r, t, s, why in
-            zip(stale["repository"], stale["tag"], stale["stale"], stale["reason"])}
+    return {
+        (r, t): (s, why)
+        for r, t, s, why in zip(stale["repository"], stale["tag"], stale["stale"], stale["reason"], strict=True)
+    }
 
 
 def test_stale_rules_keep_beats_delete_and_digest_siblings_are_kept():
     stale = stale_tags(APP, older_than="90d", keep=r"^(latest|keep-me)$", now=NOW)
     got = decisions(stale)
     assert got[("app", "latest")] == (False, "kept: matches keep pattern")
-    assert got[("app", "keep-me")] == (False, "kept: matches keep pattern")   # 500 days old
+    assert got[("app", "keep-me")] == (False, "kept: matches keep pattern")  # 500 days old
     # 1.0 is old, but deleting its digest d1 would delete latest too.
     assert got[("app", "1.0")] == (False, "kept: shares digest with kept tag 'latest'")
     assert got[("app", "0.9")] == (True, "older than 90 days")
@@ -298,19 +314,17 @@ def test_stale_rules_keep_beats_delete_and_digest_siblings_are_kept():
     assert got[("app", "nodate")] == (False, "kept: creation date unknown")
     # web:multi's newest platform is 50 days old: newer than 90 days, older than 30.
     assert got[("web", "multi")] == (False, "newer than 90 days")
-    assert decisions(stale_tags(APP, older_than="30d", now=NOW))[("web", "multi")] == (
-        True, "older than 30 days")
+    assert decisions(stale_tags(APP, older_than="30d", now=NOW))[("web", "multi")] == (True, "older than 30 days")
 
 
 def test_stale_multi_platform_row_and_columns():
     stale = stale_tags(APP, older_than="30d", now=NOW)
-    assert list(stale.columns) == ["repository", "tag", "digest", "created", "age", "size",
-                                   "stale", "reason"]
-    assert len(stale) == 7                                    # (repository, tag) pairs
+    assert list(stale.columns) == ["repository", "tag", "digest", "created", "age", "size", "stale", "reason"]
+    assert len(stale) == 7  # (repository, tag) pairs
     multi = stale[stale["tag"] == "multi"].iloc[0]
-    assert multi["created"] == NOW - 50 * DAY                 # newest platform
+    assert multi["created"] == NOW - 50 * DAY  # newest platform
     assert multi["age"] == 50 * DAY
-    assert multi["size"] == 7 + 8                              # both platforms
+    assert multi["size"] == 7 + 8  # both platforms
     assert multi["digest"] == "dm"
     assert stale["created"].dtype == "datetime64[ns, UTC]"
     assert pd.isna(stale.loc[stale["tag"] == "nodate", "age"].iloc[0])
@@ -320,15 +334,22 @@ def test_stale_multi_platform_row_and_columns():
 
 
 def test_keep_last_is_per_repository_and_skips_undated():
-    frame = manifests_frame([
-        ("a", "a10", "x10", 10, 1), ("a", "a20", "x20", 20, 1), ("a", "a30", "x30", 30, 1),
-        ("b", "b5", "y5", 5, 1), ("b", "b400", "y400", 400, 1),
-        ("c", "cnone", "z0", None, 1), ("c", "c100", "z100", 100, 1), ("c", "c200", "z200", 200, 1),
-    ])
+    frame = manifests_frame(
+        [
+            ("a", "a10", "x10", 10, 1),
+            ("a", "a20", "x20", 20, 1),
+            ("a", "a30", "x30", 30, 1),
+            ("b", "b5", "y5", 5, 1),
+            ("b", "b400", "y400", 400, 1),
+            ("c", "cnone", "z0", None, 1),
+            ("c", "c100", "z100", 100, 1),
+            ("c", "c200", "z200", 200, 1),
+        ]
+    )
     got = decisions(stale_tags(frame, older_than="1d", keep_last=2, now=NOW))
     assert got[("a", "a10")] == got[("a", "a20")] == (False, "kept: among newest 2")
     assert got[("a", "a30")] == (True, "older than 1 day")
-    assert got[("b", "b400")] == (False, "kept: among newest 2")     # b has only two tags
+    assert got[("b", "b400")] == (False, "kept: among newest 2")  # b has only two tags
     assert got[("c", "cnone")] == (False, "kept: creation date unknown")
     # The undated tag takes no place among the newest two: c100 and c200 both do.
     assert got[("c", "c100")] == got[("c", "c200")] == (False, "kept: among newest 2")
@@ -352,16 +373,15 @@ def test_match_limits_what_may_be_deleted_and_keep_still_wins():
     assert got[("app", "keep-me")] == (False, "kept: does not match pattern")
     assert got[("app", "latest")] == (False, "kept: does not match pattern")
     # match uses re.search: "0\." finds "10.0" too, "^0\." does not.
-    searched = decisions(stale_tags(APP.assign(tag=APP["tag"].replace("keep-me", "10.0")),
-                                    older_than="90d", match=r"0\.", now=NOW))
+    searched = decisions(
+        stale_tags(APP.assign(tag=APP["tag"].replace("keep-me", "10.0")), older_than="90d", match=r"0\.", now=NOW)
+    )
     assert searched[("app", "10.0")][0]
 
 
 def test_stale_attrs_and_now_forms():
-    stale = stale_tags(APP, older_than="1d12h", keep_last=3, keep="x", match="y",
-                       now="2026-01-01 00:00")
-    assert stale.attrs == {"older_than": pd.Timedelta(hours=36), "now": NOW, "keep": "x",
-                           "keep_last": 3, "match": "y"}
+    stale = stale_tags(APP, older_than="1d12h", keep_last=3, keep="x", match="y", now="2026-01-01 00:00")
+    assert stale.attrs == {"older_than": pd.Timedelta(hours=36), "now": NOW, "keep": "x", "keep_last": 3, "match": "y"}
     assert stale_tags(APP, now=dt.datetime(2026, 1, 1)).attrs["now"] == NOW
     eastern = pd.Timestamp("2025-12-31 19:00", tz="America/New_York")
     assert stale_tags(APP, now=eastern).attrs["now"] == NOW
@@ -396,8 +416,7 @@ def test_categorical_and_object_manifests_give_the_same_results():
     from_cat = stale_tags(cat, **kwargs)
     assert isinstance(from_cat["repository"].dtype, pd.CategoricalDtype)
     pd.testing.assert_frame_equal(plain(from_cat), plain(stale_tags(APP, **kwargs)))
-    pd.testing.assert_frame_equal(plain(cleanup_plan(from_cat)),
-                                  plain(cleanup_plan(stale_tags(APP, **kwargs))))
+    pd.testing.assert_frame_equal(plain(cleanup_plan(from_cat)), plain(cleanup_plan(stale_tags(APP, **kwargs))))
 
 
 def test_cleanup_plan():
@@ -406,8 +425,11 @@ def test_cleanup_plan():
     assert list(plan.columns) == ["repository", "tag", "digest", "created", "age", "reason"]
     # Stale, oldest first: keep-me (500 days), 0.8 (400), 0.9 (300); 1.0 shares latest's digest,
     # nodate is undated and web:multi (50 days) is new.
-    assert list(zip(plan["repository"], plan["tag"])) == [
-        ("app", "keep-me"), ("app", "0.8"), ("app", "0.9")]
+    assert list(zip(plan["repository"], plan["tag"], strict=True)) == [
+        ("app", "keep-me"),
+        ("app", "0.8"),
+        ("app", "0.9"),
+    ]
     assert (plan["reason"] == "older than 90 days").all()
     assert plan.attrs["older_than"] == 90 * DAY
 
@@ -417,24 +439,28 @@ def test_cleanup_plan():
 # Layer sizes: S=7 (only stale tags use it), K=11 (stale old1 and kept new), X=13 (stale old2 and
 # repository b, which the stale frame does not mention), N=17, Y=19, P1=3 and P2=5 (the two
 # platforms of the stale tag old3).
-RECLAIM_LAYERS = layers_frame([
-    ("a", "old1", "m1", "linux/amd64", "S", 7),
-    ("a", "old1", "m1", "linux/amd64", "K", 11),
-    ("a", "old2", "m2", "linux/amd64", "S", 7),
-    ("a", "old2", "m2", "linux/amd64", "X", 13),
-    ("a", "new", "m3", "linux/amd64", "K", 11),
-    ("a", "new", "m3", "linux/amd64", "N", 17),
-    ("a", "old3", "m4", "linux/amd64", "P1", 3),
-    ("a", "old3", "m5", "linux/arm64/v8", "P2", 5),
-    ("b", "t", "m6", "linux/amd64", "X", 13),
-    ("b", "t", "m6", "linux/amd64", "Y", 19),
-    ("c", "old", "m7", "linux/amd64", "S", 7),
-])
-RECLAIM_STALE = pd.DataFrame({
-    "repository": ["a", "a", "a", "a", "c"],
-    "tag": ["old1", "old2", "new", "old3", "old"],
-    "stale": [True, True, False, True, True],
-})
+RECLAIM_LAYERS = layers_frame(
+    [
+        ("a", "old1", "m1", "linux/amd64", "S", 7),
+        ("a", "old1", "m1", "linux/amd64", "K", 11),
+        ("a", "old2", "m2", "linux/amd64", "S", 7),
+        ("a", "old2", "m2", "linux/amd64", "X", 13),
+        ("a", "new", "m3", "linux/amd64", "K", 11),
+        ("a", "new", "m3", "linux/amd64", "N", 17),
+        ("a", "old3", "m4", "linux/amd64", "P1", 3),
+        ("a", "old3", "m5", "linux/arm64/v8", "P2", 5),
+        ("b", "t", "m6", "linux/amd64", "X", 13),
+        ("b", "t", "m6", "linux/amd64", "Y", 19),
+        ("c", "old", "m7", "linux/amd64", "S", 7),
+    ]
+)
+RECLAIM_STALE = pd.DataFrame(
+    {
+        "repository": ["a", "a", "a", "a", "c"],
+        "tag": ["old1", "old2", "new", "old3", "old"],
+        "stale": [True, True, False, True, True],
+    }
+)
 
 
 def test_reclaimable_bytes_counts_only_layers_no_kept_tag_uses():
@@ -443,9 +469,9 @@ def test_reclaimable_bytes_counts_only_layers_no_kept_tag_uses():
     assert reclaimable_bytes(RECLAIM_STALE, RECLAIM_LAYERS) == 7 + 3 + 5
     nothing_stale = RECLAIM_STALE.assign(stale=False)
     assert reclaimable_bytes(nothing_stale, RECLAIM_LAYERS) == 0
-    everything = pd.DataFrame({"repository": ["a"] * 4 + ["b", "c"],
-                               "tag": ["old1", "old2", "new", "old3", "t", "old"],
-                               "stale": True})
+    everything = pd.DataFrame(
+        {"repository": ["a"] * 4 + ["b", "c"], "tag": ["old1", "old2", "new", "old3", "t", "old"], "stale": True}
+    )
     assert reclaimable_bytes(everything, RECLAIM_LAYERS) == 7 + 11 + 13 + 17 + 19 + 3 + 5
 
 
@@ -454,7 +480,7 @@ def test_reclaimable_by_repository():
     assert per_repo.to_dict("list") == {
         "repository": ["a", "c"],
         "stale_tags": [3, 1],
-        "reclaimable_bytes": [7 + 3 + 5, 7],     # S freed counts for both a and c
+        "reclaimable_bytes": [7 + 3 + 5, 7],  # S freed counts for both a and c
     }
     assert per_repo.attrs["reclaimable_bytes"] == 7 + 3 + 5
 
@@ -468,12 +494,25 @@ def test_reclaimable_bytes_mixed_dtypes():
 
 
 def test_reclaimable_end_to_end_from_stale_tags():
-    manifests = manifests_frame([("a", "old1", "m1", 400, 18), ("a", "new", "m3", 1, 28),
-                                 ("a", "old2", "m2", 400, 20), ("a", "old3", "m4", 400, 8),
-                                 ("b", "t", "m6", 400, 32), ("c", "old", "m7", 400, 7)])
+    manifests = manifests_frame(
+        [
+            ("a", "old1", "m1", 400, 18),
+            ("a", "new", "m3", 1, 28),
+            ("a", "old2", "m2", 400, 20),
+            ("a", "old3", "m4", 400, 8),
+            ("b", "t", "m6", 400, 32),
+            ("c", "old", "m7", 400, 7),
+        ]
+    )
     stale = stale_tags(manifests, older_than="30d", keep=r"^t$", now=NOW)
     assert stale.set_index("tag")["stale"].to_dict() == {
-        "new": False, "old1": True, "old2": True, "old3": True, "t": False, "old": True}
+        "new": False,
+        "old1": True,
+        "old2": True,
+        "old3": True,
+        "t": False,
+        "old": True,
+    }
     assert reclaimable_bytes(stale, RECLAIM_LAYERS) == 7 + 3 + 5
 
 
@@ -486,33 +525,54 @@ def test_reclaimable_names_missing_columns():
 
 # --- parse_duration ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("90d", pd.Timedelta(days=90)),
-    ("12h", pd.Timedelta(hours=12)),
-    ("6w", pd.Timedelta(days=42)),
-    ("1y", pd.Timedelta(days=365)),
-    ("30m", pd.Timedelta(minutes=30)),
-    ("1d12h", pd.Timedelta(hours=36)),
-    ("1d 12h", pd.Timedelta(hours=36)),
-    (" 2W ", pd.Timedelta(days=14)),
-    ("90 days", pd.Timedelta(days=90)),
-    ("1.5d", pd.Timedelta(hours=36)),
-    ("45s", pd.Timedelta(seconds=45)),
-    ("14", pd.Timedelta(days=14)),
-    ("0d", pd.Timedelta(0)),
-    (7, pd.Timedelta(days=7)),
-    (np.int64(3), pd.Timedelta(days=3)),
-    (dt.timedelta(hours=5), pd.Timedelta(hours=5)),
-    (pd.Timedelta(minutes=1), pd.Timedelta(minutes=1)),
-])
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90d", pd.Timedelta(days=90)),
+        ("12h", pd.Timedelta(hours=12)),
+        ("6w", pd.Timedelta(days=42)),
+        ("1y", pd.Timedelta(days=365)),
+        ("30m", pd.Timedelta(minutes=30)),
+        ("1d12h", pd.Timedelta(hours=36)),
+        ("1d 12h", pd.Timedelta(hours=36)),
+        (" 2W ", pd.Timedelta(days=14)),
+        ("90 days", pd.Timedelta(days=90)),
+        ("1.5d", pd.Timedelta(hours=36)),
+        ("45s", pd.Timedelta(seconds=45)),
+        ("14", pd.Timedelta(days=14)),
+        ("0d", pd.Timedelta(0)),
+        (7, pd.Timedelta(days=7)),
+        (np.int64(3), pd.Timedelta(days=3)),
+        (dt.timedelta(hours=5), pd.Timedelta(hours=5)),
+        (pd.Timedelta(minutes=1), pd.Timedelta(minutes=1)),
+    ],
+)
 def test_parse_duration_accepts(text, expected):
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("bad", [
-    "", "   ", "abc", "d", "5x", "10 months", "1e5d", "5d-", "--5d", "5 d d", "٣d",
-    1.5, None, True, [90], "9" * 30 + "d",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "   ",
+        "abc",
+        "d",
+        "5x",
+        "10 months",
+        "1e5d",
+        "5d-",
+        "--5d",
+        "5 d d",
+        "٣d",
+        1.5,
+        None,
+        True,
+        [90],
+        "9" * 30 + "d",
+    ],
+)
 def test_parse_duration_rejects_with_the_value_and_accepted_forms(bad):
     with pytest.raises(ValueError) as info:
         parse_duration(bad)
@@ -544,9 +604,11 @@ def test_parse_duration_raises_only_value_error(text):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(older_than=st.one_of(st.text(max_size=12), st.sampled_from(["90d", "1d12h", "0"])),
-       keep=st.one_of(st.none(), st.text(max_size=12)),
-       match=st.one_of(st.none(), st.text(max_size=12)))
+@given(
+    older_than=st.one_of(st.text(max_size=12), st.sampled_from(["90d", "1d12h", "0"])),
+    keep=st.one_of(st.none(), st.text(max_size=12)),
+    match=st.one_of(st.none(), st.text(max_size=12)),
+)
 def test_stale_tags_raises_only_value_error_on_arbitrary_text(older_than, keep, match):
     try:
         stale = stale_tags(APP, older_than=older_than, keep=keep, match=match, now=NOW)

@@ -36,8 +36,15 @@ from regframe.testing import layer as synthetic_layer
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
 expect = playwright_api.expect
@@ -47,8 +54,15 @@ if not CHROMIUM.is_file():
 
 @pytest.fixture(scope="module")
 def fleet():
-    return make_fleet(repositories=8, tags_per_repo=6, multi_platform_ratio=0.2, seed=31, age_range_days=(1, 900),
-                      layer_size_range=(300, 3000), base_layer_size_range=(4000, 9000))
+    return make_fleet(
+        repositories=8,
+        tags_per_repo=6,
+        multi_platform_ratio=0.2,
+        seed=31,
+        age_range_days=(1, 900),
+        layer_size_range=(300, 3000),
+        base_layer_size_range=(4000, 9000),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +75,16 @@ def registry_url(fleet):
 def jupyter_env(tmp_path_factory):
     """Environment for Jupyter processes: fresh folders, JupyterLab's news and update checks off."""
     base = tmp_path_factory.mktemp("jupyter")
-    names = {"HOME": "home", "JUPYTER_CONFIG_DIR": "config", "JUPYTER_RUNTIME_DIR": "runtime",
-             "JUPYTER_DATA_DIR": "data", "JUPYTERLAB_SETTINGS_DIR": "lab-settings",
-             "JUPYTERLAB_WORKSPACES_DIR": "lab-workspaces", "IPYTHONDIR": "ipython", "TMPDIR": "tmp"}
+    names = {
+        "HOME": "home",
+        "JUPYTER_CONFIG_DIR": "config",
+        "JUPYTER_RUNTIME_DIR": "runtime",
+        "JUPYTER_DATA_DIR": "data",
+        "JUPYTERLAB_SETTINGS_DIR": "lab-settings",
+        "JUPYTERLAB_WORKSPACES_DIR": "lab-workspaces",
+        "IPYTHONDIR": "ipython",
+        "TMPDIR": "tmp",
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REGFRAME_", "JUPYTER"))}
     for variable, folder in names.items():
         (base / folder).mkdir()
@@ -84,8 +105,7 @@ def jupyter_env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(jupyter_env):
     with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                              env={**jupyter_env})
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env={**jupyter_env})
         yield launched
         launched.close()
 
@@ -121,14 +141,24 @@ def code_cells(path: Path) -> int:
 
 def start_lab(env: dict, root: Path, log: Path) -> tuple[subprocess.Popen, str, str]:
     token = secrets.token_hex(16)
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", "--port=0",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-               "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        "--port=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     if os.geteuid() == 0:
         command.append("--allow-root")
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     info = Path(env["JUPYTER_RUNTIME_DIR"]) / f"jpserver-{process.pid}.json"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -156,13 +186,17 @@ def test_jupyterlab_runs_the_storage_audit(jupyter_env, page, registry_url, tmp_
         page.goto(f"{base}/lab/tree/02-storage-audit.ipynb?token={token}")
         page.wait_for_function(
             "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
-            ".some(e => e.textContent.trim().endsWith('| Idle'))", timeout=30_000)
+            ".some(e => e.textContent.trim().endsWith('| Idle'))",
+            timeout=30_000,
+        )
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
         prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
         page.wait_for_function(
             "() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];"
-            " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }", timeout=60_000)
+            " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }",
+            timeout=60_000,
+        )
         screenshot(page, "jupyterlab-storage-audit.png")
 
         assert prompts.count() == code_cells(root / "02-storage-audit.ipynb")
@@ -196,8 +230,11 @@ def expected_at(records, days: int, keep: str, now: pd.Timestamp) -> tuple[int, 
         digest[key] = r["digest"]
         if r["created"] is not None and r["created"].year >= 1990:
             created[key].append(pd.Timestamp(r["created"]))
-    kept = {(k[0], digest[k]) for k in digest
-            if re.search(keep, k[1]) or not created[k] or now - max(created[k]) <= pd.Timedelta(days=days)}
+    kept = {
+        (k[0], digest[k])
+        for k in digest
+        if re.search(keep, k[1]) or not created[k] or now - max(created[k]) <= pd.Timedelta(days=days)
+    }
     stale = {k for k in digest if (k[0], digest[k]) not in kept}
     users, sizes = defaultdict(set), {}
     for r in records:
@@ -219,7 +256,7 @@ def test_dashboard_page_follows_the_age_slider(jupyter_env, page, registry_url, 
         now = pd.Timestamp.now(tz="UTC")
         summary, reclaimable = page.locator(".regframe-stale-summary"), page.locator(".regframe-reclaimable")
         count, freed = expected_at(fleet.records(), 90, r"^latest$", now)
-        assert 0 < count and freed > 0
+        assert count > 0 and freed > 0
         assert f"{count} of {fleet.tag_count} tags stale (older than 90 days)" in summary.inner_text()
         assert f"({freed:,} bytes)" in reclaimable.inner_text()
         assert f"{count} rows" in table.inner_text()
@@ -231,10 +268,14 @@ def test_dashboard_page_follows_the_age_slider(jupyter_env, page, registry_url, 
         page.keyboard.press("End")
         page.wait_for_function(
             "() => !document.querySelector('.regframe-stale-summary').textContent.includes('older than 90 days')",
-            timeout=10_000)
+            timeout=10_000,
+        )
         slider_max = int(page.locator(".regframe-older-than .widget-readout").inner_text())
-        oldest = max((now - pd.Timestamp(r["created"])).days for r in fleet.records()
-                     if r["created"] is not None and r["created"].year >= 1990)
+        oldest = max(
+            (now - pd.Timestamp(r["created"])).days
+            for r in fleet.records()
+            if r["created"] is not None and r["created"].year >= 1990
+        )
         assert oldest <= slider_max <= oldest + 1, "the slider ends at the oldest image's age"
         expect(summary).to_contain_text(f"0 of {fleet.tag_count} tags stale (older than {slider_max} days)")
         expect(reclaimable).to_contain_text("(0 bytes)")

@@ -11,8 +11,7 @@ import stat
 import pytest
 
 import regframe
-from regframe.testing import local_registry
-from regframe.testing import build_image, layer, push_image
+from regframe.testing import build_image, layer, local_registry, push_image
 
 IMAGE = build_image([layer("auth-layer", 1200)])
 
@@ -71,7 +70,7 @@ def test_credentials_from_a_credential_helper(basic, tmp_path, monkeypatch):
     helper = tmp_path / "bin" / "docker-credential-regframetest"
     helper.parent.mkdir()
     answer = json.dumps({"ServerURL": basic.host, "Username": "carol", "Secret": basic.users["carol"]})
-    helper.write_text(f"#!/bin/sh\nread host\n[ \"$host\" = \"{basic.host}\" ] || exit 1\necho '{answer}'\n")
+    helper.write_text(f'#!/bin/sh\nread host\n[ "$host" = "{basic.host}" ] || exit 1\necho \'{answer}\'\n')
     helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
     (tmp_path / "config.json").write_text(json.dumps({"credHelpers": {basic.host: "regframetest"}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
@@ -178,6 +177,5 @@ def test_tls_unknown_ca_raises_ssl_error(tls):
 
 
 def test_tls_verification_can_be_disabled(tls):
-    with pytest.warns(Warning):
-        with regframe.connect(tls.url, verify=False, docker_config=False) as reg:
-            reg.search()
+    with pytest.warns(Warning), regframe.connect(tls.url, verify=False, docker_config=False) as reg:
+        reg.search()

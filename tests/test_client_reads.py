@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import suppress
 
 import pytest
 
 import regframe
+from regframe.client import RegistryClient
 from regframe.client import mediatypes as MT
-from regframe.client.registry import RegistryClient
 from regframe.testing import build_image, build_index, layer, push_image
 
 
@@ -37,7 +38,7 @@ def test_connect_refuses_credentials_in_url():
 def test_connect_maps_docker_hub_to_its_api_host():
     reg = RegistryClient("https://registry.hub.docker.com", docker_config=False)
     assert reg.url == "https://registry-1.docker.io"
-    assert reg._repo("ubuntu") == "library/ubuntu"
+    assert reg.repo("ubuntu") == "library/ubuntu"
     assert RegistryClient("docker.io", docker_config=False).url == "https://registry-1.docker.io"
 
 
@@ -65,8 +66,11 @@ def test_tags_and_hashes(anon, repo_name, image, index):
     result = anon.tags(repo_name, with_hashes=True)
     assert result["name"] == repo_name
     assert sorted(result["tags"]) == ["1.0", "latest", "multi"]
-    assert result["hashes"] == {"1.0": sha(image.manifest_raw), "latest": sha(image.manifest_raw),
-                                "multi": sha(index.manifest_raw)}
+    assert result["hashes"] == {
+        "1.0": sha(image.manifest_raw),
+        "latest": sha(image.manifest_raw),
+        "multi": sha(index.manifest_raw),
+    }
     assert "last" not in result
     assert "hashes" not in anon.tags(repo_name)
 
@@ -147,16 +151,19 @@ def test_blob_size_and_manifest_sum(anon, repo_name, image, index):
         anon.blob_size(repo_name, "sha256:" + "1" * 64)
 
 
-@pytest.mark.parametrize("call", [
-    lambda r: r.tags("../etc"),
-    lambda r: r.tags("UPPER/case"),
-    lambda r: r.manifest("ok/name", "bad tag"),
-    lambda r: r.manifest("ok/name", "sha256:short"),
-    lambda r: r.blob("ok/name", "md5:" + "0" * 32),
-    lambda r: r.digest("ok/name", "v1", platform="linux"),
-    lambda r: r.tags("", count=1),
-    lambda r: r.tags("a" * 256),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r: r.tags("../etc"),
+        lambda r: r.tags("UPPER/case"),
+        lambda r: r.manifest("ok/name", "bad tag"),
+        lambda r: r.manifest("ok/name", "sha256:short"),
+        lambda r: r.blob("ok/name", "md5:" + "0" * 32),
+        lambda r: r.digest("ok/name", "v1", platform="linux"),
+        lambda r: r.tags("", count=1),
+        lambda r: r.tags("a" * 256),
+    ],
+)
 def test_bad_input_never_reaches_the_network(anon, call):
     before = anon.stats["total_requests"]
     with pytest.raises(regframe.InvalidReferenceError):
@@ -178,17 +185,16 @@ def test_open_timeout_bounds_connecting():
     for _ in range(3):
         filler = socket.socket()
         filler.setblocking(False)
-        try:
+        with suppress(BlockingIOError):
             filler.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
         fillers.append(filler)
     time.sleep(0.2)
     started = time.perf_counter()
     try:
-        with pytest.raises(regframe.RegistryTimeoutError, match="open_timeout=0.5"):
-            regframe.connect(f"http://127.0.0.1:{port}", open_timeout=0.5, read_timeout=30, retries=0,
-                             docker_config=False)
+        with pytest.raises(regframe.RegistryTimeoutError, match=r"open_timeout=0\.5"):
+            regframe.connect(
+                f"http://127.0.0.1:{port}", open_timeout=0.5, read_timeout=30, retries=0, docker_config=False
+            )
         assert time.perf_counter() - started < 5, "bounded by open_timeout, not read_timeout"
     finally:
         for sock in [server, *fillers]:

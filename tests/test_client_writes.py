@@ -10,8 +10,7 @@ import subprocess
 import pytest
 
 import regframe
-from regframe.testing import local_registry
-from regframe.testing import build_image, build_index, layer, push_image
+from regframe.testing import build_image, build_index, layer, local_registry, push_image
 
 
 def sha(data: bytes) -> str:
@@ -32,9 +31,13 @@ def no_delete():
 
 
 IMAGE = build_image([layer("w-base", 4000), layer("w-app", 2200)], labels={"app": "w"})
-INDEX = build_index([build_image([layer("w-amd", 1800)], oci=True),
-                     build_image([layer("w-arm", 1900)], architecture="arm64", variant="v8", oci=True)],
-                    oci=True)
+INDEX = build_index(
+    [
+        build_image([layer("w-amd", 1800)], oci=True),
+        build_image([layer("w-arm", 1900)], architecture="arm64", variant="v8", oci=True),
+    ],
+    oci=True,
+)
 
 
 def layout_digests(root) -> set[str]:
@@ -78,8 +81,9 @@ def test_pull_index_one_platform_or_all(anon, repo_name, tmp_path):
     assert one.digest == sha(arm.manifest_raw)
     assert layout_digests(tmp_path / "arm") == {arm.config.digest, arm.layers[0].digest, sha(arm.manifest_raw)}
     anon.pull(repo_name, "multi", tmp_path / "all")
-    every = {sha(INDEX.manifest_raw)} | {d for c in INDEX.children
-                                         for d in (sha(c.manifest_raw), c.config.digest, c.layers[0].digest)}
+    every = {sha(INDEX.manifest_raw)} | {
+        d for c in INDEX.children for d in (sha(c.manifest_raw), c.config.digest, c.layers[0].digest)
+    }
     assert layout_digests(tmp_path / "all") == every
 
 
@@ -187,8 +191,11 @@ def test_rmrepo_deletes_every_manifest(anon, repo_name):
     push_image(anon, repo_name, "v1", IMAGE)
     push_image(anon, repo_name, "multi", INDEX)
     deleted = anon.rmrepo(repo_name)
-    assert set(deleted) == {sha(IMAGE.manifest_raw), sha(INDEX.manifest_raw),
-                            *(sha(c.manifest_raw) for c in INDEX.children)}
+    assert set(deleted) == {
+        sha(IMAGE.manifest_raw),
+        sha(INDEX.manifest_raw),
+        *(sha(c.manifest_raw) for c in INDEX.children),
+    }
     assert anon.tags(repo_name) == {}
 
 

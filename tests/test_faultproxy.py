@@ -14,23 +14,44 @@ import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import chain
 
 import pytest
-
-from regframe.processes import free_port
 import requests
 
+from regframe.processes import free_port
+from regframe.testing import local_registry
 from regframe.testing.faultproxy import (
-    Delay, DropHeader, FaultProxy, FlipBytes, ForeignLink, Forward, Hang, LoopLink, MalformedJSON,
-    Oversize, RateLimit, RecordingServer, RedirectTo, Reset, Rule, SetHeader, Status, TagPagination,
+    Delay,
+    DropHeader,
+    FaultProxy,
+    FlipBytes,
+    ForeignLink,
+    Forward,
+    Hang,
+    LoopLink,
+    MalformedJSON,
+    Oversize,
+    RateLimit,
+    RecordingServer,
+    RedirectTo,
+    Reset,
+    Rule,
+    SetHeader,
+    Status,
+    TagPagination,
     Truncate,
 )
-from regframe.testing import local_registry
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-ACCEPT = ", ".join([OCI_MANIFEST, "application/vnd.oci.image.index.v1+json",
-                    "application/vnd.docker.distribution.manifest.v2+json",
-                    "application/vnd.docker.distribution.manifest.list.v2+json"])
+ACCEPT = ", ".join(
+    [
+        OCI_MANIFEST,
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
 REPO = "fp/app"
 TAG_REPO = "fp/tags"
 # Pushed in this (unsorted) order; the registry returns them in its own order.
@@ -58,31 +79,32 @@ class Image:
         return sha256(self.manifest)
 
 
-def push_blob(session: requests.Session, base: str, repo: str, data: bytes, *, chunked: bool,
-              locations: list[str]) -> None:
+def push_blob(
+    session: requests.Session, base: str, repo: str, data: bytes, *, chunked: bool, locations: list[str]
+) -> None:
     started = session.post(f"{base}/v2/{repo}/blobs/uploads/")
     assert started.status_code == 202, started.text
     location = started.headers["Location"]
     locations.append(location)
     if chunked:
-        pieces = (data[i:i + 10_000] for i in range(0, len(data), 10_000))
-        patched = session.patch(location, data=pieces,
-                                headers={"Content-Type": "application/octet-stream"})
+        pieces = (data[i : i + 10_000] for i in range(0, len(data), 10_000))
+        patched = session.patch(location, data=pieces, headers={"Content-Type": "application/octet-stream"})
         assert patched.status_code == 202, patched.text
         location = patched.headers["Location"]
         locations.append(location)
         done = session.put(location, params={"digest": sha256(data)})
     else:
-        done = session.put(location, params={"digest": sha256(data)}, data=data,
-                           headers={"Content-Type": "application/octet-stream"})
+        done = session.put(
+            location, params={"digest": sha256(data)}, data=data, headers={"Content-Type": "application/octet-stream"}
+        )
     assert done.status_code == 201, done.text
     locations.append(done.headers["Location"])
 
 
-def push_manifest(session: requests.Session, base: str, repo: str, ref: str, manifest: bytes,
-                  locations: list[str]) -> None:
-    done = session.put(f"{base}/v2/{repo}/manifests/{ref}", data=manifest,
-                       headers={"Content-Type": OCI_MANIFEST})
+def push_manifest(
+    session: requests.Session, base: str, repo: str, ref: str, manifest: bytes, locations: list[str]
+) -> None:
+    done = session.put(f"{base}/v2/{repo}/manifests/{ref}", data=manifest, headers={"Content-Type": OCI_MANIFEST})
     assert done.status_code == 201, done.text
     locations.append(done.headers["Location"])
 
@@ -99,15 +121,23 @@ def image(registry) -> Image:
     rng = random.Random(1)
     layer = rng.randbytes(300_000)
     big = rng.randbytes(2_500_000)  # over the proxy's in-memory request-body limit: streamed
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": sha256(config), "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(blob),
-                    "size": len(blob)} for blob in (layer, big)],
-    }, indent=2).encode()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256(config),
+                "size": len(config),
+            },
+            "layers": [
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(blob), "size": len(blob)}
+                for blob in (layer, big)
+            ],
+        },
+        indent=2,
+    ).encode()
     locations: list[str] = []
     with FaultProxy(registry.url) as proxy, requests.Session() as session:
         for repo in (REPO, TAG_REPO):
@@ -136,6 +166,7 @@ def manifest_url(base: str) -> str:
 
 
 # -- plain forwarding ----------------------------------------------------------------------
+
 
 def test_uploads_through_the_proxy_follow_rewritten_locations(registry, image):
     # per repository: 2 monolithic uploads (POST, PUT) and 1 chunked (POST, PATCH, PUT); then manifests
@@ -174,7 +205,7 @@ def test_counters_are_exact_under_concurrency(proxy):
             return [session.get(f"{proxy.url}/v2/").status_code for _ in range(25)]
 
     with ThreadPoolExecutor(8) as pool:
-        codes = sum(pool.map(client, range(8)), [])
+        codes = list(chain.from_iterable(pool.map(client, range(8))))
     assert codes.count(503) == 8 * 25 // 5
     stats = proxy.stats
     assert (stats.requests, stats.forwarded, stats.connections) == (200, 160, 8)
@@ -182,8 +213,7 @@ def test_counters_are_exact_under_concurrency(proxy):
 
 
 def test_https_upstream_with_ca(image):
-    with local_registry(tls=True) as tls_registry, FaultProxy(tls_registry.url,
-                                                              ca_path=tls_registry.ca_path) as p:
+    with local_registry(tls=True) as tls_registry, FaultProxy(tls_registry.url, ca_path=tls_registry.ca_path) as p:
         answer = requests.get(f"{p.url}/v2/")
         assert answer.status_code == 200
         assert answer.headers["Docker-Distribution-API-Version"] == "registry/2.0"
@@ -200,9 +230,16 @@ def test_credentials_pass_through_and_realm_is_kept():
 
 def test_headers_reach_the_upstream_untouched_except_hop_by_hop():
     with RecordingServer(body=b"ok") as upstream, FaultProxy(upstream.url) as p:
-        answer = requests.get(f"{p.url}/v2/x?a=1", headers={
-            "Authorization": "Bearer abc.def", "Proxy-Authorization": "Basic cHJveHk=",
-            "X-Custom": "kept", "Connection": "keep-alive, X-Hop", "X-Hop": "dropped"})
+        answer = requests.get(
+            f"{p.url}/v2/x?a=1",
+            headers={
+                "Authorization": "Bearer abc.def",
+                "Proxy-Authorization": "Basic cHJveHk=",
+                "X-Custom": "kept",
+                "Connection": "keep-alive, X-Hop",
+                "X-Hop": "dropped",
+            },
+        )
         assert answer.content == b"ok"
         [seen] = upstream.requests
     assert (seen.method, seen.path) == ("GET", "/v2/x?a=1")
@@ -220,6 +257,7 @@ def test_upstream_down_answers_502_with_an_oci_error():
 
 
 # -- rule triggers ---------------------------------------------------------------------------
+
 
 def test_every_nth_matching_request_with_method_filter(proxy, image):
     proxy.add_rule(Rule(path=r"/manifests/", method="GET", every=3, action=Status(503)))
@@ -282,6 +320,7 @@ def test_rule_rejects_nonsense(kwargs):
 
 # -- actions ---------------------------------------------------------------------------------
 
+
 def test_reset_raises_connection_error_and_the_proxy_carries_on(proxy, image):
     proxy.add_rule(Rule(path=r"/blobs/", times=1, action=Reset()))
     with requests.Session() as session:
@@ -305,8 +344,9 @@ def test_rate_limit_and_custom_status(proxy):
 def test_status_on_an_upload_keeps_the_connection_usable(proxy, image):
     proxy.add_rule(Rule(method="PUT", times=1, action=Status(503)))
     with requests.Session() as session:
-        refused = session.put(f"{proxy.url}/v2/{REPO}/manifests/other", data=image.manifest,
-                              headers={"Content-Type": OCI_MANIFEST})
+        refused = session.put(
+            f"{proxy.url}/v2/{REPO}/manifests/other", data=image.manifest, headers={"Content-Type": OCI_MANIFEST}
+        )
         assert refused.status_code == 503
         assert session.get(f"{proxy.url}/v2/").status_code == 200
     assert proxy.stats.connections == 1
@@ -336,7 +376,7 @@ def test_flip_bytes_changes_the_digest_not_the_length(registry, image):
     first, again = fetch(5), fetch(5)
     assert len(first) == len(image.layer)
     assert sha256(first) != image.layer_digest
-    changed = [i for i, (a, b) in enumerate(zip(first, image.layer)) if a != b]
+    changed = [i for i, (a, b) in enumerate(zip(first, image.layer, strict=True)) if a != b]
     assert len(changed) == 3
     assert all(bin(first[i] ^ image.layer[i]).count("1") == 1 for i in changed)
     assert again == first
@@ -480,7 +520,7 @@ def test_tag_pagination_pages_per_the_oci_spec(registry, proxy, image):
     assert after == [t for t in expected if t > "beta-3"][:2]
     for n in range(1, 9):
         paged = follow_tag_pages(proxy.url, f"{path}?n={n}")
-        assert sum(paged, []) == expected
+        assert list(chain.from_iterable(paged)) == expected
         assert len(paged) == math.ceil(len(TAGS) / n)
     assert requests.get(f"{proxy.url}{path}?n=-1").status_code == 400
     unknown = requests.get(f"{proxy.url}/v2/fp/nothing/tags/list?n=2")

@@ -27,6 +27,7 @@ TIMEOUT = 10
 
 # -- helpers (plain requests, independent of the code under test) ---------------------------
 
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -57,8 +58,13 @@ class TokenClient:
         if response.status_code != 401:
             return response
         params = challenge(response)
-        token = requests.get(params["realm"], auth=self.auth, verify=self.verify, timeout=TIMEOUT,
-                             params={"service": params["service"], "scope": params.get("scope", "")})
+        token = requests.get(
+            params["realm"],
+            auth=self.auth,
+            verify=self.verify,
+            timeout=TIMEOUT,
+            params={"service": params["service"], "scope": params.get("scope", "")},
+        )
         assert token.status_code == 200, token.text
         self.tokens.append(token.json())
         headers = {**kw.pop("headers", {}), "Authorization": f"Bearer {token.json()['token']}"}
@@ -74,8 +80,13 @@ def push_blob(url: str, repo: str, data: bytes, request=None) -> requests.Respon
     location = started.headers["Location"]
     if location.startswith("/"):
         location = url + location
-    return request("PUT", location, params={"digest": sha256_digest(data)}, data=data,
-                   headers={"Content-Type": "application/octet-stream"})
+    return request(
+        "PUT",
+        location,
+        params={"digest": sha256_digest(data)},
+        data=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
 
 
 def jwt_part(token: str, index: int) -> dict:
@@ -120,6 +131,7 @@ def tls():
 
 # -- anonymous --------------------------------------------------------------------------------
 
+
 def test_anonymous_registry_answers_v2(plain):
     response = requests.get(f"{plain.url}/v2/", timeout=TIMEOUT)
     assert response.status_code == 200
@@ -158,8 +170,7 @@ def test_delete_disabled():
     with local_registry(delete=False) as registry:
         data = b"kept"
         assert push_blob(registry.url, "harness/keep", data).status_code == 201
-        response = requests.delete(f"{registry.url}/v2/harness/keep/blobs/{sha256_digest(data)}",
-                                   timeout=TIMEOUT)
+        response = requests.delete(f"{registry.url}/v2/harness/keep/blobs/{sha256_digest(data)}", timeout=TIMEOUT)
         assert response.status_code == 405
         assert response.json()["errors"][0]["code"] == "UNSUPPORTED"
         assert not registry.delete_enabled
@@ -185,11 +196,11 @@ def test_garbage_collect_removes_unreferenced_blobs():
         assert blob_file(registry.storage, digest).exists()
         assert digest in registry.garbage_collect()
         assert not blob_file(registry.storage, digest).exists()
-        assert requests.head(f"{registry.url}/v2/harness/gc/blobs/{digest}",
-                             timeout=TIMEOUT).status_code == 404
+        assert requests.head(f"{registry.url}/v2/harness/gc/blobs/{digest}", timeout=TIMEOUT).status_code == 404
 
 
 # -- lifecycle --------------------------------------------------------------------------------
+
 
 def test_everything_is_gone_after_exit():
     with local_registry(auth="token") as registry:
@@ -205,9 +216,8 @@ def test_everything_is_gone_after_exit():
 
 def test_early_exit_raises_with_the_registry_output(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    with pytest.raises(RuntimeError, match="exactly one storage type"):
-        with local_registry(storage__inmemory={}):
-            pass
+    with pytest.raises(RuntimeError, match="exactly one storage type"), local_registry(storage__inmemory={}):
+        pass
     assert list(tmp_path.iterdir()) == []
 
 
@@ -218,24 +228,29 @@ def test_registry_environment_variables_do_not_leak(monkeypatch):
         assert registry.port != 1
         data = b"deletable despite the environment"
         assert push_blob(registry.url, "harness/env", data).status_code == 201
-        assert requests.delete(f"{registry.url}/v2/harness/env/blobs/{sha256_digest(data)}",
-                               timeout=TIMEOUT).status_code == 202
+        assert (
+            requests.delete(f"{registry.url}/v2/harness/env/blobs/{sha256_digest(data)}", timeout=TIMEOUT).status_code
+            == 202
+        )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"auth": "ldap"}, "auth must be"),
-    ({"access": {None: []}}, "only apply with auth='token'"),
-    ({"log_level": "loud"}, "log_level"),
-    ({"http__addr": "127.0.0.1:5000"}, "http.addr"),
-    ({"users": {"a:b": "pw"}}, "contain no ':'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"auth": "ldap"}, "auth must be"),
+        ({"access": {None: []}}, "only apply with auth='token'"),
+        ({"log_level": "loud"}, "log_level"),
+        ({"http__addr": "127.0.0.1:5000"}, "http.addr"),
+        ({"users": {"a:b": "pw"}}, "contain no ':'"),
+    ],
+)
 def test_invalid_arguments_are_refused(kwargs, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        with local_registry(**kwargs):
-            pass
+    with pytest.raises(ValueError, match=re.escape(message)), local_registry(**kwargs):
+        pass
 
 
 # -- basic auth -------------------------------------------------------------------------------
+
 
 def test_basic_auth_needs_credentials(basic):
     url = f"{basic.url}/v2/"
@@ -265,6 +280,7 @@ def test_default_users_get_random_passwords(basic, token):
 
 # -- token auth -------------------------------------------------------------------------------
 
+
 def test_token_challenge_names_realm_and_service(token):
     response = requests.get(f"{token.url}/v2/_catalog", timeout=TIMEOUT)
     assert response.status_code == 401
@@ -282,7 +298,8 @@ def test_alice_pushes_through_the_token_flow(token):
     assert head.status_code == 200
     granted = jwt_part(alice.tokens[0]["token"], 1)["access"]
     assert [{**g, "actions": sorted(g["actions"])} for g in granted] == [
-        {"type": "repository", "name": "harness/alice", "actions": ["pull", "push"]}]
+        {"type": "repository", "name": "harness/alice", "actions": ["pull", "push"]}
+    ]
 
 
 def test_bob_pulls_but_may_not_push(token):
@@ -294,12 +311,14 @@ def test_bob_pulls_but_may_not_push(token):
     assert refused_push.status_code == 401
     assert challenge(refused_push)["error"] == "insufficient_scope"
     assert jwt_part(bob.tokens[-1]["token"], 1)["access"] == [
-        {"type": "repository", "name": "harness/bob", "actions": ["pull"]}]
+        {"type": "repository", "name": "harness/bob", "actions": ["pull"]}
+    ]
 
 
 def test_catalog_for_alice_but_not_carol(token):
-    assert push_blob(token.url, "harness/carol", b"carol may push",
-                     TokenClient(token, "carol").request).status_code == 201
+    assert (
+        push_blob(token.url, "harness/carol", b"carol may push", TokenClient(token, "carol").request).status_code == 201
+    )
     carol = TokenClient(token, "carol").request("GET", f"{token.url}/v2/_catalog")
     assert carol.status_code == 401
     assert challenge(carol)["error"] == "insufficient_scope"
@@ -322,8 +341,9 @@ def test_token_endpoint_refuses_bad_credentials(token):
     ts = token.token_server
     before = ts.rejected
     for auth in [("alice", "wrong"), ("mallory", token.users["alice"])]:
-        response = requests.get(ts.realm, auth=auth, timeout=TIMEOUT,
-                                params={"service": ts.service, "scope": "repository:x:pull"})
+        response = requests.get(
+            ts.realm, auth=auth, timeout=TIMEOUT, params={"service": ts.service, "scope": "repository:x:pull"}
+        )
         assert response.status_code == 401
         assert response.json()["errors"][0]["code"] == "UNAUTHORIZED"
     assert ts.rejected == before + 2
@@ -331,20 +351,24 @@ def test_token_endpoint_refuses_bad_credentials(token):
 
 def test_token_response_and_jwt_as_distribution_expects(token):
     ts = token.token_server
-    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    body = requests.get(ts.realm, auth=token.credentials("alice"), timeout=TIMEOUT,
-                        params={"service": ts.service, "scope": "repository:harness/jwt:pull"}).json()
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    body = requests.get(
+        ts.realm,
+        auth=token.credentials("alice"),
+        timeout=TIMEOUT,
+        params={"service": ts.service, "scope": "repository:harness/jwt:pull"},
+    ).json()
     assert body["token"] == body["access_token"] and body["expires_in"] == 300
-    assert before <= dt.datetime.fromisoformat(body["issued_at"]) <= dt.datetime.now(dt.timezone.utc)
+    assert before <= dt.datetime.fromisoformat(body["issued_at"]) <= dt.datetime.now(dt.UTC)
 
     header, claims = jwt_part(body["token"], 0), jwt_part(body["token"], 1)
     bundle = x509.load_pem_x509_certificate(
-        Path(re.search(r'rootcertbundle: "(.*)"', token.config_path.read_text())[1]).read_bytes())
-    spki = bundle.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+        Path(re.search(r'rootcertbundle: "(.*)"', token.config_path.read_text())[1]).read_bytes()
+    )
+    spki = bundle.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     b32 = base64.b32encode(hashlib.sha256(spki).digest()[:30]).decode()
     assert header["alg"] == "ES256"
-    assert header["kid"] == ":".join(b32[i:i + 4] for i in range(0, 48, 4))
+    assert header["kid"] == ":".join(b32[i : i + 4] for i in range(0, 48, 4))
     assert claims["aud"] == ts.service and claims["iss"] == ts.issuer and claims["sub"] == "alice"
     assert all(type(claims[k]) is int for k in ("exp", "nbf", "iat"))
     assert claims["exp"] - claims["iat"] == 300
@@ -442,6 +466,7 @@ def test_scope_parsing():
 
 # -- TLS --------------------------------------------------------------------------------------
 
+
 def test_tls_works_with_the_throwaway_ca(tls):
     assert tls.url == f"https://127.0.0.1:{tls.port}"
     ca = str(tls.ca_path)
@@ -506,8 +531,14 @@ def test_anonymous_registry_needs_neither_cryptography_nor_bcrypt(tmp_path):
     """Where ``cryptography`` and ``bcrypt`` cannot be imported, an anonymous registry starts and answers;
     TLS, token and htpasswd registries are refused before anything starts, naming the missing package."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    completed = subprocess.run([sys.executable, "-c", WITHOUT_CRYPTOGRAPHY_OR_BCRYPT], capture_output=True,
-                               text=True, timeout=60, env=env, check=False)
+    completed = subprocess.run(
+        [sys.executable, "-c", WITHOUT_CRYPTOGRAPHY_OR_BCRYPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr
     answer = json.loads(completed.stdout)
     assert answer["status"] == 200

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tarfile
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -51,8 +51,8 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 ALL_MANIFEST_TYPES = ", ".join([DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX])
 INDEX_TYPES = {DOCKER_LIST, OCI_INDEX}
 
-CREATED = datetime(2022, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
-NOW = datetime(2025, 3, 1, tzinfo=timezone.utc)
+CREATED = datetime(2022, 5, 6, 7, 8, 9, tzinfo=UTC)
+NOW = datetime(2025, 3, 1, tzinfo=UTC)
 # The distribution grammar, written out here so the test does not lean on regframe's own validator.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
@@ -66,6 +66,7 @@ def sha256(data: bytes) -> str:
 # ------------------------------------------------------------------------------------------
 # Layers
 # ------------------------------------------------------------------------------------------
+
 
 def test_layer_is_deterministic_and_depends_on_seed_and_size():
     first, again = layer(7, 5_000), layer(7, 5_000)
@@ -127,6 +128,7 @@ def test_layer_rejects_unusable_arguments():
 # Images and indexes
 # ------------------------------------------------------------------------------------------
 
+
 def test_docker_image_manifest_and_config():
     layers = [layer("a", 2_000), layer("b", 3_000)]
     image = build_image(layers, created=CREATED, labels={"team": "x"})
@@ -134,10 +136,14 @@ def test_docker_image_manifest_and_config():
     manifest = json.loads(image.manifest_raw)
     assert manifest["schemaVersion"] == 2
     assert manifest["mediaType"] == DOCKER_MANIFEST == image.media_type
-    assert manifest["config"] == {"mediaType": DOCKER_CONFIG, "size": len(image.config.data),
-                                  "digest": sha256(image.config.data)}
+    assert manifest["config"] == {
+        "mediaType": DOCKER_CONFIG,
+        "size": len(image.config.data),
+        "digest": sha256(image.config.data),
+    }
     assert manifest["layers"] == [
-        {"mediaType": DOCKER_LAYER, "size": len(item.data), "digest": sha256(item.data)} for item in layers]
+        {"mediaType": DOCKER_LAYER, "size": len(item.data), "digest": sha256(item.data)} for item in layers
+    ]
     assert image.digest == sha256(image.manifest_raw)
 
     config = json.loads(image.config.data)
@@ -145,8 +151,7 @@ def test_docker_image_manifest_and_config():
     assert "variant" not in config
     assert config["created"] == "2022-05-06T07:08:09Z"
     assert config["config"]["Labels"] == {"team": "x"}
-    assert config["rootfs"] == {"type": "layers",
-                                "diff_ids": [sha256(gzip.decompress(item.data)) for item in layers]}
+    assert config["rootfs"] == {"type": "layers", "diff_ids": [sha256(gzip.decompress(item.data)) for item in layers]}
     assert len(config["history"]) == 2
     assert all(entry["created"] == "2022-05-06T07:08:09Z" for entry in config["history"])
     assert all(entry["created_by"] for entry in config["history"])
@@ -161,8 +166,9 @@ def test_docker_image_manifest_and_config():
 def test_oci_image_with_variant_history_and_offset_timezone():
     created = datetime(2020, 1, 1, 12, 0, 0, 250_000, tzinfo=timezone(timedelta(hours=2)))
     item = layer("arm", 1_500)
-    image = build_image([item], architecture="arm64", variant="v8", created=created,
-                        history=["COPY app /app"], oci=True)
+    image = build_image(
+        [item], architecture="arm64", variant="v8", created=created, history=["COPY app /app"], oci=True
+    )
 
     manifest = json.loads(image.manifest_raw)
     assert manifest["mediaType"] == OCI_MANIFEST == image.media_type
@@ -209,8 +215,7 @@ def test_image_arguments_are_checked():
 def test_index_lists_each_platform_with_its_manifest_digest(oci):
     shared = layer("base", 4_000)
     amd = build_image([shared, layer("amd", 1_000)], created=CREATED, oci=oci)
-    arm = build_image([shared, layer("arm", 1_000)], architecture="arm64", variant="v8", created=CREATED,
-                      oci=oci)
+    arm = build_image([shared, layer("arm", 1_000)], architecture="arm64", variant="v8", created=CREATED, oci=oci)
     index = build_index([amd, arm], oci=oci)
 
     document = json.loads(index.manifest_raw)
@@ -218,15 +223,24 @@ def test_index_lists_each_platform_with_its_manifest_digest(oci):
     assert document["schemaVersion"] == 2
     assert document["mediaType"] == (OCI_INDEX if oci else DOCKER_LIST) == index.media_type
     assert document["manifests"] == [
-        {"mediaType": child_type, "size": len(amd.manifest_raw), "digest": sha256(amd.manifest_raw),
-         "platform": {"architecture": "amd64", "os": "linux"}},
-        {"mediaType": child_type, "size": len(arm.manifest_raw), "digest": sha256(arm.manifest_raw),
-         "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+        {
+            "mediaType": child_type,
+            "size": len(amd.manifest_raw),
+            "digest": sha256(amd.manifest_raw),
+            "platform": {"architecture": "amd64", "os": "linux"},
+        },
+        {
+            "mediaType": child_type,
+            "size": len(arm.manifest_raw),
+            "digest": sha256(arm.manifest_raw),
+            "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"},
+        },
     ]
     assert index.digest == sha256(index.manifest_raw)
 
     expected_blobs = {sha256(amd.config.data), sha256(arm.config.data)} | {
-        entry["digest"] for child in (amd, arm) for entry in json.loads(child.manifest_raw)["layers"]}
+        entry["digest"] for child in (amd, arm) for entry in json.loads(child.manifest_raw)["layers"]
+    }
     assert [blob.digest for blob in index.blobs()] == list(dict.fromkeys(b.digest for b in index.blobs()))
     assert {blob.digest for blob in index.blobs()} == expected_blobs
     assert len(expected_blobs) == 5, "the shared base layer is listed once"
@@ -237,9 +251,17 @@ def test_index_lists_each_platform_with_its_manifest_digest(oci):
 # Fleet plans
 # ------------------------------------------------------------------------------------------
 
-SMALL = FleetSpec(repositories=20, tags_per_repo=10, multi_platform_ratio=0.25, oci_ratio=0.5,
-                  fake_created_ratio=0.1, now=NOW, layer_size_range=(200, 2_000),
-                  base_layer_size_range=(5_000, 20_000), seed=3)
+SMALL = FleetSpec(
+    repositories=20,
+    tags_per_repo=10,
+    multi_platform_ratio=0.25,
+    oci_ratio=0.5,
+    fake_created_ratio=0.1,
+    now=NOW,
+    layer_size_range=(200, 2_000),
+    base_layer_size_range=(5_000, 20_000),
+    seed=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -276,16 +298,21 @@ def test_alias_tags_share_the_digest_of_a_version_tag(small_fleet):
 
 
 def test_exact_shares_of_multi_platform_oci_and_fake_created_tags(small_fleet):
-    versions = [(repo, tag, small_fleet.tags[repo][tag]) for repo in small_fleet.repositories
-                for tag in version_tags(small_fleet, repo)]
+    versions = [
+        (repo, tag, small_fleet.tags[repo][tag])
+        for repo in small_fleet.repositories
+        for tag in version_tags(small_fleet, repo)
+    ]
     assert len(versions) == 160
     documents = [json.loads(item.manifest_raw) for _, _, item in versions]
     indexes = [doc for doc in documents if doc["mediaType"] in INDEX_TYPES]
     assert len(indexes) == round(0.25 * 160)
     for doc in indexes:
         platforms = [p["platform"] for p in doc["manifests"]]
-        assert platforms == [{"architecture": "amd64", "os": "linux"},
-                             {"architecture": "arm64", "os": "linux", "variant": "v8"}]
+        assert platforms == [
+            {"architecture": "amd64", "os": "linux"},
+            {"architecture": "arm64", "os": "linux", "variant": "v8"},
+        ]
         expected_child = OCI_MANIFEST if doc["mediaType"] == OCI_INDEX else DOCKER_MANIFEST
         assert {p["mediaType"] for p in doc["manifests"]} == {expected_child}
     assert sum(doc["mediaType"] in (OCI_MANIFEST, OCI_INDEX) for doc in documents) == round(0.5 * 160)
@@ -334,7 +361,7 @@ def test_base_layers_are_shared_across_repositories_and_formats(small_fleet):
 def test_records_agree_with_the_bytes_of_the_plan(small_fleet):
     records = small_fleet.records()
     expected_rows = 0
-    for repository, tags in small_fleet.tags.items():
+    for tags in small_fleet.tags.values():
         for item in tags.values():
             document = json.loads(item.manifest_raw)
             expected_rows += len(document["manifests"]) if document["mediaType"] in INDEX_TYPES else 1
@@ -353,7 +380,8 @@ def test_records_agree_with_the_bytes_of_the_plan(small_fleet):
         assert len(config) == record["config_size"]
         platform = json.loads(config)
         assert record["platform"] == "/".join(
-            filter(None, [platform["os"], platform["architecture"], platform.get("variant")]))
+            filter(None, [platform["os"], platform["architecture"], platform.get("variant")])
+        )
         assert record["labels"] == platform["config"]["Labels"]
         assert record["labels"]["org.opencontainers.image.version"] in small_fleet.tags[record["repository"]]
         assert record["layers"] == [(entry["digest"], entry["size"]) for entry in manifest["layers"]]
@@ -368,24 +396,31 @@ def test_fleet_is_deterministic_and_seed_dependent(small_fleet):
     assert again.records() == small_fleet.records()
     other = FleetSpec(**{**SMALL.__dict__, "seed": 4}).build()
     assert {r["manifest_digest"] for r in other.records()}.isdisjoint(
-        {r["manifest_digest"] for r in small_fleet.records()})
+        {r["manifest_digest"] for r in small_fleet.records()}
+    )
 
 
 def test_fleet_digests_do_not_depend_on_the_process(small_fleet):
-    script = ("import json, sys; from datetime import datetime, timezone; "
-              "from regframe.testing import FleetSpec; "
-              "options = {k: tuple(v) if isinstance(v, list) else v "
-              "           for k, v in json.loads(sys.argv[1]).items()}; "
-              "fleet = FleetSpec(**options, now=datetime(2025, 3, 1, tzinfo=timezone.utc)).build(); "
-              "print(' '.join(r['digest'] for r in fleet.records()))")
+    script = (
+        "import json, sys; from datetime import datetime, timezone; "
+        "from regframe.testing import FleetSpec; "
+        "options = {k: tuple(v) if isinstance(v, list) else v "
+        "           for k, v in json.loads(sys.argv[1]).items()}; "
+        "fleet = FleetSpec(**options, now=datetime(2025, 3, 1, tzinfo=timezone.utc)).build(); "
+        "print(' '.join(r['digest'] for r in fleet.records()))"
+    )
     options = json.dumps({k: v for k, v in SMALL.__dict__.items() if k != "now"})
     outputs = set()
     for hash_seed in ("1", "2"):
-        completed = subprocess.run([sys.executable, "-c", script, options], capture_output=True, text=True,
-                                   check=True, env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        completed = subprocess.run(
+            [sys.executable, "-c", script, options],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
         outputs.add(completed.stdout.strip())
-    assert outputs == {" ".join(sha256(item.manifest_raw) for _, _, item in small_fleet.items()
-                                for _ in item.images)}
+    assert outputs == {" ".join(sha256(item.manifest_raw) for _, _, item in small_fleet.items() for _ in item.images)}
 
 
 def test_default_fleet_is_the_documented_shape_and_stays_small():
@@ -393,14 +428,15 @@ def test_default_fleet_is_the_documented_shape_and_stays_small():
     assert len(fleet.repositories) == 50
     assert all(len(tags) == 40 for tags in fleet.tags.values())
     assert all({"latest", "stable"} <= set(tags) for tags in fleet.tags.values())
-    version_items = [item for repo in fleet.repositories for tag, item in fleet.tags[repo].items()
-                     if tag not in ("latest", "stable")]
+    version_items = [
+        item for repo in fleet.repositories for tag, item in fleet.tags[repo].items() if tag not in ("latest", "stable")
+    ]
     media_types = [json.loads(item.manifest_raw)["mediaType"] for item in version_items]
     assert sum(media_type in INDEX_TYPES for media_type in media_types) == round(0.1 * 1900)
 
     repositories_of = defaultdict(set)
     for record in fleet.records():
-        for digest, size in record["layers"]:
+        for digest, _ in record["layers"]:
             repositories_of[digest].add(record["repository"])
     sizes = {digest: len(fleet.blobs[digest].data) for digest in repositories_of}
     base = {d for d, repos in repositories_of.items() if len(repos) > 1}
@@ -412,19 +448,22 @@ def test_default_fleet_is_the_documented_shape_and_stays_small():
 
 def test_a_custom_fleet_from_a_dict():
     image = build_image([layer("c", 1_000)], created=CREATED, labels={"a": "b"})
-    index = build_index([image, build_image([layer("d", 1_000)], architecture="arm64", created=CREATED)],
-                        oci=True)
+    index = build_index([image, build_image([layer("d", 1_000)], architecture="arm64", created=CREATED)], oci=True)
     fleet = Fleet({"solo": {"v1": image, "latest": image}, "team/multi": {"1.0": index}})
     records = fleet.records()
     assert [(r["repository"], r["tag"], r["platform"]) for r in records] == [
-        ("solo", "v1", "linux/amd64"), ("solo", "latest", "linux/amd64"),
-        ("team/multi", "1.0", "linux/amd64"), ("team/multi", "1.0", "linux/arm64")]
+        ("solo", "v1", "linux/amd64"),
+        ("solo", "latest", "linux/amd64"),
+        ("team/multi", "1.0", "linux/amd64"),
+        ("team/multi", "1.0", "linux/arm64"),
+    ]
     assert records[0]["digest"] == records[1]["digest"] == sha256(image.manifest_raw)
     assert records[2]["digest"] == records[3]["digest"] == sha256(index.manifest_raw)
     assert records[2]["manifest_digest"] == sha256(image.manifest_raw)
     assert records[0]["created"] == CREATED
-    assert set(fleet.manifests) == {sha256(m) for m in (image.manifest_raw, index.manifest_raw,
-                                                         index.children[1].manifest_raw)}
+    assert set(fleet.manifests) == {
+        sha256(m) for m in (image.manifest_raw, index.manifest_raw, index.children[1].manifest_raw)
+    }
     assert fleet.tag_count == 3
     assert fleet.now is None and fleet.spec is None
     with pytest.raises(TypeError):
@@ -452,6 +491,7 @@ def test_fleet_and_spec_reject_invalid_input():
 # ------------------------------------------------------------------------------------------
 # Pushing to a real registry
 # ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def registry():
@@ -514,19 +554,27 @@ def test_pushing_again_skips_every_blob(registry, target):
 @pytest.mark.parametrize("oci", [False, True], ids=["docker-list", "oci-index"])
 def test_pushed_index_and_children_read_back(registry, target, oci):
     base = layer("index-base", 8_000)
-    children = [build_image([base, layer(f"index-{oci}-{arch}", 1_000)], architecture=arch,
-                            variant="v8" if arch == "arm64" else None, created=CREATED, oci=oci)
-                for arch in ("amd64", "arm64")]
+    children = [
+        build_image(
+            [base, layer(f"index-{oci}-{arch}", 1_000)],
+            architecture=arch,
+            variant="v8" if arch == "arm64" else None,
+            created=CREATED,
+            oci=oci,
+        )
+        for arch in ("amd64", "arm64")
+    ]
     index = build_index(children, oci=oci)
     repository = "push/index"
     result = push_image(target, repository, f"multi-{'oci' if oci else 'docker'}", index)
     assert result.manifests_put == 3
 
-    response = get(registry, f"/v2/{repository}/manifests/multi-{'oci' if oci else 'docker'}",
-                   OCI_INDEX if oci else DOCKER_LIST)
+    response = get(
+        registry, f"/v2/{repository}/manifests/multi-{'oci' if oci else 'docker'}", OCI_INDEX if oci else DOCKER_LIST
+    )
     assert response.content == index.manifest_raw
     assert response.headers["Docker-Content-Digest"] == sha256(index.manifest_raw)
-    for entry, child in zip(json.loads(response.content)["manifests"], children):
+    for entry, child in zip(json.loads(response.content)["manifests"], children, strict=True):
         by_digest = get(registry, f"/v2/{repository}/manifests/{entry['digest']}", entry["mediaType"])
         assert by_digest.status_code == 200
         assert by_digest.content == child.manifest_raw
@@ -562,8 +610,12 @@ def test_seeding_over_tls_uses_the_given_ca():
     with local_registry(tls=True) as reg:
         with regframe.connect(reg.url, ca_bundle=reg.ca_path, docker_config=False) as secure:
             assert push_image(secure, "tls/app", "v1", image).manifests_put == 1
-        response = requests.get(f"{reg.url}/v2/tls/app/manifests/v1", headers={"Accept": DOCKER_MANIFEST},
-                                verify=str(reg.ca_path), timeout=10)
+        response = requests.get(
+            f"{reg.url}/v2/tls/app/manifests/v1",
+            headers={"Accept": DOCKER_MANIFEST},
+            verify=str(reg.ca_path),
+            timeout=10,
+        )
         assert response.content == image.manifest_raw
 
 
@@ -571,8 +623,16 @@ def test_seeding_over_tls_uses_the_given_ca():
 # Seeding a whole fleet
 # ------------------------------------------------------------------------------------------
 
-SEED_SPEC = FleetSpec(repositories=5, tags_per_repo=4, multi_platform_ratio=0.3, oci_ratio=0.5, now=NOW,
-                      layer_size_range=(500, 5_000), base_layer_size_range=(10_000, 30_000), seed=11)
+SEED_SPEC = FleetSpec(
+    repositories=5,
+    tags_per_repo=4,
+    multi_platform_ratio=0.3,
+    oci_ratio=0.5,
+    now=NOW,
+    layer_size_range=(500, 5_000),
+    base_layer_size_range=(10_000, 30_000),
+    seed=11,
+)
 
 
 def blobs_per_repository(fleet: Fleet) -> int:
@@ -626,7 +686,6 @@ def test_seeding_again_uploads_nothing(seeded):
     assert again.blobs_skipped == blobs_per_repository(fleet)
 
 
-
 # A fresh interpreter in which importing any of ``BLOCKED`` fails, as on a machine without them.
 BLOCKING_PRELUDE = """
 import sys
@@ -644,9 +703,17 @@ sys.meta_path.insert(0, Blocked())
 
 def test_seeding_uses_the_regframe_client_and_no_second_http_client():
     """Seeding works where ``requests`` (the second HTTP client the harness once had) cannot be imported."""
-    spec = {"repositories": 2, "tags_per_repo": 3, "multi_platform_ratio": 0.5, "seed": 5,
-            "layer_size_range": [300, 900], "base_layer_size_range": [2_000, 4_000]}
-    script = BLOCKING_PRELUDE + """
+    spec = {
+        "repositories": 2,
+        "tags_per_repo": 3,
+        "multi_platform_ratio": 0.5,
+        "seed": 5,
+        "layer_size_range": [300, 900],
+        "base_layer_size_range": [2_000, 4_000],
+    }
+    script = (
+        BLOCKING_PRELUDE
+        + """
 BLOCKED = {"requests"}
 import json
 from datetime import datetime, timezone
@@ -660,11 +727,14 @@ with seeded_registry(fleet, workers=2) as reg, regframe.connect(reg.url, docker_
              for repo in client.search()}
 print(json.dumps({"found": found, "loaded": sorted(m for m in sys.modules if m.split(".")[0] == "requests")}))
 """
-    completed = subprocess.run([sys.executable, "-c", script, json.dumps(spec)], capture_output=True,
-                               text=True, timeout=120, check=False)
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(spec)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert completed.returncode == 0, completed.stderr
     answer = json.loads(completed.stdout)
     assert answer["loaded"] == []
     planned = make_fleet(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}, now=NOW)
-    assert answer["found"] == {repo: {tag: sha256(item.manifest_raw) for tag, item in tags.items()}
-                               for repo, tags in planned.tags.items()}
+    assert answer["found"] == {
+        repo: {tag: sha256(item.manifest_raw) for tag, item in tags.items()} for repo, tags in planned.tags.items()
+    }

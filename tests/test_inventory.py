@@ -5,24 +5,32 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
 import regframe
 from regframe.analysis import reclaimable_bytes, shared_layers, stale_tags, storage_usage
-from regframe.testing import local_registry
-from regframe.testing import make_fleet, seed
+from regframe.testing import local_registry, make_fleet, seed
 
-NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def fleet():
-    return make_fleet(repositories=6, tags_per_repo=7, base_layers=2, multi_platform_ratio=0.25,
-                      oci_ratio=0.5, fake_created_ratio=0.1, seed=3, now=NOW,
-                      layer_size_range=(300, 3000), base_layer_size_range=(4000, 9000))
+    return make_fleet(
+        repositories=6,
+        tags_per_repo=7,
+        base_layers=2,
+        multi_platform_ratio=0.25,
+        oci_ratio=0.5,
+        fake_created_ratio=0.1,
+        seed=3,
+        now=NOW,
+        layer_size_range=(300, 3000),
+        base_layer_size_range=(4000, 9000),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +52,7 @@ def records(fleet):
 
 def test_catalog(inv, fleet):
     assert sorted(inv.catalog["repository"].astype(str)) == sorted(fleet.repositories)
-    counts = dict(zip(inv.catalog["repository"].astype(str), inv.catalog["tag_count"]))
+    counts = dict(zip(inv.catalog["repository"].astype(str), inv.catalog["tag_count"], strict=True))
     assert counts == {repo: len(tags) for repo, tags in fleet.tags.items()}
     row = inv.catalog.set_index("repository").loc[fleet.repositories[0]]
     namespace, _, name = fleet.repositories[0].rpartition("/")
@@ -52,10 +60,16 @@ def test_catalog(inv, fleet):
 
 
 def test_tags(inv, fleet):
-    expected = {(repo, tag): (item.digest, item.media_type, hasattr(item, "children") and bool(item.children))
-                for repo, tag, item in fleet.items()}
-    got = {(r, t): (d, m, bool(i)) for r, t, d, m, i in
-           inv.tags[["repository", "tag", "digest", "media_type", "is_index"]].astype(object).itertuples(index=False)}
+    expected = {
+        (repo, tag): (item.digest, item.media_type, hasattr(item, "children") and bool(item.children))
+        for repo, tag, item in fleet.items()
+    }
+    got = {
+        (r, t): (d, m, bool(i))
+        for r, t, d, m, i in inv.tags[["repository", "tag", "digest", "media_type", "is_index"]]
+        .astype(object)
+        .itertuples(index=False)
+    }
     assert got == expected
     assert any(v[2] for v in expected.values()), "the fleet has multi-platform tags"
 
@@ -79,10 +93,17 @@ def test_manifests(inv, records):
 
 
 def test_layers(inv, records):
-    expected = sorted((r["repository"], r["tag"], r["manifest_digest"], pos, digest, size)
-                      for r in records for pos, (digest, size) in enumerate(r["layers"]))
-    got = sorted(tuple(x) for x in inv.layers[["repository", "tag", "manifest_digest", "position", "layer_digest",
-                                                "size"]].astype(object).itertuples(index=False))
+    expected = sorted(
+        (r["repository"], r["tag"], r["manifest_digest"], pos, digest, size)
+        for r in records
+        for pos, (digest, size) in enumerate(r["layers"])
+    )
+    got = sorted(
+        tuple(x)
+        for x in inv.layers[["repository", "tag", "manifest_digest", "position", "layer_digest", "size"]]
+        .astype(object)
+        .itertuples(index=False)
+    )
     assert got == expected
 
 
@@ -108,8 +129,7 @@ def test_warm_cache_costs_one_head_per_tag(seeded, inv, fleet, tmp_path):
     client = seeded[1]
     cold = client.inventory(progress=False, cache=tmp_path / "cache")
     warm = client.inventory(progress=False, cache=tmp_path / "cache")
-    assert warm.stats["requests"] == {"catalog": 1, "tags": len(fleet.repositories),
-                                      "manifest_head": fleet.tag_count}
+    assert warm.stats["requests"] == {"catalog": 1, "tags": len(fleet.repositories), "manifest_head": fleet.tag_count}
     assert warm.stats["cache_hits"] > 0
     for name in ("tags", "manifests", "layers"):
         pd.testing.assert_frame_equal(getattr(warm, name), getattr(cold, name))
@@ -120,7 +140,7 @@ def test_repository_filters(seeded, fleet):
     first = fleet.repositories[0]
     by_list = client.inventory([first], progress=False)
     assert set(by_list.tags["repository"].astype(str)) == {first}
-    by_pattern = client.inventory(re.compile("^" + re.escape(first) + "$"), progress=False)
+    by_pattern = client.inventory(match=re.compile("^" + re.escape(first) + "$"), progress=False)
     assert set(by_pattern.tags["repository"].astype(str)) == {first}
     with pytest.raises(regframe.InvalidReferenceError):
         client.inventory(["Bad/Name"], progress=False)
@@ -192,9 +212,11 @@ def test_stale_and_reclaimable_match_plan(inv, records):
         if r["created"] is not None and r["created"].year >= 1990:
             dates[key].append(r["created"])
     newest = {key: max(dates[key]) if dates[key] else None for key in digest_of}
-    kept_digests = {(repo, digest_of[(repo, tag)]) for (repo, tag) in digest_of
-                    if tag == "latest" or newest[(repo, tag)] is None
-                    or now - pd.Timestamp(newest[(repo, tag)]) <= threshold}
+    kept_digests = {
+        (repo, digest_of[(repo, tag)])
+        for (repo, tag) in digest_of
+        if tag == "latest" or newest[(repo, tag)] is None or now - pd.Timestamp(newest[(repo, tag)]) <= threshold
+    }
     expected_stale = {key for key in digest_of if (key[0], digest_of[key]) not in kept_digests}
     got = {(str(r), str(t)) for r, t in stale.loc[stale["stale"], ["repository", "tag"]].itertuples(index=False)}
     assert got == expected_stale
@@ -219,10 +241,10 @@ def test_cleanup_dry_run_lists_exactly_what_is_deleted(fleet):
         assert set(dry["status"]) == {"would delete"}
         real = client.apply_cleanup(stale, dry_run=False)
         assert set(real["status"]) == {"deleted"}
-        assert list(zip(dry["repository"], dry["tag"])) == list(zip(real["repository"], real["tag"]))
+        assert dry[["repository", "tag"]].values.tolist() == real[["repository", "tag"]].values.tolist()
         after = client.inventory(progress=False)
-        remaining = set(zip(after.tags["repository"].astype(str), after.tags["tag"].astype(str)))
-        deleted = set(zip(real["repository"], real["tag"]))
+        remaining = set(zip(after.tags["repository"].astype(str), after.tags["tag"].astype(str), strict=True))
+        deleted = set(zip(real["repository"], real["tag"], strict=True))
         kept = {(str(r), str(t)) for r, t in stale.loc[~stale["stale"], ["repository", "tag"]].itertuples(index=False)}
         assert not deleted & remaining
         assert kept <= remaining, "no kept tag was lost"
@@ -231,8 +253,16 @@ def test_cleanup_dry_run_lists_exactly_what_is_deleted(fleet):
 
 
 def test_missing_config_blob_is_an_error_row(fleet):
-    small = make_fleet(repositories=2, tags_per_repo=3, base_layers=1, multi_platform_ratio=0, seed=9, now=NOW,
-                       layer_size_range=(300, 900), base_layer_size_range=(1000, 2000))
+    small = make_fleet(
+        repositories=2,
+        tags_per_repo=3,
+        base_layers=1,
+        multi_platform_ratio=0,
+        seed=9,
+        now=NOW,
+        layer_size_range=(300, 900),
+        base_layer_size_range=(1000, 2000),
+    )
     with local_registry() as reg, regframe.connect(reg.url) as client:
         seed(client, small)
         victim = small.records()[0]
@@ -256,6 +286,7 @@ def test_progress_callback_counts_every_tag(seeded, fleet):
 
 def test_stop_event_keeps_what_was_read(seeded, fleet):
     import threading
+
     stop = threading.Event()
     stop.set()
     partial = seeded[1].inventory(progress=False, stop=stop)

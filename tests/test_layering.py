@@ -1,41 +1,118 @@
-"""Data flows one way: the client knows nothing of pandas, the analysis nothing of the network.
-
-Checked on the source (importing a subpackage runs ``regframe/__init__`` and so loads everything)."""
+"""Data flows one way. One table says what each part of the package may import; it is checked on the
+source, and a fresh interpreter shows that ``import regframe.client`` loads no dataframe, chart or
+notebook library."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "regframe"
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+
+BOTTOM = {"regframe.units", "regframe.processes", "regframe.patterns", "regex"}
+CLIENT = BOTTOM | {"regframe.client", "urllib3"}
+INVENTORY = CLIENT | {"regframe.inventory", "pandas", "numpy", "pyarrow", "tqdm", "regex"}
+ANALYSIS = BOTTOM | {"regframe.analysis", "pandas", "numpy", "regex"}
+POLICY = ANALYSIS | {"regframe.policy", "yaml"}
+FACADE = INVENTORY | ANALYSIS | {"regframe.registry", "regframe.actions"}
+PLOT = ANALYSIS | {"regframe.plot", "matplotlib"}
+TOP = FACADE | POLICY | PLOT | {"regframe", "regframe.accessor", "ipywidgets"}
+
+# What each part of the package may import (besides the standard library).
+ALLOWED: dict[str, set[str]] = {
+    "regframe.units": set(),
+    "regframe.processes": set(),
+    "regframe.patterns": {"regex"},
+    "regframe.client": CLIENT,
+    "regframe.inventory": INVENTORY,
+    "regframe.analysis": ANALYSIS,
+    "regframe.policy": POLICY,
+    "regframe.actions": FACADE,
+    "regframe.registry": FACADE,
+    "regframe.plot": PLOT,
+    "regframe.accessor": ANALYSIS | PLOT,
+    "regframe.widgets": TOP | {"regframe.widgets"},
+    "regframe.cli": TOP | {"regframe.cli", "regframe.cleanup_command", "regframe.dashboard"},
+    "regframe.cleanup_command": TOP | {"regframe.cli"},
+    "regframe.dashboard": BOTTOM | {"regframe.cli", "voila"},
+    "regframe.demo": TOP | {"regframe.cli", "regframe.testing"},
+    "regframe.testing": CLIENT | {"regframe", "regframe.testing", "cryptography", "bcrypt"},
+    "regframe": {"regframe.client", "regframe.inventory", "regframe.registry", "regframe.accessor"},
+}
 
 
-def imports_of(folder: str) -> dict[str, set[str]]:
-    found = {}
-    for path in sorted((PACKAGE / folder).rglob("*.py")):
-        names = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                base = "." * node.level + (node.module or "")
-                names.add(base)
-        found[path.name] = names
+def part_of(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    parts = parts[:-1] if parts[-1] == "__init__" else parts
+    return ".".join(parts[:2])
+
+
+def imports(path: Path) -> set[str]:
+    """Top-level distributions and regframe parts (``regframe.x``) a file imports."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                names = [
+                    ".".join(base + [node.module]) if node.module else ".".join(base + [alias.name])
+                    for alias in node.names
+                ]
+            else:
+                names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top in STDLIB:
+                continue
+            if top != "regframe":
+                found.add(top)
+            else:
+                part = ".".join(name.split(".")[:2])
+                found.add(part if part in PARTS else "regframe")  # a name the package itself exports
     return found
 
 
-@pytest.mark.parametrize("file, names", imports_of("client").items())
-def test_client_imports_no_dataframe_or_notebook_library(file, names):
-    roots = {name.lstrip(".").split(".")[0] for name in names if not name.startswith(".")}
-    assert not roots & {"pandas", "numpy", "matplotlib", "ipywidgets", "pyarrow", "tqdm"}, file
-    assert not any(name.startswith("..") and name != "..units" for name in names), \
-        f"{file} reaches above the client package"
+FILES = sorted(PACKAGE.rglob("*.py"))
+PARTS = {part_of(path) for path in FILES}
 
 
-@pytest.mark.parametrize("file, names", imports_of("analysis").items())
-def test_analysis_imports_no_network_code(file, names):
-    roots = {name.split(".")[0] for name in names if not name.startswith(".")}
-    assert not roots & {"urllib3", "requests", "http", "socket"}, file
-    assert not any("client" in name and not name.endswith("errors") for name in names), file
+def test_every_part_of_the_package_is_in_the_table():
+    assert {part_of(path) for path in FILES} <= set(ALLOWED)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_imports_follow_the_table(path):
+    part = part_of(path)
+    refused = imports(path) - {part} - ALLOWED[part]
+    assert not refused, f"{part} may not import {sorted(refused)}"
+
+
+def test_product_code_never_imports_the_harness():
+    users = {part_of(path) for path in FILES if "regframe.testing" in imports(path)}
+    assert users <= {"regframe.testing", "regframe.demo"}
+
+
+def test_import_regframe_client_loads_no_dataframe_chart_or_notebook_library():
+    code = (
+        "import sys, regframe.client; "
+        "print(sorted(m for m in ('pandas', 'numpy', 'matplotlib', 'ipywidgets', 'pyarrow', 'tqdm') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_unique_module_names():
+    names = [path.name for path in FILES if path.name != "__init__.py"]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})

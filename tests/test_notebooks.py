@@ -34,8 +34,14 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 @pytest.fixture(scope="module")
 def fleet():
-    return make_fleet(repositories=5, tags_per_repo=5, multi_platform_ratio=0.2, seed=21,
-                      layer_size_range=(300, 3000), base_layer_size_range=(4000, 9000))
+    return make_fleet(
+        repositories=5,
+        tags_per_repo=5,
+        multi_platform_ratio=0.2,
+        seed=21,
+        layer_size_range=(300, 3000),
+        base_layer_size_range=(4000, 9000),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +63,29 @@ def kernel_env(monkeypatch, ipython_dir):
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("MPLCONFIGDIR", matplotlib.get_cachedir())
     monkeypatch.setenv("IPYTHONDIR", str(ipython_dir))
-    for name in ("REGFRAME_URL", "REGFRAME_USER", "REGFRAME_PASSWORD", "REGFRAME_OUT", dashboard.ENV_URL,
-                 dashboard.ENV_USER, dashboard.ENV_PASSWORD, dashboard.ENV_ALLOW_DELETE, dashboard.ENV_DIR):
+    for name in (
+        "REGFRAME_URL",
+        "REGFRAME_USER",
+        "REGFRAME_PASSWORD",
+        "REGFRAME_OUT",
+        dashboard.ENV_URL,
+        dashboard.ENV_USER,
+        dashboard.ENV_PASSWORD,
+        dashboard.ENV_CA_BUNDLE,
+        dashboard.ENV_INSECURE,
+        dashboard.ENV_INSECURE_AUTH,
+        dashboard.ENV_ALLOW_DELETE,
+        dashboard.ENV_DIR,
+    ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 
 def run(path: Path, cwd: Path) -> nbformat.NotebookNode:
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, kernel_name="python3", timeout=60, allow_errors=False,
-                   resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        notebook, kernel_name="python3", timeout=60, allow_errors=False, resources={"metadata": {"path": str(cwd)}}
+    ).execute()
     return notebook
 
 
@@ -103,12 +122,13 @@ def test_stored_without_outputs(path):
 
 def test_notebook_registry_starts_once_per_kernel_and_stops_with_it(kernel_env):
     """The notebooks' setup call without ``REGFRAME_URL``: one seeded local registry per process."""
-    script = ("import json\n"
-              "from regframe.demo import notebook_registry\n"
-              "first, again = notebook_registry(), notebook_registry()\n"
-              "print(json.dumps([first.url, again.url, {r: first.tags(r)['tags'] for r in first.search()}]))\n")
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                               check=False)
+    script = (
+        "import json\n"
+        "from regframe.demo import notebook_registry\n"
+        "first, again = notebook_registry(), notebook_registry()\n"
+        "print(json.dumps([first.url, again.url, {r: first.tags(r)['tags'] for r in first.search()}]))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr
     first, again, tags = json.loads(completed.stdout)
     assert first == again and first.startswith("http://127.0.0.1:")
@@ -194,8 +214,9 @@ def command_lines(pid: int) -> list[str]:
 def test_served_dashboard_keeps_secrets_off_command_lines(kernel_env, tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("HOME", str(tmp_path))
-    small = make_fleet(repositories=3, tags_per_repo=3, seed=22, layer_size_range=(300, 3000),
-                       base_layer_size_range=(4000, 9000))
+    small = make_fleet(
+        repositories=3, tags_per_repo=3, seed=22, layer_size_range=(300, 3000), base_layer_size_range=(4000, 9000)
+    )
     with local_registry(auth="basic") as reg:
         user, password = reg.credentials("alice")
         with regframe.connect(reg.url, user=user, password=password) as client:

@@ -20,17 +20,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from matplotlib.colors import to_rgba  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from matplotlib.colors import to_rgba
+from matplotlib.text import Text
 
-from regframe.analysis import reclaimable_bytes, sharing_matrix  # noqa: E402
-from regframe.plot import (  # noqa: E402
+from regframe.analysis import reclaimable_bytes, sharing_matrix
+from regframe.plot import (
     format_bytes,
     layer_sizes,
     repo_color,
@@ -81,9 +81,7 @@ def assert_labels_apart(ax, labels: list[Text]) -> None:
     fig = ax.get_figure()
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    boxes = [
-        label.get_window_extent(renderer) for label in labels if label.get_visible() and label.get_text()
-    ]
+    boxes = [label.get_window_extent(renderer) for label in labels if label.get_visible() and label.get_text()]
     assert len(boxes) == len([label for label in labels if label.get_text()])
     for a, b in itertools.combinations(boxes, 2):
         overlap_w = min(a.x1, b.x1) - max(a.x0, b.x0)
@@ -160,14 +158,9 @@ def test_repo_color_is_stable_across_calls_and_processes():
     assert colors == [repo_color(n) for n in names]
     assert len(set(colors)) > 3
     assert all(len(to_rgba(c)) == 4 for c in colors)
-    script = (
-        "import sys; from regframe.plot import repo_color; "
-        "print(','.join(repo_color(n) for n in sys.argv[1:]))"
-    )
+    script = "import sys; from regframe.plot import repo_color; print(','.join(repo_color(n) for n in sys.argv[1:]))"
     env = {**os.environ, "PYTHONHASHSEED": "12345", "MPLBACKEND": "Agg"}
-    out = subprocess.run(
-        [sys.executable, "-c", script, *names], env=env, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", script, *names], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().split(",") == colors
 
 
@@ -336,9 +329,7 @@ def expected_matrix(layers: pd.DataFrame, top: int) -> tuple[list[str], np.ndarr
         held.setdefault(str(repo), set()).add((str(digest), int(size)))
     stored = {repo: sum(size for _, size in blobs) for repo, blobs in held.items()}
     order = sorted(stored, key=lambda repo: (-stored[repo], repo))[:top]
-    matrix = np.array(
-        [[sum(size for _, size in held[a] & held[b]) for b in order] for a in order], dtype=float
-    )
+    matrix = np.array([[sum(size for _, size in held[a] & held[b]) for b in order] for a in order], dtype=float)
     return order, matrix
 
 
@@ -410,22 +401,16 @@ def test_sharing_heatmap_refuses_what_is_not_a_sharing_matrix():
 # --------------------------------------------------------------------------- stale tags
 
 
-def make_stale(
-    count: int, *, older_than_days: int = 90, reclaimable: int | None = 3_400_000_000
-) -> pd.DataFrame:
+def make_stale(count: int, *, older_than_days: int = 90, reclaimable: int | None = 3_400_000_000) -> pd.DataFrame:
     now = pd.Timestamp("2025-06-01", tz="UTC")
     rows = []
     for r, name in enumerate(repo_names(count)):
         for t in range(1 + r % 4):
             days = (r * 7 + t * 45) % 400 + 0.5
             age = pd.Timedelta(days=days)
-            rows.append(
-                (name, f"v{t}", f"sha256:{r}{t}", now - age, age, 1_000_000, days > older_than_days, "")
-            )
+            rows.append((name, f"v{t}", f"sha256:{r}{t}", now - age, age, 1_000_000, days > older_than_days, ""))
     rows.append((repo_names(count)[0], "undated", "sha256:u", pd.NaT, pd.NaT, 10, False, "no created date"))
-    stale = pd.DataFrame(
-        rows, columns=["repository", "tag", "digest", "created", "age", "size", "stale", "reason"]
-    )
+    stale = pd.DataFrame(rows, columns=["repository", "tag", "digest", "created", "age", "size", "stale", "reason"])
     stale["created"] = pd.to_datetime(stale["created"], utc=True).astype("datetime64[ns, UTC]")
     stale.attrs.update(older_than=pd.Timedelta(days=older_than_days), now=now)
     if reclaimable is not None:
@@ -468,7 +453,7 @@ def test_stale_tags_dots_threshold_and_title():
 
 def test_stale_tags_without_reclaimable_and_with_ax():
     stale = make_stale(3, older_than_days=30, reclaimable=None)
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     assert stale_tags(stale, ax=ax) is ax
     (threshold,) = [line for line in ax.get_lines() if line.get_gid() == "threshold"]
     assert threshold.get_xdata()[0] == pytest.approx(30.0)
@@ -532,7 +517,7 @@ def test_layer_sizes_counts_each_distinct_layer_once():
 
 def test_layer_sizes_single_size_and_empty_input():
     layers = make_layers(1).iloc[:1]
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     assert layer_sizes(layers, ax=ax) is ax
     assert sum(p.get_height() for p in ax.patches) == 1
     empty = layer_sizes(layers.iloc[:0])
@@ -596,9 +581,7 @@ def test_charts_draw_real_analysis_output():
     )
     stale = analyse_stale(manifests, older_than="90d", now=now)
     ax = stale_tags(stale)
-    want_stale = [
-        (now - pd.Timestamp(c, tz="UTC")).days > 90 for c in ("2024-01-01", "2025-05-20", "2025-01-01")
-    ]
+    want_stale = [(now - pd.Timestamp(c, tz="UTC")).days > 90 for c in ("2024-01-01", "2025-05-20", "2025-01-01")]
     assert len(collection(ax, "stale").get_offsets()) == sum(want_stale)
     (threshold,) = [line for line in ax.get_lines() if line.get_gid() == "threshold"]
     assert threshold.get_xdata()[0] == pytest.approx(90.0)
@@ -652,24 +635,37 @@ def reclaim_fixture() -> tuple[pd.DataFrame, pd.DataFrame]:
     """a:old and b:old are stale. Layer L1 (1,500,000 B) is only in a:old, L3 (2,000,000 B) only in b:old;
     base B (7,000,000 B) is also in kept a:new and L2 (250,000 B) in kept b:x, so neither is freed."""
     now = pd.Timestamp("2025-06-01", tz="UTC")
-    tags = [("a/app", "old", 400, True), ("a/app", "new", 5, False), ("b/api", "old", 200, True),
-            ("b/api", "x", 20, False)]
-    stale = pd.DataFrame({
-        "repository": [r for r, *_ in tags],
-        "tag": [t for _, t, *_ in tags],
-        "digest": [f"sha256:{r}{t}" for r, t, *_ in tags],
-        "created": [now - pd.Timedelta(days=d) for *_, d, _ in tags],
-        "age": [pd.Timedelta(days=d) for *_, d, _ in tags],
-        "size": [1, 1, 1, 1],
-        "stale": [s for *_, s in tags],
-        "reason": ["", "", "", ""],
-    })
+    tags = [
+        ("a/app", "old", 400, True),
+        ("a/app", "new", 5, False),
+        ("b/api", "old", 200, True),
+        ("b/api", "x", 20, False),
+    ]
+    stale = pd.DataFrame(
+        {
+            "repository": [r for r, *_ in tags],
+            "tag": [t for _, t, *_ in tags],
+            "digest": [f"sha256:{r}{t}" for r, t, *_ in tags],
+            "created": [now - pd.Timedelta(days=d) for *_, d, _ in tags],
+            "age": [pd.Timedelta(days=d) for *_, d, _ in tags],
+            "size": [1, 1, 1, 1],
+            "stale": [s for *_, s in tags],
+            "reason": ["", "", "", ""],
+        }
+    )
     stale.attrs.update(older_than=pd.Timedelta(days=90), now=now)
-    uses = {("a/app", "old"): {"B": 7_000_000, "L1": 1_500_000}, ("a/app", "new"): {"B": 7_000_000},
-            ("b/api", "old"): {"L2": 250_000, "L3": 2_000_000}, ("b/api", "x"): {"L2": 250_000}}
+    uses = {
+        ("a/app", "old"): {"B": 7_000_000, "L1": 1_500_000},
+        ("a/app", "new"): {"B": 7_000_000},
+        ("b/api", "old"): {"L2": 250_000, "L3": 2_000_000},
+        ("b/api", "x"): {"L2": 250_000},
+    }
     layers = pd.DataFrame(
-        [(repo, tag, f"sha256:m-{repo}-{tag}", digest, size) for (repo, tag), held in uses.items()
-         for digest, size in held.items()],
+        [
+            (repo, tag, f"sha256:m-{repo}-{tag}", digest, size)
+            for (repo, tag), held in uses.items()
+            for digest, size in held.items()
+        ],
         columns=["repository", "tag", "manifest_digest", "layer_digest", "size"],
     )
     return stale, layers

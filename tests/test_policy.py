@@ -17,7 +17,7 @@ import pytest
 from regframe.analysis import cleanup_plan, reclaimable_bytes, stale_tags
 from regframe.policy import Policy, PolicyError, is_semver, semver_key
 from regframe.policy.globs import Glob
-from regframe.policy.patterns import re2_to_python
+from regframe.policy.tag_patterns import re2_to_python
 
 NOW = pd.Timestamp("2026-01-01", tz="UTC")
 DAY = pd.Timedelta(days=1)
@@ -26,16 +26,16 @@ DAY = pd.Timedelta(days=1)
 def manifests(rows: list[tuple]) -> pd.DataFrame:
     """(repository, tag, digest, created days ago or None, size) as a manifests frame."""
     frame = pd.DataFrame([row[:3] for row in rows], columns=["repository", "tag", "digest"])
-    frame["created"] = pd.to_datetime([NOW - row[3] * DAY if row[3] is not None else pd.NaT for row in rows],
-                                      utc=True)
+    frame["created"] = pd.to_datetime([NOW - row[3] * DAY if row[3] is not None else pd.NaT for row in rows], utc=True)
     frame["size"] = pd.array([row[4] if len(row) > 4 else 10 for row in rows], dtype="Int64")
     frame["manifest_digest"] = frame["digest"]
     return frame
 
 
 def deleted(result: pd.DataFrame) -> set[tuple[str, str]]:
-    return {(r, t) for r, t, s in zip(result["repository"].astype(str), result["tag"].astype(str), result["stale"])
-            if s}
+    return {
+        (r, t) for r, t, s in zip(result["repository"].astype(str), result["tag"].astype(str), result["stale"]) if s
+    }
 
 
 def decision(result: pd.DataFrame, repository: str, tag: str) -> tuple[bool, str, str]:
@@ -48,19 +48,21 @@ def decision(result: pd.DataFrame, repository: str, tag: str) -> tuple[bool, str
 
 # team/app: 1.0.0 300 d, 1.1.0 200 d, 2.0.0 100 d (latest shares its digest), ci-1 40 d, ci-2 3 d,
 # keep-me 500 d, nodate undated. team/web: 0.1.0 250 d, ci-9 60 d. other/db: ci-5 100 d.
-FLEET = manifests([
-    ("team/app", "1.0.0", "a1", 300, 100),
-    ("team/app", "1.1.0", "a2", 200, 110),
-    ("team/app", "2.0.0", "a3", 100, 120),
-    ("team/app", "latest", "a3", 100, 120),
-    ("team/app", "ci-1", "a4", 40, 5),
-    ("team/app", "ci-2", "a5", 3, 6),
-    ("team/app", "keep-me", "a6", 500, 7),
-    ("team/app", "nodate", "a7", None, 8),
-    ("team/web", "0.1.0", "w1", 250, 9),
-    ("team/web", "ci-9", "w2", 60, 11),
-    ("other/db", "ci-5", "o1", 100, 12),
-])
+FLEET = manifests(
+    [
+        ("team/app", "1.0.0", "a1", 300, 100),
+        ("team/app", "1.1.0", "a2", 200, 110),
+        ("team/app", "2.0.0", "a3", 100, 120),
+        ("team/app", "latest", "a3", 100, 120),
+        ("team/app", "ci-1", "a4", 40, 5),
+        ("team/app", "ci-2", "a5", 3, 6),
+        ("team/app", "keep-me", "a6", 500, 7),
+        ("team/app", "nodate", "a7", None, 8),
+        ("team/web", "0.1.0", "w1", 250, 9),
+        ("team/web", "ci-9", "w2", 60, 11),
+        ("other/db", "ci-5", "o1", 100, 12),
+    ]
+)
 
 NATIVE_TOML = r"""
 [[rules]]
@@ -84,13 +86,30 @@ exclude_tags = '^(latest|\d+\.\d+\.\d+|ci-.*)$'
 keep = '^keep-'
 """
 
-NATIVE_DICT = {"rules": [
-    {"name": "releases", "repositories": ["team/**"], "tags": r"^\d+\.\d+\.\d+$", "keep_last": 1, "order": "semver"},
-    {"name": "ci", "repositories": "**", "exclude_repositories": ["other/*"], "tags": "^ci-",
-     "keep_newer_than": "30d"},
-    {"name": "sweep", "repositories": ["team/app"], "exclude_tags": r"^(latest|\d+\.\d+\.\d+|ci-.*)$",
-     "keep": "^keep-"},
-]}
+NATIVE_DICT = {
+    "rules": [
+        {
+            "name": "releases",
+            "repositories": ["team/**"],
+            "tags": r"^\d+\.\d+\.\d+$",
+            "keep_last": 1,
+            "order": "semver",
+        },
+        {
+            "name": "ci",
+            "repositories": "**",
+            "exclude_repositories": ["other/*"],
+            "tags": "^ci-",
+            "keep_newer_than": "30d",
+        },
+        {
+            "name": "sweep",
+            "repositories": ["team/app"],
+            "exclude_tags": r"^(latest|\d+\.\d+\.\d+|ci-.*)$",
+            "keep": "^keep-",
+        },
+    ]
+}
 
 # releases governs 1.0.0, 1.1.0, 2.0.0 (app) and 0.1.0 (web): keeps the newest by semver, 2.0.0 and 0.1.0.
 # ci governs ci-1, ci-2 (app) and ci-9 (web), not other/db: keeps ci-2 (3 d); deletes ci-1 (40 d), ci-9 (60 d).
@@ -106,6 +125,7 @@ def test_native_policy_in_every_syntax_gives_the_hand_derived_plan(tmp_path, syn
         policy = Policy.load(tmp_path / "p.toml")
     elif syntax == "yaml":
         import yaml
+
         (tmp_path / "p.yaml").write_text(yaml.safe_dump(NATIVE_DICT))
         policy = Policy.load(tmp_path / "p.yaml")
     elif syntax == "json":
@@ -121,9 +141,15 @@ def test_native_policy_in_every_syntax_gives_the_hand_derived_plan(tmp_path, syn
 def test_native_rule_column_and_reasons_say_who_decided():
     result = Policy.from_dict(NATIVE_DICT).evaluate(FLEET, now=NOW)
     assert decision(result, "team/app", "2.0.0") == (
-        False, "releases", "kept by rule 'releases': among newest 1 by semver")
+        False,
+        "releases",
+        "kept by rule 'releases': among newest 1 by semver",
+    )
     assert decision(result, "team/app", "1.0.0") == (
-        True, "releases", "deleted by rule 'releases': not among newest 1 by semver")
+        True,
+        "releases",
+        "deleted by rule 'releases': not among newest 1 by semver",
+    )
     assert decision(result, "team/app", "ci-2") == (False, "ci", "kept by rule 'ci': newer than 30 days")
     assert decision(result, "team/app", "ci-1") == (True, "ci", "deleted by rule 'ci': older than 30 days")
     assert decision(result, "team/app", "keep-me") == (False, "sweep", "kept by rule 'sweep': matches keep '^keep-'")
@@ -140,22 +166,37 @@ def test_a_tag_is_deleted_only_when_no_governing_rule_retains_it():
     # app: x 100 d. Rule "old" governs x and deletes it (older than 10 d); rule "any" also governs it
     # and retains it (newest 1). y 200 d: both govern, neither retains (not newest, older than 10 d).
     frame = manifests([("app", "x", "d1", 100), ("app", "y", "d2", 200)])
-    policy = Policy.from_dict({"rules": [
-        {"name": "old", "keep_newer_than": "10d"},
-        {"name": "any", "keep_last": 1},
-    ]})
+    policy = Policy.from_dict(
+        {
+            "rules": [
+                {"name": "old", "keep_newer_than": "10d"},
+                {"name": "any", "keep_last": 1},
+            ]
+        }
+    )
     result = policy.evaluate(frame, now=NOW)
     assert deleted(result) == {("app", "y")}
     assert decision(result, "app", "x")[:2] == (False, "any")
     assert decision(result, "app", "y") == (
-        True, "old, any", "deleted by rules 'old': older than 10 days; 'any': not among newest 1 by created date")
+        True,
+        "old, any",
+        "deleted by rules 'old': older than 10 days; 'any': not among newest 1 by created date",
+    )
 
 
 def test_keep_last_counts_governed_tags_only_and_each_repository_apart():
     # a: ci-1 1 d (ungoverned: not a release), 1.0 10 d, 0.9 20 d, 0.8 30 d. b: 0.1 40 d, 0.2 50 d.
     # keep_last 2 among releases per repository: a keeps 1.0, 0.9 (ci-1 takes no slot); b keeps both.
-    frame = manifests([("a", "ci-1", "d1", 1), ("a", "1.0", "d2", 10), ("a", "0.9", "d3", 20), ("a", "0.8", "d4", 30),
-                       ("b", "0.1", "d5", 40), ("b", "0.2", "d6", 50)])
+    frame = manifests(
+        [
+            ("a", "ci-1", "d1", 1),
+            ("a", "1.0", "d2", 10),
+            ("a", "0.9", "d3", 20),
+            ("a", "0.8", "d4", 30),
+            ("b", "0.1", "d5", 40),
+            ("b", "0.2", "d6", 50),
+        ]
+    )
     result = Policy.from_dict({"rules": [{"name": "r", "tags": r"^\d", "keep_last": 2}]}).evaluate(frame, now=NOW)
     assert deleted(result) == {("a", "0.8")}
 
@@ -172,8 +213,16 @@ def test_digest_siblings_of_a_kept_tag_are_kept_and_multi_platform_tags_count_on
     # app: old and pinned share digest d1 (200 d); pinned is kept by pattern, so old stays too.
     # web: multi is two platform rows of index dm (100 d and 50 d: its age is 50 d), kept by 60 d;
     # single 70 d goes.
-    frame = manifests([("app", "old", "d1", 200), ("app", "pinned", "d1", 200), ("app", "gone", "d2", 300),
-                       ("web", "multi", "dm", 100, 7), ("web", "multi", "dm", 50, 8), ("web", "single", "d3", 70)])
+    frame = manifests(
+        [
+            ("app", "old", "d1", 200),
+            ("app", "pinned", "d1", 200),
+            ("app", "gone", "d2", 300),
+            ("web", "multi", "dm", 100, 7),
+            ("web", "multi", "dm", 50, 8),
+            ("web", "single", "d3", 70),
+        ]
+    )
     frame.loc[3, "manifest_digest"] = "amd"
     frame.loc[4, "manifest_digest"] = "arm"
     policy = Policy.from_dict({"rules": [{"name": "r", "keep": "^pinned$", "keep_newer_than": "60d"}]})
@@ -200,9 +249,15 @@ def test_result_has_stale_tags_columns_and_dtypes_and_feeds_reclaim_and_plan():
     assert list(result.columns) == list(reference.columns) + ["rule"]
     assert (result.dtypes.drop("rule") == reference.dtypes).all()
     assert result["stale"].dtype == bool
-    layers = pd.DataFrame({
-        "repository": FLEET["repository"], "tag": FLEET["tag"], "manifest_digest": FLEET["digest"],
-        "layer_digest": "L-" + FLEET["digest"], "size": FLEET["size"]})
+    layers = pd.DataFrame(
+        {
+            "repository": FLEET["repository"],
+            "tag": FLEET["tag"],
+            "manifest_digest": FLEET["digest"],
+            "layer_digest": "L-" + FLEET["digest"],
+            "size": FLEET["size"],
+        }
+    )
     # Deleted: 1.0.0 (a1, 100), 1.1.0 (a2, 110), ci-1 (a4, 5), ci-9 (w2, 11): no kept tag uses their layers.
     assert reclaimable_bytes(result, layers) == 226
     plan = cleanup_plan(result)
@@ -222,7 +277,7 @@ def test_catastrophic_tag_pattern_raises_instead_of_hanging():
     frame = manifests([("app", "a" * 40 + "!", "d1", 10)])
     policy = Policy.from_dict({"rules": [{"name": "slow", "tags": "^(a|aa)+$"}]})
     start = time.monotonic()
-    with pytest.raises(PolicyError, match="rule 'slow', key 'tags': pattern .* took longer than") as info:
+    with pytest.raises(PolicyError, match=r"rule 'slow', key 'tags': pattern .* took longer than") as info:
         policy.evaluate(frame, now=NOW)
     assert time.monotonic() - start < 30
     assert (info.value.rule, info.value.key) == ("slow", "tags")
@@ -240,9 +295,22 @@ def test_catastrophic_glob_raises_instead_of_hanging():
 
 # --- semver ------------------------------------------------------------------------------------
 
+
 def test_semver_precedence_follows_the_specification_example():
-    spec = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
-            "1.0.0-rc.1", "1.0.0", "1.0.1", "1.2.0", "1.10.0", "2.0.0"]
+    spec = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.0.1",
+        "1.2.0",
+        "1.10.0",
+        "2.0.0",
+    ]
     shuffled = [spec[i] for i in (7, 3, 11, 0, 9, 5, 1, 10, 6, 2, 8, 4)]
     assert sorted(shuffled, key=semver_key) == spec
 
@@ -253,8 +321,23 @@ def test_semver_v_prefix_and_build_metadata_do_not_change_precedence():
     assert semver_key("1.2.3-rc.1_exp.sha.5114f85") == semver_key("1.2.3-rc.1")
 
 
-@pytest.mark.parametrize("tag", ["latest", "1.2", "01.2.3", "1.02.3", "1.2.3-01", "1.2.3-", "1.2.3-a..b",
-                                 "1.2.3+", "V1.2.3", "vv1.2.3", "1.2.3.4", "release-1.2.3"])
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "latest",
+        "1.2",
+        "01.2.3",
+        "1.02.3",
+        "1.2.3-01",
+        "1.2.3-",
+        "1.2.3-a..b",
+        "1.2.3+",
+        "V1.2.3",
+        "vv1.2.3",
+        "1.2.3.4",
+        "release-1.2.3",
+    ],
+)
 def test_not_semver(tag):
     assert not is_semver(tag)
 
@@ -263,8 +346,16 @@ def test_semver_order_puts_non_semver_tags_after_every_semver_tag_by_created_dat
     # Semver: 1.0.0 (400 d), v1.1.0-rc.1 (5 d, a pre-release of 1.1.0), 1.1.0_b7 (350 d), v1.1.0 (300 d:
     # equal precedence to 1.1.0_b7; the newer, v1.1.0, ranks first). Not semver: nightly 1 d, old 500 d.
     # Order: v1.1.0, 1.1.0_b7, v1.1.0-rc.1, 1.0.0, nightly, old.
-    frame = manifests([("a", "1.0.0", "d1", 400), ("a", "v1.1.0-rc.1", "d2", 5), ("a", "1.1.0_b7", "d3", 350),
-                       ("a", "v1.1.0", "d4", 300), ("a", "nightly", "d5", 1), ("a", "old", "d6", 500)])
+    frame = manifests(
+        [
+            ("a", "1.0.0", "d1", 400),
+            ("a", "v1.1.0-rc.1", "d2", 5),
+            ("a", "1.1.0_b7", "d3", 350),
+            ("a", "v1.1.0", "d4", 300),
+            ("a", "nightly", "d5", 1),
+            ("a", "old", "d6", 500),
+        ]
+    )
 
     def keep(n):
         policy = Policy.from_dict({"rules": [{"name": "releases", "keep_last": n, "order": "semver"}]})
@@ -274,44 +365,74 @@ def test_semver_order_puts_non_semver_tags_after_every_semver_tag_by_created_dat
     assert deleted(keep(3)) == {("a", t) for t in ("1.0.0", "nightly", "old")}
     result = keep(5)
     assert deleted(result) == {("a", "old")}
-    assert decision(result, "a", "nightly")[2] == ("kept by rule 'releases': among newest 5 by semver "
-                                                   "(not semver: ranked after every semver tag, by created date)")
-    assert decision(result, "a", "old")[2] == ("deleted by rule 'releases': not among newest 5 by semver "
-                                               "(not semver: ranked after every semver tag, by created date)")
+    assert decision(result, "a", "nightly")[2] == (
+        "kept by rule 'releases': among newest 5 by semver (not semver: ranked after every semver tag, by created date)"
+    )
+    assert decision(result, "a", "old")[2] == (
+        "deleted by rule 'releases': not among newest 5 by semver "
+        "(not semver: ranked after every semver tag, by created date)"
+    )
 
 
 # --- GitLab ------------------------------------------------------------------------------------
 
 # The GitLab documentation's example: keep_n 1, keep 'production-.*', older than 7 days, remove '.*'.
-GITLAB_DOC = manifests([
-    ("group/project", "latest", "g0", 2 / 24), ("group/project", "production-v44", "g1", 3),
-    ("group/project", "production-v43", "g2", 6), ("group/project", "production-v42", "g3", 11),
-    ("group/project", "dev-v44", "g4", 2), ("group/project", "dev-v43", "g5", 5),
-    ("group/project", "dev-v42", "g6", 10),
-    ("group/project", "v44", "g7", 1), ("group/project", "v43", "g8", 12), ("group/project", "v42", "g9", 20),
-])
+GITLAB_DOC = manifests(
+    [
+        ("group/project", "latest", "g0", 2 / 24),
+        ("group/project", "production-v44", "g1", 3),
+        ("group/project", "production-v43", "g2", 6),
+        ("group/project", "production-v42", "g3", 11),
+        ("group/project", "dev-v44", "g4", 2),
+        ("group/project", "dev-v43", "g5", 5),
+        ("group/project", "dev-v42", "g6", 10),
+        ("group/project", "v44", "g7", 1),
+        ("group/project", "v43", "g8", 12),
+        ("group/project", "v42", "g9", 20),
+    ]
+)
 
 
 def test_gitlab_documentation_example():
-    attributes = {"container_expiration_policy_attributes": {
-        "cadence": "1month", "enabled": True, "keep_n": 1, "older_than": "7d", "name_regex": ".*",
-        "name_regex_keep": "production-.*"}}
+    attributes = {
+        "container_expiration_policy_attributes": {
+            "cadence": "1month",
+            "enabled": True,
+            "keep_n": 1,
+            "older_than": "7d",
+            "name_regex": ".*",
+            "name_regex_keep": "production-.*",
+        }
+    }
     result = Policy.from_gitlab(attributes).evaluate(GITLAB_DOC, now=NOW)
     assert deleted(result) == {("group/project", "dev-v42"), ("group/project", "v43"), ("group/project", "v42")}
     assert decision(result, "group/project", "latest")[2] == (
-        "kept: not governed by rule 'gitlab': 'latest' is always kept")
+        "kept: not governed by rule 'gitlab': 'latest' is always kept"
+    )
     assert decision(result, "group/project", "production-v42")[2] == (
-        "kept: not governed by rule 'gitlab': matches name_regex_keep 'production-.*'")
+        "kept: not governed by rule 'gitlab': matches name_regex_keep 'production-.*'"
+    )
     assert decision(result, "group/project", "v44")[2] == "kept by rule 'gitlab': among newest 1 by created date"
     assert decision(result, "group/project", "v42") == (
-        True, "gitlab", "deleted by rule 'gitlab': not among newest 1 by created date, older than 7 days")
+        True,
+        "gitlab",
+        "deleted by rule 'gitlab': not among newest 1 by created date, older than 7 days",
+    )
 
 
 def test_gitlab_api_response_shape_with_nulls_and_the_defaults():
     # As GET /projects/:id shows it: keep_n null (no keep-N step), older_than 14d, delete regex anchored.
-    response = {"container_expiration_policy": {"cadence": "7d", "enabled": False, "keep_n": None,
-                                                "older_than": "14d", "name_regex": "v4.*", "name_regex_keep": None,
-                                                "next_run_at": "2026-01-02T00:00:00Z"}}
+    response = {
+        "container_expiration_policy": {
+            "cadence": "7d",
+            "enabled": False,
+            "keep_n": None,
+            "older_than": "14d",
+            "name_regex": "v4.*",
+            "name_regex_keep": None,
+            "next_run_at": "2026-01-02T00:00:00Z",
+        }
+    }
     # v44 1 d and v43 12 d are young; v42 20 d goes; dev-* do not match '\Av4.*\z'.
     result = Policy.from_gitlab(response).evaluate(GITLAB_DOC, now=NOW)
     assert deleted(result) == {("group/project", "v42")}
@@ -331,45 +452,53 @@ def test_gitlab_counts_an_undated_tag_as_newest_for_keep_n():
 
 def test_gitlab_anchors_regexes_the_way_gitlab_does():
     # GitLab writes \A + regex + \z, so 'v4|dev' means "starts with v4" or "ends with dev".
-    frame = manifests([("a", "v4x", "d1", 50), ("a", "xdev", "d2", 50), ("a", "devx", "d3", 50),
-                       ("a", "xv4", "d4", 50)])
+    frame = manifests(
+        [("a", "v4x", "d1", 50), ("a", "xdev", "d2", 50), ("a", "devx", "d3", 50), ("a", "xv4", "d4", 50)]
+    )
     result = Policy.from_gitlab({"keep_n": None, "older_than": None, "name_regex_delete": "v4|dev"}).evaluate(
-        frame, now=NOW)
+        frame, now=NOW
+    )
     assert deleted(result) == {("a", "v4x"), ("a", "xdev")}
 
 
-@pytest.mark.parametrize("re2, matches, misses", [
-    (r"v\d+\z", ["v12"], ["v12x"]),
-    (r"[[:digit:]]+", ["123"], ["12a"]),
-    (r"\Q1.0\E", ["1.0"], ["1x0"]),
-    (r"\x{41}b", ["Ab"], ["ab"]),
-    (r"(?<major>\d+)\.(?P<minor>\d+)", ["1.2"], ["1"]),
-    (r"(?i)RC", ["rc"], ["r"]),
-])
+@pytest.mark.parametrize(
+    "re2, matches, misses",
+    [
+        (r"v\d+\z", ["v12"], ["v12x"]),
+        (r"[[:digit:]]+", ["123"], ["12a"]),
+        (r"\Q1.0\E", ["1.0"], ["1x0"]),
+        (r"\x{41}b", ["Ab"], ["ab"]),
+        (r"(?<major>\d+)\.(?P<minor>\d+)", ["1.2"], ["1"]),
+        (r"(?i)RC", ["rc"], ["r"]),
+    ],
+)
 def test_gitlab_re2_spellings_python_lacks_are_translated_exactly(re2, matches, misses):
     frame = manifests([(("a", t, f"d{i}", 50)) for i, t in enumerate(matches + misses)])
     result = Policy.from_gitlab({"keep_n": None, "older_than": None, "name_regex": re2}).evaluate(frame, now=NOW)
     assert deleted(result) == {("a", t) for t in matches}
 
 
-@pytest.mark.parametrize("re2, message", [
-    (r"v(?=1)", "lookahead"),
-    (r"(?<!x)v", "lookbehind"),
-    (r"(a)\1", r"backreference '\\1'"),
-    (r"(?P<n>a)(?P=n)", r"backreference '\(\?P=name\)'"),
-    (r"(?>a)", "atomic group"),
-    (r"a++", "possessive"),
-    (r"a\Z", r"'\\Z' is not RE2"),
-    (r"\pN+", "Unicode class"),
-    (r"\C", "RE2-only"),
-    (r"(?U)a+", "ungreedy flag"),
-    (r"a{,3}", r"means \{0,3\} in Python"),
-    (r"a{1001}", "above RE2's limit of 1000"),
-    (r"a(?i)b", "mid-pattern"),
-    (r"(?#note)a", "comment"),
-    (r"(?x)a", "flag 'x' is not RE2"),
-    (r"[[:word]]", "is never closed|unknown POSIX"),
-])
+@pytest.mark.parametrize(
+    "re2, message",
+    [
+        (r"v(?=1)", "lookahead"),
+        (r"(?<!x)v", "lookbehind"),
+        (r"(a)\1", r"backreference '\\1'"),
+        (r"(?P<n>a)(?P=n)", r"backreference '\(\?P=name\)'"),
+        (r"(?>a)", "atomic group"),
+        (r"a++", "possessive"),
+        (r"a\Z", r"'\\Z' is not RE2"),
+        (r"\pN+", "Unicode class"),
+        (r"\C", "RE2-only"),
+        (r"(?U)a+", "ungreedy flag"),
+        (r"a{,3}", r"means \{0,3\} in Python"),
+        (r"a{1001}", "above RE2's limit of 1000"),
+        (r"a(?i)b", "mid-pattern"),
+        (r"(?#note)a", "comment"),
+        (r"(?x)a", "flag 'x' is not RE2"),
+        (r"[[:word]]", "is never closed|unknown POSIX"),
+    ],
+)
 def test_gitlab_regexes_re2_and_python_disagree_on_are_refused(re2, message):
     with pytest.raises(PolicyError, match=message) as info:
         Policy.from_gitlab({"name_regex": ".*", "name_regex_keep": re2})
@@ -379,19 +508,44 @@ def test_gitlab_regexes_re2_and_python_disagree_on_are_refused(re2, message):
 # --- ECR ---------------------------------------------------------------------------------------
 
 # The ECR documentation's example: A [beta-1, prod-1] pushed 10 days ago, B [beta-2, prod-2] 9 d, C [beta-3] 8 d.
-ECR_DOC = manifests([("repo", "beta-1", "A", 10), ("repo", "prod-1", "A", 10), ("repo", "beta-2", "B", 9),
-                     ("repo", "prod-2", "B", 9), ("repo", "beta-3", "C", 8)])
+ECR_DOC = manifests(
+    [
+        ("repo", "beta-1", "A", 10),
+        ("repo", "prod-1", "A", 10),
+        ("repo", "beta-2", "B", 9),
+        ("repo", "prod-2", "B", 9),
+        ("repo", "beta-3", "C", 8),
+    ]
+)
 
 
 def ecr_prod_beta(prod_priority: int) -> dict:
-    return {"rules": [
-        {"rulePriority": prod_priority, "description": "Rule prod",
-         "selection": {"tagStatus": "tagged", "tagPrefixList": ["prod"], "countType": "imageCountMoreThan",
-                       "countNumber": 1}, "action": {"type": "expire"}},
-        {"rulePriority": 2, "description": "Rule beta",
-         "selection": {"tagStatus": "tagged", "tagPrefixList": ["beta"], "countType": "imageCountMoreThan",
-                       "countNumber": 1}, "action": {"type": "expire"}},
-    ]}
+    return {
+        "rules": [
+            {
+                "rulePriority": prod_priority,
+                "description": "Rule prod",
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPrefixList": ["prod"],
+                    "countType": "imageCountMoreThan",
+                    "countNumber": 1,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
+                "description": "Rule beta",
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPrefixList": ["beta"],
+                    "countType": "imageCountMoreThan",
+                    "countNumber": 1,
+                },
+                "action": {"type": "expire"},
+            },
+        ]
+    }
 
 
 def test_ecr_documentation_examples_priority_owns_the_image():
@@ -402,33 +556,77 @@ def test_ecr_documentation_examples_priority_owns_the_image():
     second = Policy.from_ecr(json.dumps(ecr_prod_beta(3))).evaluate(ECR_DOC, now=NOW)
     assert deleted(second) == {("repo", "beta-1"), ("repo", "prod-1"), ("repo", "beta-2"), ("repo", "prod-2")}
     assert decision(second, "repo", "prod-2") == (
-        True, "priority 2", ("deleted by rule 'priority 2' (Rule beta): not among the 1 newest images matching "
-                             "tagPrefixList ['beta'] (by created date; push time not available)"))
+        True,
+        "priority 2",
+        (
+            "deleted by rule 'priority 2' (Rule beta): not among the 1 newest images matching "
+            "tagPrefixList ['beta'] (by created date; push time not available)"
+        ),
+    )
 
 
 # app: rc images r1 [1.0-rc1] 50 d, r2 [1.1-rc1] 40 d, r3 [1.2-rc1, candidate] 30 d; builds b1 [build-7] 20 d,
 # b2 [build-8] 3 d; releases v1 [1.0] 100 d, v2 [1.1] 60 d, v3 [1.2, latest] 25 d; x [exp-alpha-beta] 200 d.
-ECR_FLEET = manifests([
-    ("app", "1.0-rc1", "r1", 50), ("app", "1.1-rc1", "r2", 40), ("app", "1.2-rc1", "r3", 30),
-    ("app", "candidate", "r3", 30), ("app", "build-7", "b1", 20), ("app", "build-8", "b2", 3),
-    ("app", "1.0", "v1", 100), ("app", "1.1", "v2", 60), ("app", "1.2", "v3", 25), ("app", "latest", "v3", 25),
-    ("app", "exp-alpha-beta", "x", 200),
-])
-ECR_POLICY = {"rules": [
-    {"rulePriority": 10, "description": "Keep 2 release candidates",
-     "selection": {"tagStatus": "tagged", "tagPatternList": ["*-rc*"], "countType": "imageCountMoreThan",
-                   "countNumber": 2}, "action": {"type": "expire"}},
-    {"rulePriority": 20, "description": "Expire builds older than 14 days",
-     "selection": {"tagStatus": "tagged", "tagPrefixList": ["build-"], "countType": "sinceImagePushed",
-                   "countUnit": "days", "countNumber": 14}, "action": {"type": "expire"}},
-    {"rulePriority": 30, "description": "Experiments need both words",
-     "selection": {"tagStatus": "tagged", "tagPatternList": ["*alpha*", "*beta*"],
-                   "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 100},
-     "action": {"type": "expire"}},
-    {"rulePriority": 100, "description": "Keep the 3 newest of the rest",
-     "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 3},
-     "action": {"type": "expire"}},
-]}
+ECR_FLEET = manifests(
+    [
+        ("app", "1.0-rc1", "r1", 50),
+        ("app", "1.1-rc1", "r2", 40),
+        ("app", "1.2-rc1", "r3", 30),
+        ("app", "candidate", "r3", 30),
+        ("app", "build-7", "b1", 20),
+        ("app", "build-8", "b2", 3),
+        ("app", "1.0", "v1", 100),
+        ("app", "1.1", "v2", 60),
+        ("app", "1.2", "v3", 25),
+        ("app", "latest", "v3", 25),
+        ("app", "exp-alpha-beta", "x", 200),
+    ]
+)
+ECR_POLICY = {
+    "rules": [
+        {
+            "rulePriority": 10,
+            "description": "Keep 2 release candidates",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPatternList": ["*-rc*"],
+                "countType": "imageCountMoreThan",
+                "countNumber": 2,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 20,
+            "description": "Expire builds older than 14 days",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPrefixList": ["build-"],
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": 14,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 30,
+            "description": "Experiments need both words",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPatternList": ["*alpha*", "*beta*"],
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": 100,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 100,
+            "description": "Keep the 3 newest of the rest",
+            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 3},
+            "action": {"type": "expire"},
+        },
+    ]
+}
 
 
 def test_ecr_policy_with_several_priorities():
@@ -448,18 +646,47 @@ def test_ecr_expiring_an_image_removes_every_tag_on_it():
     # img [old-1, keepsake] 30 d is owned by the prefix rule "old-" (it has an old- tag) and expired with
     # both tags, though "keepsake" alone would match no rule.
     frame = manifests([("a", "old-1", "img", 30), ("a", "keepsake", "img", 30), ("a", "old-2", "new", 1)])
-    policy = {"rules": [{"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPrefixList": ["old-"],
-                                                          "countType": "imageCountMoreThan", "countNumber": 1},
-                         "action": {"type": "expire"}}]}
+    policy = {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPrefixList": ["old-"],
+                    "countType": "imageCountMoreThan",
+                    "countNumber": 1,
+                },
+                "action": {"type": "expire"},
+            }
+        ]
+    }
     assert deleted(Policy.from_ecr(policy).evaluate(frame, now=NOW)) == {("a", "old-1"), ("a", "keepsake")}
 
 
 def test_ecr_wildcards_match_the_whole_tag():
-    frame = manifests([("a", "prod", "1", 9), ("a", "production-team1", "2", 9), ("a", "repo-production", "3", 9),
-                       ("a", "nightly", "4", 9)])
-    policy = {"rules": [{"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPatternList": ["prod*"],
-                                                          "countType": "sinceImagePushed", "countUnit": "days",
-                                                          "countNumber": 1}, "action": {"type": "expire"}}]}
+    frame = manifests(
+        [
+            ("a", "prod", "1", 9),
+            ("a", "production-team1", "2", 9),
+            ("a", "repo-production", "3", 9),
+            ("a", "nightly", "4", 9),
+        ]
+    )
+    policy = {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPatternList": ["prod*"],
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": 1,
+                },
+                "action": {"type": "expire"},
+            }
+        ]
+    }
     assert deleted(Policy.from_ecr(policy).evaluate(frame, now=NOW)) == {("a", "prod"), ("a", "production-team1")}
 
 
@@ -467,48 +694,90 @@ def test_ecr_any_rule_counts_only_the_tagged_images_a_registry_lists():
     """The documentation's Example B without its untagged images (B and E) and untagged rule: ECR expires
     A, B and D there, because untagged E (1 d, newer than D) takes rule 3's slot. Here E is invisible,
     so D keeps the slot and only A goes; the policy's notes say so."""
-    frame = manifests([("r", "alpha-1", "A", 4), ("r", "beta-1", "A", 4), ("r", "alpha-2", "C", 2),
-                       ("r", "git hash", "D", 1)])
+    frame = manifests(
+        [("r", "alpha-1", "A", 4), ("r", "beta-1", "A", 4), ("r", "alpha-2", "C", 2), ("r", "git hash", "D", 1)]
+    )
     frame.loc[3, "created"] = NOW - pd.Timedelta(hours=25)
-    policy = Policy.from_ecr({"rules": [
-        {"rulePriority": 1, "description": "Rule 1", "selection": {"tagStatus": "tagged", "tagPatternList": ["alpha*"],
-         "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}},
-        {"rulePriority": 3, "description": "Rule 3", "selection": {"tagStatus": "any",
-         "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]})
+    policy = Policy.from_ecr(
+        {
+            "rules": [
+                {
+                    "rulePriority": 1,
+                    "description": "Rule 1",
+                    "selection": {
+                        "tagStatus": "tagged",
+                        "tagPatternList": ["alpha*"],
+                        "countType": "imageCountMoreThan",
+                        "countNumber": 1,
+                    },
+                    "action": {"type": "expire"},
+                },
+                {
+                    "rulePriority": 3,
+                    "description": "Rule 3",
+                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},
+                    "action": {"type": "expire"},
+                },
+            ]
+        }
+    )
     assert deleted(policy.evaluate(frame, now=NOW)) == {("r", "alpha-1"), ("r", "beta-1")}
     assert any("untagged" in note for note in policy.notes)
 
 
 # --- Harbor ------------------------------------------------------------------------------------
 
+
 def harbor_selector(decoration: str, pattern: str, untagged: bool = False) -> dict:
-    return {"kind": "doublestar", "decoration": decoration, "pattern": pattern,
-            "extras": json.dumps({"untagged": untagged})}
+    return {
+        "kind": "doublestar",
+        "decoration": decoration,
+        "pattern": pattern,
+        "extras": json.dumps({"untagged": untagged}),
+    }
 
 
 # The Harbor documentation's Example 5, as the UI saves it.
 HARBOR_DOC = {
-    "algorithm": "or", "trigger": {"kind": "Schedule", "settings": {"cron": "0 0 0 * * *"}},
+    "algorithm": "or",
+    "trigger": {"kind": "Schedule", "settings": {"cron": "0 0 0 * * *"}},
     "scope": {"level": "project", "ref": 1},
     "rules": [
-        {"disabled": False, "action": "retain", "template": "latestPushedK", "params": {"latestPushedK": 10},
-         "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]},
-         "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "2*",
-                            "extras": "{\"untagged\":false}"}]},
-        {"disabled": False, "action": "retain", "template": "latestPushedK", "params": {"latestPushedK": 10},
-         "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]},
-         "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "*-prod",
-                            "extras": "{\"untagged\":false}"}]},
-    ]}
+        {
+            "disabled": False,
+            "action": "retain",
+            "template": "latestPushedK",
+            "params": {"latestPushedK": 10},
+            "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]},
+            "tag_selectors": [
+                {"kind": "doublestar", "decoration": "matches", "pattern": "2*", "extras": '{"untagged":false}'}
+            ],
+        },
+        {
+            "disabled": False,
+            "action": "retain",
+            "template": "latestPushedK",
+            "params": {"latestPushedK": 10},
+            "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]},
+            "tag_selectors": [
+                {"kind": "doublestar", "decoration": "matches", "pattern": "*-prod", "extras": '{"untagged":false}'}
+            ],
+        },
+    ],
+}
 
 
 def test_harbor_documentation_example_with_two_rules():
-    rows = [("library/your_repo", f"{v}-your_repo-{s}", f"{v}{s}", i + 1)
-            for i, (v, s) in enumerate((v, s) for v in ("2.1", "2.2", "3.1", "4.4") for s in ("prod", "rc", "release"))]
+    rows = [
+        ("library/your_repo", f"{v}-your_repo-{s}", f"{v}{s}", i + 1)
+        for i, (v, s) in enumerate((v, s) for v in ("2.1", "2.2", "3.1", "4.4") for s in ("prod", "rc", "release"))
+    ]
     result = Policy.from_harbor(HARBOR_DOC, project="library").evaluate(manifests(rows), now=NOW)
     # Retained: the six 2.* tags (rule 1) and 3.1/4.4-your_repo-prod (rule 2); the other four go.
-    assert deleted(result) == {("library/your_repo", t) for t in (
-        "3.1-your_repo-rc", "3.1-your_repo-release", "4.4-your_repo-rc", "4.4-your_repo-release")}
+    assert deleted(result) == {
+        ("library/your_repo", t)
+        for t in ("3.1-your_repo-rc", "3.1-your_repo-release", "4.4-your_repo-rc", "4.4-your_repo-release")
+    }
     assert decision(result, "library/your_repo", "4.4-your_repo-prod")[:2] == (False, "rule 2")
     assert result["reason"].str.endswith("(by created date; push time not available)").all()
 
@@ -516,30 +785,60 @@ def test_harbor_documentation_example_with_two_rules():
 def test_harbor_templates_selectors_and_artifact_level_retention():
     # proj/app: a1 [1.0, stable] 100 d, a2 [1.1] 50 d, a3 [1.2] 5 d, a4 [dev-1] 3 d, a5 [dev-2] 40 d, a6 [tmp] 200 d.
     # proj/tools/cli: c1 [0.1] 300 d. proj/other: o1 [x] 300 d. other/app (not in the project): z [1.0] 900 d.
-    frame = manifests([
-        ("proj/app", "1.0", "a1", 100), ("proj/app", "stable", "a1", 100), ("proj/app", "1.1", "a2", 50),
-        ("proj/app", "1.2", "a3", 5), ("proj/app", "dev-1", "a4", 3), ("proj/app", "dev-2", "a5", 40),
-        ("proj/app", "tmp", "a6", 200), ("proj/tools/cli", "0.1", "c1", 300), ("proj/other", "x", "o1", 300),
-        ("other/app", "1.0", "z", 900)])
-    policy = {"algorithm": "or", "rules": [
-        # Rule 1, repositories except tools/**: newest 1 of artifacts with a tag matching [0-9]* -> a3.
-        {"action": "retain", "template": "latestPushedK", "params": {"latestPushedK": 1},
-         "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoExcludes",
-                                             "pattern": "tools/**"}]},
-         "tag_selectors": [harbor_selector("matches", "[0-9]*")]},
-        # Rule 2, app only: artifacts with a tag not matching {dev-*,tmp}, pushed within 60 days -> a2, a3;
-        # a1 has 'stable' (not matching) but is 100 d old.
-        {"action": "retain", "template": "nDaysSinceLastPush", "params": {"nDaysSinceLastPush": 60},
-         "scope_selectors": {"repository": [harbor_selector("repoMatches", "app")]},
-         "tag_selectors": [harbor_selector("excludes", "{dev-*,tmp}")]},
-        # Rule 3, app: always retain artifacts tagged dev-* -> a4, a5.
-        {"action": "retain", "template": "always", "params": {},
-         "scope_selectors": {"repository": [harbor_selector("repoMatches", "app")]},
-         "tag_selectors": [harbor_selector("matches", "dev-*")]},
-        # Rule 4 is disabled: it would keep everything.
-        {"disabled": True, "action": "retain", "template": "always", "params": {},
-         "tag_selectors": [harbor_selector("matches", "**")]},
-    ]}
+    frame = manifests(
+        [
+            ("proj/app", "1.0", "a1", 100),
+            ("proj/app", "stable", "a1", 100),
+            ("proj/app", "1.1", "a2", 50),
+            ("proj/app", "1.2", "a3", 5),
+            ("proj/app", "dev-1", "a4", 3),
+            ("proj/app", "dev-2", "a5", 40),
+            ("proj/app", "tmp", "a6", 200),
+            ("proj/tools/cli", "0.1", "c1", 300),
+            ("proj/other", "x", "o1", 300),
+            ("other/app", "1.0", "z", 900),
+        ]
+    )
+    policy = {
+        "algorithm": "or",
+        "rules": [
+            # Rule 1, repositories except tools/**: newest 1 of artifacts with a tag matching [0-9]* -> a3.
+            {
+                "action": "retain",
+                "template": "latestPushedK",
+                "params": {"latestPushedK": 1},
+                "scope_selectors": {
+                    "repository": [{"kind": "doublestar", "decoration": "repoExcludes", "pattern": "tools/**"}]
+                },
+                "tag_selectors": [harbor_selector("matches", "[0-9]*")],
+            },
+            # Rule 2, app only: artifacts with a tag not matching {dev-*,tmp}, pushed within 60 days -> a2, a3;
+            # a1 has 'stable' (not matching) but is 100 d old.
+            {
+                "action": "retain",
+                "template": "nDaysSinceLastPush",
+                "params": {"nDaysSinceLastPush": 60},
+                "scope_selectors": {"repository": [harbor_selector("repoMatches", "app")]},
+                "tag_selectors": [harbor_selector("excludes", "{dev-*,tmp}")],
+            },
+            # Rule 3, app: always retain artifacts tagged dev-* -> a4, a5.
+            {
+                "action": "retain",
+                "template": "always",
+                "params": {},
+                "scope_selectors": {"repository": [harbor_selector("repoMatches", "app")]},
+                "tag_selectors": [harbor_selector("matches", "dev-*")],
+            },
+            # Rule 4 is disabled: it would keep everything.
+            {
+                "disabled": True,
+                "action": "retain",
+                "template": "always",
+                "params": {},
+                "tag_selectors": [harbor_selector("matches", "**")],
+            },
+        ],
+    }
     result = Policy.from_harbor(policy, project="proj").evaluate(frame, now=NOW)
     # app: a1 (1.0, stable) and a6 (tmp) go. proj/other: only rule 1 selects it, x is not [0-9]*: goes.
     # tools/cli: no rule selects it, left alone. other/app: outside the project.
@@ -552,25 +851,44 @@ def test_harbor_templates_selectors_and_artifact_level_retention():
 def test_harbor_retained_tag_keeps_every_tag_of_its_artifact():
     # a [2.0, nightly-5] 10 d: rule keeps artifacts with a tag matching 2*; nightly-5 stays with it. b [nightly-4] goes.
     frame = manifests([("r", "2.0", "a", 10), ("r", "nightly-5", "a", 10), ("r", "nightly-4", "b", 11)])
-    policy = {"rules": [{"template": "always", "action": "retain",
-                         "tag_selectors": [harbor_selector("matches", "2*")]}]}
+    policy = {
+        "rules": [{"template": "always", "action": "retain", "tag_selectors": [harbor_selector("matches", "2*")]}]
+    }
     assert deleted(Policy.from_harbor(policy).evaluate(frame, now=NOW)) == {("r", "nightly-4")}
 
 
 # --- doublestar globs --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pattern, name, expected", [
-    ("team/*", "team/a", True), ("team/*", "team/a/b", False), ("team/**", "team/a/b", True),
-    ("team/**", "team", False), ("**/app", "app", True), ("**/app", "x/y/app", True), ("a/**/b", "a/b", True),
-    ("a/**/b", "a/x/y/b", True), ("a**", "abc", True), ("a**", "a/b", False), ("{x,y}-*", "y-1", True),
-    ("{x,y}-*", "z-1", False), ("[a-c]?", "b1", True), ("[^a-c]?", "b1", False), ("v\\*", "v*", True),
-    ("v\\*", "v1", False), ("**", "", True), ("{a,{b,c}}", "c", True),
-])
+
+@pytest.mark.parametrize(
+    "pattern, name, expected",
+    [
+        ("team/*", "team/a", True),
+        ("team/*", "team/a/b", False),
+        ("team/**", "team/a/b", True),
+        ("team/**", "team", False),
+        ("**/app", "app", True),
+        ("**/app", "x/y/app", True),
+        ("a/**/b", "a/b", True),
+        ("a/**/b", "a/x/y/b", True),
+        ("a**", "abc", True),
+        ("a**", "a/b", False),
+        ("{x,y}-*", "y-1", True),
+        ("{x,y}-*", "z-1", False),
+        ("[a-c]?", "b1", True),
+        ("[^a-c]?", "b1", False),
+        ("v\\*", "v*", True),
+        ("v\\*", "v1", False),
+        ("**", "", True),
+        ("{a,{b,c}}", "c", True),
+    ],
+)
 def test_doublestar_globs(pattern, name, expected):
     assert Glob(pattern, rule=None, key="k").match(name) is expected
 
 
 # --- bad policies ------------------------------------------------------------------------------
+
 
 def native(**rule) -> dict:
     return {"rules": [{"name": "r1", **rule}]}
@@ -582,82 +900,191 @@ def ecr_rule(priority=1, **selection) -> dict:
 
 
 def harbor_rule(**fields) -> dict:
-    return {"template": "latestPushedK", "params": {"latestPushedK": 3}, "action": "retain",
-            "tag_selectors": [harbor_selector("matches", "**")], **fields}
+    return {
+        "template": "latestPushedK",
+        "params": {"latestPushedK": 3},
+        "action": "retain",
+        "tag_selectors": [harbor_selector("matches", "**")],
+        **fields,
+    }
 
 
 ANY = {"tagStatus": "any", "tagPrefixList": ()}
 
 
-@pytest.mark.parametrize("build, data, rule, key, message", [
-    # native
-    (Policy.from_dict, native(keep_lst=3), "r1", "keep_lst", "unknown key \\(did you mean 'keep_last'\\?\\)"),
-    (Policy.from_dict, native(tags="(unclosed"), "r1", "tags", "not a valid regular expression"),
-    (Policy.from_dict, native(keep="[z-a]"), "r1", "keep", "not a valid regular expression"),
-    (Policy.from_dict, native(repositories=["team/[a"]), "r1", "repositories", "bad glob 'team/\\[a'"),
-    (Policy.from_dict, native(exclude_repositories="{a,b"), "r1", "exclude_repositories", "never closed by '}'"),
-    (Policy.from_dict, native(keep_newer_than="3 fortnights"), "r1", "keep_newer_than", "invalid duration"),
-    (Policy.from_dict, native(keep_newer_than="-3d"), "r1", "keep_newer_than", "must not be negative"),
-    (Policy.from_dict, native(keep_last=-1), "r1", "keep_last", "must not be negative"),
-    (Policy.from_dict, native(keep_last=2.5), "r1", "keep_last", "whole number"),
-    (Policy.from_dict, native(order="date"), "r1", "order", "one of 'created', 'semver', 'name'"),
-    (Policy.from_dict, {"rules": [{"keep_last": 1}]}, "#1", "name", "every rule needs a 'name'"),
-    (Policy.from_dict, {"rules": [{"name": "a"}, {"name": "a"}]}, "a", "name", "unique"),
-    (Policy.from_dict, {"rules": []}, None, "rules", "non-empty list"),
-    (Policy.from_dict, {"rules": [ecr_rule()]}, "#1", "name", "looks like an ECR lifecycle rule"),
-    (Policy.from_dict, {"rule": [{"name": "a"}]}, None, "rule", "did you mean 'rules'"),
-    # GitLab
-    (Policy.from_gitlab, {"keep_n": -5}, "gitlab", "keep_n", "must not be negative"),
-    (Policy.from_gitlab, {"older_than": "fortnight"}, "gitlab", "older_than", "invalid duration"),
-    (Policy.from_gitlab, {"older_than": "1month"}, "gitlab", "older_than", "months are not supported"),
-    (Policy.from_gitlab, {"name_regex": "(x"}, "gitlab", "name_regex", "not a valid regular expression"),
-    (Policy.from_gitlab, {"name_regex_delete": "x(?=y)"}, "gitlab", "name_regex_delete", "lookahead"),
-    (Policy.from_gitlab, {"keep_latest": False}, "gitlab", "keep_latest", "unknown key"),
-    # ECR
-    (Policy.from_ecr, {"rules": [ecr_rule(1), ecr_rule(1)]}, "priority 1", "rulePriority", "unique priorities"),
-    (Policy.from_ecr, {"rules": [ecr_rule(5, **ANY), ecr_rule(6)]}, "priority 5", "selection.tagStatus",
-     "must have the highest rulePriority"),
-    (Policy.from_ecr, {"rules": [ecr_rule(tagPrefixList=(), tagPatternList=["a*b*c*d*e*f"])]}, "priority 1",
-     "selection.tagPatternList", "5 wildcards; ECR allows at most 4"),
-    (Policy.from_ecr, {"rules": [ecr_rule(tagStatus="untagged", tagPrefixList=())]}, "priority 1",
-     "selection.tagStatus", "untagged images cannot be simulated"),
-    (Policy.from_ecr, {"rules": [ecr_rule(countType="sinceImagePulled", countUnit="days")]}, "priority 1",
-     "selection.countType", "needs pull time"),
-    (Policy.from_ecr, {"rules": [ecr_rule(countNumber=-2)]}, "priority 1", "selection.countNumber",
-     "must not be negative"),
-    (Policy.from_ecr, {"rules": [ecr_rule(countNumber=0)]}, "priority 1", "selection.countNumber", "at least 1"),
-    (Policy.from_ecr, {"rules": [ecr_rule(countUnit="days")]}, "priority 1", "selection.countUnit",
-     "error with countType 'imageCountMoreThan'"),
-    (Policy.from_ecr, {"rules": [ecr_rule(countType="sinceImagePushed")]}, "priority 1", "selection.countUnit",
-     "needs countUnit 'days'"),
-    (Policy.from_ecr, {"rules": [ecr_rule(tagPatternList=["p*"])]}, "priority 1", "selection.tagPrefixList",
-     "not both"),
-    (Policy.from_ecr, {"rules": [{**ecr_rule(), "action": {"type": "transition", "targetStorageClass": "archive"}}]},
-     "priority 1", "action.type", "cannot be simulated"),
-    (Policy.from_ecr, {"rules": [ecr_rule(tagPrefix=["x"])]}, "priority 1", "selection.tagPrefix",
-     "did you mean 'tagPrefixList'"),
-    # Harbor
-    (Policy.from_harbor, {"rules": [harbor_rule(template="latestPulledN", params={"latestPulledN": 5})]}, "rule 1",
-     "template", "needs pull time"),
-    (Policy.from_harbor, {"rules": [harbor_rule(template="nDaysSinceLastPull")]}, "rule 1", "template",
-     "needs pull time"),
-    (Policy.from_harbor, {"rules": [harbor_rule(template="lastXDays")]}, "rule 1", "template",
-     "unsupported template 'lastXDays'"),
-    (Policy.from_harbor, {"rules": [harbor_rule(params={"latestPushedK": -1})]}, "rule 1", "params.latestPushedK",
-     "must not be negative"),
-    (Policy.from_harbor, {"rules": [harbor_rule(), harbor_rule(tag_selectors=[harbor_selector("matches", "[x")])]},
-     "rule 2", "tag_selectors[0].pattern", "bad glob"),
-    (Policy.from_harbor, {"rules": [harbor_rule(tag_selectors=[])]}, "rule 1", "tag_selectors",
-     "skips a rule without tag selectors"),
-    (Policy.from_harbor, {"rules": [harbor_rule(scope_selectors={"repository": [
-        {"kind": "doublestar", "decoration": "repoContains", "pattern": "x"}]})]}, "rule 1",
-     "scope_selectors.repository[0].decoration", "one of 'repoMatches', 'repoExcludes'"),
-    (Policy.from_harbor, {"rules": [harbor_rule(tag_selectors=[{**harbor_selector("matches", "*"),
-                                                                "extras": "{untagged}"}])]},
-     "rule 1", "tag_selectors[0].extras", "JSON-encoded"),
-    (Policy.from_harbor, {"rules": [harbor_rule(templates="always")]}, "rule 1", "templates",
-     "did you mean 'template'"),
-])
+@pytest.mark.parametrize(
+    "build, data, rule, key, message",
+    [
+        # native
+        (Policy.from_dict, native(keep_lst=3), "r1", "keep_lst", "unknown key \\(did you mean 'keep_last'\\?\\)"),
+        (Policy.from_dict, native(tags="(unclosed"), "r1", "tags", "not a valid regular expression"),
+        (Policy.from_dict, native(keep="[z-a]"), "r1", "keep", "not a valid regular expression"),
+        (Policy.from_dict, native(repositories=["team/[a"]), "r1", "repositories", "bad glob 'team/\\[a'"),
+        (Policy.from_dict, native(exclude_repositories="{a,b"), "r1", "exclude_repositories", "never closed by '}'"),
+        (Policy.from_dict, native(keep_newer_than="3 fortnights"), "r1", "keep_newer_than", "invalid duration"),
+        (Policy.from_dict, native(keep_newer_than="-3d"), "r1", "keep_newer_than", "must not be negative"),
+        (Policy.from_dict, native(keep_last=-1), "r1", "keep_last", "must not be negative"),
+        (Policy.from_dict, native(keep_last=2.5), "r1", "keep_last", "whole number"),
+        (Policy.from_dict, native(order="date"), "r1", "order", "one of 'created', 'semver', 'name'"),
+        (Policy.from_dict, {"rules": [{"keep_last": 1}]}, "#1", "name", "every rule needs a 'name'"),
+        (Policy.from_dict, {"rules": [{"name": "a"}, {"name": "a"}]}, "a", "name", "unique"),
+        (Policy.from_dict, {"rules": []}, None, "rules", "non-empty list"),
+        (Policy.from_dict, {"rules": [ecr_rule()]}, "#1", "name", "looks like an ECR lifecycle rule"),
+        (Policy.from_dict, {"rule": [{"name": "a"}]}, None, "rule", "did you mean 'rules'"),
+        # GitLab
+        (Policy.from_gitlab, {"keep_n": -5}, "gitlab", "keep_n", "must not be negative"),
+        (Policy.from_gitlab, {"older_than": "fortnight"}, "gitlab", "older_than", "invalid duration"),
+        (Policy.from_gitlab, {"older_than": "1month"}, "gitlab", "older_than", "months are not supported"),
+        (Policy.from_gitlab, {"name_regex": "(x"}, "gitlab", "name_regex", "not a valid regular expression"),
+        (Policy.from_gitlab, {"name_regex_delete": "x(?=y)"}, "gitlab", "name_regex_delete", "lookahead"),
+        (Policy.from_gitlab, {"keep_latest": False}, "gitlab", "keep_latest", "unknown key"),
+        # ECR
+        (Policy.from_ecr, {"rules": [ecr_rule(1), ecr_rule(1)]}, "priority 1", "rulePriority", "unique priorities"),
+        (
+            Policy.from_ecr,
+            {"rules": [ecr_rule(5, **ANY), ecr_rule(6)]},
+            "priority 5",
+            "selection.tagStatus",
+            "must have the highest rulePriority",
+        ),
+        (
+            Policy.from_ecr,
+            {"rules": [ecr_rule(tagPrefixList=(), tagPatternList=["a*b*c*d*e*f"])]},
+            "priority 1",
+            "selection.tagPatternList",
+            "5 wildcards; ECR allows at most 4",
+        ),
+        (
+            Policy.from_ecr,
+            {"rules": [ecr_rule(tagStatus="untagged", tagPrefixList=())]},
+            "priority 1",
+            "selection.tagStatus",
+            "untagged images cannot be simulated",
+        ),
+        (
+            Policy.from_ecr,
+            {"rules": [ecr_rule(countType="sinceImagePulled", countUnit="days")]},
+            "priority 1",
+            "selection.countType",
+            "needs pull time",
+        ),
+        (
+            Policy.from_ecr,
+            {"rules": [ecr_rule(countNumber=-2)]},
+            "priority 1",
+            "selection.countNumber",
+            "must not be negative",
+        ),
+        (Policy.from_ecr, {"rules": [ecr_rule(countNumber=0)]}, "priority 1", "selection.countNumber", "at least 1"),
+        (
+            Policy.from_ecr,
+            {"rules": [ecr_rule(countUnit="days")]},
+            "priority 1",
+            "selection.countUnit",
+            "error with countType 'imageCountMoreThan'",
+        ),
+        (
+            Policy.from_ecr,
+            {"rules": [ecr_rule(countType="sinceImagePushed")]},
+            "priority 1",
+            "selection.countUnit",
+            "needs countUnit 'days'",
+        ),
+        (
+            Policy.from_ecr,
+            {"rules": [ecr_rule(tagPatternList=["p*"])]},
+            "priority 1",
+            "selection.tagPrefixList",
+            "not both",
+        ),
+        (
+            Policy.from_ecr,
+            {"rules": [{**ecr_rule(), "action": {"type": "transition", "targetStorageClass": "archive"}}]},
+            "priority 1",
+            "action.type",
+            "cannot be simulated",
+        ),
+        (
+            Policy.from_ecr,
+            {"rules": [ecr_rule(tagPrefix=["x"])]},
+            "priority 1",
+            "selection.tagPrefix",
+            "did you mean 'tagPrefixList'",
+        ),
+        # Harbor
+        (
+            Policy.from_harbor,
+            {"rules": [harbor_rule(template="latestPulledN", params={"latestPulledN": 5})]},
+            "rule 1",
+            "template",
+            "needs pull time",
+        ),
+        (
+            Policy.from_harbor,
+            {"rules": [harbor_rule(template="nDaysSinceLastPull")]},
+            "rule 1",
+            "template",
+            "needs pull time",
+        ),
+        (
+            Policy.from_harbor,
+            {"rules": [harbor_rule(template="lastXDays")]},
+            "rule 1",
+            "template",
+            "unsupported template 'lastXDays'",
+        ),
+        (
+            Policy.from_harbor,
+            {"rules": [harbor_rule(params={"latestPushedK": -1})]},
+            "rule 1",
+            "params.latestPushedK",
+            "must not be negative",
+        ),
+        (
+            Policy.from_harbor,
+            {"rules": [harbor_rule(), harbor_rule(tag_selectors=[harbor_selector("matches", "[x")])]},
+            "rule 2",
+            "tag_selectors[0].pattern",
+            "bad glob",
+        ),
+        (
+            Policy.from_harbor,
+            {"rules": [harbor_rule(tag_selectors=[])]},
+            "rule 1",
+            "tag_selectors",
+            "skips a rule without tag selectors",
+        ),
+        (
+            Policy.from_harbor,
+            {
+                "rules": [
+                    harbor_rule(
+                        scope_selectors={
+                            "repository": [{"kind": "doublestar", "decoration": "repoContains", "pattern": "x"}]
+                        }
+                    )
+                ]
+            },
+            "rule 1",
+            "scope_selectors.repository[0].decoration",
+            "one of 'repoMatches', 'repoExcludes'",
+        ),
+        (
+            Policy.from_harbor,
+            {"rules": [harbor_rule(tag_selectors=[{**harbor_selector("matches", "*"), "extras": "{untagged}"}])]},
+            "rule 1",
+            "tag_selectors[0].extras",
+            "JSON-encoded",
+        ),
+        (
+            Policy.from_harbor,
+            {"rules": [harbor_rule(templates="always")]},
+            "rule 1",
+            "templates",
+            "did you mean 'template'",
+        ),
+    ],
+)
 def test_bad_policy_names_the_rule_and_the_key(build, data, rule, key, message):
     with pytest.raises(PolicyError, match=message) as info:
         build(data)

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -69,8 +70,16 @@ def tls():
 
 @pytest.fixture
 def no_proxy_env(monkeypatch):
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY",
-                 "all_proxy", "ALL_PROXY"):
+    for name in (
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -103,7 +112,7 @@ class _Challenge:
     """A 401 as the flow sees it; the real-registry tests above cover what a registry sends."""
 
     status_code = 401
-    headers = {"WWW-Authenticate": 'Basic realm="registry"'}
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Basic realm="registry"'}
 
     def close(self) -> None:
         pass
@@ -119,8 +128,12 @@ def test_flow_keeps_credentials_to_their_origin_for_every_request():
     assert retried.headers["Authorization"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
     at_home = next(auth.auth_flow(Request("PUT", "https://REGISTRY.example:443/v2/x")))
     assert at_home.headers["Authorization"] == retried.headers["Authorization"]
-    for url in ("https://storage.example/v2/x", "https://registry.example:8443/v2/x",
-                "http://registry.example.evil/v2/x", "https://registry.example.evil/v2/x"):
+    for url in (
+        "https://storage.example/v2/x",
+        "https://registry.example:8443/v2/x",
+        "http://registry.example.evil/v2/x",
+        "https://registry.example.evil/v2/x",
+    ):
         sent = next(auth.auth_flow(Request("PUT", url, {"authorization": retried.headers["Authorization"]})))
         assert not any(k.lower() == "authorization" for k in sent.headers), url
     with pytest.raises(regframe.InsecureTransportError, match="downgrade"):
@@ -130,12 +143,16 @@ def test_flow_keeps_credentials_to_their_origin_for_every_request():
 def test_https_upload_location_downgraded_to_http_is_refused_before_sending():
     """Distribution builds Location from ``http.host`` (or Host and X-Forwarded-Proto): here it names
     plain http on the registry's own host, as behind a TLS-terminating proxy that drops the header."""
-    with RecordingServer(body=b"") as plain, \
-            local_registry(auth="basic", tls=True, http={"host": f"http://127.0.0.1:{plain.port}"}) as reg:
+    with (
+        RecordingServer(body=b"") as plain,
+        local_registry(auth="basic", tls=True, http={"host": f"http://127.0.0.1:{plain.port}"}) as reg,
+    ):
         user, password = reg.credentials("alice")
-        with connect(reg.url, user=user, password=password, ca_bundle=reg.ca_path) as client:
-            with pytest.raises(regframe.InsecureTransportError, match="refusing to downgrade from https") as err:
-                client.upload_blob("tls/downgrade", BLOB)
+        with (
+            connect(reg.url, user=user, password=password, ca_bundle=reg.ca_path) as client,
+            pytest.raises(regframe.InsecureTransportError, match="refusing to downgrade from https") as err,
+        ):
+            client.upload_blob("tls/downgrade", BLOB)
         assert plain.requests == []
     assert f"http://127.0.0.1:{plain.port}/v2/tls/downgrade/blobs/uploads/" in str(err.value)
     assert "_state" not in str(err.value)
@@ -144,15 +161,33 @@ def test_https_upload_location_downgraded_to_http_is_refused_before_sending():
 # -- no password in clear text ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:5000", "http://127.42.0.9", "http://[::1]:5000",
-                                 "http://localhost:5000", "http://LOCALHOST.", "https://registry.example",
-                                 "https://10.0.0.7:5000"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:5000",
+        "http://127.42.0.9",
+        "http://[::1]:5000",
+        "http://localhost:5000",
+        "http://LOCALHOST.",
+        "https://registry.example",
+        "https://10.0.0.7:5000",
+    ],
+)
 def test_cleartext_allowed_over_https_and_to_loopback(url):
     assert cleartext_refusal(url) is None
 
 
-@pytest.mark.parametrize("url", ["http://registry.example:5000", "http://10.0.0.7:5000", "http://[fe80::1]",
-                                 "http://localhost.evil.example", "http://127.0.0.1.nip.io", "http://128.0.0.1"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://registry.example:5000",
+        "http://10.0.0.7:5000",
+        "http://[fe80::1]",
+        "http://localhost.evil.example",
+        "http://127.0.0.1.nip.io",
+        "http://128.0.0.1",
+    ],
+)
 def test_cleartext_refused_beyond_loopback(url):
     assert cleartext_refusal(url) is not None
 
@@ -218,8 +253,15 @@ def https_registry_with_http_realm(tmp_path_factory):
     with TokenServer(users, service="sec-registry", issuer="sec-issuer") as tokens:
         bundle = tmp_path_factory.mktemp("realm") / "signing.pem"
         bundle.write_bytes(tokens.certificate_pem)
-        with local_registry(tls=True, auth__token={"realm": tokens.realm, "service": "sec-registry",
-                                                   "issuer": "sec-issuer", "rootcertbundle": str(bundle)}) as reg:
+        with local_registry(
+            tls=True,
+            auth__token={
+                "realm": tokens.realm,
+                "service": "sec-registry",
+                "issuer": "sec-issuer",
+                "rootcertbundle": str(bundle),
+            },
+        ) as reg:
             yield reg, tokens, users
 
 
@@ -231,8 +273,9 @@ def test_plain_http_token_realm_of_an_https_registry_is_refused_unless_allowed(h
     assert f"token endpoint {urlsplit(tokens.realm).netloc}" in str(err.value)
     assert "allow_insecure_auth" in str(err.value)
     assert tokens.issued_count() == 0 and tokens.rejected == 0, "the token server never heard of it"
-    with connect(reg.url, user="alice", password=users["alice"], ca_bundle=reg.ca_path,
-                 allow_insecure_auth=True) as client:
+    with connect(
+        reg.url, user="alice", password=users["alice"], ca_bundle=reg.ca_path, allow_insecure_auth=True
+    ) as client:
         push_image(client, "realm/allowed", "v1", IMAGE)
         assert client.tags("realm/allowed")["tags"] == ["v1"]
     assert tokens.issued_count() > 0

@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,7 @@ from regframe.analysis import cleanup_plan, reclaimable_bytes, stale_tags
 from regframe.testing import build_image, build_index, layer, local_registry, push_image
 
 AMD = build_image([layer("sc-base", 3000), layer("sc-amd", 1500)], oci=True)
-ARM = build_image([layer("sc-base-arm", 3100), layer("sc-arm", 1600)], architecture="arm64", variant="v8",
-                  oci=True)
+ARM = build_image([layer("sc-base-arm", 3100), layer("sc-arm", 1600)], architecture="arm64", variant="v8", oci=True)
 INDEX = build_index([AMD, ARM], oci=True)
 KEEP = build_image([layer("sc-keep", 1200)])
 OLD2 = build_image([layer("sc-old2", 1300)])
@@ -37,7 +37,7 @@ def racing(url: str, action, *, after_listing: int = 0, after_head: tuple[str, i
 
     class Racing(regframe.Registry):
         listings = 0
-        heads: dict[str, int] = {}
+        heads: ClassVar[dict[str, int]] = {}
         fired = False
 
         def _fire(self):
@@ -71,8 +71,14 @@ def other(registry_url):
 
 def plan(repository: str, rows: dict[str, tuple[str, bool]]) -> pd.DataFrame:
     """A stale frame by hand: {tag: (digest, stale)}."""
-    return pd.DataFrame({"repository": repository, "tag": list(rows),
-                         "digest": [d for d, _ in rows.values()], "stale": [s for _, s in rows.values()]})
+    return pd.DataFrame(
+        {
+            "repository": repository,
+            "tag": list(rows),
+            "digest": [d for d, _ in rows.values()],
+            "stale": [s for _, s in rows.values()],
+        }
+    )
 
 
 def hashes(client, repository: str) -> dict[str, str]:
@@ -80,10 +86,11 @@ def hashes(client, repository: str) -> dict[str, str]:
 
 
 def outcome(result: pd.DataFrame) -> dict[str, tuple[str, str]]:
-    return {t: (s, why) for t, s, why in zip(result["tag"], result["status"], result["reason"])}
+    return {t: (s, why) for t, s, why in zip(result["tag"], result["status"], result["reason"], strict=True)}
 
 
 # --- 2: the platforms of a kept multi-platform image ----------------------------------------------------
+
 
 def push_multi_platform(client, repository: str) -> None:
     push_image(client, repository, "1.0-amd64", AMD)
@@ -92,12 +99,18 @@ def push_multi_platform(client, repository: str) -> None:
 
 
 def test_stale_tags_says_a_platform_of_a_kept_index_keeps_its_manifest():
-    frame = pd.DataFrame({
-        "repository": "r", "tag": ["1.0", "1.0", "1.0-amd64", "1.0-arm64", "old"],
-        "digest": ["idx", "idx", "amd", "arm", "lone"], "manifest_digest": ["amd", "arm", "amd", "arm", "lone"],
-        "created": pd.Timestamp("2020-01-01", tz="UTC"), "size": pd.array([1, 2, 1, 2, 3], dtype="Int64")})
+    frame = pd.DataFrame(
+        {
+            "repository": "r",
+            "tag": ["1.0", "1.0", "1.0-amd64", "1.0-arm64", "old"],
+            "digest": ["idx", "idx", "amd", "arm", "lone"],
+            "manifest_digest": ["amd", "arm", "amd", "arm", "lone"],
+            "created": pd.Timestamp("2020-01-01", tz="UTC"),
+            "size": pd.array([1, 2, 1, 2, 3], dtype="Int64"),
+        }
+    )
     stale = stale_tags(frame, older_than="30d", match=r"-(amd64|arm64)$|^old$", now="2026-01-01")
-    got = {t: (s, why) for t, s, why in zip(stale["tag"], stale["stale"], stale["reason"])}
+    got = {t: (s, why) for t, s, why in zip(stale["tag"], stale["stale"], stale["reason"], strict=True)}
     assert got["1.0"] == (False, "kept: does not match pattern")
     assert got["1.0-amd64"] == (True, "older than 30 days; manifest kept as a child of kept index '1.0'")
     assert got["1.0-arm64"] == (True, "older than 30 days; manifest kept as a child of kept index '1.0'")
@@ -126,8 +139,9 @@ def test_index_tagged_while_cleaning_keeps_its_platforms(anon, other, registry_u
     """Every tag is stale; right after the listing another client tags the index ``stable``. The
     manifests are judged on a fresh listing, so neither the index nor its platforms are deleted."""
     push_multi_platform(anon, repo_name)
-    stale = plan(repo_name, {"1.0": (INDEX.digest, True), "1.0-amd64": (AMD.digest, True),
-                             "1.0-arm64": (ARM.digest, True)})
+    stale = plan(
+        repo_name, {"1.0": (INDEX.digest, True), "1.0-amd64": (AMD.digest, True), "1.0-arm64": (ARM.digest, True)}
+    )
     with racing(registry_url, lambda: other.tag(repo_name, "1.0", repo_name, "stable"), after_listing=1) as client:
         result = client.apply_cleanup(stale, dry_run=False, delete_manifests=True)
     assert hashes(anon, repo_name) == {"stable": INDEX.digest}
@@ -139,14 +153,15 @@ def test_index_tagged_while_cleaning_keeps_its_platforms(anon, other, registry_u
 
 # --- 3: racing writers ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("delete_manifests", [False, True])
-def test_tag_moved_onto_a_kept_image_after_the_listing_is_skipped(anon, other, registry_url, repo_name,
-                                                                   delete_manifests):
+def test_tag_moved_onto_a_kept_image_after_the_listing_is_skipped(
+    anon, other, registry_url, repo_name, delete_manifests
+):
     push_image(anon, repo_name, "keepme", KEEP)
     push_image(anon, repo_name, "old2", OLD2)
     stale = plan(repo_name, {"keepme": (KEEP.digest, False), "old2": (OLD2.digest, True)})
-    with racing(registry_url, lambda: other.tag(repo_name, "keepme", repo_name, "old2"),
-                after_listing=1) as client:
+    with racing(registry_url, lambda: other.tag(repo_name, "keepme", repo_name, "old2"), after_listing=1) as client:
         result = client.apply_cleanup(stale, dry_run=False, delete_manifests=delete_manifests)
     assert hashes(anon, repo_name) == {"keepme": KEEP.digest, "old2": KEEP.digest}
     assert outcome(result) == {"old2": ("skipped", f"tag moved to {KEEP.digest} just before deletion")}
@@ -157,8 +172,7 @@ def test_tag_moved_onto_a_kept_image_after_the_listing_is_skipped(anon, other, r
 def test_image_tagged_release_after_the_listing_stays(anon, other, registry_url, repo_name, delete_manifests):
     push_image(anon, repo_name, "old3", OLD3)
     stale = plan(repo_name, {"old3": (OLD3.digest, True)})
-    with racing(registry_url, lambda: other.tag(repo_name, "old3", repo_name, "release"),
-                after_listing=1) as client:
+    with racing(registry_url, lambda: other.tag(repo_name, "old3", repo_name, "release"), after_listing=1) as client:
         result = client.apply_cleanup(stale, dry_run=False, delete_manifests=delete_manifests)
     assert hashes(anon, repo_name) == {"release": OLD3.digest}
     assert anon.manifest(repo_name, "release").raw == OLD3.manifest_raw
@@ -173,8 +187,9 @@ def test_move_between_the_check_and_the_write_loses_only_the_planned_tag(anon, o
     push_image(anon, repo_name, "keepme", KEEP)
     push_image(anon, repo_name, "old2", OLD2)
     stale = plan(repo_name, {"keepme": (KEEP.digest, False), "old2": (OLD2.digest, True)})
-    with racing(registry_url, lambda: other.tag(repo_name, "keepme", repo_name, "old2"),
-                after_head=("old2", 2)) as client:
+    with racing(
+        registry_url, lambda: other.tag(repo_name, "keepme", repo_name, "old2"), after_head=("old2", 2)
+    ) as client:
         result = client.apply_cleanup(stale, dry_run=False)
     assert outcome(result)["old2"][0] == "deleted"
     assert hashes(anon, repo_name) == {"keepme": KEEP.digest}
@@ -206,11 +221,21 @@ def test_dry_run_lists_the_same_rows_as_the_real_run(anon, repo_name, delete_man
     push_multi_platform(anon, repo_name)
     for tag, image in (("keepme", KEEP), ("alias", KEEP), ("old2", OLD2), ("old3", OLD3), ("old3b", OLD3)):
         push_image(anon, repo_name, tag, image)
-    stale = plan(repo_name, {"1.0": (INDEX.digest, False), "1.0-amd64": (AMD.digest, True),
-                             "1.0-arm64": (ARM.digest, False), "keepme": (KEEP.digest, False),
-                             "alias": (KEEP.digest, True), "old2": (OLD2.digest, True),
-                             "old3": (OLD3.digest, True), "old3b": (OLD3.digest, True),
-                             "vanished": (OLD2.digest, True), "moved": (OLD3.digest, True)})
+    stale = plan(
+        repo_name,
+        {
+            "1.0": (INDEX.digest, False),
+            "1.0-amd64": (AMD.digest, True),
+            "1.0-arm64": (ARM.digest, False),
+            "keepme": (KEEP.digest, False),
+            "alias": (KEEP.digest, True),
+            "old2": (OLD2.digest, True),
+            "old3": (OLD3.digest, True),
+            "old3b": (OLD3.digest, True),
+            "vanished": (OLD2.digest, True),
+            "moved": (OLD3.digest, True),
+        },
+    )
     push_image(anon, repo_name, "moved", KEEP)
     dry = anon.apply_cleanup(stale, dry_run=True, delete_manifests=delete_manifests)
     real = anon.apply_cleanup(stale, dry_run=False, delete_manifests=delete_manifests)
@@ -221,8 +246,12 @@ def test_dry_run_lists_the_same_rows_as_the_real_run(anon, repo_name, delete_man
     got = outcome(real)
     assert got["vanished"] == ("skipped", "tag no longer exists")
     assert got["moved"] == ("skipped", f"tag moved to {KEEP.digest} since the analysis")
-    assert hashes(anon, repo_name) == {"1.0": INDEX.digest, "1.0-arm64": ARM.digest, "keepme": KEEP.digest,
-                                       "moved": KEEP.digest}
+    assert hashes(anon, repo_name) == {
+        "1.0": INDEX.digest,
+        "1.0-arm64": ARM.digest,
+        "keepme": KEEP.digest,
+        "moved": KEEP.digest,
+    }
     if delete_manifests:
         assert got["alias"] == ("deleted", "manifest kept, tagged 'keepme', 'moved'")
         assert got["1.0-amd64"] == ("deleted", "manifest kept, a platform of index tagged '1.0'")
@@ -238,8 +267,7 @@ def test_delete_manifests_lets_plain_garbage_collection_free_what_reclaimable_by
     """After a cleanup with ``delete_manifests``, distribution 2.8's plain ``garbage-collect`` removes
     exactly the layers only stale images used, and the kept index and its platforms still pull."""
     old_amd = build_image([layer("sc-gc-base", 2000), layer("sc-gc-amd", 900)], oci=True)
-    old_arm = build_image([layer("sc-gc-base", 2000), layer("sc-gc-arm", 950)], architecture="arm64",
-                          oci=True)
+    old_arm = build_image([layer("sc-gc-base", 2000), layer("sc-gc-arm", 950)], architecture="arm64", oci=True)
     old_index = build_index([old_amd, old_arm], oci=True)
     with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
         push_multi_platform(client, "app/web")
@@ -265,6 +293,7 @@ def test_delete_manifests_lets_plain_garbage_collection_free_what_reclaimable_by
 
 # --- 4: the stale column, strictly ------------------------------------------------------------------------
 
+
 def test_stale_strings_read_back_from_csv_are_parsed_strictly(anon, repo_name):
     push_image(anon, repo_name, "latest", KEEP)
     push_image(anon, repo_name, "old", OLD2)
@@ -280,8 +309,14 @@ def test_stale_strings_read_back_from_csv_are_parsed_strictly(anon, repo_name):
 @pytest.mark.parametrize("bad", [np.nan, None, "yes", "true", "FALSE", "", 1.5, 1, 0])
 def test_unclear_stale_values_are_refused_before_any_request(anon, repo_name, bad):
     push_image(anon, repo_name, "latest", KEEP)
-    stale = pd.DataFrame({"repository": [repo_name, repo_name], "tag": ["latest", "other"],
-                          "digest": [KEEP.digest, OLD2.digest], "stale": pd.Series([bad, "False"], dtype=object)})
+    stale = pd.DataFrame(
+        {
+            "repository": [repo_name, repo_name],
+            "tag": ["latest", "other"],
+            "digest": [KEEP.digest, OLD2.digest],
+            "stale": pd.Series([bad, "False"], dtype=object),
+        }
+    )
     before = anon.stats["total_requests"]
     for dry_run in (True, False):
         with pytest.raises(ValueError, match="column 'stale'"):
@@ -297,10 +332,13 @@ def test_unclear_stale_values_are_refused_before_any_request(anon, repo_name, ba
 def test_malformed_rows_and_flags_are_refused_before_any_request(anon):
     good = plan("t/x", {"old": (OLD2.digest, True)})
     before = anon.stats["total_requests"]
-    cases = [(good.assign(digest="not-a-digest"), "column 'digest'"), (good.assign(tag="bad tag"), "column 'tag'"),
-             (good.assign(repository="Bad//Name"), "column 'repository'"),
-             (pd.concat([good, good.assign(digest=OLD3.digest)]), "two digests"),
-             (good.drop(columns=["digest"]), "digest")]
+    cases = [
+        (good.assign(digest="not-a-digest"), "column 'digest'"),
+        (good.assign(tag="bad tag"), "column 'tag'"),
+        (good.assign(repository="Bad//Name"), "column 'repository'"),
+        (pd.concat([good, good.assign(digest=OLD3.digest)]), "two digests"),
+        (good.drop(columns=["digest"]), "digest"),
+    ]
     for frame, message in cases:
         with pytest.raises(ValueError, match=message):
             anon.apply_cleanup(frame, dry_run=False)
@@ -311,8 +349,15 @@ def test_malformed_rows_and_flags_are_refused_before_any_request(anon):
 
 # --- 11: user patterns run with a time bound --------------------------------------------------------------
 
-TAGS = pd.DataFrame({"repository": "r", "tag": ["a" * 60 + "!", "latest"], "digest": ["d1", "d2"],
-                     "created": pd.Timestamp("2020-01-01", tz="UTC"), "size": pd.array([1, 1], dtype="Int64")})
+TAGS = pd.DataFrame(
+    {
+        "repository": "r",
+        "tag": ["a" * 60 + "!", "latest"],
+        "digest": ["d1", "d2"],
+        "created": pd.Timestamp("2020-01-01", tz="UTC"),
+        "size": pd.array([1, 1], dtype="Int64"),
+    }
+)
 
 _STALE_IN_A_PROCESS = """
 import json, sys
@@ -331,8 +376,9 @@ except ValueError as exc:
 def stale_tags_within(seconds: float, **kwargs) -> dict:
     """``stale_tags`` on a 61-character tag in a child process, killed (and the test failed) after
     ``seconds``: a search stuck in ``re`` holds the GIL, so a thread could not be given up on."""
-    done = subprocess.run([sys.executable, "-c", _STALE_IN_A_PROCESS, json.dumps(kwargs)],
-                          capture_output=True, text=True, timeout=seconds)
+    done = subprocess.run(
+        [sys.executable, "-c", _STALE_IN_A_PROCESS, json.dumps(kwargs)], capture_output=True, text=True, timeout=seconds
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -346,9 +392,8 @@ def test_catastrophic_patterns_end_quickly_or_with_a_clear_error():
 
 def test_patterns_keep_python_re_syntax_and_flags():
     kept = stale_tags(TAGS, keep=re.compile("^LATEST$", re.IGNORECASE), now="2026-01-01")
-    assert dict(zip(kept["tag"], kept["stale"])) == {"latest": False, "a" * 60 + "!": True}
+    assert dict(zip(kept["tag"], kept["stale"], strict=True)) == {"latest": False, "a" * 60 + "!": True}
     with pytest.raises(ValueError, match=r"match pattern '\\\\p\{L\}' is not a valid regular expression"):
         stale_tags(TAGS, match=r"\p{L}")
     with pytest.raises(ValueError, match="must be text"):
         stale_tags(TAGS, match=re.compile(b"x"))
-

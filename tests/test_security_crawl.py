@@ -31,8 +31,11 @@ class EndlessPages(Action):
 
     def apply(self, ex) -> None:
         name = f"{self.prefix}{next(self._count):07d}"
-        ex.reply(200, json.dumps({"name": REPO, self.key: [name]}).encode(),
-                 {"Link": f'<{ex.path}?n=1&last={name}>; rel="next"'})
+        ex.reply(
+            200,
+            json.dumps({"name": REPO, self.key: [name]}).encode(),
+            {"Link": f'<{ex.path}?n=1&last={name}>; rel="next"'},
+        )
 
 
 def connect(url: str) -> regframe.Registry:

@@ -18,13 +18,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import pandas as pd
+import pytest
 
-import regframe  # noqa: E402
-from regframe.inventory import Inventory  # noqa: E402
-from regframe.testing import build_image, build_index, layer, local_registry, push_image  # noqa: E402
-from regframe.widgets import explore, stale_tags  # noqa: E402
+import regframe
+from regframe.inventory import Inventory
+from regframe.testing import build_image, build_index, layer, local_registry, push_image
+from regframe.widgets import explore, stale_tags
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 OLD = NOW - timedelta(days=400)
@@ -33,8 +33,14 @@ EXPORT_NAME = re.compile(r"stale-tags-\d{8}-\d{6}(-\d+)?\.csv")
 # start) before the "-" fails ``$``.
 CATASTROPHIC = r"(a|aa)+$"
 LONG_TAG = "a" * 60 + "-x"
-HOSTILE_LABELS = {"meta": {"b": 2, "a": "<script>alert(1)</script>"}, "list": [1, "two"], "count": 3,
-                  "flag": True, "nothing": None, "plain": "text"}
+HOSTILE_LABELS = {
+    "meta": {"b": 2, "a": "<script>alert(1)</script>"},
+    "list": [1, "two"],
+    "count": 3,
+    "flag": True,
+    "nothing": None,
+    "plain": "text",
+}
 TAGS = {"latest", "1.0", "2.0", LONG_TAG}
 
 
@@ -43,11 +49,11 @@ def registry_url():
     with local_registry() as reg, regframe.connect(reg.url) as client:
         for number, tag in enumerate(sorted(TAGS)):
             push_image(client, "sec/app", tag, build_image([layer(f"app-{number}", 400)], created=OLD))
-        push_image(client, "sec/labels", "1.0",
-                   build_image([layer("labels", 300)], created=OLD, labels=HOSTILE_LABELS))
+        push_image(client, "sec/labels", "1.0", build_image([layer("labels", 300)], created=OLD, labels=HOSTILE_LABELS))
         amd = build_image([layer("multi-amd", 300)], created=OLD, labels=HOSTILE_LABELS)
-        arm = build_image([layer("multi-arm", 300)], architecture="arm64", created=OLD,
-                          labels={"meta": {"other": ["x"]}})
+        arm = build_image(
+            [layer("multi-arm", 300)], architecture="arm64", created=OLD, labels={"meta": {"other": ["x"]}}
+        )
         push_image(client, "sec/labels", "multi", build_index([amd, arm]))
         yield reg.url
 
@@ -164,8 +170,13 @@ def test_catastrophic_pattern_gives_a_message_not_a_hung_kernel(registry_url, fi
     """A kernel stuck in a regular expression cannot be interrupted from its own thread, so the widget runs
     in a child process that is killed after a generous deadline."""
     try:
-        done = subprocess.run([sys.executable, "-c", _CHILD, registry_url, field, CATASTROPHIC, NOW.isoformat()],
-                              capture_output=True, text=True, timeout=90, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, registry_url, field, CATASTROPHIC, NOW.isoformat()],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"setting {field}={CATASTROPHIC!r} did not return in 90 s: the kernel would hang")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -189,8 +200,14 @@ def test_object_labels_render_as_escaped_json(inv):
     explorer.repositories.value = "sec/labels"
     explorer.tags.value = "1.0"
     labels = dict(zip(explorer.labels_frame["label"], explorer.labels_frame["value"], strict=True))
-    assert labels == {"meta": '{"a":"<script>alert(1)</script>","b":2}', "list": '[1,"two"]', "count": "3",
-                      "flag": "true", "nothing": "null", "plain": "text"}
+    assert labels == {
+        "meta": '{"a":"<script>alert(1)</script>","b":2}',
+        "list": '[1,"two"]',
+        "count": "3",
+        "flag": "true",
+        "nothing": "null",
+        "plain": "text",
+    }
     html = label_table(explorer)
     assert "<script>" not in html
     assert "{&quot;a&quot;:&quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;,&quot;b&quot;:2}" in html
@@ -215,6 +232,8 @@ def test_labels_that_are_not_an_object(inv, tmp_path):
     explorer = explore(Inventory.load(tmp_path))
     explorer.repositories.value = "sec/labels"
     explorer.tags.value = "1.0"
-    assert explorer.labels_frame.to_dict("list") == {"label": ["(Labels is not an object)"],
-                                                      "value": ['["not",{"an":"object"}]']}
+    assert explorer.labels_frame.to_dict("list") == {
+        "label": ["(Labels is not an object)"],
+        "value": ['["not",{"an":"object"}]'],
+    }
     assert "(Labels is not an object)" in label_table(explorer)

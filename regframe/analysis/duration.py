@@ -18,12 +18,34 @@ _NS = {
     "y": 365 * 86400 * 10**9,
 }
 _UNIT_WORDS = {
-    "s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
-    "m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
-    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
-    "d": "d", "day": "d", "days": "d",
-    "w": "w", "wk": "w", "wks": "w", "week": "w", "weeks": "w",
-    "y": "y", "yr": "y", "yrs": "y", "year": "y", "years": "y",
+    "s": "s",
+    "sec": "s",
+    "secs": "s",
+    "second": "s",
+    "seconds": "s",
+    "m": "m",
+    "min": "m",
+    "mins": "m",
+    "minute": "m",
+    "minutes": "m",
+    "h": "h",
+    "hr": "h",
+    "hrs": "h",
+    "hour": "h",
+    "hours": "h",
+    "d": "d",
+    "day": "d",
+    "days": "d",
+    "w": "w",
+    "wk": "w",
+    "wks": "w",
+    "week": "w",
+    "weeks": "w",
+    "y": "y",
+    "yr": "y",
+    "yrs": "y",
+    "year": "y",
+    "years": "y",
 }
 _PART = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]+)\s*", re.ASCII | re.IGNORECASE)
 _BARE_DAYS = re.compile(r"\s*([0-9]+)\s*", re.ASCII)
@@ -47,8 +69,9 @@ def parse_duration(text: str | int | dt.timedelta | pd.Timedelta) -> pd.Timedelt
         if pd.isna(result):
             raise ValueError(f"invalid duration {text!r}: expected {ACCEPTED}")
         # pandas 3 may hold a long timedelta in microseconds; ages are compared in nanoseconds.
-        return _non_negative(_from_ns(int(result.total_seconds()) * 10**9 + result.nanoseconds
-                                      + result.microseconds * 1000, text), text)
+        return _non_negative(
+            _from_ns(int(result.total_seconds()) * 10**9 + result.nanoseconds + result.microseconds * 1000, text), text
+        )
     if isinstance(text, Integral):
         return _non_negative(_from_ns(int(text) * _NS["d"], text), text)
     if not isinstance(text, str):
@@ -82,8 +105,9 @@ def _parts_ns(text: str) -> int:
 
 def _from_ns(ns: int, original: object) -> pd.Timedelta:
     if abs(ns) > pd.Timedelta.max.value:
-        raise ValueError(f"invalid duration {original!r}: longer than pandas can represent "
-                         f"({pd.Timedelta.max.days} days)")
+        raise ValueError(
+            f"invalid duration {original!r}: longer than pandas can represent ({pd.Timedelta.max.days} days)"
+        )
     return pd.Timedelta(ns, unit="ns")
 
 

@@ -54,19 +54,21 @@ def reclaimable_by_repository(stale: pd.DataFrame, layers: pd.DataFrame) -> pd.D
 
     marked = bool_mask(stale, "stale", "reclaimable_by_repository")
     counts = stale.loc[marked, "repository"].astype(str).value_counts(sort=False)
-    result = pd.DataFrame({
-        "repository": pd.Series(counts.index, dtype=str),
-        "stale_tags": counts.to_numpy(dtype=np.int64),
-        "reclaimable_bytes": freed_bytes.reindex(counts.index, fill_value=0).to_numpy(np.int64),
-    })
-    result = result.sort_values(["reclaimable_bytes", "repository"], ascending=[False, True],
-                                ignore_index=True)
+    result = pd.DataFrame(
+        {
+            "repository": pd.Series(counts.index, dtype=str),
+            "stale_tags": counts.to_numpy(dtype=np.int64),
+            "reclaimable_bytes": freed_bytes.reindex(counts.index, fill_value=0).to_numpy(np.int64),
+        }
+    )
+    result = result.sort_values(["reclaimable_bytes", "repository"], ascending=[False, True], ignore_index=True)
     result.attrs["reclaimable_bytes"] = int(size[np.unique(digest[freed])].sum())
     return result
 
 
 def _freed_layers(
-    stale: pd.DataFrame, layers: pd.DataFrame,
+    stale: pd.DataFrame,
+    layers: pd.DataFrame,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.Index]:
     """Digest codes, size per digest, the mask of layer rows freed (stale tag, digest no kept
     row references), and repository codes and values."""

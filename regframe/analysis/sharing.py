@@ -46,12 +46,10 @@ def shared_layers(layers: pd.DataFrame) -> pd.DataFrame:
 
     pair_digest, pair_repo = distinct_pairs(digest, repo, len(repo_values))
     repositories = np.bincount(pair_digest, minlength=n_digest)
-    images = np.bincount(distinct_pairs(digest, manifest, len(manifest_values))[0],
-                         minlength=n_digest)
+    images = np.bincount(distinct_pairs(digest, manifest, len(manifest_values))[0], minlength=n_digest)
     known_tag = (repo >= 0) & (tag >= 0)
     repo_tag = np.full(len(layers), -1, dtype=np.int64)
-    repo_tag[known_tag], repo_tag_count = nested_keys(repo[known_tag], tag[known_tag],
-                                                      len(tag_values))
+    repo_tag[known_tag], repo_tag_count = nested_keys(repo[known_tag], tag[known_tag], len(tag_values))
     tags = np.bincount(distinct_pairs(digest, repo_tag, repo_tag_count)[0], minlength=n_digest)
 
     present = np.flatnonzero(np.bincount(digest[digest >= 0], minlength=n_digest))
@@ -60,18 +58,21 @@ def shared_layers(layers: pd.DataFrame) -> pd.DataFrame:
     order = np.lexsort((digest_rank, -size, -repositories[present]))
     present, size = present[order], size[order]
 
-    return pd.DataFrame({
-        "layer_digest": labels(digest_values, present),
-        "size": size,
-        "repositories": repositories[present],
-        "images": images[present],
-        "tags": tags[present],
-        "repository_list": _name_lists(pair_digest, pair_repo, repo_values, present, n_digest),
-    })
+    return pd.DataFrame(
+        {
+            "layer_digest": labels(digest_values, present),
+            "size": size,
+            "repositories": repositories[present],
+            "images": images[present],
+            "tags": tags[present],
+            "repository_list": _name_lists(pair_digest, pair_repo, repo_values, present, n_digest),
+        }
+    )
 
 
-def _name_lists(pair_digest: np.ndarray, pair_repo: np.ndarray, repo_values: pd.Index,
-                present: np.ndarray, n_digest: int) -> list[list[str]]:
+def _name_lists(
+    pair_digest: np.ndarray, pair_repo: np.ndarray, repo_values: pd.Index, present: np.ndarray, n_digest: int
+) -> list[list[str]]:
     """Sorted repository names per digest, in the order of ``present``.
 
     One sort of the (digest, name rank) pairs, then list slices: no per-row pandas work.
@@ -84,7 +85,7 @@ def _name_lists(pair_digest: np.ndarray, pair_repo: np.ndarray, repo_values: pd.
     ends = np.cumsum(counts)
     starts = ends - counts
     with _gc_paused():
-        return [flat[s:e] for s, e in zip(starts[present].tolist(), ends[present].tolist())]
+        return [flat[s:e] for s, e in zip(starts[present].tolist(), ends[present].tolist(), strict=True)]
 
 
 @contextmanager
@@ -111,8 +112,7 @@ def sharing_matrix(layers: pd.DataFrame, top: int | None = None) -> pd.DataFrame
     first); the diagonal is each repository's stored bytes. ``top=N`` keeps the N
     repositories that store the most, which is what a heatmap can show.
     """
-    if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer))
-                            or top < 1):
+    if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1):
         raise ValueError(f"top must be a positive int or None, got {top!r}")
     require_columns(layers, SHARING_MATRIX_COLUMNS, "sharing_matrix")
     repo, repo_values = codes(layers["repository"])
@@ -136,8 +136,7 @@ def sharing_matrix(layers: pd.DataFrame, top: int | None = None) -> pd.DataFrame
     return pd.DataFrame(matrix, index=names, columns=names.copy())
 
 
-def _common_bytes(repo: np.ndarray, digest: np.ndarray, size: np.ndarray,
-                  n_repo: int) -> np.ndarray:
+def _common_bytes(repo: np.ndarray, digest: np.ndarray, size: np.ndarray, n_repo: int) -> np.ndarray:
     """Per (repo, repo) cell, the summed size of the digests both hold, from distinct
     (repo, digest) pairs.
 
@@ -154,8 +153,7 @@ def _common_bytes(repo: np.ndarray, digest: np.ndarray, size: np.ndarray,
     return matrix
 
 
-def _add_pairs(matrix: np.ndarray, repo: np.ndarray, digest: np.ndarray,
-               size: np.ndarray) -> None:
+def _add_pairs(matrix: np.ndarray, repo: np.ndarray, digest: np.ndarray, size: np.ndarray) -> None:
     """Add every (repo, repo') pair of each digest: one row per pair, then one scatter-add."""
     if len(repo) == 0:
         return
@@ -171,8 +169,7 @@ def _add_pairs(matrix: np.ndarray, repo: np.ndarray, digest: np.ndarray,
     np.add.at(matrix.reshape(-1), repo[left] * n + repo[right], size[left])
 
 
-def _add_dense(matrix: np.ndarray, repo: np.ndarray, digest: np.ndarray,
-               size: np.ndarray) -> None:
+def _add_dense(matrix: np.ndarray, repo: np.ndarray, digest: np.ndarray, size: np.ndarray) -> None:
     """Add X.T @ diag(size) @ X for one-hot X (digest x repo), a bounded block of digests at
     a time; float64 BLAS is exact while a cell stays below 2**53 bytes (9 PB)."""
     if len(repo) == 0:
@@ -186,5 +183,5 @@ def _add_dense(matrix: np.ndarray, repo: np.ndarray, digest: np.ndarray,
         rows = (local >= first) & (local < first + step)
         onehot = np.zeros((min(step, len(digest_size) - first), n), dtype=np.float64)
         onehot[local[rows] - first, repo[rows]] = 1.0
-        weighted = onehot * digest_size[first:first + step, None]
+        weighted = onehot * digest_size[first : first + step, None]
         matrix += np.rint(weighted.T @ onehot).astype(np.int64)

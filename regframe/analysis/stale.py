@@ -16,12 +16,14 @@ import re
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
-import regex
 
+from ..patterns import BoundedPattern, compile_pattern
 from ._frames import (
     MANIFEST_COLUMNS,
     STALE_COLUMNS,
+    Codes,
     bool_mask,
     codes,
     lexical_rank,
@@ -35,12 +37,6 @@ from .duration import format_duration, parse_duration
 PLAN_COLUMNS = ("repository", "tag", "digest", "created", "age", "reason")
 
 Pattern = str | re.Pattern[str] | None
-
-# Seconds one pattern may spend on one tag name (tag names are at most 128 characters).
-PATTERN_TIMEOUT = 1.0
-
-_FLAGS = ((re.IGNORECASE, regex.IGNORECASE), (re.MULTILINE, regex.MULTILINE), (re.DOTALL, regex.DOTALL),
-          (re.VERBOSE, regex.VERBOSE), (re.ASCII, regex.ASCII), (re.UNICODE, regex.UNICODE))
 
 
 class _Tags(NamedTuple):
@@ -88,39 +84,46 @@ def stale_tags(
     require_columns(manifests, MANIFEST_COLUMNS, "stale_tags")
 
     tags = _per_tag(manifests)
-    known = ~tags.created.isna()
+    known = pd.notna(tags.created)
     tag_rank = lexical_rank(tags.tag_values)[tags.tag]
     repo_rank = lexical_rank(tags.repo_values)[tags.repo]
     newest_first = np.where(known, -tags.created.asi8, np.iinfo(np.int64).max)
     order = np.lexsort((tag_rank, newest_first, repo_rank))
 
     newest = _among_newest(order, repo_rank, known, limit)
-    kept_by_pattern = _matches(keep_rx, "keep", tags.tag_values, tags.tag, default=False)
-    in_scope = _matches(match_rx, "match", tags.tag_values, tags.tag, default=True)
+    kept_by_pattern = _matches(keep_rx, tags.tag_values, tags.tag, default=False)
+    in_scope = _matches(match_rx, tags.tag_values, tags.tag, default=True)
     age = at - tags.created
     old = np.asarray(known & (age > threshold))
     words = format_duration(threshold)
     rules = [kept_by_pattern, newest, ~known, ~in_scope, ~old]
     reason = np.select(
         rules,
-        ["kept: matches keep pattern", f"kept: among newest {limit}",
-         "kept: creation date unknown", "kept: does not match pattern", f"newer than {words}"],
+        [
+            "kept: matches keep pattern",
+            f"kept: among newest {limit}",
+            "kept: creation date unknown",
+            "kept: does not match pattern",
+            f"newer than {words}",
+        ],
         default=f"older than {words}",
     ).astype(object)
     stale = ~np.logical_or.reduce(rules)
     _keep_digest_siblings(stale, reason, tags, tag_rank)
     _note_children_of_kept_indexes(manifests, stale, reason, tags)
 
-    result = pd.DataFrame({
-        "repository": restore(tags.repo[order], tags.repo_values, manifests["repository"]),
-        "tag": restore(tags.tag[order], tags.tag_values, manifests["tag"]),
-        "digest": restore(tags.digest[order], tags.digest_values, manifests["digest"]),
-        "created": tags.created[order],
-        "age": pd.TimedeltaIndex(age[order]),
-        "size": tags.size[order],
-        "stale": stale[order],
-        "reason": reason[order],
-    })
+    result = pd.DataFrame(
+        {
+            "repository": restore(tags.repo[order], tags.repo_values, manifests["repository"]),
+            "tag": restore(tags.tag[order], tags.tag_values, manifests["tag"]),
+            "digest": restore(tags.digest[order], tags.digest_values, manifests["digest"]),
+            "created": tags.created[order],
+            "age": pd.TimedeltaIndex(age[order]),
+            "size": tags.size[order],
+            "stale": stale[order],
+            "reason": reason[order],
+        }
+    )
     result.attrs.update(older_than=threshold, now=at, keep=keep, keep_last=keep_last, match=match)
     return result
 
@@ -135,12 +138,16 @@ def _per_tag(manifests: pd.DataFrame) -> _Tags:
     first = np.flatnonzero(tagged)[pd.Series(group).drop_duplicates().index.to_numpy()]
 
     created = pd.Series(pd.to_datetime(manifests["created"], utc=True).array[tagged])
-    size = pd.Series(pd.array(manifests["size"], dtype="Int64")[tagged])
+    size = pd.Series(manifests["size"].astype("Int64").array[tagged])
     return _Tags(
-        repo=repo[first], tag=tag[first], digest=digest[first],
+        repo=repo[first],
+        tag=tag[first],
+        digest=digest[first],
         created=pd.DatetimeIndex(created.groupby(group, sort=True).max()).as_unit("ns"),
         size=size.groupby(group, sort=True).sum(min_count=1).array,
-        repo_values=repo_values, tag_values=tag_values, digest_values=digest_values,
+        repo_values=repo_values,
+        tag_values=tag_values,
+        digest_values=digest_values,
     )
 
 
@@ -149,8 +156,9 @@ def cleanup_plan(stale: pd.DataFrame) -> pd.DataFrame:
     require_columns(stale, STALE_COLUMNS, "cleanup_plan")
     mask = bool_mask(stale, "stale", "cleanup_plan")
     plan = stale.loc[mask, list(PLAN_COLUMNS)]
-    plan = plan.sort_values(["repository", "created", "tag"], key=_lexical_key,
-                            na_position="last", kind="stable", ignore_index=True)
+    plan = plan.sort_values(
+        ["repository", "created", "tag"], key=_lexical_key, na_position="last", kind="stable", ignore_index=True
+    )
     plan.attrs = dict(stale.attrs)
     return plan
 
@@ -169,34 +177,11 @@ def _check_keep_last(keep_last: object) -> int | None:
     return int(keep_last)
 
 
-def compile_pattern(pattern: object, name: str) -> regex.Pattern | None:
-    """A user's pattern, checked with ``re`` (its syntax is the one documented) and compiled
-    with ``regex``, whose searches take a timeout. A compiled ``re.Pattern`` keeps its flags."""
-    if pattern is None:
-        return None
-    if isinstance(pattern, re.Pattern):
-        if not isinstance(pattern.pattern, str):
-            raise ValueError(f"{name} pattern {pattern.pattern!r} must be text, not bytes")
-        text, flags = pattern.pattern, pattern.flags
-    elif isinstance(pattern, str):
-        text, flags = pattern, 0
-    else:
-        raise ValueError(f"{name} must be a regular expression string, got {pattern!r}")
-    try:
-        re.compile(text, flags)
-        return regex.compile(text, regex.V0 | _regex_flags(flags))
-    except (re.error, regex.error, OverflowError, RecursionError, ValueError, IndexError) as err:
-        raise ValueError(
-            f"{name} pattern {text!r} is not a valid regular expression: {err}") from None
-
-
-def _regex_flags(flags: int) -> int:
-    return sum((theirs for ours, theirs in _FLAGS if flags & ours), 0)
-
-
 def _as_utc(now: object) -> pd.Timestamp:
     if now is None:
         return pd.Timestamp.now(tz="UTC")
+    if not isinstance(now, (str, int, float, dt.date, np.datetime64, np.integer)):
+        raise ValueError(f"now={now!r} is not a date/time")
     try:
         stamp = pd.Timestamp(now)
     except (ValueError, TypeError, OverflowError) as err:
@@ -206,27 +191,19 @@ def _as_utc(now: object) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _matches(rx: regex.Pattern | None, name: str, values: pd.Index, idx: np.ndarray,
-             default: bool) -> np.ndarray:
-    """``rx.search`` per row, run once per distinct tag name, each within ``PATTERN_TIMEOUT``."""
+def _matches(rx: BoundedPattern | None, values: pd.Index, idx: Codes, default: bool) -> np.ndarray:
+    """``rx.search`` per row, run once per distinct tag name, each within the pattern time bound."""
     if rx is None:
         return np.full(len(idx), default)
     used = np.unique(idx)
     hit = np.zeros(len(values), dtype=bool)
-    found = []
-    for tag in values.take(used).astype(str):
-        try:
-            found.append(rx.search(tag, timeout=PATTERN_TIMEOUT) is not None)
-        except TimeoutError:
-            raise ValueError(f"{name} pattern {rx.pattern!r} took longer than {PATTERN_TIMEOUT:g} s on tag "
-                             f"{tag!r}; simplify it (nested repetition such as '(a|aa)+' backtracks "
-                             "exponentially)") from None
-    hit[used] = found
+    hit[used] = [rx.search(tag) for tag in values.take(used).astype(str)]
     return hit[idx]
 
 
-def _among_newest(order: np.ndarray, repo_rank: np.ndarray, known: np.ndarray,
-                  limit: int | None) -> np.ndarray:
+def _among_newest(
+    order: np.ndarray, repo_rank: np.ndarray, known: npt.NDArray[np.bool_], limit: int | None
+) -> np.ndarray:
     """The ``limit`` newest dated tags of each repository, given rows sorted by
     repository, then newest first (undated last), then tag name."""
     if not limit:
@@ -240,16 +217,18 @@ def _among_newest(order: np.ndarray, repo_rank: np.ndarray, known: np.ndarray,
     return newest & known
 
 
-def _keep_digest_siblings(stale: np.ndarray, reason: np.ndarray, tags: _Tags,
-                          tag_rank: np.ndarray) -> None:
+def _keep_digest_siblings(stale: np.ndarray, reason: np.ndarray, tags: _Tags, tag_rank: np.ndarray) -> None:
     """Keep stale tags whose digest a kept tag of the same repository also carries.
 
     The reason names the kept sibling that comes first by name, so it is stable.
     """
     keys = pair_keys(tags.repo, tags.digest, len(tags.digest_values))
     kept = ~stale & (tags.digest >= 0)
-    first_kept = (pd.DataFrame({"key": keys[kept], "rank": tag_rank[kept], "tag": tags.tag[kept]})
-                  .sort_values("rank", kind="stable").drop_duplicates("key"))
+    first_kept = (
+        pd.DataFrame({"key": keys[kept], "rank": tag_rank[kept], "tag": tags.tag[kept]})
+        .sort_values("rank", kind="stable")
+        .drop_duplicates("key")
+    )
     where = pd.Index(first_kept["key"]).get_indexer(keys)
     saved = stale & (where >= 0) & (tags.digest >= 0)
     if not saved.any():
@@ -259,8 +238,7 @@ def _keep_digest_siblings(stale: np.ndarray, reason: np.ndarray, tags: _Tags,
     stale[saved] = False
 
 
-def _note_children_of_kept_indexes(manifests: pd.DataFrame, stale: np.ndarray, reason: np.ndarray,
-                                   tags: _Tags) -> None:
+def _note_children_of_kept_indexes(manifests: pd.DataFrame, stale: np.ndarray, reason: np.ndarray, tags: _Tags) -> None:
     """Say so when a stale tag's image is also a platform of a kept multi-platform tag.
 
     The tag stays stale: cleanup removes tags without deleting their images, so the kept
@@ -278,14 +256,22 @@ def _note_children_of_kept_indexes(manifests: pd.DataFrame, stale: np.ndarray, r
     platform_row &= pd.Series(pair_keys(repo, tag, n_tag)).isin(kept_tags).to_numpy()
     if not platform_row.any():
         return
-    parents = (pd.DataFrame({"key": pair_keys(repo[platform_row], child[platform_row], n_digest),
-                             "rank": lexical_rank(tags.tag_values)[tag[platform_row]],
-                             "tag": tag[platform_row]})
-               .sort_values("rank", kind="stable").drop_duplicates("key"))
+    parents = (
+        pd.DataFrame(
+            {
+                "key": pair_keys(repo[platform_row], child[platform_row], n_digest),
+                "rank": lexical_rank(tags.tag_values)[tag[platform_row]],
+                "tag": tag[platform_row],
+            }
+        )
+        .sort_values("rank", kind="stable")
+        .drop_duplicates("key")
+    )
     where = pd.Index(parents["key"]).get_indexer(pair_keys(tags.repo, tags.digest, n_digest))
     noted = stale & (where >= 0) & (tags.digest >= 0)
     if not noted.any():
         return
     parent = tags.tag_values.take(parents["tag"].to_numpy()[where[noted]]).astype(str)
-    reason[noted] = (pd.Series(reason[noted].astype(str)) + "; manifest kept as a child of kept index '"
-                     + pd.Series(parent) + "'").to_numpy()
+    reason[noted] = (
+        pd.Series(reason[noted].astype(str)) + "; manifest kept as a child of kept index '" + pd.Series(parent) + "'"
+    ).to_numpy()

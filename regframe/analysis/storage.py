@@ -15,8 +15,7 @@ from ._frames import (
     sum_by,
 )
 
-USAGE_COLUMNS = ("repository", "images", "tags", "logical_bytes", "stored_bytes",
-                 "exclusive_bytes", "shared_bytes")
+USAGE_COLUMNS = ("repository", "images", "tags", "logical_bytes", "stored_bytes", "exclusive_bytes", "shared_bytes")
 
 
 def digest_sizes(digest: np.ndarray, size: np.ndarray, count: int) -> np.ndarray:
@@ -63,17 +62,19 @@ def storage_usage(layers: pd.DataFrame) -> pd.DataFrame:
     exclusive = sum_by(pair_repo[only_here], pair_size[only_here], n_repo)
 
     present = np.flatnonzero(rows)
-    usage = pd.DataFrame({
-        "repository": labels(repo_values, present),
-        "images": images[present],
-        "tags": tags[present],
-        "logical_bytes": logical[present],
-        "stored_bytes": stored[present],
-        "exclusive_bytes": exclusive[present],
-        "shared_bytes": stored[present] - exclusive[present],
-    }, columns=list(USAGE_COLUMNS))
-    usage = usage.sort_values(["stored_bytes", "repository"], ascending=[False, True],
-                              ignore_index=True)
+    usage = pd.DataFrame(
+        {
+            "repository": labels(repo_values, present),
+            "images": images[present],
+            "tags": tags[present],
+            "logical_bytes": logical[present],
+            "stored_bytes": stored[present],
+            "exclusive_bytes": exclusive[present],
+            "shared_bytes": stored[present] - exclusive[present],
+        },
+        columns=list(USAGE_COLUMNS),
+    )
+    usage = usage.sort_values(["stored_bytes", "repository"], ascending=[False, True], ignore_index=True)
 
     total = int(per_digest[np.bincount(digest[digest >= 0], minlength=n_digest) > 0].sum())
     logical_total = int(size.sum())

@@ -6,5 +6,4 @@ from .errors import __all__ as _errors
 from .models import Blob, Manifest
 from .reference import Platform, Reference, parse_platform, parse_reference
 
-__all__ = [*_errors, "Blob", "Manifest", "Platform", "Reference", "RegistryClient", "parse_platform",
-           "parse_reference"]
+__all__ = [*_errors, "Blob", "Manifest", "Platform", "Reference", "RegistryClient", "parse_platform", "parse_reference"]

@@ -7,8 +7,8 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -52,8 +52,9 @@ def open_directory(root: str | os.PathLike, parts: Iterable[str], *, create: boo
     return fd
 
 
-def write_atomically(target: Path, chunks: Iterable[bytes], *, root: str | os.PathLike | None = None,
-                     mode: int = 0o666) -> int:
+def write_atomically(
+    target: Path, chunks: Iterable[bytes], *, root: str | os.PathLike | None = None, mode: int = 0o666
+) -> int:
     """Write chunks to a new temporary file beside ``target`` and rename it into place; on any error,
     remove the temporary file and leave ``target`` as it was.
 
@@ -88,5 +89,3 @@ def write_atomically(target: Path, chunks: Iterable[bytes], *, root: str | os.Pa
         return written
     finally:
         os.close(dir_fd)
-
-

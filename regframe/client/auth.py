@@ -16,8 +16,8 @@ import json
 import re
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Generator
 from urllib.parse import urlencode, urlsplit
 
 from . import errors as E
@@ -108,7 +108,7 @@ def _challenge_of(response: Response) -> Challenge | None:
 
 
 class _Token:
-    __slots__ = ("value", "expires_at")
+    __slots__ = ("expires_at", "value")
 
     def __init__(self, value: str, expires_at: float):
         self.value = value
@@ -126,8 +126,15 @@ class RegistryAuth(Auth):
     go over plain http beyond loopback.
     """
 
-    def __init__(self, user: str | None = None, password: str | None = None, *, origin: str,
-                 allow_insecure: bool = False, clock=time.monotonic):
+    def __init__(
+        self,
+        user: str | None = None,
+        password: str | None = None,
+        *,
+        origin: str,
+        allow_insecure: bool = False,
+        clock=time.monotonic,
+    ):
         self.user = user
         self._password = password
         self._home = _origin(origin)
@@ -163,19 +170,27 @@ class RegistryAuth(Auth):
             return
         raise E.InsecureTransportError(
             f"refusing to send the password of user {self.user!r} to {what or _host(url)} in clear text ({reason}); "
-            "use https, or pass allow_insecure_auth=True (regframe --insecure-auth) to send it anyway", url=_bare(url))
+            "use https, or pass allow_insecure_auth=True (regframe --insecure-auth) to send it anyway",
+            url=_bare(url),
+        )
 
     def _at_home(self, request: Request) -> bool:
         """Whether ``request`` goes to the credentials' origin; refuses an https to http downgrade on the same host."""
         target = _origin(request.url)
         if target == self._home:
             return True
-        if target is not None and target[0] == "http" and self._home[0] == "https" and \
-                _hostname(request.url) == _hostname(self._home_url):
+        if (
+            target is not None
+            and target[0] == "http"
+            and self._home[0] == "https"
+            and _hostname(request.url) == _hostname(self._home_url)
+        ):
             raise E.InsecureTransportError(
                 f"{request.method} {_bare(request.url)}: the registry at {self._home_url} sent a plain-http URL "
                 "for its own host; refusing to downgrade from https (a TLS-terminating proxy in front of it "
-                "must pass X-Forwarded-Proto: https)", url=_bare(request.url))
+                "must pass X-Forwarded-Proto: https)",
+                url=_bare(request.url),
+            )
         return False
 
     def auth_flow(self, request: Request) -> Flow:
@@ -190,7 +205,10 @@ class RegistryAuth(Auth):
                 response.close()
                 raise E.RegistryAuthenticationError(
                     f"{request.method} {_bare(request.url)}: answered 401; the credentials for "
-                    f"{self._home_url} are never sent to another origin", status=401, url=_bare(request.url))
+                    f"{self._home_url} are never sent to another origin",
+                    status=401,
+                    url=_bare(request.url),
+                )
             return
         if self._basic_needed:
             self.check_cleartext(self._home_url)
@@ -204,35 +222,38 @@ class RegistryAuth(Auth):
         challenge = _challenge_of(response)
         if challenge is None:
             raise E.RegistryAuthenticationError(
-                f"{request.method} {_path(request.url)}: 401 without a WWW-Authenticate challenge", status=401)
+                f"{request.method} {_path(request.url)}: 401 without a WWW-Authenticate challenge", status=401
+            )
         if challenge.scheme == "basic":
             if not self.has_credentials:
                 raise E.RegistryAuthenticationError(
                     f"{_host(request.url)} requires credentials and none were given (anonymous access refused)",
-                    status=401)
+                    status=401,
+                )
             if "Authorization" in request.headers:
                 raise E.RegistryAuthenticationError(
-                    f"{_host(request.url)} rejected the username/password for user {self.user!r}", status=401)
+                    f"{_host(request.url)} rejected the username/password for user {self.user!r}", status=401
+                )
             self.check_cleartext(self._home_url)
             self._basic_needed = True
             request.headers["Authorization"] = self._basic_header()
             response = yield request
             if response.status_code == 401:
                 raise E.RegistryAuthenticationError(
-                    f"{_host(request.url)} rejected the username/password for user {self.user!r}", status=401)
+                    f"{_host(request.url)} rejected the username/password for user {self.user!r}", status=401
+                )
             return
         if challenge.scheme == "bearer":
             yield from self._bearer_retry(request, challenge)
             return
         raise E.RegistryAuthenticationError(
-            f"{_host(request.url)} asks for unsupported authentication scheme {challenge.scheme!r}", status=401)
+            f"{_host(request.url)} asks for unsupported authentication scheme {challenge.scheme!r}", status=401
+        )
 
     def _bearer_retry(self, request: Request, challenge: Challenge) -> Flow:
         if not challenge.realm:
-            raise E.RegistryAuthenticationError(
-                f"{_host(request.url)}: bearer challenge has no realm", status=401)
-        self._bearer = Challenge("bearer", {k: v for k, v in challenge.params.items()
-                                            if k in ("realm", "service")})
+            raise E.RegistryAuthenticationError(f"{_host(request.url)}: bearer challenge has no realm", status=401)
+        self._bearer = Challenge("bearer", {k: v for k, v in challenge.params.items() if k in ("realm", "service")})
         scopes = tuple(challenge.params["scope"].split(" ")) if challenge.params.get("scope") else request.scopes
         token = yield from self._token_for(scopes, challenge, fresh=True)
         request.headers["Authorization"] = f"Bearer {token}"
@@ -244,10 +265,14 @@ class RegistryAuth(Auth):
             if insufficient and self.has_credentials:
                 raise E.RegistryAuthorizationError(
                     f"{request.method} {_path(request.url)}: {who} lacks the right for "
-                    f"{' '.join(scopes) or 'this request'}", status=401, code="DENIED")
+                    f"{' '.join(scopes) or 'this request'}",
+                    status=401,
+                    code="DENIED",
+                )
             raise E.RegistryAuthenticationError(
                 f"{request.method} {_path(request.url)}: {who} refused for {' '.join(scopes) or 'this request'}",
-                status=401)
+                status=401,
+            )
 
     def _token_for(self, scopes: tuple[str, ...], challenge: Challenge, *, fresh: bool) -> Generator:
         key = tuple(sorted(scopes))
@@ -281,10 +306,12 @@ class RegistryAuth(Auth):
         if response.status_code in (401, 403):
             raise E.RegistryAuthenticationError(
                 f"{where} rejected the credentials" + (f" for user {self.user!r}" if self.user else ""),
-                status=response.status_code)
+                status=response.status_code,
+            )
         if response.status_code != 200:
-            raise E.RegistryAuthenticationError(f"{where} answered HTTP {response.status_code}",
-                                                status=response.status_code)
+            raise E.RegistryAuthenticationError(
+                f"{where} answered HTTP {response.status_code}", status=response.status_code
+            )
         try:
             raw = read_raw(response, TOKEN_BODY_LIMIT, where)
             if len(raw) > TOKEN_BODY_LIMIT:
@@ -298,7 +325,8 @@ class RegistryAuth(Auth):
         except (ValueError, AttributeError, UnicodeDecodeError, RecursionError) as exc:
             kind = response.headers.get("Content-Type", "unknown type").split(";")[0]
             raise E.RegistryAuthenticationError(
-                f"{where} answered something that is not a token ({kind}: {exc})") from None
+                f"{where} answered something that is not a token ({kind}: {exc})"
+            ) from None
         # Renew a little early so a token does not expire between our check and the registry's.
         lifetime = max(1.0, min(expires_in, 86400.0) - min(10.0, expires_in / 10))
         return _Token(value, self._clock() + lifetime)

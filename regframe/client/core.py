@@ -41,7 +41,8 @@ def normalize_url(url: str) -> str:
     if parts.username is not None or parts.password is not None:
         raise E.InvalidReferenceError(
             "credentials inside the registry URL are not supported (RFC 3986 discourages them): "
-            "pass user= and password= instead")
+            "pass user= and password= instead"
+        )
     if not parts.hostname:
         raise E.InvalidReferenceError(f"registry URL {url!r} has no host")
     if parts.hostname in _HUB_ALIASES:
@@ -79,16 +80,28 @@ class ClientCore:
     hub: bool
     deletes_ok: set[str]
 
-    def __init__(self, url: str = "https://registry.hub.docker.com", *, user: str | None = None,
-                 password: str | None = None, open_timeout: float = 2, read_timeout: float = 5,
-                 verify: bool | str = True, ca_bundle: str | os.PathLike[str] | None = None,
-                 docker_config: bool = True, retries: int = 3, pool_size: int = 32,
-                 allow_insecure_auth: bool = False, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-                 min_stream_rate: float = DEFAULT_MIN_STREAM_RATE,
-                 max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT) -> None:
+    def __init__(
+        self,
+        url: str = "https://registry.hub.docker.com",
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        open_timeout: float = 2,
+        read_timeout: float = 5,
+        verify: bool | str = True,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        docker_config: bool = True,
+        retries: int = 3,
+        pool_size: int = 32,
+        allow_insecure_auth: bool = False,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        min_stream_rate: float = DEFAULT_MIN_STREAM_RATE,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+    ) -> None:
         self.url = normalize_url(url)
-        check_time_limits(request_timeout=request_timeout, min_stream_rate=min_stream_rate,
-                          max_retry_wait=max_retry_wait)
+        check_time_limits(
+            request_timeout=request_timeout, min_stream_rate=min_stream_rate, max_retry_wait=max_retry_wait
+        )
         if not isinstance(allow_insecure_auth, bool):
             raise ValueError(f"allow_insecure_auth must be True or False, not {allow_insecure_auth!r}")
         if (user is None) != (password is None):
@@ -110,10 +123,18 @@ class ClientCore:
         self.auth = RegistryAuth(user, password, origin=self.url, allow_insecure=allow_insecure_auth)
         if explicit_credentials:
             self.auth.check_cleartext(self.url)
-        self.transport = Transport(self.url, self.auth, open_timeout=connect_after, read_timeout=read_after,
-                                   verify=verify, retries=retries, pool_size=pool_size,
-                                   request_timeout=request_timeout, min_stream_rate=min_stream_rate,
-                                   max_retry_wait=max_retry_wait)
+        self.transport = Transport(
+            self.url,
+            self.auth,
+            open_timeout=connect_after,
+            read_timeout=read_after,
+            verify=verify,
+            retries=retries,
+            pool_size=pool_size,
+            request_timeout=request_timeout,
+            min_stream_rate=min_stream_rate,
+            max_retry_wait=max_retry_wait,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url={self.url!r}, user={self.user!r})"
@@ -121,8 +142,9 @@ class ClientCore:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:

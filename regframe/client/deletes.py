@@ -23,8 +23,16 @@ def deletes_enabled(core: ClientCore, repository: str) -> None:
         writes.delete_manifest(core, repository, "sha256:" + "0" * 64)
         core.deletes_ok.add(repository)
 
-def rmtag(core: ClientCore, repo: str, tag: str, *, expected_digest: str | None = None,
-          siblings: Iterable[str] | None = None, method: str = "auto") -> dict:
+
+def rmtag(
+    core: ClientCore,
+    repo: str,
+    tag: str,
+    *,
+    expected_digest: str | None = None,
+    siblings: Iterable[str] | None = None,
+    method: str = "auto",
+) -> dict:
     """Remove only ``tag``; other tags on the same digest keep resolving to it.
 
     ``method="auto"``: tries DELETE by tag (OCI 1.1). Where the registry refuses that (distribution
@@ -50,9 +58,14 @@ def rmtag(core: ClientCore, repo: str, tag: str, *, expected_digest: str | None 
     if method == "placeholder":
         return _untag(core, repository, tag, expected_digest)
     digest = _current_digest(core, repository, tag, expected_digest)
-    response = core.transport.request("DELETE", f"/v2/{repository}/manifests/{tag}",
-                                      scopes=delete_scope(repository), kind="delete",
-                                      ok=(400, 404, 405), retry=False)
+    response = core.transport.request(
+        "DELETE",
+        f"/v2/{repository}/manifests/{tag}",
+        scopes=delete_scope(repository),
+        kind="delete",
+        ok=(400, 404, 405),
+        retry=False,
+    )
     response.close()
     if response.status_code == 202:
         return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-by-tag"}
@@ -66,6 +79,7 @@ def rmtag(core: ClientCore, repo: str, tag: str, *, expected_digest: str | None 
         return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-manifest"}
     return {**_untag(core, repository, tag, digest), "kept": sorted(siblings)}
 
+
 def _current_digest(core: ClientCore, repository: str, tag: str, expected: str | None) -> str:
     """The tag's digest by HEAD; TagMovedError when it differs from ``expected`` (or is gone)."""
     try:
@@ -76,9 +90,11 @@ def _current_digest(core: ClientCore, repository: str, tag: str, expected: str |
         current = None
     if expected is not None and current != expected:
         where = f"now points at {current}" if current else "no longer exists"
-        raise E.TagMovedError(f"{repository}:{tag} {where}, not {expected}; nothing was deleted",
-                              expected=expected, actual=current)
+        raise E.TagMovedError(
+            f"{repository}:{tag} {where}, not {expected}; nothing was deleted", expected=expected, actual=current
+        )
     return current
+
 
 def _untag(core: ClientCore, repository: str, tag: str, expected: str | None) -> dict:
     """Point ``tag`` at a unique throw-away manifest and delete that: only this tag goes.
@@ -89,8 +105,11 @@ def _untag(core: ClientCore, repository: str, tag: str, expected: str | None) ->
     digest = expected or _current_digest(core, repository, tag, None)
     original = reads.manifest(core, repository, digest)
     if not original:
-        raise E.TagMovedError(f"{repository}:{tag}: its manifest {digest} no longer exists; nothing was deleted",
-                              expected=digest, actual=None)
+        raise E.TagMovedError(
+            f"{repository}:{tag}: its manifest {digest} no longer exists; nothing was deleted",
+            expected=digest,
+            actual=None,
+        )
     placeholder = _placeholder_manifest(core, repository, tag)
     _current_digest(core, repository, tag, digest)
     try:
@@ -104,16 +123,21 @@ def _untag(core: ClientCore, repository: str, tag: str, expected: str | None) ->
         raise
     return {"repository": repository, "tag": tag, "digest": digest, "method": "placeholder"}
 
+
 def _placeholder_manifest(core: ClientCore, repository: str, tag: str) -> bytes:
     empty = b"{}"
     empty_digest = compute_digest(empty)
     if not reads.blob_exists(core, repository, empty_digest):
         writes.upload_blob(core, repository, empty, empty_digest)
-    body = {"schemaVersion": 2, "mediaType": MT.OCI_MANIFEST,
-            "config": {"mediaType": MT.OCI_EMPTY, "digest": empty_digest, "size": 2},
-            "layers": [],
-            "annotations": {"io.regframe.placeholder": f"{tag}:{uuid.uuid4()}"}}
+    body = {
+        "schemaVersion": 2,
+        "mediaType": MT.OCI_MANIFEST,
+        "config": {"mediaType": MT.OCI_EMPTY, "digest": empty_digest, "size": 2},
+        "layers": [],
+        "annotations": {"io.regframe.placeholder": f"{tag}:{uuid.uuid4()}"},
+    }
     return json.dumps(body, separators=(",", ":")).encode()
+
 
 def rmrepo(core: ClientCore, repo: str) -> list[str]:
     """Delete every manifest in the repository (children of indexes too); returns the digests deleted.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from . import errors as E
 from . import mediatypes as MT
 from .models import Manifest, check_structure, manifest_digest
 from .reference import hasher_for, is_digest, validate_digest
+
 
 def verify_chunks(chunks: Iterable[bytes], digest: str) -> Iterator[bytes]:
     """Pass chunks through, holding the last one back until the whole stream hashes to ``digest``,
@@ -33,7 +34,8 @@ def verified_manifest(raw: bytes, headers, repository: str, reference: str) -> M
     body_type = manifest.get("mediaType")
     if body_type and content_type in MT.MANIFEST_TYPES and body_type != content_type:
         raise E.RegistryProtocolError(
-            f"manifest {repository}:{reference}: Content-Type {content_type} disagrees with its mediaType {body_type}")
+            f"manifest {repository}:{reference}: Content-Type {content_type} disagrees with its mediaType {body_type}"
+        )
     if body_type is not None and not isinstance(body_type, str):
         raise E.RegistryProtocolError(f"manifest {repository}:{reference}: mediaType {body_type!r} is not a string")
     media_type = body_type or (content_type if content_type in MT.MANIFEST_TYPES else None)
@@ -44,8 +46,7 @@ def verified_manifest(raw: bytes, headers, repository: str, reference: str) -> M
             media_type = MT.OCI_INDEX
         elif "layers" in manifest:
             media_type = MT.OCI_MANIFEST
-    claimed = [d for d in (reference if is_digest(reference) else None,
-                           headers.get("Docker-Content-Digest")) if d]
+    claimed = [d for d in (reference if is_digest(reference) else None, headers.get("Docker-Content-Digest")) if d]
     algorithm = claimed[0].split(":")[0] if claimed else "sha256"
     if algorithm not in ("sha256", "sha512"):
         raise E.RegistryProtocolError(f"manifest {repository}:{reference}: unsupported digest {claimed[0]!r}")
@@ -54,12 +55,13 @@ def verified_manifest(raw: bytes, headers, repository: str, reference: str) -> M
         if digest != actual:
             raise E.DigestMismatchError(
                 f"manifest {repository}:{reference} hashes to {actual}, but {digest} was claimed",
-                expected=digest, actual=actual)
+                expected=digest,
+                actual=actual,
+            )
     manifest.media_type = media_type
     manifest.digest = actual
     check_structure(manifest)
     return manifest
-
 
 
 def well_formed(digest: str) -> bool:

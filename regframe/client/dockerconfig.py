@@ -30,7 +30,8 @@ def _from_helper(helper: str, host_key: str) -> tuple[str, str] | None:
         done = subprocess.run([program, "get"], input=host_key.encode(), capture_output=True, timeout=30)
     except FileNotFoundError:
         raise RegistryAuthenticationError(
-            f"docker config names credential helper {helper!r} but {program} is not on PATH") from None
+            f"docker config names credential helper {helper!r} but {program} is not on PATH"
+        ) from None
     except subprocess.TimeoutExpired:
         raise RegistryAuthenticationError(f"{program} did not answer within 30 s") from None
     if done.returncode != 0:

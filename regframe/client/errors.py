@@ -10,9 +10,15 @@ from __future__ import annotations
 class RegistryError(Exception):
     """Base of every regframe error; carries the HTTP status and the registry's OCI error."""
 
-    def __init__(self, message: str = "", *, status: int | None = None,
-                 code: str | None = None, registry_message: str | None = None,
-                 url: str | None = None):
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        registry_message: str | None = None,
+        url: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -71,8 +77,7 @@ class RateLimitedError(RegistryError):
 class DigestMismatchError(RegistryError):
     """Content does not hash to the digest it was asked for or announced with."""
 
-    def __init__(self, message: str = "", *, expected: str | None = None,
-                 actual: str | None = None, **kw):
+    def __init__(self, message: str = "", *, expected: str | None = None, actual: str | None = None, **kw):
         super().__init__(message, **kw)
         self.expected = expected
         self.actual = actual
@@ -103,5 +108,4 @@ class InvalidReferenceError(RegistryError, ValueError):
     """A repository name, tag, digest or platform does not follow the distribution grammar."""
 
 
-__all__ = [name for name, obj in list(globals().items())
-           if isinstance(obj, type) and issubclass(obj, Exception)]
+__all__ = [name for name, obj in list(globals().items()) if isinstance(obj, type) and issubclass(obj, Exception)]

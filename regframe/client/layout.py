@@ -12,21 +12,21 @@ import errno
 import json
 import os
 import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 from . import mediatypes as MT
-from .errors import DigestMismatchError, MissingLayerError
 from .atomic_files import link_refused, open_directory, write_atomically
 from .digests import verify_chunks
+from .errors import DigestMismatchError, MissingLayerError
 from .reference import hasher_for, validate_digest
 
 REF_NAME = "org.opencontainers.image.ref.name"
 READ_CHUNK = 1 << 20
 MAX_INDEX_BYTES = 64 * 1024 * 1024  # index.json is read into memory
 # O_NONBLOCK: opening a FIFO planted in the layout must not block; regular files ignore it.
-_READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-               | getattr(os, "O_NONBLOCK", 0))
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 class ImageLayout:
@@ -165,8 +165,9 @@ class ImageLayout:
         """Point ``ref_name`` at ``descriptor`` in index.json, replacing an older entry of that name."""
         marker = self._open(("oci-layout",))
         if marker is None:
-            write_atomically(self.root / "oci-layout", [json.dumps({"imageLayoutVersion": "1.0.0"}).encode()],
-                             root=self.root)
+            write_atomically(
+                self.root / "oci-layout", [json.dumps({"imageLayoutVersion": "1.0.0"}).encode()], root=self.root
+            )
         else:
             os.close(marker)
         index = self.index()

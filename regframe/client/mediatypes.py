@@ -18,8 +18,9 @@ SCHEMA1_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
 MANIFEST_TYPES = INDEX_TYPES | IMAGE_TYPES | SCHEMA1_TYPES
 
 # Without an Accept header distribution 2.8 down-converts to schema1 and hides OCI manifests.
-MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST,
-                             DOCKER_SCHEMA1_SIGNED + ";q=0.5", DOCKER_SCHEMA1 + ";q=0.5"])
+MANIFEST_ACCEPT = ", ".join(
+    [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED + ";q=0.5", DOCKER_SCHEMA1 + ";q=0.5"]
+)
 
 # The OCI distribution spec lets registries refuse manifests above 4 MiB.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024

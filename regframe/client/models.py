@@ -5,25 +5,34 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..units import format_bytes
 from . import mediatypes as MT
 from .errors import InvalidReferenceError, RegistryProtocolError
 from .reference import Platform, validate_digest
 
-INT64_MAX = 2 ** 63 - 1  # a descriptor's size is an int64 in the image spec
+INT64_MAX = 2**63 - 1  # a descriptor's size is an int64 in the image spec
 
 
 class Manifest(dict):
     """The parsed manifest JSON (a dict, as in docker_registry2), with ``raw`` bytes, ``headers``,
     ``media_type`` and the verified ``digest``. Empty when the registry has no such manifest."""
 
-    def __init__(self, data: Mapping | None = None, *, raw: bytes = b"", headers: Mapping | None = None,
-                 media_type: str | None = None, digest: str | None = None,
-                 repository: str | None = None, reference: str | None = None):
+    def __init__(
+        self,
+        data: Mapping | None = None,
+        *,
+        raw: bytes = b"",
+        headers: Mapping | None = None,
+        media_type: str | None = None,
+        digest: str | None = None,
+        repository: str | None = None,
+        reference: str | None = None,
+    ):
         super().__init__(data or {})
         self.raw = raw
         self.headers = dict(headers or {})
@@ -33,7 +42,7 @@ class Manifest(dict):
         self.reference = reference
 
     @classmethod
-    def parse(cls, raw: bytes, **kw) -> "Manifest":
+    def parse(cls, raw: bytes, **kw) -> Manifest:
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -45,7 +54,8 @@ class Manifest(dict):
     @property
     def is_index(self) -> bool:
         return self.media_type in MT.INDEX_TYPES or (
-            self.media_type is None and "manifests" in self and "layers" not in self)
+            self.media_type is None and "manifests" in self and "layers" not in self
+        )
 
     @property
     def is_schema1(self) -> bool:
@@ -76,8 +86,9 @@ class Manifest(dict):
         return [child for child in self.get("manifests") or [] if isinstance(child, dict)]
 
     def platforms(self) -> list[str]:
-        return [str(Platform.from_descriptor(child.get("platform"))) for child in self.children
-                if child.get("platform")]
+        return [
+            str(Platform.from_descriptor(child.get("platform"))) for child in self.children if child.get("platform")
+        ]
 
     def blob_descriptors(self) -> list[dict]:
         """Every blob this image manifest references: config first, then layers."""
@@ -91,17 +102,25 @@ class Manifest(dict):
 
     def _repr_html_(self) -> str:
         from html import escape
+
         if not self:
             return "<div><b>Manifest</b>: not found</div>"
-        rows = [("repository", self.repository), ("reference", self.reference), ("digest", self.digest),
-                ("media type", self.media_type)]
+        rows = [
+            ("repository", self.repository),
+            ("reference", self.reference),
+            ("digest", self.digest),
+            ("media type", self.media_type),
+        ]
         if self.is_index:
             rows.append(("platforms", ", ".join(self.platforms())))
         else:
             total = sum(int(layer.get("size") or 0) for layer in self.layers)
             rows.append(("layers", f"{len(self.layers)} ({format_bytes(total)} compressed)"))
-        body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(str(v))}</code></td></tr>"
-                       for k, v in rows if v is not None)
+        body = "".join(
+            f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(str(v))}</code></td></tr>"
+            for k, v in rows
+            if v is not None
+        )
         return f"<div><b>Manifest</b><table>{body}</table></div>"
 
 
@@ -124,11 +143,14 @@ def check_structure(manifest: Manifest) -> None:
         platform = child.get("platform")
         if platform is None:
             continue
-        if not isinstance(platform, dict) or not all(
-                isinstance(platform.get(key), str) for key in ("os", "architecture")) or \
-                not isinstance(platform.get("variant", ""), str):
-            raise RegistryProtocolError(f"{where}: child platform {_short(platform)} is not "
-                                        "{os, architecture[, variant]} strings")
+        if (
+            not isinstance(platform, dict)
+            or not all(isinstance(platform.get(key), str) for key in ("os", "architecture"))
+            or not isinstance(platform.get("variant", ""), str)
+        ):
+            raise RegistryProtocolError(
+                f"{where}: child platform {_short(platform)} is not {{os, architecture[, variant]}} strings"
+            )
 
 
 def _list_field(manifest: Manifest, key: str, where: str) -> list:

@@ -31,10 +31,17 @@ def check_max_pages(max_pages) -> None:
         raise ValueError(f"max_pages must be a positive integer, not {max_pages!r}")
 
 
-
-def pages(core: ClientCore, first: str, scopes: tuple[str, ...], kind: str, *, follow: bool = True,
-           ok_missing: bool = False, max_pages: int = MAX_PAGES,
-           stop: threading.Event | None = None) -> Iterator[tuple[dict, str | None]]:
+def pages(
+    core: ClientCore,
+    first: str,
+    scopes: tuple[str, ...],
+    kind: str,
+    *,
+    follow: bool = True,
+    ok_missing: bool = False,
+    max_pages: int = MAX_PAGES,
+    stop: threading.Event | None = None,
+) -> Iterator[tuple[dict, str | None]]:
     """Yield (body, next_url) per page, following ``Link: rel="next"`` as given (opaque tokens),
     refusing links that loop, lead to another host or go past ``max_pages``; a set ``stop``
     ends the listing before the next request."""
@@ -47,11 +54,13 @@ def pages(core: ClientCore, first: str, scopes: tuple[str, ...], kind: str, *, f
         if len(seen) >= max_pages:
             raise E.RegistryProtocolError(
                 f"GET {urlsplit(first).path}: pagination goes on past max_pages={max_pages} pages; "
-                "not followed further (pass a larger max_pages= to read more)")
+                "not followed further (pass a larger max_pages= to read more)"
+            )
         seen.add(url)
         what = f"GET {urlsplit(url).path}"
-        response, raw = core.transport.fetch("GET", url, limit=DEFAULT_JSON_LIMIT, what=what, scopes=scopes,
-                                             kind=kind, ok=(404,) if ok_missing else ())
+        response, raw = core.transport.fetch(
+            "GET", url, limit=DEFAULT_JSON_LIMIT, what=what, scopes=scopes, kind=kind, ok=(404,) if ok_missing else ()
+        )
         if response.status_code == 404:
             return
         body = parse_json(raw, what, url)
@@ -60,12 +69,15 @@ def pages(core: ClientCore, first: str, scopes: tuple[str, ...], kind: str, *, f
         nxt = _next_link(response.headers.get("Link"), url)
         if nxt and not core.transport.same_origin(nxt):
             raise E.RegistryProtocolError(
-                f"pagination link points to another host ({urlsplit(nxt).netloc}); not followed")
+                f"pagination link points to another host ({urlsplit(nxt).netloc}); not followed"
+            )
         yield body, nxt
         url = nxt if follow else None
 
-def catalog(core: ClientCore, page_size: int | None = None, *, max_pages: int = MAX_PAGES,
-            stop: threading.Event | None = None) -> Iterator[str]:
+
+def catalog(
+    core: ClientCore, page_size: int | None = None, *, max_pages: int = MAX_PAGES, stop: threading.Event | None = None
+) -> Iterator[str]:
     """Every repository name, page by page.
 
     At most ``max_pages`` pages (default ``MAX_PAGES``, 10,000) are read: a catalog whose pages go
@@ -76,14 +88,25 @@ def catalog(core: ClientCore, page_size: int | None = None, *, max_pages: int = 
     listing = pages(core, first, CATALOG_SCOPE, "catalog", max_pages=max_pages, stop=stop)
     return (name for body, _ in listing for name in _strings(body, "repositories", "GET /v2/_catalog"))
 
+
 def search(core: ClientCore, pattern: str = "") -> list[str]:
     """Repository names containing ``pattern``, from the whole (paginated) catalog."""
     if not isinstance(pattern, str):
         raise ValueError(f"search pattern must be a string, not {type(pattern).__name__}")
     return [name for name in catalog(core) if pattern in name]
 
-def tags(core: ClientCore, repo: str, count: int | None = None, last: str = "", with_hashes: bool = False,
-         auto_paginate: bool = False, *, max_pages: int = MAX_PAGES, stop: threading.Event | None = None) -> dict:
+
+def tags(
+    core: ClientCore,
+    repo: str,
+    count: int | None = None,
+    last: str = "",
+    with_hashes: bool = False,
+    auto_paginate: bool = False,
+    *,
+    max_pages: int = MAX_PAGES,
+    stop: threading.Event | None = None,
+) -> dict:
     """``{"name", "tags"[, "hashes"][, "last"]}``; ``{}`` for an unknown repository or one with no tags."""
     repository = core.repo(repo)
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
@@ -95,8 +118,16 @@ def tags(core: ClientCore, repo: str, count: int | None = None, last: str = "", 
     first = f"/v2/{repository}/tags/list" + (f"?{query}" if query else "")
     name, tags, next_url = repository, [], None
     found = False
-    for body, next_url in pages(core, first, pull_scope(repository), "tags", follow=auto_paginate,
-                                      ok_missing=True, max_pages=max_pages, stop=stop):
+    for body, next_url in pages(  # noqa: B007  (the last page's next link is read after the loop)
+        core,
+        first,
+        pull_scope(repository),
+        "tags",
+        follow=auto_paginate,
+        ok_missing=True,
+        max_pages=max_pages,
+        stop=stop,
+    ):
         found = True
         name = body.get("name") if isinstance(body.get("name"), str) and body["name"] else name
         tags.extend(_strings(body, "tags", f"GET /v2/{repository}/tags/list"))
@@ -109,6 +140,7 @@ def tags(core: ClientCore, repo: str, count: int | None = None, last: str = "", 
         result["hashes"] = tag_hashes(core, repository, tags)
     return result
 
+
 def tag_hashes(core: ClientCore, repository: str, tags: list[str], workers: int = 16) -> dict[str, str | None]:
     def one(tag: str) -> str | None:
         try:
@@ -119,34 +151,49 @@ def tag_hashes(core: ClientCore, repository: str, tags: list[str], workers: int 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tags)))) as pool:
         return dict(zip(tags, pool.map(one, tags)))
 
+
 # -- manifests ----------------------------------------------------------------------------------
+
 
 def manifest(core: ClientCore, repo: str, reference: str = "latest") -> Manifest:
     """The manifest, digest-checked against its bytes; an empty Manifest when not found."""
     repository = core.repo(repo)
     validate_reference(reference)
     what = f"manifest {repository}:{reference}"
-    response, raw = core.transport.fetch("GET", f"/v2/{repository}/manifests/{reference}",
-                                         limit=MT.MAX_MANIFEST_BYTES, what=what,
-                                         headers={"Accept": MT.MANIFEST_ACCEPT},
-                                         scopes=pull_scope(repository), kind="manifest", ok=(404,))
+    response, raw = core.transport.fetch(
+        "GET",
+        f"/v2/{repository}/manifests/{reference}",
+        limit=MT.MAX_MANIFEST_BYTES,
+        what=what,
+        headers={"Accept": MT.MANIFEST_ACCEPT},
+        scopes=pull_scope(repository),
+        kind="manifest",
+        ok=(404,),
+    )
     if response.status_code == 404:
         return Manifest(repository=repository, reference=reference)
     return verified_manifest(raw, response.headers, repository, reference)
+
 
 def manifest_exists(core: ClientCore, repo: str, reference: str) -> str | None:
     """The digest by HEAD, or None when the manifest does not exist."""
     repository = core.repo(repo)
     validate_reference(reference)
-    response = core.transport.request("HEAD", f"/v2/{repository}/manifests/{reference}",
-                                      headers={"Accept": MT.MANIFEST_ACCEPT},
-                                      scopes=pull_scope(repository), kind="manifest_head", ok=(404,))
+    response = core.transport.request(
+        "HEAD",
+        f"/v2/{repository}/manifests/{reference}",
+        headers={"Accept": MT.MANIFEST_ACCEPT},
+        scopes=pull_scope(repository),
+        kind="manifest_head",
+        ok=(404,),
+    )
     response.close()
     if response.status_code == 404:
         return None
     found = response.headers.get("Docker-Content-Digest") or ""
     # A malformed digest is no answer: digest() then hashes the GET body instead.
     return found if well_formed(found) else ""
+
 
 def digest(core: ClientCore, repo: str, tag: str, platform: str | None = None) -> str:
     """The manifest digest by HEAD (GET and hash when HEAD gives none); ``platform`` picks an index child."""
@@ -171,24 +218,32 @@ def digest(core: ClientCore, repo: str, tag: str, platform: str | None = None) -
         return found_manifest.digest
     return platform_child(core, found_manifest, wanted)["digest"]
 
+
 def platform_child(core: ClientCore, manifest: Manifest, wanted: Platform) -> dict:
     if manifest.is_index:
         for child in manifest.children:
             found = Platform.from_descriptor(child.get("platform"))
             if found is not None and wanted.matches(found):
                 return child
-        raise E.NotFoundError(f"{manifest.repository}:{manifest.reference} has no {wanted} image "
-                              f"(it has {', '.join(manifest.platforms()) or 'none'})", status=404)
+        raise E.NotFoundError(
+            f"{manifest.repository}:{manifest.reference} has no {wanted} image "
+            f"(it has {', '.join(manifest.platforms()) or 'none'})",
+            status=404,
+        )
     config = platform_config(core, manifest) if manifest.config else {}
     fields = [config.get(key) for key in ("os", "architecture", "variant")]
     if not all(isinstance(value, str) for value in fields if value is not None):
-        raise E.RegistryProtocolError(f"config {manifest.config['digest']} of {manifest.repository}:"
-                                      f"{manifest.reference}: os, architecture and variant must be strings")
+        raise E.RegistryProtocolError(
+            f"config {manifest.config['digest']} of {manifest.repository}:"
+            f"{manifest.reference}: os, architecture and variant must be strings"
+        )
     found = Platform(fields[0] or "", fields[1] or "", fields[2] or None)
     if not wanted.matches(found):
-        raise E.NotFoundError(f"{manifest.repository}:{manifest.reference} is a single {found} image, "
-                              f"not {wanted}", status=404)
+        raise E.NotFoundError(
+            f"{manifest.repository}:{manifest.reference} is a single {found} image, not {wanted}", status=404
+        )
     return {"digest": manifest.digest, "mediaType": manifest.media_type, "size": manifest.size}
+
 
 def platform_config(core: ClientCore, manifest: Manifest) -> dict:
     """The config as a JSON object, read no further than its declared size and never past
@@ -197,14 +252,15 @@ def platform_config(core: ClientCore, manifest: Manifest) -> dict:
     where = f"config {descriptor['digest']} of {manifest.repository}:{manifest.reference}"
     declared = descriptor.get("size")
     if declared is not None and declared > MAX_CONFIG_BYTES:
-        raise E.RegistryProtocolError(f"{where}: declares {declared} bytes, over the {MAX_CONFIG_BYTES}-byte "
-                                      "limit for a config")
-    with open_blob(core, manifest.repository, descriptor["digest"], max_size=MAX_CONFIG_BYTES,
-                        size=declared) as stream:
+        raise E.RegistryProtocolError(
+            f"{where}: declares {declared} bytes, over the {MAX_CONFIG_BYTES}-byte limit for a config"
+        )
+    with open_blob(core, manifest.repository, descriptor["digest"], max_size=MAX_CONFIG_BYTES, size=declared) as stream:
         config = parse_json(b"".join(stream.chunks()), where)
     if not isinstance(config, dict):
         raise E.RegistryProtocolError(f"{where}: a {type(config).__name__}, not a JSON object")
     return config
+
 
 def manifest_sum(core: ClientCore, manifest: Manifest) -> int:
     """Compressed bytes of the layers; for an index, of every child's layers (NotFoundError names a
@@ -217,6 +273,7 @@ def manifest_sum(core: ClientCore, manifest: Manifest) -> int:
         return sum(blob_size(core, manifest.repository, layer["digest"]) for layer in manifest.layers)
     return sum(int(layer.get("size") or 0) for layer in manifest.layers)
 
+
 def child_manifest(core: ClientCore, index: Manifest, child: dict) -> Manifest:
     """A child of ``index``, read no further than the size its descriptor declares and checked against
     it; NotFoundError naming the index and the child when the registry no longer has it."""
@@ -224,36 +281,58 @@ def child_manifest(core: ClientCore, index: Manifest, child: dict) -> Manifest:
     declared = child.get("size")
     limit = MT.MAX_MANIFEST_BYTES if declared is None else min(declared, MT.MAX_MANIFEST_BYTES)
     what = f"manifest {repository}@{digest}"
-    response, raw = core.transport.fetch("GET", f"/v2/{repository}/manifests/{digest}", limit=limit,
-                                         what=what, headers={"Accept": MT.MANIFEST_ACCEPT},
-                                         scopes=pull_scope(repository), kind="manifest", ok=(404,))
+    response, raw = core.transport.fetch(
+        "GET",
+        f"/v2/{repository}/manifests/{digest}",
+        limit=limit,
+        what=what,
+        headers={"Accept": MT.MANIFEST_ACCEPT},
+        scopes=pull_scope(repository),
+        kind="manifest",
+        ok=(404,),
+    )
     if response.status_code == 404:
-        raise E.NotFoundError(f"{repository}:{index.reference} (index {index.digest}) lists child manifest "
-                              f"{digest}, which the registry does not have", status=404)
+        raise E.NotFoundError(
+            f"{repository}:{index.reference} (index {index.digest}) lists child manifest "
+            f"{digest}, which the registry does not have",
+            status=404,
+        )
     found = verified_manifest(raw, response.headers, repository, digest)
     if declared is not None and found.size != declared:
-        raise E.RegistryProtocolError(f"{what} is {found.size} bytes, but index {index.digest} declares "
-                                      f"{declared}")
+        raise E.RegistryProtocolError(f"{what} is {found.size} bytes, but index {index.digest} declares {declared}")
     return found
 
+
 # -- blobs ----------------------------------------------------------------------------------------
+
 
 def blob_size(core: ClientCore, repo: str, digest: str) -> int:
     repository = core.repo(repo)
     return int(head_blob(core, repository, digest).headers.get("Content-Length") or 0)
 
+
 def blob_exists(core: ClientCore, repository: str, digest: str) -> bool:
     return head_blob(core, core.repo(repository), digest, ok=(404,)).status_code != 404
 
+
 def head_blob(core: ClientCore, repository: str, digest: str, ok: tuple[int, ...] = ()) -> Response:
     validate_digest(digest)
-    response = core.transport.request("HEAD", f"/v2/{repository}/blobs/{digest}",
-                                      scopes=pull_scope(repository), kind="blob_head", ok=ok)
+    response = core.transport.request(
+        "HEAD", f"/v2/{repository}/blobs/{digest}", scopes=pull_scope(repository), kind="blob_head", ok=ok
+    )
     response.close()
     return response
 
-def blob(core: ClientCore, repo: str, digest: str, path: str | os.PathLike | None = None, *,
-         progress: Progress | None = None, max_size: int | None = None) -> Blob:
+
+def blob(
+    core: ClientCore,
+    repo: str,
+    digest: str,
+    path: str | os.PathLike | None = None,
+    *,
+    progress: Progress | None = None,
+    max_size: int | None = None,
+) -> Blob:
     """Fetch a blob, sha-checked; with ``path`` streamed to a temporary file renamed on success.
 
     ``max_size`` refuses (RegistryProtocolError) a body longer than that, e.g. the size a manifest
@@ -273,14 +352,23 @@ def blob(core: ClientCore, repo: str, digest: str, path: str | os.PathLike | Non
         write_atomically(target, stream.chunks(progress))
         return Blob(stream.headers, path=target, digest=digest, size=stream.read)
 
-def open_blob(core: ClientCore, repository: str, digest: str, *, max_size: int | None = None, size: int | None = None,
-              hint: str = "") -> BlobStream:
+
+def open_blob(
+    core: ClientCore,
+    repository: str,
+    digest: str,
+    *,
+    max_size: int | None = None,
+    size: int | None = None,
+    hint: str = "",
+) -> BlobStream:
     """A blob body as a verified stream. ``size`` is what a descriptor declares: the body must be exactly
     that long and is never read past it. ``max_size`` only bounds it."""
     _check_size("max_size", max_size)
     _check_size("size", size)
-    response = core.transport.request("GET", f"/v2/{repository}/blobs/{digest}",
-                                      scopes=pull_scope(repository), kind="blob", stream=True)
+    response = core.transport.request(
+        "GET", f"/v2/{repository}/blobs/{digest}", scopes=pull_scope(repository), kind="blob", stream=True
+    )
     return BlobStream(core.transport, response, digest, max_size, size=size, hint=hint)
 
 
@@ -300,8 +388,16 @@ class BlobStream:
     """A blob body as verified chunks: the last chunk is released only after the digest checks out, and
     no byte past ``max_size`` or the declared ``size`` is asked for (beyond one read of slack)."""
 
-    def __init__(self, transport: Transport, response: Response, digest: str,
-                 max_size: int | None = None, *, size: int | None = None, hint: str = ""):
+    def __init__(
+        self,
+        transport: Transport,
+        response: Response,
+        digest: str,
+        max_size: int | None = None,
+        *,
+        size: int | None = None,
+        hint: str = "",
+    ):
         self.transport = transport
         self.response = response
         self.digest = digest
@@ -315,8 +411,10 @@ class BlobStream:
         self.read = 0
         if self.max_size is not None and self.total is not None and self.total > self.max_size:
             response.close()
-            raise E.RegistryProtocolError(f"blob {digest}: body of {self.total} bytes is over the expected "
-                                          f"{self.max_size}{hint}", url=response.url)
+            raise E.RegistryProtocolError(
+                f"blob {digest}: body of {self.total} bytes is over the expected {self.max_size}{hint}",
+                url=response.url,
+            )
 
     def __enter__(self):
         return self
@@ -335,17 +433,21 @@ class BlobStream:
                 self.read += len(chunk)
                 if limit is not None and self.read > limit:
                     self.response.close()
-                    raise E.RegistryProtocolError(f"blob {self.digest}: body is over the expected {limit} "
-                                                  f"bytes{self.hint}", url=self.response.url)
+                    raise E.RegistryProtocolError(
+                        f"blob {self.digest}: body is over the expected {limit} bytes{self.hint}", url=self.response.url
+                    )
                 if progress:
                     progress(self.read, self.total or 0)
                 yield chunk
         except E.RegistryConnectionError as exc:
             raise E.DigestMismatchError(
-                f"blob {self.digest} cut short after {self.read} bytes ({exc})", expected=self.digest) from None
+                f"blob {self.digest} cut short after {self.read} bytes ({exc})", expected=self.digest
+            ) from None
         if self.size is not None and self.read != self.size:
-            raise E.DigestMismatchError(f"blob {self.digest} ended after {self.read} of the {self.size} bytes "
-                                        "its descriptor declares", expected=self.digest)
+            raise E.DigestMismatchError(
+                f"blob {self.digest} ended after {self.read} of the {self.size} bytes its descriptor declares",
+                expected=self.digest,
+            )
 
 
 def _next_link(header: str | None, current: str) -> str | None:
@@ -355,7 +457,7 @@ def _next_link(header: str | None, current: str) -> str | None:
         if 'rel="next"' in part or "rel=next" in part:
             start, end = part.find("<"), part.find(">")
             if 0 <= start < end:
-                url = join_url(current, part[start + 1:end].strip())
+                url = join_url(current, part[start + 1 : end].strip())
                 if not is_http_url(url):
                     raise E.RegistryProtocolError(f"pagination Link header {header[:120]!r} is not an http(s) URL")
                 return url
@@ -370,5 +472,3 @@ def _strings(body: dict, key: str, what: str) -> list[str]:
     if not isinstance(value, list):
         raise E.RegistryProtocolError(f"{what}: {key!r} is {type(value).__name__}, not a list")
     return [item for item in value if isinstance(item, str)]
-
-

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import InvalidReferenceError
 
@@ -30,18 +30,17 @@ def validate_repository(name: object) -> str:
     if not name:
         raise InvalidReferenceError("repository name is empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidReferenceError(
-            f"repository name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
+        raise InvalidReferenceError(f"repository name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
     if name != name.lower():
         raise InvalidReferenceError(f"repository name {_show(name)} has upper-case letters")
     if not _NAME_RE.fullmatch(name):
         for part in name.split("/"):
             if part in ("", ".", ".."):
-                raise InvalidReferenceError(
-                    f"repository name {_show(name)} has an empty, '.' or '..' path component")
+                raise InvalidReferenceError(f"repository name {_show(name)} has an empty, '.' or '..' path component")
         raise InvalidReferenceError(
             f"repository name {_show(name)} is not valid: components are lower-case letters and "
-            "digits separated by '.', '_', '__' or '-', joined by '/'")
+            "digits separated by '.', '_', '__' or '-', joined by '/'"
+        )
     return name
 
 
@@ -55,7 +54,8 @@ def validate_tag(tag: object) -> str:
         raise InvalidReferenceError(f"tag is {len(tag)} characters long; the limit is 128")
     if not _TAG_RE.fullmatch(tag):
         raise InvalidReferenceError(
-            f"tag {_show(tag)} is not valid: letters, digits, '_', '.' and '-', not starting with '.' or '-'")
+            f"tag {_show(tag)} is not valid: letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+        )
     return tag
 
 
@@ -82,11 +82,11 @@ def _validate_digest(digest: object) -> str:
         raise InvalidReferenceError(f"digest {_show(digest)} is not of the form algorithm:hex")
     algorithm, encoded = m.groups()
     if algorithm not in _HEX_LENGTHS:
-        raise InvalidReferenceError(
-            f"digest algorithm {algorithm!r} is not supported (use sha256 or sha512)")
+        raise InvalidReferenceError(f"digest algorithm {algorithm!r} is not supported (use sha256 or sha512)")
     if len(encoded) != _HEX_LENGTHS[algorithm] or not re.fullmatch(r"[0-9a-f]+", encoded):
         raise InvalidReferenceError(
-            f"{algorithm} digest must be {_HEX_LENGTHS[algorithm]} lower-case hex characters: {_show(digest)}")
+            f"{algorithm} digest must be {_HEX_LENGTHS[algorithm]} lower-case hex characters: {_show(digest)}"
+        )
     return digest
 
 
@@ -112,14 +112,15 @@ class Platform:
         return "/".join(parts)
 
     @classmethod
-    def from_descriptor(cls, platform: dict | None) -> "Platform | None":
+    def from_descriptor(cls, platform: dict | None) -> Platform | None:
         if not platform or not isinstance(platform, dict):
             return None
         variant = platform.get("variant")
-        return cls(str(platform.get("os", "")), str(platform.get("architecture", "")),
-                   str(variant) if variant else None)
+        return cls(
+            str(platform.get("os", "")), str(platform.get("architecture", "")), str(variant) if variant else None
+        )
 
-    def matches(self, other: "Platform") -> bool:
+    def matches(self, other: Platform) -> bool:
         """True if ``other`` satisfies this request; a request without variant accepts any variant."""
         if (self.os, self.architecture) != (other.os, other.architecture):
             return False
@@ -135,7 +136,8 @@ def parse_platform(text: object) -> Platform:
     parts = text.split("/")
     if len(parts) not in (2, 3) or not all(p and _PLATFORM_PART.fullmatch(p) for p in parts):
         raise InvalidReferenceError(
-            f"platform {_show(text)} is not of the form os/architecture[/variant], e.g. 'linux/arm64/v8'")
+            f"platform {_show(text)} is not of the form os/architecture[/variant], e.g. 'linux/arm64/v8'"
+        )
     return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
 
@@ -171,7 +173,7 @@ def parse_reference(text: object) -> Reference:
     slash = rest.rfind("/")
     colon = rest.rfind(":")
     if colon > slash:
-        rest, tag = rest[:colon], rest[colon + 1:]
+        rest, tag = rest[:colon], rest[colon + 1 :]
         validate_tag(tag)
     validate_repository(rest)
     return Reference(rest, tag, digest)

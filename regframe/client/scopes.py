@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 def pull_scope(repository: str) -> tuple[str, ...]:
     return (f"repository:{repository}:pull",)
 

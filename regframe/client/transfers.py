@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from . import errors as E
 from . import mediatypes as MT
-from .layout import ImageLayout
-from .models import Manifest, manifest_digest
 from . import reads, writes
 from .core import ClientCore
 from .digests import verify_chunks
+from .layout import ImageLayout
+from .models import Manifest, manifest_digest
 from .reference import parse_platform, validate_digest, validate_tag
 
 Progress = Callable[[int, int], None]
@@ -42,6 +42,7 @@ class _Meter:
         def hook(read: int, _total: int) -> None:
             self.add(read - last[0])
             last[0] = read
+
         return hook
 
 
@@ -49,11 +50,18 @@ def _blob_size(descriptor: dict) -> int:
     return int(descriptor.get("size") or 0)
 
 
-
 # -- pull ----------------------------------------------------------------------------------------
 
-def pull(core: ClientCore, repo: str, tag: str, dir: str | os.PathLike, platform: str | None = None, *,
-         progress: Progress | None = None) -> Manifest:
+
+def pull(
+    core: ClientCore,
+    repo: str,
+    tag: str,
+    dir: str | os.PathLike,
+    platform: str | None = None,
+    *,
+    progress: Progress | None = None,
+) -> Manifest:
     """Write the image to ``dir`` as an OCI image layout; ``{}`` when it does not exist.
 
     Blobs already present and verified are skipped; each blob is read no further than the size its
@@ -97,11 +105,21 @@ def pull(core: ClientCore, repo: str, tag: str, dir: str | os.PathLike, platform
     layout.tag(descriptor, tag if ":" not in tag else top.digest)
     return top
 
+
 # -- push -------------------------------------------------------------------------------------------
 
-def push(core: ClientCore, manifest: Manifest | dict | bytes | None, dir: str | os.PathLike, repo: str, tag: str, *,
-         mount_from: Iterable[str] = (), chunk_size: int | None = None,
-         progress: Progress | None = None) -> str:
+
+def push(
+    core: ClientCore,
+    manifest: Manifest | dict | bytes | None,
+    dir: str | os.PathLike,
+    repo: str,
+    tag: str,
+    *,
+    mount_from: Iterable[str] = (),
+    chunk_size: int | None = None,
+    progress: Progress | None = None,
+) -> str:
     """Upload what the manifest references from ``dir``, then the manifest's exact bytes under ``tag``.
 
     Blobs the registry has are skipped, blobs in a ``mount_from`` repository are mounted. Every
@@ -112,15 +130,24 @@ def push(core: ClientCore, manifest: Manifest | dict | bytes | None, dir: str | 
     layout = ImageLayout(dir)
     sources = tuple(core.repo(r) for r in ([mount_from] if isinstance(mount_from, str) else mount_from))
     top = _local_manifest(core, manifest, layout, tag)
-    images = [top] if not top.is_index else [
-        _local_manifest(core, _local_bytes(layout, child), layout, None) for child in top.children]
+    images = (
+        [top]
+        if not top.is_index
+        else [_local_manifest(core, _local_bytes(layout, child), layout, None) for child in top.children]
+    )
     plan = _plan_blobs(core, repository, images, layout, sources)
     meter = _Meter(sum(size for _, size, _ in plan), progress)
     for digest, size, source in plan:
         if source == "local":
             chunks = verify_chunks(layout.iter_blob(digest, size), digest)
-            writes.put_stream(core, repository, digest, _counting(chunks, meter), size,
-                            **({"chunk_size": chunk_size} if chunk_size else {}))
+            writes.put_stream(
+                core,
+                repository,
+                digest,
+                _counting(chunks, meter),
+                size,
+                **({"chunk_size": chunk_size} if chunk_size else {}),
+            )
         elif not _mount(core, repository, digest, source):
             raise E.MissingLayerError(f"blob {digest} could not be mounted from {source}", digest=digest)
         else:
@@ -129,6 +156,7 @@ def push(core: ClientCore, manifest: Manifest | dict | bytes | None, dir: str | 
         for image in images:
             writes.put_manifest(core, repository, image.digest, image.raw, image.media_type)
     return writes.put_manifest(core, repository, tag, top.raw, top.media_type)
+
 
 def _local_manifest(core: ClientCore, manifest, layout: ImageLayout, tag: str | None) -> Manifest:
     if manifest is None:
@@ -148,8 +176,10 @@ def _local_manifest(core: ClientCore, manifest, layout: ImageLayout, tag: str | 
     parsed.digest = manifest_digest(parsed.raw, media_type)
     return parsed
 
-def _plan_blobs(core: ClientCore, repository: str, images: list[Manifest], layout: ImageLayout,
-                sources: tuple[str, ...]) -> list[tuple[str, int, str]]:
+
+def _plan_blobs(
+    core: ClientCore, repository: str, images: list[Manifest], layout: ImageLayout, sources: tuple[str, ...]
+) -> list[tuple[str, int, str]]:
     """(digest, size, "local" or a repository to mount from) for every blob not yet in ``repository``."""
     plan, seen = [], set()
     for image in images:
@@ -160,20 +190,25 @@ def _plan_blobs(core: ClientCore, repository: str, images: list[Manifest], layou
             seen.add(digest)
             if reads.blob_exists(core, repository, digest):
                 continue
-            source, size = next((r for r in sources if reads.blob_exists(core, r, digest)), None), _blob_size(descriptor)
+            source, size = (
+                next((r for r in sources if reads.blob_exists(core, r, digest)), None),
+                _blob_size(descriptor),
+            )
             if source is None:
                 local = layout.verified_size(digest)
                 if local is None:
                     raise E.MissingLayerError(
-                        f"blob {digest} is neither in {layout.root} nor in {core.url}/{repository}",
-                        digest=digest)
+                        f"blob {digest} is neither in {layout.root} nor in {core.url}/{repository}", digest=digest
+                    )
                 declared = descriptor.get("size")
                 if declared is not None and declared != local:
-                    raise ValueError(f"blob {digest} in {layout.root} is {local} bytes, but the manifest "
-                                     f"declares {declared}")
+                    raise ValueError(
+                        f"blob {digest} in {layout.root} is {local} bytes, but the manifest declares {declared}"
+                    )
                 source, size = "local", local
             plan.append((digest, size, source))
     return plan
+
 
 def declared_size(core: ClientCore, repository: str, descriptor: dict) -> int:
     """The size a descriptor declares or, where it declares none (schema1), the registry's
@@ -183,9 +218,12 @@ def declared_size(core: ClientCore, repository: str, descriptor: dict) -> int:
         return size
     length = reads.head_blob(core, repository, descriptor["digest"]).headers.get("Content-Length") or ""
     if not length.isdigit():
-        raise E.RegistryProtocolError(f"blob {descriptor['digest']} in {repository}: neither its descriptor "
-                                      "nor the registry gives its size; not read without a bound")
+        raise E.RegistryProtocolError(
+            f"blob {descriptor['digest']} in {repository}: neither its descriptor "
+            "nor the registry gives its size; not read without a bound"
+        )
     return int(length)
+
 
 def _mount(core: ClientCore, repository: str, digest: str, source: str) -> bool:
     location, mounted = writes.start_upload(core, repository, digest, source)
@@ -193,7 +231,9 @@ def _mount(core: ClientCore, repository: str, digest: str, source: str) -> bool:
         writes.cancel_upload(core, repository, location)
     return mounted
 
+
 # -- tag ----------------------------------------------------------------------------------------------
+
 
 def tag(core: ClientCore, repo: str, tag: str, newrepo: str, newtag: str) -> str:
     """Give an image a new name: the exact manifest bytes under ``newrepo:newtag``.
@@ -206,8 +246,9 @@ def tag(core: ClientCore, repo: str, tag: str, newrepo: str, newtag: str) -> str
     if not manifest:
         raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
     if target != repository:
-        images = ([reads.child_manifest(core, manifest, c) for c in manifest.children]
-                  if manifest.is_index else [manifest])
+        images = (
+            [reads.child_manifest(core, manifest, c) for c in manifest.children] if manifest.is_index else [manifest]
+        )
         for image in images:
             for descriptor in image.blob_descriptors():
                 digest = descriptor["digest"]
@@ -219,10 +260,21 @@ def tag(core: ClientCore, repo: str, tag: str, newrepo: str, newtag: str) -> str
                 writes.put_manifest(core, target, image.digest, image.raw, image.media_type)
     return writes.put_manifest(core, target, newtag, manifest.raw, manifest.media_type)
 
+
 # -- copy ---------------------------------------------------------------------------------------------
 
-def copy(core: ClientCore, repo: str, tag: str, newregistry: ClientCore, newrepo: str, newtag: str,
-         platforms: Iterable[str] | None = None, *, progress: Progress | None = None) -> str:
+
+def copy(
+    core: ClientCore,
+    repo: str,
+    tag: str,
+    newregistry: ClientCore,
+    newrepo: str,
+    newtag: str,
+    platforms: Iterable[str] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> str:
     """Copy an image (every platform of an index, or those in ``platforms``) to another registry.
 
     Blobs stream from source to destination a chunk at a time and are verified on the way; blobs
@@ -243,8 +295,11 @@ def copy(core: ClientCore, repo: str, tag: str, newregistry: ClientCore, newrepo
         top_raw = json.dumps(top, indent=3).encode()
     images = [reads.child_manifest(core, manifest, c) for c in children] if manifest.is_index else [manifest]
     blobs = {d["digest"]: d for image in images for d in image.blob_descriptors()}
-    missing = {d: declared_size(core, repository, desc) for d, desc in blobs.items()
-               if not reads.blob_exists(newregistry, target, d)}
+    missing = {
+        d: declared_size(core, repository, desc)
+        for d, desc in blobs.items()
+        if not reads.blob_exists(newregistry, target, d)
+    }
     meter = _Meter(sum(missing.values()), progress)
     for digest, size in missing.items():
         with reads.open_blob(core, repository, digest, size=size) as stream:
@@ -262,8 +317,9 @@ def _local_bytes(layout: ImageLayout, descriptor: dict) -> bytes:
     raw = layout.read_blob(digest, max_size=MT.MAX_MANIFEST_BYTES)
     declared = descriptor.get("size")
     if declared is not None and declared != len(raw):
-        raise ValueError(f"manifest {digest} in {layout.root} is {len(raw)} bytes, but its descriptor declares "
-                         f"{declared}")
+        raise ValueError(
+            f"manifest {digest} in {layout.root} is {len(raw)} bytes, but its descriptor declares {declared}"
+        )
     return raw
 
 

@@ -16,18 +16,25 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
-
-import urllib.request
 
 import urllib3
 import urllib3.connection
-from urllib3.exceptions import (ConnectTimeoutError, DecodeError, HTTPError, LocationParseError,
-                                NewConnectionError, ProtocolError, ReadTimeoutError, SSLError)
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    DecodeError,
+    HTTPError,
+    LocationParseError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 from urllib3.util.ssl_match_hostname import CertificateError as _HostnameError
 
 from . import errors as E
@@ -84,9 +91,13 @@ class RequestStats:
 
     def snapshot(self) -> dict:
         with self._lock:
-            return {"requests": dict(self.requests), "total_requests": sum(self.requests.values()),
-                    "retries": dict(self.retries), "total_retries": sum(self.retries.values()),
-                    "bytes_read": self.bytes_read}
+            return {
+                "requests": dict(self.requests),
+                "total_requests": sum(self.requests.values()),
+                "retries": dict(self.retries),
+                "total_retries": sum(self.retries.values()),
+                "bytes_read": self.bytes_read,
+            }
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,7 @@ class RateLimit:
 class Response:
     """An HTTP answer: status, case-insensitive headers, and a body read at most once."""
 
-    __slots__ = ("raw", "status_code", "headers", "url", "method", "budget", "_content", "_complete")
+    __slots__ = ("_complete", "_content", "budget", "headers", "method", "raw", "status_code", "url")
 
     def __init__(self, raw: urllib3.BaseHTTPResponse, url: str, method: str, budget: Budget | None = None):
         self.raw = raw
@@ -162,8 +173,16 @@ class Budget:
       not counted.
     """
 
-    __slots__ = ("read_timeout", "request_timeout", "min_rate", "deadline", "streaming", "waited",
-                 "received", "broken")
+    __slots__ = (
+        "broken",
+        "deadline",
+        "min_rate",
+        "read_timeout",
+        "received",
+        "request_timeout",
+        "streaming",
+        "waited",
+    )
 
     def __init__(self, read_timeout: float, request_timeout: float, min_rate: float):
         self.read_timeout = read_timeout
@@ -206,8 +225,10 @@ class Budget:
 
     def error(self, where: str, url: str | None) -> E.RegistryTimeoutError:
         if self.streaming:
-            text = (f"body arrived slower than min_stream_rate={self.min_rate:g} bytes/s over "
-                    f"request_timeout={self.request_timeout:g} s")
+            text = (
+                f"body arrived slower than min_stream_rate={self.min_rate:g} bytes/s over "
+                f"request_timeout={self.request_timeout:g} s"
+            )
         else:
             text = f"no complete answer within request_timeout={self.request_timeout:g} s"
         return E.RegistryTimeoutError(f"{where}: {text}", url=url)
@@ -306,7 +327,7 @@ def is_http_url(url: str) -> bool:
     urllib raises ValueError on some malformed ones, which must not escape as a crash."""
     try:
         parts = urlsplit(url)
-        parts.port  # raises ValueError when out of range
+        parts.port  # noqa: B018  (raises ValueError when out of range)
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -411,18 +432,22 @@ def error_for_response(response: Response, what: str | None = None, note: str = 
         return E.NotFoundError(f"{where}: not found (404){detail}", **kw)
     if status == 405 and response.method == "DELETE":
         return E.DeleteDisabledError(
-            f"{where}: the registry has deletion disabled (405); enable storage.delete in its config{detail}", **kw)
+            f"{where}: the registry has deletion disabled (405); enable storage.delete in its config{detail}", **kw
+        )
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return E.RateLimitedError(f"{where}: rate limited (429), retry after {retry_after} s{detail}",
-                                  retry_after=retry_after, **kw)
+        return E.RateLimitedError(
+            f"{where}: rate limited (429), retry after {retry_after} s{detail}", retry_after=retry_after, **kw
+        )
     return E.RegistryError(f"{where}: HTTP {status}{detail}", **kw)
 
 
 def check_time_limits(*, request_timeout, min_stream_rate, max_retry_wait) -> None:
     """Refuse time limits that are not numbers of the right sign, before any request."""
+
     def number(value) -> bool:  # NaN fails every comparison below
         return not isinstance(value, bool) and isinstance(value, (int, float))
+
     if not number(request_timeout) or not 0 < request_timeout < float("inf"):
         raise ValueError(f"request_timeout must be a positive number of seconds, not {request_timeout!r}")
     if not number(min_stream_rate) or not 0 <= min_stream_rate < float("inf"):
@@ -469,15 +494,26 @@ class Transport:
       A single ``Retry-After`` above ``max_retry_after`` fails at once.
     """
 
-    def __init__(self, base_url: str, auth, *, open_timeout: float = 2, read_timeout: float = 5,
-                 verify: bool | str = True, retries: int = 3, backoff: float = 0.25,
-                 max_retry_after: float = 60.0, pool_size: int = 32,
-                 sleep: Callable[[float], None] = time.sleep,
-                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-                 min_stream_rate: float = DEFAULT_MIN_STREAM_RATE,
-                 max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT):
-        check_time_limits(request_timeout=request_timeout, min_stream_rate=min_stream_rate,
-                          max_retry_wait=max_retry_wait)
+    def __init__(
+        self,
+        base_url: str,
+        auth,
+        *,
+        open_timeout: float = 2,
+        read_timeout: float = 5,
+        verify: bool | str = True,
+        retries: int = 3,
+        backoff: float = 0.25,
+        max_retry_after: float = 60.0,
+        pool_size: int = 32,
+        sleep: Callable[[float], None] = time.sleep,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        min_stream_rate: float = DEFAULT_MIN_STREAM_RATE,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+    ):
+        check_time_limits(
+            request_timeout=request_timeout, min_stream_rate=min_stream_rate, max_retry_wait=max_retry_wait
+        )
         self.request_timeout = float(request_timeout)
         self.min_stream_rate = float(min_stream_rate)
         self.max_retry_wait = float(max_retry_wait)
@@ -504,11 +540,20 @@ class Transport:
 
     def _new_pool(self, pool_size: int) -> urllib3.PoolManager:
         """Proxies from the environment (honouring no_proxy), and the CA certificates ``ca_settings`` chose."""
-        options = dict(num_pools=8, maxsize=pool_size, block=False, retries=False,
-                       headers={"User-Agent": "regframe/0.1"}, **self._tls)
+        options = dict(
+            num_pools=8,
+            maxsize=pool_size,
+            block=False,
+            retries=False,
+            headers={"User-Agent": "regframe/0.1"},
+            **self._tls,
+        )
         host = urlsplit(self.base_url).hostname or ""
-        proxy = None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(
-            urlsplit(self.base_url).scheme)
+        proxy = (
+            None
+            if urllib.request.proxy_bypass(host)
+            else urllib.request.getproxies().get(urlsplit(self.base_url).scheme)
+        )
         if proxy:
             return urllib3.ProxyManager(proxy, **options)
         return urllib3.PoolManager(**options)
@@ -527,10 +572,21 @@ class Transport:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def request(self, method: str, path_or_url: str, *, headers: dict | None = None,
-                body: bytes | None = None, scopes: tuple[str, ...] = (), kind: str = "other",
-                stream: bool = False, ok: Iterable[int] = (), retry: bool | None = None,
-                follow_redirects: bool = True, waits: RetryWaits | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        headers: dict | None = None,
+        body: bytes | None = None,
+        scopes: tuple[str, ...] = (),
+        kind: str = "other",
+        stream: bool = False,
+        ok: Iterable[int] = (),
+        retry: bool | None = None,
+        follow_redirects: bool = True,
+        waits: RetryWaits | None = None,
+    ) -> Response:
         """Send one logical request and return a 2xx response (or one whose status is in ``ok``).
 
         Retries idempotent requests (or any with ``retry=True``) on resets and 502/503/504: the
@@ -610,17 +666,30 @@ class Transport:
     def _send(self, req: Request, pool: urllib3.PoolManager) -> Response:
         self.stats.count(req.kind)
         target = req.url
-        if pool is self.pool and target.startswith(self._home_prefix) and \
-                target[len(self._home_prefix):len(self._home_prefix) + 1] == "/" and self._home.proxy is None:
-            pool, target = self._home, target[len(self._home_prefix):]
+        if (
+            pool is self.pool
+            and target.startswith(self._home_prefix)
+            and target[len(self._home_prefix) : len(self._home_prefix) + 1] == "/"
+            and self._home.proxy is None
+        ):
+            pool, target = self._home, target[len(self._home_prefix) :]
         budget = Budget(self.timeout[1], self.request_timeout, self.min_stream_rate)
         _sending.budget = budget
         try:
-            raw = pool.urlopen(req.method, target, body=req.body, headers=req.headers, redirect=False,
-                               retries=False, timeout=self._timeout, preload_content=False)
+            raw = pool.urlopen(
+                req.method,
+                target,
+                body=req.body,
+                headers=req.headers,
+                redirect=False,
+                retries=False,
+                timeout=self._timeout,
+                preload_content=False,
+            )
         except LocationParseError as exc:
-            raise E.RegistryProtocolError(f"{_describe(req.method, req.url)}: unusable URL ({exc})",
-                                          url=req.url) from None
+            raise E.RegistryProtocolError(
+                f"{_describe(req.method, req.url)}: unusable URL ({exc})", url=req.url
+            ) from None
         except (HTTPError, OSError):
             if budget.broken:
                 raise budget.error(_describe(req.method, req.url), req.url) from None
@@ -643,15 +712,18 @@ class Transport:
             target = join_url(response.url, location)
             if not is_http_url(target):
                 raise E.RegistryProtocolError(
-                    f"{_describe(req.method, req.url)}: redirect to {location[:120]!r}, which is not an http(s) URL")
+                    f"{_describe(req.method, req.url)}: redirect to {location[:120]!r}, which is not an http(s) URL"
+                )
             method = "GET" if response.status_code == 303 else req.method
             if self.same_origin(target):
                 response = self._send_authenticated(
-                    Request(method, target, dict(req.headers), req.body, req.scopes, req.kind, req.stream))
+                    Request(method, target, dict(req.headers), req.body, req.scopes, req.kind, req.stream)
+                )
             else:
                 headers = {k: v for k, v in req.headers.items() if k.lower() not in ("authorization", "cookie")}
-                response = self._send(Request(method, target, headers, None, (), req.kind, req.stream,
-                                              authenticated=False), self._foreign)
+                response = self._send(
+                    Request(method, target, headers, None, (), req.kind, req.stream, authenticated=False), self._foreign
+                )
             if response.status_code not in REDIRECT_STATUSES:
                 return response
         raise E.RegistryProtocolError(f"{_describe(req.method, req.url)}: more than {hops} redirects")
@@ -681,13 +753,13 @@ class Transport:
         if isinstance(exc, NewConnectionError):
             return E.RegistryUnknownError(f"{where}: no registry answers there ({_root(exc)})", url=req.url)
         if isinstance(exc, ConnectTimeoutError):
-            return E.RegistryTimeoutError(f"{where}: could not connect within open_timeout={connect} s",
-                                          url=req.url)
+            return E.RegistryTimeoutError(f"{where}: could not connect within open_timeout={connect} s", url=req.url)
         if isinstance(exc, ReadTimeoutError):
             return E.RegistryTimeoutError(f"{where}: no data within read_timeout={read} s", url=req.url)
         if isinstance(exc, (ProtocolError, DecodeError, OSError)):
-            return E.RegistryConnectionError(f"{where}: connection failed or body cut short ({_root(exc)})",
-                                             url=req.url)
+            return E.RegistryConnectionError(
+                f"{where}: connection failed or body cut short ({_root(exc)})", url=req.url
+            )
         if isinstance(exc, LocationParseError):
             return E.RegistryUnknownError(f"{where}: invalid URL", url=req.url)
         return E.RegistryError(f"{where}: {type(exc).__name__}: {_root(exc)}", url=req.url)
@@ -697,18 +769,25 @@ class Transport:
         cause = _verification_failure(exc)
         parts = urlsplit(req.url)
         host = parts.hostname or ""
-        if cause is not None and (getattr(cause, "verify_code", None) in _NAME_MISMATCH or
-                                  isinstance(cause, _HostnameError)):
+        if cause is not None and (
+            getattr(cause, "verify_code", None) in _NAME_MISMATCH or isinstance(cause, _HostnameError)
+        ):
             names = self._certificate_names(host, parts.port or 443)
-            found = f"the certificate is for {', '.join(names)}, not {host}" if names else \
-                f"the certificate does not name {host}"
-            return E.RegistrySSLError(f"{where}: hostname mismatch: {found}; connect with a name the "
-                                      "certificate holds", url=req.url)
+            found = (
+                f"the certificate is for {', '.join(names)}, not {host}"
+                if names
+                else f"the certificate does not name {host}"
+            )
+            return E.RegistrySSLError(
+                f"{where}: hostname mismatch: {found}; connect with a name the certificate holds", url=req.url
+            )
         if cause is not None:
             return E.RegistrySSLError(
                 f"{where}: TLS certificate cannot be validated ({_root(exc)}), checked against "
                 f"{self.ca_source}; pass ca_bundle= with the CA that signed it (verify=False turns "
-                "checking off, which is unsafe)", url=req.url)
+                "checking off, which is unsafe)",
+                url=req.url,
+            )
         return E.RegistrySSLError(f"{where}: TLS handshake failed ({_root(exc)})", url=req.url)
 
     def _certificate_names(self, host: str, port: int) -> list[str]:
@@ -717,11 +796,12 @@ class Transport:
         if isinstance(self.pool, urllib3.ProxyManager):
             return []
         try:
-            context = ssl.create_default_context(cafile=self._tls.get("ca_certs"),
-                                                 capath=self._tls.get("ca_cert_dir"))
+            context = ssl.create_default_context(cafile=self._tls.get("ca_certs"), capath=self._tls.get("ca_cert_dir"))
             context.check_hostname = False
-            with socket.create_connection((host, port), timeout=self.timeout[0]) as sock, \
-                    context.wrap_socket(sock, server_hostname=host) as tls:
+            with (
+                socket.create_connection((host, port), timeout=self.timeout[0]) as sock,
+                context.wrap_socket(sock, server_hostname=host) as tls,
+            ):
                 return [str(value) for _, value in tls.getpeercert().get("subjectAltName", ())]
         except (OSError, ValueError):
             return []
@@ -734,15 +814,15 @@ class Transport:
         if announced and announced.isdigit() and int(announced) > limit:
             response.close()
             raise E.RegistryProtocolError(
-                f"{what}: body of {int(announced)} bytes is over the {limit}-byte limit", url=response.url)
+                f"{what}: body of {int(announced)} bytes is over the {limit}-byte limit", url=response.url
+            )
         chunks, total = [], 0
         try:
             for chunk in response.iter_content(65536):
                 total += len(chunk)
                 if total > limit:
                     response.close()
-                    raise E.RegistryProtocolError(f"{what}: body is over the {limit}-byte limit",
-                                                  url=response.url)
+                    raise E.RegistryProtocolError(f"{what}: body is over the {limit}-byte limit", url=response.url)
                 chunks.append(chunk)
         except (HTTPError, OSError) as exc:
             raise self._read_error(exc, response) from None
@@ -757,8 +837,7 @@ class Transport:
             return budget.error(_describe(response.method, response.url), response.url)
         return self._map_exception(exc, Request(response.method, response.url))
 
-    def fetch(self, method: str, path_or_url: str, *, limit: int, what: str,
-              **options) -> tuple[Response, bytes]:
+    def fetch(self, method: str, path_or_url: str, *, limit: int, what: str, **options) -> tuple[Response, bytes]:
         """``request`` and ``read_body`` in one; an idempotent request whose body is cut short is sent
         again (up to ``retries`` times, within one ``max_retry_wait``). A status the caller allowed in
         ``ok`` comes back with no body."""

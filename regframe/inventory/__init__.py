@@ -1,7 +1,7 @@
 """Crawls a registry through the client and builds DataFrames; owns the digest cache."""
 
 from .cache import DigestCache
-from .cleanup import apply_cleanup
+from .catalog import catalog_frame
 from .inventory import Inventory
 
-__all__ = ["DigestCache", "Inventory", "apply_cleanup"]
+__all__ = ["DigestCache", "Inventory", "catalog_frame"]

@@ -20,20 +20,18 @@ class DigestCache:
     """Digest -> small JSON-able summary. ``DigestCache()`` lives in memory; ``DigestCache(path)`` persists."""
 
     def __init__(self, path: str | os.PathLike | None = None):
-        self.path = Path(path) if path is not None else None
+        self.path = _database_file(Path(path)) if path is not None else None
         self._data: dict[str, Any] = {}
         self._new: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
         if self.path is not None:
-            self._load()
+            self._load(self.path)
 
-    def _connect(self) -> sqlite3.Connection:
-        if self.path.is_dir() or self.path.suffix == "":
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.path = self.path / "digests.sqlite"
-        db = sqlite3.connect(self.path)
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path)
         db.execute("CREATE TABLE IF NOT EXISTS entries (digest TEXT PRIMARY KEY, body TEXT NOT NULL)")
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -45,8 +43,8 @@ class DigestCache:
         db.commit()
         return db
 
-    def _load(self) -> None:
-        db = self._connect()
+    def _load(self, path: Path) -> None:
+        db = self._connect(path)
         try:
             for digest, body in db.execute("SELECT digest, body FROM entries"):
                 self._data[digest] = json.loads(body)
@@ -79,10 +77,20 @@ class DigestCache:
             return
         with self._lock:
             new, self._new = self._new, {}
-        db = self._connect()
+        db = self._connect(self.path)
         try:
             with db:
-                db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?)",
-                               [(d, json.dumps(v, separators=(",", ":"))) for d, v in new.items()])
+                db.executemany(
+                    "INSERT OR REPLACE INTO entries VALUES (?, ?)",
+                    [(d, json.dumps(v, separators=(",", ":"))) for d, v in new.items()],
+                )
         finally:
             db.close()
+
+
+def _database_file(path: Path) -> Path:
+    """A directory (or a name without a suffix, made a directory) holds ``digests.sqlite``."""
+    if path.is_dir() or path.suffix == "":
+        path.mkdir(parents=True, exist_ok=True)
+        return path / "digests.sqlite"
+    return path

@@ -6,12 +6,14 @@ registry makes only catalog, tag-list and one HEAD per tag requests.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ..client import errors as E
 from ..client.models import INT64_MAX
@@ -48,13 +50,19 @@ def summarize_manifest(manifest) -> dict:
         "media_type": manifest.media_type,
         "size": len(manifest.raw),
         "config": [config["digest"], int(config.get("size") or 0)] if config else None,
-        "layers": [[layer.get("digest"), int(layer.get("size") or 0), layer.get("mediaType")]
-                   for layer in manifest.layers],
-        "children": [[child.get("digest"), child.get("mediaType"),
-                      (child.get("platform") or {}).get("os"),
-                      (child.get("platform") or {}).get("architecture"),
-                      (child.get("platform") or {}).get("variant")]
-                     for child in manifest.children],
+        "layers": [
+            [layer.get("digest"), int(layer.get("size") or 0), layer.get("mediaType")] for layer in manifest.layers
+        ],
+        "children": [
+            [
+                child.get("digest"),
+                child.get("mediaType"),
+                (child.get("platform") or {}).get("os"),
+                (child.get("platform") or {}).get("architecture"),
+                (child.get("platform") or {}).get("variant"),
+            ]
+            for child in manifest.children
+        ],
     }
 
 
@@ -70,45 +78,64 @@ def summarize_config(raw: bytes) -> dict:
             raise E.RegistryProtocolError(f"config blob: {key!r} is {config[key]!r}, not a string")
     inner = config.get("config") or {}
     labels = (inner.get("Labels") if isinstance(inner, dict) else None) or {}
-    return {"os": config.get("os"), "architecture": config.get("architecture"),
-            "variant": config.get("variant"), "created": config.get("created"),
-            "labels": labels if isinstance(labels, dict) else {}}
+    return {
+        "os": config.get("os"),
+        "architecture": config.get("architecture"),
+        "variant": config.get("variant"),
+        "created": config.get("created"),
+        "labels": labels if isinstance(labels, dict) else {},
+    }
 
 
-def select_repositories(names: Iterable[str], wanted) -> list[str]:
-    """Filter catalog names by ``wanted``: None (all), a substring, a compiled regex, or a list of names."""
-    names = list(names)
-    if wanted is None:
-        return names
-    if isinstance(wanted, re.Pattern):
-        return [n for n in names if wanted.search(n)]
-    if isinstance(wanted, str):
-        return [n for n in names if wanted in n]
-    return list(wanted)
+@dataclass(frozen=True)
+class Selection:
+    """Which repositories a crawl reads: the exact ``names`` given (None: the whole catalog), and of those
+    the ones ``match`` accepts (None: all of them)."""
+
+    names: tuple[str, ...] | None = None
+    match: Callable[[str], bool] | None = None
+
+    def pick(self, names: Iterable[str]) -> list[str]:
+        """The names to crawl, in order, each once."""
+        return [name for name in dict.fromkeys(names) if self.match is None or self.match(name)]
 
 
-def check_repositories_argument(repositories) -> None:
-    """Refuse bad ``repositories=`` values before any request."""
-    if repositories is None or isinstance(repositories, (str, re.Pattern)):
-        return
-    if isinstance(repositories, Iterable):
-        names = list(repositories)
-        for name in names:
-            validate_repository(name)
-        return
-    raise ValueError("repositories must be None, a substring, a compiled regex, or a list of repository "
-                     f"names, not {type(repositories).__name__}")
+def exact_names(repositories) -> tuple[str, ...] | None:
+    """Check ``repositories=`` before any request: None (the whole catalog), one exact repository name,
+    or an iterable of exact names."""
+    if isinstance(repositories, re.Pattern):
+        raise ValueError("repositories takes exact repository names; select by pattern with match=")
+    if repositories is None:
+        return None
+    if isinstance(repositories, str):
+        return (validate_repository(repositories),)
+    if isinstance(repositories, Iterable) and not isinstance(repositories, (bytes, bytearray)):
+        return tuple(dict.fromkeys(validate_repository(name) for name in repositories))
+    raise ValueError(
+        f"repositories must be None, a repository name or a list of repository names, not {type(repositories).__name__}"
+    )
 
 
 class Crawler:
-    def __init__(self, client, repositories=None, *, workers: int = 16, cache: DigestCache | None = None,
-                 progress=True, strict: bool = False, stop: threading.Event | None = None,
-                 max_pages: int = MAX_PAGES):
-        check_repositories_argument(repositories)
+    def __init__(
+        self,
+        client,
+        selection: Selection | None = None,
+        *,
+        workers: int = 16,
+        cache: DigestCache | None = None,
+        progress=True,
+        strict: bool = False,
+        stop: threading.Event | None = None,
+        max_pages: int = MAX_PAGES,
+    ):
+        self.selection = selection if selection is not None else Selection()
+        names = self.selection.names
+        self.chosen = [] if names is None else self.selection.pick(names)
+        self._strict_error: BaseException | None = None
         check_max_pages(max_pages)
         self.max_pages = max_pages
         self.client = client
-        self.wanted = repositories
         self.cache = cache if cache is not None else DigestCache()
         self.use_head = len(self.cache) > 0
         self.strict = strict
@@ -154,26 +181,31 @@ class Crawler:
             self.result.complete = False
             self._error("", None, "catalog", exc)
             return
-        for name in select_repositories(names, self.wanted):
+        for name in self.selection.pick(names):
             self.pool.submit(self._tags, name)
 
-    def _check_known(self, names: list[str]) -> None:
+    def _check_known(self, names: tuple[str, ...]) -> None:
         """Name unknown repositories up front; skipped where the catalog is not readable to its end."""
+        if not names:
+            return
         try:
             known = set(self.client.catalog(max_pages=self.max_pages, stop=self._stop))
-        except (E.RegistryAuthorizationError, E.RegistryAuthenticationError, E.NotFoundError,
-                E.RegistryProtocolError):
+        except (E.RegistryAuthorizationError, E.RegistryAuthenticationError, E.NotFoundError, E.RegistryProtocolError):
             return
         if self._stop is not None and self._stop.is_set():
             return
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ValueError(f"not in the registry's catalog: {', '.join(unknown)}")
+            raise ValueError(
+                f"not in the registry's catalog: {', '.join(unknown)} (repositories= takes exact "
+                "names; select by pattern with match=)"
+            )
 
     def _tags(self, repository: str) -> None:
         try:
-            tags = self.client.tags(repository, auto_paginate=True, max_pages=self.max_pages,
-                                    stop=self.pool.stop_event).get("tags", [])
+            tags = self.client.tags(
+                repository, auto_paginate=True, max_pages=self.max_pages, stop=self.pool.stop_event
+            ).get("tags", [])
         except EXPECTED as exc:
             self._error(repository, None, "tags", exc)
             return
@@ -217,9 +249,12 @@ class Crawler:
             self.result.manifests.setdefault(digest, summary)
         for child in summary["children"]:
             child_digest = child[0]
-            self.once.request(child_digest, lambda d=child_digest: self._child(repository, d),
-                              lambda ok, value, d=child_digest: self._child_done(repository, tag, d, ok, value),
-                              EXPECTED)
+            self.once.request(
+                child_digest,
+                functools.partial(self._child, repository, child_digest),
+                functools.partial(self._child_done, repository, tag, child_digest),
+                EXPECTED,
+            )
         if summary["config"]:
             self._need_config(repository, tag, *summary["config"])
 
@@ -265,12 +300,12 @@ class Crawler:
         hits0, misses0 = self.cache.hits, self.cache.misses
         started = time.perf_counter()
         try:
-            if self.wanted is None or isinstance(self.wanted, (str, re.Pattern)):
+            names = self.selection.names
+            if names is None:
                 self.pool.submit(self._catalog)
             else:
-                names = list(dict.fromkeys(self.wanted))
                 self._check_known(names)
-                for name in names:
+                for name in self.chosen:
                     self.pool.submit(self._tags, name)
             self._wait()
         except KeyboardInterrupt:
@@ -288,8 +323,11 @@ class Crawler:
             self.result.errors.append(("", None, "interrupted", "crawl stopped before it finished"))
         self.cache.save()
         after = self.client.transport.stats.snapshot()
-        requests = {k: v - before["requests"].get(k, 0) for k, v in after["requests"].items()
-                    if v - before["requests"].get(k, 0)}
+        requests = {
+            k: v - before["requests"].get(k, 0)
+            for k, v in after["requests"].items()
+            if v - before["requests"].get(k, 0)
+        }
         self.result.stats = {
             "requests": requests,
             "total_requests": sum(requests.values()),
@@ -312,4 +350,5 @@ def _progress_bar(enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm
+
     return tqdm(total=0, unit="tag", desc="crawl", leave=False, mininterval=0.25)

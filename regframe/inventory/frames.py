@@ -6,20 +6,49 @@ group than Python strings), sizes ``Int64``, dates ``datetime64[ns, UTC]``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
+from pandas.api.typing import NaTType
 
 from .crawl import CrawlResult
 
 CATALOG_COLUMNS = ["repository", "namespace", "name", "tag_count"]
 TAG_COLUMNS = ["repository", "tag", "digest", "media_type", "is_index"]
-MANIFEST_COLUMNS = ["repository", "tag", "digest", "manifest_digest", "platform", "os", "architecture",
-                    "variant", "config_digest", "created", "layer_count", "size", "labels"]
-LAYER_COLUMNS = ["repository", "tag", "manifest_digest", "platform", "position", "layer_digest", "size",
-                 "media_type"]
+MANIFEST_COLUMNS = [
+    "repository",
+    "tag",
+    "digest",
+    "manifest_digest",
+    "platform",
+    "os",
+    "architecture",
+    "variant",
+    "config_digest",
+    "created",
+    "layer_count",
+    "size",
+    "labels",
+]
+LAYER_COLUMNS = ["repository", "tag", "manifest_digest", "platform", "position", "layer_digest", "size", "media_type"]
 ERROR_COLUMNS = ["repository", "tag", "stage", "error"]
 
-CATEGORICAL = {"repository", "namespace", "name", "tag", "digest", "media_type", "manifest_digest",
-               "platform", "os", "architecture", "variant", "config_digest", "layer_digest", "stage"}
+CATEGORICAL = {
+    "repository",
+    "namespace",
+    "name",
+    "tag",
+    "digest",
+    "media_type",
+    "manifest_digest",
+    "platform",
+    "os",
+    "architecture",
+    "variant",
+    "config_digest",
+    "layer_digest",
+    "stage",
+}
 INTEGER = {"tag_count", "layer_count", "size", "position"}
 
 # Reproducible builds write 1970-01-01 or 1980-01-01; such dates say nothing about age.
@@ -41,7 +70,7 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def parse_created(value, now: pd.Timestamp) -> pd.Timestamp:
+def parse_created(value: object, now: pd.Timestamp) -> pd.Timestamp | NaTType:
     """A config's ``created`` as UTC, or NaT when missing, unparseable or obviously fake."""
     if not value or not isinstance(value, str):
         return pd.NaT
@@ -77,6 +106,7 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
             continue
         is_index = bool(top["children"])
         tag_rows.append((repository, tag, digest, top["media_type"], is_index))
+        images: list[tuple[str, dict[str, Any], tuple[str | None, str | None, str | None] | None]]
         if is_index:
             images = []
             for child_digest, _media_type, os_, arch, variant in top["children"]:
@@ -87,17 +117,31 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
             images = [(digest, top, None)]
         for manifest_digest, image, declared in images:
             config_digest, config_size = image["config"] or (None, 0)
-            config = configs.get(config_digest) or {}
+            config = (configs.get(config_digest) if config_digest else None) or {}
             os_, arch, variant = declared or (config.get("os"), config.get("architecture"), config.get("variant"))
             platform = platform_string(os_, arch, variant)
             layers = image["layers"]
-            manifest_rows.append((
-                repository, tag, digest, manifest_digest, platform, os_, arch, variant, config_digest,
-                parse_created(config.get("created"), now), len(layers),
-                config_size + sum(size for _, size, _ in layers), config.get("labels") or {}))
+            manifest_rows.append(
+                (
+                    repository,
+                    tag,
+                    digest,
+                    manifest_digest,
+                    platform,
+                    os_,
+                    arch,
+                    variant,
+                    config_digest,
+                    parse_created(config.get("created"), now),
+                    len(layers),
+                    config_size + sum(size for _, size, _ in layers),
+                    config.get("labels") or {},
+                )
+            )
             for position, (layer_digest, size, media_type) in enumerate(layers):
-                layer_rows.append((repository, tag, manifest_digest, platform, position, layer_digest, size,
-                                   media_type))
+                layer_rows.append(
+                    (repository, tag, manifest_digest, platform, position, layer_digest, size, media_type)
+                )
 
     return {
         "catalog": typed(pd.DataFrame(catalog_rows, columns=CATALOG_COLUMNS)),

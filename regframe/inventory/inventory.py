@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..client.reads import write_atomically
+from ..client.atomic_files import write_atomically
 from ..units import format_bytes
 from .frames import CATALOG_COLUMNS, ERROR_COLUMNS, LAYER_COLUMNS, MANIFEST_COLUMNS, TAG_COLUMNS, typed
 
-FRAMES = {"catalog": CATALOG_COLUMNS, "tags": TAG_COLUMNS, "manifests": MANIFEST_COLUMNS,
-          "layers": LAYER_COLUMNS, "errors": ERROR_COLUMNS}
+FRAMES = {
+    "catalog": CATALOG_COLUMNS,
+    "tags": TAG_COLUMNS,
+    "manifests": MANIFEST_COLUMNS,
+    "layers": LAYER_COLUMNS,
+    "errors": ERROR_COLUMNS,
+}
 NA = "<NA>"  # so that an empty namespace survives a CSV round trip as "", not as missing
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -39,15 +44,20 @@ def restore_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in out.columns:
         if _is_text_column(out[column]):
-            out[column] = out[column].astype(object).map(
-                lambda v: v[1:] if isinstance(v, str) and v.startswith(QUOTE) else v)
+            out[column] = (
+                out[column].astype(object).map(lambda v: v[1:] if isinstance(v, str) and v.startswith(QUOTE) else v)
+            )
     return out
 
 
 def _is_text_column(series: pd.Series) -> bool:
     dtype = series.dtype
-    return not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-                or pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype))
+    return not (
+        pd.api.types.is_numeric_dtype(dtype)
+        or pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+    )
 
 
 def _quote(value):
@@ -59,9 +69,17 @@ def _quote(value):
 class Inventory:
     """A registry as DataFrames: ``catalog``, ``tags``, ``manifests``, ``layers``, plus ``errors`` and ``stats``."""
 
-    def __init__(self, catalog: pd.DataFrame, tags: pd.DataFrame, manifests: pd.DataFrame,
-                 layers: pd.DataFrame, errors: pd.DataFrame, stats: dict | None = None,
-                 url: str | None = None, complete: bool = True):
+    def __init__(
+        self,
+        catalog: pd.DataFrame,
+        tags: pd.DataFrame,
+        manifests: pd.DataFrame,
+        layers: pd.DataFrame,
+        errors: pd.DataFrame,
+        stats: dict | None = None,
+        url: str | None = None,
+        complete: bool = True,
+    ):
         self.catalog = catalog
         self.tags = tags
         self.manifests = manifests
@@ -75,22 +93,32 @@ class Inventory:
         return {name: getattr(self, name) for name in FRAMES}
 
     def __repr__(self) -> str:
-        return (f"Inventory({self.url or 'registry'}: {len(self.catalog)} repositories, {len(self.tags)} tags, "
-                f"{len(self.manifests)} images, {len(self.layers)} layer rows, {len(self.errors)} errors"
-                f"{'' if self.complete else ', incomplete'})")
+        return (
+            f"Inventory({self.url or 'registry'}: {len(self.catalog)} repositories, {len(self.tags)} tags, "
+            f"{len(self.manifests)} images, {len(self.layers)} layer rows, {len(self.errors)} errors"
+            f"{'' if self.complete else ', incomplete'})"
+        )
 
     def _repr_html_(self) -> str:
         from html import escape
+
         distinct = self.layers.drop_duplicates("layer_digest")["size"].sum() if len(self.layers) else 0
-        rows = [("registry", self.url or ""), ("repositories", len(self.catalog)), ("tags", len(self.tags)),
-                ("images (per platform)", len(self.manifests)), ("layer rows", len(self.layers)),
-                ("distinct layer bytes", format_bytes(int(distinct))), ("errors", len(self.errors)),
-                ("requests", self.stats.get("total_requests", "")),
-                ("seconds", self.stats.get("seconds", ""))]
+        rows = [
+            ("registry", self.url or ""),
+            ("repositories", len(self.catalog)),
+            ("tags", len(self.tags)),
+            ("images (per platform)", len(self.manifests)),
+            ("layer rows", len(self.layers)),
+            ("distinct layer bytes", format_bytes(int(distinct))),
+            ("errors", len(self.errors)),
+            ("requests", self.stats.get("total_requests", "")),
+            ("seconds", self.stats.get("seconds", "")),
+        ]
         if not self.complete:
             rows.append(("status", "incomplete (stopped early, or the catalog was not read to its end)"))
-        body = "".join(f"<tr><th style='text-align:left'>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>"
-                       for k, v in rows)
+        body = "".join(
+            f"<tr><th style='text-align:left'>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in rows
+        )
         return f"<div><b>regframe Inventory</b><table>{body}</table></div>"
 
     # -- export ---------------------------------------------------------------------------------------
@@ -129,18 +157,21 @@ class Inventory:
             if spreadsheet_safe:
                 frame = neutralize_formulas(frame)
             write_atomically(out / f"{name}.csv", [frame.to_csv(index=False, na_rep=NA).encode()])
+
         return self._export(dir, write, **({"spreadsheet_safe": True} if spreadsheet_safe else {}))
 
     def to_parquet(self, dir: str | os.PathLike) -> Path:
         """One Parquet file per frame plus ``inventory.json``; types are kept as they are."""
+
         def write(frame: pd.DataFrame, out: Path, name: str) -> None:
             buffer = io.BytesIO()
             frame.to_parquet(buffer, index=False)
             write_atomically(out / f"{name}.parquet", [buffer.getvalue()])
+
         return self._export(dir, write)
 
     @classmethod
-    def load(cls, dir: str | os.PathLike) -> "Inventory":
+    def load(cls, dir: str | os.PathLike) -> Inventory:
         """Read what ``to_csv`` or ``to_parquet`` wrote (Parquet preferred when both are there)."""
         root = Path(dir)
         meta_path = root / "inventory.json"
@@ -161,8 +192,9 @@ class Inventory:
             if "is_index" in frame and not pd.api.types.is_bool_dtype(frame["is_index"]):
                 frame["is_index"] = frame["is_index"].map({"True": True, "False": False})
             for column in frame.columns:
-                if column in ("tag_count", "layer_count", "size", "position") and \
-                        not pd.api.types.is_numeric_dtype(frame[column]):
+                if column in ("tag_count", "layer_count", "size", "position") and not pd.api.types.is_numeric_dtype(
+                    frame[column]
+                ):
                     frame[column] = pd.to_numeric(frame[column])
             frames[name] = typed(frame[columns])
         return cls(**frames, stats=meta.get("stats"), url=meta.get("url"), complete=meta.get("complete", True))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _STOP = object()
 
@@ -22,8 +23,9 @@ class TaskPool:
         self._cond = threading.Condition()
         self._stopped = threading.Event()
         self._failure: BaseException | None = None
-        self._threads = [threading.Thread(target=self._work, name=f"regframe-crawl-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"regframe-crawl-{i}", daemon=True) for i in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -100,8 +102,13 @@ class Once:
         with self._lock:
             self._results.setdefault(key, (True, value))
 
-    def request(self, key: str, fetch: Callable[[], Any], then: Callable[[bool, Any], None],
-                expected: tuple[type[BaseException], ...]) -> None:
+    def request(
+        self,
+        key: str,
+        fetch: Callable[[], Any],
+        then: Callable[[bool, Any], None],
+        expected: tuple[type[BaseException], ...],
+    ) -> None:
         with self._lock:
             done = self._results.get(key)
             if done is None:

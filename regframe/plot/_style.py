@@ -197,6 +197,14 @@ def marker_line(ax: Axes, x: float, label: str, *, gid: str, legend: str, linewi
     from matplotlib.transforms import blended_transform_factory
 
     ax.axvline(x, color=ACCENT, linestyle="--", linewidth=linewidth, label=legend, gid=gid)
-    ax.annotate(label, xy=(x, 1.0), xycoords=blended_transform_factory(ax.transData, ax.transAxes),
-                xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize="small",
-                color=ACCENT)
+    ax.annotate(
+        label,
+        xy=(x, 1.0),
+        xycoords=blended_transform_factory(ax.transData, ax.transAxes),
+        xytext=(0, 2),
+        textcoords="offset points",
+        ha="center",
+        va="bottom",
+        fontsize="small",
+        color=ACCENT,
+    )

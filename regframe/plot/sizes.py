@@ -56,9 +56,7 @@ def layer_sizes(layers: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) 
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     despine(ax)
-    ax.set_title(
-        f"Layer sizes: {sizes.size} distinct layers, {format_bytes(sizes.sum())} in total", loc="left", pad=16
-    )
+    ax.set_title(f"Layer sizes: {sizes.size} distinct layers, {format_bytes(sizes.sum())} in total", loc="left", pad=16)
     return ax
 
 

@@ -82,9 +82,7 @@ def stale_tags(
     return ax
 
 
-def _draw_dots(
-    ax: Axes, dated: pd.DataFrame, rows: int, kwargs: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray]:
+def _draw_dots(ax: Axes, dated: pd.DataFrame, rows: int, kwargs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """One dot per dated tag, jittered within its row; fixed seed so redraws look the same."""
     jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(dated))
     y = dated["row"].to_numpy(float) + jitter
@@ -125,9 +123,7 @@ def _row_order(dated: pd.DataFrame, top: int) -> tuple[list[str], dict[str, int]
     Beyond ``top`` the remaining repositories share a final "other" row.
     """
     per_repo = dated.groupby("repository").agg(stale=("stale", "sum"), oldest=("days", "max")).reset_index()
-    per_repo = per_repo.sort_values(
-        ["stale", "oldest", "repository"], ascending=[False, False, True], kind="stable"
-    )
+    per_repo = per_repo.sort_values(["stale", "oldest", "repository"], ascending=[False, False, True], kind="stable")
     names = per_repo["repository"].tolist()
     if len(names) <= top:
         return short_labels(names), {name: i for i, name in enumerate(names)}
@@ -146,8 +142,9 @@ def _threshold_days(stale: pd.DataFrame) -> float | None:
 
 
 def _threshold_line(ax: Axes, days: float) -> None:
-    marker_line(ax, days, f"older than {days:g} days", gid="threshold", legend=f"threshold ({days:g} days)",
-                linewidth=1.2)
+    marker_line(
+        ax, days, f"older than {days:g} days", gid="threshold", legend=f"threshold ({days:g} days)", linewidth=1.2
+    )
 
 
 def _age_axis(ax: Axes, days: np.ndarray, threshold: float | None) -> None:

@@ -50,8 +50,7 @@ def storage(usage: pd.DataFrame, *, top: int = 15, ax: Axes | None = None, **kwa
 
     y = np.arange(len(rows))
     colors = [
-        NEUTRAL if other else repo_color(name)
-        for name, other in zip(rows["repository"], rows["other"], strict=True)
+        NEUTRAL if other else repo_color(name) for name, other in zip(rows["repository"], rows["other"], strict=True)
     ]
     exclusive = rows["exclusive_bytes"].to_numpy(float)
     shared = rows["shared_bytes"].to_numpy(float)

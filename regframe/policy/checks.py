@@ -39,20 +39,21 @@ def check_mapping(value: object, *, rule: str | None, key: str | None, what: str
     return value
 
 
-def check_keys(data: Mapping[str, Any], known: Iterable[str], *, rule: str | None,
-               prefix: str = "", hint: str = "") -> None:
+def check_keys(
+    data: Mapping[str, Any], known: Iterable[str], *, rule: str | None, prefix: str = "", hint: str = ""
+) -> None:
     """Refuse the first key not in ``known``, suggesting the closest known one."""
     known = list(known)
     for name in data:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             suggestion = f" (did you mean {close[0]!r}?)" if close else ""
-            raise PolicyError(f"unknown key{suggestion}; known keys: {', '.join(known)}{hint}",
-                              rule=rule, key=prefix + name)
+            raise PolicyError(
+                f"unknown key{suggestion}; known keys: {', '.join(known)}{hint}", rule=rule, key=prefix + name
+            )
 
 
-def check_count(value: object, *, rule: str | None, key: str, minimum: int = 0,
-                maximum: int | None = None) -> int:
+def check_count(value: object, *, rule: str | None, key: str, minimum: int = 0, maximum: int | None = None) -> int:
     """A whole number of at least ``minimum`` (and at most ``maximum``); bools and floats are refused."""
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise PolicyError(f"must be a whole number, got {_shown(value)}", rule=rule, key=key)
@@ -77,8 +78,7 @@ def check_text(value: object, *, rule: str | None, key: str, allow_empty: bool =
 def check_choice(value: object, choices: Iterable[str], *, rule: str | None, key: str) -> str:
     choices = list(choices)
     if value not in choices:
-        raise PolicyError(f"must be one of {', '.join(map(repr, choices))}, got {_shown(value)}",
-                          rule=rule, key=key)
+        raise PolicyError(f"must be one of {', '.join(map(repr, choices))}, got {_shown(value)}", rule=rule, key=key)
     return value  # type: ignore[return-value]
 
 

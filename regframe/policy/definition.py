@@ -20,8 +20,16 @@ from .rules import Rule, evaluate_rules
 
 FORMATS = ("native", "gitlab", "ecr", "harbor")
 _READERS = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
-_GITLAB_KEYS = {"container_expiration_policy_attributes", "container_expiration_policy", "keep_n", "older_than",
-                "name_regex", "name_regex_delete", "name_regex_keep", "cadence"}
+_GITLAB_KEYS = {
+    "container_expiration_policy_attributes",
+    "container_expiration_policy",
+    "keep_n",
+    "older_than",
+    "name_regex",
+    "name_regex_delete",
+    "name_regex_keep",
+    "cadence",
+}
 
 
 class Policy:
@@ -32,8 +40,16 @@ class Policy:
     :meth:`evaluate` is pure pandas: no registry is contacted.
     """
 
-    def __init__(self, rules: tuple, format: str = "native", *, notes: tuple[str, ...] = (),
-                 repositories: tuple[Glob, ...] = (), project: str | None = None, source: str | None = None):
+    def __init__(
+        self,
+        rules: tuple,
+        format: str = "native",
+        *,
+        notes: tuple[str, ...] = (),
+        repositories: tuple[Glob, ...] = (),
+        project: str | None = None,
+        source: str | None = None,
+    ):
         if format not in FORMATS:
             raise PolicyError(f"unknown policy format {format!r}; one of {', '.join(FORMATS)}")
         self.rules = tuple(rules)
@@ -70,8 +86,9 @@ class Policy:
     def from_ecr(cls, policy_json: Mapping[str, Any] | str, repositories: str | list[str] = "**") -> Policy:
         """An ECR lifecycle policy (JSON document or text), applied to each repository matching
         ``repositories``; see ``regframe.policy.ecr``."""
-        globs = tuple(Glob(g, rule=None, key="repositories")
-                      for g in text_list(repositories, rule=None, key="repositories"))
+        globs = tuple(
+            Glob(g, rule=None, key="repositories") for g in text_list(repositories, rule=None, key="repositories")
+        )
         return cls(ecr.from_ecr(policy_json), "ecr", notes=ecr.NOTES, repositories=globs)
 
     @classmethod
@@ -106,8 +123,9 @@ class Policy:
         path = Path(path)
         reader = _READERS.get(path.suffix.lower())
         if reader is None:
-            raise PolicyError(f"cannot tell the syntax of {str(path)!r} from its extension; use .toml, .yaml, "
-                              ".yml or .json")
+            raise PolicyError(
+                f"cannot tell the syntax of {str(path)!r} from its extension; use .toml, .yaml, .yml or .json"
+            )
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -137,8 +155,12 @@ class Policy:
         else:
             decided = harbor.evaluate_harbor(self.rules, table, self._project)
             suffix = harbor.PUSH_TIME
-        attrs = {"policy_format": self.format, "policy_source": self.source,
-                 "policy_rules": [rule.name for rule in self.rules], "policy_notes": list(self.notes)}
+        attrs = {
+            "policy_format": self.format,
+            "policy_source": self.source,
+            "policy_rules": [rule.name for rule in self.rules],
+            "policy_notes": list(self.notes),
+        }
         return finish(table, manifests, *decided, suffix=suffix, attrs=attrs)
 
     @property
@@ -187,8 +209,9 @@ def _parse(text: str, reader: str, path: Path) -> Any:
     try:
         import yaml
     except ImportError:
-        raise PolicyError(f"reading {where!r} needs PyYAML (pip install pyyaml), or write the policy as "
-                          "TOML or JSON") from None
+        raise PolicyError(
+            f"reading {where!r} needs PyYAML (pip install pyyaml), or write the policy as TOML or JSON"
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -31,13 +31,24 @@ MAX_RULES = 50
 MAX_WILDCARDS = 4
 NOTES = (
     "ECR orders images by push time; the registry API reveals only the created date, which is used instead.",
-    ("Untagged images are invisible through the registry API: a tagStatus 'any' rule counts only tagged "
-     "images, so ECR may expire more tagged images than shown when untagged ones exist."),
-    ("ECR will not expire an image a manifest list references until the list is gone; here only tags are "
-     "removed, so such an image stays while its index is kept."),
+    (
+        "Untagged images are invisible through the registry API: a tagStatus 'any' rule counts only tagged "
+        "images, so ECR may expire more tagged images than shown when untagged ones exist."
+    ),
+    (
+        "ECR will not expire an image a manifest list references until the list is gone; here only tags are "
+        "removed, so such an image stays while its index is kept."
+    ),
 )
-_SELECTION_KEYS = ("tagStatus", "tagPatternList", "tagPrefixList", "storageClass", "countType", "countUnit",
-                   "countNumber")
+_SELECTION_KEYS = (
+    "tagStatus",
+    "tagPatternList",
+    "tagPrefixList",
+    "storageClass",
+    "countType",
+    "countUnit",
+    "countNumber",
+)
 
 
 @dataclass(frozen=True)
@@ -109,14 +120,22 @@ def from_ecr(policy: Mapping[str, Any] | str) -> tuple[EcrRule, ...]:
     seen: dict[int, int] = {}
     for position, rule in enumerate(parsed):
         if rule.priority in seen:
-            raise PolicyError(f"rulePriority {rule.priority} is used by rules[{seen[rule.priority]}] and "
-                              f"rules[{position}]; ECR needs unique priorities", rule=rule.name, key="rulePriority")
+            raise PolicyError(
+                f"rulePriority {rule.priority} is used by rules[{seen[rule.priority]}] and "
+                f"rules[{position}]; ECR needs unique priorities",
+                rule=rule.name,
+                key="rulePriority",
+            )
         seen[rule.priority] = position
     ordered = tuple(sorted(parsed, key=lambda r: r.priority))
     for rule in ordered:
         if rule.status == "any" and rule is not ordered[-1]:
-            raise PolicyError(f"a tagStatus 'any' rule must have the highest rulePriority (be evaluated last); "
-                              f"{ordered[-1].name} comes after it", rule=rule.name, key="selection.tagStatus")
+            raise PolicyError(
+                f"a tagStatus 'any' rule must have the highest rulePriority (be evaluated last); "
+                f"{ordered[-1].name} comes after it",
+                rule=rule.name,
+                key="selection.tagStatus",
+            )
     return ordered
 
 
@@ -134,8 +153,11 @@ def _rule(item: object, position: int) -> EcrRule:
     check_keys(action, ("type", "targetStorageClass"), rule=name, prefix="action.")
     kind = action.get("type")
     if kind == "transition":
-        raise PolicyError("'transition' (archiving) cannot be simulated: storage classes are not visible through "
-                          "the registry API", rule=name, key="action.type")
+        raise PolicyError(
+            "'transition' (archiving) cannot be simulated: storage classes are not visible through the registry API",
+            rule=name,
+            key="action.type",
+        )
     check_choice(kind, ("expire",), rule=name, key="action.type")
     if "targetStorageClass" in action:
         raise PolicyError("only allowed with action type 'transition'", rule=name, key="action.targetStorageClass")
@@ -144,48 +166,66 @@ def _rule(item: object, position: int) -> EcrRule:
     check_keys(selection, _SELECTION_KEYS, rule=name, prefix="selection.")
     status = selection.get("tagStatus")
     if status == "untagged":
-        raise PolicyError("rules on untagged images cannot be simulated: the registry API lists only tagged "
-                          "images", rule=name, key="selection.tagStatus")
+        raise PolicyError(
+            "rules on untagged images cannot be simulated: the registry API lists only tagged images",
+            rule=name,
+            key="selection.tagStatus",
+        )
     check_choice(status, ("tagged", "any"), rule=name, key="selection.tagStatus")
     prefixes = text_list(selection.get("tagPrefixList", ()), rule=name, key="selection.tagPrefixList")
     patterns = text_list(selection.get("tagPatternList", ()), rule=name, key="selection.tagPatternList")
     if status == "tagged":
         if prefixes and patterns:
-            raise PolicyError("a rule may use tagPatternList or tagPrefixList, not both", rule=name,
-                              key="selection.tagPrefixList")
+            raise PolicyError(
+                "a rule may use tagPatternList or tagPrefixList, not both", rule=name, key="selection.tagPrefixList"
+            )
         if not prefixes and not patterns:
-            raise PolicyError("tagStatus 'tagged' needs a non-empty tagPatternList or tagPrefixList", rule=name,
-                              key="selection.tagStatus")
+            raise PolicyError(
+                "tagStatus 'tagged' needs a non-empty tagPatternList or tagPrefixList",
+                rule=name,
+                key="selection.tagStatus",
+            )
     elif prefixes or patterns:
-        raise PolicyError(f"tagStatus {status!r} must omit tagPatternList and tagPrefixList", rule=name,
-                          key="selection.tagPatternList" if patterns else "selection.tagPrefixList")
+        raise PolicyError(
+            f"tagStatus {status!r} must omit tagPatternList and tagPrefixList",
+            rule=name,
+            key="selection.tagPatternList" if patterns else "selection.tagPrefixList",
+        )
     for pattern in patterns:
         if pattern.count("*") > MAX_WILDCARDS:
-            raise PolicyError(f"{pattern!r} has {pattern.count('*')} wildcards; ECR allows at most {MAX_WILDCARDS}",
-                              rule=name, key="selection.tagPatternList")
+            raise PolicyError(
+                f"{pattern!r} has {pattern.count('*')} wildcards; ECR allows at most {MAX_WILDCARDS}",
+                rule=name,
+                key="selection.tagPatternList",
+            )
         if not pattern:
             raise PolicyError("empty pattern", rule=name, key="selection.tagPatternList")
 
     storage = selection.get("storageClass", "standard")
     if storage == "archive":
-        raise PolicyError("archive storage cannot be simulated: storage classes are not visible through the "
-                          "registry API", rule=name, key="selection.storageClass")
+        raise PolicyError(
+            "archive storage cannot be simulated: storage classes are not visible through the registry API",
+            rule=name,
+            key="selection.storageClass",
+        )
     check_choice(storage, ("standard",), rule=name, key="selection.storageClass")
     count_type = selection.get("countType")
     if count_type == "sinceImagePulled":
-        raise PolicyError("needs pull time, which the registry API never reveals", rule=name,
-                          key="selection.countType")
+        raise PolicyError("needs pull time, which the registry API never reveals", rule=name, key="selection.countType")
     if count_type == "sinceImageTransitioned":
-        raise PolicyError("needs archive times, which the registry API never reveals", rule=name,
-                          key="selection.countType")
+        raise PolicyError(
+            "needs archive times, which the registry API never reveals", rule=name, key="selection.countType"
+        )
     check_choice(count_type, ("imageCountMoreThan", "sinceImagePushed"), rule=name, key="selection.countType")
     if count_type == "imageCountMoreThan" and "countUnit" in selection:
-        raise PolicyError("countUnit is an error with countType 'imageCountMoreThan'", rule=name,
-                          key="selection.countUnit")
+        raise PolicyError(
+            "countUnit is an error with countType 'imageCountMoreThan'", rule=name, key="selection.countUnit"
+        )
     if count_type == "sinceImagePushed":
         if "countUnit" not in selection:
-            raise PolicyError("countType 'sinceImagePushed' needs countUnit 'days'", rule=name,
-                              key="selection.countUnit")
+            raise PolicyError(
+                "countType 'sinceImagePushed' needs countUnit 'days'", rule=name, key="selection.countUnit"
+            )
         check_choice(selection["countUnit"], ("days",), rule=name, key="selection.countUnit")
     if "countNumber" not in selection:
         raise PolicyError("missing", rule=name, key="selection.countNumber")
@@ -193,8 +233,9 @@ def _rule(item: object, position: int) -> EcrRule:
     return EcrRule(priority, description, status, prefixes, patterns, count_type, count)
 
 
-def evaluate_ecr(rules: tuple[EcrRule, ...], table: TagTable, repositories: tuple[Glob, ...]
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def evaluate_ecr(
+    rules: tuple[EcrRule, ...], table: TagTable, repositories: tuple[Glob, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(table)
     deleted = np.zeros(n, dtype=bool)
     rule_column = np.full(n, "", dtype=object)
@@ -214,15 +255,23 @@ def evaluate_ecr(rules: tuple[EcrRule, ...], table: TagTable, repositories: tupl
 
 def _images(table: TagTable) -> pd.DataFrame:
     """One row per (repository, digest): its tags (sorted), created date and table rows."""
-    frame = pd.DataFrame({"repository": table.repository.astype(str), "digest": table.digest.astype(str),
-                          "tag": table.tag.astype(str), "created": table.created, "row": np.arange(len(table))})
+    frame = pd.DataFrame(
+        {
+            "repository": table.repository.astype(str),
+            "digest": table.digest.astype(str),
+            "tag": table.tag.astype(str),
+            "created": table.created,
+            "row": np.arange(len(table)),
+        }
+    )
     grouped = frame.sort_values("tag").groupby(["repository", "digest"], sort=False)
     images = grouped.agg(tags=("tag", list), created=("created", "max"), rows=("row", list)).reset_index()
     return images
 
 
-def _repository_verdicts(rules: tuple[EcrRule, ...], images: pd.DataFrame, now: pd.Timestamp
-                         ) -> list[tuple[bool, str, str]]:
+def _repository_verdicts(
+    rules: tuple[EcrRule, ...], images: pd.DataFrame, now: pd.Timestamp
+) -> list[tuple[bool, str, str]]:
     tags = list(images["tags"])
     created = pd.DatetimeIndex(images["created"])
     known = ~np.asarray(created.isna())
@@ -234,7 +283,7 @@ def _repository_verdicts(rules: tuple[EcrRule, ...], images: pd.DataFrame, now: 
         selected = np.array([rule.selects(t) for t in tags], dtype=bool)
         if rule.count_type == "imageCountMoreThan":
             in_order = order[selected[order]]
-            marked[index, in_order[rule.count:]] = True
+            marked[index, in_order[rule.count :]] = True
         else:
             marked[index] = selected & known & np.asarray((now - created) > pd.Timedelta(days=rule.count))
         owner[(owner < 0) & selected] = index

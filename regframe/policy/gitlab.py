@@ -17,17 +17,27 @@ from typing import Any
 
 from .checks import PolicyError, check_count, check_duration, check_keys, check_mapping, text_list
 from .globs import Glob
-from .patterns import TagPattern, re2_pattern
 from .rules import Clause, Rule
+from .tag_patterns import TagPattern, re2_pattern
 
 RULE_NAME = "gitlab"
-ATTRIBUTES = ("enabled", "cadence", "keep_n", "older_than", "name_regex", "name_regex_delete", "name_regex_keep",
-              "next_run_at")
+ATTRIBUTES = (
+    "enabled",
+    "cadence",
+    "keep_n",
+    "older_than",
+    "name_regex",
+    "name_regex_delete",
+    "name_regex_keep",
+    "next_run_at",
+)
 # Database defaults of a new policy row, used for attributes the input leaves out.
 DEFAULTS = {"keep_n": 10, "older_than": "90d", "name_regex": ".*"}
 NOTES = (
-    ("GitLab deletes tags one by one and would delete a tag whose digest a kept tag shares; regframe keeps it "
-     "(its image stays either way, so no space is lost by keeping it)."),
+    (
+        "GitLab deletes tags one by one and would delete a tag whose digest a kept tag shares; regframe keeps it "
+        "(its image stays either way, so no space is lost by keeping it)."
+    ),
     "Tags with equal created dates are ordered by name; GitLab's order among them is arbitrary.",
     "Protected and immutable tags (GitLab settings) are not visible through the registry API.",
 )
@@ -54,16 +64,22 @@ def from_gitlab(attributes: Mapping[str, Any], repositories: str | list[str] = "
     delete_key = "name_regex_delete" if values.get("name_regex_delete") is not None else "name_regex"
     delete_text = values.get(delete_key)
     if delete_text is None:
-        delete = Clause(TagPattern(r"\A\Z", rule=RULE_NAME, key=delete_key, shown=""),
-                        "does not match name_regex (null: matches no tag)")
+        delete = Clause(
+            TagPattern(r"\A\Z", rule=RULE_NAME, key=delete_key, shown=""),
+            "does not match name_regex (null: matches no tag)",
+        )
     else:
-        delete = Clause(re2_pattern(delete_text, rule=RULE_NAME, key=delete_key),
-                        f"does not match {delete_key} '{delete_text}'")
+        delete = Clause(
+            re2_pattern(delete_text, rule=RULE_NAME, key=delete_key), f"does not match {delete_key} '{delete_text}'"
+        )
     exclude = [Clause(TagPattern(r"\Alatest\Z", rule=RULE_NAME, key="latest"), "'latest' is always kept")]
     keep_text = values.get("name_regex_keep")
     if keep_text is not None:
-        exclude.append(Clause(re2_pattern(keep_text, rule=RULE_NAME, key="name_regex_keep"),
-                              f"matches name_regex_keep '{keep_text}'"))
+        exclude.append(
+            Clause(
+                re2_pattern(keep_text, rule=RULE_NAME, key="name_regex_keep"), f"matches name_regex_keep '{keep_text}'"
+            )
+        )
 
     keep_n = values.get("keep_n")
     older_than = values.get("older_than")
@@ -71,19 +87,29 @@ def from_gitlab(attributes: Mapping[str, Any], repositories: str | list[str] = "
         keep_n = int(keep_n)
     if older_than is not None:
         if not isinstance(older_than, str):
-            raise PolicyError(f"must be a duration such as '7d' or '90d', got {older_than!r}", rule=RULE_NAME,
-                              key="older_than")
+            raise PolicyError(
+                f"must be a duration such as '7d' or '90d', got {older_than!r}", rule=RULE_NAME, key="older_than"
+            )
         if older_than.strip().lower().endswith(("month", "months")):
-            raise PolicyError(f"{older_than!r}: months are not supported (their length varies); write days, "
-                              "e.g. '30d'", rule=RULE_NAME, key="older_than")
-    return (Rule(
-        name=RULE_NAME,
-        repositories=tuple(Glob(g, rule=RULE_NAME, key="repositories")
-                           for g in text_list(repositories, rule=RULE_NAME, key="repositories")),
-        tags=delete,
-        exclude_tags=tuple(exclude),
-        keep_last=None if keep_n is None else check_count(keep_n, rule=RULE_NAME, key="keep_n"),
-        keep_newer_than=None if older_than is None else check_duration(older_than, rule=RULE_NAME, key="older_than"),
-        undated_newest=True,
-        description="GitLab container registry cleanup policy",
-    ),)
+            raise PolicyError(
+                f"{older_than!r}: months are not supported (their length varies); write days, e.g. '30d'",
+                rule=RULE_NAME,
+                key="older_than",
+            )
+    return (
+        Rule(
+            name=RULE_NAME,
+            repositories=tuple(
+                Glob(g, rule=RULE_NAME, key="repositories")
+                for g in text_list(repositories, rule=RULE_NAME, key="repositories")
+            ),
+            tags=delete,
+            exclude_tags=tuple(exclude),
+            keep_last=None if keep_n is None else check_count(keep_n, rule=RULE_NAME, key="keep_n"),
+            keep_newer_than=None
+            if older_than is None
+            else check_duration(older_than, rule=RULE_NAME, key="older_than"),
+            undated_newest=True,
+            description="GitLab container registry cleanup policy",
+        ),
+    )

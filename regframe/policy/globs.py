@@ -36,8 +36,11 @@ class Glob:
         try:
             return self._rx.fullmatch(name, timeout=GLOB_TIMEOUT) is not None
         except TimeoutError:
-            raise PolicyError(f"glob {self.pattern!r} took longer than {GLOB_TIMEOUT:g} s on {name!r}; "
-                              "simplify it", rule=self.rule, key=self.key) from None
+            raise PolicyError(
+                f"glob {self.pattern!r} took longer than {GLOB_TIMEOUT:g} s on {name!r}; simplify it",
+                rule=self.rule,
+                key=self.key,
+            ) from None
 
     def __repr__(self) -> str:
         return f"Glob({self.pattern!r})"
@@ -88,7 +91,7 @@ def _segment(text: str) -> str:
             i += 1
         elif char == "[":
             end = _class_end(text, i + 1)
-            out.append(_char_class(text[i + 1:end]))
+            out.append(_char_class(text[i + 1 : end]))
             i = end + 1
         elif char == "{":
             options, end = _alternatives(text, i + 1)

@@ -33,8 +33,10 @@ TEMPLATES = {"latestPushedK": (10, 32766), "nDaysSinceLastPush": (30, 20190904),
 PULL_TEMPLATES = ("latestPulledN", "nDaysSinceLastPull", "latestActiveK")
 NOTES = (
     "Harbor orders artifacts by push time; the registry API reveals only the created date, which is used instead.",
-    ("Untagged artifacts are invisible through the registry API: they take no latestPushedK slot here, so Harbor "
-     "may delete more tagged artifacts than shown when a rule also selects untagged ones."),
+    (
+        "Untagged artifacts are invisible through the registry API: they take no latestPushedK slot here, so Harbor "
+        "may delete more tagged artifacts than shown when a rule also selects untagged ones."
+    ),
     "Tag immutability rules (a Harbor setting) are not visible through the registry API.",
 )
 
@@ -79,9 +81,11 @@ class HarborRule:
         return True
 
     def words(self) -> str:
-        what = {"latestPushedK": f"retain the {self.param} most recently pushed",
-                "nDaysSinceLastPush": f"retain those pushed within {self.param} days",
-                "always": "always retain"}[self.template]
+        what = {
+            "latestPushedK": f"retain the {self.param} most recently pushed",
+            "nDaysSinceLastPush": f"retain those pushed within {self.param} days",
+            "always": "always retain",
+        }[self.template]
         return f"{what} of the artifacts with {' and '.join(s.words() for s in self.tag_selectors)}"
 
 
@@ -99,8 +103,7 @@ def from_harbor(policy: Mapping[str, Any] | str) -> tuple[HarborRule, ...]:
     if not isinstance(rules, list) or not rules:
         raise PolicyError("must be a non-empty list of rules", key="rules")
     if len(rules) > MAX_RULES:
-        raise PolicyError(f"Harbor allows at most {MAX_RULES} rules per policy, this one has {len(rules)}",
-                          key="rules")
+        raise PolicyError(f"Harbor allows at most {MAX_RULES} rules per policy, this one has {len(rules)}", key="rules")
     parsed = [_rule(item, position) for position, item in enumerate(rules)]
     enabled = tuple(rule for rule in parsed if rule is not None)
     if not enabled:
@@ -111,19 +114,24 @@ def from_harbor(policy: Mapping[str, Any] | str) -> tuple[HarborRule, ...]:
 def _rule(item: object, position: int) -> HarborRule | None:
     name = f"rule {position + 1}"
     data = check_mapping(item, rule=name, key=None, what="a Harbor rule")
-    check_keys(data, ("id", "priority", "disabled", "action", "template", "params", "tag_selectors",
-                      "scope_selectors"), rule=name)
+    check_keys(
+        data,
+        ("id", "priority", "disabled", "action", "template", "params", "tag_selectors", "scope_selectors"),
+        rule=name,
+    )
     disabled = data.get("disabled", False)
     if not isinstance(disabled, bool):
         raise PolicyError(f"must be true or false, got {disabled!r}", rule=name, key="disabled")
     check_choice(data.get("action", "retain"), ("retain",), rule=name, key="action")
     template = data.get("template")
     if template in PULL_TEMPLATES:
-        raise PolicyError(f"template {template!r} needs pull time, which the registry API never reveals",
-                          rule=name, key="template")
+        raise PolicyError(
+            f"template {template!r} needs pull time, which the registry API never reveals", rule=name, key="template"
+        )
     if template not in TEMPLATES:
-        raise PolicyError(f"unsupported template {template!r}; supported: {', '.join(TEMPLATES)}", rule=name,
-                          key="template")
+        raise PolicyError(
+            f"unsupported template {template!r}; supported: {', '.join(TEMPLATES)}", rule=name, key="template"
+        )
     params = check_mapping(data.get("params", {}), rule=name, key="params", what="params")
     default, maximum = TEMPLATES[template]
     check_keys(params, (template,) if default is not None else (), rule=name, prefix="params.")
@@ -135,14 +143,19 @@ def _rule(item: object, position: int) -> HarborRule | None:
     check_keys(scope, ("repository",), rule=name, prefix="scope_selectors.")
     repository_selectors = tuple(
         _selector(s, ("repoMatches", "repoExcludes"), rule=name, key=f"scope_selectors.repository[{i}]")
-        for i, s in enumerate(_list(scope.get("repository", []), rule=name, key="scope_selectors.repository")))
+        for i, s in enumerate(_list(scope.get("repository", []), rule=name, key="scope_selectors.repository"))
+    )
     raw_tags = _list(data.get("tag_selectors"), rule=name, key="tag_selectors")
     if not raw_tags:
-        raise PolicyError("Harbor skips a rule without tag selectors; add one, e.g. "
-                          "{\"kind\": \"doublestar\", \"decoration\": \"matches\", \"pattern\": \"**\"}",
-                          rule=name, key="tag_selectors")
-    tag_selectors = tuple(_selector(s, ("matches", "excludes"), rule=name, key=f"tag_selectors[{i}]")
-                          for i, s in enumerate(raw_tags))
+        raise PolicyError(
+            "Harbor skips a rule without tag selectors; add one, e.g. "
+            '{"kind": "doublestar", "decoration": "matches", "pattern": "**"}',
+            rule=name,
+            key="tag_selectors",
+        )
+    tag_selectors = tuple(
+        _selector(s, ("matches", "excludes"), rule=name, key=f"tag_selectors[{i}]") for i, s in enumerate(raw_tags)
+    )
     if disabled:
         return None
     return HarborRule(position, template, param, repository_selectors, tag_selectors)
@@ -170,8 +183,11 @@ def _selector(value: object, decorations: tuple[str, ...], *, rule: str, key: st
             try:
                 parsed = json.loads(extras)
             except ValueError:
-                raise PolicyError(f"must be a JSON-encoded object such as '{{\"untagged\":false}}', got {extras!r}",
-                                  rule=rule, key=f"{key}.extras") from None
+                raise PolicyError(
+                    f"must be a JSON-encoded object such as '{{\"untagged\":false}}', got {extras!r}",
+                    rule=rule,
+                    key=f"{key}.extras",
+                ) from None
         parsed = check_mapping(parsed, rule=rule, key=f"{key}.extras", what="extras")
         check_keys(parsed, ("untagged",), rule=rule, prefix=f"{key}.extras.")
         if not isinstance(parsed.get("untagged", False), bool):
@@ -181,14 +197,22 @@ def _selector(value: object, decorations: tuple[str, ...], *, rule: str, key: st
     return Selector(decoration, glob, untagged)
 
 
-def evaluate_harbor(rules: tuple[HarborRule, ...], table: TagTable, project: str | None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def evaluate_harbor(
+    rules: tuple[HarborRule, ...], table: TagTable, project: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(table)
     deleted = np.zeros(n, dtype=bool)
     rule_column = np.full(n, "", dtype=object)
     reason = np.full(n, "kept: no rule selects this repository", dtype=object)
-    frame = pd.DataFrame({"repository": table.repository.astype(str), "digest": table.digest.astype(str),
-                          "tag": table.tag.astype(str), "created": table.created, "row": np.arange(n)})
+    frame = pd.DataFrame(
+        {
+            "repository": table.repository.astype(str),
+            "digest": table.digest.astype(str),
+            "tag": table.tag.astype(str),
+            "created": table.created,
+            "row": np.arange(n),
+        }
+    )
     for repository, rows in frame.sort_values("tag").groupby("repository", sort=False):
         name = _in_project(repository, project)
         if name is None:
@@ -197,10 +221,10 @@ def evaluate_harbor(rules: tuple[HarborRule, ...], table: TagTable, project: str
         active = [rule for rule in rules if rule.in_scope(name)]
         if not active:
             continue
-        artifacts = rows.groupby("digest", sort=False).agg(tags=("tag", list), created=("created", "max"),
-                                                             rows=("row", list))
-        for (expired, names, text), members in zip(_artifact_verdicts(active, artifacts, table.now),
-                                                   artifacts["rows"]):
+        artifacts = rows.groupby("digest", sort=False).agg(
+            tags=("tag", list), created=("created", "max"), rows=("row", list)
+        )
+        for (expired, names, text), members in zip(_artifact_verdicts(active, artifacts, table.now), artifacts["rows"]):
             deleted[members] = expired
             rule_column[members] = names
             for member in members:
@@ -213,11 +237,12 @@ def _in_project(repository: str, project: str | None) -> str | None:
     if project is None:
         return repository
     prefix = project.rstrip("/") + "/"
-    return repository[len(prefix):] if repository.startswith(prefix) else None
+    return repository[len(prefix) :] if repository.startswith(prefix) else None
 
 
-def _artifact_verdicts(rules: list[HarborRule], artifacts: pd.DataFrame, now: pd.Timestamp
-                       ) -> list[tuple[bool, str, str]]:
+def _artifact_verdicts(
+    rules: list[HarborRule], artifacts: pd.DataFrame, now: pd.Timestamp
+) -> list[tuple[bool, str, str]]:
     tags = list(artifacts["tags"])
     created = pd.DatetimeIndex(artifacts["created"])
     known = ~np.asarray(created.isna())
@@ -229,7 +254,7 @@ def _artifact_verdicts(rules: list[HarborRule], artifacts: pd.DataFrame, now: pd
         selected = np.array([rule.selects(t) for t in tags], dtype=bool)
         if rule.template == "latestPushedK":
             retained = np.zeros(len(artifacts), dtype=bool)
-            retained[order[selected[order]][:rule.param]] = True
+            retained[order[selected[order]][: rule.param]] = True
             miss = f"not among the {rule.param} most recently pushed"
         elif rule.template == "nDaysSinceLastPush":
             retained = selected & known & np.asarray(created >= now - pd.Timedelta(days=rule.param))

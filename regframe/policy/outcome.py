@@ -65,8 +65,16 @@ def tag_table(manifests: pd.DataFrame, now: str | dt.datetime | pd.Timestamp | N
     )
 
 
-def finish(table: TagTable, manifests: pd.DataFrame, deleted: np.ndarray, rule: np.ndarray,
-           reason: np.ndarray, *, suffix: str = "", attrs: dict | None = None) -> pd.DataFrame:
+def finish(
+    table: TagTable,
+    manifests: pd.DataFrame,
+    deleted: np.ndarray,
+    rule: np.ndarray,
+    reason: np.ndarray,
+    *,
+    suffix: str = "",
+    attrs: dict | None = None,
+) -> pd.DataFrame:
     """The result frame: ``stale_tags`` columns (``stale`` the final decision) plus ``rule``."""
     deleted = np.array(deleted, dtype=bool)
     reason = np.array(reason, dtype=object)
@@ -109,17 +117,22 @@ def _keep_digest_siblings(table: TagTable, deleted: np.ndarray, reason: np.ndarr
             reason[i] = f"kept: shares digest with kept tag '{sibling}'; {_without_verdict([reason[i]])[0]}"
 
 
-def _note_children_of_kept_indexes(table: TagTable, manifests: pd.DataFrame, deleted: np.ndarray,
-                                   reason: np.ndarray) -> None:
+def _note_children_of_kept_indexes(
+    table: TagTable, manifests: pd.DataFrame, deleted: np.ndarray, reason: np.ndarray
+) -> None:
     """Say so when a deleted tag's image is also a platform of a kept multi-platform tag: only the tag
     goes, the kept index keeps resolving."""
     if "manifest_digest" not in manifests.columns or not deleted.any():
         return
     kept = pd.DataFrame({"repository": table.repository[~deleted], "tag": table.tag[~deleted]})
-    rows = pd.DataFrame({"repository": manifests["repository"].astype(object),
-                         "tag": manifests["tag"].astype(object),
-                         "digest": manifests["digest"].astype(object),
-                         "child": manifests["manifest_digest"].astype(object)})
+    rows = pd.DataFrame(
+        {
+            "repository": manifests["repository"].astype(object),
+            "tag": manifests["tag"].astype(object),
+            "digest": manifests["digest"].astype(object),
+            "child": manifests["manifest_digest"].astype(object),
+        }
+    )
     rows = rows[rows["child"].notna() & (rows["child"] != rows["digest"])]
     rows = rows.merge(kept, on=["repository", "tag"])
     if rows.empty:

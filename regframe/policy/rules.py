@@ -30,12 +30,22 @@ from .checks import (
 )
 from .globs import Glob
 from .outcome import TagTable
-from .patterns import TagPattern
 from .semver import semver_key
+from .tag_patterns import TagPattern
 
 ORDERS = ("created", "semver", "name")
-RULE_KEYS = ("name", "description", "repositories", "exclude_repositories", "tags", "exclude_tags", "keep",
-             "keep_last", "order", "keep_newer_than")
+RULE_KEYS = (
+    "name",
+    "description",
+    "repositories",
+    "exclude_repositories",
+    "tags",
+    "exclude_tags",
+    "keep",
+    "keep_last",
+    "order",
+    "keep_newer_than",
+)
 _ORDER_WORDS = {"created": "by created date", "semver": "by semver", "name": "by name (highest first)"}
 _NOT_SEMVER = "not semver: ranked after every semver tag, by created date"
 
@@ -72,15 +82,21 @@ class Rule:
         data = check_mapping(data, rule=label, key=None, what="a rule")
         name = data.get("name")
         if name is None:
-            raise PolicyError("every rule needs a 'name' (used in reasons and the rule column)"
-                              + _format_hint(data), rule=label, key="name")
+            raise PolicyError(
+                "every rule needs a 'name' (used in reasons and the rule column)" + _format_hint(data),
+                rule=label,
+                key="name",
+            )
         name = check_text(name, rule=label, key="name")
         check_keys(data, RULE_KEYS, rule=name, hint=_format_hint(data))
-        repositories = tuple(Glob(g, rule=name, key="repositories")
-                             for g in text_list(data.get("repositories", "**"), rule=name, key="repositories"))
+        repositories = tuple(
+            Glob(g, rule=name, key="repositories")
+            for g in text_list(data.get("repositories", "**"), rule=name, key="repositories")
+        )
         exclude_repositories = tuple(
             Glob(g, rule=name, key="exclude_repositories")
-            for g in text_list(data.get("exclude_repositories", ()), rule=name, key="exclude_repositories"))
+            for g in text_list(data.get("exclude_repositories", ()), rule=name, key="exclude_repositories")
+        )
         tags = data.get("tags")
         exclude = data.get("exclude_tags")
         keep = data.get("keep")
@@ -90,10 +106,12 @@ class Rule:
             name=name,
             repositories=repositories,
             exclude_repositories=exclude_repositories,
-            tags=None if tags is None else Clause(TagPattern(tags, rule=name, key="tags"),
-                                                  f"does not match tags '{tags}'"),
-            exclude_tags=() if exclude is None else (
-                Clause(TagPattern(exclude, rule=name, key="exclude_tags"), f"matches exclude_tags '{exclude}'"),),
+            tags=None
+            if tags is None
+            else Clause(TagPattern(tags, rule=name, key="tags"), f"does not match tags '{tags}'"),
+            exclude_tags=()
+            if exclude is None
+            else (Clause(TagPattern(exclude, rule=name, key="exclude_tags"), f"matches exclude_tags '{exclude}'"),),
             keep=None if keep is None else TagPattern(keep, rule=name, key="keep"),
             keep_last=None if keep_last is None else check_count(keep_last, rule=name, key="keep_last"),
             order=check_choice(data.get("order", "created"), ORDERS, rule=name, key="order"),
@@ -144,8 +162,9 @@ def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray
         if rule.tags:
             outside[not_governed_here & ~matches] = f"kept: not governed by rule '{rule.name}': {rule.tags.words}"
         explained = not_governed_here & matches
-        outside[explained] = [f"kept: not governed by rule '{rule.name}': {words}"
-                              for words in excluded_words[explained]]
+        outside[explained] = [
+            f"kept: not governed by rule '{rule.name}': {words}" for words in excluded_words[explained]
+        ]
         outside_set |= in_repo
 
         kept_by_pattern = governed & _search(rule.keep, table.tag) if rule.keep else np.zeros(n, dtype=bool)
@@ -161,10 +180,13 @@ def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray
         first = retained & (retain_rule == "")
         words = np.select(
             [kept_by_pattern, newest, fresh],
-            [f"matches keep '{rule.keep.shown}'" if rule.keep else "",
-             np.char.add(f"among newest {rule.keep_last} {order_words}", semver_note.astype(str)),
-             f"newer than {format_duration(rule.keep_newer_than)}" if rule.keep_newer_than is not None else ""],
-            default="")
+            [
+                f"matches keep '{rule.keep.shown}'" if rule.keep else "",
+                np.char.add(f"among newest {rule.keep_last} {order_words}", semver_note.astype(str)),
+                f"newer than {format_duration(rule.keep_newer_than)}" if rule.keep_newer_than is not None else "",
+            ],
+            default="",
+        )
         retain_text[first] = [f"kept by rule '{rule.name}': {w}" for w in words[first]]
         retain_rule[first] = rule.name
 
@@ -172,8 +194,9 @@ def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray
         if rule.keep is not None:
             why.append(np.full(n, f"does not match keep '{rule.keep.shown}'", dtype=object))
         if rule.keep_last is not None:
-            why.append(np.char.add(f"not among newest {rule.keep_last} {order_words}",
-                                   semver_note.astype(str)).astype(object))
+            why.append(
+                np.char.add(f"not among newest {rule.keep_last} {order_words}", semver_note.astype(str)).astype(object)
+            )
         if rule.keep_newer_than is not None:
             why.append(np.full(n, f"older than {format_duration(rule.keep_newer_than)}", dtype=object))
         if not why:
@@ -202,9 +225,13 @@ def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray
 
 def _repository_mask(rule: Rule, repositories: np.ndarray) -> np.ndarray:
     values, codes = np.unique(repositories.astype(str), return_inverse=True)
-    inside = np.array([any(g.match(name) for g in rule.repositories)
-                       and not any(g.match(name) for g in rule.exclude_repositories) for name in values.tolist()],
-                      dtype=bool)
+    inside = np.array(
+        [
+            any(g.match(name) for g in rule.repositories) and not any(g.match(name) for g in rule.exclude_repositories)
+            for name in values.tolist()
+        ],
+        dtype=bool,
+    )
     return inside[codes] if len(values) else np.zeros(len(repositories), dtype=bool)
 
 
@@ -228,8 +255,14 @@ def _rank(rule: Rule, table: TagTable, governed: np.ndarray) -> tuple[np.ndarray
     newest_first = np.where(table.known, -created, np.iinfo(np.int64).max)
     if rule.undated_newest:
         newest_first = np.where(table.known, -created, np.iinfo(np.int64).min)
-    frame = pd.DataFrame({"repository": table.repository[rows].astype(str), "tag": table.tag[rows].astype(str),
-                          "newest_first": newest_first[rows], "row": rows})
+    frame = pd.DataFrame(
+        {
+            "repository": table.repository[rows].astype(str),
+            "tag": table.tag[rows].astype(str),
+            "newest_first": newest_first[rows],
+            "row": rows,
+        }
+    )
     if rule.order == "semver":
         distinct = sorted({key for key in keys if key is not None})
         position = {key: i for i, key in enumerate(distinct)}

@@ -41,10 +41,23 @@ if TYPE_CHECKING:
 
 _LAZY_MODULES = ("faultproxy", "tls", "tokenserver")
 _LAZY_NAMES = {
-    **dict.fromkeys(["CertificateAuthority", "TLSFiles", "issue_server_certificate", "make_ca",
-                     "write_tls_files"], "tls"),
-    **dict.fromkeys(["CATALOG", "AccessRules", "IssuedToken", "Rule", "Scope", "TokenServer",
-                     "default_access_rules", "grant", "libtrust_key_id"], "tokenserver"),
+    **dict.fromkeys(
+        ["CertificateAuthority", "TLSFiles", "issue_server_certificate", "make_ca", "write_tls_files"], "tls"
+    ),
+    **dict.fromkeys(
+        [
+            "CATALOG",
+            "AccessRules",
+            "IssuedToken",
+            "Rule",
+            "Scope",
+            "TokenServer",
+            "default_access_rules",
+            "grant",
+            "libtrust_key_id",
+        ],
+        "tokenserver",
+    ),
 }
 
 
@@ -64,16 +77,31 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CATALOG",
+    "AccessRules",
+    "CertificateAuthority",
     "Fleet",
     "FleetSpec",
+    "IssuedToken",
+    "LocalRegistry",
+    "Rule",
+    "Scope",
+    "TLSFiles",
+    "TokenServer",
     "build_image",
     "build_index",
+    "default_access_rules",
     "faultproxy",
-    "launcher",
     "fleets",
+    "grant",
     "images",
+    "issue_server_certificate",
+    "launcher",
     "layer",
     "layers",
+    "libtrust_key_id",
+    "local_registry",
+    "make_ca",
     "make_fleet",
     "push_image",
     "seed",
@@ -81,20 +109,5 @@ __all__ = [
     "seeding",
     "tls",
     "tokenserver",
-    "CATALOG",
-    "AccessRules",
-    "CertificateAuthority",
-    "IssuedToken",
-    "LocalRegistry",
-    "Rule",
-    "Scope",
-    "TLSFiles",
-    "TokenServer",
-    "default_access_rules",
-    "grant",
-    "issue_server_certificate",
-    "libtrust_key_id",
-    "local_registry",
-    "make_ca",
     "write_tls_files",
 ]

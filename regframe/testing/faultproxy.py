@@ -35,6 +35,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,10 +43,34 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, urlsplit
 
 __all__ = [
-    "Action", "Delay", "Drip", "DropHeader", "Exchange", "FaultProxy", "FlipBytes", "ForeignLink",
-    "Forward", "Hang", "HugeBody", "LoopLink", "MalformedJSON", "Oversize", "ProxyStats", "RateLimit",
-    "RecordedRequest", "RecordingServer", "RedirectTo", "Reset", "Response", "Rule", "RuleStats",
-    "SetHeader", "Status", "TagPagination", "Truncate", "UpstreamError",
+    "Action",
+    "Delay",
+    "Drip",
+    "DropHeader",
+    "Exchange",
+    "FaultProxy",
+    "FlipBytes",
+    "ForeignLink",
+    "Forward",
+    "Hang",
+    "HugeBody",
+    "LoopLink",
+    "MalformedJSON",
+    "Oversize",
+    "ProxyStats",
+    "RateLimit",
+    "RecordedRequest",
+    "RecordingServer",
+    "RedirectTo",
+    "Reset",
+    "Response",
+    "Rule",
+    "RuleStats",
+    "SetHeader",
+    "Status",
+    "TagPagination",
+    "Truncate",
+    "UpstreamError",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,15 +78,29 @@ log = logging.getLogger(__name__)
 _CHUNK = 64 * 1024
 # Request bodies up to this size are read whole so a request on a stale upstream connection can be retried.
 _SMALL_BODY = 1024 * 1024
-_HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "transfer-encoding", "upgrade",
-})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 # Expect is answered by the proxy itself; Host names the upstream instead.
 _NOT_FORWARDED = _HOP_BY_HOP | {"expect", "host"}
 _OCI_CODES = {
-    400: "UNSUPPORTED", 401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND",
-    405: "UNSUPPORTED", 429: "TOOMANYREQUESTS", 503: "UNAVAILABLE",
+    400: "UNSUPPORTED",
+    401: "UNAUTHORIZED",
+    403: "DENIED",
+    404: "NOT_FOUND",
+    405: "UNSUPPORTED",
+    429: "TOOMANYREQUESTS",
+    503: "UNAVAILABLE",
 }
 _TAGS_PATH = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
 
@@ -77,6 +116,7 @@ class UpstreamError(Exception):
 # --------------------------------------------------------------------------------------------
 # Responses and the exchange an action works on
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Response:
@@ -177,20 +217,22 @@ class Exchange:
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 self._handler.drop_upstream()
                 if attempt == 2 or not (reused and replayable):
-                    raise UpstreamError(f"{self.method} {target}: upstream {upstream.origin} "
-                                        f"closed the connection: {exc}") from exc
+                    raise UpstreamError(
+                        f"{self.method} {target}: upstream {upstream.origin} closed the connection: {exc}"
+                    ) from exc
             except TimeoutError as exc:
                 self._handler.drop_upstream()
-                raise UpstreamError(f"{self.method} {target}: upstream {upstream.origin} "
-                                    f"timed out", status=504) from exc
+                raise UpstreamError(
+                    f"{self.method} {target}: upstream {upstream.origin} timed out", status=504
+                ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 self._handler.drop_upstream()
-                raise UpstreamError(f"{self.method} {target}: upstream {upstream.origin} "
-                                    f"failed: {exc}") from exc
+                raise UpstreamError(f"{self.method} {target}: upstream {upstream.origin} failed: {exc}") from exc
         self._proxy._count("forwarded")
         self._upstream_response = resp
-        rewritten = [(k, self._rewrite(k, v, upstream.origin)) for k, v in resp.getheaders()
-                     if k.lower() not in _HOP_BY_HOP]
+        rewritten = [
+            (k, self._rewrite(k, v, upstream.origin)) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP
+        ]
         return Response(resp.status, resp.reason, rewritten, _stream(resp))
 
     def _forwarded_headers(self, upstream_host: str) -> dict[str, str]:
@@ -209,7 +251,7 @@ class Exchange:
     def _rewrite(self, name: str, value: str, origin: str) -> str:
         lname = name.lower()
         if lname == "location" and _starts_with_origin(value, origin):
-            return self.client_origin + value[len(origin):]
+            return self.client_origin + value[len(origin) :]
         if lname == "link":
             return re.sub("<" + re.escape(origin) + r"(?=[/?>])", "<" + self.client_origin, value)
         return value
@@ -283,7 +325,7 @@ class Exchange:
                 if not self.wait(interval):
                     handler.close_connection = True
                     return
-                handler.wfile.write(head_bytes[start:start + size])
+                handler.wfile.write(head_bytes[start : start + size])
         written = 0
         for chunk in response.body if with_body else ():
             if not chunk:
@@ -302,11 +344,12 @@ class Exchange:
             handler.close_connection = True
         self._release_upstream()
 
-    def reply(self, status: int, body: bytes = b"",
-              headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> None:
+    def reply(
+        self, status: int, body: bytes = b"", headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
+    ) -> None:
         """Answer from the proxy itself, looking like the registry (JSON unless ``headers`` say otherwise)."""
         response = Response(status, headers=[("Docker-Distribution-API-Version", "registry/2.0")])
-        for name, value in (headers.items() if isinstance(headers, Mapping) else headers or ()):
+        for name, value in headers.items() if isinstance(headers, Mapping) else headers or ():
             response.set(name, value)
         if response.get("Content-Type") is None:
             response.set("Content-Type", "application/json")
@@ -314,8 +357,9 @@ class Exchange:
         response.body = (body,)
         self.respond(response)
 
-    def error(self, status: int, code: str | None = None, message: str | None = None,
-              headers: Mapping[str, str] | None = None) -> None:
+    def error(
+        self, status: int, code: str | None = None, message: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
         """Answer with an OCI error body ``{"errors": [{"code", "message", "detail"}]}``."""
         self.reply(status, _error_body(status, code, message), headers)
 
@@ -325,10 +369,8 @@ class Exchange:
         sock = handler.connection
         self.responded = True
         handler.close_connection = True
-        try:
+        with suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
         handler.rfile.close()  # its reference would keep the descriptor open after close()
         sock.close()
 
@@ -346,6 +388,7 @@ class Exchange:
 # --------------------------------------------------------------------------------------------
 # Actions
 # --------------------------------------------------------------------------------------------
+
 
 class Action:
     """What the proxy does with a request a rule picked; subclasses override ``apply``."""
@@ -530,8 +573,10 @@ class HugeBody(Action):
             raise ValueError(f"HugeBody(fill={self.fill!r}): needs one byte with gzip=True, and never none")
 
     def apply(self, ex: Exchange) -> None:
-        response = Response(self.status, headers=[("Docker-Distribution-API-Version", "registry/2.0"),
-                                                  ("Content-Type", "application/json")])
+        response = Response(
+            self.status,
+            headers=[("Docker-Distribution-API-Version", "registry/2.0"), ("Content-Type", "application/json")],
+        )
         for name, value in (self.headers or {}).items():
             response.set(name, value)
         if self.gzip:
@@ -654,8 +699,7 @@ class TagPagination(Action):
         name = document.get("name") or match["name"]
         tags = sorted(t for t in document.get("tags") or () if last is None or t > last)
         page = tags[:n]
-        headers = {k: v for k, v in upstream.headers
-                   if k.lower() not in {"content-length", "content-type", "link"}}
+        headers = {k: v for k, v in upstream.headers if k.lower() not in {"content-length", "content-type", "link"}}
         if page and len(tags) > n:
             headers["Link"] = f'<{match.group(0)}?last={quote(page[-1], safe="")}&n={n}>; rel="next"'
         ex.reply(200, json.dumps({"name": name, "tags": page}).encode(), headers)
@@ -664,6 +708,7 @@ class TagPagination(Action):
 # --------------------------------------------------------------------------------------------
 # Rules and statistics
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Rule:
@@ -694,15 +739,15 @@ class Rule:
         if self.times is not None and self.times < 0:
             raise ValueError(f"Rule(times={self.times}): must not be negative")
         pattern = re.compile(self.path) if isinstance(self.path, str) else self.path
-        methods = ({self.method} if isinstance(self.method, str) else self.method)
+        methods = {self.method} if isinstance(self.method, str) else self.method
         object.__setattr__(self, "_pattern", pattern)
-        object.__setattr__(self, "_methods",
-                           None if methods is None else frozenset(m.upper() for m in methods))
+        object.__setattr__(self, "_methods", None if methods is None else frozenset(m.upper() for m in methods))
 
     def matches(self, method: str, target: str) -> bool:
         """Whether the request is one this rule is about (before ``every``/``probability``/``times``)."""
-        return ((self._methods is None or method.upper() in self._methods)
-                and (self._pattern is None or self._pattern.search(target) is not None))
+        return (self._methods is None or method.upper() in self._methods) and (
+            self._pattern is None or self._pattern.search(target) is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -753,6 +798,7 @@ class _RuleState:
 # The servers
 # --------------------------------------------------------------------------------------------
 
+
 class _Upstream:
     def __init__(self, url: str, ca_path: str | os.PathLike[str] | None):
         parts = urlsplit(url)
@@ -766,8 +812,7 @@ class _Upstream:
         self.port = parts.port
         self.ssl = ssl.create_default_context(cafile=ca_path) if parts.scheme == "https" else None
 
-    def connect(self, timeout: float,
-                on_connect: Callable[[], None]) -> http.client.HTTPConnection:
+    def connect(self, timeout: float, on_connect: Callable[[], None]) -> http.client.HTTPConnection:
         conn: _HTTP | _HTTPS
         if self.ssl is None:
             conn = _HTTP(self.host, self.port, timeout=timeout, blocksize=_CHUNK)
@@ -809,18 +854,15 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         self.server.untrack(self)
         self.drop_upstream()
-        try:
+        with suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def upstream_connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This client connection's upstream connection, and whether it served a request before."""
         proxy = self.server.proxy
         if self._upstream is None:
             assert proxy._upstream is not None
-            self._upstream = proxy._upstream.connect(proxy.timeout,
-                                                     lambda: proxy._count("upstream_connections"))
+            self._upstream = proxy._upstream.connect(proxy.timeout, lambda: proxy._count("upstream_connections"))
             self._upstream_used = False
         reused, self._upstream_used = self._upstream_used, True
         return self._upstream, reused
@@ -852,9 +894,12 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(target=self.process_request_thread,
-                                  args=(request, client_address), daemon=True,
-                                  name=f"faultproxy-{self.server_address[1]}-conn")
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            daemon=True,
+            name=f"faultproxy-{self.server_address[1]}-conn",
+        )
         with self._live_lock:
             self._live[request] = thread
         self.proxy._count("connections")
@@ -890,10 +935,8 @@ class _Server(ThreadingHTTPServer):
         sockets = [sock for sock, _ in live]
         sockets += [c.sock for c in upstreams if c is not None and c.sock is not None]
         for sock in sockets:
-            try:
+            with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         for _, thread in live:
             thread.join(max(0.0, deadline - time.monotonic()))
 
@@ -903,13 +946,21 @@ class FaultProxy:
 
     ``ca_path`` verifies an https upstream; ``seed`` makes probabilities and flipped positions
     reproducible; ``latency`` delays every request by that many seconds (a remote registry);
-    ``timeout`` bounds each upstream connect and read.
+    ``timeout`` bounds each upstream connect and read. Without an ``upstream_url`` only rules that
+    answer by themselves (``Status``, or ``RecordingServer``'s fixed body) have anything to send.
     """
 
     scheme = "http"
 
-    def __init__(self, upstream_url: str, *, ca_path: str | os.PathLike[str] | None = None,
-                 seed: int = 0, latency: float = 0.0, timeout: float = 60.0):
+    def __init__(
+        self,
+        upstream_url: str | None,
+        *,
+        ca_path: str | os.PathLike[str] | None = None,
+        seed: int = 0,
+        latency: float = 0.0,
+        timeout: float = 60.0,
+    ):
         self._upstream = _Upstream(upstream_url, ca_path) if upstream_url is not None else None
         self.seed = seed
         self.latency = latency
@@ -931,9 +982,12 @@ class FaultProxy:
         self._stopping.clear()
         self._server = _Server(self)
         self._port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name=f"faultproxy-{self.port}")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name=f"faultproxy-{self.port}",
+        )
         self._thread.start()
         return self
 
@@ -992,7 +1046,8 @@ class FaultProxy:
     def stats(self) -> ProxyStats:
         with self._lock:
             return ProxyStats(
-                requests=self._counts["requests"], forwarded=self._counts["forwarded"],
+                requests=self._counts["requests"],
+                forwarded=self._counts["forwarded"],
                 connections=self._counts["connections"],
                 upstream_connections=self._counts["upstream_connections"],
                 actions=dict(self._actions),
@@ -1057,14 +1112,24 @@ class RecordingServer(FaultProxy):
     in each record is the request target, query included.
     """
 
-    def __init__(self, upstream_url: str | None = None, *, body: bytes | None = None,
-                 content_type: str = "application/octet-stream",
-                 ca_path: str | os.PathLike[str] | None = None, seed: int = 0,
-                 timeout: float = 60.0):
+    def __init__(
+        self,
+        upstream_url: str | None = None,
+        *,
+        body: bytes | None = None,
+        content_type: str = "application/octet-stream",
+        ca_path: str | os.PathLike[str] | None = None,
+        seed: int = 0,
+        timeout: float = 60.0,
+    ):
         if upstream_url is None and body is None:
             raise ValueError("RecordingServer needs an upstream_url to proxy to or a fixed body")
-        super().__init__(upstream_url, ca_path=ca_path, seed=seed,  # type: ignore[arg-type]
-                         timeout=timeout)
+        super().__init__(
+            upstream_url,
+            ca_path=ca_path,
+            seed=seed,
+            timeout=timeout,
+        )
         self._body = body
         self._content_type = content_type
         self._requests: list[RecordedRequest] = []
@@ -1088,6 +1153,7 @@ class RecordingServer(FaultProxy):
 # --------------------------------------------------------------------------------------------
 # Body helpers
 # --------------------------------------------------------------------------------------------
+
 
 class _LimitedReader:
     """A file-like view of exactly ``length`` request-body bytes, so http.client streams it upstream."""
@@ -1180,7 +1246,7 @@ def _dripped(body: Iterable[bytes], size: int, interval: float, ex: Exchange) ->
         for start in range(0, len(chunk), size):
             if not ex.wait(interval):
                 return
-            yield chunk[start:start + size]
+            yield chunk[start : start + size]
 
 
 _MIB = 1024 * 1024
@@ -1221,7 +1287,7 @@ def _gzip_bomb(total: int, fill: bytes) -> tuple[Iterator[bytes], int]:
 
 
 def _starts_with_origin(url: str, origin: str) -> bool:
-    return url.startswith(origin) and url[len(origin):len(origin) + 1] in ("", "/", "?")
+    return url.startswith(origin) and url[len(origin) : len(origin) + 1] in ("", "/", "?")
 
 
 def _phrase(status: int) -> str:
@@ -1232,8 +1298,11 @@ def _phrase(status: int) -> str:
 
 
 def _error_body(status: int, code: str | None = None, message: str | None = None) -> bytes:
-    error = {"code": code or _OCI_CODES.get(status, "UNKNOWN"),
-             "message": message or _phrase(status).lower(), "detail": None}
+    error = {
+        "code": code or _OCI_CODES.get(status, "UNKNOWN"),
+        "message": message or _phrase(status).lower(),
+        "detail": None,
+    }
     return json.dumps({"errors": [error]}).encode()
 
 

@@ -14,7 +14,7 @@ import math
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -23,11 +23,10 @@ from regframe.client.reference import Platform, validate_repository, validate_ta
 from .images import Image, ImageIndex, Tagged, build_image, build_index, distinct
 from .layers import MIN_LAYER_SIZE, Blob, Layer, layer
 
-__all__ = ["Fleet", "FleetSpec", "make_fleet", "FAKE_CREATED_DATES"]
+__all__ = ["FAKE_CREATED_DATES", "Fleet", "FleetSpec", "make_fleet"]
 
 # What reproducible builds (ko, Bazel, Nix, buildkit with SOURCE_DATE_EPOCH=0) write as `created`.
-FAKE_CREATED_DATES = (datetime(1970, 1, 1, tzinfo=timezone.utc),
-                      datetime(1980, 1, 1, tzinfo=timezone.utc))
+FAKE_CREATED_DATES = (datetime(1970, 1, 1, tzinfo=UTC), datetime(1980, 1, 1, tzinfo=UTC))
 AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64", "v8")
 
@@ -39,8 +38,9 @@ class Fleet:
     into the rows a crawler should find; ``blobs``/``manifests`` list the distinct content.
     """
 
-    def __init__(self, tags: Mapping[str, Mapping[str, Tagged]], *, now: datetime | None = None,
-                 spec: FleetSpec | None = None):
+    def __init__(
+        self, tags: Mapping[str, Mapping[str, Tagged]], *, now: datetime | None = None, spec: FleetSpec | None = None
+    ):
         plan: dict[str, Mapping[str, Tagged]] = {}
         for repository, repo_tags in tags.items():
             validate_repository(repository)
@@ -48,8 +48,7 @@ class Fleet:
             for tag, item in repo_tags.items():
                 validate_tag(tag)
                 if not isinstance(item, (Image, ImageIndex)):
-                    raise TypeError(f"{repository}:{tag} must be an Image or ImageIndex, "
-                                    f"not {type(item).__name__}")
+                    raise TypeError(f"{repository}:{tag} must be an Image or ImageIndex, not {type(item).__name__}")
                 checked[tag] = item
             plan[repository] = MappingProxyType(checked)
         self.tags: Mapping[str, Mapping[str, Tagged]] = MappingProxyType(plan)
@@ -57,8 +56,10 @@ class Fleet:
         self.spec = spec
 
     def __repr__(self) -> str:
-        return (f"Fleet({len(self.tags)} repositories, {self.tag_count} tags, "
-                f"{len(self.manifests)} manifests, {len(self.blobs)} blobs)")
+        return (
+            f"Fleet({len(self.tags)} repositories, {self.tag_count} tags, "
+            f"{len(self.manifests)} manifests, {len(self.blobs)} blobs)"
+        )
 
     @property
     def repositories(self) -> list[str]:
@@ -77,14 +78,14 @@ class Fleet:
     @functools.cached_property
     def blobs(self) -> Mapping[str, Blob]:
         """Every distinct config and layer blob of the fleet, by digest (media type of its first use)."""
-        return MappingProxyType({blob.digest: blob for _, _, item in self.items()
-                                 for blob in item.blobs()})
+        return MappingProxyType({blob.digest: blob for _, _, item in self.items() for blob in item.blobs()})
 
     @functools.cached_property
     def manifests(self) -> Mapping[str, Tagged]:
         """Every distinct manifest (index children included), by digest."""
-        return MappingProxyType({manifest.digest: manifest for _, _, item in self.items()
-                                 for manifest in item.manifests()})
+        return MappingProxyType(
+            {manifest.digest: manifest for _, _, item in self.items() for manifest in item.manifests()}
+        )
 
     def repository_blobs(self, repository: str) -> list[Blob]:
         """The distinct blobs ``repository`` needs: registries link blobs per repository."""
@@ -104,25 +105,27 @@ class Fleet:
         rows = []
         for repository, tag, item in self.items():
             for image in item.images:
-                rows.append({
-                    "repository": repository,
-                    "tag": tag,
-                    "digest": item.digest,
-                    "tag_media_type": item.media_type,
-                    "manifest_digest": image.digest,
-                    "media_type": image.media_type,
-                    "manifest_size": image.manifest_size,
-                    "platform": str(image.platform),
-                    "os": image.platform.os,
-                    "architecture": image.platform.architecture,
-                    "variant": image.platform.variant,
-                    "created": image.created,
-                    "config_digest": image.config.digest,
-                    "config_size": image.config.size,
-                    "layers": [(blob.digest, blob.size) for blob in image.layers],
-                    "size": image.size,
-                    "labels": dict(image.labels),
-                })
+                rows.append(
+                    {
+                        "repository": repository,
+                        "tag": tag,
+                        "digest": item.digest,
+                        "tag_media_type": item.media_type,
+                        "manifest_digest": image.digest,
+                        "media_type": image.media_type,
+                        "manifest_size": image.manifest_size,
+                        "platform": str(image.platform),
+                        "os": image.platform.os,
+                        "architecture": image.platform.architecture,
+                        "variant": image.platform.variant,
+                        "created": image.created,
+                        "config_digest": image.config.digest,
+                        "config_size": image.config.size,
+                        "layers": [(blob.digest, blob.size) for blob in image.layers],
+                        "size": image.size,
+                        "labels": dict(image.labels),
+                    }
+                )
         return rows
 
 
@@ -177,8 +180,7 @@ class FleetSpec:
         for name in ("layer_size_range", "base_layer_size_range"):
             low, high = getattr(self, name)
             if not MIN_LAYER_SIZE <= low <= high:
-                raise ValueError(f"{name} must be (low, high) with {MIN_LAYER_SIZE} <= low <= high, "
-                                 f"got {(low, high)}")
+                raise ValueError(f"{name} must be (low, high) with {MIN_LAYER_SIZE} <= low <= high, got {(low, high)}")
         if self.now is not None and self.now.tzinfo is None:
             raise ValueError(f"now must be timezone-aware, got {self.now!r}")
 
@@ -202,8 +204,23 @@ def make_fleet(**options: Any) -> Fleet:
 # Share of versions that ship new code; the others are rebuilds whose only new layer (if any) is deps.
 _NEW_CODE_RATIO = 0.6
 _TEAMS = ("team-a", "team-b", "team-c", "payments", "data")
-_SERVICES = ("api", "web", "worker", "gateway", "auth", "billing", "search", "ingest", "notifier",
-             "scheduler", "frontend", "exporter", "proxy", "indexer", "mailer")
+_SERVICES = (
+    "api",
+    "web",
+    "worker",
+    "gateway",
+    "auth",
+    "billing",
+    "search",
+    "ingest",
+    "notifier",
+    "scheduler",
+    "frontend",
+    "exporter",
+    "proxy",
+    "indexer",
+    "mailer",
+)
 _NESTED = ("platform/infra", "platform/observability", "ml/training")
 _TOOLS = ("tools", "base", "builder", "runner", "ci")
 
@@ -249,16 +266,16 @@ class _FleetBuilder:
     def __init__(self, spec: FleetSpec):
         self.spec = spec
         self.rng = random.Random(f"regframe-fleet/{spec.seed}")
-        self.now = spec.now or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0,
-                                                                  microsecond=0)
+        self.now = spec.now or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         sizes = [self.rng.randint(*spec.base_layer_size_range) for _ in range(spec.base_layers)]
         self.base_sizes = sizes
         self._base: dict[Platform, list[Layer]] = {}
 
     def base(self, platform: Platform) -> list[Layer]:
         if platform not in self._base:
-            self._base[platform] = [layer(f"{self.spec.seed}/base/{platform}/{i}", size)
-                                    for i, size in enumerate(self.base_sizes)]
+            self._base[platform] = [
+                layer(f"{self.spec.seed}/base/{platform}/{i}", size) for i, size in enumerate(self.base_sizes)
+            ]
         return self._base[platform]
 
     def layer_size(self, rng: random.Random) -> int:
@@ -275,8 +292,10 @@ class _FleetBuilder:
         plan: dict[str, dict[str, Tagged]] = {}
         for index in range(spec.repositories):
             name = _repository_name(index)
-            flags = [(index * versions + v in multi, index * versions + v in oci,
-                      index * versions + v in fake) for v in range(versions)]
+            flags = [
+                (index * versions + v in multi, index * versions + v in oci, index * versions + v in fake)
+                for v in range(versions)
+            ]
             plan[name] = self.repository(name, flags)
         return Fleet(plan, now=self.now, spec=spec)
 
@@ -298,12 +317,14 @@ class _FleetBuilder:
         team = name.split("/")[0] if "/" in name else None
 
         result: dict[str, Tagged] = {}
-        for position, (tag, age, (is_multi, is_oci, is_fake)) in enumerate(zip(tags, ages, flags)):
+        for position, (tag, age, (is_multi, is_oci, is_fake)) in enumerate(zip(tags, ages, flags, strict=True)):
             created = (self.now - timedelta(days=age)).replace(microsecond=0)
             if is_fake:
                 created = rng.choice(FAKE_CREATED_DATES)
-            labels = {"org.opencontainers.image.source": f"https://git.example.com/{name}",
-                      "org.opencontainers.image.version": tag}
+            labels = {
+                "org.opencontainers.image.source": f"https://git.example.com/{name}",
+                "org.opencontainers.image.version": tag,
+            }
             if team:
                 labels["team"] = team
             block = position // deps_every
@@ -311,14 +332,22 @@ class _FleetBuilder:
             if position == 0 or rng.random() < _NEW_CODE_RATIO:
                 app, app_size = position, self.layer_size(rng)
             images = []
-            for platform in ((AMD64, ARM64) if is_multi else (AMD64,)):
+            for platform in (AMD64, ARM64) if is_multi else (AMD64,):
                 layers = list(self.base(platform)[:depth])
                 if not scratch:
                     layers.append(layer(f"{label}/deps/{block}/{platform}", deps_size))
                 layers.append(layer(f"{label}/app/{app}/{platform}", app_size))
-                images.append(build_image(layers, os=platform.os, architecture=platform.architecture,
-                                          variant=platform.variant, created=created, labels=labels,
-                                          oci=is_oci))
+                images.append(
+                    build_image(
+                        layers,
+                        os=platform.os,
+                        architecture=platform.architecture,
+                        variant=platform.variant,
+                        created=created,
+                        labels=labels,
+                        oci=is_oci,
+                    )
+                )
             result[tag] = build_index(images, oci=is_oci) if is_multi else images[0]
 
         if spec.alias_count >= 1:
@@ -327,4 +356,3 @@ class _FleetBuilder:
             candidates = tags[-4:-1] or tags[-1:]
             result["stable"] = result[rng.choice(candidates)]
         return result
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -18,16 +18,24 @@ from regframe.client.reference import Platform, sha256_digest
 
 from .layers import Blob, Layer
 
-__all__ = ["Image", "ImageIndex", "Platform", "Tagged", "build_image", "build_index", "distinct",
-           "DEFAULT_CREATED"]
+__all__ = [
+    "DEFAULT_CREATED",
+    "Image",
+    "ImageIndex",
+    "Platform",
+    "Tagged",
+    "build_image",
+    "build_index",
+    "distinct",
+]
 
-DEFAULT_CREATED = datetime(2024, 1, 1, tzinfo=timezone.utc)
+DEFAULT_CREATED = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def _rfc3339(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError(f"created must be timezone-aware (e.g. tzinfo=timezone.utc), got {moment!r}")
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
@@ -104,8 +112,7 @@ class Image(_Manifest):
         platform = {"architecture": self.platform.architecture, "os": self.platform.os}
         if self.platform.variant:
             platform["variant"] = self.platform.variant
-        return {"mediaType": self.media_type, "size": self.manifest_size, "digest": self.digest,
-                "platform": platform}
+        return {"mediaType": self.media_type, "size": self.manifest_size, "digest": self.digest, "platform": platform}
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,10 +152,17 @@ def distinct(items: Iterable[_Digested]) -> list[_Digested]:
     return list(seen.values())
 
 
-def build_image(layers: Sequence[Layer], *, os: str = "linux", architecture: str = "amd64",
-                variant: str | None = None, created: datetime | None = DEFAULT_CREATED,
-                labels: Mapping[str, str] | None = None, history: Sequence[str] | None = None,
-                oci: bool = False) -> Image:
+def build_image(
+    layers: Sequence[Layer],
+    *,
+    os: str = "linux",
+    architecture: str = "amd64",
+    variant: str | None = None,
+    created: datetime | None = DEFAULT_CREATED,
+    labels: Mapping[str, str] | None = None,
+    history: Sequence[str] | None = None,
+    oci: bool = False,
+) -> Image:
     """A Docker schema2 image (or OCI with ``oci=True``) over ``layers``.
 
     ``created=None`` leaves ``created`` out of the config, as some builders do; ``history`` gives
@@ -162,16 +176,21 @@ def build_image(layers: Sequence[Layer], *, os: str = "linux", architecture: str
         raise ValueError(f"history has {len(history)} entries for {len(layers)} layers")
     created_text = None if created is None else _rfc3339(created)
     labels = dict(labels or {})
-    commands = list(history) if history is not None else [
-        f"/bin/sh -c #(nop) ADD file:{item.diff_id[7:23]} in / " for item in layers]
+    commands = (
+        list(history)
+        if history is not None
+        else [f"/bin/sh -c #(nop) ADD file:{item.diff_id[7:23]} in / " for item in layers]
+    )
 
     stamp = {} if created_text is None else {"created": created_text}
     history_entries = [{**stamp, "created_by": command} for command in commands]
     config: dict[str, Any] = {"architecture": architecture, "os": os}
     if variant:
         config["variant"] = variant
-    runtime: dict[str, Any] = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                               "Cmd": ["/bin/sh"]}
+    runtime: dict[str, Any] = {
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["/bin/sh"],
+    }
     if labels:
         runtime["Labels"] = labels
     config["config"] = runtime
@@ -181,17 +200,30 @@ def build_image(layers: Sequence[Layer], *, os: str = "linux", architecture: str
     config["rootfs"] = {"type": "layers", "diff_ids": [item.diff_id for item in layers]}
 
     config_type, layer_type, manifest_type = (
-        (mt.OCI_CONFIG, mt.OCI_LAYER, mt.OCI_MANIFEST) if oci
-        else (mt.DOCKER_CONFIG, mt.DOCKER_LAYER, mt.DOCKER_MANIFEST))
+        (mt.OCI_CONFIG, mt.OCI_LAYER, mt.OCI_MANIFEST)
+        if oci
+        else (mt.DOCKER_CONFIG, mt.DOCKER_LAYER, mt.DOCKER_MANIFEST)
+    )
     config_blob = Blob.of(_dump(config, pretty=False), config_type)
     layer_blobs = tuple(item.blob(layer_type) for item in layers)
-    manifest = {"schemaVersion": 2, "mediaType": manifest_type, "config": config_blob.descriptor(),
-                "layers": [blob.descriptor() for blob in layer_blobs]}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": config_blob.descriptor(),
+        "layers": [blob.descriptor() for blob in layer_blobs],
+    }
     raw = _dump(manifest, pretty=not oci)
-    return Image(manifest_raw=raw, media_type=manifest_type, digest=sha256_digest(raw), config=config_blob,
-                 layers=layer_blobs, platform=Platform(os, architecture, variant or None),
-                 created=None if created is None else created.astimezone(timezone.utc),
-                 labels=MappingProxyType(labels), diff_ids=tuple(item.diff_id for item in layers))
+    return Image(
+        manifest_raw=raw,
+        media_type=manifest_type,
+        digest=sha256_digest(raw),
+        config=config_blob,
+        layers=layer_blobs,
+        platform=Platform(os, architecture, variant or None),
+        created=None if created is None else created.astimezone(UTC),
+        labels=MappingProxyType(labels),
+        diff_ids=tuple(item.diff_id for item in layers),
+    )
 
 
 def build_index(images: Sequence[Image], *, oci: bool = False) -> ImageIndex:
@@ -201,8 +233,6 @@ def build_index(images: Sequence[Image], *, oci: bool = False) -> ImageIndex:
         if not isinstance(item, Image):
             raise TypeError(f"build_index takes Image objects, not {type(item).__name__}")
     media_type = mt.OCI_INDEX if oci else mt.DOCKER_LIST
-    document = {"schemaVersion": 2, "mediaType": media_type,
-                "manifests": [item.descriptor() for item in images]}
+    document = {"schemaVersion": 2, "mediaType": media_type, "manifests": [item.descriptor() for item in images]}
     raw = _dump(document, pretty=not oci)
     return ImageIndex(manifest_raw=raw, media_type=media_type, digest=sha256_digest(raw), children=images)
-

@@ -91,21 +91,29 @@ class LocalRegistry:
             args.append("--delete-untagged")
         if dry_run:
             args.append("--dry-run")
-        done = subprocess.run(args, capture_output=True, text=True, env=_clean_env(),
-                              stdin=subprocess.DEVNULL, timeout=120)
+        done = subprocess.run(
+            args, capture_output=True, text=True, env=_clean_env(), stdin=subprocess.DEVNULL, timeout=120
+        )
         output = done.stdout + done.stderr
         if done.returncode != 0:
-            raise RuntimeError(
-                f"garbage-collect exited with status {done.returncode}:\n{tail(output)}")
+            raise RuntimeError(f"garbage-collect exited with status {done.returncode}:\n{tail(output)}")
         return output
 
 
 @contextmanager
-def local_registry(auth: Auth = None, tls: bool = False, delete: bool = True,
-                   users: Mapping[str, str] | None = None, access: AccessRules | None = None,
-                   log_level: str | None = None, *, token_algorithm: Algorithm = "ES256",
-                   startup_timeout: float = 10.0, binary: str | None = None,
-                   **config_overrides: object) -> Iterator[LocalRegistry]:
+def local_registry(
+    auth: Auth = None,
+    tls: bool = False,
+    delete: bool = True,
+    users: Mapping[str, str] | None = None,
+    access: AccessRules | None = None,
+    log_level: str | None = None,
+    *,
+    token_algorithm: Algorithm = "ES256",
+    startup_timeout: float = 10.0,
+    binary: str | None = None,
+    **config_overrides: object,
+) -> Iterator[LocalRegistry]:
     """Start a registry, yield a :class:`LocalRegistry`, then stop it by PID and remove its files.
 
     ``auth``: ``None`` (anonymous), ``"basic"`` (htpasswd, every user may do everything) or
@@ -143,8 +151,7 @@ def local_registry(auth: Auth = None, tls: bool = False, delete: bool = True,
 
         tls_files = tls_parts.write_tls_files(workdir) if tls_parts is not None else None
         if tls_files is not None:
-            config["http"]["tls"] = {"certificate": str(tls_files.cert_path),
-                                     "key": str(tls_files.key_path)}
+            config["http"]["tls"] = {"certificate": str(tls_files.cert_path), "key": str(tls_files.key_path)}
         token_server = None
         if bcrypt is not None:
             htpasswd = workdir / "htpasswd"
@@ -155,13 +162,26 @@ def local_registry(auth: Auth = None, tls: bool = False, delete: bool = True,
             if tls_files is not None:
                 ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 ssl_context.load_cert_chain(tls_files.cert_path, tls_files.key_path)
-            token_server = stack.enter_context(token_parts.TokenServer(
-                accounts, access, service=TOKEN_SERVICE, issuer=TOKEN_ISSUER,
-                algorithm=token_algorithm, ssl_context=ssl_context))
+            token_server = stack.enter_context(
+                token_parts.TokenServer(
+                    accounts,
+                    access,
+                    service=TOKEN_SERVICE,
+                    issuer=TOKEN_ISSUER,
+                    algorithm=token_algorithm,
+                    ssl_context=ssl_context,
+                )
+            )
             bundle = workdir / "token-signing.pem"
             bundle.write_bytes(token_server.certificate_pem)
-            config["auth"] = {"token": {"realm": token_server.realm, "service": TOKEN_SERVICE,
-                                        "issuer": TOKEN_ISSUER, "rootcertbundle": str(bundle)}}
+            config["auth"] = {
+                "token": {
+                    "realm": token_server.realm,
+                    "service": TOKEN_SERVICE,
+                    "issuer": TOKEN_ISSUER,
+                    "rootcertbundle": str(bundle),
+                }
+            }
         _merge(config, _nest(config_overrides))
 
         config_path = workdir / "config.yml"
@@ -172,11 +192,20 @@ def local_registry(auth: Auth = None, tls: bool = False, delete: bool = True,
 
         scheme = "https" if tls else "http"
         yield LocalRegistry(
-            url=f"{scheme}://127.0.0.1:{port}", host=f"127.0.0.1:{port}", port=port, auth=auth,
-            users=accounts, ca_path=ca_path, storage=storage, config_path=config_path,
-            log_path=log_path, pid=proc.pid, token_server=token_server,
+            url=f"{scheme}://127.0.0.1:{port}",
+            host=f"127.0.0.1:{port}",
+            port=port,
+            auth=auth,
+            users=accounts,
+            ca_path=ca_path,
+            storage=storage,
+            config_path=config_path,
+            log_path=log_path,
+            pid=proc.pid,
+            token_server=token_server,
             delete_enabled=bool(config["storage"].get("delete", {}).get("enabled")),
-            binary=exe)
+            binary=exe,
+        )
 
 
 def _extra(module: str, feature: str) -> ModuleType:
@@ -184,21 +213,24 @@ def _extra(module: str, feature: str) -> ModuleType:
     try:
         return importlib.import_module(module, __package__)
     except ModuleNotFoundError as missing:
-        raise ModuleNotFoundError(f"{feature} needs the {missing.name!r} package, from the 'testing' extra: "
-                                  "pip install 'regframe[testing]'", name=missing.name) from missing
+        raise ModuleNotFoundError(
+            f"{feature} needs the {missing.name!r} package, from the 'testing' extra: pip install 'regframe[testing]'",
+            name=missing.name,
+        ) from missing
 
 
 # -- process -------------------------------------------------------------------------------
 
+
 def _find_binary(binary: str | None) -> str:
     chosen = binary or os.environ.get(BINARY_ENV)
-    found = shutil.which(chosen) if chosen else (
-        shutil.which(DEFAULT_BINARY) or shutil.which("docker-registry"))
+    found = shutil.which(chosen) if chosen else (shutil.which(DEFAULT_BINARY) or shutil.which("docker-registry"))
     if found is None:
         candidate = chosen or DEFAULT_BINARY
         raise FileNotFoundError(
             f"registry binary {candidate!r} not found; install Debian's 'docker-registry' package "
-            f"(make system-deps) or set ${BINARY_ENV}")
+            f"(make system-deps) or set ${BINARY_ENV}"
+        )
     return found
 
 
@@ -207,17 +239,23 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
 
 
-def _launch(exe: str, config: dict, config_path: Path, log_path: Path, ca_path: Path | None,
-            timeout: float) -> tuple[subprocess.Popen, int]:
+def _launch(
+    exe: str, config: dict, config_path: Path, log_path: Path, ca_path: Path | None, timeout: float
+) -> tuple[subprocess.Popen, int]:
     """Start the registry on a free port; pick another if someone took it in between."""
     for _ in range(_PORT_ATTEMPTS):
         port = free_port()
         config["http"]["addr"] = f"127.0.0.1:{port}"
         config_path.write_text(to_yaml(config))
         with log_path.open("wb") as log:
-            proc = subprocess.Popen([exe, "serve", str(config_path)], stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, env=_clean_env(),
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [exe, "serve", str(config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_clean_env(),
+                start_new_session=True,
+            )
         try:
             _wait_ready(proc, port, ca_path, timeout)
             return proc, port
@@ -225,8 +263,8 @@ def _launch(exe: str, config: dict, config_path: Path, log_path: Path, ca_path: 
             output = log_path.read_text(errors="replace")
             if "address already in use" not in output:
                 raise RuntimeError(
-                    f"docker-registry exited at start with status {proc.returncode}:\n"
-                    f"{tail(output)}") from None
+                    f"docker-registry exited at start with status {proc.returncode}:\n{tail(output)}"
+                ) from None
         except BaseException:
             _stop(proc)
             raise
@@ -246,7 +284,9 @@ def _wait_ready(proc: subprocess.Popen, port: int, ca_path: Path | None, timeout
             raise _EarlyExit
         conn: http.client.HTTPConnection = (
             http.client.HTTPSConnection("127.0.0.1", port, timeout=1, context=context)
-            if context else http.client.HTTPConnection("127.0.0.1", port, timeout=1))
+            if context
+            else http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        )
         try:
             conn.request("GET", "/v2/")
             if conn.getresponse().status in (200, 401):
@@ -256,8 +296,9 @@ def _wait_ready(proc: subprocess.Popen, port: int, ca_path: Path | None, timeout
         finally:
             conn.close()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"docker-registry (pid {proc.pid}) did not answer /v2/ on port {port} "
-                               f"within {timeout} s")
+            raise TimeoutError(
+                f"docker-registry (pid {proc.pid}) did not answer /v2/ on port {port} within {timeout} s"
+            )
         time.sleep(0.01)
 
 
@@ -274,6 +315,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 # -- config --------------------------------------------------------------------------------
+
 
 def _base_config(storage: Path, level: str, delete: bool) -> dict:
     verbose = level in ("info", "debug")
@@ -292,7 +334,8 @@ def _base_config(storage: Path, level: str, delete: bool) -> dict:
 def _htpasswd(users: Mapping[str, str], bcrypt: ModuleType) -> str:
     return "".join(
         f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=_BCRYPT_ROUNDS)).decode()}\n"
-        for user, pw in users.items())
+        for user, pw in users.items()
+    )
 
 
 def _nest(overrides: Mapping[str, object]) -> dict:

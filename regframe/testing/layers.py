@@ -17,7 +17,7 @@ from typing import Any
 
 from regframe.client.reference import sha256_digest
 
-__all__ = ["Blob", "Layer", "layer", "MIN_LAYER_SIZE"]
+__all__ = ["MIN_LAYER_SIZE", "Blob", "Layer", "layer"]
 
 # gzip header + tar header + end-of-archive blocks: an empty layer is already about this big.
 MIN_LAYER_SIZE = 128
@@ -83,8 +83,9 @@ def layer(seed: int | str, size: int) -> Layer:
     if isinstance(size, bool) or not isinstance(size, int):
         raise TypeError(f"layer size must be an int, not {type(size).__name__}")
     if size < MIN_LAYER_SIZE:
-        raise ValueError(f"layer size {size} is below {MIN_LAYER_SIZE} bytes, about the size of a "
-                         "gzip-compressed empty tar")
+        raise ValueError(
+            f"layer size {size} is below {MIN_LAYER_SIZE} bytes, about the size of a gzip-compressed empty tar"
+        )
     name = "layer/" + hashlib.sha256(repr(seed).encode()).hexdigest()[:16] + ".bin"
     payload = random.Random(seed).randbytes(_payload_size_for(name, size))
     header = _tar_header(name, len(payload))
@@ -95,8 +96,15 @@ def layer(seed: int | str, size: int) -> Layer:
     for part in (payload, trailer):
         diff_id.update(part)
         crc = zlib.crc32(part, crc)
-    compressed = b"".join([_GZIP_HEADER, _deflate(header, final=False), _stored(payload),
-                           _deflate(trailer, final=True), struct.pack("<II", crc, raw_length & 0xFFFFFFFF)])
+    compressed = b"".join(
+        [
+            _GZIP_HEADER,
+            _deflate(header, final=False),
+            _stored(payload),
+            _deflate(trailer, final=True),
+            struct.pack("<II", crc, raw_length & 0xFFFFFFFF),
+        ]
+    )
     return Layer(sha256_digest(compressed), compressed, "sha256:" + diff_id.hexdigest())
 
 
@@ -122,7 +130,7 @@ def _stored(payload: bytes) -> bytes:
     """Deflate stored blocks (never final): what zlib itself emits for incompressible input."""
     parts = []
     for start in range(0, len(payload), _STORED_MAX):
-        chunk = payload[start:start + _STORED_MAX]
+        chunk = payload[start : start + _STORED_MAX]
         parts.append(struct.pack("<BHH", 0, len(chunk), len(chunk) ^ 0xFFFF))
         parts.append(chunk)
     return b"".join(parts)
@@ -138,8 +146,13 @@ def _deflated_zeros_length(count: int) -> int:
 
 
 def _layer_length(name: str, payload_size: int) -> int:
-    return (len(_GZIP_HEADER) + len(_deflate(_tar_header(name, payload_size), final=False))
-            + _stored_length(payload_size) + _deflated_zeros_length(_tar_trailer_length(payload_size)) + 8)
+    return (
+        len(_GZIP_HEADER)
+        + len(_deflate(_tar_header(name, payload_size), final=False))
+        + _stored_length(payload_size)
+        + _deflated_zeros_length(_tar_trailer_length(payload_size))
+        + 8
+    )
 
 
 def _payload_size_for(name: str, size: int) -> int:

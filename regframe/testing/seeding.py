@@ -46,10 +46,12 @@ class SeedResult:
     manifests_put: int = 0
 
     def __add__(self, other: SeedResult) -> SeedResult:
-        return SeedResult(self.blobs_uploaded + other.blobs_uploaded,
-                          self.blobs_skipped + other.blobs_skipped,
-                          self.bytes_uploaded + other.bytes_uploaded,
-                          self.manifests_put + other.manifests_put)
+        return SeedResult(
+            self.blobs_uploaded + other.blobs_uploaded,
+            self.blobs_skipped + other.blobs_skipped,
+            self.bytes_uploaded + other.bytes_uploaded,
+            self.manifests_put + other.manifests_put,
+        )
 
 
 def _ensure_blob(target: PushTarget, repository: str, blob: Blob) -> SeedResult:
@@ -106,11 +108,13 @@ def seed(target: PushTarget, fleet: Fleet, workers: int = 8) -> SeedResult:
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    blob_jobs = [(repository, blob) for repository in fleet.repositories
-                 for blob in fleet.repository_blobs(repository)]
+    blob_jobs = [(repository, blob) for repository in fleet.repositories for blob in fleet.repository_blobs(repository)]
     blob_jobs.sort(key=lambda job: -job[1].size)
-    child_jobs = [(repository, child.digest, child) for repository in fleet.repositories
-                  for child in fleet.repository_children(repository)]
+    child_jobs = [
+        (repository, child.digest, child)
+        for repository in fleet.repositories
+        for child in fleet.repository_children(repository)
+    ]
     tag_jobs = list(fleet.items())
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regframe-seed") as pool:
         result = _run_all(pool, lambda job: _ensure_blob(target, *job), blob_jobs)

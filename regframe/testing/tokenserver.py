@@ -99,10 +99,9 @@ class IssuedToken:
 
 def libtrust_key_id(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> str:
     """The key ID distribution 2.8 expects in ``kid``: base32 of the first 240 bits of SHA-256(SPKI)."""
-    der = public_key.public_bytes(serialization.Encoding.DER,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode()
-    return ":".join(b32[i:i + 4] for i in range(0, len(b32), 4))
+    return ":".join(b32[i : i + 4] for i in range(0, len(b32), 4))
 
 
 def _matches(pattern: str, scope: Scope) -> bool:
@@ -119,8 +118,7 @@ def grant(rules: Sequence[Rule], requested: Sequence[Scope]) -> tuple[Scope, ...
         for pattern, actions in rules:
             if _matches(pattern, scope):
                 allowed.update(actions)
-        actions = scope.actions if ALL_ACTIONS in allowed else tuple(
-            a for a in scope.actions if a in allowed)
+        actions = scope.actions if ALL_ACTIONS in allowed else tuple(a for a in scope.actions if a in allowed)
         if actions:
             granted.append(Scope(scope.type, scope.name, tuple(dict.fromkeys(actions))))
     return tuple(granted)
@@ -143,30 +141,36 @@ class TokenServer:
     ``token_ttl <= -61``). Both may be changed while the server runs.
     """
 
-    def __init__(self, users: Mapping[str, str], access: AccessRules | None = None, *,
-                 service: str = "regframe-local-registry", issuer: str = "regframe-token-server",
-                 expires_in: int | None = 300, token_ttl: int | None = None,
-                 algorithm: Algorithm = "ES256", ssl_context: ssl.SSLContext | None = None,
-                 host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        users: Mapping[str, str],
+        access: AccessRules | None = None,
+        *,
+        service: str = "regframe-local-registry",
+        issuer: str = "regframe-token-server",
+        expires_in: int | None = 300,
+        token_ttl: int | None = None,
+        algorithm: Algorithm = "ES256",
+        ssl_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
+    ):
         if algorithm == "ES256":
-            self._key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = ec.generate_private_key(
-                ec.SECP256R1())
+            self._key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = ec.generate_private_key(ec.SECP256R1())
         elif algorithm == "RS256":
             self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         else:
             raise ValueError(f"unsupported JWT algorithm {algorithm!r}; use 'ES256' or 'RS256'")
         self.users = dict(users)
         self.access: dict[str | None, list[Rule]] = {
-            user: list(rules) for user, rules in (
-                default_access_rules() if access is None else access).items()}
+            user: list(rules) for user, rules in (default_access_rules() if access is None else access).items()
+        }
         self.service = service
         self.issuer = issuer
         self.expires_in = expires_in
         self.token_ttl = token_ttl
         self.algorithm: Algorithm = algorithm
         self.key_id = libtrust_key_id(self._key.public_key())
-        self.certificate_pem = certificate_pem(
-            self_signed_certificate(self._key, "regframe token signer"))
+        self.certificate_pem = certificate_pem(self_signed_certificate(self._key, "regframe token signer"))
         self._ssl_context = ssl_context
         self._host = host
         self._lock = threading.Lock()
@@ -182,11 +186,11 @@ class TokenServer:
         httpd = _Server((self._host, 0), _Handler)
         httpd.token_server = self
         if self._ssl_context is not None:
-            httpd.socket = self._ssl_context.wrap_socket(
-                httpd.socket, server_side=True, do_handshake_on_connect=False)
+            httpd.socket = self._ssl_context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="regframe-token-server",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, name="regframe-token-server", kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -262,8 +266,9 @@ class TokenServer:
             raise PermissionError("invalid username or password")
         return user
 
-    def make_token(self, user: str | None, access: Sequence[Scope], *, service: str | None = None,
-                   ttl: int | None = None) -> str:
+    def make_token(
+        self, user: str | None, access: Sequence[Scope], *, service: str | None = None, ttl: int | None = None
+    ) -> str:
         """Sign a JWT granting exactly ``access``; tests may call it to craft tokens directly."""
         now = int(time.time())
         if ttl is None:
@@ -272,8 +277,13 @@ class TokenServer:
             ttl = 60 if self.expires_in is None else self.expires_in
         header = {"typ": "JWT", "alg": self.algorithm, "kid": self.key_id}
         claims = {
-            "iss": self.issuer, "sub": user or "", "aud": service or self.service,
-            "exp": now + ttl, "nbf": now, "iat": now, "jti": secrets.token_hex(16),
+            "iss": self.issuer,
+            "sub": user or "",
+            "aud": service or self.service,
+            "exp": now + ttl,
+            "nbf": now,
+            "iat": now,
+            "jti": secrets.token_hex(16),
             "access": [scope.claim() for scope in access],
         }
         signing_input = f"{_b64json(header)}.{_b64json(claims)}".encode()
@@ -291,12 +301,13 @@ class TokenServer:
         expires_in = self.expires_in
         token = self.make_token(user, granted, service=service)
         with self._lock:
-            self._issued.append(IssuedToken(user, service or self.service, tuple(requested),
-                                            granted, expires_in, token))
+            self._issued.append(
+                IssuedToken(user, service or self.service, tuple(requested), granted, expires_in, token)
+            )
         body: dict[str, object] = {
-            "token": token, "access_token": token,
-            "issued_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace(
-                "+00:00", "Z"),
+            "token": token,
+            "access_token": token,
+            "issued_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         }
         if expires_in is not None:
             body["expires_in"] = expires_in
@@ -328,8 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def _reply(self, status: int, body: Mapping[str, object],
-               headers: Mapping[str, str] | None = None) -> None:
+    def _reply(self, status: int, body: Mapping[str, object], headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -339,8 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _error(self, status: int, code: str, message: str,
-               headers: Mapping[str, str] | None = None) -> None:
+    def _error(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         self._reply(status, {"errors": [{"code": code, "message": message, "detail": None}]}, headers)
 
     def do_GET(self) -> None:
@@ -359,7 +368,6 @@ class _Handler(BaseHTTPRequestHandler):
             user = ts.authenticate(self.headers.get("Authorization"))
         except PermissionError as exc:
             ts._count_rejection()
-            self._error(401, "UNAUTHORIZED", str(exc),
-                        {"WWW-Authenticate": f'Basic realm="{ts.issuer}"'})
+            self._error(401, "UNAUTHORIZED", str(exc), {"WWW-Authenticate": f'Basic realm="{ts.issuer}"'})
             return
         self._reply(200, ts.issue(user, query.get("service", [None])[0], requested))

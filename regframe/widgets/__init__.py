@@ -6,10 +6,18 @@ inventory in the background with a Stop button. Each returns a displayable widge
 are attributes, so they can also be driven from code.
 """
 
-from .crawl import CrawlWidget, crawl
+from .crawl_panel import CrawlWidget, crawl
 from .explore import Explorer, explore
-from .stale import StaleTagsWidget, stale_tags
-from .storage import StorageDashboard, storage_dashboard
+from .stale_panel import StaleTagsWidget, stale_tags
+from .storage_panel import StorageDashboard, storage_dashboard
 
-__all__ = ["CrawlWidget", "Explorer", "StaleTagsWidget", "StorageDashboard", "crawl", "explore",
-           "stale_tags", "storage_dashboard"]
+__all__ = [
+    "CrawlWidget",
+    "Explorer",
+    "StaleTagsWidget",
+    "StorageDashboard",
+    "crawl",
+    "explore",
+    "stale_tags",
+    "storage_dashboard",
+]

@@ -14,34 +14,45 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from regframe.units import format_bytes
 
 Formatter = Callable[[Any], str]
 
 _PLOT_LOCK = threading.Lock()
-_TABLE_STYLE = ("border-collapse:collapse;font-size:12px;line-height:1.4;"
-                "font-family:var(--jp-code-font-family, monospace)")
+_TABLE_STYLE = (
+    "border-collapse:collapse;font-size:12px;line-height:1.4;font-family:var(--jp-code-font-family, monospace)"
+)
 _CELL_STYLE = "padding:2px 10px 2px 4px;border-bottom:1px solid #e6e6e6;text-align:left;white-space:nowrap"
 _NOTE_COLORS = {"info": "#1F3A5F", "warning": "#8a5300", "error": "#b00020"}
 
 
-def table(frame: pd.DataFrame, *, formatters: Mapping[str, Formatter] | None = None, max_rows: int = 200,
-          css_class: str = "regframe-table") -> str:
+def table(
+    frame: pd.DataFrame,
+    *,
+    formatters: Mapping[str, Formatter] | None = None,
+    max_rows: int = 200,
+    css_class: str = "regframe-table",
+) -> str:
     """``frame`` as a compact HTML table, at most ``max_rows`` rows with a note on the rest."""
     formatters = dict(formatters or {})
     shown = frame.head(max_rows)
     head = "".join(f"<th style='{_CELL_STYLE}'>{escape(str(c))}</th>" for c in shown.columns)
     rows = []
     for values in shown.itertuples(index=False, name=None):
-        cells = "".join(f"<td style='{_CELL_STYLE}'>{escape(_cell(value, formatters.get(column)))}</td>"
-                        for column, value in zip(shown.columns, values, strict=True))
+        cells = "".join(
+            f"<td style='{_CELL_STYLE}'>{escape(_cell(value, formatters.get(column)))}</td>"
+            for column, value in zip(shown.columns, values, strict=True)
+        )
         rows.append(f"<tr>{cells}</tr>")
     more = len(frame) - len(shown)
     caption = plural(len(frame), "row") + (f", first {len(shown)} shown" if more else "")
-    return (f"<table class='{css_class}' style='{_TABLE_STYLE}'>"
-            f"<caption style='caption-side:bottom;text-align:left;color:#666'>{caption}</caption>"
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f"<table class='{css_class}' style='{_TABLE_STYLE}'>"
+        f"<caption style='caption-side:bottom;text-align:left;color:#666'>{caption}</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _cell(value: Any, formatter: Formatter | None) -> str:
@@ -94,6 +105,8 @@ def png(draw: Callable[[], Axes], dpi: int = 90) -> bytes:
 
     with _PLOT_LOCK, plt.ioff():
         figure = draw().get_figure()
+        if not isinstance(figure, Figure):
+            raise TypeError(f"the chart was not drawn on a figure of its own: {figure!r}")
         try:
             buffer = io.BytesIO()
             figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")

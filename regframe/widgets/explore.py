@@ -10,20 +10,23 @@ import ipywidgets as widgets
 import pandas as pd
 
 from regframe.client.errors import RegistryError
-from regframe.client.reads import RegistryReads
 from regframe.inventory import Inventory
+from regframe.registry import Registry
 
 from . import _render
-from .crawl import CrawlWidget
+from .crawl_panel import CrawlWidget, check_registry
 
 SORT_KEYS = ("created", "tag", "size")
 DETAIL_TABS = ("Manifest", "Layers", "Labels", "History", "Platforms")
 TAG_COLUMNS = ["tag", "created", "size", "platforms", "digest", "media_type"]
 _TAG_FORMATS = {"created": _render.date, "size": _render.nbytes, "digest": _render.short_digest}
-_LAYER_FORMATS = {"size": _render.nbytes, "layer_digest": _render.short_digest,
-                  "manifest_digest": _render.short_digest}
-_PLATFORM_FORMATS = {"created": _render.date, "size": _render.nbytes, "manifest_digest": _render.short_digest,
-                     "config_digest": _render.short_digest}
+_LAYER_FORMATS = {"size": _render.nbytes, "layer_digest": _render.short_digest, "manifest_digest": _render.short_digest}
+_PLATFORM_FORMATS = {
+    "created": _render.date,
+    "size": _render.nbytes,
+    "manifest_digest": _render.short_digest,
+    "config_digest": _render.short_digest,
+}
 
 
 class Explorer(widgets.VBox):
@@ -35,16 +38,24 @@ class Explorer(widgets.VBox):
     ``labels_frame``, ``history_frame`` and ``platforms_frame`` (the selected tag).
     """
 
-    def __init__(self, source: Inventory | RegistryReads, *, registry: RegistryReads | None = None,
-                 repositories: Any = None, workers: int = 16):
+    def __init__(
+        self,
+        source: Inventory | Registry,
+        *,
+        registry: Registry | None = None,
+        repositories: Any = None,
+        match: Any = None,
+        workers: int = 16,
+    ):
         if isinstance(source, Inventory):
             self.inventory: Inventory | None = source
-            self.registry = registry
-        elif isinstance(source, RegistryReads):
+            self.registry = None if registry is None else check_registry(registry, "explore(registry=...)")
+        elif isinstance(source, Registry):
             self.inventory, self.registry = None, source
         else:
-            raise TypeError(f"explore() takes a Registry (from regframe.connect) or an Inventory, "
-                            f"not {type(source).__name__}")
+            raise TypeError(
+                f"explore() takes a Registry (from regframe.connect) or an Inventory, not {type(source).__name__}"
+            )
         self.tags_frame = pd.DataFrame(columns=TAG_COLUMNS)
         self.manifest: dict | None = None
         self.layers_frame = pd.DataFrame()
@@ -54,11 +65,16 @@ class Explorer(widgets.VBox):
         self._names: list[str] = []
         self._quiet = False
 
-        self.search = widgets.Text(description="Search", placeholder="part of a repository name",
-                                   continuous_update=True, layout=widgets.Layout(width="300px"))
+        self.search = widgets.Text(
+            description="Search",
+            placeholder="part of a repository name",
+            continuous_update=True,
+            layout=widgets.Layout(width="300px"),
+        )
         self.repositories = widgets.Select(options=[], rows=14, layout=widgets.Layout(width="300px"))
-        self.sort_by = widgets.ToggleButtons(options=list(SORT_KEYS), value="created", description="Sort by",
-                                             style={"button_width": "70px"})
+        self.sort_by = widgets.ToggleButtons(
+            options=list(SORT_KEYS), value="created", description="Sort by", style={"button_width": "70px"}
+        )
         self.descending = widgets.Checkbox(value=True, description="descending", indent=False)
         self.tags_table = widgets.HTML(layout=widgets.Layout(max_height="300px", overflow="auto"))
         self.tags_table.add_class("regframe-tags-table")
@@ -76,22 +92,27 @@ class Explorer(widgets.VBox):
         self.tags.observe(self._on_tag, names="value")
 
         children = [
-            widgets.HBox([
-                widgets.VBox([self.search, self.repositories], layout=widgets.Layout(min_width="310px")),
-                widgets.VBox([widgets.HBox([self.sort_by, self.descending]), self.tags_table, self.tags],
-                             layout=widgets.Layout(flex="1 1 auto")),
-            ]),
-            self.details, self.message,
+            widgets.HBox(
+                [
+                    widgets.VBox([self.search, self.repositories], layout=widgets.Layout(min_width="310px")),
+                    widgets.VBox(
+                        [widgets.HBox([self.sort_by, self.descending]), self.tags_table, self.tags],
+                        layout=widgets.Layout(flex="1 1 auto"),
+                    ),
+                ]
+            ),
+            self.details,
+            self.message,
         ]
-        if self.inventory is None:
-            self.crawler = CrawlWidget(self.registry, repositories, workers=workers, start=False)
+        if isinstance(source, Registry):
+            self.crawler = CrawlWidget(source, repositories, match=match, workers=workers, start=False)
             children.insert(0, self.crawler)
         super().__init__(children)
         self.add_class("regframe-explore")
         if self.crawler is not None:
             self.crawler.on_done(self._crawled)
             self.crawler.start()
-        else:
+        elif self.inventory is not None:
             self._load(self.inventory)
 
     # -- events -------------------------------------------------------------------------------
@@ -119,7 +140,8 @@ class Explorer(widgets.VBox):
         self._names = sorted(inventory.catalog["repository"].astype(str))
         if not inventory.errors.empty:
             self.message.value = _render.note(
-                f"{len(inventory.errors)} error(s) while crawling; see inventory.errors", "warning")
+                f"{len(inventory.errors)} error(s) while crawling; see inventory.errors", "warning"
+            )
         self._filter()
 
     def _filter(self) -> None:
@@ -134,18 +156,25 @@ class Explorer(widgets.VBox):
             self._quiet = False
         self.show_repository()
 
-    def _repository_tags(self, repository: str) -> pd.DataFrame:
+    @staticmethod
+    def _repository_tags(inv: Inventory, repository: str) -> pd.DataFrame:
         """One row per tag: newest platform's date, summed platform sizes, platform list."""
-        inv = self.inventory
         tags = inv.tags[inv.tags["repository"] == repository]
         images = inv.manifests[inv.manifests["repository"] == repository]
-        per_tag = (images.assign(tag=images["tag"].astype(str), platform=images["platform"].astype(str))
-                   .groupby("tag", observed=True)
-                   .agg(created=("created", "max"), size=("size", "sum"),
-                        platforms=("platform", lambda p: ", ".join(sorted(p)))))
-        frame = pd.DataFrame({"tag": tags["tag"].astype(str).to_numpy(),
-                              "digest": tags["digest"].astype(str).to_numpy(),
-                              "media_type": tags["media_type"].astype(str).to_numpy()})
+        per_tag = (
+            images.assign(tag=images["tag"].astype(str), platform=images["platform"].astype(str))
+            .groupby("tag", observed=True)
+            .agg(
+                created=("created", "max"), size=("size", "sum"), platforms=("platform", lambda p: ", ".join(sorted(p)))
+            )
+        )
+        frame = pd.DataFrame(
+            {
+                "tag": tags["tag"].astype(str).to_numpy(),
+                "digest": tags["digest"].astype(str).to_numpy(),
+                "media_type": tags["media_type"].astype(str).to_numpy(),
+            }
+        )
         frame = frame.join(per_tag, on="tag")
         return frame[TAG_COLUMNS]
 
@@ -153,8 +182,7 @@ class Explorer(widgets.VBox):
         key = self.sort_by.value
         order = [key] + (["tag"] if key != "tag" else [])
         ascending = [not self.descending.value] + ([True] if key != "tag" else [])
-        return frame.sort_values(order, ascending=ascending, na_position="last", kind="stable",
-                                 ignore_index=True)
+        return frame.sort_values(order, ascending=ascending, na_position="last", kind="stable", ignore_index=True)
 
     # -- views ------------------------------------------------------------------------------------
 
@@ -163,11 +191,12 @@ class Explorer(widgets.VBox):
         repository = self.repositories.value
         if self.inventory is None or repository is None:
             self.tags_frame = pd.DataFrame(columns=TAG_COLUMNS)
-            self.tags_table.value = _render.note("no repository selected" if self._names or self.inventory
-                                                 else "waiting for the crawl...")
+            self.tags_table.value = _render.note(
+                "no repository selected" if self._names or self.inventory else "waiting for the crawl..."
+            )
             self._set_tags([], None)
             return
-        self.tags_frame = self._sorted(self._repository_tags(repository))
+        self.tags_frame = self._sorted(self._repository_tags(self.inventory, repository))
         self.tags_table.value = _render.table(self.tags_frame, formatters=_TAG_FORMATS)
         names = self.tags_frame["tag"].tolist()
         current = self.tags.value if keep_tag else None
@@ -186,32 +215,40 @@ class Explorer(widgets.VBox):
         """Fill the detail tabs for the selected tag."""
         repository, tag = self.repositories.value, self.tags.value
         manifest_tab, layers_tab, labels_tab, history_tab, platforms_tab = self.details.children
-        if repository is None or tag is None:
+        inv = self.inventory
+        if inv is None or repository is None or tag is None:
             for tab in self.details.children:
                 tab.value = ""
             self.manifest = None
             return
-        inv = self.inventory
         mine = (inv.manifests["repository"] == repository) & (inv.manifests["tag"] == tag)
         images = inv.manifests[mine]
-        self.platforms_frame = images[["platform", "manifest_digest", "created", "size", "layer_count",
-                                       "config_digest"]].astype({"platform": str, "manifest_digest": str,
-                                                                 "config_digest": str}).reset_index(drop=True)
+        self.platforms_frame = (
+            images[["platform", "manifest_digest", "created", "size", "layer_count", "config_digest"]]
+            .astype({"platform": str, "manifest_digest": str, "config_digest": str})
+            .reset_index(drop=True)
+        )
         platforms_tab.value = _render.table(self.platforms_frame, formatters=_PLATFORM_FORMATS)
 
         on_tag = (inv.layers["repository"] == repository) & (inv.layers["tag"] == tag)
-        self.layers_frame = (inv.layers[on_tag][["platform", "position", "layer_digest", "size", "media_type"]]
-                             .astype({"platform": str, "layer_digest": str, "media_type": str})
-                             .reset_index(drop=True))
+        self.layers_frame = (
+            inv.layers[on_tag][["platform", "position", "layer_digest", "size", "media_type"]]
+            .astype({"platform": str, "layer_digest": str, "media_type": str})
+            .reset_index(drop=True)
+        )
         layers_tab.value = _render.table(self.layers_frame, formatters=_LAYER_FORMATS)
 
         self.labels_frame = pd.DataFrame(
-            [(str(p), key, value) for p, labels in zip(images["platform"], images["labels"], strict=True)
-             for key, value in _label_rows(labels)], columns=["platform", "label", "value"])
+            [
+                (str(p), key, value)
+                for p, labels in zip(images["platform"], images["labels"], strict=True)
+                for key, value in _label_rows(labels)
+            ],
+            columns=["platform", "label", "value"],
+        )
         if self.labels_frame["platform"].nunique() <= 1:
             self.labels_frame = self.labels_frame.drop(columns="platform").drop_duplicates(ignore_index=True)
-        labels_tab.value = (_render.table(self.labels_frame) if len(self.labels_frame)
-                            else _render.note("no labels"))
+        labels_tab.value = _render.table(self.labels_frame) if len(self.labels_frame) else _render.note("no labels")
 
         self.manifest, manifest_tab.value = self._manifest_view(repository, tag)
         self.history_frame, history_tab.value = self._history_view(repository, images)
@@ -220,8 +257,9 @@ class Explorer(widgets.VBox):
         if self.registry is None:
             row = self.tags_frame[self.tags_frame["tag"] == tag]
             summary = {"digest": row["digest"].iloc[0], "mediaType": row["media_type"].iloc[0]} if len(row) else {}
-            return None, (_render.note("the full manifest needs a registry: explore(inv, registry=reg)")
-                          + _pre(summary))
+            return None, (
+                _render.note("the full manifest needs a registry: explore(inv, registry=reg)") + _pre(summary)
+            )
         try:
             manifest = self.registry.manifest(repository, tag)
         except RegistryError as err:
@@ -234,9 +272,10 @@ class Explorer(widgets.VBox):
     def _history_view(self, repository: str, images: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         columns = ["platform", "created", "created_by", "empty_layer"]
         if self.registry is None:
-            return (pd.DataFrame(columns=columns),
-                    _render.note("image history is in the config blobs; it needs a registry: "
-                                 "explore(inv, registry=reg)"))
+            return (
+                pd.DataFrame(columns=columns),
+                _render.note("image history is in the config blobs; it needs a registry: explore(inv, registry=reg)"),
+            )
         rows = []
         for platform, config in zip(images["platform"].astype(str), images["config_digest"], strict=True):
             if pd.isna(config):
@@ -246,8 +285,9 @@ class Explorer(widgets.VBox):
             except (RegistryError, ValueError) as err:
                 return pd.DataFrame(columns=columns), _render.note(f"could not read the config: {err}", "error")
             for step in document.get("history") or []:
-                rows.append((platform, step.get("created"), step.get("created_by", ""),
-                             bool(step.get("empty_layer", False))))
+                rows.append(
+                    (platform, step.get("created"), step.get("created_by", ""), bool(step.get("empty_layer", False)))
+                )
         frame = pd.DataFrame(rows, columns=columns)
         if frame["platform"].nunique() <= 1:
             frame = frame.drop(columns="platform")
@@ -282,11 +322,18 @@ def _pre(document: Any) -> str:
     return f"<pre style='font-size:12px;line-height:1.35;max-height:360px;overflow:auto'>{escape(text)}</pre>"
 
 
-def explore(source: Inventory | RegistryReads, *, registry: RegistryReads | None = None,
-            repositories: Any = None, workers: int = 16) -> Explorer:
+def explore(
+    source: Inventory | Registry,
+    *,
+    registry: Registry | None = None,
+    repositories: Any = None,
+    match: Any = None,
+    workers: int = 16,
+) -> Explorer:
     """Browse ``source``: a Registry (crawled in the background, with a Stop button) or an Inventory.
 
     With an inventory, pass ``registry=`` too to see full manifests and image histories.
-    ``repositories`` and ``workers`` shape the crawl as in ``Registry.inventory``.
+    ``repositories`` (exact names), ``match`` (a pattern) and ``workers`` shape the crawl as in
+    ``Registry.inventory``.
     """
-    return Explorer(source, registry=registry, repositories=repositories, workers=workers)
+    return Explorer(source, registry=registry, repositories=repositories, match=match, workers=workers)

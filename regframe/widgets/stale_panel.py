@@ -19,11 +19,13 @@ import ipywidgets as widgets
 import pandas as pd
 
 from regframe import analysis, plot
+from regframe.client.atomic_files import write_atomically
 from regframe.client.errors import RegistryError
-from regframe.client.reads import write_atomically
 from regframe.inventory import Inventory
+from regframe.registry import Registry
 
 from . import _render
+from .crawl_panel import check_registry
 
 _PLAN_FORMATS = {"digest": _render.short_digest, "created": _render.date, "age": _render.days}
 _RESULT_FORMATS = {"digest": _render.short_digest}
@@ -40,13 +42,21 @@ class StaleTagsWidget(widgets.VBox):
     ``reclaimable_bytes``; after a dry run ``dry_run``, after a deletion ``result``.
     """
 
-    def __init__(self, inventory: Inventory, registry: Any = None, *,
-                 older_than: str | int | dt.timedelta | pd.Timedelta = "90d", keep_last: int | None = None,
-                 keep: str | None = None, match: str | None = None,
-                 now: str | dt.datetime | pd.Timestamp | None = None, export_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        inventory: Inventory,
+        registry: Registry | None = None,
+        *,
+        older_than: str | int | dt.timedelta | pd.Timedelta = "90d",
+        keep_last: int | None = None,
+        keep: str | None = None,
+        match: str | None = None,
+        now: str | dt.datetime | pd.Timestamp | None = None,
+        export_dir: str | os.PathLike | None = None,
+    ):
         self.export_dir = _export_folder(export_dir)
         self.inventory = inventory
-        self.registry = registry
+        self.registry = None if registry is None else check_registry(registry, "stale_tags(registry=...)")
         self.now = now
         self.manifests = inventory.manifests
         self.layers = inventory.layers
@@ -60,20 +70,39 @@ class StaleTagsWidget(widgets.VBox):
 
         start_days = math.ceil(analysis.parse_duration(older_than) / pd.Timedelta(days=1))
         self.older_than = widgets.IntSlider(
-            value=start_days, min=0, max=max(_oldest_days(self.manifests, now), start_days, 30),
-            description="Older than", continuous_update=False, readout_format="d",
-            style={"description_width": "initial"}, layout=widgets.Layout(width="460px"))
+            value=start_days,
+            min=0,
+            max=max(_oldest_days(self.manifests, now), start_days, 30),
+            description="Older than",
+            continuous_update=False,
+            readout_format="d",
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="460px"),
+        )
         self.older_than.add_class("regframe-older-than")
         self.keep_last = widgets.BoundedIntText(
-            value=keep_last or 0, min=0, max=1_000_000, description="Keep newest",
+            value=keep_last or 0,
+            min=0,
+            max=1_000_000,
+            description="Keep newest",
             tooltip="always keep the newest N tags of each repository (0: none)",
-            style={"description_width": "initial"}, layout=widgets.Layout(width="160px"))
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="160px"),
+        )
         self.keep = widgets.Text(
-            value=keep or "", description="Keep tags matching", placeholder=r"e.g. ^(latest|stable)$",
-            continuous_update=False, style={"description_width": "initial"})
+            value=keep or "",
+            description="Keep tags matching",
+            placeholder=r"e.g. ^(latest|stable)$",
+            continuous_update=False,
+            style={"description_width": "initial"},
+        )
         self.match = widgets.Text(
-            value=match or "", description="Only tags matching", placeholder="empty: every tag",
-            continuous_update=False, style={"description_width": "initial"})
+            value=match or "",
+            description="Only tags matching",
+            placeholder="empty: every tag",
+            continuous_update=False,
+            style={"description_width": "initial"},
+        )
         self.summary = widgets.HTML()
         self.summary.add_class("regframe-stale-summary")
         self.reclaimable = widgets.HTML()
@@ -85,18 +114,31 @@ class StaleTagsWidget(widgets.VBox):
         self.table.add_class("regframe-stale-table")
 
         self.export_button = widgets.Button(
-            description="Export CSV", icon="download",
+            description="Export CSV",
+            icon="download",
             tooltip=f"write the current plan (cleanup_plan) as a new {EXPORT_PREFIX}-<date>-<time>.csv "
-                    f"in {self.export_dir}")
+            f"in {self.export_dir}",
+        )
         self.export_button.add_class("regframe-export")
         self.delete_button = widgets.Button(
-            description="Delete...", icon="trash", button_style="danger", disabled=registry is None,
-            tooltip=("list what would be deleted, then ask for confirmation" if registry is not None
-                     else "deleting needs a registry: stale_tags(inv, registry=reg)"))
-        self.confirm_button = widgets.Button(description="Confirm delete", icon="check", button_style="danger",
-                                             disabled=True, layout=widgets.Layout(display="none"))
-        self.cancel_button = widgets.Button(description="Cancel", disabled=True,
-                                            layout=widgets.Layout(display="none"))
+            description="Delete...",
+            icon="trash",
+            button_style="danger",
+            disabled=registry is None,
+            tooltip=(
+                "list what would be deleted, then ask for confirmation"
+                if registry is not None
+                else "deleting needs a registry: stale_tags(inv, registry=reg)"
+            ),
+        )
+        self.confirm_button = widgets.Button(
+            description="Confirm delete",
+            icon="check",
+            button_style="danger",
+            disabled=True,
+            layout=widgets.Layout(display="none"),
+        )
+        self.cancel_button = widgets.Button(description="Cancel", disabled=True, layout=widgets.Layout(display="none"))
         self.dry_run_view = widgets.HTML(layout=widgets.Layout(max_height="320px", overflow="auto"))
 
         self.export_button.on_click(lambda _b: self.export())
@@ -106,22 +148,31 @@ class StaleTagsWidget(widgets.VBox):
         for control in (self.older_than, self.keep_last, self.keep, self.match):
             control.observe(lambda _change: self.refresh(), names="value")
 
-        super().__init__([
-            widgets.HBox([self.older_than, self.keep_last]),
-            widgets.HBox([self.keep, self.match]),
-            self.summary, self.reclaimable, self.message, self.chart, self.table,
-            widgets.HBox([self.export_button, self.delete_button,
-                          self.confirm_button, self.cancel_button]),
-            self.dry_run_view,
-        ])
+        super().__init__(
+            [
+                widgets.HBox([self.older_than, self.keep_last]),
+                widgets.HBox([self.keep, self.match]),
+                self.summary,
+                self.reclaimable,
+                self.message,
+                self.chart,
+                self.table,
+                widgets.HBox([self.export_button, self.delete_button, self.confirm_button, self.cancel_button]),
+                self.dry_run_view,
+            ]
+        )
         self.add_class("regframe-stale-tags")
         self.refresh()
 
     def rules(self) -> dict[str, Any]:
         """The ``stale_tags`` keyword arguments the controls stand for."""
-        return {"older_than": pd.Timedelta(days=self.older_than.value),
-                "keep_last": self.keep_last.value or None, "keep": self.keep.value or None,
-                "match": self.match.value or None, "now": self.now}
+        return {
+            "older_than": pd.Timedelta(days=self.older_than.value),
+            "keep_last": self.keep_last.value or None,
+            "keep": self.keep.value or None,
+            "match": self.match.value or None,
+            "now": self.now,
+        }
 
     def refresh(self) -> None:
         """Recompute from the controls; bad input is reported in the widget, never raised."""
@@ -141,10 +192,14 @@ class StaleTagsWidget(widgets.VBox):
         self.stale, self.plan, self.reclaimable_bytes, self.error = stale, plan, reclaimable, None
 
         keeping = f", keeping the newest {self.keep_last.value}" if self.keep_last.value else ""
-        self.summary.value = (f"<b>{len(plan)}</b> of {_render.plural(len(stale), 'tag')} stale "
-                              f"(older than {self.older_than.value} days{keeping})")
-        self.reclaimable.value = (f"Reclaimable after garbage collection: <b>{_render.nbytes(reclaimable)}</b> "
-                                  f"<span style='color:#666'>({reclaimable:,} bytes)</span>")
+        self.summary.value = (
+            f"<b>{len(plan)}</b> of {_render.plural(len(stale), 'tag')} stale "
+            f"(older than {self.older_than.value} days{keeping})"
+        )
+        self.reclaimable.value = (
+            f"Reclaimable after garbage collection: <b>{_render.nbytes(reclaimable)}</b> "
+            f"<span style='color:#666'>({reclaimable:,} bytes)</span>"
+        )
         self.table.value = _render.table(plan, formatters=_PLAN_FORMATS)
         self.chart.value = chart
         self.message.value = ""
@@ -185,12 +240,12 @@ class StaleTagsWidget(widgets.VBox):
         self.dry_run = dry_run
         self._pending = self.stale[keys.isin(chosen) & self.stale["stale"].to_numpy(dtype=bool)]
         skipped = len(dry_run) - len(would)
-        self.dry_run_view.value = (
-            _render.note(f"Dry run: {len(would)} tag(s) would be deleted"
-                         + (f", {skipped} skipped (changed since the crawl)" if skipped else "")
-                         + (". Press \"Confirm delete\" to delete them." if len(would) else "."),
-                         "warning")
-            + _render.table(dry_run, formatters=_RESULT_FORMATS))
+        self.dry_run_view.value = _render.note(
+            f"Dry run: {len(would)} tag(s) would be deleted"
+            + (f", {skipped} skipped (changed since the crawl)" if skipped else "")
+            + ('. Press "Confirm delete" to delete them.' if len(would) else "."),
+            "warning",
+        ) + _render.table(dry_run, formatters=_RESULT_FORMATS)
         if len(would):
             self._show_confirmation(True)
         return dry_run
@@ -210,9 +265,12 @@ class StaleTagsWidget(widgets.VBox):
         deleted = result[result["status"] == "deleted"]
         self._forget(deleted)
         failed = len(result) - len(deleted)
-        report = _render.note(f"Deleted {len(deleted)} tag(s)" + (f"; {failed} not deleted" if failed else "")
-                              + ". Space returns after the registry's garbage collection.",
-                              "warning" if failed else "info")
+        report = _render.note(
+            f"Deleted {len(deleted)} tag(s)"
+            + (f"; {failed} not deleted" if failed else "")
+            + ". Space returns after the registry's garbage collection.",
+            "warning" if failed else "info",
+        )
         self.refresh()
         self.dry_run_view.value = report + _render.table(result, formatters=_RESULT_FORMATS)
         return result
@@ -275,15 +333,30 @@ def _oldest_days(manifests: pd.DataFrame, now: Any) -> int:
     return max(0, math.ceil((at - created.min()) / pd.Timedelta(days=1)))
 
 
-def stale_tags(inventory: Inventory, registry: Any = None, *, older_than: str | int | dt.timedelta = "90d",
-               keep_last: int | None = None, keep: str | None = None, match: str | None = None,
-               now: str | dt.datetime | pd.Timestamp | None = None,
-               export_dir: str | os.PathLike | None = None) -> StaleTagsWidget:
+def stale_tags(
+    inventory: Inventory,
+    registry: Registry | None = None,
+    *,
+    older_than: str | int | dt.timedelta = "90d",
+    keep_last: int | None = None,
+    keep: str | None = None,
+    match: str | None = None,
+    now: str | dt.datetime | pd.Timestamp | None = None,
+    export_dir: str | os.PathLike | None = None,
+) -> StaleTagsWidget:
     """Interactive stale-tag rules over ``inventory``; deleting is possible only when ``registry`` is given.
 
     The starting values are ``regframe.analysis.stale_tags``'s; ``older_than`` is then adjusted in
     whole days on the slider. "Export CSV" writes ``stale-tags-YYYYmmdd-HHMMSS.csv`` files into
     ``export_dir`` (default: the current working directory).
     """
-    return StaleTagsWidget(inventory, registry, older_than=older_than, keep_last=keep_last, keep=keep,
-                           match=match, now=now, export_dir=export_dir)
+    return StaleTagsWidget(
+        inventory,
+        registry,
+        older_than=older_than,
+        keep_last=keep_last,
+        keep=keep,
+        match=match,
+        now=now,
+        export_dir=export_dir,
+    )

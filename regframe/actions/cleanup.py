@@ -24,8 +24,7 @@ PLAN_COLUMNS = ("repository", "tag", "digest", "stale")
 Row = list  # [repository, tag, digest, action, method, status, reason]
 
 
-def apply_cleanup(client, stale: pd.DataFrame, dry_run: bool = True, *,
-                  delete_manifests: bool = False) -> pd.DataFrame:
+def apply_cleanup(client, stale: pd.DataFrame, dry_run: bool = True, *, delete_manifests: bool = False) -> pd.DataFrame:
     """Remove the tags of ``stale`` whose ``stale`` is True; one row per tag says what was done and why.
 
     ``stale`` must be booleans or the exact strings "True"/"False" (a frame read back from CSV);
@@ -66,15 +65,19 @@ def _plan(stale: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:
         raise ValueError(f"stale frame lacks column(s) {', '.join(missing)}; pass the output of stale_tags()")
     todo = stale.loc[bool_mask(stale, "stale", "apply_cleanup"), ["repository", "tag", "digest"]]
     checks: dict[str, Callable[[object], str]] = {
-        "repository": validate_repository, "tag": validate_tag, "digest": validate_digest}
+        "repository": validate_repository,
+        "tag": validate_tag,
+        "digest": validate_digest,
+    }
     plan: dict[str, dict[str, str]] = {}
     for position, values in enumerate(todo.astype(object).itertuples(index=False, name=None)):
-        for column, value in zip(checks, values):
+        for column, value in zip(checks, values, strict=True):
             try:
                 checks[column](value)
             except ValueError as exc:
-                raise ValueError(f"apply_cleanup: column {column!r} of stale row {position} holds {value!r}: "
-                                 f"{exc}") from None
+                raise ValueError(
+                    f"apply_cleanup: column {column!r} of stale row {position} holds {value!r}: {exc}"
+                ) from None
         repository, tag, digest = values
         seen = plan.setdefault(repository, {}).setdefault(tag, digest)
         if seen != digest:
@@ -82,13 +85,15 @@ def _plan(stale: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:
     return {repo: sorted(tags.items()) for repo, tags in sorted(plan.items())}
 
 
-def _clean_repository(client, repository: str, planned: list[tuple[str, str]], dry_run: bool,
-                      delete_manifests: bool) -> list[Row]:
+def _clean_repository(
+    client, repository: str, planned: list[tuple[str, str]], dry_run: bool, delete_manifests: bool
+) -> list[Row]:
     try:
         listing = _hashes(client, repository)
     except E.RegistryError as exc:
-        return [[repository, tag, digest, "delete", None, "error", f"listing tags failed: {exc}"]
-                for tag, digest in planned]
+        return [
+            [repository, tag, digest, "delete", None, "error", f"listing tags failed: {exc}"] for tag, digest in planned
+        ]
 
     rows, deletable = [], set()
     for tag, digest in planned:
@@ -96,8 +101,9 @@ def _clean_repository(client, repository: str, planned: list[tuple[str, str]], d
         if current is None:
             rows.append([repository, tag, digest, "skip", None, "skipped", "tag no longer exists"])
         elif current != digest:
-            rows.append([repository, tag, digest, "skip", None, "skipped",
-                         f"tag moved to {current} since the analysis"])
+            rows.append(
+                [repository, tag, digest, "skip", None, "skipped", f"tag moved to {current} since the analysis"]
+            )
         else:
             rows.append([repository, tag, digest, "delete", "placeholder", "would delete", ""])
             deletable.add(tag)
@@ -105,8 +111,11 @@ def _clean_repository(client, repository: str, planned: list[tuple[str, str]], d
     for row in rows:
         if row[3] == "delete":
             others = sorted(t for t, d in staying.items() if d == row[2])
-            row[6] = (f"manifest kept, also tagged {_names(others)}" if others
-                      else "manifest kept; no other tag pointed at it when listed")
+            row[6] = (
+                f"manifest kept, also tagged {_names(others)}"
+                if others
+                else "manifest kept; no other tag pointed at it when listed"
+            )
 
     if not dry_run:
         for row in rows:
@@ -122,8 +131,16 @@ def _remove_tag(client, repository: str, row: Row) -> None:
     try:
         client.rmtag(repository, tag, expected_digest=digest, method="placeholder")
     except E.TagMovedError as exc:
-        row[3:] = ["skip", None, "skipped", (f"tag moved to {exc.actual} just before deletion" if exc.actual
-                                             else "tag removed by someone else just before deletion")]
+        row[3:] = [
+            "skip",
+            None,
+            "skipped",
+            (
+                f"tag moved to {exc.actual} just before deletion"
+                if exc.actual
+                else "tag removed by someone else just before deletion"
+            ),
+        ]
     except E.DeleteDisabledError:
         raise
     except E.RegistryError as exc:
@@ -132,8 +149,7 @@ def _remove_tag(client, repository: str, row: Row) -> None:
         row[5] = "deleted"
 
 
-def _delete_manifests(client, repository: str, rows: list[Row], staying: dict[str, str | None],
-                      dry_run: bool) -> None:
+def _delete_manifests(client, repository: str, rows: list[Row], staying: dict[str, str | None], dry_run: bool) -> None:
     """Delete the image manifests whose tags this run removed, each only if nothing references it.
 
     The dry run judges every manifest against the tags it expects to remain; the real run lists
@@ -167,8 +183,9 @@ def _delete_manifests(client, repository: str, rows: list[Row], staying: dict[st
             row[6] = "manifest " + outcome[row[2]] + _platform_summary(row[2], manifests, outcome)
 
 
-def _referenced(client, repository: str, digest: str, hashes: dict[str, str | None],
-                manifests: dict[str, list[str]]) -> str | None:
+def _referenced(
+    client, repository: str, digest: str, hashes: dict[str, str | None], manifests: dict[str, list[str]]
+) -> str | None:
     """Why ``digest`` must stay (a tag on it, an unreadable tag, a tagged index listing it), or None."""
     tagged = sorted(t for t, d in hashes.items() if d == digest)
     if tagged:
@@ -176,7 +193,7 @@ def _referenced(client, repository: str, digest: str, hashes: dict[str, str | No
     unknown = sorted(t for t, d in hashes.items() if d is None)
     if unknown:
         return f"tag {_names(unknown[:1])} could not be read"
-    for tag, top in sorted(hashes.items()):
+    for tag, top in sorted((t, d) for t, d in hashes.items() if d is not None):
         if digest in _children(client, repository, top, manifests):
             return f"a platform of index tagged '{tag}'"
     return None
@@ -186,8 +203,11 @@ def _children(client, repository: str, digest: str, manifests: dict[str, list[st
     """The platform digests of an index (none for an image); manifests are cached, being immutable."""
     if digest not in manifests:
         manifest = client.manifest(repository, digest)
-        manifests[digest] = [c["digest"] for c in manifest.children if isinstance(c.get("digest"), str)] \
-            if manifest and manifest.is_index else []
+        manifests[digest] = (
+            [c["digest"] for c in manifest.children if isinstance(c.get("digest"), str)]
+            if manifest and manifest.is_index
+            else []
+        )
     return manifests[digest]
 
 

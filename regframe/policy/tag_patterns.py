@@ -15,42 +15,32 @@ counts above 1000) and RE2 constructs Python has no equal for (``\\pN``, ``\\C``
 from __future__ import annotations
 
 import re
-import warnings
 
-import regex
-
+from ..patterns import BoundedPattern, PatternTimeout
 from .checks import PolicyError
-
-# Seconds one pattern may spend on one tag name (tag names are at most 128 characters).
-PATTERN_TIMEOUT = 1.0
 
 
 class TagPattern:
-    """A compiled tag pattern; ``search`` is ``re.search`` within ``PATTERN_TIMEOUT``."""
+    """A compiled tag pattern; ``search`` is ``re.search`` within the time bound of ``regframe.patterns``."""
 
-    def __init__(self, text: str, *, rule: str | None, key: str, shown: str | None = None,
-                 ascii_only: bool = False):
+    def __init__(self, text: str, *, rule: str | None, key: str, shown: str | None = None, ascii_only: bool = False):
         if not isinstance(text, str):
             raise PolicyError(f"must be a regular expression (text), got {text!r}", rule=rule, key=key)
         self.text, self.rule, self.key = text, rule, key
         self.shown = text if shown is None else shown
-        flags = re.ASCII if ascii_only else 0
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                re.compile(text, flags)
-                self._rx = regex.compile(text, regex.V0 | (regex.ASCII if ascii_only else 0))
-        except (re.error, regex.error, OverflowError, RecursionError, ValueError, IndexError) as exc:
-            raise PolicyError(f"{self.shown!r} is not a valid regular expression: {exc}",
-                              rule=rule, key=key) from None
+            self._rx = BoundedPattern(text, flags=re.ASCII if ascii_only else 0)
+        except ValueError as exc:
+            message = str(exc).replace(f"pattern {text!r}", repr(self.shown), 1)
+            raise PolicyError(message, rule=rule, key=key) from None
 
     def search(self, tag: str) -> bool:
         try:
-            return self._rx.search(tag, timeout=PATTERN_TIMEOUT) is not None
-        except TimeoutError:
-            raise PolicyError(f"pattern {self.shown!r} took longer than {PATTERN_TIMEOUT:g} s on tag {tag!r}; "
-                              "simplify it (nested repetition such as '(a|aa)+' backtracks exponentially)",
-                              rule=self.rule, key=self.key) from None
+            return self._rx.search(tag)
+        except PatternTimeout as exc:
+            raise PolicyError(
+                str(exc).replace(f"{self.text!r}", f"{self.shown!r}", 1), rule=self.rule, key=self.key
+            ) from None
 
     def __repr__(self) -> str:
         return f"TagPattern({self.shown!r})"
@@ -67,15 +57,25 @@ def re2_pattern(text: object, *, rule: str | None, key: str, full: bool = True) 
         raise PolicyError(f"{text!r}: {exc}", rule=rule, key=key) from None
     flags = re.match(r"\(\?[ims]+\)", python)
     lead = flags.group() if flags else ""
-    body = python[len(lead):]
-    return TagPattern(lead + (rf"\A{body}\Z" if full else body), rule=rule, key=key, shown=text,
-                      ascii_only=True)
+    body = python[len(lead) :]
+    return TagPattern(lead + (rf"\A{body}\Z" if full else body), rule=rule, key=key, shown=text, ascii_only=True)
 
 
 _POSIX = {
-    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ", "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9", "graph": "!-~", "lower": "a-z", "print": " -~", "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z", "word": "0-9A-Za-z_", "xdigit": "0-9A-Fa-f",
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "ascii": "\\x00-\\x7f",
+    "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": "\\t\\n\\v\\f\\r ",
+    "upper": "A-Z",
+    "word": "0-9A-Za-z_",
+    "xdigit": "0-9A-Fa-f",
 }
 _SAME_ESCAPES = set("afnrtvdDsSwWbBA0")
 _NOT_RE2 = {
@@ -121,12 +121,13 @@ def re2_to_python(pattern: str) -> str:
             if found and (found.group(1) or found.group(2)):
                 low, comma, high = found.group(1), found.group(2), found.group(3)
                 if not low:
-                    raise ValueError(f"'{found.group()}' means {{0{comma}}} in Python but literal text in RE2; "
-                                     f"write {{0{comma}}} or escape the brace")
+                    raise ValueError(
+                        f"'{found.group()}' means {{0{comma}}} in Python but literal text in RE2; "
+                        f"write {{0{comma}}} or escape the brace"
+                    )
                 for number in (low, high):
                     if number and int(number) > 1000:
-                        raise ValueError(f"repetition count {number} in '{found.group()}' is above RE2's "
-                                         "limit of 1000")
+                        raise ValueError(f"repetition count {number} in '{found.group()}' is above RE2's limit of 1000")
                 out.append(found.group())
                 i += found.end()
                 if i < n and pattern[i] == "?":
@@ -149,7 +150,7 @@ def _escape(pattern: str, i: int, *, in_class: bool) -> tuple[str, int]:
     code = pattern[i + 1]
     if code == "Q":
         end = pattern.find("\\E", i + 2)
-        literal = pattern[i + 2:] if end < 0 else pattern[i + 2:end]
+        literal = pattern[i + 2 :] if end < 0 else pattern[i + 2 : end]
         return re.escape(literal), len(pattern) if end < 0 else end + 2
     if code == "z":
         if in_class:
@@ -157,13 +158,14 @@ def _escape(pattern: str, i: int, *, in_class: bool) -> tuple[str, int]:
         return "\\Z", i + 2
     if code == "x" and i + 2 < len(pattern) and pattern[i + 2] == "{":
         end = pattern.find("}", i + 3)
-        digits = pattern[i + 3:end] if end > 0 else ""
+        digits = pattern[i + 3 : end] if end > 0 else ""
         if not re.fullmatch(r"[0-9A-Fa-f]{1,6}", digits) or int(digits, 16) > 0x10FFFF:
             raise ValueError(f"bad '\\x{{...}}' escape at position {i}")
         return re.escape(chr(int(digits, 16))), end + 1
     if code in "pP":
-        raise ValueError(f"Unicode class '\\{code}...' is RE2-only; Python re has none; "
-                         "list the characters instead (e.g. [0-9])")
+        raise ValueError(
+            f"Unicode class '\\{code}...' is RE2-only; Python re has none; list the characters instead (e.g. [0-9])"
+        )
     if code.isdigit() and code != "0":
         raise ValueError(f"backreference '\\{code}' is not RE2")
     if code in _NOT_RE2:
@@ -171,9 +173,9 @@ def _escape(pattern: str, i: int, *, in_class: bool) -> tuple[str, int]:
     if code == "b" and in_class:
         raise ValueError("'\\b' in a character class is not RE2")
     if code in _SAME_ESCAPES or code == "x":
-        return pattern[i:i + 2], i + 2
+        return pattern[i : i + 2], i + 2
     if code.isascii() and not code.isalnum():
-        return pattern[i:i + 2], i + 2
+        return pattern[i : i + 2], i + 2
     raise ValueError(f"unknown escape '\\{code}'")
 
 
@@ -191,14 +193,13 @@ def _char_class(pattern: str, i: int) -> tuple[str, int]:
         first = False
         if char == "[" and pattern.startswith("[:", j):
             end = pattern.find(":]", j + 2)
-            name = pattern[j + 2:end] if end > 0 else ""
+            name = pattern[j + 2 : end] if end > 0 else ""
             negated = name.startswith("^")
             base = name[1:] if negated else name
             if base not in _POSIX:
                 raise ValueError(f"unknown POSIX class '[:{name}:]'")
             if negated:
-                raise ValueError(f"negated POSIX class '[:{name}:]' has no exact Python form; "
-                                 "write the class out")
+                raise ValueError(f"negated POSIX class '[:{name}:]' has no exact Python form; write the class out")
             out.append(_POSIX[base])
             j = end + 2
         elif char == "\\":
@@ -216,16 +217,18 @@ def _char_class(pattern: str, i: int) -> tuple[str, int]:
 def _group_open(pattern: str, i: int) -> tuple[str, int]:
     if not pattern.startswith("(?", i):
         return "(", i + 1
-    rest = pattern[i + 2:]
-    for prefix, problem in (("P=", "backreference '(?P=name)' is not RE2"),
-                            ("P>", "recursion '(?P>name)' is not RE2"),
-                            ("<=", "lookbehind '(?<=...)' is not RE2"),
-                            ("<!", "lookbehind '(?<!...)' is not RE2"),
-                            ("=", "lookahead '(?=...)' is not RE2"),
-                            ("!", "lookahead '(?!...)' is not RE2"),
-                            (">", "atomic group '(?>...)' is not RE2"),
-                            ("#", "comment '(?#...)' is not RE2"),
-                            ("(", "conditional '(?(...)...)' is not RE2")):
+    rest = pattern[i + 2 :]
+    for prefix, problem in (
+        ("P=", "backreference '(?P=name)' is not RE2"),
+        ("P>", "recursion '(?P>name)' is not RE2"),
+        ("<=", "lookbehind '(?<=...)' is not RE2"),
+        ("<!", "lookbehind '(?<!...)' is not RE2"),
+        ("=", "lookahead '(?=...)' is not RE2"),
+        ("!", "lookahead '(?!...)' is not RE2"),
+        (">", "atomic group '(?>...)' is not RE2"),
+        ("#", "comment '(?#...)' is not RE2"),
+        ("(", "conditional '(?(...)...)' is not RE2"),
+    ):
         if rest.startswith(prefix):
             raise ValueError(problem)
     if rest.startswith("P<"):
@@ -236,7 +239,7 @@ def _group_open(pattern: str, i: int) -> tuple[str, int]:
         return "(?:", i + 3
     found = re.match(r"([A-Za-z]*)(?:-([A-Za-z]*))?([:)])", rest)
     if not found:
-        raise ValueError(f"unknown group '{pattern[i:i + 4]}...'")
+        raise ValueError(f"unknown group '{pattern[i : i + 4]}...'")
     letters = (found.group(1) or "") + (found.group(2) or "")
     for letter in letters:
         if letter == "U":
@@ -244,6 +247,8 @@ def _group_open(pattern: str, i: int) -> tuple[str, int]:
         if letter not in _FLAG_LETTERS:
             raise ValueError(f"flag '{letter}' is not RE2 (RE2 flags: i, m, s, U)")
     if found.group(3) == ")" and (i != 0 or found.group(2) is not None):
-        raise ValueError(f"flags '(?{found.group()}' in mid-pattern apply to the rest of the group in RE2 "
-                         "but are an error in Python; write '(?flags:...)' around the part")
+        raise ValueError(
+            f"flags '(?{found.group()}' in mid-pattern apply to the rest of the group in RE2 "
+            "but are an error in Python; write '(?flags:...)' around the part"
+        )
     return "(?" + found.group(), i + 2 + found.end()

@@ -15,10 +15,19 @@ from typing import Any
 import ipywidgets as widgets
 
 from regframe.inventory import DigestCache, Inventory
+from regframe.registry import Registry, select_repositories
 
 from . import _render
 
 _REFRESH_SECONDS = 0.2
+
+
+def check_registry(registry: object, what: str) -> Registry:
+    """Widgets drive ``inventory()`` and ``apply_cleanup()``, which only ``regframe.Registry`` has: refuse
+    anything else when the widget is made, not later in a crawl thread or on a button click."""
+    if not isinstance(registry, Registry):
+        raise TypeError(f"{what} takes a Registry (from regframe.connect), not {type(registry).__name__}")
+    return registry
 
 
 class CrawlWidget(widgets.VBox):
@@ -28,19 +37,35 @@ class CrawlWidget(widgets.VBox):
     is when the catalog could not be read to its end.
     """
 
-    def __init__(self, registry: Any, repositories: Any = None, *, workers: int = 16,
-                 cache: str | os.PathLike | DigestCache | None = None, start: bool = True):
-        self.registry = registry
-        self.repositories = repositories
+    def __init__(
+        self,
+        registry: Registry,
+        repositories: Any = None,
+        *,
+        match: Any = None,
+        workers: int = 16,
+        cache: str | os.PathLike | DigestCache | None = None,
+        start: bool = True,
+    ):
+        self.registry = check_registry(registry, "crawl()")
+        names = select_repositories(repositories, match).names
+        self.repositories = None if names is None else list(names)
+        self.match = match
         self.workers = workers
         self.cache = cache
         self.inventory: Inventory | None = None
         self.error: BaseException | None = None
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="Crawl",
-                                            bar_style="info", layout=widgets.Layout(width="360px"))
+        self.progress = widgets.IntProgress(
+            value=0, min=0, max=1, description="Crawl", bar_style="info", layout=widgets.Layout(width="360px")
+        )
         self.status = widgets.HTML(_render.note("not started"))
-        self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="warning",
-                                          tooltip="end the crawl now, keeping what was read", disabled=True)
+        self.stop_button = widgets.Button(
+            description="Stop",
+            icon="stop",
+            button_style="warning",
+            tooltip="end the crawl now, keeping what was read",
+            disabled=True,
+        )
         self.stop_button.on_click(lambda _button: self.stop())
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -119,11 +144,18 @@ class CrawlWidget(widgets.VBox):
             self._show_progress(done, found)
 
         try:
-            self.inventory = self.registry.inventory(self.repositories, workers=self.workers, cache=self.cache,
-                                                     progress=report, stop=self._stop)
+            self.inventory = self.registry.inventory(
+                self.repositories,
+                match=self.match,
+                workers=self.workers,
+                cache=self.cache,
+                progress=report,
+                stop=self._stop,
+            )
         except Exception as exc:  # shown in the widget; a notebook thread has nowhere else to report
             self.error = exc
-        self._show_progress(*counts, force=True)
+        done, found = counts
+        self._show_progress(done, found, force=True)
         self._finish()
 
     def _finish(self) -> None:
@@ -135,9 +167,12 @@ class CrawlWidget(widgets.VBox):
             self.status.value = _render.note(f"crawl failed: {type(self.error).__name__}: {self.error}", "error")
         else:
             inv = self.inventory
-            summary = (f"{_render.plural(len(inv.catalog), 'repository', 'repositories')}, "
-                       f"{_render.plural(len(inv.tags), 'tag')}, {_render.plural(len(inv.errors), 'error')} "
-                       f"in {seconds:.1f} s")
+            assert inv is not None, "a crawl that raised nothing returned an inventory"
+            summary = (
+                f"{_render.plural(len(inv.catalog), 'repository', 'repositories')}, "
+                f"{_render.plural(len(inv.tags), 'tag')}, {_render.plural(len(inv.errors), 'error')} "
+                f"in {seconds:.1f} s"
+            )
             if inv.complete:
                 self.progress.bar_style = "success"
                 self.status.value = _render.note(f"done: {summary}")
@@ -160,11 +195,18 @@ class CrawlWidget(widgets.VBox):
                     self.status.value += _render.note(f"after the crawl: {type(exc).__name__}: {exc}", "error")
 
 
-def crawl(registry: Any, repositories: Any = None, *, workers: int = 16,
-          cache: str | os.PathLike | DigestCache | None = None) -> CrawlWidget:
+def crawl(
+    registry: Registry,
+    repositories: Any = None,
+    *,
+    match: Any = None,
+    workers: int = 16,
+    cache: str | os.PathLike | DigestCache | None = None,
+) -> CrawlWidget:
     """Start ``registry.inventory(...)`` in the background; display the result to watch or stop it.
 
-    ``repositories``, ``workers`` and ``cache`` are ``Registry.inventory``'s. Read ``.inventory``
+    ``repositories`` (exact names), ``match`` (a pattern), ``workers`` and ``cache`` are
+    ``Registry.inventory``'s; bad values raise here, before the crawl starts. Read ``.inventory``
     (or ``.wait()``) once it has ended.
     """
-    return CrawlWidget(registry, repositories, workers=workers, cache=cache)
+    return CrawlWidget(registry, repositories, match=match, workers=workers, cache=cache)
