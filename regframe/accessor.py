@@ -24,6 +24,7 @@ from .analysis._frames import (
     STALE_COLUMNS,
     STORAGE_COLUMNS,
     missing_columns,
+    require_columns,
 )
 
 USAGE_PLOT_COLUMNS = ("repository", "stored_bytes", "exclusive_bytes", "shared_bytes")
@@ -130,14 +131,7 @@ class RegistryAccessor:
 
 
 def _check(frame: object, columns: Iterable[str], method: str, what: str) -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"df.registry.{method}() needs {what}, got {type(frame).__name__}")
-    missing = missing_columns(frame, columns)
-    if missing:
-        raise ValueError(
-            f"df.registry.{method}() needs {what}; missing column(s) "
-            f"{', '.join(map(repr, missing))} (the frame has {list(frame.columns)})"
-        )
+    require_columns(frame, columns, f"df.registry.{method}() on {what}")
 
 
 def _plot() -> Any:

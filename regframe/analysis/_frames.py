@@ -33,7 +33,7 @@ def missing_columns(df: pd.DataFrame, columns: Iterable[str]) -> list[str]:
     return [c for c in columns if c not in df.columns]
 
 
-def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+def require_columns(df: object, columns: Iterable[str], what: str) -> None:
     """Raise a ValueError naming every missing column, so the caller fixes them all at once."""
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"{what} needs a pandas DataFrame, got {type(df).__name__}")
