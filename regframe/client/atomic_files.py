@@ -15,11 +15,11 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
 
 
-def link_refused(path: str | os.PathLike) -> OSError:
+def link_refused(path: str | os.PathLike[str]) -> OSError:
     return OSError(errno.ELOOP, "refusing to follow a symbolic link", str(path))
 
 
-def open_directory(root: str | os.PathLike, parts: Iterable[str], *, create: bool = False) -> int:
+def open_directory(root: str | os.PathLike[str], parts: Iterable[str], *, create: bool = False) -> int:
     """A descriptor of ``root``/``parts`` in which every part is a real directory, never a symbolic link
     (created when missing with ``create``). ``root`` itself is the caller's choice and may be a link."""
     path = Path(root)
@@ -53,7 +53,7 @@ def open_directory(root: str | os.PathLike, parts: Iterable[str], *, create: boo
 
 
 def write_atomically(
-    target: Path, chunks: Iterable[bytes], *, root: str | os.PathLike | None = None, mode: int = 0o666
+    target: Path, chunks: Iterable[bytes], *, root: str | os.PathLike[str] | None = None, mode: int = 0o666
 ) -> int:
     """Write chunks to a new temporary file beside ``target`` and rename it into place; on any error,
     remove the temporary file and leave ``target`` as it was.

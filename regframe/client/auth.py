@@ -1,5 +1,15 @@
 """Authentication as a request/response flow: anonymous, HTTP basic, and Docker bearer tokens.
 
+A bearer token comes from the challenge's realm, asked in the first way that applies:
+
+- a ``registry_token`` is the bearer token itself (docker config ``registrytoken``): nothing is asked;
+- an ``identity_token`` (docker config ``identitytoken``, an OAuth2 refresh token) is exchanged with the
+  OAuth2 refresh-token grant: ``POST`` ``grant_type=refresh_token``;
+- otherwise ``GET`` with HTTP basic credentials (or none), which every token server supports; when the
+  realm answers that ``GET`` with 404 or 405 (it does not serve it) and there is a password, the OAuth2
+  password grant follows (``POST`` ``grant_type=password``), and that realm gets POSTs from then on.
+  A 401 or 403 to the ``GET`` means the password was refused and is not tried again another way.
+
 The transport drives ``auth_flow``: the flow yields the request to send, receives the response,
 and may yield more requests (to a token endpoint, then the original again) before it finishes.
 
@@ -16,7 +26,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -28,6 +38,11 @@ Flow = Generator[Request, Response, None]
 _PARAM = re.compile(r'\s*([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s"]*)\s*(?:,|$)')
 DEFAULT_TOKEN_TTL = 60
 TOKEN_BODY_LIMIT = 1024 * 1024
+OAUTH_CLIENT_ID = "regframe"
+# A realm answering the basic GET with these does not serve GET: the OAuth2 password grant is tried.
+GET_UNSUPPORTED = frozenset({404, 405})
+_OAUTH_ERROR = re.compile(r"[A-Za-z_]{1,40}")
+_REPOSITORY_PATH = re.compile(r"/v2/(.+?)/(?:manifests|blobs|tags|referrers)/")
 
 
 @dataclass(frozen=True)
@@ -110,7 +125,7 @@ def _challenge_of(response: Response) -> Challenge | None:
 class _Token:
     __slots__ = ("expires_at", "value")
 
-    def __init__(self, value: str, expires_at: float):
+    def __init__(self, value: str, expires_at: float) -> None:
         self.value = value
         self.expires_at = expires_at
 
@@ -123,7 +138,11 @@ class RegistryAuth(Auth):
 
     ``origin`` is the registry URL the credentials belong to: requests elsewhere get none, and an
     https origin is never downgraded to http on its own host. ``allow_insecure`` lets the password
-    go over plain http beyond loopback.
+    (or a token) go over plain http beyond loopback. ``identity_token`` and ``registry_token`` are
+    docker config's ``identitytoken`` and ``registrytoken`` (see the module docstring); ``source``
+    says where the credentials were found, for messages. ``namespaces`` maps repository namespaces
+    (``team`` or ``team/app``) to the auth of their own credentials (podman's ``host/namespace`` keys):
+    requests for a repository there go through the longest matching one.
     """
 
     def __init__(
@@ -133,13 +152,21 @@ class RegistryAuth(Auth):
         *,
         origin: str,
         allow_insecure: bool = False,
-        clock=time.monotonic,
-    ):
+        clock: Callable[[], float] = time.monotonic,
+        identity_token: str | None = None,
+        registry_token: str | None = None,
+        source: str = "",
+        namespaces: Mapping[str, RegistryAuth] | None = None,
+    ) -> None:
         self.user = user
         self._password = password
-        self._home = _origin(origin)
-        if self._home is None:
+        self._identity_token = identity_token or None
+        self._registry_token = registry_token or None
+        self.source = source
+        home = _origin(origin)
+        if home is None:
             raise ValueError(f"origin {origin!r} is not an http(s) URL")
+        self._home = home
         self._home_url = f"{urlsplit(origin).scheme}://{urlsplit(origin).netloc}"
         self._allow_insecure = bool(allow_insecure)
         self._clock = clock
@@ -148,28 +175,50 @@ class RegistryAuth(Auth):
         self._tokens: dict[tuple[str, ...], _Token] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._lock = threading.Lock()
-        self.tokens_fetched = 0
+        self._post_realms: set[str] = set()  # realms that refused the basic GET: password grant there
+        self._namespaces = sorted((namespaces or {}).items(), key=lambda item: -item[0].count("/"))
 
     def __repr__(self) -> str:
         return f"RegistryAuth(user={self.user!r})"
 
     @property
     def has_credentials(self) -> bool:
+        """Whether there is a username and password (for basic auth and the password grant)."""
         return self.user is not None and self._password is not None
+
+    @property
+    def has_secret(self) -> bool:
+        """Whether anything secret may be sent: a password, an identity token or a registry token."""
+        return self.has_credentials or self._identity_token is not None or self._registry_token is not None
+
+    def _from(self) -> str:
+        return f" (from {self.source})" if self.source else ""
+
+    def _secret_name(self) -> str:
+        if self._registry_token is not None:
+            return "the registry token" + self._from()
+        if self._identity_token is not None:
+            return "the identity token" + self._from()
+        return f"the password of user {self.user!r}"
+
+    def _who(self) -> str:
+        if self._registry_token is not None or self._identity_token is not None:
+            return self._secret_name()
+        return f"user {self.user!r}" if self.has_credentials else "anonymous access"
 
     def _basic_header(self) -> str:
         raw = f"{self.user}:{self._password}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
     def check_cleartext(self, url: str, *, what: str | None = None) -> None:
-        """Raise InsecureTransportError if the password may not be sent to ``url`` (or a token got with it)."""
-        if not self.has_credentials or self._allow_insecure:
+        """Raise InsecureTransportError if the secret may not be sent to ``url`` (or a token got with it)."""
+        if not self.has_secret or self._allow_insecure:
             return
         reason = cleartext_refusal(url, registry_https=self._home[0] == "https")
         if reason is None:
             return
         raise E.InsecureTransportError(
-            f"refusing to send the password of user {self.user!r} to {what or _host(url)} in clear text ({reason}); "
+            f"refusing to send {self._secret_name()} to {what or _host(url)} in clear text ({reason}); "
             "use https, or pass allow_insecure_auth=True (regframe --insecure-auth) to send it anyway",
             url=_bare(url),
         )
@@ -193,9 +242,26 @@ class RegistryAuth(Auth):
             )
         return False
 
+    def _namespace_auth(self, request: Request) -> RegistryAuth | None:
+        """The auth of the longest namespace holding the request's repository, if it has one of its own."""
+        if not self._namespaces:
+            return None
+        found = _REPOSITORY_PATH.search(_path(request.url))
+        if found is None:
+            return None
+        repository = found.group(1)
+        for namespace, auth in self._namespaces:
+            if repository == namespace or repository.startswith(namespace + "/"):
+                return auth
+        return None
+
     def auth_flow(self, request: Request) -> Flow:
         if not request.authenticated:
             yield request
+            return
+        scoped = self._namespace_auth(request) if self._at_home(request) else None
+        if scoped is not None:
+            yield from scoped.auth_flow(request)
             return
         if not self._at_home(request):
             for name in [k for k in request.headers if k.lower() == "authorization"]:
@@ -225,6 +291,12 @@ class RegistryAuth(Auth):
                 f"{request.method} {_path(request.url)}: 401 without a WWW-Authenticate challenge", status=401
             )
         if challenge.scheme == "basic":
+            if not self.has_credentials and self.has_secret:
+                raise E.RegistryAuthenticationError(
+                    f"{_host(request.url)} asks for a username and password (HTTP basic); "
+                    f"{self._secret_name()} is only good for bearer tokens",
+                    status=401,
+                )
             if not self.has_credentials:
                 raise E.RegistryAuthenticationError(
                     f"{_host(request.url)} requires credentials and none were given (anonymous access refused)",
@@ -261,8 +333,8 @@ class RegistryAuth(Auth):
         if response.status_code == 401:
             retry_challenge = _challenge_of(response)
             insufficient = retry_challenge is not None and retry_challenge.params.get("error") == "insufficient_scope"
-            who = f"user {self.user!r}" if self.has_credentials else "anonymous access"
-            if insufficient and self.has_credentials:
+            who = self._who()
+            if insufficient and self.has_secret:
                 raise E.RegistryAuthorizationError(
                     f"{request.method} {_path(request.url)}: {who} lacks the right for "
                     f"{' '.join(scopes) or 'this request'}",
@@ -274,7 +346,12 @@ class RegistryAuth(Auth):
                 status=401,
             )
 
-    def _token_for(self, scopes: tuple[str, ...], challenge: Challenge, *, fresh: bool) -> Generator:
+    def _token_for(
+        self, scopes: tuple[str, ...], challenge: Challenge, *, fresh: bool
+    ) -> Generator[Request, Response, str]:
+        if self._registry_token is not None:
+            self.check_cleartext(self._home_url)
+            return self._registry_token
         key = tuple(sorted(scopes))
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
@@ -288,11 +365,16 @@ class RegistryAuth(Auth):
             self._tokens[key] = token
             return token.value
 
-    def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> Generator:
+    def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> Generator[Request, Response, _Token]:
         realm = challenge.realm or ""
         if not is_http_url(realm):
             raise E.RegistryAuthenticationError(f"bearer challenge realm {realm[:120]!r} is not an http(s) URL")
-        query = [("service", challenge.params["service"])] if challenge.params.get("service") else []
+        service = challenge.params.get("service") or ""
+        if self._identity_token is not None:
+            return (yield from self._oauth_grant(realm, service, scopes, "refresh_token"))
+        if self.has_credentials and realm in self._post_realms:
+            return (yield from self._oauth_grant(realm, service, scopes, "password"))
+        query = [("service", service)] if service else []
         query += [("scope", s) for s in scopes]
         headers = {"Accept": "application/json"}
         if self.has_credentials:
@@ -301,8 +383,11 @@ class RegistryAuth(Auth):
             headers["Authorization"] = self._basic_header()
         url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
         response = yield Request("GET", url, headers, kind="token", authenticated=False)
-        self.tokens_fetched += 1
         where = f"token endpoint {_host(realm)}"
+        if response.status_code in GET_UNSUPPORTED and self.has_credentials:
+            with self._lock:
+                self._post_realms.add(realm)
+            return (yield from self._oauth_grant(realm, service, scopes, "password", get_status=response.status_code))
         if response.status_code in (401, 403):
             raise E.RegistryAuthenticationError(
                 f"{where} rejected the credentials" + (f" for user {self.user!r}" if self.user else ""),
@@ -312,6 +397,65 @@ class RegistryAuth(Auth):
             raise E.RegistryAuthenticationError(
                 f"{where} answered HTTP {response.status_code}", status=response.status_code
             )
+        token, _ = self._parse_token(response, where)
+        return token
+
+    def _oauth_grant(
+        self, realm: str, service: str, scopes: tuple[str, ...], grant: str, *, get_status: int | None = None
+    ) -> Generator[Request, Response, _Token]:
+        """The distribution token spec's OAuth2 ``POST``: the refresh-token grant or the password grant."""
+        where = f"token endpoint {_host(realm)}"
+        self.check_cleartext(realm, what=where)
+        self.check_cleartext(self._home_url)
+        form = [("grant_type", grant)]
+        if service:
+            form.append(("service", service))
+        form.append(("client_id", OAUTH_CLIENT_ID))
+        if scopes:
+            form.append(("scope", " ".join(scopes)))
+        if grant == "refresh_token":
+            form.append(("refresh_token", self._identity_token or ""))
+        else:
+            form += [("username", self.user or ""), ("password", self._password or "")]
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+        body = urlencode(form).encode()
+        response = yield Request("POST", realm, headers, body, kind="token", authenticated=False)
+        status = response.status_code
+        if grant == "refresh_token":
+            if status in GET_UNSUPPORTED:
+                raise E.RegistryAuthenticationError(
+                    f"{where} does not support the OAuth2 refresh-token grant (HTTP {status} to POST), "
+                    f"which {self._secret_name()} needs; log in again with a password",
+                    status=status,
+                )
+            if status in (400, 401, 403):
+                raise E.RegistryAuthenticationError(
+                    f"{where} refused {self._secret_name()} (OAuth2 refresh-token grant, HTTP {status}"
+                    f"{_oauth_error(response, where)}); it may have expired or been revoked: log in again",
+                    status=status,
+                )
+        else:
+            if status in GET_UNSUPPORTED:
+                raise E.RegistryAuthenticationError(
+                    f"{where} serves neither a token by GET (HTTP {get_status}) nor the OAuth2 password grant "
+                    f"(HTTP {status} to POST)",
+                    status=status,
+                )
+            if status in (400, 401, 403):
+                raise E.RegistryAuthenticationError(
+                    f"{where} rejected the credentials for user {self.user!r} (OAuth2 password grant, HTTP {status}"
+                    f"{_oauth_error(response, where)})",
+                    status=status,
+                )
+        if status != 200:
+            raise E.RegistryAuthenticationError(f"{where} answered HTTP {status} to POST", status=status)
+        token, refresh = self._parse_token(response, where)
+        if grant == "refresh_token" and refresh is not None:
+            self._identity_token = refresh  # a server that rotates refresh tokens expects the new one next
+        return token
+
+    def _parse_token(self, response: Response, where: str) -> tuple[_Token, str | None]:
+        """The token and its lifetime from a token response, and the OAuth2 ``refresh_token`` if any."""
         try:
             raw = read_raw(response, TOKEN_BODY_LIMIT, where)
             if len(raw) > TOKEN_BODY_LIMIT:
@@ -322,6 +466,7 @@ class RegistryAuth(Auth):
                 raise ValueError("no token in the response")
             expires_in = body.get("expires_in", DEFAULT_TOKEN_TTL)
             expires_in = DEFAULT_TOKEN_TTL if not isinstance(expires_in, (int, float)) else float(expires_in)
+            refresh = body.get("refresh_token")
         except (ValueError, AttributeError, UnicodeDecodeError, RecursionError) as exc:
             kind = response.headers.get("Content-Type", "unknown type").split(";")[0]
             raise E.RegistryAuthenticationError(
@@ -329,7 +474,18 @@ class RegistryAuth(Auth):
             ) from None
         # Renew a little early so a token does not expire between our check and the registry's.
         lifetime = max(1.0, min(expires_in, 86400.0) - min(10.0, expires_in / 10))
-        return _Token(value, self._clock() + lifetime)
+        token = _Token(value, self._clock() + lifetime)
+        return token, refresh if isinstance(refresh, str) and refresh else None
+
+
+def _oauth_error(response: Response, where: str) -> str:
+    """``: invalid_grant`` from an RFC 6749 error body; only that code, which holds no secret, is shown."""
+    try:
+        body = json.loads(read_raw(response, 64 * 1024, where))
+        code = body.get("error") if isinstance(body, dict) else None
+    except (E.RegistryError, ValueError, UnicodeDecodeError, RecursionError):
+        return ""
+    return f": {code}" if isinstance(code, str) and _OAUTH_ERROR.fullmatch(code) else ""
 
 
 def _host(url: str) -> str:

@@ -13,13 +13,14 @@ from urllib.parse import urlsplit
 
 from . import errors as E
 from .auth import RegistryAuth
-from .dockerconfig import load_credentials
+from .credentials import auth_from_files
 from .reference import validate_repository
 from .transport import (
     DEFAULT_MAX_RETRY_WAIT,
     DEFAULT_MIN_STREAM_RATE,
     DEFAULT_REQUEST_TIMEOUT,
     RateLimit,
+    StatsSnapshot,
     Transport,
     check_time_limits,
 )
@@ -64,7 +65,8 @@ class ClientCore:
 
     Thread-safe: one connection pool shared by every call. Options:
 
-    - ``user``/``password``, or ``docker_config`` (read ``~/.docker/config.json`` when no user is given);
+    - ``user``/``password``, or ``docker_config`` (when no user is given, read the credentials docker, podman
+      and skopeo keep: auth files and credential helpers, see ``client.credentials``);
     - ``open_timeout`` (2 s) bounds connecting, ``read_timeout`` (5 s) each wait for data;
     - ``request_timeout`` (60 s) bounds each response and every body read whole; a blob body must instead
       keep up ``min_stream_rate`` bytes/s (1024) over each such period; ``max_retry_wait`` (60 s) bounds one
@@ -79,6 +81,7 @@ class ClientCore:
     transport: Transport
     hub: bool
     deletes_ok: set[str]
+    referrers_api: dict[str, bool]
 
     def __init__(
         self,
@@ -108,9 +111,9 @@ class ClientCore:
             raise ValueError("give both user= and password=, or neither")
         explicit_credentials = user is not None
         if user is None and docker_config:
-            found = load_credentials(urlsplit(self.url).netloc)
-            if found:
-                user, password = found
+            auth = auth_from_files(self.url, allow_insecure=allow_insecure_auth)
+        else:
+            auth = RegistryAuth(user, password, origin=self.url, allow_insecure=allow_insecure_auth)
         if ca_bundle is not None:
             if not Path(ca_bundle).is_file():
                 raise ValueError(f"ca_bundle {str(ca_bundle)!r} is not a file")
@@ -118,9 +121,10 @@ class ClientCore:
         connect_after = _check_seconds("open_timeout", open_timeout)
         read_after = _check_seconds("read_timeout", read_timeout)
         self.hub = self.url == DOCKER_HUB_API
-        self.user = user
+        self.user = auth.user
         self.deletes_ok = set()  # repositories where a delete probe answered 404
-        self.auth = RegistryAuth(user, password, origin=self.url, allow_insecure=allow_insecure_auth)
+        self.referrers_api = {}  # repository -> whether GET /v2/<name>/referrers/ is served
+        self.auth = auth
         if explicit_credentials:
             self.auth.check_cleartext(self.url)
         self.transport = Transport(
@@ -151,7 +155,7 @@ class ClientCore:
         self.transport.close()
 
     @property
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> StatsSnapshot:
         """Requests made by kind, retries and bytes read since this client was created."""
         return self.transport.stats.snapshot()
 

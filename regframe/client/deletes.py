@@ -6,13 +6,25 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
+from typing import Literal, NotRequired, TypedDict
 
 from . import errors as E
 from . import mediatypes as MT
 from . import reads, writes
 from .core import ClientCore
+from .models import media_type_of
 from .reference import compute_digest, validate_digest, validate_reference
 from .scopes import delete_scope
+
+
+class TagRemoval(TypedDict):
+    """What ``rmtag`` did; ``kept`` lists the other tags on the digest that still resolve to it."""
+
+    repository: str
+    tag: str
+    digest: str
+    method: Literal["delete-by-tag", "delete-manifest", "placeholder"]
+    kept: NotRequired[list[str]]
 
 
 def deletes_enabled(core: ClientCore, repository: str) -> None:
@@ -32,7 +44,7 @@ def rmtag(
     expected_digest: str | None = None,
     siblings: Iterable[str] | None = None,
     method: str = "auto",
-) -> dict:
+) -> TagRemoval:
     """Remove only ``tag``; other tags on the same digest keep resolving to it.
 
     ``method="auto"``: tries DELETE by tag (OCI 1.1). Where the registry refuses that (distribution
@@ -88,7 +100,7 @@ def _current_digest(core: ClientCore, repository: str, tag: str, expected: str |
         if expected is None:
             raise
         current = None
-    if expected is not None and current != expected:
+    if current is None or (expected is not None and current != expected):
         where = f"now points at {current}" if current else "no longer exists"
         raise E.TagMovedError(
             f"{repository}:{tag} {where}, not {expected}; nothing was deleted", expected=expected, actual=current
@@ -96,7 +108,7 @@ def _current_digest(core: ClientCore, repository: str, tag: str, expected: str |
     return current
 
 
-def _untag(core: ClientCore, repository: str, tag: str, expected: str | None) -> dict:
+def _untag(core: ClientCore, repository: str, tag: str, expected: str | None) -> TagRemoval:
     """Point ``tag`` at a unique throw-away manifest and delete that: only this tag goes.
 
     Everything that can be prepared (the image's bytes, to put the tag back should the PUT or the
@@ -117,7 +129,7 @@ def _untag(core: ClientCore, repository: str, tag: str, expected: str | None) ->
         writes.delete_manifest(core, repository, placeholder_digest)
     except BaseException as exc:
         try:
-            writes.put_manifest(core, repository, tag, original.raw, original.media_type)
+            writes.put_manifest(core, repository, tag, original.raw, media_type_of(original))
         except E.RegistryError as again:
             exc.add_note(f"{repository}:{tag} could not be put back on {digest}: {again}")
         raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from . import errors as E
 from . import mediatypes as MT
@@ -27,7 +27,7 @@ def verify_chunks(chunks: Iterable[bytes], digest: str) -> Iterator[bytes]:
         yield pending
 
 
-def verified_manifest(raw: bytes, headers, repository: str, reference: str) -> Manifest:
+def verified_manifest(raw: bytes, headers: Mapping[str, str], repository: str, reference: str) -> Manifest:
     """Parse a manifest and refuse it unless its bytes match every digest claimed for it."""
     content_type = (headers.get("Content-Type") or "").split(";")[0].strip()
     manifest = Manifest.parse(raw, headers=headers, repository=repository, reference=reference)

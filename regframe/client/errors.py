@@ -6,6 +6,17 @@ else in the package catches urllib3 exceptions.
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
+
+class ErrorDetails(TypedDict, total=False):
+    """The keyword arguments every RegistryError takes, passed on by the subclasses that add their own."""
+
+    status: int | None
+    code: str | None
+    registry_message: str | None
+    url: str | None
+
 
 class RegistryError(Exception):
     """Base of every regframe error; carries the HTTP status and the registry's OCI error."""
@@ -69,7 +80,7 @@ class NotFoundError(RegistryError):
 class RateLimitedError(RegistryError):
     """The registry answered 429; ``retry_after`` holds the seconds it asked to wait."""
 
-    def __init__(self, message: str = "", *, retry_after: float | None = None, **kw):
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **kw: Unpack[ErrorDetails]):
         super().__init__(message, **kw)
         self.retry_after = retry_after
 
@@ -77,7 +88,9 @@ class RateLimitedError(RegistryError):
 class DigestMismatchError(RegistryError):
     """Content does not hash to the digest it was asked for or announced with."""
 
-    def __init__(self, message: str = "", *, expected: str | None = None, actual: str | None = None, **kw):
+    def __init__(
+        self, message: str = "", *, expected: str | None = None, actual: str | None = None, **kw: Unpack[ErrorDetails]
+    ):
         super().__init__(message, **kw)
         self.expected = expected
         self.actual = actual
@@ -86,7 +99,7 @@ class DigestMismatchError(RegistryError):
 class MissingLayerError(RegistryError):
     """A blob a manifest references is neither in the local directory nor in the registry."""
 
-    def __init__(self, message: str = "", *, digest: str | None = None, **kw):
+    def __init__(self, message: str = "", *, digest: str | None = None, **kw: Unpack[ErrorDetails]):
         super().__init__(message, **kw)
         self.digest = digest
 
@@ -98,7 +111,9 @@ class DeleteDisabledError(RegistryError):
 class TagMovedError(RegistryError):
     """Refused: the tag no longer points at the digest the caller expected (moved or removed meanwhile)."""
 
-    def __init__(self, message: str = "", *, expected: str | None = None, actual: str | None = None, **kw):
+    def __init__(
+        self, message: str = "", *, expected: str | None = None, actual: str | None = None, **kw: Unpack[ErrorDetails]
+    ):
         super().__init__(message, **kw)
         self.expected = expected
         self.actual = actual

@@ -14,12 +14,13 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from . import mediatypes as MT
 from .atomic_files import link_refused, open_directory, write_atomically
 from .digests import verify_chunks
 from .errors import DigestMismatchError, MissingLayerError
+from .models import Descriptor
 from .reference import hasher_for, validate_digest
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -33,7 +34,7 @@ class ImageLayout:
     """A directory that skopeo, crane and podman read as ``oci:DIR``; also reads a flat folder of
     digest-named files (``sha256:<hex>`` or ``<hex>``) for pushing."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
     def blob_path(self, digest: str) -> Path:
@@ -144,7 +145,7 @@ class ImageLayout:
         if size is not None and read != size:
             raise ValueError(f"{path} is {read} bytes, shorter than the {size} its descriptor declares")
 
-    def index(self) -> dict:
+    def index(self) -> dict[str, Any]:
         path = self.root / "index.json"
         fd = self._open(("index.json",))
         if fd is None:
@@ -161,7 +162,7 @@ class ImageLayout:
             raise ValueError(f"{path} is not an OCI image index (a JSON object with a list of manifests)")
         return index
 
-    def tag(self, descriptor: dict, ref_name: str) -> None:
+    def tag(self, descriptor: Descriptor, ref_name: str) -> None:
         """Point ``ref_name`` at ``descriptor`` in index.json, replacing an older entry of that name."""
         marker = self._open(("oci-layout",))
         if marker is None:
@@ -178,7 +179,7 @@ class ImageLayout:
         index["manifests"] = entries
         write_atomically(self.root / "index.json", [json.dumps(index, indent=2).encode()], root=self.root)
 
-    def resolve(self, ref_name: str | None = None) -> dict:
+    def resolve(self, ref_name: str | None = None) -> Descriptor:
         """The index.json descriptor named ``ref_name`` (or the only one)."""
         manifests = [m for m in self.index().get("manifests", []) if isinstance(m, dict)]
         if ref_name is not None:

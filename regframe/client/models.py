@@ -6,9 +6,9 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from ..units import format_bytes
 from . import mediatypes as MT
@@ -17,32 +17,44 @@ from .reference import Platform, validate_digest
 
 INT64_MAX = 2**63 - 1  # a descriptor's size is an int64 in the image spec
 
+# A content descriptor as parsed JSON (mediaType, digest, size[, platform, annotations]); ``check_structure``
+# has checked the types of those fields in every descriptor a verified manifest holds.
+Descriptor = dict[str, Any]
 
-class Manifest(dict):
+
+class _ManifestDetails(TypedDict, total=False):
+    headers: Mapping[str, str] | None
+    media_type: str | None
+    digest: str | None
+    repository: str | None
+    reference: str | None
+
+
+class Manifest(dict[str, Any]):
     """The parsed manifest JSON (a dict, as in docker_registry2), with ``raw`` bytes, ``headers``,
     ``media_type`` and the verified ``digest``. Empty when the registry has no such manifest."""
 
     def __init__(
         self,
-        data: Mapping | None = None,
+        data: Mapping[str, Any] | None = None,
         *,
         raw: bytes = b"",
-        headers: Mapping | None = None,
+        headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
         digest: str | None = None,
         repository: str | None = None,
         reference: str | None = None,
-    ):
+    ) -> None:
         super().__init__(data or {})
         self.raw = raw
         self.headers = dict(headers or {})
-        self.media_type = media_type or (self.get("mediaType") if data else None)
+        self.media_type: str | None = media_type or (self.get("mediaType") if data else None)
         self.digest = digest
         self.repository = repository
         self.reference = reference
 
     @classmethod
-    def parse(cls, raw: bytes, **kw) -> Manifest:
+    def parse(cls, raw: bytes, **kw: Unpack[_ManifestDetails]) -> Manifest:
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -66,12 +78,12 @@ class Manifest(dict):
         return len(self.raw)
 
     @property
-    def config(self) -> dict | None:
+    def config(self) -> Descriptor | None:
         config = self.get("config")
         return config if isinstance(config, dict) else None
 
     @property
-    def layers(self) -> list[dict]:
+    def layers(self) -> list[Descriptor]:
         """Layer descriptors; for schema1, ``fsLayers`` in base-first order without sizes."""
         if self.is_schema1:
             return [{"digest": entry.get("blobSum")} for entry in reversed(self.get("fsLayers") or [])]
@@ -79,7 +91,7 @@ class Manifest(dict):
         return [layer for layer in layers if isinstance(layer, dict)]
 
     @property
-    def children(self) -> list[dict]:
+    def children(self) -> list[Descriptor]:
         """Child manifest descriptors of an index (empty for an image)."""
         if not self.is_index:
             return []
@@ -90,7 +102,7 @@ class Manifest(dict):
             str(Platform.from_descriptor(child.get("platform"))) for child in self.children if child.get("platform")
         ]
 
-    def blob_descriptors(self) -> list[dict]:
+    def blob_descriptors(self) -> list[Descriptor]:
         """Every blob this image manifest references: config first, then layers."""
         return ([self.config] if self.config else []) + self.layers
 
@@ -124,6 +136,14 @@ class Manifest(dict):
         return f"<div><b>Manifest</b><table>{body}</table></div>"
 
 
+def media_type_of(manifest: Manifest) -> str:
+    """The media type to put ``manifest``'s bytes back with; RegistryProtocolError when neither its body
+    nor its registry named one."""
+    if not isinstance(manifest.media_type, str) or not manifest.media_type:
+        raise RegistryProtocolError(f"manifest {manifest.repository}@{manifest.digest} has no media type")
+    return manifest.media_type
+
+
 def check_structure(manifest: Manifest) -> None:
     """Refuse a manifest whose descriptors break the image spec (RegistryProtocolError), so a broken or
     hostile one fails here, naming the field, rather than later as a KeyError or as a wrong number."""
@@ -153,7 +173,7 @@ def check_structure(manifest: Manifest) -> None:
             )
 
 
-def _list_field(manifest: Manifest, key: str, where: str) -> list:
+def _list_field(manifest: Manifest, key: str, where: str) -> list[Any]:
     value = manifest.get(key)
     if value is None:
         return []
@@ -194,11 +214,13 @@ class Blob:
     path: Path | None = None
     digest: str | None = None
     size: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def json(self) -> Any:
-        data = self.body if self.body is not None else Path(self.path).read_bytes()
-        return json.loads(data)
+        if self.body is not None:
+            return json.loads(self.body)
+        if self.path is None:
+            raise ValueError("this Blob holds neither bytes nor a path to read them from")
+        return json.loads(Path(self.path).read_bytes())
 
 
 def schema1_payload(raw: bytes) -> bytes:

@@ -6,8 +6,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from .errors import InvalidReferenceError
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
@@ -112,7 +116,7 @@ class Platform:
         return "/".join(parts)
 
     @classmethod
-    def from_descriptor(cls, platform: dict | None) -> Platform | None:
+    def from_descriptor(cls, platform: object) -> Platform | None:
         if not platform or not isinstance(platform, dict):
             return None
         variant = platform.get("variant")
@@ -183,7 +187,7 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def hasher_for(digest: str):
+def hasher_for(digest: str) -> HASH:
     """A fresh hashlib object for the algorithm of ``digest``."""
     algorithm = validate_digest(digest).split(":", 1)[0]
     return hashlib.new(algorithm)

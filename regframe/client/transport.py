@@ -18,9 +18,10 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -38,6 +39,11 @@ from urllib3.exceptions import (
 from urllib3.util.ssl_match_hostname import CertificateError as _HostnameError
 
 from . import errors as E
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+    from .auth import Auth
 
 log = logging.getLogger("regframe.client")
 
@@ -64,8 +70,15 @@ class Request:
     body: bytes | Iterable[bytes] | None = None
     scopes: tuple[str, ...] = ()
     kind: str = "other"
-    stream: bool = False
     authenticated: bool = True
+
+
+class StatsSnapshot(TypedDict):
+    requests: dict[str, int]
+    total_requests: int
+    retries: dict[str, int]
+    total_retries: int
+    bytes_read: int
 
 
 class RequestStats:
@@ -89,7 +102,7 @@ class RequestStats:
         with self._lock:
             self.bytes_read += n
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> StatsSnapshot:
         with self._lock:
             return {
                 "requests": dict(self.requests),
@@ -245,7 +258,7 @@ _sending = threading.local()
 class _TimedReader(io.RawIOBase):
     """A response's socket, each read given the timeout its ``Budget`` leaves."""
 
-    def __init__(self, sock, budget: Budget):
+    def __init__(self, sock: socket.socket, budget: Budget) -> None:
         super().__init__()
         self._sock = sock
         self._io = sock.makefile("rb", buffering=0)
@@ -258,7 +271,7 @@ class _TimedReader(io.RawIOBase):
     def fileno(self) -> int:
         return self._io.fileno()
 
-    def readinto(self, buffer) -> int | None:
+    def readinto(self, buffer: WriteableBuffer) -> int | None:
         budget = self._budget
         timeout, ours = budget.next_read()
         if timeout != self._timeout:
@@ -283,21 +296,23 @@ class _TimedReader(io.RawIOBase):
 class _TimedSocket:
     """What http.client reads a response from: the socket, through a ``_TimedReader``."""
 
-    def __init__(self, sock, budget: Budget):
+    def __init__(self, sock: socket.socket, budget: Budget) -> None:
         self._sock = sock
         self._budget = budget
 
-    def makefile(self, mode: str = "rb", *args, **kwargs):
+    def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
         return io.BufferedReader(_TimedReader(self._sock, self._budget))
 
 
 class _BudgetedHTTPResponse(http.client.HTTPResponse):
-    def __init__(self, sock, *args, **kwargs):
+    def __init__(self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: str | None = None):
         budget = getattr(_sending, "budget", None)
-        if budget is not None:
-            budget.start()
-            sock = _TimedSocket(sock, budget)
-        super().__init__(sock, *args, **kwargs)
+        if budget is None:
+            super().__init__(sock, debuglevel, method, url)
+            return
+        budget.start()
+        # http.client only calls makefile() on what it is given; typeshed asks for a real socket.
+        super().__init__(_TimedSocket(sock, budget), debuglevel, method, url)  # type: ignore[arg-type]
 
 
 class _HTTPConnection(urllib3.connection.HTTPConnection):
@@ -352,7 +367,7 @@ CA_ENVIRONMENT = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 _NAME_MISMATCH = frozenset({62, 64})
 
 
-def ca_settings(verify: bool | str) -> tuple[dict, str]:
+def ca_settings(verify: bool | str) -> tuple[dict[str, str], str]:
     """urllib3's certificate options and where they come from, first found wins: ``ca_bundle=`` or
     ``verify=PATH``, ``verify=False``, $REQUESTS_CA_BUNDLE, $SSL_CERT_FILE, the system store. An explicit
     CA is never replaced by the environment."""
@@ -374,15 +389,16 @@ def ca_settings(verify: bool | str) -> tuple[dict, str]:
 
 def _verification_failure(exc: BaseException) -> BaseException | None:
     """The certificate check that failed, if that is what ``exc`` is about."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (ssl.SSLCertVerificationError, _HostnameError)):
-            return exc
-        nxt = exc.__cause__ or exc.__context__
-        if nxt is None and exc.args and isinstance(exc.args[0], BaseException):
-            nxt = exc.args[0]
-        exc = nxt
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ssl.SSLCertVerificationError, _HostnameError)):
+            return current
+        nxt = current.__cause__ or current.__context__
+        if nxt is None and current.args and isinstance(current.args[0], BaseException):
+            nxt = current.args[0]
+        current = nxt
     return None
 
 
@@ -423,7 +439,7 @@ def error_for_response(response: Response, what: str | None = None, note: str = 
     code, message = oci_error(response)
     where = what or _describe(response.method, response.url)
     detail = (f": {code} {message}" if code else "") + note
-    kw = dict(status=status, code=code, registry_message=message, url=response.url)
+    kw: E.ErrorDetails = {"status": status, "code": code, "registry_message": message, "url": response.url}
     if status == 401:
         return E.RegistryAuthenticationError(f"{where}: authentication required or refused (401){detail}", **kw)
     if status == 403:
@@ -442,10 +458,10 @@ def error_for_response(response: Response, what: str | None = None, note: str = 
     return E.RegistryError(f"{where}: HTTP {status}{detail}", **kw)
 
 
-def check_time_limits(*, request_timeout, min_stream_rate, max_retry_wait) -> None:
+def check_time_limits(*, request_timeout: float, min_stream_rate: float, max_retry_wait: float) -> None:
     """Refuse time limits that are not numbers of the right sign, before any request."""
 
-    def number(value) -> bool:  # NaN fails every comparison below
+    def number(value: object) -> bool:  # NaN fails every comparison below
         return not isinstance(value, bool) and isinstance(value, (int, float))
 
     if not number(request_timeout) or not 0 < request_timeout < float("inf"):
@@ -476,6 +492,18 @@ class RetryWaits:
         return f"; gave up after waiting {self.spent:.3g} s in total (max_retry_wait={self.limit:g})"
 
 
+class RequestOptions(TypedDict, total=False):
+    """What ``Transport.fetch`` passes on to ``Transport.request``."""
+
+    headers: Mapping[str, str] | None
+    body: bytes | None
+    scopes: tuple[str, ...]
+    kind: str
+    ok: Iterable[int]
+    retry: bool | None
+    follow_redirects: bool
+
+
 class Transport:
     """Sends requests through an auth flow, retries what is safe to retry, and maps failures.
 
@@ -497,7 +525,7 @@ class Transport:
     def __init__(
         self,
         base_url: str,
-        auth,
+        auth: Auth,
         *,
         open_timeout: float = 2,
         read_timeout: float = 5,
@@ -510,7 +538,7 @@ class Transport:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         min_stream_rate: float = DEFAULT_MIN_STREAM_RATE,
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
-    ):
+    ) -> None:
         check_time_limits(
             request_timeout=request_timeout, min_stream_rate=min_stream_rate, max_retry_wait=max_retry_wait
         )
@@ -540,7 +568,7 @@ class Transport:
 
     def _new_pool(self, pool_size: int) -> urllib3.PoolManager:
         """Proxies from the environment (honouring no_proxy), and the CA certificates ``ca_settings`` chose."""
-        options = dict(
+        options: dict[str, Any] = dict(
             num_pools=8,
             maxsize=pool_size,
             block=False,
@@ -577,11 +605,10 @@ class Transport:
         method: str,
         path_or_url: str,
         *,
-        headers: dict | None = None,
+        headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         scopes: tuple[str, ...] = (),
         kind: str = "other",
-        stream: bool = False,
         ok: Iterable[int] = (),
         retry: bool | None = None,
         follow_redirects: bool = True,
@@ -594,7 +621,7 @@ class Transport:
         is retried (honouring Retry-After) whatever the method. The sleeps before retries add up to
         at most ``max_retry_wait`` per call (``waits`` carries them over when a call makes several).
         """
-        req = Request(method, self.url(path_or_url), dict(headers or {}), body, scopes, kind, stream)
+        req = Request(method, self.url(path_or_url), dict(headers or {}), body, scopes, kind)
         ok = frozenset(ok)
         retry = method in IDEMPOTENT if retry is None else retry
         waits = waits if waits is not None else RetryWaits(self.max_retry_wait)
@@ -646,7 +673,7 @@ class Transport:
         return error
 
     def _backoff(self, attempt: int) -> float:
-        return min(8.0, self.backoff * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
+        return min(8.0, self.backoff * (2.0 ** (attempt - 1))) * (0.5 + random.random() / 2)
 
     def _send_authenticated(self, req: Request) -> Response:
         """Drive the auth flow: it yields requests (the original, token requests) and receives responses."""
@@ -666,17 +693,18 @@ class Transport:
     def _send(self, req: Request, pool: urllib3.PoolManager) -> Response:
         self.stats.count(req.kind)
         target = req.url
+        sender: urllib3.PoolManager | urllib3.HTTPConnectionPool = pool
         if (
             pool is self.pool
             and target.startswith(self._home_prefix)
             and target[len(self._home_prefix) : len(self._home_prefix) + 1] == "/"
             and self._home.proxy is None
         ):
-            pool, target = self._home, target[len(self._home_prefix) :]
+            sender, target = self._home, target[len(self._home_prefix) :]
         budget = Budget(self.timeout[1], self.request_timeout, self.min_stream_rate)
         _sending.budget = budget
         try:
-            raw = pool.urlopen(
+            raw = sender.urlopen(
                 req.method,
                 target,
                 body=req.body,
@@ -717,12 +745,12 @@ class Transport:
             method = "GET" if response.status_code == 303 else req.method
             if self.same_origin(target):
                 response = self._send_authenticated(
-                    Request(method, target, dict(req.headers), req.body, req.scopes, req.kind, req.stream)
+                    Request(method, target, dict(req.headers), req.body, req.scopes, req.kind)
                 )
             else:
                 headers = {k: v for k, v in req.headers.items() if k.lower() not in ("authorization", "cookie")}
                 response = self._send(
-                    Request(method, target, headers, None, (), req.kind, req.stream, authenticated=False), self._foreign
+                    Request(method, target, headers, None, (), req.kind, authenticated=False), self._foreign
                 )
             if response.status_code not in REDIRECT_STATUSES:
                 return response
@@ -802,7 +830,8 @@ class Transport:
                 socket.create_connection((host, port), timeout=self.timeout[0]) as sock,
                 context.wrap_socket(sock, server_hostname=host) as tls,
             ):
-                return [str(value) for _, value in tls.getpeercert().get("subjectAltName", ())]
+                names = (tls.getpeercert() or {}).get("subjectAltName", ())
+                return [str(value) for _, value in names] if isinstance(names, tuple) else []
         except (OSError, ValueError):
             return []
 
@@ -837,7 +866,9 @@ class Transport:
             return budget.error(_describe(response.method, response.url), response.url)
         return self._map_exception(exc, Request(response.method, response.url))
 
-    def fetch(self, method: str, path_or_url: str, *, limit: int, what: str, **options) -> tuple[Response, bytes]:
+    def fetch(
+        self, method: str, path_or_url: str, *, limit: int, what: str, **options: Unpack[RequestOptions]
+    ) -> tuple[Response, bytes]:
         """``request`` and ``read_body`` in one; an idempotent request whose body is cut short is sent
         again (up to ``retries`` times, within one ``max_retry_wait``). A status the caller allowed in
         ``ok`` comes back with no body."""
@@ -885,7 +916,7 @@ def read_raw(response: Response, limit: int, what: str) -> bytes:
         raise E.RegistryConnectionError(f"{what}: response body cut short ({exc})", url=response.url) from None
 
 
-def parse_json(raw: bytes, what: str, url: str | None = None):
+def parse_json(raw: bytes, what: str, url: str | None = None) -> object:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -894,7 +925,7 @@ def parse_json(raw: bytes, what: str, url: str | None = None):
 
 def _root(exc: BaseException) -> str:
     """The innermost cause's text, which is what a user can act on."""
-    seen = set()
+    seen: set[int] = set()
     while True:
         nxt = exc.__cause__ or exc.__context__
         if nxt is None and exc.args and isinstance(exc.args[0], BaseException):

@@ -5,6 +5,16 @@ Basic credentials answers ``{"token", "access_token", "expires_in", "issued_at"}
 real token servers it never refuses a scope: it grants the intersection of what was asked
 and what the rules allow, and the registry answers ``401 insufficient_scope`` for the rest.
 
+``POST /token`` is the OAuth2 endpoint of the distribution token spec (form-encoded,
+``client_id`` and ``grant_type`` required): ``grant_type=password`` with ``username`` and
+``password`` (and ``access_type=offline`` for a refresh token), or ``grant_type=refresh_token``
+with a ``refresh_token`` this server issued for that ``service`` (:meth:`TokenServer.refresh_token_for`
+makes one, as ``docker login`` leaves an ``identitytoken``). Answers ``{"access_token", "scope",
+"expires_in", "issued_at"}`` plus ``refresh_token``; refusals are RFC 6749 errors (400
+``invalid_grant``, ``invalid_request``, ``unsupported_grant_type``). ``oauth=False`` answers
+POST with 404, as token servers without OAuth2 do; ``refuse_get=404`` or ``405`` refuses every
+GET, as OAuth2-only ones do.
+
 Access rules map a user name (``None`` for anonymous requests) to ``(pattern, actions)``
 pairs. A pattern without ``:`` is a repository-name glob (``fnmatch``: ``*`` also crosses
 ``/``); a pattern with ``:`` is matched against ``type:name``, so :data:`CATALOG`
@@ -45,6 +55,7 @@ CATALOG = "registry:catalog"
 """Rule pattern for the catalog: ``(CATALOG, {"*"})`` allows ``GET /v2/_catalog``."""
 
 ALL_ACTIONS = "*"
+FORM_LIMIT = 64 * 1024
 
 Rule = tuple[str, Collection[str]]
 AccessRules = Mapping[str | None, Sequence[Rule]]
@@ -95,6 +106,9 @@ class IssuedToken:
     granted: tuple[Scope, ...]
     expires_in: int | None
     token: str
+    grant: str = "get"
+    """``"get"`` for the GET endpoint, else the OAuth2 ``grant_type`` (``"password"``, ``"refresh_token"``)."""
+    client_id: str | None = None
 
 
 def libtrust_key_id(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> str:
@@ -138,7 +152,8 @@ class TokenServer:
     ``expires_in`` is what responses announce (``None`` leaves the field out, so clients
     fall back to 60 s); ``token_ttl`` sets the JWT's real lifetime when it should differ
     (the registry allows 60 s of clock leeway, so an already-rejected token needs
-    ``token_ttl <= -61``). Both may be changed while the server runs.
+    ``token_ttl <= -61``). Both may be changed while the server runs, and so may ``oauth``
+    (serve the OAuth2 POST) and ``refuse_get`` (``None``, or the status every GET gets).
     """
 
     def __init__(
@@ -153,6 +168,8 @@ class TokenServer:
         algorithm: Algorithm = "ES256",
         ssl_context: ssl.SSLContext | None = None,
         host: str = "127.0.0.1",
+        oauth: bool = True,
+        refuse_get: int | None = None,
     ):
         if algorithm == "ES256":
             self._key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = ec.generate_private_key(ec.SECP256R1())
@@ -168,6 +185,8 @@ class TokenServer:
         self.issuer = issuer
         self.expires_in = expires_in
         self.token_ttl = token_ttl
+        self.oauth = oauth
+        self.refuse_get = refuse_get
         self.algorithm: Algorithm = algorithm
         self.key_id = libtrust_key_id(self._key.public_key())
         self.certificate_pem = certificate_pem(self_signed_certificate(self._key, "regframe token signer"))
@@ -176,6 +195,7 @@ class TokenServer:
         self._lock = threading.Lock()
         self._issued: list[IssuedToken] = []
         self._rejected = 0
+        self._refresh_tokens: dict[str, tuple[str, str]] = {}  # refresh token -> (user, service)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -246,6 +266,28 @@ class TokenServer:
             self._issued.clear()
             self._rejected = 0
 
+    # -- refresh tokens --------------------------------------------------------------------
+    def refresh_token_for(self, user: str, service: str | None = None) -> str:
+        """A refresh token for ``user`` and ``service``, as the password grant with ``access_type=offline``
+        (what ``docker login`` stores as ``identitytoken``) would give."""
+        if user not in self.users:
+            raise KeyError(f"no user {user!r}; users are {sorted(self.users)}")
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._refresh_tokens[token] = (user, service or self.service)
+        return token
+
+    def revoke_refresh_tokens(self) -> None:
+        with self._lock:
+            self._refresh_tokens.clear()
+
+    def _refresh_owner(self, token: str, service: str) -> str:
+        with self._lock:
+            owner = self._refresh_tokens.get(token)
+        if owner is None or owner[1] != service:
+            raise PermissionError("unknown refresh token, or one issued for another service")
+        return owner[0]
+
     # -- tokens ----------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> str | None:
         """Return the user named by a Basic ``Authorization`` header, ``None`` if absent.
@@ -261,8 +303,14 @@ class TokenServer:
             user, sep, password = base64.b64decode(payload.strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise PermissionError("malformed Basic credentials") from None
+        if not sep:
+            raise PermissionError("invalid username or password")
+        return self.check_password(user, password)
+
+    def check_password(self, user: str, password: str) -> str:
+        """Return ``user`` if ``password`` is theirs; raise PermissionError otherwise."""
         expected = self.users.get(user)
-        if not sep or expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
+        if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
             raise PermissionError("invalid username or password")
         return user
 
@@ -295,20 +343,33 @@ class TokenServer:
             return r.to_bytes(32, "big") + s.to_bytes(32, "big")
         return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
-    def issue(self, user: str | None, service: str | None, requested: Sequence[Scope]) -> dict[str, object]:
+    def issue(
+        self,
+        user: str | None,
+        service: str | None,
+        requested: Sequence[Scope],
+        *,
+        grant_type: str = "get",
+        client_id: str | None = None,
+    ) -> dict[str, object]:
         """Grant what the rules allow of ``requested`` and return the token response body."""
         granted = grant(self.access.get(user, ()), requested)
         expires_in = self.expires_in
         token = self.make_token(user, granted, service=service)
         with self._lock:
             self._issued.append(
-                IssuedToken(user, service or self.service, tuple(requested), granted, expires_in, token)
+                IssuedToken(
+                    user, service or self.service, tuple(requested), granted, expires_in, token, grant_type, client_id
+                )
             )
         body: dict[str, object] = {
             "token": token,
             "access_token": token,
             "issued_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         }
+        if grant_type != "get":
+            body = {k: v for k, v in body.items() if k != "token"}
+            body["scope"] = " ".join(str(scope) for scope in granted)
         if expires_in is not None:
             body["expires_in"] = expires_in
         return body
@@ -352,11 +413,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         self._reply(status, {"errors": [{"code": code, "message": message, "detail": None}]}, headers)
 
+    def _oauth_error(self, status: int, error: str, description: str) -> None:
+        self._reply(status, {"error": error, "error_description": description})
+
     def do_GET(self) -> None:
         ts = self.server.token_server
         url = urlsplit(self.path)
         if url.path != "/token":
             self._error(404, "NOT_FOUND", f"no endpoint at {url.path}")
+            return
+        if ts.refuse_get is not None:
+            self._error(ts.refuse_get, "UNSUPPORTED", "this token server only serves OAuth2 POST", {"Allow": "POST"})
             return
         query = parse_qs(url.query)
         try:
@@ -371,3 +438,59 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(401, "UNAUTHORIZED", str(exc), {"WWW-Authenticate": f'Basic realm="{ts.issuer}"'})
             return
         self._reply(200, ts.issue(user, query.get("service", [None])[0], requested))
+
+    def do_POST(self) -> None:
+        ts = self.server.token_server
+        url = urlsplit(self.path)
+        try:
+            length = int(self.headers.get("Content-Length") or "0")
+        except ValueError:
+            length = -1
+        if not 0 <= length <= FORM_LIMIT:
+            self.close_connection = True
+            self._oauth_error(400, "invalid_request", f"a form of 0 to {FORM_LIMIT} bytes is expected")
+            return
+        raw = self.rfile.read(length)
+        if url.path != "/token" or not ts.oauth:
+            self._error(404, "NOT_FOUND", f"no OAuth2 endpoint at {url.path}")
+            return
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+            self._oauth_error(400, "invalid_request", "the body must be application/x-www-form-urlencoded")
+            return
+        try:
+            form = {
+                k: v[-1] for k, v in parse_qs(raw.decode(), keep_blank_values=True, strict_parsing=bool(raw)).items()
+            }
+        except (ValueError, UnicodeDecodeError):
+            self._oauth_error(400, "invalid_request", "malformed form")
+            return
+        grant_type, client_id = form.get("grant_type"), form.get("client_id")
+        service = form.get("service") or ts.service
+        if not client_id:
+            self._oauth_error(400, "invalid_request", "client_id is required")
+            return
+        try:
+            requested = [Scope.parse(s) for s in form.get("scope", "").split()]
+        except ValueError as exc:
+            self._oauth_error(400, "invalid_scope", str(exc))
+            return
+        refresh = None
+        try:
+            if grant_type == "password":
+                user = ts.check_password(form.get("username", ""), form.get("password", ""))
+                if form.get("access_type") == "offline":
+                    refresh = ts.refresh_token_for(user, service)
+            elif grant_type == "refresh_token":
+                refresh = form.get("refresh_token", "")
+                user = ts._refresh_owner(refresh, service)
+            else:
+                self._oauth_error(400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+                return
+        except PermissionError as exc:
+            ts._count_rejection()
+            self._oauth_error(400, "invalid_grant", str(exc))
+            return
+        body = ts.issue(user, service, requested, grant_type=grant_type, client_id=client_id)
+        if refresh is not None:
+            body["refresh_token"] = refresh
+        self._reply(200, body)

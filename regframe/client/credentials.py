@@ -1,0 +1,301 @@
+"""Registry credentials where docker, podman and skopeo keep them: auth files and credential helpers.
+
+Files are searched in the order of containers-auth.json(5), as podman and skopeo search them; the first
+file with an entry for the registry wins:
+
+1. ``$REGISTRY_AUTH_FILE`` when set, and then no other file (it is podman's ``--authfile`` default);
+2. ``$XDG_RUNTIME_DIR/containers/auth.json`` (``/run/containers/$UID/auth.json`` without XDG_RUNTIME_DIR);
+3. ``$XDG_CONFIG_HOME/containers/auth.json`` (``~/.config/containers/auth.json``);
+4. ``$DOCKER_CONFIG/config.json`` when DOCKER_CONFIG is set, else ``~/.docker/config.json``;
+5. ``~/.dockercfg`` (docker's legacy format).
+
+Within a file: ``credHelpers`` for the registry host, then ``auths`` (namespace keys such as
+``registry.example.com/team`` first, most specific first; then the host, then URL forms of it), then
+``credsStore``. An ``auths`` entry holds ``auth`` (base64 ``user:password``) or ``username``/``password``,
+and may hold ``identitytoken`` (an OAuth2 refresh token) or ``registrytoken`` (a bearer token).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from .auth import RegistryAuth
+from .errors import RegistryAuthenticationError
+
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+_HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
+HELPER_TIMEOUT = 30.0
+HELPER_OUTPUT_LIMIT = 1024 * 1024
+# What docker-credential-helpers print, exiting 1, when they hold nothing for the server.
+_NOT_FOUND = "credentials not found in native keychain"
+# A helper's username that marks its secret as an identity token (docker and containers/image agree).
+_TOKEN_USER = "<token>"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a login left for one registry; ``source`` says where it was found. Secrets stay out of reprs."""
+
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    identity_token: str | None = field(default=None, repr=False)
+    registry_token: str | None = field(default=None, repr=False)
+    source: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.password or self.identity_token or self.registry_token)
+
+
+class AuthFile(NamedTuple):
+    path: Path
+    legacy: bool = False  # ~/.dockercfg: the auths map itself, keyed by URLs
+
+
+def config_path() -> Path:
+    """Docker's config file: ``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``."""
+    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+
+
+def auth_files() -> list[AuthFile]:
+    """The files searched, in order, as podman and skopeo search them (see the module docstring)."""
+    explicit = os.environ.get("REGISTRY_AUTH_FILE")
+    if explicit:
+        return [AuthFile(Path(explicit))]
+    home = Path.home()
+    if sys.platform.startswith("linux"):
+        runtime = os.environ.get("XDG_RUNTIME_DIR")
+        primary = (
+            Path(runtime) / "containers" / "auth.json" if runtime else Path(f"/run/containers/{os.getuid()}/auth.json")
+        )
+    else:
+        primary = home / ".config" / "containers" / "auth.json"
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    files = [AuthFile(primary), AuthFile(config_home / "containers" / "auth.json"), AuthFile(config_path())]
+    files.append(AuthFile(home / ".dockercfg", legacy=True))
+    return list(dict.fromkeys(files))
+
+
+def _normalize_host(host: str) -> str:
+    return "index.docker.io" if host in _HUB_HOSTS else host
+
+
+def _key_host(key: str, legacy: bool) -> str:
+    """The registry host an ``auths`` key names: ``https://host/v1/`` and ``http://host`` become ``host``."""
+    stripped = key.removeprefix("http://").removeprefix("https://")
+    if legacy or stripped != key:
+        stripped = stripped.split("/", 1)[0]
+    return _normalize_host(stripped)
+
+
+def _lookup_keys(host: str, repository: str | None, legacy: bool) -> Iterator[str]:
+    """Exact keys, best first: ``host/a/b/c``, ``host/a/b``, ``host/a``, ``host`` (namespaces only outside legacy)."""
+    if repository and not legacy:
+        parts = repository.split("/")
+        for n in range(len(parts), 0, -1):
+            for name in _namespace_hosts(host):
+                yield f"{name}/{'/'.join(parts[:n])}"
+    yield host
+    if host in _HUB_HOSTS:
+        yield DOCKER_HUB_KEY
+        yield from sorted(_HUB_HOSTS - {host})
+
+
+def _namespace_hosts(host: str) -> tuple[str, ...]:
+    """How namespace keys name ``host``: podman writes Docker Hub's as ``docker.io/namespace``."""
+    return ("docker.io", host) if host in _HUB_HOSTS and host != "docker.io" else (host,)
+
+
+def _helper_key(host: str) -> str:
+    return DOCKER_HUB_KEY if host in _HUB_HOSTS else host
+
+
+def _run_helper(helper: str, host: str) -> Credentials | None:
+    """Ask ``docker-credential-<helper> get`` for ``host``; its output may hold secrets, so no message shows it."""
+    program = f"docker-credential-{helper}"
+    key = _helper_key(host)
+    if not helper or "/" in helper or os.sep in helper:
+        raise RegistryAuthenticationError(f"credential helper name {helper!r} for {host} is not a program name")
+    try:
+        done = subprocess.run(
+            [program, "get"],
+            input=key.encode(),
+            capture_output=True,
+            timeout=HELPER_TIMEOUT,
+        )
+    except FileNotFoundError:
+        raise RegistryAuthenticationError(
+            f"credential helper {program} for {host} is not on PATH (it is named in the docker or podman config)"
+        ) from None
+    except PermissionError:
+        raise RegistryAuthenticationError(f"credential helper {program} for {host} is not executable") from None
+    except subprocess.TimeoutExpired:
+        raise RegistryAuthenticationError(
+            f"credential helper {program} for {host} did not answer within {HELPER_TIMEOUT:g} s"
+        ) from None
+    except OSError as exc:
+        raise RegistryAuthenticationError(
+            f"credential helper {program} for {host} could not be started ({type(exc).__name__})"
+        ) from None
+    if done.returncode != 0:
+        if _NOT_FOUND in done.stdout[:HELPER_OUTPUT_LIMIT].decode(errors="replace"):
+            return None
+        raise RegistryAuthenticationError(
+            f"credential helper {program} failed for {host} (exit status {done.returncode}); "
+            "its output is not shown as it may hold secrets"
+        )
+    try:
+        answer = json.loads(done.stdout[:HELPER_OUTPUT_LIMIT])
+        user, secret = answer["Username"], answer["Secret"]
+        if not isinstance(user, str) or not isinstance(secret, str):
+            raise TypeError("Username and Secret must be strings")
+    except (ValueError, KeyError, TypeError):
+        raise RegistryAuthenticationError(
+            f"credential helper {program} answered something that is not credentials for {host}"
+        ) from None
+    source = f"credential helper {program}"
+    if not secret:
+        return None
+    if user == _TOKEN_USER:
+        return Credentials(identity_token=secret, source=source)
+    return Credentials(user, secret, source=source)
+
+
+def _from_entry(entry: dict[str, object], where: str) -> Credentials | None:
+    """Credentials in one ``auths`` entry; None for an empty one (docker writes ``{}`` next to a credsStore)."""
+    user: str | None = None
+    password: str | None = None
+    encoded = entry.get("auth")
+    if encoded:
+        try:
+            if not isinstance(encoded, str):
+                raise ValueError("not a string")
+            decoded = base64.b64decode(encoded, validate=True).decode()
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise RegistryAuthenticationError(
+                f"{where} has a malformed auth field (not base64 of user:password)"
+            ) from None
+        name, sep, secret = decoded.partition(":")
+        if not sep:
+            raise RegistryAuthenticationError(f"{where} has a malformed auth field (no ':' between user and password)")
+        user, password = name, secret.strip("\x00")
+    elif isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
+        user, password = str(entry["username"]), str(entry["password"])
+    identity = entry.get("identitytoken")
+    registry = entry.get("registrytoken")
+    found = Credentials(
+        user or None,
+        password or None,
+        identity if isinstance(identity, str) and identity else None,
+        registry if isinstance(registry, str) and registry else None,
+        where,
+    )
+    return None if found.empty else found
+
+
+def _read(auth_file: AuthFile) -> dict[str, object] | None:
+    try:
+        data = json.loads(auth_file.path.read_bytes())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise RegistryAuthenticationError(
+            f"cannot read credentials file {auth_file.path}: {type(exc).__name__}"
+            + (f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else "")
+        ) from None
+    if not isinstance(data, dict):
+        raise RegistryAuthenticationError(f"credentials file {auth_file.path} does not hold a JSON object")
+    return {"auths": data} if auth_file.legacy else data
+
+
+def find_in_file(auth_file: AuthFile, host: str, repository: str | None = None) -> Credentials | None:
+    """Credentials for ``host`` (``name[:port]``) and, when given, ``repository`` from one file, or None."""
+    config = _read(auth_file)
+    if config is None:
+        return None
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict):
+        for key in _lookup_keys(host, None, legacy=False):
+            helper = helpers.get(key)
+            if isinstance(helper, str):
+                return _run_helper(helper, host)
+    auths = config.get("auths")
+    if isinstance(auths, dict):
+        candidates = [key for key in _lookup_keys(host, repository, auth_file.legacy) if key in auths]
+        wanted = _normalize_host(host)
+        candidates += [key for key in auths if key not in candidates and _key_host(key, auth_file.legacy) == wanted]
+        for key in candidates:
+            entry = auths[key]
+            if isinstance(entry, dict):
+                found = _from_entry(entry, f"{auth_file.path} entry {key!r}")
+                if found is not None:
+                    return found
+    store = config.get("credsStore")
+    if isinstance(store, str) and store:
+        return _run_helper(store, host)
+    return None
+
+
+def namespaces_for(host: str) -> list[str]:
+    """Repository namespaces (``team``, ``team/app``) with ``host/namespace`` keys of their own in the auth files.
+
+    Files that cannot be read are skipped here: ``load_credentials`` reports them when the search reaches them."""
+    found: set[str] = set()
+    prefixes = tuple(f"{name}/" for name in _namespace_hosts(host))
+    for auth_file in auth_files():
+        if auth_file.legacy:
+            continue
+        try:
+            auths = (_read(auth_file) or {}).get("auths")
+        except RegistryAuthenticationError:
+            continue
+        if isinstance(auths, dict):
+            for key in auths:
+                for prefix in prefixes:
+                    if key.startswith(prefix):
+                        found.add(key[len(prefix) :].strip("/"))
+    return sorted(namespace for namespace in found if namespace)
+
+
+def load_credentials(host: str, repository: str | None = None) -> Credentials | None:
+    """Credentials for ``host`` (``name[:port]``) from the first auth file that has them, or None.
+
+    Raises RegistryAuthenticationError for an unreadable file or a helper that is missing or fails."""
+    for auth_file in auth_files():
+        found = find_in_file(auth_file, host, repository)
+        if found is not None:
+            return found
+    return None
+
+
+def auth_from_files(url: str, *, allow_insecure: bool = False) -> RegistryAuth:
+    """The auth for registry ``url`` from the auth files: its own entry, and one more per repository namespace
+    with an entry of its own (``host/team``), used for the repositories under it."""
+    host = urlsplit(url).netloc
+
+    def auth(found: Credentials | None, namespaces: dict[str, RegistryAuth] | None = None) -> RegistryAuth:
+        found = found or Credentials()
+        return RegistryAuth(
+            found.user,
+            found.password,
+            origin=url,
+            allow_insecure=allow_insecure,
+            identity_token=found.identity_token,
+            registry_token=found.registry_token,
+            source=found.source,
+            namespaces=namespaces,
+        )
+
+    default = load_credentials(host)
+    scoped = {namespace: load_credentials(host, namespace) for namespace in namespaces_for(host)}
+    return auth(default, {namespace: auth(found) for namespace, found in scoped.items() if found != default})

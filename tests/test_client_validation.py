@@ -1,0 +1,59 @@
+"""Every public client method checks its arguments before any request.
+
+The client points at a port where nothing listens: a request would fail with a connection error, so an
+``InvalidReferenceError``/``ValueError`` and a request count of zero show nothing was sent."""
+
+from __future__ import annotations
+
+import pytest
+
+from regframe import InvalidReferenceError
+from regframe.client import RegistryClient
+
+DIGEST = "sha256:" + "a" * 64
+BAD_REPO = "Bad Name"
+
+CALLS = {
+    "tags": lambda c: c.tags(BAD_REPO),
+    "manifest": lambda c: c.manifest(BAD_REPO, "latest"),
+    "manifest bad reference": lambda c: c.manifest("ok/repo", "bad tag!"),
+    "manifest_exists": lambda c: c.manifest_exists(BAD_REPO, "latest"),
+    "digest": lambda c: c.digest(BAD_REPO, "latest"),
+    "digest bad platform": lambda c: c.digest("ok/repo", "latest", platform="not a platform"),
+    "blob_size": lambda c: c.blob_size(BAD_REPO, DIGEST),
+    "blob_exists": lambda c: c.blob_exists(BAD_REPO, DIGEST),
+    "blob_exists bad digest": lambda c: c.blob_exists("ok/repo", "sha256:short"),
+    "blob": lambda c: c.blob(BAD_REPO, DIGEST),
+    "open_blob": lambda c: c.open_blob(BAD_REPO, DIGEST),
+    "open_blob bad digest": lambda c: c.open_blob("ok/repo", "md5:abc"),
+    "upload_blob": lambda c: c.upload_blob(BAD_REPO, b"x"),
+    "upload_blob not bytes": lambda c: c.upload_blob("ok/repo", "text"),
+    "put_stream": lambda c: c.put_stream(BAD_REPO, DIGEST, [b"x"], 1),
+    "put_stream bad digest": lambda c: c.put_stream("ok/repo", "nope", [b"x"], 1),
+    "put_stream bad size": lambda c: c.put_stream("ok/repo", DIGEST, [b"x"], -1),
+    "put_stream bad mount": lambda c: c.put_stream("ok/repo", DIGEST, [b"x"], 1, mount_from=BAD_REPO),
+    "put_manifest": lambda c: c.put_manifest(BAD_REPO, "latest", b"{}", "application/json"),
+    "put_manifest not bytes": lambda c: c.put_manifest("ok/repo", "latest", {}, "application/json"),
+    "delete_manifest": lambda c: c.delete_manifest(BAD_REPO, DIGEST),
+    "rmtag": lambda c: c.rmtag(BAD_REPO, "latest"),
+    "rmtag bad expected digest": lambda c: c.rmtag("ok/repo", "latest", expected_digest="x"),
+    "rmrepo": lambda c: c.rmrepo(BAD_REPO),
+    "pull": lambda c: c.pull(BAD_REPO, "latest", "/nonexistent-dir"),
+    "tag": lambda c: c.tag(BAD_REPO, "latest", "ok/repo", "new"),
+    "tag bad new tag": lambda c: c.tag("ok/repo", "latest", "ok/repo", "bad tag!"),
+    "copy": lambda c: c.copy(BAD_REPO, "latest", c, "ok/repo", "new"),
+    "search": lambda c: c.search(3),
+}
+
+
+@pytest.fixture
+def offline():
+    with RegistryClient("http://127.0.0.1:1", docker_config=False) as client:
+        yield client
+
+
+@pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
+def test_bad_arguments_are_refused_before_any_request(offline, call):
+    with pytest.raises((InvalidReferenceError, ValueError)):
+        call(offline)
+    assert offline.stats["total_requests"] == 0
