@@ -17,7 +17,7 @@ from .inventory.cache import DigestCache
 from .inventory.catalog import catalog_frame
 from .inventory.crawl import Crawler, Selection, exact_names
 from .inventory.frames import build_frames
-from .inventory.inventory import Inventory
+from .inventory.inventory import Inventory, crawl_parameters
 from .patterns import compile_pattern
 
 
@@ -48,6 +48,7 @@ class Registry(RegistryClient):
         strict: bool = False,
         stop: threading.Event | None = None,
         max_pages: int = MAX_PAGES,
+        referrers: bool = False,
     ) -> Inventory:
         """Crawl the catalog's repositories, every tag, manifest, index child and config, and return the frames.
 
@@ -63,7 +64,10 @@ class Registry(RegistryClient):
         ``stop``: an Event that ends the crawl early, keeping what was read (Ctrl-C does the same); every
         thread of the crawl has ended when this returns.
         ``max_pages``: the most pages followed in the catalog and in each tag list (default 10,000); past it
-        the listing becomes a row of ``inv.errors``, and a catalog cut short makes ``inv.complete`` False."""
+        the listing becomes a row of ``inv.errors``, and a catalog cut short makes ``inv.complete`` False.
+        ``referrers``: also ask the referrers API, probed once per crawl, once per distinct image digest when
+        the registry has it; without it (the default) accessories come from what the tags and indexes show
+        (fallback indexes, cosign tags, BuildKit attestation entries, ``subject`` fields), with no extra request."""
         selection = select_repositories(repositories, match)
         digest_cache = cache if isinstance(cache, DigestCache) or cache is None else DigestCache(cache)
         crawler = Crawler(
@@ -75,10 +79,15 @@ class Registry(RegistryClient):
             strict=strict,
             stop=stop,
             max_pages=max_pages,
+            referrers=referrers,
         )
+        started = pd.Timestamp.now(tz="UTC")
         result = crawler.run()
         frames = build_frames(result)
-        return Inventory(**frames, stats=result.stats, url=self.url, complete=result.complete)
+        params = crawl_parameters(selection.names, match, strict=strict, max_pages=max_pages, referrers=referrers)
+        return Inventory(
+            **frames, stats=result.stats, url=self.url, complete=result.complete, params=params, crawled_at=started
+        )
 
     @property
     def frames(self) -> FrameReader:
@@ -138,7 +147,7 @@ def connect(url: str = "https://registry.hub.docker.com", **options) -> Registry
     """Connect to a registry and check that it answers, like ``DockerRegistry2.connect``.
 
     Options: ``user``, ``password``, ``open_timeout`` (2 s), ``read_timeout`` (5 s), ``verify``,
-    ``ca_bundle``, ``docker_config`` (read ~/.docker/config.json when no user is given),
+    ``ca_bundle``, ``docker_config`` (read the credentials docker, podman and skopeo keep, when no user is given),
     ``allow_insecure_auth`` (send the password over plain http to a host other than this machine, or to a
     plain-http token endpoint of an https registry; refused otherwise).
 

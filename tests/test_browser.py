@@ -238,7 +238,7 @@ def expected_at(records, days: int, keep: str, now: pd.Timestamp) -> tuple[int, 
     stale = {k for k in digest if (k[0], digest[k]) not in kept}
     users, sizes = defaultdict(set), {}
     for r in records:
-        for layer, size in r["layers"]:
+        for layer, size in [(r["config_digest"], r["config_size"]), *r["layers"]]:
             users[layer].add((r["repository"], r["tag"]))
             sizes[layer] = size
     return len(stale), sum(sizes[d] for d, who in users.items() if who <= stale)

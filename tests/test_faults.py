@@ -522,14 +522,19 @@ def hostile_config_rules(config: bytes) -> list[Rule]:
     [b'{"os": 5, "architecture": "amd64"}', b"[1, 2]", b"not json", b"[" * 100_000 + b"]" * 100_000],
     ids=["os-number", "list", "text", "nested"],
 )
-def test_hostile_config_is_an_error_row(proxy, config):
+def test_hostile_config_is_recorded_unreadable_not_an_error_row(proxy, config):
+    """A config that is not a config object says nothing about the image, but the registry is not broken:
+    the row stays, with no platform, and the crawl has no error (``regframe audit`` exits 0)."""
     for rule in hostile_config_rules(config):
         proxy.add_rule(rule)
     with connect(proxy.url) as reg:
         inv = reg.inventory([REPO], progress=False)
-    errors = inv.errors.astype(str)
-    assert list(errors[["repository", "tag", "stage"]].itertuples(index=False, name=None)) == [(REPO, "v1", "config")]
-    assert "RegistryProtocolError" in errors["error"].iloc[0]
+    assert inv.errors.empty
+    rows = inv.manifests.astype(object)
+    row = rows[rows["tag"] == "v1"].iloc[0]
+    assert (row["platform"], row["kind"]) == ("unknown/unknown", "image")
+    assert pd.isna(row["os"]) and pd.isna(row["architecture"])
+    assert inv.stats["unreadable_configs"] == 1
 
 
 def test_endless_config_blob_is_cut_at_its_declared_size(proxy):

@@ -93,18 +93,28 @@ def test_manifests(inv, records):
 
 
 def test_layers(inv, records):
+    """Every blob each image references: its config (role config, no position), then its layers in order."""
     expected = sorted(
-        (r["repository"], r["tag"], r["manifest_digest"], pos, digest, size)
-        for r in records
-        for pos, (digest, size) in enumerate(r["layers"])
+        [
+            (r["repository"], r["tag"], r["manifest_digest"], -1, r["config_digest"], r["config_size"], "config")
+            for r in records
+        ]
+        + [
+            (r["repository"], r["tag"], r["manifest_digest"], pos, digest, size, "layer")
+            for r in records
+            for pos, (digest, size) in enumerate(r["layers"])
+        ]
     )
+    frame = inv.layers.astype({"position": object})
+    frame["position"] = frame["position"].where(frame["position"].notna(), -1)
     got = sorted(
         tuple(x)
-        for x in inv.layers[["repository", "tag", "manifest_digest", "position", "layer_digest", "size"]]
+        for x in frame[["repository", "tag", "manifest_digest", "position", "layer_digest", "size", "role"]]
         .astype(object)
         .itertuples(index=False)
     )
     assert got == expected
+    assert set(inv.layers["kind"].astype(str)) == {"image"}
 
 
 def test_frame_types(inv):
@@ -172,8 +182,11 @@ def test_export_round_trip(inv, tmp_path):
 
 
 def plan_layers(records):
-    """(repository, tag, manifest_digest) -> [(digest, size)] straight from the fleet plan."""
-    return {(r["repository"], r["tag"], r["manifest_digest"]): r["layers"] for r in records}
+    """(repository, tag, manifest_digest) -> [(digest, size)] of every blob, config first, straight from the plan."""
+    return {
+        (r["repository"], r["tag"], r["manifest_digest"]): [(r["config_digest"], r["config_size"]), *r["layers"]]
+        for r in records
+    }
 
 
 def test_storage_usage_matches_plan(inv, records):

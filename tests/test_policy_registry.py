@@ -299,27 +299,26 @@ def test_policy_on_a_crawled_fleet_deletes_the_hand_derived_tags_and_apply_leave
     assert planned == EXPECTED[kind]
     assert len(result) == len(SPEC)
 
-    # Layer bytes freed: every image all of whose tags go (one own layer each; bases are shared and stay).
+    # Bytes freed: the blobs (configs and layers) of every image all of whose tags go, unless a kept image uses them.
     tags_of: dict[str, set] = {}
     for repository, tag, image in SPEC:
         tags_of.setdefault(image, set()).add((repository, tag))
     gone = [image for image, tags in tags_of.items() if tags <= EXPECTED[kind]]
-    own = {blob.digest: blob.size for image in gone for item in BUILT[image].images for blob in item.layers[-1:]}
-    bases_left = {
+    left = {
         blob.digest
-        for image, tags in tags_of.items()
+        for image in tags_of
         if image not in gone
         for item in BUILT[image].images
-        for blob in item.layers
+        for blob in (item.config, *item.layers)
     }
-    base_freed = {
+    freed = {
         blob.digest: blob.size
         for image in gone
         for item in BUILT[image].images
-        for blob in item.layers[:-1]
-        if blob.digest not in bases_left
+        for blob in (item.config, *item.layers)
+        if blob.digest not in left
     }
-    assert reclaimable_bytes(result, inv.layers) == sum(own.values()) + sum(base_freed.values())
+    assert reclaimable_bytes(result, inv.layers) == sum(freed.values())
 
     applied = anon.apply_cleanup(result, dry_run=False)
     assert set(applied["status"]) == {"deleted"}

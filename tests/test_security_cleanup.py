@@ -265,7 +265,7 @@ def test_dry_run_lists_the_same_rows_as_the_real_run(anon, repo_name, delete_man
 
 def test_delete_manifests_lets_plain_garbage_collection_free_what_reclaimable_bytes_counts(tmp_path):
     """After a cleanup with ``delete_manifests``, distribution 2.8's plain ``garbage-collect`` removes
-    exactly the layers only stale images used, and the kept index and its platforms still pull."""
+    exactly the blobs (configs and layers) only stale images used, and the kept index and its platforms still pull."""
     old_amd = build_image([layer("sc-gc-base", 2000), layer("sc-gc-amd", 900)], oci=True)
     old_arm = build_image([layer("sc-gc-base", 2000), layer("sc-gc-arm", 950)], architecture="arm64", oci=True)
     old_index = build_index([old_amd, old_arm], oci=True)
@@ -277,7 +277,7 @@ def test_delete_manifests_lets_plain_garbage_collection_free_what_reclaimable_by
         inv = client.inventory(progress=False)
         stale = stale_tags(inv.manifests, older_than="30d", match=r"^old|-(amd64|arm64)$")
         assert set(stale.loc[stale["stale"], "tag"]) == {"old3", "old-multi", "1.0-amd64", "1.0-arm64"}
-        freed = {b.digest: b.size for b in (*OLD3.layers, *old_amd.layers, *old_arm.layers)}
+        freed = {b.digest: b.size for image in (OLD3, old_amd, old_arm) for b in (image.config, *image.layers)}
         assert reclaimable_bytes(stale, inv.layers) == sum(freed.values())
 
         client.apply_cleanup(stale, dry_run=False, delete_manifests=True)

@@ -111,11 +111,16 @@ def expected_stale(records, days, keep_last=0, keep=None, match=None):
     return {key for key in table if key not in kept and (key[0], table[key]["digest"]) not in kept_digests}
 
 
+def blobs(record):
+    """Every blob an image of the plan references: its config, then its layers."""
+    return [(record["config_digest"], record["config_size"]), *record["layers"]]
+
+
 def expected_reclaimable(records, stale):
-    """Bytes of distinct layers that only stale tags use."""
+    """Bytes of distinct blobs (configs and layers) that only stale tags use."""
     users, sizes = defaultdict(set), {}
     for r in records:
-        for digest, size in r["layers"]:
+        for digest, size in blobs(r):
             users[digest].add((r["repository"], r["tag"]))
             sizes[digest] = size
     return sum(sizes[d] for d, who in users.items() if who <= stale)
@@ -275,7 +280,7 @@ def test_dry_run_then_confirm_deletes_exactly_the_dry_run_rows():
 def storage_expectations(records):
     owners, sizes = defaultdict(set), {}
     for r in records:
-        for digest, size in r["layers"]:
+        for digest, size in blobs(r):
             owners[digest].add(r["repository"])
             sizes[digest] = size
     repos = {r["repository"] for r in records}
@@ -362,13 +367,14 @@ def test_explore_tag_details_from_the_registry(inv, client, fleet, records):
     assert sorted(explorer.platforms_frame["platform"]) == sorted(r["platform"] for r in mine)
     assert len(mine) > 1
     expected_layers = sorted(
-        (r["platform"], pos, digest, size) for r in mine for pos, (digest, size) in enumerate(r["layers"])
+        [(r["platform"], "config", -1, r["config_digest"], r["config_size"]) for r in mine]
+        + [(r["platform"], "layer", pos, digest, size) for r in mine for pos, (digest, size) in enumerate(r["layers"])]
     )
+    shown = explorer.layers_frame.astype({"position": object})
+    shown["position"] = shown["position"].where(shown["position"].notna(), -1)
     got = sorted(
         tuple(x)
-        for x in explorer.layers_frame[["platform", "position", "layer_digest", "size"]]
-        .astype(object)
-        .itertuples(index=False)
+        for x in shown[["platform", "role", "position", "layer_digest", "size"]].astype(object).itertuples(index=False)
     )
     assert got == expected_layers
     labels = explorer.labels_frame

@@ -22,7 +22,7 @@ from .storage import digest_sizes
 
 
 def reclaimable_bytes(stale: pd.DataFrame, layers: pd.DataFrame) -> int:
-    """Bytes of distinct layers that only stale tags reference, anywhere in ``layers``.
+    """Bytes of distinct blobs (configs and layers) that only stale tags reference, anywhere in ``layers``.
 
     Every row of ``layers`` whose (repository, tag) is not marked stale counts as
     kept, including repositories ``stale`` does not mention, so a base layer that
@@ -30,11 +30,13 @@ def reclaimable_bytes(stale: pd.DataFrame, layers: pd.DataFrame) -> int:
     of a kept multi-platform tag (the layers frame lists it under that tag too).
     ``stale`` must be booleans (or the strings "True"/"False"); anything else raises.
 
-    Layer bytes only, and only after garbage collection: a cleanup removes tags, not
-    images. Run ``apply_cleanup(..., delete_manifests=True)`` and then the registry's
-    plain garbage collection, or, on registries whose ``--delete-untagged`` spares the
-    platforms of tagged indexes (distribution 3.0 and later, not 2.x), a default
-    cleanup and ``garbage-collect --delete-untagged``.
+    Every blob row counts, configs included (garbage collection frees a config with the last
+    manifest naming it); manifests themselves are not counted. Rows without a tag (untagged
+    referrers found through the referrers API) count as kept. The bytes return only after
+    garbage collection: a cleanup removes tags, not images. Run
+    ``apply_cleanup(..., delete_manifests=True)`` and then the registry's plain garbage collection,
+    or, on registries whose ``--delete-untagged`` spares the platforms of tagged indexes
+    (distribution 3.0 and later, not 2.x), a default cleanup and ``garbage-collect --delete-untagged``.
     """
     digest, size, freed, _, _ = _freed_layers(stale, layers)
     return int(size[np.unique(digest[freed])].sum())

@@ -1,6 +1,9 @@
-"""Per-repository storage with shared layers counted once."""
+"""Storage per repository (or per kind) with shared blobs counted once."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,6 +13,7 @@ from ._frames import (
     codes,
     distinct_pairs,
     labels,
+    nested_keys,
     require_columns,
     sizes,
     sum_by,
@@ -26,45 +30,58 @@ def digest_sizes(digest: np.ndarray, size: np.ndarray, count: int) -> np.ndarray
     return out
 
 
-def storage_usage(layers: pd.DataFrame) -> pd.DataFrame:
-    """Bytes per repository three ways, because naive sums double-count shared base layers.
+BY_COLUMNS = ("repository", "kind")
 
-    ``logical_bytes`` is what tools that add up image sizes report (every tag, every
-    platform); ``stored_bytes`` counts each distinct layer of the repository once;
-    ``exclusive_bytes`` only the layers no other repository references (what deleting
-    the whole repository would free); ``shared_bytes`` the rest. ``attrs`` carry the
-    registry-wide ``total_bytes`` (each distinct layer once), ``logical_bytes`` and
-    ``dedup_ratio`` (logical / total, 1.0 when empty).
 
-    Layer bytes only: config blobs (a few KB each) and manifests are not counted.
-    Rows without a layer digest add to ``logical_bytes`` only.
+def storage_usage(layers: pd.DataFrame, by: str | Sequence[str] = "repository") -> pd.DataFrame:
+    """Bytes per repository (or per ``by`` group) three ways, because naive sums double-count shared blobs.
+
+    Every blob a manifest references counts, its config included (``inv.layers`` has a row per blob with
+    ``role`` config or layer): an artifact's config can be its whole payload. ``logical_bytes`` is what
+    tools that add up image sizes report (every tag, every platform); ``stored_bytes`` counts each distinct
+    blob of the group once; ``exclusive_bytes`` only the blobs no other group references (for repositories:
+    what deleting the whole repository would free); ``shared_bytes`` the rest. ``images`` counts distinct
+    (repository, manifest) pairs and ``tags`` distinct (repository, tag) pairs of the group. ``attrs`` carry
+    the registry-wide ``total_bytes`` (each distinct blob once), ``logical_bytes`` and ``dedup_ratio``
+    (logical / total, 1.0 when empty).
+
+    ``by``: ``"repository"`` (the default), ``"kind"`` (image, signature, attestation, sbom, helm-chart,
+    artifact: what accessories cost), or both as a list, one row per (repository, kind). Manifests
+    themselves are not counted; rows without a blob digest add to ``logical_bytes`` only.
     """
-    require_columns(layers, STORAGE_COLUMNS, "storage_usage")
-    repo, repo_values = codes(layers["repository"])
+    keys = _group_columns(by)
+    require_columns(layers, (*STORAGE_COLUMNS, *keys), "storage_usage")
+    group, group_values = _group_codes(layers, keys)
+    repo, _ = codes(layers["repository"])
     tag, tag_values = codes(layers["tag"])
     manifest, manifest_values = codes(layers["manifest_digest"])
     digest, digest_values = codes(layers["layer_digest"])
     size = sizes(layers["size"])
-    n_repo, n_digest = len(repo_values), len(digest_values)
+    n_group, n_digest = len(group_values), len(digest_values)
 
-    has_repo = repo >= 0
-    rows = np.bincount(repo[has_repo], minlength=n_repo)
-    logical = sum_by(repo[has_repo], size[has_repo], n_repo)
-    images = np.bincount(distinct_pairs(repo, manifest, len(manifest_values))[0], minlength=n_repo)
-    tags = np.bincount(distinct_pairs(repo, tag, len(tag_values))[0], minlength=n_repo)
+    has_group = group >= 0
+    rows = np.bincount(group[has_group], minlength=n_group)
+    logical = sum_by(group[has_group], size[has_group], n_group)
+    repo_manifest, repo_manifest_count = nested_keys(repo, manifest, len(manifest_values))
+    repo_manifest[(repo < 0) | (manifest < 0)] = -1
+    images = np.bincount(distinct_pairs(group, repo_manifest, repo_manifest_count)[0], minlength=n_group)
+    repo_tag, repo_tag_count = nested_keys(repo, tag, len(tag_values))
+    repo_tag[(repo < 0) | (tag < 0)] = -1
+    tags = np.bincount(distinct_pairs(group, repo_tag, repo_tag_count)[0], minlength=n_group)
 
-    pair_repo, pair_digest = distinct_pairs(repo, digest, n_digest)
+    pair_group, pair_digest = distinct_pairs(group, digest, n_digest)
     per_digest = digest_sizes(digest, size, n_digest)
     pair_size = per_digest[pair_digest]
-    stored = sum_by(pair_repo, pair_size, n_repo)
-    repos_per_digest = np.bincount(pair_digest, minlength=n_digest)
-    only_here = repos_per_digest[pair_digest] == 1
-    exclusive = sum_by(pair_repo[only_here], pair_size[only_here], n_repo)
+    stored = sum_by(pair_group, pair_size, n_group)
+    groups_per_digest = np.bincount(pair_digest, minlength=n_digest)
+    only_here = groups_per_digest[pair_digest] == 1
+    exclusive = sum_by(pair_group[only_here], pair_size[only_here], n_group)
 
     present = np.flatnonzero(rows)
+    columns: dict[str, Any] = {key: _labels(group_values, present, i, len(keys)) for i, key in enumerate(keys)}
     usage = pd.DataFrame(
         {
-            "repository": labels(repo_values, present),
+            **columns,
             "images": images[present],
             "tags": tags[present],
             "logical_bytes": logical[present],
@@ -72,9 +89,9 @@ def storage_usage(layers: pd.DataFrame) -> pd.DataFrame:
             "exclusive_bytes": exclusive[present],
             "shared_bytes": stored[present] - exclusive[present],
         },
-        columns=list(USAGE_COLUMNS),
+        columns=[*keys, *USAGE_COLUMNS[1:]],
     )
-    usage = usage.sort_values(["stored_bytes", "repository"], ascending=[False, True], ignore_index=True)
+    usage = usage.sort_values(["stored_bytes", *keys], ascending=[False, *[True] * len(keys)], ignore_index=True)
 
     total = int(per_digest[np.bincount(digest[digest >= 0], minlength=n_digest) > 0].sum())
     logical_total = int(size.sum())
@@ -84,3 +101,32 @@ def storage_usage(layers: pd.DataFrame) -> pd.DataFrame:
         dedup_ratio=float(logical_total / total) if total else 1.0,
     )
     return usage
+
+
+def _group_columns(by: object) -> tuple[str, ...]:
+    """``by`` checked before any work: one of BY_COLUMNS, or a list of distinct ones."""
+    keys = (by,) if isinstance(by, str) else tuple(by) if isinstance(by, (list, tuple)) else None
+    if not keys or len(set(keys)) != len(keys) or not all(isinstance(k, str) and k in BY_COLUMNS for k in keys):
+        raise ValueError(f"by must be 'repository', 'kind' or a list of both, not {by!r}")
+    return keys
+
+
+def _group_codes(layers: pd.DataFrame, keys: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+    """One code per row for its group (-1 where a key is missing), and the groups' values (tuples for
+    several keys)."""
+    if len(keys) == 1:
+        return codes(layers[keys[0]])
+    frame = pd.MultiIndex.from_arrays([layers[key].astype(object) for key in keys])
+    found, uniques = pd.factorize(frame, use_na_sentinel=True)
+    known = np.asarray(found, dtype=np.int64)
+    missing = np.zeros(len(layers), dtype=bool)
+    for key in keys:
+        missing |= layers[key].isna().to_numpy()
+    known[missing] = -1
+    return known, pd.Index(uniques)
+
+
+def _labels(values: pd.Index, present: np.ndarray, position: int, width: int) -> pd.Index:
+    if width == 1:
+        return labels(values, present)
+    return pd.Index([str(item[position]) for item in values.take(present)])

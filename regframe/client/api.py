@@ -1,11 +1,12 @@
 """``RegistryClient``: the docker_registry2 API in Python, gathered from the operation modules.
 
 Each method is a function of the client core defined in the module for its kind of operation, so a
-reader opens ``reads``, ``writes``, ``deletes`` or ``transfers`` to see what a method does."""
+reader opens ``reads``, ``writes``, ``deletes``, ``referrers`` or ``transfers`` to see what a method does."""
 
 from __future__ import annotations
 
 from . import deletes, reads, transfers, writes
+from . import referrers as accessories
 from .core import ClientCore
 
 
@@ -23,6 +24,9 @@ class RegistryClient(ClientCore):
     blob_exists = reads.blob_exists
     blob = reads.blob
     open_blob = reads.open_blob
+
+    referrers = accessories.referrers
+    supports_referrers = accessories.supports_referrers
 
     upload_blob = writes.upload_blob
     put_stream = writes.put_stream

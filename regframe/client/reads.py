@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Self, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 from . import errors as E
@@ -14,8 +15,15 @@ from . import mediatypes as MT
 from .atomic_files import write_atomically
 from .core import ClientCore
 from .digests import verified_manifest, verify_chunks, well_formed
-from .models import Blob, Manifest
-from .reference import Platform, parse_platform, validate_digest, validate_reference, validate_tag
+from .models import Blob, Descriptor, Manifest
+from .reference import (
+    Platform,
+    parse_platform,
+    validate_digest,
+    validate_reference,
+    validate_repository,
+    validate_tag,
+)
 from .scopes import CATALOG_SCOPE, pull_scope
 from .transport import DEFAULT_JSON_LIMIT, Response, Transport, is_http_url, join_url, parse_json
 
@@ -26,7 +34,16 @@ Progress = Callable[[int, int], None]
 MAX_PAGES = 10_000
 
 
-def check_max_pages(max_pages) -> None:
+class TagList(TypedDict, total=False):
+    """What ``tags`` returns; empty for an unknown repository or one with no tags."""
+
+    name: str
+    tags: list[str]
+    hashes: dict[str, str | None]
+    last: str
+
+
+def check_max_pages(max_pages: object) -> None:
     if not isinstance(max_pages, int) or isinstance(max_pages, bool) or max_pages < 1:
         raise ValueError(f"max_pages must be a positive integer, not {max_pages!r}")
 
@@ -41,11 +58,12 @@ def pages(
     ok_missing: bool = False,
     max_pages: int = MAX_PAGES,
     stop: threading.Event | None = None,
-) -> Iterator[tuple[dict, str | None]]:
+) -> Iterator[tuple[dict[str, Any], str | None]]:
     """Yield (body, next_url) per page, following ``Link: rel="next"`` as given (opaque tokens),
     refusing links that loop, lead to another host or go past ``max_pages``; a set ``stop``
     ends the listing before the next request."""
-    url, seen = core.transport.url(first), set()
+    url: str | None = core.transport.url(first)
+    seen: set[str] = set()
     while url:
         if stop is not None and stop.is_set():
             return
@@ -106,7 +124,7 @@ def tags(
     *,
     max_pages: int = MAX_PAGES,
     stop: threading.Event | None = None,
-) -> dict:
+) -> TagList:
     """``{"name", "tags"[, "hashes"][, "last"]}``; ``{}`` for an unknown repository or one with no tags."""
     repository = core.repo(repo)
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
@@ -116,7 +134,7 @@ def tags(
         validate_tag(last)
     query = "&".join(p for p in (f"n={count}" if count else "", f"last={last}" if last else "") if p)
     first = f"/v2/{repository}/tags/list" + (f"?{query}" if query else "")
-    name, tags, next_url = repository, [], None
+    name, tags, next_url = repository, list[str](), None
     found = False
     for body, next_url in pages(  # noqa: B007  (the last page's next link is read after the loop)
         core,
@@ -129,11 +147,12 @@ def tags(
         stop=stop,
     ):
         found = True
-        name = body.get("name") if isinstance(body.get("name"), str) and body["name"] else name
+        listed = body.get("name")
+        name = listed if isinstance(listed, str) and listed else name
         tags.extend(_strings(body, "tags", f"GET /v2/{repository}/tags/list"))
     if not found or not tags:
         return {}
-    result: dict = {"name": name, "tags": tags}
+    result: TagList = {"name": name, "tags": tags}
     if next_url and not auto_paginate:
         result["last"] = (parse_qs(urlsplit(next_url).query).get("last") or [tags[-1]])[0]
     if with_hashes:
@@ -215,47 +234,65 @@ def digest(core: ClientCore, repo: str, tag: str, platform: str | None = None) -
     if not found_manifest:
         raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
     if wanted is None:
-        return found_manifest.digest
-    return platform_child(core, found_manifest, wanted)["digest"]
+        return validate_digest(found_manifest.digest)
+    return validate_digest(platform_child(core, found_manifest, wanted)["digest"])
 
 
-def platform_child(core: ClientCore, manifest: Manifest, wanted: Platform) -> dict:
+def platform_child(core: ClientCore, manifest: Manifest, wanted: Platform) -> Descriptor:
+    """The entry of an index (or the single image) for ``wanted``. An entry without ``platform`` (the field is
+    optional) is matched by its image config, as containerd does, after every entry that declares one."""
     if manifest.is_index:
         for child in manifest.children:
             found = Platform.from_descriptor(child.get("platform"))
             if found is not None and wanted.matches(found):
                 return child
+        for child in manifest.children:
+            if "platform" not in child and child.get("mediaType") not in MT.INDEX_TYPES:
+                found = image_platform(core, child_manifest(core, manifest, child))
+                if found is not None and wanted.matches(found):
+                    return child
         raise E.NotFoundError(
             f"{manifest.repository}:{manifest.reference} has no {wanted} image "
             f"(it has {', '.join(manifest.platforms()) or 'none'})",
             status=404,
         )
-    config = platform_config(core, manifest) if manifest.config else {}
-    fields = [config.get(key) for key in ("os", "architecture", "variant")]
-    if not all(isinstance(value, str) for value in fields if value is not None):
-        raise E.RegistryProtocolError(
-            f"config {manifest.config['digest']} of {manifest.repository}:"
-            f"{manifest.reference}: os, architecture and variant must be strings"
-        )
-    found = Platform(fields[0] or "", fields[1] or "", fields[2] or None)
-    if not wanted.matches(found):
-        raise E.NotFoundError(
-            f"{manifest.repository}:{manifest.reference} is a single {found} image, not {wanted}", status=404
-        )
+    found = image_platform(core, manifest)
+    if found is None or not wanted.matches(found):
+        what = f"a single {found} image" if found is not None else "not an image (its config is not an image config)"
+        raise E.NotFoundError(f"{manifest.repository}:{manifest.reference} is {what}, not {wanted}", status=404)
     return {"digest": manifest.digest, "mediaType": manifest.media_type, "size": manifest.size}
 
 
-def platform_config(core: ClientCore, manifest: Manifest) -> dict:
-    """The config as a JSON object, read no further than its declared size and never past
-    MAX_CONFIG_BYTES, so a hostile registry cannot make a platform lookup hold a huge body."""
+def image_platform(core: ClientCore, manifest: Manifest) -> Platform | None:
+    """An image manifest's platform from its config (read capped); None when its config is not a Docker or
+    OCI image config, whose bytes are opaque (an artifact's). A bad image config is a RegistryProtocolError."""
     descriptor = manifest.config
+    media_type = descriptor.get("mediaType") if descriptor else None
+    if descriptor is None or manifest.is_index or not isinstance(media_type, str):
+        return None
+    if media_type.split(";", 1)[0].strip().lower() not in MT.IMAGE_CONFIG_TYPES:
+        return None
+    config = platform_config(core, manifest, descriptor)
+    fields = [config.get(key) for key in ("os", "architecture", "variant")]
+    if not all(isinstance(value, str) for value in fields if value is not None):
+        raise E.RegistryProtocolError(
+            f"config {descriptor['digest']} of {manifest.repository}:"
+            f"{manifest.reference}: os, architecture and variant must be strings"
+        )
+    return Platform(fields[0] or "", fields[1] or "", fields[2] or None)
+
+
+def platform_config(core: ClientCore, manifest: Manifest, descriptor: Descriptor) -> dict[str, Any]:
+    """The config ``descriptor`` of ``manifest`` names, as a JSON object, read no further than its declared
+    size and never past MAX_CONFIG_BYTES, so a hostile registry cannot make a platform lookup hold a huge body."""
     where = f"config {descriptor['digest']} of {manifest.repository}:{manifest.reference}"
     declared = descriptor.get("size")
     if declared is not None and declared > MAX_CONFIG_BYTES:
         raise E.RegistryProtocolError(
             f"{where}: declares {declared} bytes, over the {MAX_CONFIG_BYTES}-byte limit for a config"
         )
-    with open_blob(core, manifest.repository, descriptor["digest"], max_size=MAX_CONFIG_BYTES, size=declared) as stream:
+    repository = validate_repository(manifest.repository)
+    with open_blob(core, repository, descriptor["digest"], max_size=MAX_CONFIG_BYTES, size=declared) as stream:
         config = parse_json(b"".join(stream.chunks()), where)
     if not isinstance(config, dict):
         raise E.RegistryProtocolError(f"{where}: a {type(config).__name__}, not a JSON object")
@@ -270,14 +307,15 @@ def manifest_sum(core: ClientCore, manifest: Manifest) -> int:
     if manifest.is_index:
         return sum(manifest_sum(core, child_manifest(core, manifest, child)) for child in manifest.children)
     if manifest.is_schema1:
-        return sum(blob_size(core, manifest.repository, layer["digest"]) for layer in manifest.layers)
+        repository = validate_repository(manifest.repository)
+        return sum(blob_size(core, repository, layer["digest"]) for layer in manifest.layers)
     return sum(int(layer.get("size") or 0) for layer in manifest.layers)
 
 
-def child_manifest(core: ClientCore, index: Manifest, child: dict) -> Manifest:
+def child_manifest(core: ClientCore, index: Manifest, child: Descriptor) -> Manifest:
     """A child of ``index``, read no further than the size its descriptor declares and checked against
     it; NotFoundError naming the index and the child when the registry no longer has it."""
-    repository, digest = index.repository, child["digest"]
+    repository, digest = validate_repository(index.repository), child["digest"]
     declared = child.get("size")
     limit = MT.MAX_MANIFEST_BYTES if declared is None else min(declared, MT.MAX_MANIFEST_BYTES)
     what = f"manifest {repository}@{digest}"
@@ -311,8 +349,8 @@ def blob_size(core: ClientCore, repo: str, digest: str) -> int:
     return int(head_blob(core, repository, digest).headers.get("Content-Length") or 0)
 
 
-def blob_exists(core: ClientCore, repository: str, digest: str) -> bool:
-    return head_blob(core, core.repo(repository), digest, ok=(404,)).status_code != 404
+def blob_exists(core: ClientCore, repo: str, digest: str) -> bool:
+    return head_blob(core, core.repo(repo), digest, ok=(404,)).status_code != 404
 
 
 def head_blob(core: ClientCore, repository: str, digest: str, ok: tuple[int, ...] = ()) -> Response:
@@ -328,7 +366,7 @@ def blob(
     core: ClientCore,
     repo: str,
     digest: str,
-    path: str | os.PathLike | None = None,
+    path: str | os.PathLike[str] | None = None,
     *,
     progress: Progress | None = None,
     max_size: int | None = None,
@@ -355,7 +393,7 @@ def blob(
 
 def open_blob(
     core: ClientCore,
-    repository: str,
+    repo: str,
     digest: str,
     *,
     max_size: int | None = None,
@@ -364,10 +402,12 @@ def open_blob(
 ) -> BlobStream:
     """A blob body as a verified stream. ``size`` is what a descriptor declares: the body must be exactly
     that long and is never read past it. ``max_size`` only bounds it."""
+    repository = core.repo(repo)
+    validate_digest(digest)
     _check_size("max_size", max_size)
     _check_size("size", size)
     response = core.transport.request(
-        "GET", f"/v2/{repository}/blobs/{digest}", scopes=pull_scope(repository), kind="blob", stream=True
+        "GET", f"/v2/{repository}/blobs/{digest}", scopes=pull_scope(repository), kind="blob"
     )
     return BlobStream(core.transport, response, digest, max_size, size=size, hint=hint)
 
@@ -379,7 +419,7 @@ MAX_MEMORY_BLOB = DEFAULT_JSON_LIMIT
 READ_CHUNK = 1 << 20
 
 
-def _check_size(name: str, value) -> None:
+def _check_size(name: str, value: object) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         raise ValueError(f"{name} must be a non-negative integer or None, not {value!r}")
 
@@ -416,10 +456,10 @@ class BlobStream:
                 url=response.url,
             )
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.response.close()
 
     def chunks(self, progress: Progress | None = None) -> Iterator[bytes]:
@@ -464,7 +504,7 @@ def _next_link(header: str | None, current: str) -> str | None:
     return None
 
 
-def _strings(body: dict, key: str, what: str) -> list[str]:
+def _strings(body: dict[str, Any], key: str, what: str) -> list[str]:
     """The strings of a JSON list field (``null`` counts as empty); anything but a list is refused."""
     value = body.get(key)
     if value is None:

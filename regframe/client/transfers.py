@@ -2,22 +2,27 @@
 
 Order is what keeps data safe: every blob is verified and in place before the manifest that
 references it, and the tag's manifest goes last, so a tag never points at an incomplete image.
+Accessories (signatures, SBOMs, attestations: ``referrers.referrers``) follow their image, each with
+its manifest last, so none ever names a subject the destination does not hold yet.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from . import errors as E
 from . import mediatypes as MT
 from . import reads, writes
+from . import referrers as refs
+from .atomic_files import write_atomically
 from .core import ClientCore
 from .digests import verify_chunks
-from .layout import ImageLayout
-from .models import Manifest, manifest_digest
+from .layout import REF_NAME, ImageLayout
+from .models import Descriptor, Manifest, manifest_digest, media_type_of
 from .reference import parse_platform, validate_digest, validate_tag
 
 Progress = Callable[[int, int], None]
@@ -46,8 +51,13 @@ class _Meter:
         return hook
 
 
-def _blob_size(descriptor: dict) -> int:
+def _blob_size(descriptor: Descriptor) -> int:
     return int(descriptor.get("size") or 0)
+
+
+def _digest(manifest: Manifest) -> str:
+    """The digest of a manifest read or parsed here (always set then), checked."""
+    return validate_digest(manifest.digest)
 
 
 # -- pull ----------------------------------------------------------------------------------------
@@ -57,19 +67,25 @@ def pull(
     core: ClientCore,
     repo: str,
     tag: str,
-    dir: str | os.PathLike,
+    dir: str | os.PathLike[str],
     platform: str | None = None,
     *,
     progress: Progress | None = None,
+    referrers: bool = False,
 ) -> Manifest:
     """Write the image to ``dir`` as an OCI image layout; ``{}`` when it does not exist.
 
     Blobs already present and verified are skipped; each blob is read no further than the size its
     descriptor declares, sha-checked and renamed into place. A symbolic link planted in the layout
     (index.json, oci-layout, blobs/) is refused with OSError; the index goes last, so a failure
-    leaves no tag."""
+    leaves no tag.
+
+    With ``referrers=True`` the accessories of every manifest written (an index and its children, or
+    the one platform chosen) follow, and theirs in turn: each is listed in index.json, under its cosign
+    tag name when it has one and without a name otherwise, as oras lists referrers in a layout."""
     repository = core.repo(repo)
     validate_tag(tag) if ":" not in tag else validate_digest(tag)
+    _check_flag("referrers", referrers)
     wanted = parse_platform(platform) if platform is not None else None
     layout = ImageLayout(dir)
     layout.check()
@@ -96,14 +112,68 @@ def pull(
         with reads.open_blob(core, repository, digest, size=declared_size(core, repository, descriptor)) as stream:
             layout.write_blob(digest, stream.chunks(meter.chunk_hook()))
     for image in images:
-        layout.write_bytes(image.digest, image.raw)
+        layout.write_bytes(_digest(image), image.raw)
     if top is manifest and manifest.is_index:
-        layout.write_bytes(manifest.digest, manifest.raw)
+        layout.write_bytes(_digest(manifest), manifest.raw)
     descriptor = {"mediaType": top.media_type, "digest": top.digest, "size": len(top.raw)}
     if wanted is not None and manifest.is_index:
         descriptor["platform"] = reads.platform_child(core, manifest, wanted).get("platform")
-    layout.tag(descriptor, tag if ":" not in tag else top.digest)
+    layout.tag(descriptor, tag if ":" not in tag else _digest(top))
+    if referrers:
+        subjects = [_digest(top)] + ([_digest(image) for image in images] if top is manifest else [])
+        entries = []
+        for found, accessory in _accessories(core, repository, subjects):
+            _write_tree(core, repository, layout, accessory)
+            entries.append(_layout_entry(found, accessory))
+        _list_in_layout(layout, entries)
     return top
+
+
+def _write_tree(core: ClientCore, repository: str, layout: ImageLayout, manifest: Manifest) -> None:
+    """A manifest into the layout after its blobs (an index after each child's)."""
+    if manifest.is_index:
+        for child in manifest.children:
+            _write_tree(core, repository, layout, reads.child_manifest(core, manifest, child))
+    else:
+        for descriptor in manifest.blob_descriptors():
+            digest = validate_digest(descriptor.get("digest"))
+            if layout.has_verified_blob(digest, descriptor.get("size")):
+                continue
+            with reads.open_blob(core, repository, digest, size=declared_size(core, repository, descriptor)) as stream:
+                layout.write_blob(digest, stream.chunks())
+    layout.write_bytes(_digest(manifest), manifest.raw)
+
+
+def _layout_entry(found: refs.Referrer, manifest: Manifest) -> dict[str, Any]:
+    entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": manifest.size}
+    if found.get("artifactType"):
+        entry["artifactType"] = found["artifactType"]
+    if found.get("tag"):
+        entry["annotations"] = {REF_NAME: found["tag"]}
+    return entry
+
+
+def _list_in_layout(layout: ImageLayout, entries: list[dict[str, Any]]) -> None:
+    """Add entries to index.json in one atomic write: a named one replaces the entry of that name, an
+    unnamed one is added unless its digest is listed without a name already."""
+    if not entries:
+        return
+    index = layout.index()
+    listed: list[Any] = list(index.get("manifests") or [])
+    for entry in entries:
+        name = (entry.get("annotations") or {}).get(REF_NAME)
+        if name is not None:
+            listed = [m for m in listed if _ref_name(m) != name]
+        elif any(isinstance(m, dict) and m.get("digest") == entry["digest"] and _ref_name(m) is None for m in listed):
+            continue
+        listed.append(entry)
+    index["manifests"] = listed
+    write_atomically(layout.root / "index.json", [json.dumps(index, indent=2).encode()], root=layout.root)
+
+
+def _ref_name(entry: object) -> object:
+    annotations = entry.get("annotations") if isinstance(entry, dict) else None
+    return annotations.get(REF_NAME) if isinstance(annotations, dict) else None
 
 
 # -- push -------------------------------------------------------------------------------------------
@@ -111,8 +181,8 @@ def pull(
 
 def push(
     core: ClientCore,
-    manifest: Manifest | dict | bytes | None,
-    dir: str | os.PathLike,
+    manifest: Manifest | dict[str, Any] | bytes | None,
+    dir: str | os.PathLike[str],
     repo: str,
     tag: str,
     *,
@@ -141,12 +211,7 @@ def push(
         if source == "local":
             chunks = verify_chunks(layout.iter_blob(digest, size), digest)
             writes.put_stream(
-                core,
-                repository,
-                digest,
-                _counting(chunks, meter),
-                size,
-                **({"chunk_size": chunk_size} if chunk_size else {}),
+                core, repository, digest, _counting(chunks, meter), size, chunk_size or writes.DEFAULT_CHUNK_SIZE
             )
         elif not _mount(core, repository, digest, source):
             raise E.MissingLayerError(f"blob {digest} could not be mounted from {source}", digest=digest)
@@ -154,11 +219,13 @@ def push(
             meter.add(size)
     if top.is_index:
         for image in images:
-            writes.put_manifest(core, repository, image.digest, image.raw, image.media_type)
-    return writes.put_manifest(core, repository, tag, top.raw, top.media_type)
+            writes.put_manifest(core, repository, _digest(image), image.raw, media_type_of(image))
+    return writes.put_manifest(core, repository, tag, top.raw, media_type_of(top))
 
 
-def _local_manifest(core: ClientCore, manifest, layout: ImageLayout, tag: str | None) -> Manifest:
+def _local_manifest(
+    core: ClientCore, manifest: Manifest | dict[str, Any] | bytes | None, layout: ImageLayout, tag: str | None
+) -> Manifest:
     if manifest is None:
         return _local_manifest(core, _local_bytes(layout, layout.resolve(tag)), layout, None)
     if isinstance(manifest, Manifest) and manifest.raw:
@@ -210,11 +277,11 @@ def _plan_blobs(
     return plan
 
 
-def declared_size(core: ClientCore, repository: str, descriptor: dict) -> int:
+def declared_size(core: ClientCore, repository: str, descriptor: Descriptor) -> int:
     """The size a descriptor declares or, where it declares none (schema1), the registry's
     Content-Length, so that no blob body is ever read without a bound."""
     size = descriptor.get("size")
-    if size is not None:
+    if isinstance(size, int):
         return size
     length = reads.head_blob(core, repository, descriptor["digest"]).headers.get("Content-Length") or ""
     if not length.isdigit():
@@ -226,22 +293,24 @@ def declared_size(core: ClientCore, repository: str, descriptor: dict) -> int:
 
 
 def _mount(core: ClientCore, repository: str, digest: str, source: str) -> bool:
-    location, mounted = writes.start_upload(core, repository, digest, source)
-    if not mounted and location:
+    location = writes.start_upload(core, repository, digest, source)
+    if location is not None:
         writes.cancel_upload(core, repository, location)
-    return mounted
+    return location is None
 
 
 # -- tag ----------------------------------------------------------------------------------------------
 
 
-def tag(core: ClientCore, repo: str, tag: str, newrepo: str, newtag: str) -> str:
+def tag(core: ClientCore, repo: str, tag: str, newrepo: str, newtag: str, *, referrers: bool = False) -> str:
     """Give an image a new name: the exact manifest bytes under ``newrepo:newtag``.
 
-    Across repositories every blob (and each child of an index) is mounted first. Returns the
-    digest, which equals the source's."""
+    Across repositories every blob (and each child of an index) is mounted first. With ``referrers=True``
+    its accessories (and those of an index's children) follow into ``newrepo``, the fallback tag index
+    kept there when the registry has no referrers API. Returns the digest, which equals the source's."""
     repository, target = core.repo(repo), core.repo(newrepo)
     validate_tag(newtag)
+    _check_flag("referrers", referrers)
     manifest = reads.manifest(core, repository, tag)
     if not manifest:
         raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
@@ -257,8 +326,13 @@ def tag(core: ClientCore, repo: str, tag: str, newrepo: str, newtag: str) -> str
                     with reads.open_blob(core, repository, digest, size=size) as stream:
                         writes.put_stream(core, target, digest, stream.chunks(), size)
             if manifest.is_index:
-                writes.put_manifest(core, target, image.digest, image.raw, image.media_type)
-    return writes.put_manifest(core, target, newtag, manifest.raw, manifest.media_type)
+                writes.put_manifest(core, target, _digest(image), image.raw, media_type_of(image))
+    digest = writes.put_manifest(core, target, newtag, manifest.raw, media_type_of(manifest))
+    if referrers and target != repository:
+        _carry_accessories(
+            core, repository, core, target, [_digest(manifest), *(c["digest"] for c in manifest.children)]
+        )
+    return digest
 
 
 # -- copy ---------------------------------------------------------------------------------------------
@@ -274,18 +348,25 @@ def copy(
     platforms: Iterable[str] | None = None,
     *,
     progress: Progress | None = None,
+    referrers: bool = True,
 ) -> str:
     """Copy an image (every platform of an index, or those in ``platforms``) to another registry.
 
     Blobs stream from source to destination a chunk at a time and are verified on the way; blobs
     the destination has are skipped; the manifest goes last. With ``platforms`` the destination
-    gets a new index holding only those children (so its digest differs). Returns the digest."""
+    gets a new index holding only those children (so its digest differs). Returns the digest.
+
+    ``referrers`` (default True): then every accessory of the copied manifests (the index, unless
+    ``platforms`` rebuilt it, and each child) follows, and theirs in turn: referrers found through the
+    API or the fallback tag (pushed by digest) and cosign's tags (pushed under the same tag). Where the
+    destination does not answer ``OCI-Subject`` (no referrers API), its fallback tag index is kept."""
     repository, target = core.repo(repo), newregistry.repo(newrepo)
     validate_tag(newtag)
+    _check_flag("referrers", referrers)
     manifest = reads.manifest(core, repository, tag)
     if not manifest:
         raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
-    top_raw, top_type = manifest.raw, manifest.media_type
+    top_raw, top_type = manifest.raw, media_type_of(manifest)
     children = manifest.children
     if platforms is not None and manifest.is_index:
         wanted = [parse_platform(p) for p in platforms]
@@ -306,11 +387,81 @@ def copy(
             writes.put_stream(newregistry, target, digest, stream.chunks(meter.chunk_hook()), size)
     if manifest.is_index:
         for image in images:
-            writes.put_manifest(newregistry, target, image.digest, image.raw, image.media_type)
-    return writes.put_manifest(newregistry, target, newtag, top_raw, top_type)
+            writes.put_manifest(newregistry, target, _digest(image), image.raw, media_type_of(image))
+    digest = writes.put_manifest(newregistry, target, newtag, top_raw, top_type)
+    if referrers:
+        subjects = ([_digest(manifest)] if top_raw is manifest.raw else []) + [_digest(image) for image in images]
+        _carry_accessories(core, repository, newregistry, target, subjects)
+    return digest
 
 
-def _local_bytes(layout: ImageLayout, descriptor: dict) -> bytes:
+# -- accessories --------------------------------------------------------------------------------------
+
+
+def _accessories(
+    core: ClientCore, repository: str, subjects: Iterable[str]
+) -> Iterator[tuple[refs.Referrer, Manifest]]:
+    """Every accessory of ``subjects`` and, in turn, of those accessories (a signature on an SBOM), each
+    once, with its manifest; one deleted since it was listed is passed over."""
+    queue = list(dict.fromkeys(subjects))
+    seen = set(queue)
+    while queue:
+        subject = queue.pop(0)
+        for found in refs.referrers(core, repository, subject):
+            digest = found["digest"]
+            if digest in seen:
+                continue
+            seen.add(digest)
+            manifest = reads.manifest(core, repository, digest)
+            if not manifest:
+                continue
+            yield found, manifest
+            queue.append(digest)
+
+
+def _carry_accessories(
+    source: ClientCore, repository: str, destination: ClientCore, target: str, subjects: Iterable[str]
+) -> list[refs.Referrer]:
+    """Copy the accessories of ``subjects`` (already at the destination) from ``repository`` to ``target``,
+    each after its blobs and children; a referrer the destination records without ``OCI-Subject`` is
+    added to its fallback tag index. Returns the accessories as ``referrers()`` described them."""
+    carried = []
+    for found, manifest in _accessories(source, repository, subjects):
+        put = _copy_tree(source, repository, destination, target, manifest, found.get("tag") or _digest(manifest))
+        subject = refs.subject_of(manifest)
+        if subject is not None and put.oci_subject is None:
+            writes.add_to_fallback_index(destination, target, subject, refs.describe(manifest, refs.VIA_TAG_SCHEMA))
+        carried.append(found)
+    return carried
+
+
+def _copy_tree(
+    source: ClientCore, repository: str, destination: ClientCore, target: str, manifest: Manifest, reference: str
+) -> writes.ManifestPut:
+    """A manifest to the destination under ``reference``, after its blobs (an index after each child)."""
+    if manifest.is_index:
+        for child in manifest.children:
+            image = reads.child_manifest(source, manifest, child)
+            _copy_tree(source, repository, destination, target, image, _digest(image))
+    else:
+        for descriptor in manifest.blob_descriptors():
+            digest = validate_digest(descriptor.get("digest"))
+            if reads.blob_exists(destination, target, digest):
+                continue
+            if source is destination and _mount(destination, target, digest, repository):
+                continue
+            size = declared_size(source, repository, descriptor)
+            with reads.open_blob(source, repository, digest, size=size) as stream:
+                writes.put_stream(destination, target, digest, stream.chunks(), size)
+    return writes.send_manifest(destination, target, reference, manifest.raw, media_type_of(manifest))
+
+
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, not {value!r}")
+
+
+def _local_bytes(layout: ImageLayout, descriptor: Descriptor) -> bytes:
     """A manifest from the layout, read no further than a manifest may be long and checked against the
     size its descriptor declares."""
     digest = validate_digest(descriptor.get("digest"))
@@ -323,7 +474,7 @@ def _local_bytes(layout: ImageLayout, descriptor: dict) -> bytes:
     return raw
 
 
-def _counting(chunks, meter: _Meter):
+def _counting(chunks: Iterable[bytes], meter: _Meter) -> Iterator[bytes]:
     for chunk in chunks:
         meter.add(len(chunk))
         yield chunk

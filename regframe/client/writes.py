@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import errors as E
+from . import mediatypes as MT
+from . import reads, referrers
 from .core import ClientCore
-from .models import manifest_digest
+from .models import Manifest, manifest_digest
 from .reference import compute_digest, validate_digest, validate_reference
 from .scopes import delete_scope, push_scope
 
@@ -22,10 +27,10 @@ def _with_query(url: str, **params: str) -> str:
 
 def start_upload(
     core: ClientCore, repository: str, mount: str | None = None, mount_from: str | None = None
-) -> tuple[str | None, bool]:
+) -> str | None:
     """Open an upload session; with ``mount``, ask for a cross-repository mount first.
 
-    Returns (location, mounted)."""
+    Returns the session's location, or None when the registry mounted the blob instead."""
     path = f"/v2/{repository}/blobs/uploads/"
     scopes = push_scope(repository, *([mount_from] if mount_from else []))
     if mount and mount_from:
@@ -33,11 +38,11 @@ def start_upload(
     response = core.transport.request("POST", path, scopes=scopes, kind="upload", headers={"Content-Length": "0"})
     response.close()
     if response.status_code == 201 and mount:
-        return None, True
+        return None
     location = response.headers.get("Location")
     if not location:
         raise E.RegistryProtocolError(f"upload to {repository}: no Location in the {response.status_code} answer")
-    return core.transport.url(location) if location.startswith("/") else location, False
+    return core.transport.url(location) if location.startswith("/") else location
 
 
 def cancel_upload(core: ClientCore, repository: str, location: str) -> None:
@@ -48,10 +53,13 @@ def cancel_upload(core: ClientCore, repository: str, location: str) -> None:
 
 
 def upload_blob(
-    core: ClientCore, repository: str, data: bytes, digest: str | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
+    core: ClientCore, repo: str, data: bytes, digest: str | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
 ) -> str:
     """Upload bytes as a blob (after checking they match ``digest``); returns the digest."""
-    repository = core.repo(repository)
+    repository = core.repo(repo)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"data must be bytes, not {type(data).__name__}")
+    data = bytes(data)
     digest = digest or compute_digest(data)
     validate_digest(digest)
     actual = compute_digest(data, digest)
@@ -62,7 +70,7 @@ def upload_blob(
 
 def put_stream(
     core: ClientCore,
-    repository: str,
+    repo: str,
     digest: str,
     chunks: Iterable[bytes],
     size: int,
@@ -72,8 +80,14 @@ def put_stream(
     """Upload a blob from chunks: monolithic PUT when it fits one chunk, PATCHes otherwise.
 
     A failed upload is cancelled (DELETE on its location) so no session is left open."""
-    location, mounted = start_upload(core, repository, digest if mount_from else None, mount_from)
-    if mounted:
+    repository = core.repo(repo)
+    validate_digest(digest)
+    _check_count("size", size, minimum=0)
+    _check_count("chunk_size", chunk_size, minimum=1)
+    if mount_from is not None:
+        mount_from = core.repo(mount_from)
+    location = start_upload(core, repository, digest if mount_from else None, mount_from)
+    if location is None:
         return digest
     scopes = push_scope(repository)
     try:
@@ -125,15 +139,45 @@ def put_stream(
     return digest
 
 
-def put_manifest(core: ClientCore, repository: str, reference: str, raw: bytes, media_type: str) -> str:
-    """PUT a manifest's exact bytes with its own media type; returns its digest."""
-    repository = core.repo(repository)
+def put_manifest(
+    core: ClientCore, repo: str, reference: str, raw: bytes, media_type: str, *, fallback_index: bool = False
+) -> str:
+    """PUT a manifest's exact bytes with its own media type; returns its digest.
+
+    With ``fallback_index=True``, a manifest with a ``subject`` that the registry stores without answering
+    ``OCI-Subject`` (it has no referrers API) is also listed in its subject's fallback tag index
+    (``sha256-<hex>``), as the distribution spec asks of clients; a fallback tag that holds something else
+    raises RegistryProtocolError once the manifest itself is stored, and is left as it was."""
+    return send_manifest(core, repo, reference, raw, media_type, fallback_index=fallback_index).digest
+
+
+@dataclass(frozen=True)
+class ManifestPut:
+    """What a manifest PUT did: the digest, and the ``OCI-Subject`` answer of a registry that has the
+    referrers API and recorded the manifest as a referrer (None otherwise)."""
+
+    digest: str
+    oci_subject: str | None
+
+
+def send_manifest(
+    core: ClientCore, repo: str, reference: str, raw: bytes, media_type: str, *, fallback_index: bool = False
+) -> ManifestPut:
+    """``put_manifest``, telling also whether the registry answered ``OCI-Subject``."""
+    repository = core.repo(repo)
     validate_reference(reference)
+    if not isinstance(raw, bytes):
+        raise ValueError(f"raw must be the manifest's bytes, not {type(raw).__name__}")
+    if not isinstance(media_type, str) or not media_type:
+        raise ValueError(f"media_type must be a media type string, not {media_type!r}")
+    if not isinstance(fallback_index, bool):
+        raise ValueError(f"fallback_index must be True or False, not {fallback_index!r}")
     digest = manifest_digest(raw, media_type)
     if ":" in reference and reference != digest:
         raise E.DigestMismatchError(
             f"manifest bytes hash to {digest}, not {reference}", expected=reference, actual=digest
         )
+    referrer = Manifest.parse(raw, media_type=media_type, digest=digest) if fallback_index else None
     response = core.transport.request(
         "PUT",
         f"/v2/{repository}/manifests/{reference}",
@@ -148,12 +192,41 @@ def put_manifest(core: ClientCore, repository: str, reference: str, raw: bytes, 
         raise E.DigestMismatchError(
             f"registry stored the manifest as {returned}, expected {digest}", expected=digest, actual=returned
         )
-    return digest
+    oci_subject = response.headers.get("OCI-Subject")
+    subject = referrers.subject_of(referrer) if referrer is not None else None
+    if referrer is not None and subject is not None and oci_subject is None:
+        add_to_fallback_index(core, repository, subject, referrers.describe(referrer, referrers.VIA_TAG_SCHEMA))
+    return ManifestPut(digest, oci_subject)
 
 
-def delete_manifest(core: ClientCore, repository: str, reference: str) -> bool:
+def add_to_fallback_index(core: ClientCore, repo: str, subject: str, referrer: Mapping[str, Any]) -> bool:
+    """List ``referrer`` (a descriptor: mediaType, digest, size[, artifactType, annotations]) in the fallback
+    tag index of ``subject``, as the distribution spec says: a missing tag starts an empty index, a tag
+    holding anything but an OCI index is refused (RegistryProtocolError, nothing written), an entry already
+    listed is left alone (False). The read-modify-write is not atomic: a writer racing it can lose an entry."""
+    repository = core.repo(repo)
+    tag = referrers.fallback_tag(subject)
+    entry = referrers.index_entry(dict(referrer))
+    validate_digest(entry["digest"])
+    current = reads.manifest(core, repository, tag)
+    if current and current.media_type != MT.OCI_INDEX:
+        raise E.RegistryProtocolError(
+            f"{repository}:{tag} holds a {current.media_type}, not an OCI image index; "
+            f"referrer {entry['digest']} was not listed in it"
+        )
+    listed = current.get("manifests") if current else None
+    entries = list(listed) if isinstance(listed, list) else []
+    if any(isinstance(e, dict) and e.get("digest") == entry["digest"] for e in entries):
+        return False
+    document = dict(current) if current else {"schemaVersion": 2, "mediaType": MT.OCI_INDEX}
+    document["manifests"] = [*entries, entry]
+    put_manifest(core, repository, tag, json.dumps(document, separators=(",", ":")).encode(), MT.OCI_INDEX)
+    return True
+
+
+def delete_manifest(core: ClientCore, repo: str, reference: str) -> bool:
     """DELETE a manifest by digest (or by tag where the registry supports it); False when absent."""
-    repository = core.repo(repository)
+    repository = core.repo(repo)
     validate_reference(reference)
     response = core.transport.request(
         "DELETE", f"/v2/{repository}/manifests/{reference}", scopes=delete_scope(repository), kind="delete", ok=(404,)
@@ -171,3 +244,8 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
             del buffer[:size]
     if buffer:
         yield bytes(buffer)
+
+
+def _check_count(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, not {value!r}")

@@ -13,7 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+# 2: manifest summaries carry the config media type and a classification skeleton; failures are cached.
+SCHEMA_VERSION = 2
 
 
 class DigestCache:

@@ -1,7 +1,10 @@
-"""The crawl: catalog -> tag lists -> manifests -> index children -> config blobs, concurrently.
+"""The crawl: catalog -> tag lists -> manifests -> index children -> image config blobs, concurrently.
 
 Every unique digest is fetched once per crawl; with a persistent cache, a re-crawl of an unchanged
-registry makes only catalog, tag-list and one HEAD per tag requests.
+registry makes only catalog, tag-list and one HEAD per tag requests, content that failed to summarise
+included. Only image configs are downloaded: an artifact's config (which can be its whole payload) is
+known from its descriptor. Referrers come from what the tags and indexes show (fallback indexes, cosign
+tags, BuildKit attestation entries, ``subject`` fields) and, when asked, from the referrers API.
 """
 
 from __future__ import annotations
@@ -15,16 +18,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..client import artifacts as A
 from ..client import errors as E
 from ..client.models import INT64_MAX
 from ..client.reads import MAX_PAGES, check_max_pages
 from ..client.reference import validate_repository
 from .cache import DigestCache
 from .pool import Once, TaskPool
+from .walk import placements, wants_config
 
 EXPECTED = (E.RegistryError, ValueError, KeyError, TypeError)
-# A config blob whose manifest does not declare its size is read up to this much.
+# A config blob is read up to this much; a larger one is recorded as unreadable without a download.
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+# A cached summary of content that cannot be summarised: the crawl reports it again without a download.
+FAILED = "failed"
 
 
 @dataclass
@@ -36,20 +43,24 @@ class CrawlResult:
     manifests: dict[str, dict] = field(default_factory=dict)
     configs: dict[str, dict] = field(default_factory=dict)
     errors: list[tuple[str, str | None, str, str]] = field(default_factory=list)
+    # (repository, subject digest, referrer descriptor) from the referrers API.
+    api_referrers: list[tuple[str, str, dict]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
 
 
 def summarize_manifest(manifest) -> dict:
-    """The fields of a manifest the frames need; cached by digest."""
+    """The fields of a manifest the frames need, and its classification skeleton; cached by digest.
+
+    Content that cannot be summarised gives ``{"failed": reason}``, cached too."""
     config = manifest.config
     total = sum(int(d.get("size") or 0) for d in ([config] if config else []) + manifest.layers)
     if total > INT64_MAX:
-        raise E.RegistryProtocolError(f"manifest {manifest.digest}: its sizes add up to {total}, beyond an int64")
+        return {FAILED: f"manifest {manifest.digest}: its sizes add up to {total}, beyond an int64"}
     return {
         "media_type": manifest.media_type,
         "size": len(manifest.raw),
-        "config": [config["digest"], int(config.get("size") or 0)] if config else None,
+        "config": [config["digest"], int(config.get("size") or 0), config.get("mediaType")] if config else None,
         "layers": [
             [layer.get("digest"), int(layer.get("size") or 0), layer.get("mediaType")] for layer in manifest.layers
         ],
@@ -63,19 +74,27 @@ def summarize_manifest(manifest) -> dict:
             ]
             for child in manifest.children
         ],
+        "skeleton": A.skeleton(manifest),
     }
 
 
+def unreadable_config(reason: str) -> dict:
+    """An image config that says nothing usable: no platform, date or labels, and why."""
+    return {"os": None, "architecture": None, "variant": None, "created": None, "labels": {}, "unreadable": reason}
+
+
 def summarize_config(raw: bytes) -> dict:
+    """An image config's platform, date and labels; content that is not a config object is recorded as
+    unreadable (with the reason), never raised: a registry may hold any bytes under an image config type."""
     try:
         config = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise E.RegistryProtocolError(f"config blob is not valid JSON ({exc})") from None
+        return unreadable_config(f"not valid JSON ({str(exc)[:120]})")
     if not isinstance(config, dict):
-        raise E.RegistryProtocolError("config blob is not a JSON object")
+        return unreadable_config(f"a JSON {type(config).__name__}, not an object")
     for key in ("os", "architecture", "variant"):
         if not isinstance(config.get(key) or "", str):
-            raise E.RegistryProtocolError(f"config blob: {key!r} is {config[key]!r}, not a string")
+            return unreadable_config(f"{key!r} is {str(config[key])[:60]!r}, not a string")
     inner = config.get("config") or {}
     labels = (inner.get("Labels") if isinstance(inner, dict) else None) or {}
     return {
@@ -128,7 +147,12 @@ class Crawler:
         strict: bool = False,
         stop: threading.Event | None = None,
         max_pages: int = MAX_PAGES,
+        referrers: bool = False,
     ):
+        if not isinstance(referrers, bool):
+            raise ValueError(f"referrers must be True or False, not {referrers!r}")
+        self.referrers = referrers
+        self.referrers_api: bool | None = None
         self.selection = selection if selection is not None else Selection()
         names = self.selection.names
         self.chosen = [] if names is None else self.selection.pick(names)
@@ -225,6 +249,7 @@ class Crawler:
             summary = self.cache.get(digest) if digest else None
             if summary is None:
                 digest, summary = self._fetch_manifest(repository, digest or tag)
+            _check_summary(summary)
         except EXPECTED as exc:
             self._error(repository, tag, "manifest", exc)
             self._tag_done()
@@ -241,7 +266,8 @@ class Crawler:
             raise E.NotFoundError(missing or f"{repository}:{reference} disappeared during the crawl", status=404)
         summary = summarize_manifest(manifest)
         self.cache.put(manifest.digest, summary)
-        self.once.seed(manifest.digest, summary)
+        if FAILED not in summary:
+            self.once.seed(manifest.digest, summary)
         return manifest.digest, summary
 
     def _expand(self, repository: str, tag: str, digest: str, summary: dict) -> None:
@@ -255,31 +281,38 @@ class Crawler:
                 functools.partial(self._child_done, repository, tag, child_digest),
                 EXPECTED,
             )
-        if summary["config"]:
-            self._need_config(repository, tag, *summary["config"])
+        if wants_config(summary):
+            self._need_config(repository, tag, *summary["config"][:2])
 
-    def _child(self, repository: str, digest: str) -> dict:
-        cached = self.cache.get(digest)
-        if cached is not None:
-            return cached
-        return self._fetch_manifest(repository, digest, f"child manifest {digest} is missing from {repository}")[1]
+    def _child(self, repository: str, digest: str, missing: str | None = None) -> dict:
+        summary = self.cache.get(digest)
+        if summary is None:
+            missing = missing or f"child manifest {digest} is missing from {repository}"
+            summary = self._fetch_manifest(repository, digest, missing)[1]
+        _check_summary(summary)
+        return summary
 
-    def _child_done(self, repository: str, tag: str, digest: str, ok: bool, value) -> None:
+    def _child_done(
+        self, repository: str, tag: str | None, digest: str, ok: bool, value, stage="child manifest"
+    ) -> None:
         if not ok:
-            self._error(repository, tag, "child manifest", value)
+            self._error(repository, tag, stage, value)
             return
         with self._lock:
             self.result.manifests[digest] = value
-        if value["config"]:
-            self._need_config(repository, tag, *value["config"])
+        if wants_config(value):
+            self._need_config(repository, tag, *value["config"][:2])
 
-    def _need_config(self, repository: str, tag: str, digest: str, size: int = 0) -> None:
+    def _need_config(self, repository: str, tag: str | None, digest: str, size: int = 0) -> None:
         def fetch() -> dict:
             cached = self.cache.get(digest)
             if cached is not None:
                 return cached
-            blob = self.client.blob(repository, digest, max_size=size or MAX_CONFIG_BYTES)
-            summary = summarize_config(blob.body)
+            if size > MAX_CONFIG_BYTES:
+                summary = unreadable_config(f"declares {size} bytes, over the {MAX_CONFIG_BYTES}-byte limit")
+            else:
+                blob = self.client.blob(repository, digest, max_size=size or MAX_CONFIG_BYTES)
+                summary = summarize_config(blob.body)
             self.cache.put(digest, summary)
             return summary
 
@@ -291,6 +324,60 @@ class Crawler:
                 self.result.configs[digest] = value
 
         self.once.request(digest, fetch, done, EXPECTED)
+
+    # -- the referrers API ---------------------------------------------------------------------------
+
+    def _ask_referrers(self) -> None:
+        """Once the tags are read, ask the referrers API once per distinct image digest (index digests and
+        their platform manifests alike). The first question is the probe: a registry without the API gets no
+        other."""
+        wanted: dict[tuple[str, str], None] = {}
+        for placement in placements(self.result.tag_refs, self.result.manifests):
+            if placement.kind == A.IMAGE:
+                wanted[(placement.repository, placement.digest)] = None
+                wanted[(placement.repository, placement.manifest_digest)] = None
+        if not wanted:
+            return
+        first, *rest = wanted
+        answer = self._api_answer(*first)
+        if answer is None:
+            self.referrers_api = False
+            return
+        self.referrers_api = True
+        self._record_referrers(*first, answer)
+        for repository, digest in rest:
+            self.pool.submit(self._referrers_of, repository, digest)
+
+    def _api_answer(self, repository: str, digest: str) -> list[dict] | None:
+        """The referrers API's answer for one digest, or None when the registry has no API (or the query failed,
+        which is an error row)."""
+        from ..client import referrers as R
+
+        try:
+            return R.api_referrers(self.client, repository, digest)
+        except EXPECTED as exc:
+            self._error(repository, None, "referrers", exc)
+            return None
+
+    def _referrers_of(self, repository: str, digest: str) -> None:
+        answer = self._api_answer(repository, digest)
+        if answer is not None:
+            self._record_referrers(repository, digest, answer)
+
+    def _record_referrers(self, repository: str, digest: str, found: list[dict]) -> None:
+        """Keep each referrer the API named and read its manifest (once per digest)."""
+        for descriptor in found:
+            referrer = descriptor["digest"]
+            with self._lock:
+                self.result.api_referrers.append((repository, digest, descriptor))
+            self.once.request(
+                referrer,
+                functools.partial(
+                    self._child, repository, referrer, f"referrer {referrer} is missing from {repository}"
+                ),
+                functools.partial(self._child_done, repository, None, referrer, stage="referrer"),
+                EXPECTED,
+            )
 
     # -- running -------------------------------------------------------------------------------------
 
@@ -308,6 +395,9 @@ class Crawler:
                 for name in self.chosen:
                     self.pool.submit(self._tags, name)
             self._wait()
+            if self.referrers and not self.pool.stopped and not (self._stop is not None and self._stop.is_set()):
+                self._ask_referrers()
+                self._wait()
         except KeyboardInterrupt:
             self.pool.stop()
             self.result.complete = False
@@ -339,11 +429,20 @@ class Crawler:
             "repositories": len(self.result.repositories),
             "tags": len(self.result.tag_refs),
             "errors": len(self.result.errors),
+            "unreadable_configs": sum(1 for c in self.result.configs.values() if c.get("unreadable")),
         }
+        if self.referrers:
+            self.result.stats["referrers_api"] = self.referrers_api
         return self.result
 
     def _wait(self) -> None:
         self.pool.wait(stop=self._stop)
+
+
+def _check_summary(summary: dict) -> None:
+    """A cached failure is reported as it was first time, without reading the content again."""
+    if FAILED in summary:
+        raise E.RegistryProtocolError(summary[FAILED])
 
 
 def _progress_bar(enabled: bool):

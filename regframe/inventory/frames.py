@@ -1,4 +1,4 @@
-"""Turn a crawl's record into the four frames, with pandas' compact types.
+"""Turn a crawl's record into the frames, with pandas' compact types.
 
 Repeated names and digests become categoricals (five times smaller and three times faster to
 group than Python strings), sizes ``Int64``, dates ``datetime64[ns, UTC]``.
@@ -11,10 +11,13 @@ from typing import Any
 import pandas as pd
 from pandas.api.typing import NaTType
 
+from ..client import artifacts as A
+from ..client import mediatypes as MT
 from .crawl import CrawlResult
+from .walk import index_accessory, placements, skeleton_of
 
 CATALOG_COLUMNS = ["repository", "namespace", "name", "tag_count"]
-TAG_COLUMNS = ["repository", "tag", "digest", "media_type", "is_index"]
+TAG_COLUMNS = ["repository", "tag", "digest", "media_type", "is_index", "kind"]
 MANIFEST_COLUMNS = [
     "repository",
     "tag",
@@ -29,8 +32,34 @@ MANIFEST_COLUMNS = [
     "layer_count",
     "size",
     "labels",
+    "kind",
+    "artifact_type",
+    "subject",
 ]
-LAYER_COLUMNS = ["repository", "tag", "manifest_digest", "platform", "position", "layer_digest", "size", "media_type"]
+LAYER_COLUMNS = [
+    "repository",
+    "tag",
+    "manifest_digest",
+    "platform",
+    "position",
+    "layer_digest",
+    "size",
+    "media_type",
+    "role",
+    "kind",
+]
+REFERRER_COLUMNS = [
+    "repository",
+    "subject",
+    "digest",
+    "kind",
+    "artifact_type",
+    "media_type",
+    "tag",
+    "size",
+    "created",
+    "via",
+]
 ERROR_COLUMNS = ["repository", "tag", "stage", "error"]
 
 CATEGORICAL = {
@@ -48,7 +77,14 @@ CATEGORICAL = {
     "config_digest",
     "layer_digest",
     "stage",
+    "artifact_type",
+    "subject",
 }
+# Fixed categories, so frames from different crawls (and files read back) compare and concatenate.
+KIND_DTYPE = pd.CategoricalDtype(list(A.KINDS))
+ROLE_DTYPE = pd.CategoricalDtype(["layer", "config"])
+VIA_DTYPE = pd.CategoricalDtype(list(A.VIAS))
+FIXED = {"kind": KIND_DTYPE, "role": ROLE_DTYPE, "via": VIA_DTYPE}
 INTEGER = {"tag_count", "layer_count", "size", "position"}
 
 # Reproducible builds write 1970-01-01 or 1980-01-01; such dates say nothing about age.
@@ -57,7 +93,9 @@ EARLIEST_REAL_DATE = pd.Timestamp("1990-01-01", tz="UTC")
 
 def typed(frame: pd.DataFrame) -> pd.DataFrame:
     for column in frame.columns:
-        if column in CATEGORICAL:
+        if column in FIXED:
+            frame[column] = frame[column].astype(object).astype(FIXED[column])
+        elif column in CATEGORICAL:
             frame[column] = frame[column].astype("category")
         elif column in INTEGER:
             frame[column] = frame[column].astype("Int64")
@@ -98,55 +136,234 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
         namespace, _, name = repository.rpartition("/")
         catalog_rows.append((repository, namespace, name, count))
 
-    tag_rows, manifest_rows, layer_rows = [], [], []
     manifests, configs = result.manifests, result.configs
+    manifest_rows: list[tuple[Any, ...]] = []
+    layer_rows: list[tuple[Any, ...]] = []
+    tag_kinds: dict[tuple[str, str], list[str]] = {}
+    accessories = _Accessories(manifests, now)
+    for place in placements(result.tag_refs, manifests):
+        image = place.summary
+        config_digest, config_size, _config_type = image["config"] or (None, 0, None)
+        config = (configs.get(config_digest) if config_digest else None) or {}
+        os_, arch, variant = place.declared or (config.get("os"), config.get("architecture"), config.get("variant"))
+        platform = platform_string(os_, arch, variant)
+        layers = image["layers"]
+        created = parse_created(config.get("created"), now)
+        if created is pd.NaT:
+            created = parse_created(_annotation(image, MT.ANNOTATION_CREATED), now)
+        manifest_rows.append(
+            (
+                place.repository,
+                place.tag,
+                place.digest,
+                place.manifest_digest,
+                platform,
+                os_,
+                arch,
+                variant,
+                config_digest,
+                created,
+                len(layers),
+                config_size + sum(size for _, size, _ in layers),
+                config.get("labels") or {},
+                place.kind,
+                place.artifact_type,
+                place.subject,
+            )
+        )
+        tag_kinds.setdefault((place.repository, place.tag), []).append(place.kind)
+        layer_rows.extend(_blob_rows(place.repository, place.tag, place.manifest_digest, platform, image, place.kind))
+        if place.subject is not None and place.via is not None:
+            direct = place.tag if place.manifest_digest == place.digest else None
+            accessories.add(place.repository, place.subject, place.manifest_digest, place, direct, place.entry)
+
+    tag_rows = []
     for repository, tag, digest in sorted(result.tag_refs):
         top = manifests.get(digest)
         if top is None:
             continue
-        is_index = bool(top["children"])
-        tag_rows.append((repository, tag, digest, top["media_type"], is_index))
-        images: list[tuple[str, dict[str, Any], tuple[str | None, str | None, str | None] | None]]
-        if is_index:
-            images = []
-            for child_digest, _media_type, os_, arch, variant in top["children"]:
-                child = manifests.get(child_digest)
-                if child is not None and not child["children"]:
-                    images.append((child_digest, child, (os_, arch, variant)))
-        else:
-            images = [(digest, top, None)]
-        for manifest_digest, image, declared in images:
-            config_digest, config_size = image["config"] or (None, 0)
-            config = (configs.get(config_digest) if config_digest else None) or {}
-            os_, arch, variant = declared or (config.get("os"), config.get("architecture"), config.get("variant"))
-            platform = platform_string(os_, arch, variant)
-            layers = image["layers"]
-            manifest_rows.append(
-                (
-                    repository,
-                    tag,
-                    digest,
-                    manifest_digest,
-                    platform,
-                    os_,
-                    arch,
-                    variant,
-                    config_digest,
-                    parse_created(config.get("created"), now),
-                    len(layers),
-                    config_size + sum(size for _, size, _ in layers),
-                    config.get("labels") or {},
-                )
+        found = index_accessory(tag, top) if top["children"] else None
+        if found is not None:
+            (kind, artifact_type, subject), via = found
+            accessories.add_index(repository, subject, digest, kind, artifact_type, via, tag)
+        tag_rows.append(
+            (
+                repository,
+                tag,
+                digest,
+                top["media_type"],
+                bool(top["children"]),
+                _tag_kind(top, tag, found, tag_kinds.get((repository, tag), [])),
             )
-            for position, (layer_digest, size, media_type) in enumerate(layers):
-                layer_rows.append(
-                    (repository, tag, manifest_digest, platform, position, layer_digest, size, media_type)
-                )
+        )
+
+    placed = {(r[0], r[3]) for r in manifest_rows}
+    for repository, subject, descriptor in result.api_referrers:
+        digest = descriptor["digest"]
+        summary = manifests.get(digest)
+        if summary is None:
+            continue
+        listed = A.classify(skeleton_of(summary), entry=descriptor, referrer=True)
+        kind = listed.kind if listed.kind != A.IMAGE else A.ARTIFACT
+        accessories.add_api(repository, subject, digest, summary, kind, listed.artifact_type, descriptor)
+        if (repository, digest) not in placed and not summary["children"]:
+            placed.add((repository, digest))
+            layer_rows.extend(_blob_rows(repository, None, digest, platform_string(None, None, None), summary, kind))
 
     return {
         "catalog": typed(pd.DataFrame(catalog_rows, columns=CATALOG_COLUMNS)),
         "tags": typed(pd.DataFrame(tag_rows, columns=TAG_COLUMNS)),
         "manifests": typed(pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS)),
         "layers": typed(pd.DataFrame(layer_rows, columns=LAYER_COLUMNS)),
+        "referrers": typed(pd.DataFrame(accessories.rows(), columns=REFERRER_COLUMNS)),
         "errors": typed(pd.DataFrame(result.errors, columns=ERROR_COLUMNS)),
     }
+
+
+def _blob_rows(
+    repository: str, tag: str | None, manifest_digest: str, platform: str, summary: dict[str, Any], kind: str
+) -> list[tuple[Any, ...]]:
+    """Every blob a manifest references: its config first (``role`` config, no position), then its layers."""
+    rows: list[tuple[Any, ...]] = []
+    if summary["config"]:
+        digest, size, media_type = summary["config"]
+        rows.append((repository, tag, manifest_digest, platform, None, digest, size, media_type, "config", kind))
+    for position, (digest, size, media_type) in enumerate(summary["layers"]):
+        rows.append((repository, tag, manifest_digest, platform, position, digest, size, media_type, "layer", kind))
+    return rows
+
+
+def _tag_kind(
+    top: dict[str, Any], tag: str, found: tuple[A.Classification, str | None] | None, kinds: list[str]
+) -> str:
+    """What a tag points at: a manifest's own kind; for an index, its own kind when it is an accessory or a
+    referrers list (``artifact``), ``image`` when one of its entries is an image, else its entries' kind."""
+    if found is not None:
+        return found[0].kind
+    if not top["children"]:
+        return kinds[0] if kinds else A.classify(skeleton_of(top), tag=tag).kind
+    if A.is_referrers_index(skeleton_of(top), tag):
+        return A.ARTIFACT
+    if A.IMAGE in kinds or not kinds:
+        return A.IMAGE
+    return max(sorted(set(kinds)), key=kinds.count)
+
+
+def _annotation(summary: dict[str, Any], key: str, entry: dict[str, Any] | None = None) -> object:
+    for source in ((summary.get("skeleton") or {}).get("annotations"), (entry or {}).get("annotations")):
+        if isinstance(source, dict) and isinstance(source.get(key), str):
+            return source[key]
+    return None
+
+
+_VIA_RANK = {via: rank for rank, via in enumerate(A.VIAS)}
+
+
+class _Accessories:
+    """One row per accessory (repository, digest, subject): the most direct way it was found, and a tag
+    that points straight at it, if any."""
+
+    def __init__(self, manifests: dict[str, dict[str, Any]], now: pd.Timestamp):
+        self._manifests = manifests
+        self._now = now
+        self._rows: dict[tuple[str, str, str], list[Any]] = {}
+
+    def _size(self, summary: dict[str, Any], depth: int = 0) -> int:
+        """The manifest plus every blob it references (an index: plus its entries, one level down)."""
+        total = int(summary.get("size") or 0)
+        if summary.get("config"):
+            total += int(summary["config"][1] or 0)
+        total += sum(int(size or 0) for _, size, _ in summary.get("layers") or [])
+        if depth == 0:
+            for child in summary.get("children") or []:
+                found = self._manifests.get(child[0])
+                if found is not None:
+                    total += self._size(found, 1)
+        return total
+
+    def _put(self, key: tuple[str, str, str], row: list[Any], tag: str | None) -> None:
+        old = self._rows.get(key)
+        if old is None:
+            self._rows[key] = row
+            return
+        if _VIA_RANK[row[9]] < _VIA_RANK[old[9]]:
+            row[6] = old[6]
+            row[8] = row[8] if row[8] is not pd.NaT else old[8]
+            old[:] = row
+        elif old[8] is pd.NaT:
+            old[8] = row[8]
+        if tag is not None and (old[6] is None or tag < old[6]):
+            old[6] = tag
+
+    def add(self, repository: str, subject: str, digest: str, place: Any, tag: str | None, entry: Any) -> None:
+        summary = place.summary
+        created = parse_created(_annotation(summary, MT.ANNOTATION_CREATED, entry), self._now)
+        row = [
+            repository,
+            subject,
+            digest,
+            place.kind,
+            place.artifact_type,
+            summary["media_type"],
+            tag,
+            self._size(summary),
+            created,
+            place.via,
+        ]
+        self._put((repository, digest, subject), row, tag)
+
+    def add_index(
+        self,
+        repository: str,
+        subject: str | None,
+        digest: str,
+        kind: str,
+        artifact_type: str | None,
+        via: str | None,
+        tag: str,
+    ) -> None:
+        summary = self._manifests[digest]
+        if subject is None or via is None:
+            return
+        created = parse_created(_annotation(summary, MT.ANNOTATION_CREATED), self._now)
+        row = [
+            repository,
+            subject,
+            digest,
+            kind,
+            artifact_type,
+            summary["media_type"],
+            tag,
+            self._size(summary),
+            created,
+            via,
+        ]
+        self._put((repository, digest, subject), row, tag)
+
+    def add_api(
+        self,
+        repository: str,
+        subject: str,
+        digest: str,
+        summary: dict[str, Any],
+        kind: str,
+        artifact_type: str | None,
+        descriptor: dict[str, Any],
+    ) -> None:
+        created = parse_created(_annotation(summary, MT.ANNOTATION_CREATED, descriptor), self._now)
+        row = [
+            repository,
+            subject,
+            digest,
+            kind,
+            artifact_type,
+            summary["media_type"],
+            None,
+            self._size(summary),
+            created,
+            A.VIA_API,
+        ]
+        self._put((repository, digest, subject), row, None)
+
+    def rows(self) -> list[list[Any]]:
+        return [self._rows[key] for key in sorted(self._rows)]

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import io
 import json
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ..client.atomic_files import write_atomically
 from ..units import format_bytes
-from .frames import CATALOG_COLUMNS, ERROR_COLUMNS, LAYER_COLUMNS, MANIFEST_COLUMNS, TAG_COLUMNS, typed
+from .frames import (
+    CATALOG_COLUMNS,
+    ERROR_COLUMNS,
+    LAYER_COLUMNS,
+    MANIFEST_COLUMNS,
+    REFERRER_COLUMNS,
+    TAG_COLUMNS,
+    typed,
+)
 
 FRAMES = {
     "catalog": CATALOG_COLUMNS,
     "tags": TAG_COLUMNS,
     "manifests": MANIFEST_COLUMNS,
     "layers": LAYER_COLUMNS,
+    "referrers": REFERRER_COLUMNS,
     "errors": ERROR_COLUMNS,
 }
+# Saved before these existed: read back as an empty frame, or as missing values.
+OPTIONAL_FRAMES = {"referrers"}
+# inventory.json's layout. 1: url, complete, stats. 2 adds format, regframe_version, crawled_at and params.
+FORMAT = 2
 NA = "<NA>"  # so that an empty namespace survives a CSV round trip as "", not as missing
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -66,6 +83,27 @@ def _quote(value):
     return value
 
 
+class InventoryFormatError(ValueError):
+    """A saved inventory this regframe cannot read: written in a newer format, or not an inventory at all."""
+
+
+def regframe_version() -> str:
+    """The installed regframe's version, recorded in every saved inventory."""
+    try:
+        return importlib.metadata.version("regframe")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def crawl_parameters(
+    repositories: tuple[str, ...] | None, match: str | re.Pattern[str] | None, **options: Any
+) -> dict[str, Any]:
+    """What a crawl was asked for, as JSON values: which repositories (exact names, a pattern) and options
+    that change what it reads. Saved with the inventory, so two snapshots can be told apart by scope."""
+    pattern = match.pattern if isinstance(match, re.Pattern) else match
+    return {"repositories": None if repositories is None else sorted(repositories), "match": pattern, **options}
+
+
 class Inventory:
     """A registry as DataFrames: ``catalog``, ``tags``, ``manifests``, ``layers``, plus ``errors`` and ``stats``."""
 
@@ -79,23 +117,39 @@ class Inventory:
         stats: dict | None = None,
         url: str | None = None,
         complete: bool = True,
+        params: dict[str, Any] | None = None,
+        crawled_at: pd.Timestamp | str | None = None,
+        referrers: pd.DataFrame | None = None,
     ):
         self.catalog = catalog
         self.tags = tags
         self.manifests = manifests
         self.layers = layers
+        self.referrers = referrers if referrers is not None else typed(pd.DataFrame(columns=REFERRER_COLUMNS))
         self.errors = errors
         self.stats = dict(stats or {})
         self.url = url
         self.complete = complete
+        self.params = dict(params or {})
+        self.crawled_at = _utc(crawled_at)
+        self.format = FORMAT
+        self.regframe_version: str | None = regframe_version()
 
     def frames(self) -> dict[str, pd.DataFrame]:
         return {name: getattr(self, name) for name in FRAMES}
 
+    def image_count(self) -> int:
+        """Manifest rows that are images (one per tag and platform): signatures, SBOMs, attestations and
+        other artifacts, BuildKit's ``unknown/unknown`` attestation entries among them, do not count."""
+        if "kind" not in self.manifests:
+            return len(self.manifests)
+        return int((self.manifests["kind"] == "image").sum())
+
     def __repr__(self) -> str:
         return (
             f"Inventory({self.url or 'registry'}: {len(self.catalog)} repositories, {len(self.tags)} tags, "
-            f"{len(self.manifests)} images, {len(self.layers)} layer rows, {len(self.errors)} errors"
+            f"{self.image_count()} images, {len(self.referrers)} accessories, {len(self.layers)} blob rows, "
+            f"{len(self.errors)} errors"
             f"{'' if self.complete else ', incomplete'})"
         )
 
@@ -107,9 +161,10 @@ class Inventory:
             ("registry", self.url or ""),
             ("repositories", len(self.catalog)),
             ("tags", len(self.tags)),
-            ("images (per platform)", len(self.manifests)),
-            ("layer rows", len(self.layers)),
-            ("distinct layer bytes", format_bytes(int(distinct))),
+            ("images (per platform)", self.image_count()),
+            ("accessories", len(self.referrers)),
+            ("blob rows", len(self.layers)),
+            ("distinct blob bytes", format_bytes(int(distinct))),
             ("errors", len(self.errors)),
             ("requests", self.stats.get("total_requests", "")),
             ("seconds", self.stats.get("seconds", "")),
@@ -123,8 +178,25 @@ class Inventory:
 
     # -- export ---------------------------------------------------------------------------------------
 
+    def diff(self, older: Inventory, **options: Any) -> Any:
+        """What changed from ``older`` to this inventory: a ``regframe.history.Diff``.
+
+        The diff needs the analysis (storage, stale tags), which sits above the inventory, so it lives in
+        ``regframe.history`` and is loaded on the first call. ``options`` go to ``regframe.history.diff``
+        (the stale-tag rules ``older_than``, ``keep_last``, ``keep``, ``match``, or ``stale=``)."""
+        history = importlib.import_module("regframe.history")
+        return history.diff(older, self, **options)
+
     def _meta(self) -> dict:
-        return {"url": self.url, "complete": self.complete, "stats": self.stats}
+        return {
+            "format": FORMAT,
+            "regframe_version": regframe_version(),
+            "url": self.url,
+            "complete": self.complete,
+            "crawled_at": None if self.crawled_at is None else self.crawled_at.isoformat(),
+            "params": self.params,
+            "stats": self.stats,
+        }
 
     def _export(self, dir: str | os.PathLike, write, **meta) -> Path:
         """Each frame with labels as JSON text, handed to ``write(frame, out, name)``; then the metadata.
@@ -172,10 +244,13 @@ class Inventory:
 
     @classmethod
     def load(cls, dir: str | os.PathLike) -> Inventory:
-        """Read what ``to_csv`` or ``to_parquet`` wrote (Parquet preferred when both are there)."""
+        """Read what ``to_csv`` or ``to_parquet`` wrote (Parquet preferred when both are there).
+
+        Every older format loads (format 1 has no ``params``, ``crawled_at`` or ``regframe_version``); a newer
+        one raises ``InventoryFormatError`` saying which regframe wrote it, before any frame is read."""
         root = Path(dir)
-        meta_path = root / "inventory.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta = read_meta(root)
+        fmt = meta.get("format", 1)
         frames = {}
         for name, columns in FRAMES.items():
             parquet, csv = root / f"{name}.parquet", root / f"{name}.csv"
@@ -185,8 +260,13 @@ class Inventory:
                 frame = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[NA])
                 if meta.get("spreadsheet_safe"):
                     frame = restore_formulas(frame)
+            elif name in OPTIONAL_FRAMES:
+                frame = pd.DataFrame(columns=columns)
             else:
                 raise FileNotFoundError(f"{root} has neither {name}.parquet nor {name}.csv")
+            for column in columns:
+                if column not in frame:
+                    frame[column] = pd.Series(pd.NA, index=frame.index, dtype=object)
             if "labels" in frame:
                 frame["labels"] = frame["labels"].map(lambda v: json.loads(v) if isinstance(v, str) else {})
             if "is_index" in frame and not pd.api.types.is_bool_dtype(frame["is_index"]):
@@ -197,4 +277,46 @@ class Inventory:
                 ):
                     frame[column] = pd.to_numeric(frame[column])
             frames[name] = typed(frame[columns])
-        return cls(**frames, stats=meta.get("stats"), url=meta.get("url"), complete=meta.get("complete", True))
+        inv = cls(
+            **frames,
+            stats=meta.get("stats"),
+            url=meta.get("url"),
+            complete=meta.get("complete", True),
+            params=meta.get("params"),
+            crawled_at=meta.get("crawled_at"),
+        )
+        inv.format = fmt
+        inv.regframe_version = meta.get("regframe_version")
+        return inv
+
+
+def read_meta(dir: str | os.PathLike) -> dict[str, Any]:
+    """A saved inventory's ``inventory.json`` ({} when there is none), its format checked: a newer format
+    than this regframe reads raises ``InventoryFormatError`` naming the regframe that wrote it."""
+    path = Path(dir) / "inventory.json"
+    meta = json.loads(path.read_text()) if path.is_file() else {}
+    if not isinstance(meta, dict):
+        raise InventoryFormatError(f"{path} is not a regframe inventory (it holds no JSON object)")
+    _check_format(meta, path)
+    return meta
+
+
+def _check_format(meta: dict, path: Path) -> int:
+    fmt = meta.get("format", 1)
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise InventoryFormatError(f"{path}: format {fmt!r} is not a regframe inventory format")
+    if fmt > FORMAT:
+        version = meta.get("regframe_version")
+        writer = f"regframe {version}" if version else "a newer regframe"
+        raise InventoryFormatError(
+            f"{path.parent} was saved by {writer} in inventory format {fmt}; this regframe "
+            f"({regframe_version()}) reads formats 1 to {FORMAT}: upgrade regframe to load it"
+        )
+    return fmt
+
+
+def _utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

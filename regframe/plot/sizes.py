@@ -66,6 +66,8 @@ def _mark_median(ax: Axes, median: float) -> None:
 
 
 def _distinct_sizes(layers: pd.DataFrame) -> np.ndarray:
+    if "role" in layers:
+        layers = layers[layers["role"].astype(object) != "config"]
     distinct = layers[["layer_digest", "size"]].dropna().drop_duplicates("layer_digest")
     return pd.to_numeric(distinct["size"]).to_numpy(float)
 

@@ -232,8 +232,8 @@ class Explorer(widgets.VBox):
 
         on_tag = (inv.layers["repository"] == repository) & (inv.layers["tag"] == tag)
         self.layers_frame = (
-            inv.layers[on_tag][["platform", "position", "layer_digest", "size", "media_type"]]
-            .astype({"platform": str, "layer_digest": str, "media_type": str})
+            inv.layers[on_tag][["platform", "role", "position", "layer_digest", "size", "media_type"]]
+            .astype({"platform": str, "role": str, "layer_digest": str, "media_type": str})
             .reset_index(drop=True)
         )
         layers_tab.value = _render.table(self.layers_frame, formatters=_LAYER_FORMATS)

@@ -1,0 +1,93 @@
+"""Where each manifest a crawl read sits (which tag, which index entry) and what it is there.
+
+A manifest's kind and subject depend on how it was reached: a BuildKit attestation is an entry of its
+image's index, a referrer is an entry of a fallback index, a cosign signature sits under a tag named after
+its image. The crawl caches each manifest's skeleton by digest and this module classifies it in place,
+for the frames and for the crawl's referrers queries alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..client import artifacts as A
+from ..client import mediatypes as MT
+from ..client.models import Manifest
+
+Declared = tuple[str | None, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One manifest under one tag: the tag's own manifest, or one entry of the index the tag points at."""
+
+    repository: str
+    tag: str
+    digest: str
+    manifest_digest: str
+    summary: dict[str, Any]
+    entry: dict[str, Any] | None
+    declared: Declared | None
+    kind: str
+    artifact_type: str | None
+    subject: str | None
+    via: str | None
+
+
+def skeleton_of(summary: dict[str, Any]) -> Manifest:
+    return Manifest(summary.get("skeleton") or {"mediaType": summary.get("media_type")})
+
+
+def placements(tag_refs: list[tuple[str, str, str]], manifests: dict[str, dict[str, Any]]) -> Iterator[Placement]:
+    """Every (tag, manifest) pair of a crawl, classified in place, in (repository, tag) order.
+
+    An index entry takes the index's kind and subject when it looks like an image inside an index that
+    is itself an accessory; a nested index (an index entry of an index) is not expanded."""
+    for repository, tag, digest in sorted(tag_refs):
+        top = manifests.get(digest)
+        if top is None:
+            continue
+        top_manifest = skeleton_of(top)
+        if not top["children"]:
+            found = A.classify(top_manifest, tag=tag)
+            via = A.subject_of(top_manifest, tag)[1] if found.subject else None
+            yield Placement(repository, tag, digest, digest, top, None, None, *found, via)
+            continue
+        listed = A.is_referrers_index(top_manifest, tag)
+        parent = A.classify(top_manifest, tag=tag)
+        entries = top_manifest.get("manifests") or []
+        for position, (child_digest, _media_type, os_, arch, variant) in enumerate(top["children"]):
+            child = manifests.get(child_digest)
+            if child is None or child["children"]:
+                continue
+            entry = entries[position] if position < len(entries) and isinstance(entries[position], dict) else {}
+            child_manifest = skeleton_of(child)
+            found = A.classify(child_manifest, tag=tag, entry=entry, referrer=listed)
+            via = A.subject_of(child_manifest, tag, entry, referrer=listed)[1] if found.subject else None
+            if found.kind == A.IMAGE and parent.kind != A.IMAGE and not listed:
+                found = A.Classification(parent.kind, parent.artifact_type, parent.subject)
+                via = A.subject_of(top_manifest, tag)[1] if parent.subject else None
+            declared = (os_, arch, variant) if os_ is not None or arch is not None else None
+            yield Placement(repository, tag, digest, child_digest, child, entry, declared, *found, via)
+
+
+def index_accessory(tag: str, summary: dict[str, Any]) -> tuple[A.Classification, str | None] | None:
+    """An index that is itself an accessory (``artifactType`` or ``subject`` on an index that is not a
+    referrers list), with how it was found; None for image indexes and referrers lists."""
+    manifest = skeleton_of(summary)
+    if not summary["children"] or A.is_referrers_index(manifest, tag):
+        return None
+    found = A.classify(manifest, tag=tag)
+    if found.kind == A.IMAGE or found.subject is None:
+        return None
+    return found, A.subject_of(manifest, tag)[1]
+
+
+def wants_config(summary: dict[str, Any]) -> bool:
+    """Only an image's Docker or OCI image config is read; any other config is known from its descriptor."""
+    config = summary.get("config")
+    if not config or A.base_type(config[2]) not in MT.IMAGE_CONFIG_TYPES:
+        return False
+    return A.classify(skeleton_of(summary)).kind == A.IMAGE
