@@ -33,16 +33,16 @@ system-deps: registry-deps
 
 LINT_PATHS := regframe tests benchmarks
 
-# Style and formatting: `make test` runs these first, so CI fails on them.
+# Style and formatting.
 style: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
-# Types: not yet part of `make test` (the client still has errors under mypy).
+# Style and types: `make test` runs these first, so CI fails on them.
 lint: style
 	$(VENV)/bin/mypy regframe
 
-test: style system-deps
+test: lint system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: venv registry-deps

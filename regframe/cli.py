@@ -7,9 +7,15 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .client import errors as E
 from .client.atomic_files import write_atomically
+
+if TYPE_CHECKING:
+    from .history import Diff
+    from .inventory import Inventory
+    from .report import Section
 
 SUMMARY_TOP = 10
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
@@ -76,8 +82,11 @@ def audit(args) -> int:
     from .analysis import cleanup_plan, reclaimable_bytes, shared_layers, stale_tags, storage_usage
     from .cleanup_command import load_policy
 
+    gates = _parse_gates(args)
     policy = load_policy(args)
     _check_rules(args)
+    previous = _previous_snapshot(args)
+    _check_gates_available(gates, args, previous)
     out = Path(args.out)
     with _connect(args) as reg:
         inv = reg.inventory(
@@ -102,16 +111,250 @@ def audit(args) -> int:
     stale_out["age_days"] = stale_out["age"].dt.total_seconds() / 86400
     _write_csv(out / "stale_tags.csv", stale_out.drop(columns=["age"]))
     _write_csv(out / "cleanup_plan.csv", cleanup_plan(stale).drop(columns=["age"], errors="ignore"))
-    text = printable(summary_text(inv, usage, stale, reclaim, args))
+    since = _record_history(args, inv, previous, policy)
+    text = printable(summary_text(inv, usage, stale, reclaim, args) + _since_text(since, out))
     write_atomically(out / "summary.txt", [text.encode()])
-    print(text)
+    return _write_report(args, out, text, inv, stale, usage, shared, reclaim, gates, previous, since)
+
+
+def _parse_gates(args) -> list:
+    """``--fail-on`` expressions, each checked (name, operator, unit) before anything else happens."""
+    from .report import parse_gates
+
+    return parse_gates(getattr(args, "fail_on", None))
+
+
+def _check_gates_available(gates: list, args, previous) -> None:
+    """A gate on a total this audit cannot compute is refused before connecting: supply-chain totals need
+    a crawl that classifies artifacts, growth needs ``--history`` (the first audit there has no growth;
+    it runs and its undecided gate exits 2 after the report is written)."""
+    from .inventory.frames import MANIFEST_COLUMNS
+    from .report import check_available
+
+    check_available(gates, artifacts="kind" in MANIFEST_COLUMNS, history=bool(getattr(args, "history", None)))
+
+
+def _write_report(
+    args, out: Path, text: str, inv, stale, usage, shared, reclaim: int, gates: list, previous, since=None
+) -> int:
+    """Write report.html, report.md, summary.json and charts/; print the chosen format; decide the exit status:
+    2 when a gate could not be decided, 3 when one holds, 1 when items could not be read, else 0."""
+    from .analysis import storage_usage
+    from .report import AuditData, build_summary, evaluate, summary_json, undecided, write_report
+
+    data = AuditData.from_inventory(
+        inv, stale, rules=_stale_rules(args, stale), usage=usage, shared=shared, reclaimable_bytes=reclaim
+    )
+    previous_stored = None if previous is None else int(storage_usage(previous.layers).attrs["total_bytes"])
+    summary = build_summary(data, previous_stored_bytes=previous_stored)
+    results = evaluate(gates, summary)
+    report = write_report(out, data, summary=summary, gates=results, since_last=_since_section(since, args))
+    output_format = getattr(args, "output_format", "text")
+    if output_format == "json":
+        print(summary_json(summary), end="")
+    elif output_format == "markdown":
+        print(printable(report.markdown))
+    else:
+        print(text)
+    for result in results:
+        if result.holds:
+            print(f"regframe: --fail-on {printable(result.describe(), one_line=True)}: holds", file=sys.stderr)
+    problem = undecided(results)
+    if problem is not None:
+        print(f"regframe: error: {printable(problem, one_line=True)}", file=sys.stderr)
+        return 2
+    holding = sum(result.holds for result in results)
+    if holding:
+        print(f"regframe: {holding} of {len(results)} --fail-on gate(s) hold: exit status 3", file=sys.stderr)
+        return 3
     return 0 if inv.errors.empty else 1
+
+
+def _stale_rules(args, stale) -> str:
+    """How the stale tags were chosen, in words."""
+    if getattr(args, "policy", None):
+        return f"policy {args.policy} ({stale.attrs.get('policy_format')})"
+    rules = f"older than {args.older_than}"
+    if args.keep_last is not None:
+        rules += f", keeping the newest {args.keep_last} per repository"
+    if args.keep:
+        rules += f", keeping tags matching {args.keep!r}"
+    if getattr(args, "match", None):
+        rules += f", only tags matching {args.match!r}"
+    return rules
 
 
 def cleanup(args) -> int:
     from .cleanup_command import run
 
     return run(args)
+
+
+def _stale_options(args, policy) -> dict:
+    """How ``history.diff`` decides stale tags: the policy, or the stale-tag options."""
+    if policy is not None:
+        return {"stale": policy.evaluate}
+    return {"older_than": args.older_than, "keep_last": args.keep_last, "keep": args.keep, "match": args.match}
+
+
+def _previous_snapshot(args) -> Inventory | None:
+    """With ``--history``: the newest snapshot there, read before connecting, so a folder that is not one
+    or a snapshot from a newer regframe stops the audit before any request. None for the first audit."""
+    from . import history
+
+    if not getattr(args, "history", None):
+        return None
+    folder = Path(args.history)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--history {folder} is not a folder")
+    newest = history.latest(folder)
+    return None if newest is None else history.load_snapshot(newest)
+
+
+def _record_history(args, inv: Inventory, previous: Inventory | None, policy) -> Diff | None:
+    """Store this audit as a new snapshot under ``--history``; the diff from the previous one, if any."""
+    from . import history
+
+    if not getattr(args, "history", None):
+        return None
+    history.save(inv, args.history)
+    return None if previous is None else history.diff(previous, inv, **_stale_options(args, policy))
+
+
+def _since_text(since: Diff | None, out: Path) -> str:
+    """The "since the last audit" part of the summary; its frames go to ``diff_*.csv`` beside the report."""
+    if since is None:
+        return ""
+    since.to_csv(out, spreadsheet_safe=True)
+    return (
+        "Since the last audit:\n"
+        + "\n".join(f"  {line}" if line else "" for line in since.summary().splitlines())
+        + "\n  (diff_repositories.csv diff_tags.csv diff_storage.csv diff_stale.csv diff_totals.csv)\n"
+    )
+
+
+def _since_section(since: Diff | None, args) -> Section | None:
+    """The report's "Since the last audit" section: totals, what changed, and stored bytes over every
+    snapshot of ``--history``. None without a previous snapshot."""
+    from . import history, plot
+    from .report import Section, Table
+    from .report.charts import render
+    from .units import format_bytes
+
+    if since is None:
+        return None
+    a = since.attrs
+
+    def change(what: str) -> str:
+        moved = f", {a['tags_moved']:,} moved" if what == "tags" else ""
+        return (
+            f"{a[f'{what}_before']:,} → {a[f'{what}_after']:,} "
+            f"({a[f'{what}_added']:,} added, {a[f'{what}_removed']:,} removed{moved})"
+        )
+
+    growth = "" if a["growth_ratio"] is None else f", {a['growth_ratio']:+.1%}"
+    sign = "+" if a["stored_bytes_delta"] > 0 else ""
+    totals = [
+        ("previous audit", _stamp(a["older_crawled_at"])),
+        ("repositories with tags", change("repositories")),
+        ("tags", change("tags")),
+        (
+            "stored",
+            f"{format_bytes(a['stored_bytes_before'])} → {format_bytes(a['stored_bytes_after'])} "
+            f"({sign}{format_bytes(a['stored_bytes_delta'])}{growth})",
+        ),
+        ("stale tags", f"{a['stale_before']:,} → {a['stale_after']:,} ({a['stale_new']:,} became stale)"),
+    ]
+    storage = since.storage[since.storage["stored_bytes_delta"] != 0]
+    storage = storage.reindex(storage["stored_bytes_delta"].abs().sort_values(ascending=False, kind="stable").index)
+    tags = since.tags.assign(
+        old_digest=since.tags["old_digest"].map(_short_digest), new_digest=since.tags["new_digest"].map(_short_digest)
+    )
+    tables = [
+        Table.from_frame(
+            storage,
+            {
+                "repository": "repository",
+                "stored_bytes_before": "stored before",
+                "stored_bytes_after": "stored now",
+                "stored_bytes_delta": "change",
+                "exclusive_bytes_delta": "exclusive change",
+            },
+            bytes_columns=("stored_bytes_before", "stored_bytes_after", "stored_bytes_delta", "exclusive_bytes_delta"),
+            limit=SUMMARY_TOP,
+            caption="Repositories whose stored bytes changed, largest change first",
+            noun="repositories",
+        ),
+        Table.from_frame(
+            since.repositories,
+            {"repository": "repository", "change": "change", "tags_before": "tags before", "tags_after": "tags now"},
+            caption="Repositories added and removed (a repository with no tags counts as absent)",
+            noun="repositories",
+        ),
+        Table.from_frame(
+            tags,
+            {"repository": "repository", "tag": "tag", "change": "change", "old_digest": "was", "new_digest": "now"},
+            limit=50,
+            caption="Tags added, removed and moved",
+            noun="tags",
+        ),
+        Table.from_frame(
+            since.stale,
+            {"repository": "repository", "tag": "tag", "created": "created", "before": "before"},
+            limit=50,
+            caption="Tags that became stale",
+            noun="tags",
+        ),
+    ]
+    snapshots = history.load(args.history)
+    chart = render("growth", "Stored bytes over time", lambda: plot.growth(snapshots, top=SUMMARY_TOP))
+    notes = [line.strip().removeprefix("Note: ") for line in since.summary().splitlines() if "Note:" in line]
+    return Section(
+        title="Since the last audit",
+        anchor="since-last",
+        totals=totals,
+        tables=[table for table in tables if table.rows],
+        charts=[chart],
+        note=" ".join(notes),
+    )
+
+
+def _stamp(iso: str | None) -> str:
+    import pandas as pd
+
+    return "undated" if iso is None else pd.Timestamp(iso).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _short_digest(digest: object) -> str:
+    return "" if not isinstance(digest, str) else digest[: len("sha256:") + 12]
+
+
+def diff(args) -> int:
+    """``regframe diff OLD NEW``: what changed between two saved audits, printed and with ``--out`` as CSV."""
+    from . import history
+    from .cleanup_command import load_policy
+
+    policy = load_policy(args)
+    _check_rules(args)
+    loaded = []
+    for folder in (args.old, args.new):
+        if not Path(folder).is_dir():
+            raise ValueError(f"{folder} is not a folder (give an audit's --out folder or a snapshot)")
+        try:
+            loaded.append(history.load_snapshot(folder))
+        except FileNotFoundError as exc:
+            raise ValueError(f"{folder} is not a saved audit: {exc}") from None
+    result = history.diff(*loaded, **_stale_options(args, policy))
+    print(printable(result.summary()))
+    if args.out:
+        out = result.to_csv(args.out, spreadsheet_safe=True)
+        print(
+            printable(
+                f"\nCSV files in {out.resolve()}: diff_repositories.csv diff_tags.csv diff_storage.csv "
+                "diff_stale.csv diff_totals.csv"
+            )
+        )
+    return 0
 
 
 def summary_text(inv, usage, stale, reclaim: int, args) -> str:
@@ -123,8 +366,8 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
         "",
         f"  repositories        {len(inv.catalog):>12,}",
         f"  tags                {len(inv.tags):>12,}",
-        f"  images (platforms)  {len(inv.manifests):>12,}",
-        f"  stored (distinct)   {format_bytes(attrs.get('total_bytes', 0)):>12}   layers counted once",
+        f"  images (platforms)  {inv.image_count():>12,}",
+        f"  stored (distinct)   {format_bytes(attrs.get('total_bytes', 0)):>12}   blobs counted once",
         f"  logical (naive sum) {format_bytes(attrs.get('logical_bytes', 0)):>12}   what per-tag sums report",
         f"  dedup ratio         {attrs.get('dedup_ratio', 1.0):>11.2f}x",
         "",
@@ -139,13 +382,7 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
             f"{format_bytes(row.shared_bytes):>10}  {row.tags:>5}"
         )
     n_stale = int(stale["stale"].sum())
-    rules = f"older than {args.older_than}"
-    if args.keep_last is not None:
-        rules += f", keeping the newest {args.keep_last} per repository"
-    if args.keep:
-        rules += f", keeping tags matching {args.keep!r}"
-    if getattr(args, "policy", None):
-        rules = f"policy {args.policy} ({stale.attrs.get('policy_format')})"
+    rules = _stale_rules(args, stale)
     lines += [
         "",
         f"Stale tags ({rules}): {n_stale:,} of {len(stale):,}",
@@ -155,11 +392,14 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
     ]
     if not inv.errors.empty:
         lines += ["", f"{len(inv.errors)} item(s) could not be read; see errors.csv. Numbers count only what was read."]
+    out = Path(args.out).resolve()
     lines += [
         "",
-        f"Report files in {Path(args.out).resolve()}:",
+        f"Report files in {out}:",
+        "  report.html report.md summary.json summary.txt charts/*.png charts/*.svg",
         "  catalog.csv tags.csv manifests.csv layers.csv errors.csv",
-        "  storage_usage.csv shared_layers.csv stale_tags.csv cleanup_plan.csv summary.txt",
+        "  storage_usage.csv shared_layers.csv stale_tags.csv cleanup_plan.csv",
+        f"Open {out / 'report.html'} in a browser.",
         "",
     ]
     return "\n".join(lines)
@@ -238,6 +478,24 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--workers", type=int, default=16, help="concurrent requests (default 16)")
     a.add_argument("--cache", help="digest cache file or directory, reused across audits")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a.add_argument(
+        "--format",
+        dest="output_format",
+        choices=["text", "markdown", "json"],
+        default="text",
+        help="what goes to standard output: the text summary (default), report.md or summary.json",
+    )
+    a.add_argument(
+        "--fail-on",
+        action="append",
+        metavar="EXPR",
+        help="exit with status 3 when EXPR holds, e.g. 'reclaimable>5GB', 'stale>100', 'errors>0', 'growth>10%%'; "
+        "names are summary.json keys or their short forms (repeatable; checked before connecting)",
+    )
+    a.add_argument(
+        "--history",
+        help="folder of dated snapshots: store this audit there and report what changed since the last one",
+    )
     a.set_defaults(run=audit)
 
     c = sub.add_parser("cleanup", help="show (and with --apply, carry out) what a cleanup policy deletes")
@@ -252,6 +510,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--apply", action="store_true", help="delete the planned tags, after confirmation")
     c.add_argument("--yes", action="store_true", help="with --apply, do not ask for confirmation")
     c.set_defaults(run=cleanup)
+
+    f = sub.add_parser("diff", help="what changed between two saved audits (audit --out folders or snapshots)")
+    f.add_argument("old", help="the older audit: an audit's --out folder or a --history snapshot")
+    f.add_argument("new", help="the newer audit")
+    f.add_argument("--out", help="directory for diff_*.csv")
+    f.add_argument("--older-than", default="90d", help="stale threshold, e.g. 90d, 6w, 1y (default 90d)")
+    f.add_argument("--keep-last", type=int, help="always keep the newest N tags of each repository")
+    f.add_argument("--keep", help="always keep tags matching this regular expression")
+    f.add_argument("--match", help="only tags matching this regular expression may be stale")
+    f.add_argument("--policy", help="cleanup policy file deciding the stale tags instead of the options above")
+    f.set_defaults(run=diff)
 
     t = sub.add_parser("tags", help="list a repository's tags")
     connection(t)

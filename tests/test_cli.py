@@ -62,7 +62,11 @@ def test_audit_writes_report(url, fleet, tmp_path, capsys):
         "cleanup_plan.csv",
         "summary.txt",
     } <= files
-    distinct = {digest: size for rec in fleet.records() for digest, size in rec["layers"]}
+    distinct = {
+        digest: size
+        for rec in fleet.records()
+        for digest, size in [(rec["config_digest"], rec["config_size"]), *rec["layers"]]
+    }
     summary = (out / "summary.txt").read_text()
     assert format_bytes(sum(distinct.values())) in summary
     assert summary.strip() in capsys.readouterr().out

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "regframe"
-STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+STDLIB = set(sys.stdlib_module_names) | {"__future__", "_typeshed"}  # _typeshed: type-checking only
 
 BOTTOM = {"regframe.units", "regframe.processes", "regframe.patterns", "regex"}
 CLIENT = BOTTOM | {"regframe.client", "urllib3"}
@@ -21,7 +21,9 @@ ANALYSIS = BOTTOM | {"regframe.analysis", "pandas", "numpy", "regex"}
 POLICY = ANALYSIS | {"regframe.policy", "yaml"}
 FACADE = INVENTORY | ANALYSIS | {"regframe.registry", "regframe.actions"}
 PLOT = ANALYSIS | {"regframe.plot", "matplotlib"}
-TOP = FACADE | POLICY | PLOT | {"regframe", "regframe.accessor", "ipywidgets"}
+HISTORY = INVENTORY | ANALYSIS | {"regframe.history"}
+REPORT = ANALYSIS | PLOT | INVENTORY | {"regframe", "regframe.report"}
+TOP = FACADE | POLICY | PLOT | HISTORY | REPORT | {"regframe", "regframe.accessor", "ipywidgets"}
 
 # What each part of the package may import (besides the standard library).
 ALLOWED: dict[str, set[str]] = {
@@ -35,13 +37,15 @@ ALLOWED: dict[str, set[str]] = {
     "regframe.actions": FACADE,
     "regframe.registry": FACADE,
     "regframe.plot": PLOT,
+    "regframe.history": HISTORY,
+    "regframe.report": REPORT,
     "regframe.accessor": ANALYSIS | PLOT,
     "regframe.widgets": TOP | {"regframe.widgets"},
     "regframe.cli": TOP | {"regframe.cli", "regframe.cleanup_command", "regframe.dashboard"},
     "regframe.cleanup_command": TOP | {"regframe.cli"},
     "regframe.dashboard": BOTTOM | {"regframe.cli", "voila"},
     "regframe.demo": TOP | {"regframe.cli", "regframe.testing"},
-    "regframe.testing": CLIENT | {"regframe", "regframe.testing", "cryptography", "bcrypt"},
+    "regframe.testing": CLIENT | {"regframe", "regframe.testing", "cryptography", "bcrypt", "oras"},
     "regframe": {"regframe.client", "regframe.inventory", "regframe.registry", "regframe.accessor"},
 }
 

@@ -24,6 +24,7 @@ from nbclient import NotebookClient
 
 import regframe
 from regframe import dashboard
+from regframe.demo import NOTEBOOK_FLEET
 from regframe.testing import local_registry, make_fleet, seed, seeded_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,7 @@ def kernel_env(monkeypatch, ipython_dir):
         "REGFRAME_USER",
         "REGFRAME_PASSWORD",
         "REGFRAME_OUT",
+        "REGFRAME_HISTORY",
         dashboard.ENV_URL,
         dashboard.ENV_USER,
         dashboard.ENV_PASSWORD,
@@ -106,7 +108,12 @@ def text(notebook: nbformat.NotebookNode) -> str:
 
 
 def test_the_examples_are_there():
-    assert [p.name for p in EXAMPLES] == ["01-quickstart.ipynb", "02-storage-audit.ipynb", "03-stale-tags.ipynb"]
+    assert [p.name for p in EXAMPLES] == [
+        "01-quickstart.ipynb",
+        "02-storage-audit.ipynb",
+        "03-stale-tags.ipynb",
+        "05-growth.ipynb",
+    ]
     assert dashboard.notebook_path().is_file()
 
 
@@ -168,6 +175,26 @@ def test_stale_tags_dry_run_changes_nothing(kernel_env, tmp_path):
     assert "would delete" in shown and "reclaimable" in shown
     assert "deleted" not in shown.replace("would delete", "")
     assert "image/png" in mimes(notebook) and WIDGET_MIME in mimes(notebook)
+
+
+def test_growth_notebook_audits_twice_and_shows_what_changed(kernel_env, tmp_path):
+    """The notebook changes its own registry between two audits; the changes expected here follow from
+    the notebooks' fleet and what the notebook does to it."""
+    kernel_env.setenv("TMPDIR", str(tmp_path))
+    fleet = make_fleet(**NOTEBOOK_FLEET)
+    notebook = run(ROOT / "notebooks" / "05-growth.ipynb", tmp_path)
+    shown = text(notebook)
+    repositories = sorted(fleet.repositories)
+    promoted, retired = repositories[1], repositories[-1]
+    added = 2 + 2  # two tags in the largest repository, two in the new one
+    removed = 1 + len(fleet.tags[retired])
+    moved = int(fleet.tags[promoted]["stable"].digest != fleet.tags[promoted]["latest"].digest)
+    assert f"{added} added, {removed} removed, {moved} moved" in shown
+    assert "1 added, 1 removed" in shown and "1 became stale" in shown
+    assert f"repositories removed: {retired}" in shown and "repositories added: team-new/service" in shown
+    assert "image/png" in mimes(notebook)
+    snapshots = [p for p in tmp_path.glob("regframe-history-*/*") if not p.name.startswith(".")]
+    assert len(snapshots) == 2
 
 
 def test_dashboard_notebook_with_the_dashboard_environment(kernel_env, registry_url, fleet, tmp_path):

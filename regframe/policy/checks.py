@@ -79,7 +79,7 @@ def check_choice(value: object, choices: Iterable[str], *, rule: str | None, key
     choices = list(choices)
     if value not in choices:
         raise PolicyError(f"must be one of {', '.join(map(repr, choices))}, got {_shown(value)}", rule=rule, key=key)
-    return value  # type: ignore[return-value]
+    return value
 
 
 def check_duration(value: object, *, rule: str | None, key: str) -> pd.Timedelta:

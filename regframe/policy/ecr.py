@@ -171,7 +171,7 @@ def _rule(item: object, position: int) -> EcrRule:
             rule=name,
             key="selection.tagStatus",
         )
-    check_choice(status, ("tagged", "any"), rule=name, key="selection.tagStatus")
+    status = check_choice(status, ("tagged", "any"), rule=name, key="selection.tagStatus")
     prefixes = text_list(selection.get("tagPrefixList", ()), rule=name, key="selection.tagPrefixList")
     patterns = text_list(selection.get("tagPatternList", ()), rule=name, key="selection.tagPatternList")
     if status == "tagged":
@@ -216,7 +216,9 @@ def _rule(item: object, position: int) -> EcrRule:
         raise PolicyError(
             "needs archive times, which the registry API never reveals", rule=name, key="selection.countType"
         )
-    check_choice(count_type, ("imageCountMoreThan", "sinceImagePushed"), rule=name, key="selection.countType")
+    count_type = check_choice(
+        count_type, ("imageCountMoreThan", "sinceImagePushed"), rule=name, key="selection.countType"
+    )
     if count_type == "imageCountMoreThan" and "countUnit" in selection:
         raise PolicyError(
             "countUnit is an error with countType 'imageCountMoreThan'", rule=name, key="selection.countUnit"
@@ -242,7 +244,7 @@ def evaluate_ecr(
     reason = np.full(n, "kept: the policy does not cover this repository", dtype=object)
     images = _images(table)
     for repository, group in images.groupby("repository", sort=False):
-        if not any(g.match(repository) for g in repositories):
+        if not any(g.match(str(repository)) for g in repositories):
             continue
         verdicts = _repository_verdicts(rules, group, table.now)
         for rows, (expired, name, text) in zip(group["rows"], verdicts):

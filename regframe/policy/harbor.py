@@ -214,7 +214,7 @@ def evaluate_harbor(
         }
     )
     for repository, rows in frame.sort_values("tag").groupby("repository", sort=False):
-        name = _in_project(repository, project)
+        name = _in_project(str(repository), project)
         if name is None:
             reason[rows["row"].to_numpy()] = f"kept: outside project '{project}'"
             continue
@@ -257,6 +257,7 @@ def _artifact_verdicts(
             retained[order[selected[order]][: rule.param]] = True
             miss = f"not among the {rule.param} most recently pushed"
         elif rule.template == "nDaysSinceLastPush":
+            assert rule.param is not None, "_rule gives every template that has a parameter its value"
             retained = selected & known & np.asarray(created >= now - pd.Timedelta(days=rule.param))
             miss = f"not pushed within {rule.param} days"
         else:

@@ -10,6 +10,7 @@ platform of a kept multi-platform tag stays deleted (only its tag goes) and its 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,7 +98,7 @@ def finish(
     return result
 
 
-def _without_verdict(texts: np.ndarray) -> np.ndarray:
+def _without_verdict(texts: Iterable[str]) -> np.ndarray:
     """'deleted by rule ...' as 'rule ... would delete it' for a reason that ends up keeping the tag."""
     return np.array([f"would be {text}" if text.startswith("deleted") else text for text in texts], dtype=object)
 

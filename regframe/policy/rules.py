@@ -208,8 +208,9 @@ def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray
         governed_by[index] = governed
         retained_by[index] = retained
 
-    governed_any = governed_by.any(axis=0)
-    retained_any = retained_by.any(axis=0)
+    # One row per rule, so these are arrays over the tags (numpy's stubs allow a scalar for 1-D input).
+    governed_any = np.asarray(governed_by.any(axis=0))
+    retained_any = np.asarray(retained_by.any(axis=0))
     deleted = governed_any & ~retained_any
     rule_column = retain_rule.copy()
     reason = np.where(retained_any, retain_text, outside).astype(object)
@@ -267,7 +268,7 @@ def _rank(rule: Rule, table: TagTable, governed: np.ndarray) -> tuple[np.ndarray
         distinct = sorted({key for key in keys if key is not None})
         position = {key: i for i, key in enumerate(distinct)}
         frame["group"] = np.where(semver[rows], 0, 1)
-        frame["version"] = [-position[keys[i]] if keys[i] is not None else 0 for i in rows]
+        frame["version"] = [-position[key] if (key := keys[i]) is not None else 0 for i in rows]
         by = ["repository", "group", "version", "newest_first", "tag"]
         ascending = [True] * 5
     elif rule.order == "name":

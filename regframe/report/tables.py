@@ -1,0 +1,97 @@
+"""The report's tables, as display text shared by the HTML and Markdown renderers."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..analysis import cleanup_plan, reclaimable_by_repository
+from .model import Table
+
+TOP_REPOSITORIES = 10
+
+
+def top_table(usage: pd.DataFrame, limit: int = TOP_REPOSITORIES) -> Table:
+    """Repositories by exclusive bytes: what deleting each one would free."""
+    ordered = usage.sort_values(["exclusive_bytes", "repository"], ascending=[False, True], kind="stable")
+    return Table.from_frame(
+        ordered,
+        {
+            "repository": "Repository",
+            "exclusive_bytes": "Exclusive",
+            "shared_bytes": "Shared",
+            "stored_bytes": "Stored",
+            "tags": "Tags",
+            "images": "Images",
+        },
+        bytes_columns=("exclusive_bytes", "shared_bytes", "stored_bytes"),
+        limit=limit,
+        caption=f"Top {limit} repositories by exclusive bytes (what deleting the repository would free)",
+        noun="repositories",
+    )
+
+
+def stale_by_repository_table(stale: pd.DataFrame, layers: pd.DataFrame, limit: int = 20) -> Table:
+    """Stale tags per repository and the bytes deleting them frees among the layers they use."""
+    per_repo = reclaimable_by_repository(stale, layers)
+    return Table.from_frame(
+        per_repo,
+        {"repository": "Repository", "stale_tags": "Stale tags", "reclaimable_bytes": "Reclaimable"},
+        bytes_columns=("reclaimable_bytes",),
+        limit=limit,
+        caption="Stale tags by repository (a layer freed in several repositories counts in each)",
+        noun="repositories",
+    )
+
+
+def cleanup_plan_table(stale: pd.DataFrame, limit: int | None = None) -> Table:
+    """The tags a cleanup would delete, oldest first within each repository, with the reason."""
+    plan = cleanup_plan(stale)
+    frame = pd.DataFrame(
+        {
+            "repository": plan["repository"].astype(str),
+            "tag": plan["tag"].astype(str),
+            "digest": plan["digest"].astype(str).str.slice(0, 19),
+            "created": plan["created"],
+            "age_days": (pd.to_timedelta(plan["age"]).dt.days).astype("Int64"),
+            "reason": plan["reason"].astype(str),
+        }
+    )
+    return Table.from_frame(
+        frame,
+        {
+            "repository": "Repository",
+            "tag": "Tag",
+            "digest": "Digest",
+            "created": "Created",
+            "age_days": "Age (days)",
+            "reason": "Reason",
+        },
+        limit=limit,
+        noun="tags (see cleanup_plan.csv)",
+    )
+
+
+def errors_table(errors: pd.DataFrame, limit: int | None = None) -> Table:
+    return Table.from_frame(
+        errors,
+        {"repository": "Repository", "tag": "Tag", "stage": "Stage", "error": "Error"},
+        limit=limit,
+        noun="errors (see errors.csv)",
+    )
+
+
+_SUPPLY_CHAIN_COLUMNS = {
+    "repository": "Repository",
+    "images": "Images",
+    "signed": "Signed",
+    "unsigned": "Unsigned",
+    "with_sbom": "With SBOM",
+    "with_attestation": "With attestation",
+    "orphaned": "Orphaned accessories",
+    "accessory_bytes": "Accessory bytes",
+}
+
+
+def supply_chain_table(coverage: pd.DataFrame, limit: int | None = None) -> Table:
+    present = {name: header for name, header in _SUPPLY_CHAIN_COLUMNS.items() if name in coverage.columns}
+    return Table.from_frame(coverage, present, bytes_columns=("accessory_bytes",), limit=limit, noun="repositories")

@@ -1,0 +1,31 @@
+"""Registry-supplied text made safe for each kind of output: visible control characters, HTML, Markdown.
+
+Names, tags and error messages come from the registry; in a report they must not drive a terminal,
+become markup, a link or an image (an image in a CI job summary is a request to someone's server).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# CommonMark lets a backslash escape any ASCII punctuation; these start emphasis, code, links, images,
+# HTML, entities, tables, strike-through and (on GitHub) math.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<#|~&$])")
+
+
+def visible(value: object) -> str:
+    """``value`` as one line, each control character (newlines and tabs too) shown as ``\\x1b``."""
+    return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", str(value))
+
+
+def html_text(value: object) -> str:
+    """Text for an HTML element or attribute: one visible line, ``<>&"'`` escaped."""
+    return html.escape(visible(value), quote=True)
+
+
+def markdown_cell(value: object) -> str:
+    """Text for a Markdown table cell: one visible line with every character that could start markup
+    backslash-escaped, so it renders as the same text on GitHub and GitLab."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", visible(value))
