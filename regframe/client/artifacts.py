@@ -120,8 +120,7 @@ def subject_of(
     image in ``vnd.docker.reference.digest``, a fallback index's entries belong to the digest in its tag, and
     a cosign tag names its image. ``via`` says which of these found the manifest."""
     manifest = _sane(manifest)
-    field = manifest.get("subject")
-    declared = _digest(field.get("digest")) if isinstance(field, dict) else None
+    declared = subject_field(manifest)
     if entry is not None:
         if is_attestation_entry(entry):
             return declared or _digest(_annotations(entry).get(MT.ANNOTATION_REFERENCE_DIGEST)), VIA_INDEX_ATTESTATION
@@ -168,6 +167,25 @@ def artifact_type(manifest: Manifest) -> str | None:
     if isinstance(media_type, str) and media_type and base_type(media_type) not in MT.IMAGE_CONFIG_TYPES:
         return media_type
     return None
+
+
+def referrers_artifact_type(manifest: Manifest) -> str | None:
+    """The referrers API's rule: ``artifactType``, else the config's media type (image configs included);
+    an index without ``artifactType`` has none."""
+    declared = manifest.get("artifactType")
+    if isinstance(declared, str) and declared:
+        return declared
+    config = manifest.config
+    if manifest.is_index or config is None:
+        return None
+    media_type = config.get("mediaType")
+    return media_type if isinstance(media_type, str) and media_type else None
+
+
+def subject_field(manifest: Manifest) -> str | None:
+    """The well-formed digest in the manifest's ``subject`` field, else None."""
+    field = manifest.get("subject")
+    return _digest(field.get("digest")) if isinstance(field, dict) else None
 
 
 def predicate_types(manifest: Manifest, entry: Mapping[str, Any] | None = None) -> list[str]:

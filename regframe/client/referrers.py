@@ -13,9 +13,9 @@ import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from . import artifacts, reads
 from . import errors as E
 from . import mediatypes as MT
-from . import reads
 from .artifacts import classify, fallback_tag
 from .core import ClientCore
 from .models import Manifest
@@ -71,27 +71,7 @@ def cosign_tags(digest: str) -> list[str]:
 
 def subject_of(manifest: Manifest) -> str | None:
     """The digest in a manifest's ``subject`` field, or None when it has none (or a malformed one)."""
-    subject = manifest.get("subject")
-    digest = subject.get("digest") if isinstance(subject, dict) else None
-    if not isinstance(digest, str):
-        return None
-    try:
-        return validate_digest(digest)
-    except E.InvalidReferenceError:
-        return None
-
-
-def artifact_type_of(manifest: Manifest) -> str | None:
-    """The referrers API's rule: the manifest's ``artifactType``, else its config's media type; an index
-    without ``artifactType`` has none."""
-    declared = manifest.get("artifactType")
-    if isinstance(declared, str) and declared:
-        return declared
-    config = manifest.config
-    if manifest.is_index or config is None:
-        return None
-    media_type = config.get("mediaType")
-    return media_type if isinstance(media_type, str) and media_type else None
+    return artifacts.subject_field(manifest)
 
 
 def describe(manifest: Manifest, via: str, tag: str | None = None) -> Referrer:
@@ -101,7 +81,7 @@ def describe(manifest: Manifest, via: str, tag: str | None = None) -> Referrer:
     referrer: Referrer = {
         "digest": manifest.digest,
         "mediaType": manifest.media_type,
-        "artifactType": artifact_type_of(manifest),
+        "artifactType": artifacts.referrers_artifact_type(manifest),
         "size": manifest.size,
         "annotations": _string_pairs(manifest.get("annotations")),
         "kind": classify(manifest, tag=tag, referrer=tag is None).kind,
