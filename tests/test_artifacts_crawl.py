@@ -403,6 +403,9 @@ def test_index_entries_without_platform_resolve_by_config(world, tmp_path):
     pulled = client.pull("shop/noplat", "multi", tmp_path / "layout", platform="linux/arm64")
     assert pulled.digest == arm2.digest
     assert (tmp_path / "layout" / "blobs" / "sha256" / arm2.layers[0].digest.split(":")[1]).is_file()
+    entry = json.loads((tmp_path / "layout" / "index.json").read_text())["manifests"][0]
+    assert entry["digest"] == arm2.digest
+    assert entry["platform"]["os"] == "linux" and entry["platform"]["architecture"] == "arm64"
 
 
 def test_platform_lookups_never_parse_odd_configs(world):

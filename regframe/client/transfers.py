@@ -96,10 +96,12 @@ def pull(
         raise E.RegistryProtocolError(f"{repository}:{tag} is a schema1 image, which an OCI layout cannot hold")
     images = [manifest]
     top = manifest
+    chosen: dict[str, Any] | None = None
     if manifest.is_index:
         children = manifest.children
         if wanted is not None:
-            children = [reads.platform_child(core, manifest, wanted)]
+            chosen = reads.platform_child(core, manifest, wanted)
+            children = [chosen]
         images = [reads.child_manifest(core, manifest, child) for child in children]
         if wanted is not None:
             top = images[0]
@@ -116,8 +118,8 @@ def pull(
     if top is manifest and manifest.is_index:
         layout.write_bytes(_digest(manifest), manifest.raw)
     descriptor = {"mediaType": top.media_type, "digest": top.digest, "size": len(top.raw)}
-    if wanted is not None and manifest.is_index:
-        descriptor["platform"] = reads.platform_child(core, manifest, wanted).get("platform")
+    if chosen is not None and (platform_found := _platform_of(core, chosen, images[0])):
+        descriptor["platform"] = platform_found
     layout.tag(descriptor, tag if ":" not in tag else _digest(top))
     if referrers:
         subjects = [_digest(top)] + ([_digest(image) for image in images] if top is manifest else [])
@@ -478,3 +480,15 @@ def _counting(chunks: Iterable[bytes], meter: _Meter) -> Iterator[bytes]:
     for chunk in chunks:
         meter.add(len(chunk))
         yield chunk
+
+
+def _platform_of(core: ClientCore, entry: dict[str, Any], image: Manifest) -> dict[str, str]:
+    """The index entry's platform, or the one its image's config gives when the entry has none."""
+    declared = entry.get("platform")
+    if isinstance(declared, dict):
+        return declared
+    found = reads.image_platform(core, image)
+    if found is None:
+        return {}
+    platform = {"os": found.os, "architecture": found.architecture}
+    return platform | ({"variant": found.variant} if found.variant else {})
