@@ -179,16 +179,7 @@ def manifest(core: ClientCore, repo: str, reference: str = "latest") -> Manifest
     repository = core.repo(repo)
     validate_reference(reference)
     what = f"manifest {repository}:{reference}"
-    response, raw = core.transport.fetch(
-        "GET",
-        f"/v2/{repository}/manifests/{reference}",
-        limit=MT.MAX_MANIFEST_BYTES,
-        what=what,
-        headers={"Accept": MT.MANIFEST_ACCEPT},
-        scopes=pull_scope(repository),
-        kind="manifest",
-        ok=(404,),
-    )
+    response, raw = _fetch_manifest(core, repository, reference, MT.MAX_MANIFEST_BYTES, what)
     if response.status_code == 404:
         return Manifest(repository=repository, reference=reference)
     return verified_manifest(raw, response.headers, repository, reference)
@@ -319,16 +310,7 @@ def child_manifest(core: ClientCore, index: Manifest, child: Descriptor) -> Mani
     declared = child.get("size")
     limit = MT.MAX_MANIFEST_BYTES if declared is None else min(declared, MT.MAX_MANIFEST_BYTES)
     what = f"manifest {repository}@{digest}"
-    response, raw = core.transport.fetch(
-        "GET",
-        f"/v2/{repository}/manifests/{digest}",
-        limit=limit,
-        what=what,
-        headers={"Accept": MT.MANIFEST_ACCEPT},
-        scopes=pull_scope(repository),
-        kind="manifest",
-        ok=(404,),
-    )
+    response, raw = _fetch_manifest(core, repository, digest, limit, what)
     if response.status_code == 404:
         raise E.NotFoundError(
             f"{repository}:{index.reference} (index {index.digest}) lists child manifest "
@@ -512,3 +494,17 @@ def _strings(body: dict[str, Any], key: str, what: str) -> list[str]:
     if not isinstance(value, list):
         raise E.RegistryProtocolError(f"{what}: {key!r} is {type(value).__name__}, not a list")
     return [item for item in value if isinstance(item, str)]
+
+
+def _fetch_manifest(core: ClientCore, repository: str, reference: str, limit: int, what: str) -> tuple[Response, bytes]:
+    """GET a manifest with every type accepted (distribution converts to schema1 otherwise); 404 comes back."""
+    return core.transport.fetch(
+        "GET",
+        f"/v2/{repository}/manifests/{reference}",
+        limit=limit,
+        what=what,
+        headers={"Accept": MT.MANIFEST_ACCEPT},
+        scopes=pull_scope(repository),
+        kind="manifest",
+        ok=(404,),
+    )

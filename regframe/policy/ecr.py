@@ -24,7 +24,7 @@ import pandas as pd
 
 from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text, text_list
 from .globs import Glob
-from .outcome import TagTable
+from .outcome import TagTable, newest_first
 
 PUSH_TIME = "by created date; push time not available"
 MAX_RULES = 50
@@ -275,10 +275,7 @@ def _repository_verdicts(
     rules: tuple[EcrRule, ...], images: pd.DataFrame, now: pd.Timestamp
 ) -> list[tuple[bool, str, str]]:
     tags = list(images["tags"])
-    created = pd.DatetimeIndex(images["created"])
-    known = ~np.asarray(created.isna())
-    newest_first = np.where(known, -created.asi8, np.iinfo(np.int64).max)
-    order = np.lexsort(([t[0] for t in tags], newest_first))
+    created, known, order = newest_first(images)
     owner = np.full(len(images), -1)
     marked = np.zeros((len(rules), len(images)), dtype=bool)
     for index, rule in enumerate(rules):

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text
 from .globs import Glob
-from .outcome import TagTable
+from .outcome import TagTable, newest_first
 
 PUSH_TIME = "by created date; push time not available"
 MAX_RULES = 15
@@ -244,10 +244,7 @@ def _artifact_verdicts(
     rules: list[HarborRule], artifacts: pd.DataFrame, now: pd.Timestamp
 ) -> list[tuple[bool, str, str]]:
     tags = list(artifacts["tags"])
-    created = pd.DatetimeIndex(artifacts["created"])
-    known = ~np.asarray(created.isna())
-    newest_first = np.where(known, -created.asi8, np.iinfo(np.int64).max)
-    order = np.lexsort(([t[0] for t in tags], newest_first))
+    created, known, order = newest_first(artifacts)
     retained_by = np.full(len(artifacts), -1)
     why_not: list[list[str]] = [[] for _ in range(len(artifacts))]
     for index, rule in enumerate(rules):

@@ -144,3 +144,13 @@ def _note_children_of_kept_indexes(
         tag = parent_of.get((table.repository[i], table.digest[i]))
         if tag is not None:
             reason[i] = f"{reason[i]}; manifest kept as a child of kept index '{tag}'"
+
+
+def newest_first(images: pd.DataFrame) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """Of a frame of images with ``tags`` (lists, sorted) and ``created``: the dates, which are known, and
+    the order newest first (undated last, ties by first tag name), as ECR and Harbor count images."""
+    created = pd.DatetimeIndex(images["created"])
+    known = ~np.asarray(created.isna())
+    newest = np.where(known, -created.asi8, np.iinfo(np.int64).max)
+    order = np.lexsort(([t[0] for t in images["tags"]], newest))
+    return created, known, order
