@@ -57,7 +57,9 @@ def run(args) -> int:
                 return 0
             if not args.yes and not _confirmed(planned, result, reg.url):
                 return 1
-            applied = reg.apply_cleanup(result, dry_run=False)
+            applied = reg.apply_cleanup(
+                result, dry_run=False, delete_manifests=bool(getattr(args, "delete_manifests", False))
+            )
     except E.RegistryError as exc:
         print(f"regframe: error: {printable(exc)}", file=sys.stderr)
         return 1
@@ -111,8 +113,12 @@ def plan_text(url: str, policy, inv, result) -> str:
     lines.append(
         f"Total: delete {total:,} of {len(result):,} tags in "
         f"{result.loc[result['stale'], 'repository'].nunique():,} repositories; "
-        f"{format_bytes(reclaimable_bytes(result, inv.layers))} reclaimable after garbage collection "
-        "(the registry frees space only when its garbage collector runs)"
+        f"{format_bytes(reclaimable_bytes(result, inv.layers))} reclaimable after garbage collection"
+    )
+    lines.append(
+        "Space returns only after garbage collection. Safe on distribution 2.x: --apply --delete-manifests, "
+        "then plain `garbage-collect`; never `--delete-untagged` there, which also deletes the untagged "
+        "platforms of kept multi-platform images and the referrers listed in fallback indexes."
     )
     if not inv.errors.empty:
         lines.append(f"{len(inv.errors)} item(s) could not be read; the plan covers only what was read.")
@@ -130,7 +136,8 @@ def result_text(applied) -> str:
         )
     ]
     for row in applied[applied["status"] != "deleted"].itertuples(index=False):
-        lines.append(f"  {row.status}  {row.repository}:{row.tag}  {row.reason}")
+        where = f"{row.repository}:{row.tag}" if isinstance(row.tag, str) else f"{row.repository}@{row.digest}"
+        lines.append(f"  {row.status}  {where}  {row.reason}")
     return "\n".join(lines)
 
 

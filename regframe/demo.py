@@ -1,9 +1,10 @@
 """Demo registries: ``make demo`` and the registry the example notebooks work on.
 
-``python -m regframe.demo --out audit-report`` starts a local registry, seeds a realistic fleet and
-audits it with ``regframe audit``; ``--keep-running`` leaves the registry up so the report can be
-explored further (notebooks: ``REGFRAME_URL=<url>``). :func:`notebook_registry` is the one setup
-call of every notebook. Both use the test harness (``regframe.testing``) and Debian's ``docker-registry``.
+``python -m regframe.demo --out audit-report`` starts a local registry, seeds a realistic fleet (images,
+signatures, SBOMs, attestations, Helm charts, artifacts and a few orphans) and audits it with
+``regframe audit``; ``--keep-running`` leaves the registry up so the report can be explored further
+(notebooks: ``REGFRAME_URL=<url>``). :func:`notebook_registry` is the one setup call of every notebook.
+Both use the test harness (``regframe.testing``) and Debian's ``docker-registry``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ DEMO_FLEET: dict[str, Any] = {
     "age_range_days": (2, 1800),
     "layer_size_range": (5_000, 400_000),
     "base_layer_size_range": (300_000, 1_500_000),
+    # What registries hold beside images: signatures, SBOMs, buildx attestations, Helm charts, artifacts, orphans.
+    "signed_ratio": 0.6,
+    "sbom_ratio": 0.4,
+    "attestation_ratio": 0.25,
+    "helm_charts": 4,
+    "artifacts": 2,
+    "orphans": 3,
 }
 # What the notebooks explore: small enough to seed in a second, varied enough for every chart.
 NOTEBOOK_FLEET: dict[str, Any] = {
@@ -41,33 +49,44 @@ NOTEBOOK_FLEET: dict[str, Any] = {
     "layer_size_range": (2_000, 60_000),
     "base_layer_size_range": (50_000, 200_000),
 }
+# The supply-chain notebook's fleet: the same images, signed, with SBOMs, attestations and a few orphans.
+SUPPLY_CHAIN_FLEET: dict[str, Any] = {
+    **NOTEBOOK_FLEET,
+    "signed_ratio": 0.6,
+    "sbom_ratio": 0.4,
+    "attestation_ratio": 0.25,
+    "helm_charts": 2,
+    "artifacts": 1,
+    "orphans": 2,
+}
 
 _notebook_lock = threading.Lock()
-_notebook_url: str | None = None
+_notebook_urls: dict[bool, str] = {}
 
 
-def notebook_registry() -> Registry:
+def notebook_registry(*, supply_chain: bool = False) -> Registry:
     """The registry a notebook works on, connected.
 
     ``REGFRAME_URL`` (with ``REGFRAME_USER`` and ``REGFRAME_PASSWORD`` when it needs a login) when it
     is set; otherwise a throw-away local registry seeded with a small synthetic fleet, started on the
     first call, shared by later calls in the same process (re-running a cell starts nothing new) and
-    stopped when the process (the notebook's kernel) exits.
+    stopped when the process (the notebook's kernel) exits. ``supply_chain``: the local fleet also
+    carries signatures, SBOMs, attestations, Helm charts and orphans (``SUPPLY_CHAIN_FLEET``).
     """
-    url = os.environ.get("REGFRAME_URL") or _local_notebook_registry()
+    url = os.environ.get("REGFRAME_URL") or _local_notebook_registry(supply_chain)
     return connect(url, user=os.environ.get("REGFRAME_USER"), password=os.environ.get("REGFRAME_PASSWORD"))
 
 
-def _local_notebook_registry() -> str:
-    global _notebook_url
+def _local_notebook_registry(supply_chain: bool = False) -> str:
     from .testing import make_fleet, seeded_registry
 
     with _notebook_lock:
-        if _notebook_url is None:
+        if supply_chain not in _notebook_urls:
             harness = contextlib.ExitStack()
             atexit.register(harness.close)
-            _notebook_url = harness.enter_context(seeded_registry(make_fleet(**NOTEBOOK_FLEET))).url
-        return _notebook_url
+            fleet = make_fleet(**(SUPPLY_CHAIN_FLEET if supply_chain else NOTEBOOK_FLEET))
+            _notebook_urls[supply_chain] = harness.enter_context(seeded_registry(fleet)).url
+        return _notebook_urls[supply_chain]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from nbclient import NotebookClient
 
 import regframe
 from regframe import dashboard
-from regframe.demo import NOTEBOOK_FLEET
+from regframe.demo import NOTEBOOK_FLEET, SUPPLY_CHAIN_FLEET
 from regframe.testing import local_registry, make_fleet, seed, seeded_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +112,7 @@ def test_the_examples_are_there():
         "01-quickstart.ipynb",
         "02-storage-audit.ipynb",
         "03-stale-tags.ipynb",
+        "04-supply-chain.ipynb",
         "05-growth.ipynb",
     ]
     assert dashboard.notebook_path().is_file()
@@ -175,6 +176,23 @@ def test_stale_tags_dry_run_changes_nothing(kernel_env, tmp_path):
     assert "would delete" in shown and "reclaimable" in shown
     assert "deleted" not in shown.replace("would delete", "")
     assert "image/png" in mimes(notebook) and WIDGET_MIME in mimes(notebook)
+
+
+def test_supply_chain_notebook_shows_the_coverage_of_its_fleet(kernel_env, tmp_path):
+    """04 starts its own registry with the supply-chain fleet; the coverage it prints is that fleet's plan."""
+    fleet = make_fleet(**SUPPLY_CHAIN_FLEET)
+    coverage = fleet.coverage().values()
+    images, signed = sum(c["images"] for c in coverage), sum(c["signed"] for c in coverage)
+    sbom, orphaned = sum(c["with_sbom"] for c in coverage), sum(c["orphaned"] for c in coverage)
+    assert signed and sbom and orphaned and signed < images, "the fleet must exercise every count"
+    notebook = run(ROOT / "notebooks" / "04-supply-chain.ipynb", tmp_path)
+    shown = text(notebook)
+    assert f"signed: {signed} of {images} images; SBOM: {sbom}; orphaned accessories: {orphaned}" in shown
+    # Each orphan of the spec is one accessory tag (a cosign tag or a fallback tag), and orphans are always stale.
+    orphan_tags = SUPPLY_CHAIN_FLEET["orphans"]
+    assert re.search(rf"orphaned: subject\s+{orphan_tags}\b", shown), "every orphaned accessory tag is stale"
+    assert "would delete" in shown
+    assert "image/png" in mimes(notebook)
 
 
 def test_growth_notebook_audits_twice_and_shows_what_changed(kernel_env, tmp_path):

@@ -49,7 +49,7 @@ CHROMIUM_ARGS = [
 ]
 # Reproducible builds write these; the crawl treats them as unknown dates, which are never stale.
 EARLIEST_REAL_DATE = datetime(1990, 1, 1, tzinfo=UTC)
-CHARTS = {"storage", "sharing", "stale_tags", "layer_sizes"}
+CHARTS = {"storage", "sharing", "stale_tags", "layer_sizes", "supply_chain"}
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +154,10 @@ def test_summary_json_totals_equal_the_fleet_plan(audited, fleet):
     assert summary["dedup_ratio"] == pytest.approx(plan["logical_bytes"] / plan["stored_bytes"], rel=1e-3)
     assert summary["registry"].startswith("http://127.0.0.1:")
     assert summary["complete"] is True
-    assert not {"signed_images", "unsigned_images", "growth_percent", "growth_bytes"} & set(summary), (
-        "totals the audit cannot compute are left out, not zero"
-    )
+    assert not {"growth_percent", "growth_bytes"} & set(summary), "totals it cannot compute are left out, not zero"
+    images = len({(rec["repository"], rec["digest"]) for rec in fleet.records()})
+    assert (summary["signed_images"], summary["unsigned_images"], summary["orphaned_accessories"]) == (0, images, 0)
+    assert summary["dangling_index_entries"] == summary["dangling_fallback_entries"] == 0
     written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert {"report.html", "report.md", "summary.json", "summary.txt"} <= written
     assert {f"charts/{name}.{kind}" for name in CHARTS for kind in ("png", "svg")} <= written

@@ -224,6 +224,39 @@ def add_to_fallback_index(core: ClientCore, repo: str, subject: str, referrer: M
     return True
 
 
+def remove_from_fallback_index(core: ClientCore, repo: str, subject: str, digests: Iterable[str]) -> int | None:
+    """Drop the entries for ``digests`` from the fallback tag index of ``subject``, as the distribution spec
+    asks of a client deleting referrers on a registry without the referrers API; returns how many entries
+    remain, or None when there is no fallback tag. When none remain the tag is removed alone (a placeholder
+    manifest is put over it and deleted, checked against the index just read), so the emptied index stays
+    only as an untagged manifest. A tag holding anything but an OCI index raises RegistryProtocolError and
+    is left as it was. Like ``add_to_fallback_index``, a read-modify-write that a concurrent writer can race;
+    an index that changed before the tag is removed raises TagMovedError, nothing removed."""
+    from . import deletes
+
+    repository = core.repo(repo)
+    tag = referrers.fallback_tag(subject)
+    wanted = {validate_digest(digest) for digest in digests}
+    current = reads.manifest(core, repository, tag)
+    if not current:
+        return None
+    if current.media_type != MT.OCI_INDEX:
+        raise E.RegistryProtocolError(
+            f"{repository}:{tag} holds a {current.media_type}, not an OCI image index; no entry was removed from it"
+        )
+    listed = current.get("manifests")
+    entries = list(listed) if isinstance(listed, list) else []
+    kept = [e for e in entries if not (isinstance(e, dict) and e.get("digest") in wanted)]
+    if len(kept) == len(entries):
+        return len(kept)
+    if not kept:
+        deletes.rmtag(core, repository, tag, expected_digest=current.digest, method="placeholder")
+        return 0
+    document = {**current, "manifests": kept}
+    put_manifest(core, repository, tag, json.dumps(document, separators=(",", ":")).encode(), MT.OCI_INDEX)
+    return len(kept)
+
+
 def delete_manifest(core: ClientCore, repo: str, reference: str) -> bool:
     """DELETE a manifest by digest (or by tag where the registry supports it); False when absent."""
     repository = core.repo(repo)

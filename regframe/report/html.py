@@ -11,11 +11,20 @@ import base64
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..analysis import GARBAGE_COLLECTION_ADVICE, dangling_entries
 from ..units import format_bytes
 from .gates import GateResult
 from .model import AuditData, Chart, Section, Table
 from .summary import display, totals
-from .tables import cleanup_plan_table, errors_table, stale_by_repository_table, supply_chain_table, top_table
+from .tables import (
+    cleanup_plan_table,
+    dangling_table,
+    errors_table,
+    stale_by_repository_table,
+    supply_chain_note,
+    supply_chain_table,
+    top_table,
+)
 from .text import html_text as h
 
 # A cleanup plan longer than this is collapsed, and at most PLAN_ROWS of it are listed.
@@ -43,7 +52,7 @@ nav a { color: var(--accent); }
 .total dt { color: var(--muted); font-size: .85rem; }
 .total dd { margin: 0; }
 .total dd.value { font-size: 1.35rem; font-weight: 600; font-variant-numeric: tabular-nums; }
-.total dd.key code { font-size: .75rem; color: var(--muted); }
+.total dd.key code { font-size: .75rem; color: var(--muted); overflow-wrap: anywhere; }
 figure { margin: 1rem 0; }
 figure img { display: block; max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: .85rem; }
@@ -63,7 +72,7 @@ summary { cursor: pointer; font-weight: 600; }
 @media (max-width: 600px) {
   body { font-size: 14px; }
   main { padding: .75rem .6rem 2rem; }
-  .totals { grid-template-columns: 1fr 1fr; }
+  .totals { grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); }
   .total dd.value { font-size: 1.1rem; }
   th, td { padding: .25rem .35rem; }
 }
@@ -189,7 +198,7 @@ def _stale(audit: AuditData, summary: Mapping[str, Any], charts: Mapping[str, Ch
     intro = (
         f"<p>{stale_tags:,} of {len(audit.stale):,} tags are stale ({h(audit.rules)}). Deleting them frees "
         f"{h(format_bytes(audit.reclaimable_bytes))} once the registry's garbage collector runs; blobs a kept tag "
-        "still uses are not counted.</p>"
+        f"still uses are not counted. {h(GARBAGE_COLLECTION_ADVICE)}</p>"
     )
     plan = cleanup_plan_table(audit.stale, limit=PLAN_ROWS)
     if not plan.rows:
@@ -209,8 +218,13 @@ def _stale(audit: AuditData, summary: Mapping[str, Any], charts: Mapping[str, Ch
 
 def _supply_chain(audit: AuditData, charts: Mapping[str, Chart]) -> str:
     assert audit.supply_chain is not None
-    return _figure(charts.get("supply_chain"), "Signature, SBOM and attestation coverage per repository.") + _table(
-        supply_chain_table(audit.supply_chain)
+    inv = audit.inventory
+    dangling = dangling_entries(inv.tags, inv.errors)
+    return (
+        _figure(charts.get("supply_chain"), "Signature, SBOM and attestation coverage per repository.")
+        + _table(supply_chain_table(audit.supply_chain))
+        + f"<p>{h(supply_chain_note(audit.supply_chain, dangling))}</p>"
+        + (_table(dangling_table(dangling, limit=ERROR_ROWS)) if len(dangling) else "")
     )
 
 

@@ -10,11 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..analysis import GARBAGE_COLLECTION_ADVICE, dangling_entries
 from ..units import format_bytes
 from .gates import GateResult
 from .model import AuditData, Section, Table
 from .summary import display, totals
-from .tables import cleanup_plan_table, errors_table, stale_by_repository_table, supply_chain_table, top_table
+from .tables import (
+    cleanup_plan_table,
+    dangling_table,
+    errors_table,
+    stale_by_repository_table,
+    supply_chain_note,
+    supply_chain_table,
+    top_table,
+)
 from .text import markdown_cell as md
 
 ROWS = 20
@@ -54,7 +63,7 @@ def render_markdown(
         "",
         f"{int(summary.get('stale_tags', 0)):,} of {len(audit.stale):,} tags are stale ({md(audit.rules)}); "
         f"deleting them frees {md(format_bytes(audit.reclaimable_bytes))} after garbage collection. "
-        "The full plan is in cleanup\\_plan.csv.",
+        f"{md(GARBAGE_COLLECTION_ADVICE)} The full plan is in cleanup\\_plan.csv.",
         "",
         *_table(stale_by_repository_table(audit.stale, inv.layers, limit=ROWS)),
     ]
@@ -62,7 +71,11 @@ def render_markdown(
     if plan.rows:
         lines += ["#### Cleanup plan (oldest first)", "", *_table(plan)]
     if audit.supply_chain is not None:
+        dangling = dangling_entries(inv.tags, inv.errors)
         lines += ["### Supply chain", "", *_table(supply_chain_table(audit.supply_chain, limit=ROWS))]
+        lines += [md(supply_chain_note(audit.supply_chain, dangling)), ""]
+        if len(dangling):
+            lines += _table(dangling_table(dangling, limit=ROWS))
     for section in sections:
         lines += _section(section)
     lines += [f"### Crawl errors ({len(inv.errors):,})", ""]

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from .. import __version__
+from ..analysis import dangling_entries
 from ..units import format_bytes
 from .model import AuditData
 
@@ -54,6 +55,8 @@ TOTALS: tuple[Total, ...] = (
     Total("attested_images", "count", "images with an attestation", "attested", ARTIFACTS),
     Total("orphaned_accessories", "count", "orphaned accessories", "orphaned", ARTIFACTS),
     Total("accessory_bytes", "bytes", "bytes of signatures, SBOMs and attestations", "accessory", ARTIFACTS),
+    Total("dangling_index_entries", "count", "image-index entries whose manifest is gone"),
+    Total("dangling_fallback_entries", "count", "fallback-index entries whose manifest is gone"),
     Total("growth_bytes", "bytes", "stored bytes added since the last audit", None, HISTORY),
     Total("growth_percent", "percent", "stored bytes growth since the last audit", "growth", HISTORY),
 )
@@ -101,6 +104,9 @@ def build_summary(audit: AuditData, *, previous_stored_bytes: int | None = None)
         "reclaimable_bytes": int(audit.reclaimable_bytes),
         "errors": len(inv.errors),
     }
+    dangling = dangling_entries(inv.tags, inv.errors)
+    summary["dangling_index_entries"] = int(dangling.attrs["image"])
+    summary["dangling_fallback_entries"] = int(dangling.attrs["fallback"])
     if audit.supply_chain is not None:
         for key, column in _SUPPLY_CHAIN.items():
             if column in audit.supply_chain.columns:

@@ -95,3 +95,32 @@ _SUPPLY_CHAIN_COLUMNS = {
 def supply_chain_table(coverage: pd.DataFrame, limit: int | None = None) -> Table:
     present = {name: header for name, header in _SUPPLY_CHAIN_COLUMNS.items() if name in coverage.columns}
     return Table.from_frame(coverage, present, bytes_columns=("accessory_bytes",), limit=limit, noun="repositories")
+
+
+def dangling_table(dangling: pd.DataFrame, limit: int | None = None) -> Table:
+    """Index entries whose manifest is gone: the index (a tag) still lists them."""
+    frame = dangling.assign(digest=dangling["digest"].astype(str).str.slice(0, 19))
+    return Table.from_frame(
+        frame,
+        {"repository": "Repository", "tag": "Index tag", "index": "Index", "digest": "Missing entry"},
+        limit=limit,
+        caption="Dangling index entries (the index lists a manifest that is gone)",
+        noun="entries (see dangling.csv)",
+    )
+
+
+def supply_chain_note(audit_supply_chain: pd.DataFrame, dangling: pd.DataFrame) -> str:
+    """Orphans and dangling entries in words: two different faults."""
+    attrs = audit_supply_chain.attrs
+    orphaned = int(attrs.get("orphaned", int(audit_supply_chain["orphaned"].sum())))
+    text = (
+        f"{orphaned:,} orphaned accessories: signatures, SBOMs or attestations whose image is not in their "
+        "repository; a cleanup deletes them."
+    )
+    if len(dangling):
+        text += (
+            f" {len(dangling):,} dangling index entries ({int(dangling.attrs.get('image', 0)):,} in image indexes, "
+            f"{int(dangling.attrs.get('fallback', 0)):,} in referrers fallback indexes): the index is there, the "
+            "manifest it lists is gone, as garbage-collect --delete-untagged leaves them on distribution 2.x."
+        )
+    return text

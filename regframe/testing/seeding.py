@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from regframe.client.reference import validate_repository, validate_tag
 
-from .fleets import Fleet
 from .images import Tagged, distinct
 from .layers import Blob
 
 if TYPE_CHECKING:
+    from .fleets import Content, Fleet
     from .launcher import LocalRegistry
 
 __all__ = ["PushTarget", "SeedResult", "push_image", "seed", "seeded_registry"]
@@ -61,7 +61,7 @@ def _ensure_blob(target: PushTarget, repository: str, blob: Blob) -> SeedResult:
     return SeedResult(blobs_uploaded=1, bytes_uploaded=blob.size)
 
 
-def _put(target: PushTarget, repository: str, reference: str, manifest: Tagged) -> SeedResult:
+def _put(target: PushTarget, repository: str, reference: str, manifest: Content) -> SeedResult:
     target.put_manifest(repository, reference, manifest.manifest_raw, manifest.media_type)
     return SeedResult(manifests_put=1)
 
@@ -102,9 +102,10 @@ def seed(target: PushTarget, fleet: Fleet, workers: int = 8) -> SeedResult:
     manifest precedes its content.
 
     Blobs of every repository go first (skipping those already there, so seeding twice is cheap),
-    then index children by digest, then every tag. The client's one pooled session is shared by the
-    threads. The registry spends milliseconds of CPU on each upload and manifest PUT (a missing-blob
-    HEAD is nearly free), so the number of blobs, not their bytes, sets the time.
+    then index children by digest (platform images, attestation manifests, the untagged referrers a
+    fallback index lists), then every tag, accessory tags included. The client's one pooled session is
+    shared by the threads. The registry spends milliseconds of CPU on each upload and manifest PUT
+    (a missing-blob HEAD is nearly free), so the number of blobs, not their bytes, sets the time.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
@@ -115,7 +116,7 @@ def seed(target: PushTarget, fleet: Fleet, workers: int = 8) -> SeedResult:
         for repository in fleet.repositories
         for child in fleet.repository_children(repository)
     ]
-    tag_jobs = list(fleet.items())
+    tag_jobs = [*fleet.items(), *fleet.accessory_items()]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regframe-seed") as pool:
         result = _run_all(pool, lambda job: _ensure_blob(target, *job), blob_jobs)
         result += _run_all(pool, lambda job: _put(target, *job), child_jobs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,7 @@ class StaleTagsWidget(widgets.VBox):
         )
         self.reclaimable.value = (
             f"Reclaimable after garbage collection: <b>{_render.nbytes(reclaimable)}</b> "
-            f"<span style='color:#666'>({reclaimable:,} bytes)</span>"
+            f"<span style='color:#666'>({reclaimable:,} bytes; {escape(analysis.GARBAGE_COLLECTION_ADVICE)})</span>"
         )
         self.table.value = _render.table(plan, formatters=_PLAN_FORMATS)
         self.chart.value = chart
@@ -268,7 +269,8 @@ class StaleTagsWidget(widgets.VBox):
         report = _render.note(
             f"Deleted {len(deleted)} tag(s)"
             + (f"; {failed} not deleted" if failed else "")
-            + ". Space returns after the registry's garbage collection.",
+            + ". Their images stay as untagged manifests. "
+            + analysis.GARBAGE_COLLECTION_ADVICE,
             "warning" if failed else "info",
         )
         self.refresh()

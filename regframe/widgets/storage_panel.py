@@ -1,4 +1,5 @@
-"""Where the bytes are: the storage chart, the top-repository table and the sharing heatmap."""
+"""Where the bytes are: the storage chart, the top-repository table and the sharing heatmap; and which
+images are signed, have an SBOM or an attestation."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from regframe.inventory import Inventory
 from . import _render
 
 _USAGE_FORMATS = {name: _render.nbytes for name in ("logical_bytes", "stored_bytes", "exclusive_bytes", "shared_bytes")}
+_SUPPLY_FORMATS = {name: _render.nbytes for name in ("orphaned_bytes", "accessory_bytes")}
 HEATMAP_DEFAULT = 8
 
 
@@ -19,7 +21,8 @@ class StorageDashboard(widgets.VBox):
     selection) which ones the heatmap compares.
 
     Current results: ``usage`` (``storage_usage``), ``top_table`` (the rows shown), ``matrix``
-    (``sharing_matrix`` of the selected repositories).
+    (``sharing_matrix`` of the selected repositories), ``supply`` (``supply_chain`` coverage per repository,
+    None for an inventory that does not classify artifacts) and ``dangling`` (``dangling_entries``).
     """
 
     def __init__(self, inventory: Inventory, *, top: int = 15, selected: list[str] | None = None):
@@ -55,6 +58,13 @@ class StorageDashboard(widgets.VBox):
         self._unknown = _render.note(f"not in this inventory: {', '.join(unknown)}", "warning") if unknown else ""
         self.message = widgets.HTML(self._unknown)
         self.heatmap = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.supply: pd.DataFrame | None = None
+        self.dangling = analysis.dangling_entries(inventory.tags, inventory.errors)
+        self.supply_summary = widgets.HTML()
+        self.supply_chart = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.supply_table = widgets.HTML(layout=widgets.Layout(max_height="360px", overflow="auto"))
+        self.supply_table.add_class("regframe-supply-table")
+        self.show_supply_chain()
 
         self.top.observe(lambda _change: self.show_top(), names="value")
         self.repositories.observe(lambda _change: self.show_heatmap(), names="value")
@@ -67,6 +77,10 @@ class StorageDashboard(widgets.VBox):
                 widgets.HTML("<b>Layers in common</b> (select repositories; Ctrl/Shift-click for several)"),
                 widgets.HBox([self.repositories, self.heatmap]),
                 self.message,
+                widgets.HTML("<b>Supply chain</b>: signatures, SBOMs and attestations per repository"),
+                self.supply_summary,
+                self.supply_chart,
+                self.supply_table,
             ]
         )
         self.add_class("regframe-storage")
@@ -81,6 +95,32 @@ class StorageDashboard(widgets.VBox):
             f"adding up every image gives {_render.nbytes(logical)} "
             f"({attrs.get('dedup_ratio', 1.0):.1f}x deduplication)"
         )
+
+    def show_supply_chain(self) -> None:
+        inv = self.inventory
+        if "kind" not in inv.manifests.columns:
+            self.supply_summary.value = _render.note("this inventory does not classify artifacts (crawled before)")
+            self.supply_chart.layout.display = "none"
+            return
+        supply = analysis.supply_chain(inv.manifests, inv.referrers)
+        self.supply = supply
+        totals = supply.attrs
+        images, signed = totals["images"], totals["signed"]
+        share = f" ({signed / images:.0%})" if images else ""
+        text = (
+            f"<b>{signed:,}</b> of {_render.plural(images, 'image')} signed{share}; "
+            f"<b>{totals['with_sbom']:,}</b> with an SBOM, <b>{totals['with_attestation']:,}</b> with an attestation; "
+            f"{_render.plural(totals['orphaned'], 'orphaned accessory', 'orphaned accessories')} "
+            f"({_render.nbytes(totals['orphaned_bytes'])})"
+        )
+        if len(self.dangling):
+            text += (
+                f"; {_render.plural(len(self.dangling), 'dangling index entry', 'dangling index entries')} "
+                "(the index lists a manifest that is gone)"
+            )
+        self.supply_summary.value = text
+        self.supply_chart.value = _render.png(lambda: plot.supply_chain(supply))
+        self.supply_table.value = _render.table(supply, formatters=_SUPPLY_FORMATS)
 
     def show_top(self) -> None:
         top = self.top.value

@@ -1,0 +1,541 @@
+"""Accessories (signatures, SBOMs, attestations, referrers lists) go with their image, coverage is measured,
+and garbage collection is advised truthfully.
+
+Everything runs against the real registry (distribution 2.8, no referrers API): content is built with the
+harness's builders exactly as cosign, BuildKit, ORAS and Helm publish it, and one SBOM is pushed with oras-py.
+The referrers API path runs through ``regframe.testing.referrers_proxy.ReferrersProxy``, which serves it from
+the registry's own storage. Every expected number comes from the content built here or from the fleet's plan.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import requests
+
+import regframe
+from regframe import cli, plot
+from regframe.analysis import (
+    GARBAGE_COLLECTION,
+    dangling_entries,
+    reclaimable_by_repository,
+    reclaimable_bytes,
+    stale_tags,
+    supply_chain,
+)
+from regframe.client import mediatypes as MT
+from regframe.inventory import Inventory
+from regframe.policy import Policy
+from regframe.testing import build_image, build_index, layer, local_registry, make_fleet, push_image, seeded_registry
+from regframe.testing.layers import Blob
+from regframe.testing.oci_artifacts import (
+    PREDICATE_SIGN,
+    PREDICATE_SLSA,
+    PREDICATE_SPDX,
+    artifact,
+    cosign_attestation,
+    cosign_signature,
+    oras_push,
+    push_artifact,
+    referrers_index,
+    sigstore_bundle,
+)
+from regframe.testing.referrers_proxy import ReferrersProxy
+from regframe.units import format_bytes
+from regframe.widgets import storage_dashboard
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+OLD = datetime(2020, 3, 4, tzinfo=UTC)
+GHOST = build_image([layer("sc-never-pushed", 300)], oci=True)
+PNG = b"\x89PNG\r\n\x1a\n"
+DONE = {"would delete": "deleted", "would update": "updated"}
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fallback_tag(digest: str) -> str:
+    return digest.replace(":", "-", 1)
+
+
+def oras_sbom(subject, created: datetime) -> object:
+    """An SBOM as ``oras attach --artifact-type application/spdx+json`` writes it."""
+    document = json.dumps({"spdxVersion": "SPDX-2.3", "name": subject.digest}).encode()
+    return artifact(
+        kind="sbom",
+        artifact_type=MT.SPDX_JSON,
+        layers=[Blob.of(document, MT.SPDX_JSON)],
+        subject=subject,
+        annotations={MT.ANNOTATION_CREATED: stamp(created)},
+    )
+
+
+class Signed:
+    """An image and its accessories as the tools publish them: cosign ``.sig`` and ``.att`` tags, and a
+    Sigstore bundle signature and an ORAS SBOM as untagged referrers listed in the fallback tag."""
+
+    def __init__(self, name: str, created: datetime):
+        self.image = build_image([layer("sc-base", 2500), layer(f"sc-app-{name}", 1200 + len(name))], created=created)
+        self.sig_tag, self.sig = cosign_signature(self.image, signatures=2)
+        self.att_tag, self.att = cosign_attestation(self.image, PREDICATE_SLSA)
+        self.bundle = sigstore_bundle(self.image, PREDICATE_SIGN, created=stamp(created))
+        self.sbom = oras_sbom(self.image, created)
+        self.fallback_tag = fallback_tag(self.image.digest)
+        self.fallback = referrers_index([self.bundle, self.sbom])
+
+    def push(self, client, repo: str, tag: str) -> None:
+        push_image(client, repo, tag, self.image)
+        push_artifact(client, repo, self.sig_tag, self.sig)
+        push_artifact(client, repo, self.att_tag, self.att)
+        push_artifact(client, repo, self.fallback_tag, self.fallback)
+
+    @property
+    def tags(self) -> set[str]:
+        return {self.sig_tag, self.att_tag, self.fallback_tag}
+
+    @property
+    def untagged(self) -> list:
+        return [self.bundle, self.sbom]
+
+    def blobs(self) -> dict[str, int]:
+        items = [self.image, self.sig, self.att, *self.untagged]
+        return {blob.digest: blob.size for item in items for blob in (item.config, *item.layers)}
+
+
+def hashes(client, repo: str) -> dict[str, str]:
+    return client.tags(repo, with_hashes=True).get("hashes", {})
+
+
+def manifest_status(url: str, repo: str, digest: str) -> int:
+    """A manifest's HTTP status, read with plain requests, not with the code under test."""
+    accept = ", ".join([MT.OCI_MANIFEST, MT.OCI_INDEX, MT.DOCKER_MANIFEST])
+    return requests.head(f"{url}/v2/{repo}/manifests/{digest}", headers={"Accept": accept}, timeout=10).status_code
+
+
+def decisions(stale: pd.DataFrame) -> dict[str, tuple[bool, str]]:
+    return {str(t): (bool(s), str(r)) for t, s, r in zip(stale["tag"], stale["stale"], stale["reason"], strict=True)}
+
+
+# --- point 6: accessories follow their subject --------------------------------------------------------------
+
+
+def test_accessories_follow_their_subject_not_their_dates(anon, repo_name):
+    """Cosign's zero dates never keep an accessory, a real old date never makes one stale, a recent one takes
+    no keep_last place; an accessory is stale exactly when its image is, and an orphan always."""
+    old, new = Signed("follow-old", OLD), Signed("follow-new", NOW - timedelta(days=10))
+    old.push(anon, repo_name, "v1")
+    new.push(anon, repo_name, "v2")
+    # Accessories with real dates, tagged, carrying a subject field: an old one of the kept image, a fresh one
+    # of the old image (newer than every image, so it would take keep_last's one place).
+    old_sig_of_new = sigstore_bundle(new.image, PREDICATE_SIGN, created="2001-02-03T04:05:06Z")
+    fresh_sbom_of_old = sigstore_bundle(old.image, PREDICATE_SPDX, created=stamp(NOW - timedelta(days=1)))
+    push_artifact(anon, repo_name, "v2-signed-2001", old_sig_of_new)
+    push_artifact(anon, repo_name, "v1-sbom-fresh", fresh_sbom_of_old)
+    orphan_tag, orphan = cosign_signature(GHOST)
+    push_artifact(anon, repo_name, orphan_tag, orphan)
+
+    inv = anon.inventory(repo_name, progress=False)
+    stale = stale_tags(inv.manifests, older_than="5d", keep_last=1, now=NOW)
+    got = decisions(stale)
+    assert got["v2"] == (False, "kept: among newest 1")
+    assert got["v1"] == (True, "older than 5 days")
+    for tag in (*new.tags, "v2-signed-2001"):
+        assert got[tag] == (False, f"kept: subject {new.image.digest} is kept (tag 'v2')"), tag
+    for tag in (*old.tags, "v1-sbom-fresh"):
+        assert got[tag] == (True, f"subject {old.image.digest} is deleted with tag 'v1'"), tag
+    assert got[orphan_tag] == (True, f"orphaned: subject {GHOST.digest} not found")
+    subjects = dict(zip(stale["tag"].astype(str), stale["subject"], strict=True))
+    assert subjects[old.sig_tag] == old.image.digest and pd.isna(subjects["v1"])
+
+    keep = stale_tags(inv.manifests, older_than="5d", keep=r"^v1-sbom-fresh$", now=NOW)
+    assert decisions(keep)["v1-sbom-fresh"] == (False, "kept: matches keep pattern")
+
+    # Policies build on the same rule: accessories are not governed by the rules, they follow their subject.
+    policy = Policy.from_dict({"rules": [{"name": "all", "keep_last": 1}]})
+    decided = decisions(policy.evaluate(inv.manifests, now=NOW))
+    assert decided["v2"][0] is False and decided["v1"][0] is True
+    assert {tag: decided[tag] for tag in (*old.tags, *new.tags, orphan_tag)} == {
+        tag: got[tag] for tag in (*old.tags, *new.tags, orphan_tag)
+    }
+
+
+def test_a_chain_of_accessories_follows_its_image(anon, repo_name):
+    """A signature of an attestation goes when the attestation's image goes."""
+    old = Signed("chain", OLD)
+    old.push(anon, repo_name, "v1")
+    sig_of_att_tag, sig_of_att = cosign_signature(old.att)
+    push_artifact(anon, repo_name, sig_of_att_tag, sig_of_att)
+    inv = anon.inventory(repo_name, progress=False)
+    got = decisions(stale_tags(inv.manifests, older_than="5d", now=NOW))
+    assert got[sig_of_att_tag] == (True, f"subject {old.att.digest} is deleted with tag '{old.att_tag}'")
+
+
+@pytest.mark.parametrize("delete_manifests", [False, True])
+def test_cleanup_takes_a_signed_image_with_all_its_accessories(registry_url, anon, repo_name, delete_manifests):
+    """Deleting a signed image removes its cosign tags, its untagged referrers (by digest) and its fallback
+    tag, leaving no orphan; the kept image keeps all of its own; the dry run lists exactly what the real run
+    then does."""
+    old, new = Signed("clean-old", OLD), Signed("clean-new", NOW - timedelta(days=1))
+    old.push(anon, repo_name, "v1")
+    new.push(anon, repo_name, "v2")
+    before = hashes(anon, repo_name)
+    inv = anon.inventory(repo_name, progress=False)
+    stale = stale_tags(inv.manifests, older_than="30d", now=NOW)
+    assert set(stale.loc[stale["stale"], "tag"]) == {"v1", *old.tags}
+
+    dry = anon.apply_cleanup(stale, dry_run=True, delete_manifests=delete_manifests)
+    assert hashes(anon, repo_name) == before, "a dry run changes nothing"
+    done = anon.apply_cleanup(stale, dry_run=False, delete_manifests=delete_manifests)
+
+    def plan(frame):
+        return sorted(
+            (str(r.tag), r.digest, r.action, str(r.method), DONE.get(r.status, r.status))
+            for r in frame.itertuples(index=False)
+        )
+
+    assert plan(dry) == plan(done)
+    untagged = done[done["tag"].isna()]
+    assert sorted(untagged["digest"]) == sorted(item.digest for item in old.untagged)
+    assert set(untagged["method"]) == {"manifest"} and set(untagged["status"]) == {"deleted"}
+    assert all(f"untagged referrer of {old.image.digest}" in reason for reason in untagged["reason"])
+    row = done.set_index("tag").loc[old.fallback_tag]
+    assert (row["method"], row["status"]) == ("fallback-index", "deleted")
+    assert "2 entries removed, none left, so the tag is removed" in row["reason"]
+
+    assert hashes(anon, repo_name) == {tag: before[tag] for tag in ("v2", *new.tags)}
+    for item in old.untagged:
+        assert manifest_status(registry_url, repo_name, item.digest) == 404
+    for item in new.untagged:
+        assert manifest_status(registry_url, repo_name, item.digest) == 200
+    gone = 404 if delete_manifests else 200
+    assert manifest_status(registry_url, repo_name, old.image.digest) == gone
+    assert manifest_status(registry_url, repo_name, old.sig.digest) == gone
+
+    after = anon.inventory(repo_name, progress=False)
+    coverage = supply_chain(after.manifests, after.referrers)
+    assert coverage.attrs["orphaned"] == 0 and coverage.attrs["images"] == 1 and coverage.attrs["signed"] == 1
+    assert set(after.referrers["digest"]) == {new.sig.digest, new.att.digest, *(i.digest for i in new.untagged)}
+    assert after.errors.empty, "nothing dangles"
+
+
+def test_fallback_index_keeps_entries_still_referenced(registry_url, anon, repo_name):
+    """An untagged referrer that a kept tag also names stays: its entry stays in the rewritten fallback
+    index, whose tag then stays too; the other entry and its manifest go."""
+    old = Signed("pinned", OLD)
+    old.push(anon, repo_name, "v1")
+    push_artifact(anon, repo_name, "sbom-pinned", old.sbom)
+    inv = anon.inventory(repo_name, progress=False)
+    stale = stale_tags(inv.manifests, older_than="30d", keep=r"^sbom-pinned$", now=NOW)
+    dry = anon.apply_cleanup(stale, dry_run=True)
+    done = anon.apply_cleanup(stale, dry_run=False)
+    for result, status in ((dry, "would update"), (done, "updated")):
+        row = result.set_index("tag").loc[old.fallback_tag]
+        assert (row["action"], row["status"]) == ("update", status)
+        assert row["reason"].endswith("1 entry removed, 1 left, so the tag stays")
+        kept = result[result["digest"] == old.sbom.digest].iloc[0]
+        assert kept["status"] == "skipped" and "kept: tagged 'sbom-pinned'" in kept["reason"]
+    index = anon.manifest(repo_name, old.fallback_tag)
+    assert [entry["digest"] for entry in index["manifests"]] == [old.sbom.digest]
+    assert manifest_status(registry_url, repo_name, old.bundle.digest) == 404
+    assert set(hashes(anon, repo_name)) == {"sbom-pinned", old.fallback_tag}
+
+
+def test_accessories_of_a_subject_still_referenced_stay(anon, repo_name):
+    """A tag another client puts on the image after the analysis keeps its accessories: only an accessory
+    a deletion leaves pointing at nothing goes."""
+    old = Signed("retagged", OLD)
+    old.push(anon, repo_name, "v1")
+    inv = anon.inventory(repo_name, progress=False)
+    stale = stale_tags(inv.manifests, older_than="30d", now=NOW)
+    push_image(anon, repo_name, "release", old.image)
+    before = hashes(anon, repo_name)
+    done = anon.apply_cleanup(stale, dry_run=False)
+    accessories = done[done["tag"].isin(old.tags)]
+    assert set(accessories["status"]) == {"skipped"}
+    assert all("still tagged 'release'" in reason for reason in accessories["reason"])
+    assert hashes(anon, repo_name) == {t: d for t, d in before.items() if t != "v1"}
+
+
+def test_rmtag_removes_only_the_tag(anon, repo_name):
+    """rmtag stays what it was: the image's accessories are untouched."""
+    old = Signed("rmtag", OLD)
+    old.push(anon, repo_name, "v1")
+    before = hashes(anon, repo_name)
+    anon.rmtag(repo_name, "v1")
+    assert hashes(anon, repo_name) == {t: d for t, d in before.items() if t != "v1"}
+
+
+def test_untagged_referrers_the_api_names_go_with_their_subject():
+    """Through a registry with the referrers API (the proxy serving it from the registry's storage), an
+    untagged referrer no tag shows is counted by reclaimable_bytes(referrers=) and deleted by digest with its
+    image."""
+    old = Signed("api", OLD)
+    kept = build_image([layer("sc-api-kept", 900)], created=NOW)
+    note = artifact(
+        kind="attestation", artifact_type=MT.IN_TOTO, layers=[Blob.of(b'{"api": 1}', MT.IN_TOTO)], subject=old.image
+    )
+    with local_registry() as reg, ReferrersProxy(reg.url, storage=reg.storage) as proxy:
+        with regframe.connect(proxy.url) as client:
+            push_image(client, "app/api", "v1", old.image)
+            push_image(client, "app/api", "v2", kept)
+            push_artifact(client, "app/api", note.digest, note)
+            inv = client.inventory(progress=False, referrers=True)
+            listed = inv.referrers[inv.referrers["digest"] == note.digest]
+            assert listed["via"].tolist() == ["api"] and listed["tag"].isna().all()
+            stale = stale_tags(inv.manifests, older_than="30d", now=NOW)
+            image_blobs = {b.digest: b.size for b in (old.image.config, *old.image.layers)}
+            note_blobs = {b.digest: b.size for b in (note.config, *note.layers)}
+            assert reclaimable_bytes(stale, inv.layers) == sum(image_blobs.values())
+            with_api = reclaimable_bytes(stale, inv.layers, inv.referrers)
+            assert with_api == sum({**image_blobs, **note_blobs}.values())
+            done = client.apply_cleanup(stale, dry_run=False)
+        row = done[done["digest"] == note.digest].iloc[0]
+        assert (row["method"], row["status"]) == ("manifest", "deleted")
+        assert "(referrers API)" in row["reason"]
+        assert manifest_status(reg.url, "app/api", note.digest) == 404
+
+
+def test_reclaimable_bytes_counts_accessories_and_the_advised_collection_frees_exactly_them(tmp_path):
+    """The run reclaimable_bytes assumes (apply_cleanup with delete_manifests, then plain garbage-collect)
+    frees exactly the blobs it counts, accessories included, and leaves nothing dangling."""
+    old, new = Signed("gc-old", OLD), Signed("gc-new", NOW - timedelta(days=1))
+    orphan = sigstore_bundle(GHOST, PREDICATE_SIGN)
+    with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
+        old.push(client, "app/gc", "v1")
+        new.push(client, "app/gc", "v2")
+        push_artifact(client, "app/gc", "orphan-sig", orphan)
+        inv = client.inventory(progress=False)
+        stale = stale_tags(inv.manifests, older_than="30d", now=NOW)
+        kept = new.blobs()
+        freed = {d: s for d, s in {**old.blobs(), **_blob_sizes(orphan)}.items() if d not in kept}
+        assert reclaimable_bytes(stale, inv.layers) == sum(freed.values())
+        per_repository = reclaimable_by_repository(stale, inv.layers)
+        assert per_repository.attrs["garbage_collection"] == GARBAGE_COLLECTION
+        assert "delete_manifests=True" in GARBAGE_COLLECTION and "without --delete-untagged" in GARBAGE_COLLECTION
+        assert "delete_manifests=True" in (reclaimable_bytes.__doc__ or "")
+
+        client.apply_cleanup(stale, dry_run=False, delete_manifests=True)
+        reg.garbage_collect()
+        stored = _stored_blobs(reg)
+        assert not set(freed) & stored
+        assert set(kept) <= stored
+        after = client.inventory(progress=False)
+        assert after.errors.empty and dangling_entries(after.tags, after.errors).empty
+        client.pull("app/gc", "v2", tmp_path / "v2")
+
+
+def _blob_sizes(item) -> dict[str, int]:
+    return {blob.digest: blob.size for blob in (item.config, *item.layers)}
+
+
+def _stored_blobs(reg) -> set[str]:
+    blobs = reg.storage / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    return {f"sha256:{p.parent.name}" for p in blobs.glob("*/*/data")}
+
+
+# --- point 9: dangling entries, told apart from orphans -----------------------------------------------------
+
+
+def test_dangling_entries_after_delete_untagged_are_reported_apart_from_orphans(tmp_path):
+    """distribution 2.8's ``garbage-collect --delete-untagged`` deletes the platforms of a tagged index and
+    the referrers a fallback index lists; the audit reports each dangling entry, not as an orphan."""
+    amd = build_image([layer("sc-dangle-amd", 800)], oci=True)
+    arm = build_image([layer("sc-dangle-arm", 800)], architecture="arm64", variant="v8", oci=True)
+    multi = build_index([amd, arm], oci=True)
+    signed = Signed("dangle", NOW)
+    with local_registry() as reg:
+        with regframe.connect(reg.url, docker_config=False) as client:
+            push_image(client, "app/dangle", "multi", multi)
+            signed.push(client, "app/dangle", "v1")
+        reg.garbage_collect(delete_untagged=True)
+        out = tmp_path / "audit"
+        code = cli.main(["audit", reg.url, "--out", str(out), "--no-progress"])
+    assert code == 1, "the crawl could not read the entries: they are errors too"
+    expected = {
+        ("app/dangle", "multi", multi.digest, amd.digest, "image"),
+        ("app/dangle", "multi", multi.digest, arm.digest, "image"),
+        *(
+            ("app/dangle", signed.fallback_tag, signed.fallback.digest, item.digest, "fallback")
+            for item in signed.untagged
+        ),
+    }
+    written = pd.read_csv(out / "dangling.csv")
+    assert set(written.itertuples(index=False, name=None)) == expected
+    inv = Inventory.load(out)
+    assert set(dangling_entries(inv.tags, inv.errors).itertuples(index=False, name=None)) == expected
+    assert supply_chain(inv.manifests, inv.referrers).attrs["orphaned"] == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["dangling_index_entries"], summary["dangling_fallback_entries"]) == (2, 2)
+    assert summary["orphaned_accessories"] == 0
+    text = (out / "summary.txt").read_text()
+    assert "Dangling index entries: 2 in image indexes, 2 in referrers fallback indexes" in text
+    assert "Dangling index entries (the index lists a manifest that is gone)" in (out / "report.md").read_text()
+
+
+# --- point 8 and 10: coverage of a fleet, the audit, the chart, the dashboard ------------------------------
+
+FLEET = {
+    "repositories": 5,
+    "tags_per_repo": 6,
+    "seed": 41,
+    "multi_platform_ratio": 0.3,
+    "layer_size_range": (300, 3000),
+    "base_layer_size_range": (4000, 9000),
+    "signed_ratio": 0.6,
+    "sbom_ratio": 0.4,
+    "attestation_ratio": 0.3,
+    "helm_charts": 2,
+    "artifacts": 1,
+    "orphans": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return make_fleet(**FLEET)
+
+
+@pytest.fixture(scope="module")
+def fleet_url(fleet):
+    with seeded_registry(fleet) as reg:
+        yield reg.url
+
+
+@pytest.fixture(scope="module")
+def fleet_inv(fleet_url):
+    with regframe.connect(fleet_url) as reg:
+        return reg.inventory(progress=False)
+
+
+def expected_coverage(fleet) -> pd.DataFrame:
+    rows = [{"repository": repository, **counts} for repository, counts in fleet.coverage().items()]
+    return pd.DataFrame(rows).sort_values("repository", ignore_index=True)
+
+
+def test_fleet_options_change_nothing_of_the_images():
+    """The accessory options draw from their own random stream: the images of a fleet stay the same."""
+    plain = make_fleet(**{k: v for k, v in FLEET.items() if k not in ("attestation_ratio",)} | {"signed_ratio": 0})
+    signed = make_fleet(**{k: v for k, v in FLEET.items() if k not in ("attestation_ratio",)})
+    assert [r["manifest_digest"] for r in plain.records()] == [r["manifest_digest"] for r in signed.records()]
+    assert not make_fleet(repositories=2, tags_per_repo=3).accessories
+
+
+def test_supply_chain_equals_the_fleet_plan(fleet, fleet_inv):
+    coverage = expected_coverage(fleet)
+    assert coverage["signed"].sum() == round(0.6 * 5 * 4) and coverage["orphaned"].sum() == 3
+    assert coverage["with_attestation"].sum() == round(0.3 * 5 * 4)
+    got = supply_chain(fleet_inv.manifests, fleet_inv.referrers)
+    assert got[list(coverage.columns)].to_dict("records") == coverage.to_dict("records")
+    for column in coverage.columns[1:]:
+        assert got.attrs[column] == int(coverage[column].sum()), column
+    assert set(fleet_inv.manifests["kind"].astype(str)) >= {"image", "signature", "sbom", "attestation", "helm-chart"}
+
+    want = pd.DataFrame(fleet.referrer_records()).sort_values(["repository", "digest"], ignore_index=True)
+    rows = fleet_inv.referrers.astype(object).sort_values(["repository", "digest"], ignore_index=True)
+    for column in ("repository", "subject", "digest", "kind", "size", "via"):
+        assert rows[column].tolist() == want[column].tolist(), column
+    assert [t if isinstance(t, str) else None for t in rows["tag"]] == [
+        t if isinstance(t, str) else None for t in want["tag"]
+    ]
+
+
+def test_audit_writes_the_supply_chain_and_says_it(fleet, fleet_url, tmp_path):
+    out = tmp_path / "audit"
+    assert cli.main(["audit", fleet_url, "--out", str(out), "--no-progress"]) == 0
+    coverage = expected_coverage(fleet)
+    written = pd.read_csv(out / "supply_chain.csv")
+    assert written[list(coverage.columns)].to_dict("records") == coverage.to_dict("records")
+    assert len(pd.read_csv(out / "referrers.csv")) == len(fleet.referrer_records())
+    images, signed = int(coverage["images"].sum()), int(coverage["signed"].sum())
+    line = (
+        f"signed: {signed} of {images} images ({signed / images:.0%}); SBOM: {coverage['with_sbom'].sum()}; "
+        f"attestation: {coverage['with_attestation'].sum()}; orphaned accessories: {coverage['orphaned'].sum()} "
+        f"({format_bytes(int(coverage['orphaned_bytes'].sum()))})"
+    )
+    text = (out / "summary.txt").read_text()
+    assert line in text
+    assert "Dangling" not in text
+    flat = " ".join(text.split())
+    assert "Safe on distribution 2.x: delete with delete_manifests" in flat and "plain `garbage-collect`" in flat
+    assert "Never `--delete-untagged` on 2.x" in flat
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["signed_images"], summary["unsigned_images"]) == (signed, images - signed)
+    assert summary["orphaned_accessories"] == coverage["orphaned"].sum()
+    assert summary["dangling_index_entries"] == summary["dangling_fallback_entries"] == 0
+    markdown = (out / "report.md").read_text()
+    assert "### Supply chain" in markdown and "Never \\`--delete-untagged\\` on 2.x" in markdown
+    html = (out / "report.html").read_text()
+    assert 'id="supply-chain"' in html and 'data-chart="supply_chain"' in html
+    assert "Never `--delete-untagged` on 2.x" in html
+    assert (out / "charts" / "supply_chain.png").read_bytes().startswith(PNG)
+
+
+def test_supply_chain_chart_draws_the_coverage(fleet):
+    coverage = expected_coverage(fleet)
+    ax = plot.supply_chain(coverage, alpha=0.5)
+    bars = {container.get_label(): container for container in ax.containers}
+    assert list(bars) == ["images", "signed", "with SBOM", "with attestation"]
+    shown = coverage[coverage["images"] > 0].sort_values(["images", "repository"], ascending=[False, True])
+    labels = [tick.get_text() for tick in ax.get_yticklabels()]
+    assert labels == [plot.shorten(name) for name in shown["repository"]]
+    for label, column in (("images", "images"), ("signed", "signed"), ("with SBOM", "with_sbom")):
+        assert [patch.get_width() for patch in bars[label]] == shown[column].tolist(), label
+    assert [p.get_width() for p in bars["with attestation"]] == shown["with_attestation"].tolist()
+    assert all(patch.get_alpha() == 0.5 for patch in bars["signed"]), "keyword arguments reach the bars"
+    assert ax.get_title(loc="left").startswith(
+        f"Signed: {coverage['signed'].sum()} of {coverage['images'].sum()} images"
+    )
+
+    folded = plot.supply_chain(coverage, top=2)
+    rows = [tick.get_text() for tick in folded.get_yticklabels()]
+    assert rows[-1] == f"other ({len(shown) - 2} repositories)"
+    assert folded.containers[0][-1].get_width() == shown["images"].iloc[2:].sum()
+    with pytest.raises(ValueError, match="with_sbom"):
+        plot.supply_chain(coverage.drop(columns="with_sbom"))
+    empty = plot.supply_chain(coverage.iloc[:0])
+    assert "No images" in [text.get_text() for text in empty.texts]
+    plt.close("all")
+
+
+def test_storage_dashboard_shows_the_supply_chain(fleet, fleet_inv):
+    board = storage_dashboard(fleet_inv)
+    coverage = expected_coverage(fleet)
+    assert board.supply[list(coverage.columns)].to_dict("records") == coverage.to_dict("records")
+    signed, images = int(coverage["signed"].sum()), int(coverage["images"].sum())
+    assert re.search(rf"<b>{signed}</b> of {images} images signed", board.supply_summary.value)
+    assert f"{int(coverage['orphaned'].sum())} orphaned accessories" in board.supply_summary.value
+    assert board.supply_chart.value.tobytes().startswith(PNG)
+    assert all(name in board.supply_table.value for name in coverage["repository"])
+
+
+def test_oras_pushed_sbom_follows_its_image(registry_url, anon, repo_name, tmp_path):
+    """An SBOM oras-py pushes with a subject, under a tag of its own, is an accessory of that image."""
+    old = build_image([layer("sc-oras-old", 700)], created=OLD, oci=True)
+    push_image(anon, repo_name, "v1", old)
+    sbom_file, config_file = tmp_path / "sbom.spdx.json", tmp_path / "config.json"
+    sbom_file.write_text('{"spdxVersion": "SPDX-2.3"}')
+    config_file.write_text("{}")
+    digest = oras_push(
+        registry_url,
+        repo_name,
+        "v1-sbom",
+        [(sbom_file, MT.SPDX_JSON)],
+        config=(config_file, MT.SPDX_JSON),
+        subject=old,
+    )
+    inv = anon.inventory(repo_name, progress=False)
+    got = decisions(stale_tags(inv.manifests, older_than="30d", now=NOW))
+    assert got["v1-sbom"] == (True, f"subject {old.digest} is deleted with tag 'v1'")
+    done = anon.apply_cleanup(stale_tags(inv.manifests, older_than="30d", now=NOW), dry_run=False)
+    assert set(done["status"]) == {"deleted"} and hashes(anon, repo_name) == {}
+    assert manifest_status(registry_url, repo_name, digest) == 200, "a tagged accessory loses its tag, as images do"
