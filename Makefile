@@ -52,6 +52,7 @@ bench: venv system-deps
 	$(PY) benchmarks/inventory.py
 	$(PY) benchmarks/analysis.py
 	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/adaptive.py
 
 clean:
 	rm -rf $(VENV) audit-report .pytest_cache

@@ -64,11 +64,12 @@ class RegistryAccessor:
         keep: Any = None,
         match: Any = None,
         now: Any = None,
+        age_from: str = "created",
     ) -> pd.DataFrame:
         """Stale/kept decision and reason per (repository, tag) (on a manifests frame)."""
         self._need(MANIFEST_COLUMNS, "stale_tags", "manifests")
         return analysis.stale_tags(
-            self._df, older_than=older_than, keep_last=keep_last, keep=keep, match=match, now=now
+            self._df, older_than=older_than, keep_last=keep_last, keep=keep, match=match, now=now, age_from=age_from
         )
 
     def reclaimable_bytes(self, layers: pd.DataFrame) -> int:

@@ -78,19 +78,73 @@ def _check_rules(args) -> None:
         raise ValueError("--keep-last must be 0 or more")
 
 
+def _budget(value: str) -> int | str:
+    """``--budget``: a positive number of manifest GETs, or ``auto``."""
+    if value == "auto":
+        return value
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected a positive number of manifest GETs or 'auto', not {value!r}")
+
+
+def _audit_repositories(args) -> list[str] | None:
+    """The names ``--repositories`` or ``--repositories-from`` give (None: the whole catalog), each checked
+    against the distribution grammar before connecting. A file holds one name per line; blank lines and
+    ``#`` comments are skipped; ``-`` reads standard input."""
+    from .client.reference import validate_repository
+
+    if getattr(args, "repositories", None):
+        names = [(f"--repositories {name!r}", name) for name in args.repositories]
+    elif getattr(args, "repositories_from", None):
+        source = args.repositories_from
+        if source == "-":
+            if getattr(args, "password_stdin", False):
+                raise ValueError("--repositories-from - and --password-stdin cannot both read standard input")
+            text, where = sys.stdin.read(), "standard input"
+        else:
+            try:
+                text, where = Path(source).read_text(encoding="utf-8"), source
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"--repositories-from {source}: cannot read it ({exc})") from None
+        names = []
+        for number, line in enumerate(text.splitlines(), 1):
+            name = line.split("#", 1)[0].strip()
+            if name:
+                names.append((f"{where}, line {number}", name))
+        if not names:
+            raise ValueError(f"--repositories-from {source}: no repository names in it")
+    else:
+        return None
+    checked = []
+    for origin, name in names:
+        try:
+            checked.append(validate_repository(name))
+        except E.InvalidReferenceError as exc:
+            raise ValueError(f"{origin}: {exc}") from None
+    return list(dict.fromkeys(checked))
+
+
 def audit(args) -> int:
     from .analysis import cleanup_plan, reclaimable_bytes, shared_layers, stale_tags, storage_usage
     from .cleanup_command import load_policy
+    from .inventory.concurrency import check_workers
 
     gates = _parse_gates(args)
     policy = load_policy(args)
     _check_rules(args)
+    repositories = _audit_repositories(args)
+    check_workers(args.workers, args.max_workers)
     previous = _previous_snapshot(args)
     _check_gates_available(gates, args, previous)
     out = Path(args.out)
     with _connect(args) as reg:
         inv = reg.inventory(
-            workers=args.workers, cache=args.cache, progress=not args.no_progress and sys.stderr.isatty()
+            repositories,
+            workers=args.workers,
+            max_workers=args.max_workers,
+            budget=args.budget,
+            cache=args.cache,
+            progress=not args.no_progress and sys.stderr.isatty(),
         )
     usage = storage_usage(inv.layers)
     shared = shared_layers(inv.layers)
@@ -111,6 +165,7 @@ def audit(args) -> int:
     stale_out["age_days"] = stale_out["age"].dt.total_seconds() / 86400
     _write_csv(out / "stale_tags.csv", stale_out.drop(columns=["age"]))
     _write_csv(out / "cleanup_plan.csv", cleanup_plan(stale).drop(columns=["age"], errors="ignore"))
+    _write_supply_chain(out, inv)
     since = _record_history(args, inv, previous, policy)
     text = printable(summary_text(inv, usage, stale, reclaim, args) + _since_text(since, out))
     write_atomically(out / "summary.txt", [text.encode()])
@@ -357,7 +412,51 @@ def diff(args) -> int:
     return 0
 
 
+def _write_supply_chain(out: Path, inv) -> None:
+    """``supply_chain.csv`` (coverage per repository) and ``dangling.csv`` (index entries whose manifest is
+    gone) beside the frames; ``referrers.csv`` is one of the frames."""
+    from .analysis import dangling_entries, supply_chain
+
+    if "kind" in inv.manifests.columns:
+        _write_csv(out / "supply_chain.csv", supply_chain(inv.manifests, inv.referrers))
+    _write_csv(out / "dangling.csv", dangling_entries(inv.tags, inv.errors))
+
+
+def supply_chain_lines(inv) -> list[str]:
+    """The summary's supply-chain lines: signature, SBOM and attestation coverage, orphaned accessories,
+    and dangling index entries (told apart from orphans: the index is there, what it lists is gone)."""
+    from .analysis import dangling_entries, supply_chain
+    from .units import format_bytes
+
+    lines = [""]
+    if "kind" in inv.manifests.columns:
+        totals = supply_chain(inv.manifests, inv.referrers).attrs
+        images, signed = totals["images"], totals["signed"]
+        share = f" ({signed / images:.0%})" if images else ""
+        lines.append(
+            f"Supply chain: signed: {signed:,} of {images:,} images{share}; SBOM: {totals['with_sbom']:,}; "
+            f"attestation: {totals['with_attestation']:,}; orphaned accessories: {totals['orphaned']:,} "
+            f"({format_bytes(totals['orphaned_bytes'])})"
+        )
+    dangling = dangling_entries(inv.tags, inv.errors)
+    if len(dangling):
+        lines += _wrapped(
+            f"Dangling index entries: {dangling.attrs['image']:,} in image indexes, {dangling.attrs['fallback']:,} "
+            "in referrers fallback indexes list a manifest that is gone (what garbage-collect --delete-untagged "
+            "leaves on distribution 2.x); see dangling.csv",
+            "",
+        )
+    return lines if len(lines) > 1 else []
+
+
+def _wrapped(text: str, indent: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width=100, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
+
+
 def summary_text(inv, usage, stale, reclaim: int, args) -> str:
+    from .analysis import GARBAGE_COLLECTION_ADVICE
     from .units import format_bytes
 
     attrs = usage.attrs
@@ -387,8 +486,9 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
         "",
         f"Stale tags ({rules}): {n_stale:,} of {len(stale):,}",
         f"Reclaimable after deleting them and running garbage collection: {format_bytes(reclaim)}",
-        "  (blobs still used by a kept tag are not counted; the registry frees space only when its",
-        "   garbage collector runs)",
+        "  (blobs still used by a kept tag are not counted)",
+        *_wrapped(GARBAGE_COLLECTION_ADVICE, "  "),
+        *supply_chain_lines(inv),
     ]
     if not inv.errors.empty:
         lines += ["", f"{len(inv.errors)} item(s) could not be read; see errors.csv. Numbers count only what was read."]
@@ -399,6 +499,7 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
         "  report.html report.md summary.json summary.txt charts/*.png charts/*.svg",
         "  catalog.csv tags.csv manifests.csv layers.csv errors.csv",
         "  storage_usage.csv shared_layers.csv stale_tags.csv cleanup_plan.csv",
+        "  referrers.csv supply_chain.csv dangling.csv",
         f"Open {out / 'report.html'} in a browser.",
         "",
     ]
@@ -475,7 +576,30 @@ def parser() -> argparse.ArgumentParser:
         help="cleanup policy file (TOML, YAML or JSON; native, GitLab, ECR or Harbor) "
         "deciding the stale tags instead of --older-than/--keep-last/--keep/--match",
     )
-    a.add_argument("--workers", type=int, default=16, help="concurrent requests (default 16)")
+    chosen = a.add_mutually_exclusive_group()
+    chosen.add_argument(
+        "--repositories",
+        nargs="+",
+        metavar="NAME",
+        help="crawl exactly these repositories (for registries without a catalog: Docker Hub, GHCR, Quay, ...)",
+    )
+    chosen.add_argument(
+        "--repositories-from",
+        metavar="FILE",
+        help="crawl the repositories named in FILE, one per line, '#' comments allowed ('-': standard input)",
+    )
+    a.add_argument(
+        "--workers", type=int, help="a fixed number of requests in flight (default: adaptive, up to --max-workers)"
+    )
+    a.add_argument(
+        "--max-workers", type=int, default=64, help="most requests in flight as concurrency adapts (default 64)"
+    )
+    a.add_argument(
+        "--budget",
+        type=_budget,
+        help="most manifest GETs to spend (pull quota units), or 'auto' to follow the registry's "
+        "RateLimit-Remaining header and keep 10%% of its limit; the audit stops early, keeping what it read",
+    )
     a.add_argument("--cache", help="digest cache file or directory, reused across audits")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a.add_argument(
@@ -509,6 +633,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="directory for cleanup_plan.csv (and cleanup_result.csv after --apply)")
     c.add_argument("--apply", action="store_true", help="delete the planned tags, after confirmation")
     c.add_argument("--yes", action="store_true", help="with --apply, do not ask for confirmation")
+    c.add_argument(
+        "--delete-manifests",
+        action="store_true",
+        help="with --apply, also delete the images left unreferenced, so plain garbage-collect frees their space",
+    )
     c.set_defaults(run=cleanup)
 
     f = sub.add_parser("diff", help="what changed between two saved audits (audit --out folders or snapshots)")

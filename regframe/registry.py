@@ -15,6 +15,7 @@ from .client.api import RegistryClient
 from .client.reads import MAX_PAGES
 from .inventory.cache import DigestCache
 from .inventory.catalog import catalog_frame
+from .inventory.concurrency import DEFAULT_MAX_WORKERS
 from .inventory.crawl import Crawler, Selection, exact_names
 from .inventory.frames import build_frames
 from .inventory.inventory import Inventory, crawl_parameters
@@ -42,13 +43,16 @@ class Registry(RegistryClient):
         repositories: str | Iterable[str] | None = None,
         *,
         match: str | re.Pattern[str] | None = None,
-        workers: int = 16,
+        workers: int | None = None,
+        max_workers: int = DEFAULT_MAX_WORKERS,
         cache: str | os.PathLike | DigestCache | None = None,
         progress: bool | Callable[[int, int], None] = True,
         strict: bool = False,
         stop: threading.Event | None = None,
         max_pages: int = MAX_PAGES,
         referrers: bool = False,
+        budget: int | str | None = None,
+        reserve: int | float | None = None,
     ) -> Inventory:
         """Crawl the catalog's repositories, every tag, manifest, index child and config, and return the frames.
 
@@ -67,24 +71,49 @@ class Registry(RegistryClient):
         the listing becomes a row of ``inv.errors``, and a catalog cut short makes ``inv.complete`` False.
         ``referrers``: also ask the referrers API, probed once per crawl, once per distinct image digest when
         the registry has it; without it (the default) accessories come from what the tags and indexes show
-        (fallback indexes, cosign tags, BuildKit attestation entries, ``subject`` fields), with no extra request."""
+        (fallback indexes, cosign tags, BuildKit attestation entries, ``subject`` fields), with no extra request.
+
+        Concurrency adapts: from 16 requests in flight it grows while throughput grows, up to ``max_workers``
+        (64), and halves on every 429, 503 or timeout; ``workers=N`` fixes it at N instead. Connections
+        follow: never more open at once than requests in flight.
+
+        ``budget``: the manifest GETs (units of a pull quota such as Docker Hub's) the crawl may make, or
+        ``"auto"`` to follow the registry's ``RateLimit-Remaining`` header. The crawl then stops before the
+        remaining quota would fall below ``reserve`` (units, or a fraction of the limit; default 10% of the
+        window's limit with "auto", none with a number), returns what it read with ``inv.complete`` False and
+        a ``budget`` row in ``inv.errors``. With a budget (or a non-empty cache) tags are resolved by HEAD,
+        which quotas do not count, and only digests not seen before are fetched: a crawl stopped by its budget
+        goes on where it stopped when run again with the same ``cache``.
+
+        A registry that refuses its catalog (401, 403, 404, ``UNSUPPORTED``) raises ``CatalogUnavailableError``
+        unless ``repositories`` names what to crawl."""
         selection = select_repositories(repositories, match)
         digest_cache = cache if isinstance(cache, DigestCache) or cache is None else DigestCache(cache)
         crawler = Crawler(
             self,
             selection,
             workers=workers,
+            max_workers=max_workers,
             cache=digest_cache,
             progress=progress,
             strict=strict,
             stop=stop,
             max_pages=max_pages,
             referrers=referrers,
+            budget=budget,
+            reserve=reserve,
         )
         started = pd.Timestamp.now(tz="UTC")
         result = crawler.run()
         frames = build_frames(result)
-        params = crawl_parameters(selection.names, match, strict=strict, max_pages=max_pages, referrers=referrers)
+        params = crawl_parameters(
+            selection.names,
+            match,
+            strict=strict,
+            max_pages=max_pages,
+            referrers=referrers,
+            **({} if budget is None else {"budget": budget}),
+        )
         return Inventory(
             **frames, stats=result.stats, url=self.url, complete=result.complete, params=params, crawled_at=started
         )

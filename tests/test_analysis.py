@@ -381,7 +381,14 @@ def test_match_limits_what_may_be_deleted_and_keep_still_wins():
 
 def test_stale_attrs_and_now_forms():
     stale = stale_tags(APP, older_than="1d12h", keep_last=3, keep="x", match="y", now="2026-01-01 00:00")
-    assert stale.attrs == {"older_than": pd.Timedelta(hours=36), "now": NOW, "keep": "x", "keep_last": 3, "match": "y"}
+    assert stale.attrs == {
+        "older_than": pd.Timedelta(hours=36),
+        "now": NOW,
+        "keep": "x",
+        "keep_last": 3,
+        "match": "y",
+        "age_from": "created",
+    }
     assert stale_tags(APP, now=dt.datetime(2026, 1, 1)).attrs["now"] == NOW
     eastern = pd.Timestamp("2025-12-31 19:00", tz="America/New_York")
     assert stale_tags(APP, now=eastern).attrs["now"] == NOW

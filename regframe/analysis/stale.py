@@ -2,7 +2,9 @@
 
 Keep rules always beat delete rules, and a tag that shares its digest with a kept
 tag is kept too. A stale tag whose image is also a platform of a kept multi-platform
-tag stays stale (its tag goes) and its reason says the manifest is kept.
+tag stays stale (its tag goes) and its reason says the manifest is kept. Accessories
+(signatures, SBOMs, attestations, referrers lists) follow their subject
+(``regframe.analysis.accessories``).
 
 User-supplied patterns run with a time bound (the ``regex`` engine, in Python ``re``
 syntax): a pattern that backtracks catastrophically raises a ValueError naming it
@@ -32,6 +34,7 @@ from ._frames import (
     require_columns,
     restore,
 )
+from .accessories import Accessories, find_accessories, follow_subjects, has_subjects, no_accessories
 from .duration import format_duration, parse_duration
 
 PLAN_COLUMNS = ("repository", "tag", "digest", "created", "age", "reason")
@@ -59,6 +62,7 @@ def stale_tags(
     keep: Pattern = None,
     match: Pattern = None,
     now: str | dt.datetime | pd.Timestamp | None = None,
+    age_from: str = "created",
 ) -> pd.DataFrame:
     """One row per (repository, tag) saying whether a cleanup may delete it, and why.
 
@@ -69,13 +73,28 @@ def stale_tags(
     its repository. A stale tag whose digest is a platform (``manifest_digest``) of a
     kept multi-platform tag stays stale, and its reason adds that the manifest is kept:
     cleanup removes the tag, never the image the kept tag needs.
+
+    Accessory tags (every row names a ``subject``: cosign's ``.sig``/``.att``/``.sbom`` tags, the
+    referrers fallback tag ``sha256-<hex>``, tagged artifacts with a ``subject`` field) follow their
+    subject: their own dates, ``older_than``, ``keep_last`` and ``match`` never decide them, and they
+    take no ``keep_last`` place. One is stale exactly when every tag carrying its subject (as its digest
+    or a platform) is stale ("subject sha256:... is deleted with tag '1.0'"), and orphaned when no tag
+    of its repository carries the subject ("orphaned: subject sha256:... not found"); only ``keep``
+    keeps it regardless. With a ``subject`` column in ``manifests``, the result has one too, naming each
+    accessory's subject (missing for other tags).
+
     A multi-platform tag's ``created`` is its newest platform's and
     its ``size`` the sum of its platforms' sizes. Untagged manifests are left out.
-    Rows are sorted by repository, newest first, undated last.
+    Rows are sorted by repository, newest first, undated and accessory tags last.
 
     ``keep`` and ``match`` are Python ``re`` syntax (strings or compiled patterns);
     each search may take ``PATTERN_TIMEOUT`` seconds per tag before a ValueError.
+
+    ``age_from="pushed"`` dates each tag by when its manifest was uploaded (the ``pushed`` column, which
+    Google Artifact Registry and GCR reveal) for its age and the ``keep_last`` order; a tag without one
+    falls back to its created date, and every dated reason says which date decided it.
     """
+    _check_age_from(age_from)
     threshold = parse_duration(older_than)
     limit = _check_keep_last(keep_last)
     keep_rx = compile_pattern(keep, "keep")
@@ -84,16 +103,20 @@ def stale_tags(
     require_columns(manifests, MANIFEST_COLUMNS, "stale_tags")
 
     tags = _per_tag(manifests)
-    known = pd.notna(tags.created)
+    dated, by_push = _dates(manifests, tags, age_from)
+    found = _accessories(manifests, tags)
+    accessory = found.mask
+    known = pd.notna(dated)
+    ranked = known & ~accessory
     tag_rank = lexical_rank(tags.tag_values)[tags.tag]
     repo_rank = lexical_rank(tags.repo_values)[tags.repo]
-    newest_first = np.where(known, -tags.created.asi8, np.iinfo(np.int64).max)
+    newest_first = np.where(ranked, -dated.asi8, np.iinfo(np.int64).max)
     order = np.lexsort((tag_rank, newest_first, repo_rank))
 
-    newest = _among_newest(order, repo_rank, known, limit)
+    newest = _among_newest(order, repo_rank, ranked, limit)
     kept_by_pattern = _matches(keep_rx, tags.tag_values, tags.tag, default=False)
     in_scope = _matches(match_rx, tags.tag_values, tags.tag, default=True)
-    age = at - tags.created
+    age = at - dated
     old = np.asarray(known & (age > threshold))
     words = format_duration(threshold)
     rules = [kept_by_pattern, newest, ~known, ~in_scope, ~old]
@@ -108,8 +131,15 @@ def stale_tags(
         ],
         default=f"older than {words}",
     ).astype(object)
+    if age_from == "pushed":
+        _say_which_date(reason, ~kept_by_pattern & (newest | ~known | in_scope), known, by_push)
     stale = ~np.logical_or.reduce(rules)
+    stale[accessory] = False
     _keep_digest_siblings(stale, reason, tags, tag_rank)
+    if accessory.any():
+        names = _names_of(tags)
+        follow_subjects(manifests, found, *names, stale, reason, fixed=kept_by_pattern)
+        _keep_digest_siblings(stale, reason, tags, tag_rank)
     _note_children_of_kept_indexes(manifests, stale, reason, tags)
 
     result = pd.DataFrame(
@@ -124,8 +154,42 @@ def stale_tags(
             "reason": reason[order],
         }
     )
-    result.attrs.update(older_than=threshold, now=at, keep=keep, keep_last=keep_last, match=match)
+    if "subject" in manifests.columns:
+        result["subject"] = found.subject[order]
+    result.attrs.update(older_than=threshold, now=at, keep=keep, keep_last=keep_last, match=match, age_from=age_from)
     return result
+
+
+AGE_FROM = ("created", "pushed")
+
+
+def _check_age_from(age_from: object) -> None:
+    if age_from not in AGE_FROM:
+        raise ValueError(f"age_from must be 'created' or 'pushed', not {age_from!r}")
+
+
+def _dates(manifests: pd.DataFrame, tags: _Tags, age_from: str) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Each tag's date for its age, and whether it is its push time: with ``age_from="pushed"`` the
+    ``pushed`` column where known, else ``created``."""
+    no_push = np.zeros(len(tags.tag), dtype=bool)
+    if age_from != "pushed" or "pushed" not in manifests.columns:
+        return tags.created, no_push
+    repo, _ = codes(manifests["repository"])
+    tag, _ = codes(manifests["tag"])
+    tagged = (repo >= 0) & (tag >= 0)
+    width = len(tags.tag_values)
+    pushed = pd.Series(pd.to_datetime(manifests["pushed"], utc=True).array[tagged])
+    per_tag = pushed.groupby(pair_keys(repo[tagged], tag[tagged], width)).max()
+    when = pd.DatetimeIndex(per_tag.reindex(pair_keys(tags.repo, tags.tag, width)).to_numpy(), tz="UTC")
+    by_push = ~np.asarray(when.isna())
+    return pd.DatetimeIndex(np.where(by_push, when, tags.created), tz="UTC").as_unit("ns"), by_push
+
+
+def _say_which_date(reason: np.ndarray, dated_reason: np.ndarray, known: np.ndarray, by_push: np.ndarray) -> None:
+    """With ``age_from="pushed"``: each reason a date decided names the date, or that there was none."""
+    reason[dated_reason & known & by_push] += " (by push time)"
+    reason[dated_reason & known & ~by_push] += " (by created date; push time not available)"
+    reason[dated_reason & ~known] = "kept: push time and creation date unknown"
 
 
 def _per_tag(manifests: pd.DataFrame) -> _Tags:
@@ -149,6 +213,19 @@ def _per_tag(manifests: pd.DataFrame) -> _Tags:
         tag_values=tag_values,
         digest_values=digest_values,
     )
+
+
+def _names_of(tags: _Tags) -> tuple[np.ndarray, np.ndarray]:
+    """Repository and tag names per tag, as object arrays."""
+    repo = np.asarray(tags.repo_values.astype(object), dtype=object)[tags.repo]
+    tag = np.asarray(tags.tag_values.astype(object), dtype=object)[tags.tag]
+    return repo, tag
+
+
+def _accessories(manifests: pd.DataFrame, tags: _Tags) -> Accessories:
+    if not has_subjects(manifests):
+        return no_accessories(len(tags.tag))
+    return find_accessories(manifests, *_names_of(tags))
 
 
 def cleanup_plan(stale: pd.DataFrame) -> pd.DataFrame:

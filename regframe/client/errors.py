@@ -77,6 +77,11 @@ class NotFoundError(RegistryError):
     """The repository, manifest or blob does not exist."""
 
 
+class CatalogUnavailableError(RegistryError):
+    """The registry refuses its catalog (401, 403, 404 or ``UNSUPPORTED``), as Docker Hub, GHCR, Quay and
+    GitLab.com do: crawl named repositories instead (``inventory(repositories=...)``)."""
+
+
 class RateLimitedError(RegistryError):
     """The registry answered 429; ``retry_after`` holds the seconds it asked to wait."""
 

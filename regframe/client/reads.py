@@ -34,13 +34,26 @@ Progress = Callable[[int, int], None]
 MAX_PAGES = 10_000
 
 
+class ManifestTimes(TypedDict):
+    """One entry of the ``manifest`` map Google Artifact Registry and GCR add to ``tags/list``: the
+    manifest's tags, when it was uploaded and when its image was created (milliseconds since the epoch,
+    None when not given), and its media type."""
+
+    tags: list[str]
+    uploaded_ms: int | None
+    created_ms: int | None
+    media_type: str | None
+
+
 class TagList(TypedDict, total=False):
-    """What ``tags`` returns; empty for an unknown repository or one with no tags."""
+    """What ``tags`` returns; empty for an unknown repository or one with no tags. ``manifests`` is there
+    only when the registry extends the listing with upload times (Google Artifact Registry, GCR)."""
 
     name: str
     tags: list[str]
     hashes: dict[str, str | None]
     last: str
+    manifests: dict[str, ManifestTimes]
 
 
 def check_max_pages(max_pages: object) -> None:
@@ -135,6 +148,7 @@ def tags(
     query = "&".join(p for p in (f"n={count}" if count else "", f"last={last}" if last else "") if p)
     first = f"/v2/{repository}/tags/list" + (f"?{query}" if query else "")
     name, tags, next_url = repository, list[str](), None
+    times: dict[str, ManifestTimes] = {}
     found = False
     for body, next_url in pages(  # noqa: B007  (the last page's next link is read after the loop)
         core,
@@ -150,9 +164,12 @@ def tags(
         listed = body.get("name")
         name = listed if isinstance(listed, str) and listed else name
         tags.extend(_strings(body, "tags", f"GET /v2/{repository}/tags/list"))
+        times.update(manifest_times(body.get("manifest")))
     if not found or not tags:
         return {}
     result: TagList = {"name": name, "tags": tags}
+    if times:
+        result["manifests"] = times
     if next_url and not auto_paginate:
         result["last"] = (parse_qs(urlsplit(next_url).query).get("last") or [tags[-1]])[0]
     if with_hashes:
@@ -483,6 +500,38 @@ def _next_link(header: str | None, current: str) -> str | None:
                 if not is_http_url(url):
                     raise E.RegistryProtocolError(f"pagination Link header {header[:120]!r} is not an http(s) URL")
                 return url
+    return None
+
+
+def manifest_times(value: object) -> dict[str, ManifestTimes]:
+    """Google's ``manifest`` map of a tag list (``{digest: {"tag": [...], "timeUploadedMs": "...",
+    "timeCreatedMs": "...", "mediaType": ...}}``), its well-formed entries only: the map is an optional
+    extension, so an entry with a malformed digest or time is left out rather than failing the listing."""
+    if not isinstance(value, dict):
+        return {}
+    found: dict[str, ManifestTimes] = {}
+    for digest, entry in value.items():
+        if not isinstance(digest, str) or not well_formed(digest) or not isinstance(entry, dict):
+            continue
+        tags = entry.get("tag")
+        media_type = entry.get("mediaType")
+        found[digest] = {
+            "tags": [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else [],
+            "uploaded_ms": _milliseconds(entry.get("timeUploadedMs")),
+            "created_ms": _milliseconds(entry.get("timeCreatedMs")),
+            "media_type": media_type if isinstance(media_type, str) else None,
+        }
+    return found
+
+
+def _milliseconds(value: object) -> int | None:
+    """A time in milliseconds since the epoch, sent as a string of digits (Google's form) or an integer."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value < 10**15 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and 0 < len(value) <= 15:
+        return int(value) or None
     return None
 
 

@@ -49,6 +49,8 @@ log = logging.getLogger("regframe.client")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Answers that say the registry is overloaded: adaptive concurrency halves on them.
+CONGESTION_STATUSES = frozenset({429, 503})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_JSON_LIMIT = 64 * 1024 * 1024
 # Error bodies are read for their OCI code and message only, decoded, up to this many bytes.
@@ -89,6 +91,12 @@ class RequestStats:
         self.requests: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         self.bytes_read = 0
+        self.congestion = 0
+
+    def congested(self) -> None:
+        """A sign the registry is overloaded (429, 503, a timeout): what adaptive concurrency backs off on."""
+        with self._lock:
+            self.congestion += 1
 
     def count(self, kind: str) -> None:
         with self._lock:
@@ -120,6 +128,24 @@ class RateLimit:
     limit: int | None
     remaining: int | None
     window_seconds: int | None
+
+
+def rate_limit_of(headers: Mapping[str, str]) -> RateLimit | None:
+    """Docker Hub's ``RateLimit-Limit: 100;w=21600`` and ``RateLimit-Remaining: 76;w=21600`` (any case), or
+    None when the answer has no ``RateLimit-Limit``."""
+    found = {name.lower(): value for name, value in headers.items() if name.lower().startswith("ratelimit-")}
+    limit = found.get("ratelimit-limit")
+    if limit is None:
+        return None
+
+    def first_int(value: str | None) -> int | None:
+        try:
+            return int(value.split(";")[0].strip()) if value else None
+        except ValueError:
+            return None
+
+    window = first_int(limit.split(";w=", 1)[1]) if ";w=" in limit else None
+    return RateLimit(first_int(limit), first_int(found.get("ratelimit-remaining")), window)
 
 
 class Response:
@@ -557,6 +583,8 @@ class Transport:
         self.stats = RequestStats()
         self.rate_limit: RateLimit | None = None
         self._sleep = sleep
+        # Called as hook(seconds, sleep) instead of sleeping before a retry: a crawl gives its slot back meanwhile.
+        self.wait_hook: Callable[[float, Callable[[float], None]], None] | None = None
         self._origin = origin(self.base_url)
         self.pool = _budgeted(self._new_pool(pool_size))
         # Requests to the registry itself skip the pool manager's per-request URL and key work.
@@ -589,6 +617,45 @@ class Transport:
     def close(self) -> None:
         self.pool.clear()
         self._foreign.clear()
+
+    def _wait(self, seconds: float) -> None:
+        hook = self.wait_hook
+        if hook is None:
+            self._sleep(seconds)
+        else:
+            hook(seconds, self._sleep)
+
+    @property
+    def pool_size(self) -> int:
+        """How many idle connections to the registry the pool keeps for reuse."""
+        queue = self._home.pool
+        return 0 if queue is None else queue.maxsize
+
+    def keep_connections(self, count: int) -> None:
+        """Let the pool keep up to ``count`` idle connections to the registry, so ``count`` threads reuse
+        theirs instead of opening and discarding one per request. The pool never opens a connection while
+        an idle one is there, so the connections open at once never exceed the requests in flight at once."""
+        queue = self._home.pool
+        if queue is None:
+            return
+        with queue.mutex:
+            extra = count - queue.maxsize
+            if extra > 0:
+                queue.maxsize = count
+                queue.queue[:0] = [None] * extra
+
+    def close_idle(self, keep: int) -> int:
+        """Close idle connections to the registry beyond the ``keep`` most recently used; how many closed."""
+        queue = self._home.pool
+        if queue is None:
+            return 0
+        with queue.mutex:
+            idle = [i for i, conn in enumerate(queue.queue) if conn is not None]
+            stale = idle[: max(0, len(idle) - keep)]
+            for i in stale:
+                queue.queue[i].close()
+                queue.queue[i] = None
+        return len(stale)
 
     def url(self, path_or_url: str) -> str:
         if path_or_url.startswith(("http://", "https://")):
@@ -631,10 +698,14 @@ class Transport:
                 response = self._send_authenticated(req)
                 if response.status_code in REDIRECT_STATUSES and follow_redirects:
                     response = self._follow(response, req)
-            except E.RegistryError:
+            except E.RegistryError as exc:
+                if isinstance(exc, E.RegistryTimeoutError):
+                    self.stats.congested()
                 raise
             except (HTTPError, OSError) as exc:
                 error = self._map_exception(exc, req)
+                if isinstance(error, E.RegistryTimeoutError):
+                    self.stats.congested()
                 if retry and attempt < self.retries and isinstance(error, E.RegistryConnectionError):
                     delay = self._backoff(attempt + 1)
                     if not waits.allow(delay):
@@ -642,10 +713,12 @@ class Transport:
                     attempt += 1
                     self.stats.retried("connection")
                     log.debug("retrying %s after %s", _describe(method, req.url), type(exc).__name__)
-                    self._sleep(delay)
+                    self._wait(delay)
                     continue
                 raise error from None
             status = response.status_code
+            if status in CONGESTION_STATUSES:
+                self.stats.congested()
             if status < 300 or status in ok:
                 return response
             if (retry or status == 429) and status in RETRY_STATUSES and attempt < self.retries:
@@ -661,7 +734,7 @@ class Transport:
                 attempt += 1
                 self.stats.retried(str(status))
                 log.debug("retrying %s after HTTP %s in %.2f s", _describe(method, req.url), status, delay)
-                self._sleep(delay)
+                self._wait(delay)
                 continue
             raise self._status_error(response)
 
@@ -757,21 +830,9 @@ class Transport:
         raise E.RegistryProtocolError(f"{_describe(req.method, req.url)}: more than {hops} redirects")
 
     def _note_rate_limit(self, response: Response) -> None:
-        headers = response.headers
-        limit = headers.get("RateLimit-Limit")
-        if limit is None:
-            return
-
-        def first_int(value: str | None) -> int | None:
-            try:
-                return int(value.split(";")[0].strip()) if value else None
-            except ValueError:
-                return None
-
-        window = None
-        if ";w=" in limit:
-            window = first_int(limit.split(";w=", 1)[1])
-        self.rate_limit = RateLimit(first_int(limit), first_int(headers.get("RateLimit-Remaining")), window)
+        figures = rate_limit_of(response.headers)
+        if figures is not None:
+            self.rate_limit = figures
 
     def _map_exception(self, exc: BaseException, req: Request) -> E.RegistryError:
         where = _describe(req.method, req.url)
@@ -862,9 +923,14 @@ class Transport:
 
     def _read_error(self, exc: BaseException, response: Response) -> E.RegistryError:
         budget = response.budget
+        error: E.RegistryError
         if budget is not None and budget.broken:
-            return budget.error(_describe(response.method, response.url), response.url)
-        return self._map_exception(exc, Request(response.method, response.url))
+            error = budget.error(_describe(response.method, response.url), response.url)
+        else:
+            error = self._map_exception(exc, Request(response.method, response.url))
+        if isinstance(error, E.RegistryTimeoutError):
+            self.stats.congested()
+        return error
 
     def fetch(
         self, method: str, path_or_url: str, *, limit: int, what: str, **options: Unpack[RequestOptions]
@@ -890,7 +956,7 @@ class Transport:
                 attempt += 1
                 self.stats.retried("body")
                 log.debug("retrying %s after its body was cut short", what)
-                self._sleep(delay)
+                self._wait(delay)
 
     def iter_body(self, response: Response, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Stream a body; a connection cut mid-way raises RegistryConnectionError, a body arriving slower

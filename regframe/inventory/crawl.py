@@ -23,8 +23,11 @@ from ..client import errors as E
 from ..client.models import INT64_MAX
 from ..client.reads import MAX_PAGES, check_max_pages
 from ..client.reference import validate_repository
+from ..client.transport import rate_limit_of
 from .cache import DigestCache
-from .pool import Once, TaskPool
+from .concurrency import DEFAULT_MAX_WORKERS, Limit, check_workers
+from .pool import Cancelled, Once, TaskPool
+from .quota import Quota
 from .walk import placements, wants_config
 
 EXPECTED = (E.RegistryError, ValueError, KeyError, TypeError)
@@ -45,6 +48,8 @@ class CrawlResult:
     errors: list[tuple[str, str | None, str, str]] = field(default_factory=list)
     # (repository, subject digest, referrer descriptor) from the referrers API.
     api_referrers: list[tuple[str, str, dict]] = field(default_factory=list)
+    # repository -> {manifest digest: upload and creation times}, where tags/list carries them (Google).
+    upload_times: dict[str, dict[str, Any]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
 
@@ -135,22 +140,32 @@ def exact_names(repositories) -> tuple[str, ...] | None:
     )
 
 
+def refuses_catalog(exc: BaseException) -> bool:
+    """Whether a catalog error means the registry does not serve its catalog (to this user) at all."""
+    return isinstance(exc, E.RegistryError) and (exc.status in (401, 403, 404) or exc.code == "UNSUPPORTED")
+
+
 class Crawler:
     def __init__(
         self,
         client,
         selection: Selection | None = None,
         *,
-        workers: int = 16,
+        workers: int | None = None,
+        max_workers: int = DEFAULT_MAX_WORKERS,
         cache: DigestCache | None = None,
         progress=True,
         strict: bool = False,
         stop: threading.Event | None = None,
         max_pages: int = MAX_PAGES,
         referrers: bool = False,
+        budget: int | str | None = None,
+        reserve: int | float | None = None,
     ):
         if not isinstance(referrers, bool):
             raise ValueError(f"referrers must be True or False, not {referrers!r}")
+        check_workers(workers, max_workers)
+        self.quota = Quota(budget, reserve, lambda: client.transport.rate_limit)
         self.referrers = referrers
         self.referrers_api: bool | None = None
         self.selection = selection if selection is not None else Selection()
@@ -161,16 +176,30 @@ class Crawler:
         self.max_pages = max_pages
         self.client = client
         self.cache = cache if cache is not None else DigestCache()
-        self.use_head = len(self.cache) > 0
+        # HEADs are free where GETs count against a quota, and tell which digests the cache already knows.
+        self.use_head = len(self.cache) > 0 or budget is not None
         self.strict = strict
         self.result = CrawlResult()
-        self.pool = TaskPool(workers)
+        self._fatal: BaseException | None = None
+        transport = client.transport
+        self.limit = Limit(
+            max_workers, fixed=workers, congestion=lambda: transport.stats.congestion, on_change=self._limit_changed
+        )
+        transport.keep_connections(self.limit.maximum)
+        self.pool = TaskPool(self.limit)
         self.once = Once(self.pool)
         self._lock = threading.Lock()
         self._bar = _progress_bar(progress is True)
         self._report = progress if callable(progress) else None
         self._found = self._done = 0
         self._stop = stop
+
+    def _limit_changed(self, new: int, old: int) -> None:
+        """More slots get their threads; fewer close the idle connections beyond them."""
+        if new > old:
+            self.pool.ensure_threads(new)
+        else:
+            self.client.transport.close_idle(new)
 
     # -- recording --------------------------------------------------------------------------------
 
@@ -202,6 +231,19 @@ class Crawler:
         try:
             names = list(self.client.catalog(max_pages=self.max_pages, stop=self.pool.stop_event))
         except EXPECTED as exc:
+            if refuses_catalog(exc):
+                self._fatal = E.CatalogUnavailableError(
+                    f"{self.client.url} does not list its repositories: its catalog answered {exc}. Registries "
+                    "such as Docker Hub, GHCR, Quay and GitLab.com refuse the catalog; pass the repositories to "
+                    "crawl: inventory(repositories=[...]), or regframe audit --repositories NAME... / "
+                    "--repositories-from FILE",
+                    status=getattr(exc, "status", None),
+                    code=getattr(exc, "code", None),
+                    registry_message=getattr(exc, "registry_message", None),
+                    url=getattr(exc, "url", None),
+                )
+                self.pool.stop()
+                return
             self.result.complete = False
             self._error("", None, "catalog", exc)
             return
@@ -214,8 +256,10 @@ class Crawler:
             return
         try:
             known = set(self.client.catalog(max_pages=self.max_pages, stop=self._stop))
-        except (E.RegistryAuthorizationError, E.RegistryAuthenticationError, E.NotFoundError, E.RegistryProtocolError):
-            return
+        except E.RegistryError as exc:
+            if refuses_catalog(exc) or isinstance(exc, E.RegistryProtocolError):
+                return
+            raise
         if self._stop is not None and self._stop.is_set():
             return
         unknown = [n for n in names if n not in known]
@@ -227,14 +271,17 @@ class Crawler:
 
     def _tags(self, repository: str) -> None:
         try:
-            tags = self.client.tags(
+            listing = self.client.tags(
                 repository, auto_paginate=True, max_pages=self.max_pages, stop=self.pool.stop_event
-            ).get("tags", [])
+            )
         except EXPECTED as exc:
             self._error(repository, None, "tags", exc)
             return
+        tags = listing.get("tags", [])
         with self._lock:
             self.result.repositories[repository] = len(tags)
+            if listing.get("manifests"):
+                self.result.upload_times[repository] = listing["manifests"]
         if self._bar is not None:
             self._bar.total = (self._bar.total or 0) + len(tags)
         self._progress(found=len(tags))
@@ -242,26 +289,49 @@ class Crawler:
             self.pool.submit(self._resolve, repository, tag)
 
     def _resolve(self, repository: str, tag: str) -> None:
+        """A tag's manifest: by HEAD first when a cache or a budget is there (a digest seen before costs no
+        GET, and aliases of one digest share one GET), else by one GET."""
+        gone = f"{repository}:{tag} disappeared during the crawl"
         try:
             digest = self.client.manifest_exists(repository, tag) if self.use_head else ""
             if digest is None:
-                raise E.NotFoundError(f"{repository}:{tag} disappeared during the crawl", status=404)
-            summary = self.cache.get(digest) if digest else None
-            if summary is None:
-                digest, summary = self._fetch_manifest(repository, digest or tag)
+                raise E.NotFoundError(gone, status=404)
+            if digest:
+                self.once.request(
+                    digest,
+                    functools.partial(self._child, repository, digest, gone),
+                    functools.partial(self._resolved, repository, tag, digest),
+                    EXPECTED,
+                )
+                return
+            digest, summary = self._fetch_manifest(repository, tag)
             _check_summary(summary)
         except EXPECTED as exc:
-            self._error(repository, tag, "manifest", exc)
-            self._tag_done()
+            self._resolved(repository, tag, "", False, exc)
             return
-        with self._lock:
-            self.result.tag_refs.append((repository, tag, digest))
-        self._expand(repository, tag, digest, summary)
+        self._resolved(repository, tag, digest, True, summary)
+
+    def _resolved(self, repository: str, tag: str, digest: str, ok: bool, value) -> None:
+        if not ok:
+            self._error(repository, tag, "manifest", value)
+        else:
+            with self._lock:
+                self.result.tag_refs.append((repository, tag, digest))
+            self._expand(repository, tag, digest, value)
         self._tag_done()
 
     def _fetch_manifest(self, repository: str, reference: str, missing: str | None = None) -> tuple[str, dict]:
-        """GET a manifest and cache its summary; only freshly read digests are written to the cache."""
-        manifest = self.client.manifest(repository, reference)
+        """GET a manifest and cache its summary; only freshly read digests are written to the cache.
+
+        Each GET is one unit of a registry's pull quota: past the budget the crawl stops here."""
+        if not self.quota.take():
+            self._out_of_budget()
+            raise Cancelled
+        manifest = None
+        try:
+            manifest = self.client.manifest(repository, reference)
+        finally:
+            self.quota.done(rate_limit_of(manifest.headers) if manifest is not None and manifest.headers else None)
         if not manifest:
             raise E.NotFoundError(missing or f"{repository}:{reference} disappeared during the crawl", status=404)
         summary = summarize_manifest(manifest)
@@ -325,6 +395,23 @@ class Crawler:
 
         self.once.request(digest, fetch, done, EXPECTED)
 
+    def _out_of_budget(self) -> None:
+        """Stop the crawl once, keeping what was read, with one error row saying why."""
+        with self._lock:
+            if not self.result.complete and any(row[2] == "budget" for row in self.result.errors):
+                return
+            self.result.complete = False
+            self.result.errors.append(
+                (
+                    "",
+                    None,
+                    "budget",
+                    f"crawl stopped before its rate-limit budget ran out ({self.quota.reason}); the frames hold "
+                    "what was read; crawl again with the same cache= later to read the rest",
+                )
+            )
+        self.pool.stop()
+
     # -- the referrers API ---------------------------------------------------------------------------
 
     def _ask_referrers(self) -> None:
@@ -383,6 +470,14 @@ class Crawler:
 
     def run(self) -> CrawlResult:
         self._strict_error = None
+        transport = self.client.transport
+        previous_hook, transport.wait_hook = transport.wait_hook, self.pool.wait_off_slot
+        try:
+            return self._run()
+        finally:
+            transport.wait_hook = previous_hook
+
+    def _run(self) -> CrawlResult:
         before = self.client.transport.stats.snapshot()
         hits0, misses0 = self.cache.hits, self.cache.misses
         started = time.perf_counter()
@@ -406,6 +501,8 @@ class Crawler:
             self.pool.close()
             if self._bar is not None:
                 self._bar.close()
+        if self._fatal is not None:
+            raise self._fatal
         if self._strict_error is not None:
             raise self._strict_error
         if self._stop is not None and self._stop.is_set():
@@ -430,6 +527,8 @@ class Crawler:
             "tags": len(self.result.tag_refs),
             "errors": len(self.result.errors),
             "unreadable_configs": sum(1 for c in self.result.configs.values() if c.get("unreadable")),
+            "quota": self.quota.stats(),
+            "concurrency": self.limit.stats(),
         }
         if self.referrers:
             self.result.stats["referrers_api"] = self.referrers_api

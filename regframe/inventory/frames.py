@@ -17,7 +17,7 @@ from .crawl import CrawlResult
 from .walk import index_accessory, placements, skeleton_of
 
 CATALOG_COLUMNS = ["repository", "namespace", "name", "tag_count"]
-TAG_COLUMNS = ["repository", "tag", "digest", "media_type", "is_index", "kind"]
+TAG_COLUMNS = ["repository", "tag", "digest", "media_type", "is_index", "kind", "pushed"]
 MANIFEST_COLUMNS = [
     "repository",
     "tag",
@@ -35,6 +35,7 @@ MANIFEST_COLUMNS = [
     "kind",
     "artifact_type",
     "subject",
+    "pushed",
 ]
 LAYER_COLUMNS = [
     "repository",
@@ -86,6 +87,8 @@ ROLE_DTYPE = pd.CategoricalDtype(["layer", "config"])
 VIA_DTYPE = pd.CategoricalDtype(list(A.VIAS))
 FIXED = {"kind": KIND_DTYPE, "role": ROLE_DTYPE, "via": VIA_DTYPE}
 INTEGER = {"tag_count", "layer_count", "size", "position"}
+# When each tag's manifest was uploaded, where tags/list says (Google Artifact Registry, GCR); NaT elsewhere.
+DATES = {"created", "pushed"}
 
 # Reproducible builds write 1970-01-01 or 1980-01-01; such dates say nothing about age.
 EARLIEST_REAL_DATE = pd.Timestamp("1990-01-01", tz="UTC")
@@ -103,7 +106,7 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
             frame[column] = frame[column].astype("str")
         elif column == "is_index":
             frame[column] = frame[column].astype(bool)
-        elif column == "created":
+        elif column in DATES:
             frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[ns, UTC]")
     return frame
 
@@ -119,6 +122,17 @@ def parse_created(value: object, now: pd.Timestamp) -> pd.Timestamp | NaTType:
     if stamp is pd.NaT:
         return pd.NaT
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    if stamp < EARLIEST_REAL_DATE or stamp > now + pd.Timedelta(days=1):
+        return pd.NaT
+    return stamp
+
+
+def from_milliseconds(value: object, now: pd.Timestamp) -> pd.Timestamp | NaTType:
+    """A time in milliseconds since the epoch (Google's tag-list extension) as UTC, with ``parse_created``'s
+    rules: before 1990 or in the future is no date."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return pd.NaT
+    stamp = pd.Timestamp(value, unit="ms", tz="UTC")
     if stamp < EARLIEST_REAL_DATE or stamp > now + pd.Timedelta(days=1):
         return pd.NaT
     return stamp
@@ -141,6 +155,11 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
     layer_rows: list[tuple[Any, ...]] = []
     tag_kinds: dict[tuple[str, str], list[str]] = {}
     accessories = _Accessories(manifests, now)
+    times = result.upload_times
+
+    def uploaded(repository: str, digest: str) -> pd.Timestamp | NaTType:
+        return from_milliseconds((times.get(repository, {}).get(digest) or {}).get("uploaded_ms"), now)
+
     for place in placements(result.tag_refs, manifests):
         image = place.summary
         config_digest, config_size, _config_type = image["config"] or (None, 0, None)
@@ -151,6 +170,9 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
         created = parse_created(config.get("created"), now)
         if created is pd.NaT:
             created = parse_created(_annotation(image, MT.ANNOTATION_CREATED), now)
+        if created is pd.NaT and times:
+            entry = times.get(place.repository, {}).get(place.manifest_digest) or {}
+            created = from_milliseconds(entry.get("created_ms"), now)
         manifest_rows.append(
             (
                 place.repository,
@@ -169,6 +191,7 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
                 place.kind,
                 place.artifact_type,
                 place.subject,
+                uploaded(place.repository, place.digest) if times else pd.NaT,
             )
         )
         tag_kinds.setdefault((place.repository, place.tag), []).append(place.kind)
@@ -194,6 +217,7 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
                 top["media_type"],
                 bool(top["children"]),
                 _tag_kind(top, tag, found, tag_kinds.get((repository, tag), [])),
+                uploaded(repository, digest) if times else pd.NaT,
             )
         )
 

@@ -224,8 +224,9 @@ class Inventory:
             raise ValueError(f"spreadsheet_safe must be True or False, not {spreadsheet_safe!r}")
 
         def write(frame: pd.DataFrame, out: Path, name: str) -> None:
-            if "created" in frame:
-                frame["created"] = frame["created"].map(lambda t: t.isoformat() if pd.notna(t) else NA)
+            for column in ("created", "pushed"):
+                if column in frame:
+                    frame[column] = frame[column].map(lambda t: t.isoformat() if pd.notna(t) else NA)
             if spreadsheet_safe:
                 frame = neutralize_formulas(frame)
             write_atomically(out / f"{name}.csv", [frame.to_csv(index=False, na_rep=NA).encode()])

@@ -2,6 +2,8 @@
 
 Workers pull from one queue (cheaper per task than thousands of futures and ``wait``), and the
 main thread waits in short slices so Ctrl-C (or a widget's stop button) ends a crawl promptly.
+A task runs only while it holds a slot of the pool's ``Limit``, so no more tasks (and requests) are in
+flight than the limit allows; a thread is started for each slot the first time the limit reaches it.
 """
 
 from __future__ import annotations
@@ -11,23 +13,50 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .concurrency import Limit
+
 _STOP = object()
+# The Limit whose slot this thread holds while it runs a task.
+_holding = threading.local()
+
+
+class Cancelled(Exception):
+    """Raised by a task the crawl no longer wants run (its budget is spent): it ends without a trace."""
 
 
 class TaskPool:
-    def __init__(self, workers: int):
-        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-            raise ValueError(f"workers must be a positive integer, not {workers!r}")
+    def __init__(self, limit: Limit | int):
+        if not isinstance(limit, Limit):
+            limit = Limit(fixed=limit)
+        self.limit = limit
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending = 0
         self._cond = threading.Condition()
         self._stopped = threading.Event()
         self._failure: BaseException | None = None
-        self._threads = [
-            threading.Thread(target=self._work, name=f"regframe-crawl-{i}", daemon=True) for i in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads: list[threading.Thread] = []
+        self._threads_lock = threading.Lock()
+        self.ensure_threads(limit.limit)
+
+    def wait_off_slot(self, seconds: float, sleep: Callable[[float], None]) -> None:
+        """Sleep before a retry without holding a slot: retries then queue behind the limit (lowered by the
+        429s that caused them) instead of coming back all at once. Threads outside the pool just sleep."""
+        if getattr(_holding, "limit", None) is not self.limit:
+            sleep(seconds)
+            return
+        self.limit.suspend()
+        try:
+            sleep(seconds)
+        finally:
+            self.limit.resume(self._stopped)
+
+    def ensure_threads(self, count: int) -> None:
+        """At least ``count`` worker threads (never more than the limit's maximum); none once closed."""
+        with self._threads_lock:
+            while len(self._threads) < min(count, self.limit.maximum) and not self._stopped.is_set():
+                thread = threading.Thread(target=self._work, name=f"regframe-crawl-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
 
     @property
     def stopped(self) -> bool:
@@ -52,8 +81,16 @@ class TaskPool:
                 return
             fn, args = item
             try:
-                if not self._stopped.is_set():
-                    fn(*args)
+                if not self._stopped.is_set() and self.limit.acquire(self._stopped):
+                    _holding.limit = self.limit
+                    try:
+                        if not self._stopped.is_set():
+                            fn(*args)
+                    finally:
+                        _holding.limit = None
+                        self.limit.release()
+            except Cancelled:
+                pass
             except BaseException as exc:  # a bug in a task must surface, not hang the crawl
                 self._failure = self._failure or exc
                 self._stopped.set()
@@ -78,14 +115,18 @@ class TaskPool:
         self._stopped.set()
         with self._cond:
             self._cond.notify_all()
+        self.limit.wake()
 
     def close(self) -> None:
         """Stop and join every worker, so no thread of the crawl outlives it; a running task ends
         at its next check of ``stop_event`` or when its request returns (bounded by the timeouts)."""
         self._stopped.set()
-        for _ in self._threads:
+        self.limit.wake()
+        with self._threads_lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._queue.put(_STOP)
-        for thread in self._threads:
+        for thread in threads:
             thread.join()
 
 

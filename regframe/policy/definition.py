@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import ecr, gitlab, harbor
 from .checks import PolicyError, check_keys, check_mapping, text_list
 from .globs import Glob
-from .outcome import finish, tag_table
+from .outcome import PUSH_TIME, finish, push_known, tag_table
 from .rules import Rule, evaluate_rules
 
 FORMATS = ("native", "gitlab", "ecr", "harbor")
@@ -137,31 +138,52 @@ class Policy:
 
     # --- using ----------------------------------------------------------------------------------
 
-    def evaluate(self, manifests: pd.DataFrame, now: str | dt.datetime | pd.Timestamp | None = None) -> pd.DataFrame:
+    def evaluate(
+        self,
+        manifests: pd.DataFrame,
+        now: str | dt.datetime | pd.Timestamp | None = None,
+        *,
+        age_from: str | None = None,
+    ) -> pd.DataFrame:
         """One row per (repository, tag), as ``stale_tags`` returns it (``stale`` True for a tag the policy
         deletes) plus ``rule``: the rule that retained a kept tag (empty when no rule governs it) or the
         rule(s) that deleted it. ``reclaimable_bytes``, ``cleanup_plan`` and ``apply_cleanup`` take it as is.
 
         After the policy, the safety rules hold: a tag without a creation date is kept, and so is a tag
-        on the same digest as a kept tag.
+        on the same digest as a kept tag. Accessory tags (signatures, SBOMs, attestations, referrers
+        fallback tags) are not governed by the rules: they follow their subject, as in ``stale_tags``.
+
+        ``age_from``: which date rules age and order tags by, "created" or "pushed" (the ``pushed`` column,
+        where the registry reveals upload times; a tag without one falls back to created, and its reason
+        says so). By default ECR and Harbor policies use push time, as those products do, and native and
+        GitLab policies the created date.
         """
-        table = tag_table(manifests, now)
-        suffix = ""
+        chosen = age_from if age_from is not None else ("pushed" if self.format in ("ecr", "harbor") else "created")
+        table = tag_table(manifests, now, age_from=chosen)
+        governed = table.governed()
         if self.format in ("native", "gitlab"):
-            decided = evaluate_rules(self.rules, table)
+            decided = evaluate_rules(self.rules, governed)
         elif self.format == "ecr":
-            decided = ecr.evaluate_ecr(self.rules, table, self._repositories)
-            suffix = ecr.PUSH_TIME
+            decided = ecr.evaluate_ecr(self.rules, governed, self._repositories)
         else:
-            decided = harbor.evaluate_harbor(self.rules, table, self._project)
-            suffix = harbor.PUSH_TIME
+            decided = harbor.evaluate_harbor(self.rules, governed, self._project)
         attrs = {
             "policy_format": self.format,
             "policy_source": self.source,
             "policy_rules": [rule.name for rule in self.rules],
             "policy_notes": list(self.notes),
         }
-        return finish(table, manifests, *decided, suffix=suffix, attrs=attrs)
+        result = finish(table, manifests, *table.spread(decided), attrs=attrs)
+        if chosen == "pushed":
+            by_push = push_known(manifests, result)
+            words = np.where(by_push, "by push time", PUSH_TIME)
+            named = [
+                text if accessory else f"{text} ({which})"
+                for text, which, accessory in zip(result["reason"], words, table.accessory)
+            ]
+            result["reason"] = np.array(named, dtype=object)
+        result.attrs["age_from"] = chosen
+        return result
 
     @property
     def rule_names(self) -> list[str]:

@@ -7,8 +7,9 @@ of its selection, counting images other rules also select; ``sinceImagePushed``:
 An image belongs to the lowest-``rulePriority`` rule that selects it and is expired only if that rule
 marks it; expiring an image removes all its tags.
 
-ECR orders by push time, which the registry API does not reveal: the image's created date stands in,
-and every reason says so. Untagged images are not listed by the registry API, so ``untagged`` rules,
+ECR orders by push time, which the registry API reveals only where tag lists carry upload times
+(``pushed``); elsewhere the image's created date stands in, and every reason says which date decided.
+Untagged images are not listed by the registry API, so ``untagged`` rules,
 pull-time rules and archive rules are refused rather than guessed.
 """
 
@@ -24,13 +25,16 @@ import pandas as pd
 
 from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text, text_list
 from .globs import Glob
+from .outcome import PUSH_TIME as PUSH_TIME  # the words of a reason decided by created date
 from .outcome import TagTable, newest_first
 
-PUSH_TIME = "by created date; push time not available"
 MAX_RULES = 50
 MAX_WILDCARDS = 4
 NOTES = (
-    "ECR orders images by push time; the registry API reveals only the created date, which is used instead.",
+    (
+        "ECR orders images by push time, which the registry API reveals only on some registries (Google's "
+        "tag lists, the pushed column); elsewhere the created date is used instead, and each reason says which."
+    ),
     (
         "Untagged images are invisible through the registry API: a tagStatus 'any' rule counts only tagged "
         "images, so ECR may expire more tagged images than shown when untagged ones exist."

@@ -9,8 +9,9 @@ retains some of them (``latestPushedK``: the K newest; ``nDaysSinceLastPush``: p
 artifact of a repository some rule selects is deleted with all its tags. Repositories no rule
 selects are left alone.
 
-Harbor orders by push time, which the registry API does not reveal: the image's created date stands
-in, and every reason says so. Pull-time templates are refused.
+Harbor orders by push time, which the registry API reveals only where tag lists carry upload times
+(``pushed``); elsewhere the image's created date stands in, and every reason says which date decided.
+Pull-time templates are refused.
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ import pandas as pd
 
 from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text
 from .globs import Glob
+from .outcome import PUSH_TIME as PUSH_TIME  # the words of a reason decided by created date
 from .outcome import TagTable, newest_first
 
-PUSH_TIME = "by created date; push time not available"
 MAX_RULES = 15
 TEMPLATES = {"latestPushedK": (10, 32766), "nDaysSinceLastPush": (30, 20190904), "always": (None, None)}
 PULL_TEMPLATES = ("latestPulledN", "nDaysSinceLastPull", "latestActiveK")
 NOTES = (
-    "Harbor orders artifacts by push time; the registry API reveals only the created date, which is used instead.",
+    (
+        "Harbor orders artifacts by push time, which the registry API reveals only on some registries (Google's "
+        "tag lists, the pushed column); elsewhere the created date is used instead, and each reason says which."
+    ),
     (
         "Untagged artifacts are invisible through the registry API: they take no latestPushedK slot here, so Harbor "
         "may delete more tagged artifacts than shown when a rule also selects untagged ones."

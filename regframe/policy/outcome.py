@@ -5,6 +5,10 @@ rule, reason. :func:`finish` then applies the rules ``stale_tags`` applies to an
 creation date is unknown is kept, and a tag on the same digest as a kept tag of its repository is
 kept (removing the image would take the kept tag with it). A deleted tag whose image is also a
 platform of a kept multi-platform tag stays deleted (only its tag goes) and its reason says so.
+
+Accessory tags (signatures, SBOMs, attestations, referrers fallback tags) are not shown to the rules,
+so they take no ``keep_last`` or image-count place; :func:`finish` decides them by their subject, as
+``stale_tags`` does.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..analysis.accessories import find_accessories, follow_subjects
 from ..analysis.stale import stale_tags
 
 
@@ -31,9 +36,38 @@ class TagTable:
     known: np.ndarray
     age: pd.TimedeltaIndex
     now: pd.Timestamp
+    subject: np.ndarray
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    @property
+    def accessory(self) -> np.ndarray:
+        return np.asarray(pd.notna(self.subject), dtype=bool)
+
+    def governed(self) -> TagTable:
+        """The table without accessory tags: what a policy's rules evaluate."""
+        keep = ~self.accessory
+        return TagTable(
+            frame=self.frame[keep].reset_index(drop=True),
+            repository=self.repository[keep],
+            tag=self.tag[keep],
+            digest=self.digest[keep],
+            created=self.created[keep],
+            known=self.known[keep],
+            age=self.age[keep],
+            now=self.now,
+            subject=self.subject[keep],
+        )
+
+    def spread(self, decided: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Decisions made on :meth:`governed` placed back on every row; accessory rows undecided."""
+        keep = ~self.accessory
+        deleted = np.zeros(len(self), dtype=bool)
+        rule = np.full(len(self), "", dtype=object)
+        reason = np.full(len(self), "", dtype=object)
+        deleted[keep], rule[keep], reason[keep] = decided
+        return deleted, rule, reason
 
 
 def as_utc(now: object) -> pd.Timestamp:
@@ -48,12 +82,16 @@ def as_utc(now: object) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def tag_table(manifests: pd.DataFrame, now: str | dt.datetime | pd.Timestamp | None) -> TagTable:
+def tag_table(
+    manifests: pd.DataFrame, now: str | dt.datetime | pd.Timestamp | None, age_from: str = "created"
+) -> TagTable:
     """The per-tag rows of ``manifests`` (a multi-platform tag's created is its newest platform's,
-    its size the sum), built by ``stale_tags`` so the columns and dtypes are exactly its own."""
+    its size the sum), built by ``stale_tags`` so the columns and dtypes are exactly its own.
+    With ``age_from="pushed"`` the table's ``created`` (what rules order and age by) is the push time
+    where known; the frame's ``created`` column stays the image's."""
     at = as_utc(now)
-    frame = stale_tags(manifests, older_than=0, now=at).reset_index(drop=True)
-    created = pd.DatetimeIndex(frame["created"])
+    frame = stale_tags(manifests, older_than=0, now=at, age_from=age_from).reset_index(drop=True)
+    created = pd.DatetimeIndex(frame["created"] if age_from == "created" else at - frame["age"])
     return TagTable(
         frame=frame,
         repository=frame["repository"].astype(object).to_numpy(),
@@ -63,6 +101,9 @@ def tag_table(manifests: pd.DataFrame, now: str | dt.datetime | pd.Timestamp | N
         known=~np.asarray(created.isna()),
         age=pd.TimedeltaIndex(frame["age"]),
         now=at,
+        subject=(frame["subject"] if "subject" in frame.columns else pd.Series(None, index=frame.index))
+        .astype(object)
+        .to_numpy(),
     )
 
 
@@ -86,9 +127,17 @@ def finish(
     deleted &= ~undated
 
     _keep_digest_siblings(table, deleted, reason)
+    accessory = table.accessory
+    if accessory.any():
+        found = find_accessories(manifests, table.repository, table.tag)
+        follow_subjects(manifests, found, table.repository, table.tag, deleted, reason)
+        _keep_digest_siblings(table, deleted, reason)
     _note_children_of_kept_indexes(table, manifests, deleted, reason)
     if suffix:
-        reason = np.array([f"{text} ({suffix})" for text in reason], dtype=object)
+        reason = np.array(
+            [text if is_accessory else f"{text} ({suffix})" for text, is_accessory in zip(reason, accessory)],
+            dtype=object,
+        )
 
     result = table.frame.copy()
     result["stale"] = deleted
@@ -144,6 +193,27 @@ def _note_children_of_kept_indexes(
         tag = parent_of.get((table.repository[i], table.digest[i]))
         if tag is not None:
             reason[i] = f"{reason[i]}; manifest kept as a child of kept index '{tag}'"
+
+
+# What a reason says when a policy that orders by push time had only the created date for a tag.
+PUSH_TIME = "by created date; push time not available"
+
+
+def push_known(manifests: pd.DataFrame, result: pd.DataFrame) -> np.ndarray:
+    """Per row of a per-tag ``result``: whether ``manifests`` holds the tag's push time."""
+    if "pushed" not in manifests.columns:
+        return np.zeros(len(result), dtype=bool)
+    rows = pd.DataFrame(
+        {
+            "repository": manifests["repository"].astype(object),
+            "tag": manifests["tag"].astype(object),
+            "pushed": pd.to_datetime(manifests["pushed"], utc=True),
+        }
+    )
+    known = rows[rows["pushed"].notna()].drop_duplicates(["repository", "tag"])
+    keys = pd.MultiIndex.from_frame(known[["repository", "tag"]])
+    wanted = pd.MultiIndex.from_arrays([result["repository"].astype(object), result["tag"].astype(object)])
+    return np.asarray(wanted.isin(keys), dtype=bool)
 
 
 def newest_first(images: pd.DataFrame) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:

@@ -52,12 +52,14 @@ __all__ = [
     "FlipBytes",
     "ForeignLink",
     "Forward",
+    "GoogleTagList",
     "Hang",
     "HugeBody",
     "LoopLink",
     "MalformedJSON",
     "Oversize",
     "ProxyStats",
+    "PullQuota",
     "RateLimit",
     "RecordedRequest",
     "RecordingServer",
@@ -69,6 +71,7 @@ __all__ = [
     "SetHeader",
     "Status",
     "TagPagination",
+    "TokenBucket",
     "Truncate",
     "UpstreamError",
 ]
@@ -705,6 +708,97 @@ class TagPagination(Action):
         ex.reply(200, json.dumps({"name": name, "tags": page}).encode(), headers)
 
 
+class TokenBucket(Action):
+    """Answer 429 (``TOOMANYREQUESTS``, ``Retry-After``) above a request rate, forward below it: a bucket
+    of ``burst`` tokens refilled at ``rate`` per second, one token per request, shared by every request the
+    rule picks (one instance per proxy). ``refused`` and ``admitted`` count the two outcomes."""
+
+    def __init__(self, rate: float, burst: int = 1, retry_after: float = 1):
+        if not rate > 0 or burst < 1:
+            raise ValueError(f"TokenBucket(rate={rate}, burst={burst}): needs a positive rate and burst")
+        self.rate, self.burst, self.retry_after = rate, burst, retry_after
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self.refused = self.admitted = 0
+
+    def _take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                self.refused += 1
+                return False
+            self._tokens -= 1
+            self.admitted += 1
+            return True
+
+    def apply(self, ex: Exchange) -> None:
+        if self._take():
+            return super().apply(ex)
+        RateLimit(self.retry_after).apply(ex)
+
+
+class PullQuota(Action):
+    """Docker Hub's pull quota, on manifest requests: every manifest GET takes one pull, HEADs are free,
+    and every answer carries ``ratelimit-limit: <limit>;w=<window>`` and ``ratelimit-remaining:
+    <left>;w=<window>``; once none is left a GET gets 429 ``TOOMANYREQUESTS``
+    (https://docs.docker.com/docker-hub/usage/pulls/). ``remaining`` starts at ``limit`` unless given;
+    ``counted`` is the GETs that took a pull, ``refused`` those answered 429."""
+
+    def __init__(self, limit: int, *, remaining: int | None = None, window: int = 21600):
+        self.limit, self.window = limit, window
+        self.remaining = limit if remaining is None else remaining
+        self._lock = threading.Lock()
+        self.counted = self.refused = 0
+
+    def apply(self, ex: Exchange) -> None:
+        with self._lock:
+            refused = ex.method == "GET" and self.remaining <= 0
+            if ex.method == "GET" and not refused:
+                self.remaining -= 1
+                self.counted += 1
+            self.refused += refused
+            headers = {
+                "ratelimit-limit": f"{self.limit};w={self.window}",
+                "ratelimit-remaining": f"{self.remaining};w={self.window}",
+            }
+        if refused:
+            message = "You have reached your pull rate limit. You may increase the limit by authenticating."
+            return ex.error(429, "TOOMANYREQUESTS", message, headers)
+        response = ex.forward()
+        for name, value in headers.items():
+            response.set(name, value)
+        ex.respond(response)
+
+
+class GoogleTagList(Action):
+    """Extend ``GET /v2/<name>/tags/list`` as Google Artifact Registry and GCR do: the registry's answer plus
+    ``"manifest": {digest: {"imageSizeBytes", "mediaType", "tag": [...], "timeCreatedMs",
+    "timeUploadedMs"}}`` and ``"child": []``. ``manifests`` maps a repository name to the map to add, as
+    the caller wrote it; other repositories and requests are forwarded unchanged."""
+
+    def __init__(self, manifests: Mapping[str, Mapping[str, Mapping[str, Any]]]):
+        self.manifests = manifests
+
+    def apply(self, ex: Exchange) -> None:
+        match = _TAGS_PATH.match(ex.path)
+        if ex.method != "GET" or match is None or match["name"] not in self.manifests:
+            return super().apply(ex)
+        upstream = ex.forward()
+        if upstream.status != 200:
+            return ex.respond(upstream)
+        try:
+            document = json.loads(upstream.read())
+        except ValueError as exc:
+            raise UpstreamError(f"GET {ex.path}: upstream tag list is not JSON: {exc}") from exc
+        document["child"] = []
+        document["manifest"] = self.manifests[match["name"]]
+        headers = {k: v for k, v in upstream.headers if k.lower() not in {"content-length", "content-type"}}
+        ex.reply(200, json.dumps(document).encode(), headers)
+
+
 # --------------------------------------------------------------------------------------------
 # Rules and statistics
 # --------------------------------------------------------------------------------------------
@@ -770,6 +864,7 @@ class ProxyStats:
     actions: dict[str, int]
     rules: tuple[RuleStats, ...]
     bytes_sent: int = 0  # response body bytes the clients' sockets accepted (headers and framing not counted)
+    peak_connections: int = 0  # the most client connections open at once
 
 
 class _RuleState:
@@ -902,7 +997,9 @@ class _Server(ThreadingHTTPServer):
         )
         with self._live_lock:
             self._live[request] = thread
+            open_now = len(self._live)
         self.proxy._count("connections")
+        self.proxy._peak("connections", open_now)
         thread.start()
 
     def shutdown_request(self, request: Any) -> None:
@@ -1053,11 +1150,21 @@ class FaultProxy:
                 actions=dict(self._actions),
                 rules=tuple(RuleStats(s.rule, s.matched, s.applied) for s in self._rules),
                 bytes_sent=self._counts["bytes_sent"],
+                peak_connections=self._counts["peak_connections"],
             )
+
+    def reset_peak(self) -> None:
+        """Start counting the most connections open at once afresh (e.g. after a warm-up)."""
+        with self._lock:
+            self._counts["peak_connections"] = 0
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self._counts[key] += n
+
+    def _peak(self, key: str, value: int) -> None:
+        with self._lock:
+            self._counts[f"peak_{key}"] = max(self._counts[f"peak_{key}"], value)
 
     def _pick(self, method: str, target: str) -> Action | None:
         with self._lock:

@@ -43,7 +43,7 @@ class CrawlWidget(widgets.VBox):
         repositories: Any = None,
         *,
         match: Any = None,
-        workers: int = 16,
+        workers: int | None = None,
         cache: str | os.PathLike | DigestCache | None = None,
         start: bool = True,
     ):
@@ -200,7 +200,7 @@ def crawl(
     repositories: Any = None,
     *,
     match: Any = None,
-    workers: int = 16,
+    workers: int | None = None,
     cache: str | os.PathLike | DigestCache | None = None,
 ) -> CrawlWidget:
     """Start ``registry.inventory(...)`` in the background; display the result to watch or stop it.

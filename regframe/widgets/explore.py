@@ -45,7 +45,7 @@ class Explorer(widgets.VBox):
         registry: Registry | None = None,
         repositories: Any = None,
         match: Any = None,
-        workers: int = 16,
+        workers: int | None = None,
     ):
         if isinstance(source, Inventory):
             self.inventory: Inventory | None = source
@@ -328,7 +328,7 @@ def explore(
     registry: Registry | None = None,
     repositories: Any = None,
     match: Any = None,
-    workers: int = 16,
+    workers: int | None = None,
 ) -> Explorer:
     """Browse ``source``: a Registry (crawled in the background, with a Stop button) or an Inventory.
 

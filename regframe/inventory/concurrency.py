@@ -1,0 +1,197 @@
+"""How many requests a crawl keeps in flight: found by measuring, not fixed in advance.
+
+A registry across a network needs many requests in flight to hide its latency; one on the same machine
+is busy with a few; a rate-limited one answers 429 past some rate. ``Limit`` starts at
+``START`` (16) and measures completions per second over windows of at least ``WINDOW`` completions
+while the limit is reached. It doubles the limit while each step pays (throughput up by at least
+``GAIN``); a step that does not pay is taken back, and from then on steps are an eighth of the limit,
+tried again every ``PROBE_AFTER`` windows. Every 429, 503 or timeout the transport counts halves it
+(except for requests sent before the last halving: one burst counts once): additive increase, multiplicative decrease,
+between 1 and ``maximum``. ``fixed`` keeps it where it was set (``workers=``). A request waiting to be
+retried gives its slot back meanwhile (``TaskPool.wait_off_slot``), so retries queue behind the lowered
+limit instead of returning all at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+START = 16
+DEFAULT_MAX_WORKERS = 64
+# A window is at least this many completions, and at least the limit (one round of requests).
+WINDOW = 16
+# Nor shorter than this, so that loopback's sub-millisecond answers do not make the measure noise.
+MIN_WINDOW_SECONDS = 0.1
+# A step up must raise throughput by this factor to be followed by another; below 1/GAIN it is undone.
+GAIN = 1.05
+# After this many windows at one limit, try one step up again: conditions change during a crawl.
+PROBE_AFTER = 8
+
+
+def check_workers(workers: object, max_workers: object) -> None:
+    """``workers`` (None, or a fixed positive count) and ``max_workers`` (a positive count), before any request."""
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise ValueError(f"workers must be None (adaptive) or a positive integer, not {workers!r}")
+    if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
+        raise ValueError(f"max_workers must be a positive integer, not {max_workers!r}")
+
+
+class Limit:
+    """A semaphore whose size adapts: ``acquire`` waits while ``limit`` tasks run, ``release`` measures.
+
+    ``congestion`` returns a count that grows on every 429, 503 or timeout (the transport's);
+    ``on_change(new, old)`` is called, under the limit's lock, after every change."""
+
+    def __init__(
+        self,
+        maximum: int = DEFAULT_MAX_WORKERS,
+        *,
+        fixed: int | None = None,
+        congestion: Callable[[], int] = lambda: 0,
+        on_change: Callable[[int, int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        check_workers(fixed, maximum)
+        self.fixed = fixed is not None
+        self.maximum = fixed if fixed is not None else maximum
+        self.limit = fixed if fixed is not None else min(START, maximum)
+        self._congestion = congestion
+        self._on_change = on_change
+        self._clock = clock
+        self._cond = threading.Condition()
+        self.active = 0
+        self._signals = congestion()
+        self._slow_start = True
+        self._previous: tuple[int, float] | None = None  # (limit, completions per second) of the last window
+        self._held = 0
+        self._halved_at = float("-inf")
+        self._since = threading.local()  # when this thread's task took its slot
+        self._new_window(clock())
+        self.peak = self.lowest = self.start = self.limit
+        self.increases = self.decreases = 0
+
+    def _new_window(self, now: float) -> None:
+        self._started = now
+        self._done = 0
+        self._busiest = self.active
+        self._congested = False
+
+    def acquire(self, abort: threading.Event | None = None) -> bool:
+        """Wait for a free slot; False (no slot taken) once ``abort`` is set."""
+        with self._cond:
+            while self.active >= self.limit:
+                if abort is not None and abort.is_set():
+                    return False
+                self._cond.wait(0.5)
+            self.active += 1
+            self._busiest = max(self._busiest, self.active)
+            self._since.at = self._clock()
+            return True
+
+    def suspend(self) -> None:
+        """Give a held slot back for a while (a request waiting to be retried) without counting a completion;
+        the refusal that made it wait is heard now, not when some task next completes."""
+        with self._cond:
+            self.active -= 1
+            if not self.fixed:
+                self._backed_off(self._clock())
+            self._cond.notify()
+
+    def resume(self, abort: threading.Event | None = None) -> None:
+        """Take the slot back, waiting while the limit is full; at once when ``abort`` is set, so the task can
+        end and release it."""
+        if not self.acquire(abort):
+            with self._cond:
+                self.active += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self.active -= 1
+            self._done += 1
+            if not self.fixed:
+                self._adjust(self._clock())
+            self._cond.notify()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # -- adapting -------------------------------------------------------------------------------------
+
+    def _backed_off(self, now: float) -> bool:
+        """Halve on new congestion signals; whether there were any. A signal met by a task that took its slot
+        before the last halving answers a request sent at the old limit: it is that overload's echo and
+        halves nothing again, so one burst of refusals counts once."""
+        signals = self._congestion()
+        if signals <= self._signals:
+            return False
+        self._signals = signals
+        self._congested = True
+        if getattr(self._since, "at", now) >= self._halved_at:
+            self._slow_start = False
+            self._previous = None
+            self._set(max(1, self.limit // 2), now)
+            self._halved_at = now
+        return True
+
+    def _adjust(self, now: float) -> None:
+        if self._backed_off(now):
+            return
+        elapsed = now - self._started
+        if self._done < max(WINDOW, self.limit) or elapsed < MIN_WINDOW_SECONDS:
+            return
+        rate = self._done / elapsed
+        if self._busiest < self.limit or self._congested:
+            # Fewer tasks than slots says nothing about the limit; refusals say it is no time to grow.
+            self._new_window(now)
+            return
+        previous, self._previous = self._previous, (self.limit, rate)
+        if previous is None or (previous[0] < self.limit and rate >= previous[1] * GAIN):
+            self._grow(now)
+        elif previous[0] < self.limit:
+            self._slow_start = False  # the step up did not pay: back to where it was
+            self._previous = previous
+            self._set(previous[0], now)
+        else:
+            self._held += 1
+            if self._held >= PROBE_AFTER:
+                self._grow(now)
+            else:
+                self._new_window(now)
+
+    def _grow(self, now: float) -> None:
+        step = self.limit if self._slow_start else max(1, self.limit // 8)
+        self._set(min(self.maximum, self.limit + step), now)
+
+    def _set(self, limit: int, now: float) -> None:
+        old, self.limit = self.limit, limit
+        self._held = 0
+        self._new_window(now)
+        if limit == old:
+            return
+        if limit > old:
+            self.increases += 1
+            self._cond.notify(limit - old)
+        else:
+            self.decreases += 1
+        self.peak = max(self.peak, limit)
+        self.lowest = min(self.lowest, limit)
+        if self._on_change is not None:
+            self._on_change(limit, old)
+
+    def stats(self) -> dict[str, Any]:
+        """What the limit did, for ``inv.stats['concurrency']``."""
+        with self._cond:
+            return {
+                "mode": "fixed" if self.fixed else "adaptive",
+                "max_workers": self.maximum,
+                "start": self.start,
+                "final": self.limit,
+                "peak": self.peak,
+                "lowest": self.lowest,
+                "increases": self.increases,
+                "decreases": self.decreases,
+            }

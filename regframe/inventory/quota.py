@@ -1,0 +1,144 @@
+"""A crawl's rate-limit budget: the manifest GETs it may make before it stops.
+
+Docker Hub counts manifest GETs against a pull quota (HEADs, tag lists and blobs are free) and reports
+it in ``RateLimit-Limit: 100;w=21600`` and ``RateLimit-Remaining: 76;w=21600``. A crawl with a budget
+counts every manifest GET as one unit (Hub counts at most that) and stops before one would take the
+remaining quota below the reserve, keeping what it read.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+
+from ..client.transport import RateLimit
+
+AUTO = "auto"
+# With budget="auto", the share of the window's limit left unspent when reserve= is not given.
+AUTO_RESERVE = 0.1
+
+
+def check_budget(budget: object, reserve: object) -> None:
+    """``budget`` (None, a positive number of quota units, or "auto") and ``reserve`` (None, units, or a
+    fraction in [0, 1)), checked before any request."""
+    counted = isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1
+    if budget is not None and budget != AUTO and not counted:
+        raise ValueError(f'budget must be None, a positive number of manifest GETs or "auto", not {budget!r}')
+    if reserve is None:
+        return
+    if budget is None:
+        raise ValueError('reserve= needs a budget= (a number of manifest GETs or "auto")')
+    if isinstance(reserve, bool) or not isinstance(reserve, (int, float)):
+        raise ValueError(f"reserve must be a number of quota units or a fraction in [0, 1), not {reserve!r}")
+    if isinstance(reserve, float) and not 0 <= reserve < 1:
+        raise ValueError(f"reserve as a fraction must be in [0, 1), not {reserve!r}")
+    if isinstance(reserve, int) and reserve < 0:
+        raise ValueError(f"reserve must not be negative, not {reserve!r}")
+    if isinstance(budget, int) and isinstance(reserve, int) and reserve >= budget:
+        raise ValueError(f"reserve={reserve} leaves nothing of budget={budget} to spend")
+
+
+def _units(reserve: int | float | None, quota: int, default: float) -> int:
+    value = default if reserve is None else reserve
+    return math.ceil(value * quota) if isinstance(value, float) else value
+
+
+class Quota:
+    """Hands out manifest GETs: ``take()`` before each (False: stop the crawl), ``done()`` after it.
+
+    ``budget=N`` allows N units less the reserve (none unless given). ``budget="auto"`` follows the
+    registry's own figures (``rate_limit()``, the latest headers): a GET is made only while the lowest
+    ``remaining`` seen, less the GETs still in flight, stays above the reserve (10% of the window's limit
+    unless given). Until the first figures arrive one GET is in flight at a time; a registry that sends
+    none after it has no quota to keep, and the crawl goes on unbounded."""
+
+    def __init__(
+        self, budget: int | str | None, reserve: int | float | None, rate_limit: Callable[[], RateLimit | None]
+    ):
+        check_budget(budget, reserve)
+        self.budget = budget
+        self._reserve = reserve
+        self._rate_limit = rate_limit
+        self._cond = threading.Condition()
+        self.spent = 0
+        self._in_flight = 0
+        self._lowest: int | None = None
+        self._limit: int | None = None
+        self._window: int | None = None
+        self._unbounded = budget is None
+        self._probed = False
+        self.reason: str | None = None
+
+    def _observe(self, figures: RateLimit | None = None) -> None:
+        figures = figures or self._rate_limit()
+        if figures is None or figures.remaining is None:
+            return
+        self._lowest = figures.remaining if self._lowest is None else min(self._lowest, figures.remaining)
+        self._limit = figures.limit if figures.limit is not None else self._limit
+        self._window = figures.window_seconds if figures.window_seconds is not None else self._window
+
+    def take(self) -> bool:
+        with self._cond:
+            if self.reason is not None:
+                return False
+            if self._unbounded:
+                self.spent += 1
+                return True
+            if isinstance(self.budget, int):
+                left = self.budget - self.spent
+                reserve = _units(self._reserve, self.budget, 0.0)
+                if left - 1 < reserve:
+                    self.reason = f"budget spent: {self.spent} manifest GETs of budget={self.budget}" + (
+                        f" (reserve {reserve})" if reserve else ""
+                    )
+                    return False
+                return self._spend()
+            while True:
+                self._observe()
+                if self._lowest is not None:
+                    break
+                if self._probed and self._in_flight == 0:
+                    self._unbounded = True  # the registry sends no rate-limit headers: nothing to keep
+                    self.spent += 1
+                    return True
+                if not self._probed:
+                    self._probed = True
+                    return self._spend()
+                self._cond.wait(0.05)
+            limit = self._limit if self._limit is not None else self._lowest
+            reserve = _units(self._reserve, limit, AUTO_RESERVE)
+            if self._lowest - self._in_flight - 1 < reserve:
+                window = f" per {self._window} s" if self._window else ""
+                self.reason = (
+                    f"rate-limit reserve reached: the registry reports {self._lowest} of {limit} pulls{window} "
+                    f"left, with {self._in_flight} in flight; {reserve} are kept in reserve"
+                )
+                return False
+            return self._spend()
+
+    def _spend(self) -> bool:
+        self.spent += 1
+        self._in_flight += 1
+        return True
+
+    def done(self, figures: RateLimit | None = None) -> None:
+        """A GET has ended; ``figures`` are its own answer's rate-limit headers. Every answer reports the
+        quota left after it was counted, so the lowest seen, less the GETs not yet answered, never
+        overstates what is left, however the answers overtake each other."""
+        with self._cond:
+            if self._unbounded and self._in_flight == 0:
+                return
+            self._in_flight = max(0, self._in_flight - 1)
+            self._observe(figures)
+            self._cond.notify_all()
+
+    def stats(self) -> dict[str, object]:
+        with self._cond:
+            return {
+                "budget": self.budget,
+                "manifest_gets": self.spent,
+                "remaining": self._lowest,
+                "limit": self._limit,
+                "stopped": self.reason,
+            }
