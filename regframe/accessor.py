@@ -16,12 +16,12 @@ import pandas as pd
 
 from . import analysis
 from .analysis._frames import (
-    MANIFEST_COLUMNS,
     RECLAIM_LAYER_COLUMNS,
     RECLAIM_STALE_COLUMNS,
     SHARED_LAYERS_COLUMNS,
     SHARING_MATRIX_COLUMNS,
     STALE_COLUMNS,
+    STALE_INPUT_COLUMNS,
     STORAGE_COLUMNS,
     missing_columns,
     require_columns,
@@ -67,7 +67,7 @@ class RegistryAccessor:
         age_from: str = "created",
     ) -> pd.DataFrame:
         """Stale/kept decision and reason per (repository, tag) (on a manifests frame)."""
-        self._need(MANIFEST_COLUMNS, "stale_tags", "manifests")
+        self._need(STALE_INPUT_COLUMNS, "stale_tags", "manifests")
         return analysis.stale_tags(
             self._df, older_than=older_than, keep_last=keep_last, keep=keep, match=match, now=now, age_from=age_from
         )

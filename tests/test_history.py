@@ -223,7 +223,7 @@ def test_diff_reports_every_change_made_between_the_audits(scenario):
         )
         for repo in storage_before.keys() | storage_after.keys()
     }
-    columns = [c for c in history.changes.STORAGE_COLUMNS if "bytes" in c]
+    columns = [c for c in history.changes.STORAGE_CHANGE_COLUMNS if "bytes" in c]
     got = {row[0]: tuple(row[1:]) for row in result.storage[["repository", *columns]].itertuples(index=False)}
     assert got == expected
     assert result.storage.set_index("repository").loc["team/d", "exclusive_bytes_delta"] == CD_SHARED.size

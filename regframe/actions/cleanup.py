@@ -27,7 +27,7 @@ from ..client.artifacts import fallback_tag_subject
 from ..client.reference import validate_digest, validate_repository, validate_tag
 
 RESULT_COLUMNS = ["repository", "tag", "digest", "action", "method", "status", "reason"]
-PLAN_COLUMNS = ("repository", "tag", "digest", "stale")
+APPLY_INPUT_COLUMNS = ("repository", "tag", "digest", "stale")
 
 Row = list  # [repository, tag, digest, action, method, status, reason]
 Planned = tuple[str, str, str | None]  # tag, digest, subject (None for an image)
@@ -83,7 +83,7 @@ def _plan(stale: pd.DataFrame) -> dict[str, list[Planned]]:
     """The rows to delete, checked in full before any request: {repository: [(tag, digest, subject)]}."""
     if not isinstance(stale, pd.DataFrame):
         raise ValueError(f"apply_cleanup needs the DataFrame stale_tags() returns, got {type(stale).__name__}")
-    missing = [c for c in PLAN_COLUMNS if c not in stale.columns]
+    missing = [c for c in APPLY_INPUT_COLUMNS if c not in stale.columns]
     if missing:
         raise ValueError(f"stale frame lacks column(s) {', '.join(missing)}; pass the output of stale_tags()")
     columns = ["repository", "tag", "digest", *(["subject"] if "subject" in stale.columns else [])]

@@ -19,7 +19,7 @@ import pandas as pd
 STORAGE_COLUMNS = ("repository", "tag", "manifest_digest", "layer_digest", "size")
 SHARED_LAYERS_COLUMNS = STORAGE_COLUMNS
 SHARING_MATRIX_COLUMNS = ("repository", "layer_digest", "size")
-MANIFEST_COLUMNS = ("repository", "tag", "digest", "created", "size")
+STALE_INPUT_COLUMNS = ("repository", "tag", "digest", "created", "size")
 STALE_COLUMNS = ("repository", "tag", "digest", "created", "age", "stale", "reason")
 RECLAIM_STALE_COLUMNS = ("repository", "tag", "stale")
 RECLAIM_LAYER_COLUMNS = ("repository", "tag", "layer_digest", "size")

@@ -23,8 +23,8 @@ import pandas as pd
 
 from ..patterns import BoundedPattern, compile_pattern
 from ._frames import (
-    MANIFEST_COLUMNS,
     STALE_COLUMNS,
+    STALE_INPUT_COLUMNS,
     Codes,
     bool_mask,
     codes,
@@ -100,7 +100,7 @@ def stale_tags(
     keep_rx = compile_pattern(keep, "keep")
     match_rx = compile_pattern(match, "match")
     at = _as_utc(now)
-    require_columns(manifests, MANIFEST_COLUMNS, "stale_tags")
+    require_columns(manifests, STALE_INPUT_COLUMNS, "stale_tags")
 
     tags = _per_tag(manifests)
     dated, by_push = _dates(manifests, tags, age_from)

@@ -26,9 +26,9 @@ from ..inventory import Inventory
 from ..inventory.inventory import neutralize_formulas
 from ..units import format_bytes
 
-REPOSITORY_COLUMNS = ["repository", "change", "tags_before", "tags_after"]
-TAG_COLUMNS = ["repository", "tag", "change", "old_digest", "new_digest", "old_created", "new_created"]
-STORAGE_COLUMNS = [
+REPOSITORY_CHANGE_COLUMNS = ["repository", "change", "tags_before", "tags_after"]
+TAG_CHANGE_COLUMNS = ["repository", "tag", "change", "old_digest", "new_digest", "old_created", "new_created"]
+STORAGE_CHANGE_COLUMNS = [
     "repository",
     "stored_bytes_before",
     "stored_bytes_after",
@@ -39,7 +39,7 @@ STORAGE_COLUMNS = [
     "tags_before",
     "tags_after",
 ]
-STALE_COLUMNS = ["repository", "tag", "digest", "created", "age", "size", "reason", "before"]
+STALE_CHANGE_COLUMNS = ["repository", "tag", "digest", "created", "age", "size", "reason", "before"]
 NOT_THERE_BEFORE = "not in the older audit"
 SUMMARY_TOP = 10
 
@@ -268,7 +268,9 @@ def _repositories(before: _Audit, after: _Audit) -> pd.DataFrame:
             unknown += 1
             continue
         rows.append((name, "added" if added else "removed", before.count(name), after.count(name)))
-    frame = pd.DataFrame(rows, columns=REPOSITORY_COLUMNS).astype({"tags_before": "int64", "tags_after": "int64"})
+    frame = pd.DataFrame(rows, columns=REPOSITORY_CHANGE_COLUMNS).astype(
+        {"tags_before": "int64", "tags_after": "int64"}
+    )
     frame.attrs["unknown"] = unknown
     return frame
 
@@ -298,7 +300,7 @@ def _tags(before: _Audit, after: _Audit) -> pd.DataFrame:
             "old_created": merged["created_old"].array[keep],
             "new_created": merged["created_new"].array[keep],
         },
-        columns=TAG_COLUMNS,
+        columns=TAG_CHANGE_COLUMNS,
     )
     frame = frame.sort_values(["repository", "change", "tag"], kind="stable", ignore_index=True)
     frame.attrs["unknown"] = int(unsure.sum())
@@ -318,7 +320,7 @@ def _storage(before: _Audit, after: _Audit) -> tuple[pd.DataFrame, pd.DataFrame,
         frame[f"{column}_delta"] = frame[f"{column}_after"] - frame[f"{column}_before"]
     frame["tags_before"] = [before.count(name) for name in names]
     frame["tags_after"] = [after.count(name) for name in names]
-    frame = frame[STORAGE_COLUMNS].astype({column: "int64" for column in STORAGE_COLUMNS[1:]})
+    frame = frame[STORAGE_CHANGE_COLUMNS].astype({column: "int64" for column in STORAGE_CHANGE_COLUMNS[1:]})
     frame = frame.sort_values(
         ["stored_bytes_delta", "repository"], ascending=[False, True], kind="stable", ignore_index=True
     )
@@ -340,7 +342,7 @@ def _became_stale(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     merged = merged[merged["was_stale"].ne(True).to_numpy()]
     merged["before"] = merged["before"].fillna(NOT_THERE_BEFORE)
     merged["digest"] = _text(merged["digest"])
-    return merged[STALE_COLUMNS].reset_index(drop=True)
+    return merged[STALE_CHANGE_COLUMNS].reset_index(drop=True)
 
 
 def _text(values: pd.Series | pd.Index) -> pd.Series:

@@ -18,7 +18,7 @@ from .crawl_panel import CrawlWidget, check_registry
 
 SORT_KEYS = ("created", "tag", "size")
 DETAIL_TABS = ("Manifest", "Layers", "Labels", "History", "Platforms")
-TAG_COLUMNS = ["tag", "created", "size", "platforms", "digest", "media_type"]
+TAG_TABLE_COLUMNS = ["tag", "created", "size", "platforms", "digest", "media_type"]
 _TAG_FORMATS = {"created": _render.date, "size": _render.nbytes, "digest": _render.short_digest}
 _LAYER_FORMATS = {"size": _render.nbytes, "layer_digest": _render.short_digest, "manifest_digest": _render.short_digest}
 _PLATFORM_FORMATS = {
@@ -56,7 +56,7 @@ class Explorer(widgets.VBox):
             raise TypeError(
                 f"explore() takes a Registry (from regframe.connect) or an Inventory, not {type(source).__name__}"
             )
-        self.tags_frame = pd.DataFrame(columns=TAG_COLUMNS)
+        self.tags_frame = pd.DataFrame(columns=TAG_TABLE_COLUMNS)
         self.manifest: dict | None = None
         self.layers_frame = pd.DataFrame()
         self.labels_frame = pd.DataFrame()
@@ -176,7 +176,7 @@ class Explorer(widgets.VBox):
             }
         )
         frame = frame.join(per_tag, on="tag")
-        return frame[TAG_COLUMNS]
+        return frame[TAG_TABLE_COLUMNS]
 
     def _sorted(self, frame: pd.DataFrame) -> pd.DataFrame:
         key = self.sort_by.value
@@ -190,7 +190,7 @@ class Explorer(widgets.VBox):
         """Fill the tag table and tag list for the selected repository."""
         repository = self.repositories.value
         if self.inventory is None or repository is None:
-            self.tags_frame = pd.DataFrame(columns=TAG_COLUMNS)
+            self.tags_frame = pd.DataFrame(columns=TAG_TABLE_COLUMNS)
             self.tags_table.value = _render.note(
                 "no repository selected" if self._names or self.inventory else "waiting for the crawl..."
             )
