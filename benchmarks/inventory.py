@@ -74,6 +74,10 @@ WRK_CONNECTIONS = 16
 WRK_THREADS = 2
 WORKERS = 16
 SMALL_LAYERS = {"layer_size_range": (200, 1_000), "base_layer_size_range": (1_000, 4_000)}
+# The full crawl runs on a realistic mix: half the versions signed, SBOMs and buildx attestations on some.
+ACCESSORIES = {"signed_ratio": 0.5, "sbom_ratio": 0.3, "attestation_ratio": 0.1}
+# skopeo refuses to inspect a referrers list (an index of artifacts); a user reads it with --raw.
+FALLBACK_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 
 WRK_SCRIPT = """\
 -- Replays a request list ("METHOD PATH [ACCEPT]" per line); threads take alternate lines.
@@ -192,7 +196,8 @@ def skopeo_loop(host: str, repositories: list[str], requests: int = 0) -> int:
     for repository in repositories:
         listed = json.loads(_run(["skopeo", "list-tags", "--tls-verify=false", f"docker://{host}/{repository}"]))
         for tag in listed["Tags"]:
-            json.loads(_run(["skopeo", "inspect", "--tls-verify=false", f"docker://{host}/{repository}:{tag}"]))
+            raw = ["--raw"] if FALLBACK_TAG.fullmatch(tag) else []
+            json.loads(_run(["skopeo", "inspect", *raw, "--tls-verify=false", f"docker://{host}/{repository}:{tag}"]))
             inspected += 1
     if not inspected:
         raise RuntimeError(f"skopeo found no tags in {repositories}")
@@ -315,7 +320,7 @@ def per_round(numerator: Series, denominator: Series, *, rate: bool = False) -> 
 
 
 def run_loopback(args: argparse.Namespace) -> tuple[str, list[Target]]:
-    fleet = make_fleet(repositories=args.repositories, tags_per_repo=args.tags, **SMALL_LAYERS)
+    fleet = make_fleet(repositories=args.repositories, tags_per_repo=args.tags, **SMALL_LAYERS, **ACCESSORIES)
     cold, warm = Series("regframe, cold cache"), Series("regframe, warm cache")
     dxf_ = Series("python-dxf, sequential, README style")
     wrk = Series(f"wrk replaying the cold crawl's requests ({WRK_CONNECTIONS} connections)")
