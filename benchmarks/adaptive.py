@@ -44,10 +44,8 @@ from _common import (
 )
 from inventory import (
     SMALL_LAYERS,
-    _CountedBase,
-    _CountedDXF,
     _describe,
-    _dxf_requests,
+    dxf_crawl,
     machine,
     per_round,
     record_requests,
@@ -84,29 +82,8 @@ def crawl(url: str, fleet: Fleet, workers: int | None, server_pid: int | None, l
 
 
 def dxf_subset(host: str, fleet: Fleet, repositories: list[str]) -> int:
-    """python-dxf the README way (catalog, then per tag its manifest, index children and configs) over
-    ``repositories``; returns its request count."""
-    import json
-
-    _dxf_requests.clear()
-    listed = set(_CountedBase(host, insecure=True).list_repos())
-    tags = 0
-    for repository in repositories:
-        if repository not in listed:
-            raise RuntimeError(f"python-dxf did not list {repository}")
-        client = _CountedDXF(host, repository, insecure=True)
-        for tag in client.list_aliases():
-            manifest = json.loads(client.get_manifest_and_response(tag)[0])
-            images = [
-                json.loads(client.get_manifest_and_response(child["digest"])[0])
-                for child in manifest.get("manifests", [])
-            ] or [manifest]
-            for image in images:
-                json.loads(b"".join(client.pull_blob(image["config"]["digest"])))
-            tags += 1
-    if tags != sum(len(fleet.tags[r]) for r in repositories):
-        raise RuntimeError(f"python-dxf read {tags} tags of {repositories}")
-    return _dxf_requests["total"]
+    """python-dxf on whole repositories only (it is slow through a slow link), the README way."""
+    return dxf_crawl(host, fleet, repositories)
 
 
 def limits_note(name: str, limits: list[dict]) -> str:

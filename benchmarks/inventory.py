@@ -156,11 +156,17 @@ class _CountedDXF(_CountedBase, dxf.DXF):
     pass
 
 
-def dxf_crawl(host: str, fleet: Fleet) -> int:
-    """Catalog, tags, each tag's manifest, index children and config blobs, the README way."""
+def dxf_crawl(host: str, fleet: Fleet, repositories: list[str] | None = None) -> int:
+    """Catalog, tags, each tag's manifest, index children and config blobs, the README way; only
+    ``repositories`` (each must be listed) when given."""
     _dxf_requests.clear()
+    listed = _CountedBase(host, insecure=True).list_repos()
+    wanted = listed if repositories is None else repositories
+    missing = set(wanted) - set(listed)
+    if missing:
+        raise RuntimeError(f"python-dxf did not list {sorted(missing)}")
     tags = 0
-    for repository in _CountedBase(host, insecure=True).list_repos():
+    for repository in wanted:
         client = _CountedDXF(host, repository, insecure=True)
         for tag in client.list_aliases():
             manifest = json.loads(client.get_manifest_and_response(tag)[0])
@@ -171,8 +177,9 @@ def dxf_crawl(host: str, fleet: Fleet) -> int:
             for image in images:
                 json.loads(b"".join(client.pull_blob(image["config"]["digest"])))
             tags += 1
-    if tags != fleet.tag_count:
-        raise RuntimeError(f"python-dxf read {tags} of {fleet.tag_count} tags")
+    expected = fleet.tag_count if repositories is None else sum(len(fleet.tags[r]) for r in repositories)
+    if tags != expected:
+        raise RuntimeError(f"python-dxf read {tags} of {expected} tags")
     return _dxf_requests["total"]
 
 
