@@ -26,8 +26,8 @@ from .analysis._frames import (
     missing_columns,
     require_columns,
 )
+from .analysis.storage import USAGE_CHART_COLUMNS
 
-USAGE_PLOT_COLUMNS = ("repository", "stored_bytes", "exclusive_bytes", "shared_bytes")
 LAYER_SIZE_COLUMNS = ("layer_digest", "size")
 STALE_PLOT_COLUMNS = ("repository", "tag", "created", "age", "stale")
 
@@ -93,11 +93,11 @@ class RegistryAccessor:
         """Stacked exclusive/shared bars per repository (storage_usage is computed from layers).
 
         See :func:`regframe.plot.storage`; extra keyword arguments go to its bars."""
-        if missing_columns(self._df, USAGE_PLOT_COLUMNS):
+        if missing_columns(self._df, USAGE_CHART_COLUMNS):
             if missing_columns(self._df, STORAGE_COLUMNS):
                 raise ValueError(
                     "df.registry.plot_storage() needs a storage_usage frame (columns "
-                    f"{list(USAGE_PLOT_COLUMNS)}) or a layers frame (columns "
+                    f"{list(USAGE_CHART_COLUMNS)}) or a layers frame (columns "
                     f"{list(STORAGE_COLUMNS)}); the frame has {list(self._df.columns)}"
                 )
             usage = analysis.storage_usage(self._df)

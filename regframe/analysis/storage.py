@@ -20,6 +20,8 @@ from ._frames import (
 )
 
 USAGE_COLUMNS = ("repository", "images", "tags", "logical_bytes", "stored_bytes", "exclusive_bytes", "shared_bytes")
+# What a storage chart draws from a storage_usage frame.
+USAGE_CHART_COLUMNS = ("repository", "stored_bytes", "exclusive_bytes", "shared_bytes")
 
 
 def digest_sizes(digest: np.ndarray, size: np.ndarray, count: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
+from regframe.analysis.storage import USAGE_CHART_COLUMNS
 from regframe.plot._style import (
     NEUTRAL,
     bytes_axis,
@@ -25,7 +26,6 @@ from regframe.plot._style import (
 )
 from regframe.units import format_bytes
 
-_COLUMNS = ("repository", "stored_bytes", "exclusive_bytes", "shared_bytes")
 SHARED_HATCH = "////"
 
 
@@ -41,7 +41,7 @@ def storage(usage: pd.DataFrame, *, top: int = 15, ax: Axes | None = None, **kwa
     A frame without rows draws an empty chart saying there are no repositories. Raises ValueError
     when a column is missing (naming it) and for ``top`` other than a positive int.
     """
-    require_columns(usage, _COLUMNS, "storage()")
+    require_columns(usage, USAGE_CHART_COLUMNS, "storage()")
     check_top(top, "storage()")
     rows = _fold(usage, top)
     ax = new_axes(ax, 9.5, row_height_inches(len(rows)))
