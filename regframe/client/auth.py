@@ -225,6 +225,8 @@ class RegistryAuth(Auth):
 
     def _at_home(self, request: Request) -> bool:
         """Whether ``request`` goes to the credentials' origin; refuses an https to http downgrade on the same host."""
+        if request.url.startswith(self._home_url) and request.url[len(self._home_url) : len(self._home_url) + 1] == "/":
+            return True
         target = _origin(request.url)
         if target == self._home:
             return True
@@ -259,11 +261,12 @@ class RegistryAuth(Auth):
         if not request.authenticated:
             yield request
             return
-        scoped = self._namespace_auth(request) if self._at_home(request) else None
+        at_home = self._at_home(request)
+        scoped = self._namespace_auth(request) if at_home else None
         if scoped is not None:
             yield from scoped.auth_flow(request)
             return
-        if not self._at_home(request):
+        if not at_home:
             for name in [k for k in request.headers if k.lower() == "authorization"]:
                 del request.headers[name]
             response = yield request

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from ..client.transport import RateLimit
+from ..client.transport import RateLimit, rate_limit_of
 
 AUTO = "auto"
 # With budget="auto", the share of the window's limit left unspent when reserve= is not given.
@@ -122,15 +122,15 @@ class Quota:
         self._in_flight += 1
         return True
 
-    def done(self, figures: RateLimit | None = None) -> None:
-        """A GET has ended; ``figures`` are its own answer's rate-limit headers. Every answer reports the
+    def done(self, headers: Mapping[str, str] | None = None) -> None:
+        """A GET has ended; ``headers`` are its own answer's, read for rate-limit figures. Every answer reports the
         quota left after it was counted, so the lowest seen, less the GETs not yet answered, never
         overstates what is left, however the answers overtake each other."""
         with self._cond:
             if self._unbounded and self._in_flight == 0:
                 return
             self._in_flight = max(0, self._in_flight - 1)
-            self._observe(figures)
+            self._observe(rate_limit_of(headers) if headers else None)
             self._cond.notify_all()
 
     def stats(self) -> dict[str, object]:
