@@ -17,6 +17,7 @@ import pytest
 import urllib3
 
 import regframe
+from regframe.client.connections import DirectResponse
 from regframe.client.transport import Transport
 from regframe.testing import build_image, layer, local_registry, push_image
 from regframe.testing.faultproxy import Drip, FaultProxy, HugeBody, RateLimit, Rule, Status
@@ -52,18 +53,20 @@ def proxy(registry):
 
 @pytest.fixture
 def error_bytes(monkeypatch):
-    """Decoded bytes the client takes out of error responses (status 400 and up), counted where urllib3
-    hands them out; an instrument only, every byte still comes from the server."""
+    """Decoded bytes the client takes out of error responses (status 400 and up), counted where a response
+    hands them out: urllib3's (other hosts, proxies) and the registry connection's. An instrument only,
+    every byte still comes from the server."""
     counted: list[int] = []
-    original = urllib3.response.HTTPResponse.read
+    for cls in (urllib3.response.HTTPResponse, DirectResponse):
+        original = cls.read
 
-    def read(self, *args, **kwargs):
-        data = original(self, *args, **kwargs)
-        if self.status >= 400:
-            counted.append(len(data))
-        return data
+        def read(self, *args, _original=original, **kwargs):
+            data = _original(self, *args, **kwargs)
+            if self.status >= 400:
+                counted.append(len(data))
+            return data
 
-    monkeypatch.setattr(urllib3.response.HTTPResponse, "read", read)
+        monkeypatch.setattr(cls, "read", read)
     return counted
 
 

@@ -6,8 +6,6 @@ bookkeeping (cookies, hooks, environment merging) doubles the client CPU per req
 
 from __future__ import annotations
 
-import http.client
-import io
 import json
 import logging
 import os
@@ -26,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import urllib3
 import urllib3.connection
+from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import (
     ConnectTimeoutError,
     DecodeError,
@@ -39,10 +38,10 @@ from urllib3.exceptions import (
 from urllib3.util.ssl_match_hostname import CertificateError as _HostnameError
 
 from . import errors as E
+from .budget import Budget, BudgetedHTTPResponse, sending
+from .connections import ConnectFailed, Connections, ConnectTimedOut, DirectResponse, tls_context
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
-
     from .auth import Auth
 
 log = logging.getLogger("regframe.client")
@@ -60,6 +59,7 @@ DRAIN_LIMIT = 64 * 1024
 DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_MIN_STREAM_RATE = 1024.0
 DEFAULT_MAX_RETRY_WAIT = 60.0
+USER_AGENT = "regframe/0.1"
 
 
 @dataclass
@@ -133,8 +133,9 @@ class RateLimit:
 def rate_limit_of(headers: Mapping[str, str]) -> RateLimit | None:
     """Docker Hub's ``RateLimit-Limit: 100;w=21600`` and ``RateLimit-Remaining: 76;w=21600`` (any case), or
     None when the answer has no ``RateLimit-Limit``."""
-    found = {name.lower(): value for name, value in headers.items() if name.lower().startswith("ratelimit-")}
-    limit = found.get("ratelimit-limit")
+    if not isinstance(headers, HTTPHeaderDict):
+        headers = HTTPHeaderDict(headers)
+    limit = headers.get("ratelimit-limit")
     if limit is None:
         return None
 
@@ -145,7 +146,7 @@ def rate_limit_of(headers: Mapping[str, str]) -> RateLimit | None:
             return None
 
     window = first_int(limit.split(";w=", 1)[1]) if ";w=" in limit else None
-    return RateLimit(first_int(limit), first_int(found.get("ratelimit-remaining")), window)
+    return RateLimit(first_int(limit), first_int(headers.get("ratelimit-remaining")), window)
 
 
 class Response:
@@ -153,7 +154,9 @@ class Response:
 
     __slots__ = ("_complete", "_content", "budget", "headers", "method", "raw", "status_code", "url")
 
-    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str, method: str, budget: Budget | None = None):
+    def __init__(
+        self, raw: urllib3.BaseHTTPResponse | DirectResponse, url: str, method: str, budget: Budget | None = None
+    ):
         self.raw = raw
         self.status_code = raw.status
         self.headers = raw.headers
@@ -199,154 +202,12 @@ class Response:
         return left is not None and left <= DRAIN_LIMIT and encoding == "identity"
 
 
-class Budget:
-    """How long one response may take, checked before every socket read, so a server dripping a byte
-    just inside ``read_timeout`` cannot stretch it:
-
-    - the headers, and any body read whole (manifests, JSON, tokens, error bodies), must all arrive
-      within ``request_timeout`` seconds of the request having been sent (an upload's own sending time
-      does not count);
-    - a streamed body (a blob, possibly gigabytes) has no overall deadline, but every ``request_timeout``
-      seconds spent waiting on the server must bring at least ``min_rate`` bytes a second on average
-      (0 turns this off). Time the caller spends between reads (writing a file, uploading a copy) is
-      not counted.
-    """
-
-    __slots__ = (
-        "broken",
-        "deadline",
-        "min_rate",
-        "read_timeout",
-        "received",
-        "request_timeout",
-        "streaming",
-        "waited",
-    )
-
-    def __init__(self, read_timeout: float, request_timeout: float, min_rate: float):
-        self.read_timeout = read_timeout
-        self.request_timeout = request_timeout
-        self.min_rate = min_rate
-        self.deadline = time.monotonic() + request_timeout
-        self.streaming = False
-        self.waited = 0.0
-        self.received = 0
-        self.broken = False
-
-    def start(self) -> None:
-        """The request has been sent: the wait for its answer starts now."""
-        self.deadline = time.monotonic() + self.request_timeout
-
-    def stream(self) -> None:
-        """The body is streamed from here on: the rate rule replaces the deadline."""
-        self.streaming = True
-        self.waited, self.received = 0.0, 0
-
-    def next_read(self) -> tuple[float, bool]:
-        """The socket timeout for the next read, and whether it is this budget's rather than ``read_timeout``."""
-        if self.streaming:
-            if not self.min_rate or self.received >= self.min_rate * self.request_timeout:
-                return self.read_timeout, False
-            left = self.request_timeout - self.waited
-        else:
-            left = self.deadline - time.monotonic()
-        if left <= 0:
-            self.broken = True
-            raise _OutOfTime("the response took longer than its budget allows")
-        return (left, True) if left < self.read_timeout else (self.read_timeout, False)
-
-    def record(self, waited: float, received: int) -> None:
-        if self.streaming:
-            self.waited += waited
-            self.received += received
-            if self.waited >= self.request_timeout and self.received >= self.min_rate * self.request_timeout:
-                self.waited, self.received = 0.0, 0
-
-    def error(self, where: str, url: str | None) -> E.RegistryTimeoutError:
-        if self.streaming:
-            text = (
-                f"body arrived slower than min_stream_rate={self.min_rate:g} bytes/s over "
-                f"request_timeout={self.request_timeout:g} s"
-            )
-        else:
-            text = f"no complete answer within request_timeout={self.request_timeout:g} s"
-        return E.RegistryTimeoutError(f"{where}: {text}", url=url)
-
-
-class _OutOfTime(TimeoutError):
-    """Raised inside a socket read, where urllib3 turns it into a ReadTimeoutError like any timeout."""
-
-
-# The budget of the request this thread is sending; the connection picks it up when the answer starts.
-_sending = threading.local()
-
-
-class _TimedReader(io.RawIOBase):
-    """A response's socket, each read given the timeout its ``Budget`` leaves."""
-
-    def __init__(self, sock: socket.socket, budget: Budget) -> None:
-        super().__init__()
-        self._sock = sock
-        self._io = sock.makefile("rb", buffering=0)
-        self._budget = budget
-        self._timeout = sock.gettimeout()
-
-    def readable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:
-        return self._io.fileno()
-
-    def readinto(self, buffer: WriteableBuffer) -> int | None:
-        budget = self._budget
-        timeout, ours = budget.next_read()
-        if timeout != self._timeout:
-            self._sock.settimeout(timeout)
-            self._timeout = timeout
-        started = time.monotonic()
-        try:
-            n = self._io.readinto(buffer)
-        except TimeoutError:
-            if ours:
-                budget.broken = True
-            raise
-        budget.record(time.monotonic() - started, n or 0)
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            self._io.close()
-        super().close()
-
-
-class _TimedSocket:
-    """What http.client reads a response from: the socket, through a ``_TimedReader``."""
-
-    def __init__(self, sock: socket.socket, budget: Budget) -> None:
-        self._sock = sock
-        self._budget = budget
-
-    def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
-        return io.BufferedReader(_TimedReader(self._sock, self._budget))
-
-
-class _BudgetedHTTPResponse(http.client.HTTPResponse):
-    def __init__(self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: str | None = None):
-        budget = getattr(_sending, "budget", None)
-        if budget is None:
-            super().__init__(sock, debuglevel, method, url)
-            return
-        budget.start()
-        # http.client only calls makefile() on what it is given; typeshed asks for a real socket.
-        super().__init__(_TimedSocket(sock, budget), debuglevel, method, url)  # type: ignore[arg-type]
-
-
 class _HTTPConnection(urllib3.connection.HTTPConnection):
-    response_class = _BudgetedHTTPResponse
+    response_class = BudgetedHTTPResponse
 
 
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    response_class = _BudgetedHTTPResponse
+    response_class = BudgetedHTTPResponse
 
 
 class _HTTPPool(urllib3.HTTPConnectionPool):
@@ -587,10 +448,22 @@ class Transport:
         self.wait_hook: Callable[[float, Callable[[float], None]], None] | None = None
         self._origin = origin(self.base_url)
         self.pool = _budgeted(self._new_pool(pool_size))
-        # Requests to the registry itself skip the pool manager's per-request URL and key work.
-        self._home = self.pool.connection_from_url(self.base_url)
         parts = urlsplit(self.base_url)
         self._home_prefix = f"{parts.scheme}://{parts.netloc}"
+        # Requests to the registry itself go over http.client, unless a proxy is in the way.
+        self._direct = (
+            None
+            if isinstance(self.pool, urllib3.ProxyManager)
+            else Connections(
+                parts.hostname or "",
+                parts.port or (443 if parts.scheme == "https" else 80),
+                open_timeout=open_timeout,
+                read_timeout=read_timeout,
+                tls=tls_context(self._tls) if parts.scheme == "https" else None,
+                maxsize=pool_size,
+                headers={"User-Agent": USER_AGENT},
+            )
+        )
         # Cross-host redirects (blob storage) go through a pool that has never seen our credentials.
         self._foreign = _budgeted(self._new_pool(pool_size))
 
@@ -601,7 +474,7 @@ class Transport:
             maxsize=pool_size,
             block=False,
             retries=False,
-            headers={"User-Agent": "regframe/0.1"},
+            headers={"User-Agent": USER_AGENT},
             **self._tls,
         )
         host = urlsplit(self.base_url).hostname or ""
@@ -617,6 +490,8 @@ class Transport:
     def close(self) -> None:
         self.pool.clear()
         self._foreign.clear()
+        if self._direct is not None:
+            self._direct.clear()
 
     def _wait(self, seconds: float) -> None:
         hook = self.wait_hook
@@ -625,17 +500,25 @@ class Transport:
         else:
             hook(seconds, self._sleep)
 
+    def _home_pool(self) -> urllib3.HTTPConnectionPool:
+        return self.pool.connection_from_url(self.base_url)
+
     @property
     def pool_size(self) -> int:
         """How many idle connections to the registry the pool keeps for reuse."""
-        queue = self._home.pool
+        if self._direct is not None:
+            return self._direct.maxsize
+        queue = self._home_pool().pool
         return 0 if queue is None else queue.maxsize
 
     def keep_connections(self, count: int) -> None:
         """Let the pool keep up to ``count`` idle connections to the registry, so ``count`` threads reuse
         theirs instead of opening and discarding one per request. The pool never opens a connection while
         an idle one is there, so the connections open at once never exceed the requests in flight at once."""
-        queue = self._home.pool
+        if self._direct is not None:
+            self._direct.keep(count)
+            return
+        queue = self._home_pool().pool
         if queue is None:
             return
         with queue.mutex:
@@ -646,7 +529,9 @@ class Transport:
 
     def close_idle(self, keep: int) -> int:
         """Close idle connections to the registry beyond the ``keep`` most recently used; how many closed."""
-        queue = self._home.pool
+        if self._direct is not None:
+            return self._direct.close_idle(keep)
+        queue = self._home_pool().pool
         if queue is None:
             return 0
         with queue.mutex:
@@ -766,27 +651,32 @@ class Transport:
     def _send(self, req: Request, pool: urllib3.PoolManager) -> Response:
         self.stats.count(req.kind)
         target = req.url
-        sender: urllib3.PoolManager | urllib3.HTTPConnectionPool = pool
+        direct = self._direct if pool is self.pool else None
         if (
-            pool is self.pool
+            direct is not None
             and target.startswith(self._home_prefix)
             and target[len(self._home_prefix) : len(self._home_prefix) + 1] == "/"
-            and self._home.proxy is None
         ):
-            sender, target = self._home, target[len(self._home_prefix) :]
+            target = target[len(self._home_prefix) :]
+        else:
+            direct = None
         budget = Budget(self.timeout[1], self.request_timeout, self.min_stream_rate)
-        _sending.budget = budget
+        sending.budget = budget
+        raw: urllib3.BaseHTTPResponse | DirectResponse
         try:
-            raw = sender.urlopen(
-                req.method,
-                target,
-                body=req.body,
-                headers=req.headers,
-                redirect=False,
-                retries=False,
-                timeout=self._timeout,
-                preload_content=False,
-            )
+            if direct is not None:
+                raw = direct.send(req.method, target, req.body, req.headers)
+            else:
+                raw = pool.urlopen(
+                    req.method,
+                    target,
+                    body=req.body,
+                    headers=req.headers,
+                    redirect=False,
+                    retries=False,
+                    timeout=self._timeout,
+                    preload_content=False,
+                )
         except LocationParseError as exc:
             raise E.RegistryProtocolError(
                 f"{_describe(req.method, req.url)}: unusable URL ({exc})", url=req.url
@@ -796,7 +686,7 @@ class Transport:
                 raise budget.error(_describe(req.method, req.url), req.url) from None
             raise
         finally:
-            _sending.budget = None
+            sending.budget = None
         response = Response(raw, req.url, req.method, budget)
         self._note_rate_limit(response)
         if log.isEnabledFor(logging.DEBUG):
@@ -839,11 +729,11 @@ class Transport:
         connect, read = self.timeout
         if isinstance(exc, SSLError):
             return self._tls_error(exc, req, where)
-        if isinstance(exc, NewConnectionError):
+        if isinstance(exc, (NewConnectionError, ConnectFailed)):
             return E.RegistryUnknownError(f"{where}: no registry answers there ({_root(exc)})", url=req.url)
-        if isinstance(exc, ConnectTimeoutError):
+        if isinstance(exc, (ConnectTimeoutError, ConnectTimedOut)):
             return E.RegistryTimeoutError(f"{where}: could not connect within open_timeout={connect} s", url=req.url)
-        if isinstance(exc, ReadTimeoutError):
+        if isinstance(exc, (ReadTimeoutError, TimeoutError)):
             return E.RegistryTimeoutError(f"{where}: no data within read_timeout={read} s", url=req.url)
         if isinstance(exc, (ProtocolError, DecodeError, OSError)):
             return E.RegistryConnectionError(

@@ -23,12 +23,11 @@ from ..client import errors as E
 from ..client.models import INT64_MAX
 from ..client.reads import MAX_PAGES, check_max_pages
 from ..client.reference import validate_repository
-from ..client.transport import rate_limit_of
 from .cache import DigestCache
 from .concurrency import DEFAULT_MAX_WORKERS, Limit, check_workers
 from .pool import Cancelled, Once, TaskPool
 from .quota import Quota
-from .walk import placements, wants_config
+from .walk import placements, reads_config, wants_config
 
 EXPECTED = (E.RegistryError, ValueError, KeyError, TypeError)
 # A config blob is read up to this much; a larger one is recorded as unreadable without a download.
@@ -80,6 +79,7 @@ def summarize_manifest(manifest) -> dict:
             for child in manifest.children
         ],
         "skeleton": A.skeleton(manifest),
+        "reads_config": reads_config(manifest),
     }
 
 
@@ -331,7 +331,7 @@ class Crawler:
         try:
             manifest = self.client.manifest(repository, reference)
         finally:
-            self.quota.done(rate_limit_of(manifest.headers) if manifest is not None and manifest.headers else None)
+            self.quota.done(manifest.headers if manifest is not None else None)
         if not manifest:
             raise E.NotFoundError(missing or f"{repository}:{reference} disappeared during the crawl", status=404)
         summary = summarize_manifest(manifest)

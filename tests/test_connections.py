@@ -1,0 +1,100 @@
+"""The registry's own keep-alive connections (``regframe.client.connections``): reused while the server
+keeps them, replaced when it has closed them, never trusted past a cut-short body.
+
+A real registry (Debian docker-registry 2.8) answers the reuse test. A registry cannot be made to close
+an idle keep-alive connection on demand, nor to send a body shorter than its Content-Length, so a small
+server plays those parts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import regframe
+from regframe.testing import build_image, layer, local_registry, push_image
+from regframe.testing.faultproxy import FaultProxy
+
+IMAGE = build_image([layer("connections-a", 2000)])
+REPO = "connections/app"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
+        push_image(client, REPO, "v1", IMAGE)
+        yield reg
+
+
+def test_sequential_requests_share_one_connection(registry):
+    with FaultProxy(registry.url) as proxy, regframe.connect(proxy.url, docker_config=False) as reg:
+        for _ in range(20):
+            assert reg.digest(REPO, "v1") == IMAGE.digest
+            assert reg.manifest(REPO, "v1").digest == IMAGE.digest
+        connections = proxy.stats.connections
+    assert connections == 1
+
+
+class _Forgetful(BaseHTTPRequestHandler):
+    """Answers /v2/ and a tag list as HTTP/1.1 keep-alive, then closes the connection anyway (what a server
+    does when its idle timeout strikes between two requests)."""
+
+    protocol_version = "HTTP/1.1"
+    body_short_by = 0
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, self.client_address))  # type: ignore[attr-defined]
+        listing = "/tags/list" in self.path
+        body = json.dumps({"name": "app", "tags": ["v1"]}).encode() if listing else b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) - self.body_short_by] if listing else body)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Short(_Forgetful):
+    body_short_by = 5
+
+
+@contextmanager
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[tuple[str, list]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.seen  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_connection_the_server_closed_is_replaced_without_an_error():
+    with serve(_Forgetful) as (url, seen), regframe.connect(url, docker_config=False, retries=0) as reg:
+        for _ in range(5):
+            assert reg.tags("app")["tags"] == ["v1"]
+    # One connection per request: each was found closed before reuse, and no request failed (retries=0).
+    ports = [address[1] for _, address in seen]
+    assert len(set(ports)) == len(ports) >= 6
+
+
+def test_a_body_shorter_than_its_content_length_is_an_error_not_data():
+    with (
+        serve(_Short) as (url, seen),
+        regframe.connect(url, docker_config=False, retries=1) as reg,
+        pytest.raises(regframe.RegistryConnectionError, match="cut short"),
+    ):
+        reg.tags("app")
+    listings = [path for path, _ in seen if path.endswith("/tags/list")]
+    assert len(listings) == 2, "the cut-short answer was retried once, then given up"
