@@ -85,8 +85,20 @@ def index_accessory(tag: str, summary: dict[str, Any]) -> tuple[A.Classification
     return found, A.subject_of(manifest, tag)[1]
 
 
-def wants_config(summary: dict[str, Any]) -> bool:
+def reads_config(manifest: Manifest) -> bool:
     """Only an image's Docker or OCI image config is read; any other config is known from its descriptor."""
+    config = manifest.config
+    if not config or A.base_type(config.get("mediaType")) not in MT.IMAGE_CONFIG_TYPES:
+        return False
+    return A.classify(manifest).kind == A.IMAGE
+
+
+def wants_config(summary: dict[str, Any]) -> bool:
+    """``reads_config`` for a manifest's summary: decided when it was summarised, or (a summary cached
+    before that was recorded) decided again from its skeleton."""
+    decided = summary.get("reads_config")
+    if isinstance(decided, bool):
+        return decided
     config = summary.get("config")
     if not config or A.base_type(config[2]) not in MT.IMAGE_CONFIG_TYPES:
         return False
