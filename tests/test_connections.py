@@ -8,6 +8,8 @@ server plays those parts.
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import regframe
+from regframe.client.connections import read_head
 from regframe.testing import build_image, layer, local_registry, push_image
 from regframe.testing.faultproxy import FaultProxy
 
@@ -98,3 +101,33 @@ def test_a_body_shorter_than_its_content_length_is_an_error_not_data():
         reg.tags("app")
     listings = [path for path, _ in seen if path.endswith("/tags/list")]
     assert len(listings) == 2, "the cut-short answer was retried once, then given up"
+
+
+# -- reading a response head ---------------------------------------------------------------------------
+
+
+def test_head_fields_keep_order_and_duplicates_and_trim_whitespace():
+    head = b"Content-Type:  application/json \r\nLink: <a>; rel=next\r\nlink: <b>\r\nEmpty:\r\n\r\nbody"
+    assert read_head(io.BytesIO(head)) == [
+        ("Content-Type", "application/json"),
+        ("Link", "<a>; rel=next"),
+        ("link", "<b>"),
+        ("Empty", ""),
+    ]
+
+
+def test_folded_lines_continue_their_field_and_lines_without_a_colon_are_skipped():
+    head = b"X-Long: one\r\n  two\r\n\tthree\r\nnot a field\r\nNext: 1\r\n\r\n"
+    assert read_head(io.BytesIO(head)) == [("X-Long", "one two three"), ("Next", "1")]
+
+
+def test_a_head_over_the_limits_is_refused():
+    with pytest.raises(http.client.LineTooLong):
+        read_head(io.BytesIO(b"X: " + b"a" * 70_000 + b"\r\n\r\n"))
+    with pytest.raises(http.client.HTTPException, match="more than 100 headers"):
+        read_head(io.BytesIO(b"X: 1\r\n" * 101 + b"\r\n"))
+    assert len(read_head(io.BytesIO(b"X: 1\r\n" * 100 + b"\r\n"))) == 100
+
+
+def test_a_head_cut_short_ends_at_the_end_of_the_stream():
+    assert read_head(io.BytesIO(b"A: 1\r\nB: 2")) == [("A", "1"), ("B", "2")]

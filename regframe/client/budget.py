@@ -1,10 +1,10 @@
 """Time budgets for responses: a server cannot stretch one answer by dripping bytes just inside the
-read timeout. The transport sets the budget of the request a thread is sending; the connection's
-response class picks it up and reads its socket through it."""
+read timeout. The transport sets the budget of the request a thread is sending (``sending.budget``);
+the connection's response class (``connections.RegistryResponse``) picks it up and reads its socket
+through a ``TimedSocket``."""
 
 from __future__ import annotations
 
-import http.client
 import io
 import socket
 import threading
@@ -146,16 +146,3 @@ class TimedSocket:
 
     def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
         return io.BufferedReader(TimedReader(self._sock, self._budget))
-
-
-class BudgetedHTTPResponse(http.client.HTTPResponse):
-    """http.client's response, reading its socket through the ``Budget`` of the request that asked for it."""
-
-    def __init__(self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: str | None = None):
-        budget = getattr(sending, "budget", None)
-        if budget is None:
-            super().__init__(sock, debuglevel, method, url)
-            return
-        budget.start()
-        # http.client only calls makefile() on what it is given; typeshed asks for a real socket.
-        super().__init__(TimedSocket(sock, budget), debuglevel, method, url)  # type: ignore[arg-type]

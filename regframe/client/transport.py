@@ -38,8 +38,16 @@ from urllib3.exceptions import (
 from urllib3.util.ssl_match_hostname import CertificateError as _HostnameError
 
 from . import errors as E
-from .budget import Budget, BudgetedHTTPResponse, sending
-from .connections import ConnectFailed, Connections, ConnectTimedOut, DirectResponse, tls_context
+from .budget import Budget, sending
+from .connections import (
+    ConnectFailed,
+    Connections,
+    ConnectTimedOut,
+    DirectResponse,
+    RegistryResponse,
+    StaleConnection,
+    tls_context,
+)
 
 if TYPE_CHECKING:
     from .auth import Auth
@@ -203,11 +211,11 @@ class Response:
 
 
 class _HTTPConnection(urllib3.connection.HTTPConnection):
-    response_class = BudgetedHTTPResponse
+    response_class = RegistryResponse
 
 
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    response_class = BudgetedHTTPResponse
+    response_class = RegistryResponse
 
 
 class _HTTPPool(urllib3.HTTPConnectionPool):
@@ -588,6 +596,10 @@ class Transport:
                     self.stats.congested()
                 raise
             except (HTTPError, OSError) as exc:
+                if isinstance(exc, StaleConnection) and retry:
+                    # Not one of the call's retries: the registry never answered, it had closed the connection.
+                    self.stats.retried("stale connection")
+                    continue
                 error = self._map_exception(exc, req)
                 if isinstance(error, E.RegistryTimeoutError):
                     self.stats.congested()
