@@ -1,15 +1,16 @@
 """How many requests a crawl keeps in flight: found by measuring, not fixed in advance.
 
 A registry across a network needs many requests in flight to hide its latency; one on the same machine
-is busy with a few; a rate-limited one answers 429 past some rate. ``Limit`` starts at
-``START`` (16) and measures completions per second over windows of at least ``WINDOW`` completions
-while the limit is reached. It doubles the limit while each step pays (throughput up by at least
-``GAIN``); a step that does not pay is taken back, and from then on steps are an eighth of the limit,
-tried again every ``PROBE_AFTER`` windows. Every 429, 503 or timeout the transport counts halves it
-(except for requests sent before the last halving: one burst counts once): additive increase, multiplicative decrease,
-between 1 and ``maximum``. ``fixed`` keeps it where it was set (``workers=``). A request waiting to be
-retried gives its slot back meanwhile (``TaskPool.wait_off_slot``), so retries queue behind the lowered
-limit instead of returning all at once.
+is busy with a few; a rate-limited one answers 429 past some rate. ``Limit`` starts at ``START`` (16)
+and measures completions per second over windows of at least ``WINDOW`` completions and
+``MIN_WINDOW_SECONDS`` while the limit is reached. It doubles the limit while each step pays (throughput
+up by at least half what the step would give if latency alone limited it: 1.5x for a doubling); a step
+that does not pay is taken back, and from then on steps are an eighth of the limit, tried again every
+``PROBE_AFTER`` windows. Every 429, 503 or timeout the transport counts halves it (except for requests
+sent before the last halving: one burst counts once): additive increase, multiplicative decrease, between
+1 and ``maximum``. ``fixed`` keeps it where it was set (``workers=``). A request waiting to be retried
+gives its slot back meanwhile (``TaskPool.wait_off_slot``), so retries queue behind the lowered limit
+instead of returning all at once.
 """
 
 from __future__ import annotations
@@ -24,11 +25,18 @@ DEFAULT_MAX_WORKERS = 64
 # A window is at least this many completions, and at least the limit (one round of requests).
 WINDOW = 16
 # Nor shorter than this, so that loopback's sub-millisecond answers do not make the measure noise.
-MIN_WINDOW_SECONDS = 0.1
-# A step up must raise throughput by this factor to be followed by another; below 1/GAIN it is undone.
-GAIN = 1.05
+MIN_WINDOW_SECONDS = 0.2
+# A step up is kept when it raised throughput by at least half of what it would on a link where only
+# latency limits it (doubling: 1.5x); on a registry next door, where the CPU limits it, a step rarely
+# pays that much, and the extra threads and connections would only cost CPU. Never less than this:
+MIN_GAIN = 1.05
 # After this many windows at one limit, try one step up again: conditions change during a crawl.
 PROBE_AFTER = 8
+
+
+def _gain(before: int, after: int) -> float:
+    """The throughput factor that makes a step from ``before`` to ``after`` in flight worth keeping."""
+    return max(MIN_GAIN, 1 + (after / before - 1) / 2)
 
 
 def check_workers(workers: object, max_workers: object) -> None:
@@ -65,7 +73,8 @@ class Limit:
         self.active = 0
         self._signals = congestion()
         self._slow_start = True
-        self._previous: tuple[int, float] | None = None  # (limit, completions per second) of the last window
+        # The limit last kept, the mean of its windows' completions per second, and how many windows that is.
+        self._base: tuple[int, float, int] | None = None
         self._held = 0
         self._halved_at = float("-inf")
         self._since = threading.local()  # when this thread's task took its slot
@@ -132,7 +141,7 @@ class Limit:
         self._congested = True
         if getattr(self._since, "at", now) >= self._halved_at:
             self._slow_start = False
-            self._previous = None
+            self._base = None
             self._set(max(1, self.limit // 2), now)
             self._halved_at = now
         return True
@@ -148,19 +157,28 @@ class Limit:
             # Fewer tasks than slots says nothing about the limit; refusals say it is no time to grow.
             self._new_window(now)
             return
-        previous, self._previous = self._previous, (self.limit, rate)
-        if previous is None or (previous[0] < self.limit and rate >= previous[1] * GAIN):
-            self._grow(now)
-        elif previous[0] < self.limit:
-            self._slow_start = False  # the step up did not pay: back to where it was
-            self._previous = previous
-            self._set(previous[0], now)
-        else:
+        base = self._base
+        if base is None or base[0] == self.limit:
+            # Another window at the kept limit: the mean of them all is what a step up must beat, so one
+            # lucky window cannot ratchet the limit up.
+            count = 1 if base is None else base[2] + 1
+            mean = rate if base is None else base[1] + (rate - base[1]) / count
+            self._base = (self.limit, mean, count)
             self._held += 1
-            if self._held >= PROBE_AFTER:
+            if self._slow_start or self._held >= PROBE_AFTER:
                 self._grow(now)
             else:
                 self._new_window(now)
+        elif rate >= base[1] * _gain(base[0], self.limit):
+            self._base = (self.limit, rate, 1)
+            if self._slow_start:
+                self._grow(now)
+            else:
+                self._held = 0
+                self._new_window(now)
+        else:
+            self._slow_start = False  # the step up did not pay: back to where it was
+            self._set(base[0], now)
 
     def _grow(self, now: float) -> None:
         step = self.limit if self._slow_start else max(1, self.limit // 8)

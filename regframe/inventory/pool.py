@@ -3,7 +3,8 @@
 Workers pull from one queue (cheaper per task than thousands of futures and ``wait``), and the
 main thread waits in short slices so Ctrl-C (or a widget's stop button) ends a crawl promptly.
 A task runs only while it holds a slot of the pool's ``Limit``, so no more tasks (and requests) are in
-flight than the limit allows; a thread is started for each slot the first time the limit reaches it.
+flight than the limit allows; a thread is started for each slot the limit gains, and one ends after its
+task while there are more threads than slots.
 """
 
 from __future__ import annotations
@@ -99,6 +100,17 @@ class TaskPool:
                     self._pending -= 1
                     if self._pending == 0:
                         self._cond.notify_all()
+            if self._retire():
+                return
+
+    def _retire(self) -> bool:
+        """End this thread when there are more than the limit: a thread beyond it would only take a task
+        and wait for a slot, and each completion would then wake one of them (a thread switch per task)."""
+        with self._threads_lock:
+            if len(self._threads) <= self.limit.limit or self._stopped.is_set():
+                return False
+            self._threads.remove(threading.current_thread())
+            return True
 
     def wait(self, poll: float = 0.1, stop: threading.Event | None = None) -> None:
         """Block until every task (and every task they submitted) is done, or the pool (or ``stop``) is stopped."""
