@@ -100,3 +100,35 @@ def test_threads_beyond_a_lowered_limit_end_after_their_task():
         assert len(pool._threads) == 4 and len(alive) == 4
     finally:
         pool.close()
+
+
+class Answers:
+    """A fake of the transport's answer times: every window's answers take ``mean`` seconds, the quickest
+    ever took ``quickest``."""
+
+    def __init__(self, quickest: float, mean: float) -> None:
+        self.count, self.total, self.quickest, self.mean = 0, 0.0, quickest, mean
+
+    def __call__(self) -> tuple[int, float, float]:
+        self.count += 16
+        self.total += 16 * self.mean
+        return self.count, self.total, self.quickest
+
+
+def test_no_step_up_while_the_registry_queues_the_answers():
+    # Throughput would double with the limit, but answers take 12 times the quickest one: a registry
+    # next door whose queue, not the link, sets the pace.
+    clock = Clock()
+    limit = Limit(64, clock=clock, latency=Answers(quickest=0.0015, mean=0.018))
+    for _ in range(30):
+        window(limit, clock, lambda in_flight: in_flight * 2.5)
+    assert limit.limit == 16 and limit.peak == 16
+
+
+def test_answers_near_the_quickest_let_the_limit_grow():
+    # 100 ms answers, the quickest 95 ms: the link's latency, not a queue.
+    clock = Clock()
+    limit = Limit(64, clock=clock, latency=Answers(quickest=0.095, mean=0.1))
+    for _ in range(30):
+        window(limit, clock, lambda in_flight: in_flight * 2.5)
+    assert limit.limit == 64

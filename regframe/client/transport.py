@@ -100,11 +100,29 @@ class RequestStats:
         self.retries: Counter[str] = Counter()
         self.bytes_read = 0
         self.congestion = 0
+        # Time from sending a request to its answer's head: how many, their sum, the shortest.
+        self.answered = 0
+        self.waited = 0.0
+        self.quickest = float("inf")
 
     def congested(self) -> None:
         """A sign the registry is overloaded (429, 503, a timeout): what adaptive concurrency backs off on."""
         with self._lock:
             self.congestion += 1
+
+    def answer_took(self, seconds: float) -> None:
+        """An answer's head arrived ``seconds`` after its request was sent: what adaptive concurrency reads
+        queueing from (answers slower than the quickest by far wait in the registry's queue)."""
+        with self._lock:
+            self.answered += 1
+            self.waited += seconds
+            if seconds < self.quickest:
+                self.quickest = seconds
+
+    def latency(self) -> tuple[int, float, float]:
+        """Answers so far, the seconds they took in all, and the quickest one's."""
+        with self._lock:
+            return self.answered, self.waited, self.quickest
 
     def count(self, kind: str) -> None:
         with self._lock:
@@ -675,6 +693,7 @@ class Transport:
         budget = Budget(self.timeout[1], self.request_timeout, self.min_stream_rate)
         sending.budget = budget
         raw: urllib3.BaseHTTPResponse | DirectResponse
+        sent = time.monotonic()
         try:
             if direct is not None:
                 raw = direct.send(req.method, target, req.body, req.headers)
@@ -699,6 +718,7 @@ class Transport:
             raise
         finally:
             sending.budget = None
+        self.stats.answer_took(time.monotonic() - sent)
         response = Response(raw, req.url, req.method, budget)
         self._note_rate_limit(response)
         if log.isEnabledFor(logging.DEBUG):

@@ -6,7 +6,9 @@ and measures completions per second over windows of at least ``WINDOW`` completi
 ``MIN_WINDOW_SECONDS`` while the limit is reached. It doubles the limit while each step pays (throughput
 up by at least half what the step would give if latency alone limited it: 1.5x for a doubling); a step
 that does not pay is taken back, and from then on steps are an eighth of the limit, tried again every
-``PROBE_AFTER`` windows. Every 429, 503 or timeout the transport counts halves it (except for requests
+``PROBE_AFTER`` windows. No step up is tried while the window's answers took over ``QUEUEING`` times
+the quickest answer yet: the registry is then queueing them (its CPU, not the link, sets the pace, as
+with a registry next door), and more in flight would only lengthen the queue. Every 429, 503 or timeout the transport counts halves it (except for requests
 sent before the last halving: one burst counts once): additive increase, multiplicative decrease, between
 1 and ``maximum``. ``fixed`` keeps it where it was set (``workers=``). A request waiting to be retried
 gives its slot back meanwhile (``TaskPool.wait_off_slot``), so retries queue behind the lowered limit
@@ -30,6 +32,8 @@ MIN_WINDOW_SECONDS = 0.2
 # latency limits it (doubling: 1.5x); on a registry next door, where the CPU limits it, a step rarely
 # pays that much, and the extra threads and connections would only cost CPU. Never less than this:
 MIN_GAIN = 1.05
+# No step up while answers take over this many times the quickest one: the registry is queueing them.
+QUEUEING = 2.0
 # After this many windows at one limit, try one step up again: conditions change during a crawl.
 PROBE_AFTER = 8
 
@@ -59,6 +63,7 @@ class Limit:
         *,
         fixed: int | None = None,
         congestion: Callable[[], int] = lambda: 0,
+        latency: Callable[[], tuple[int, float, float]] | None = None,
         on_change: Callable[[int, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -67,6 +72,7 @@ class Limit:
         self.maximum = fixed if fixed is not None else maximum
         self.limit = fixed if fixed is not None else min(START, maximum)
         self._congestion = congestion
+        self._latency = latency
         self._on_change = on_change
         self._clock = clock
         self._cond = threading.Condition()
@@ -83,6 +89,7 @@ class Limit:
         self.increases = self.decreases = 0
 
     def _new_window(self, now: float) -> None:
+        self._answers = self._latency() if self._latency is not None else None
         self._started = now
         self._done = 0
         self._busiest = self.active
@@ -180,7 +187,22 @@ class Limit:
             self._slow_start = False  # the step up did not pay: back to where it was
             self._set(base[0], now)
 
+    def _queueing(self) -> bool:
+        """Whether this window's answers took over ``QUEUEING`` times the quickest answer yet: requests then
+        wait in the registry's queue, and more of them in flight would only lengthen it."""
+        before = self._answers
+        if self._latency is None or before is None:
+            return False
+        count, total, quickest = self._latency()
+        if count <= before[0] or quickest == float("inf"):
+            return False
+        return (total - before[1]) / (count - before[0]) > QUEUEING * quickest
+
     def _grow(self, now: float) -> None:
+        if self._queueing():
+            self._slow_start = False
+            self._new_window(now)
+            return
         step = self.limit if self._slow_start else max(1, self.limit // 8)
         self._set(min(self.maximum, self.limit + step), now)
 

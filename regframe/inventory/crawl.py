@@ -183,7 +183,11 @@ class Crawler:
         self._fatal: BaseException | None = None
         transport = client.transport
         self.limit = Limit(
-            max_workers, fixed=workers, congestion=lambda: transport.stats.congestion, on_change=self._limit_changed
+            max_workers,
+            fixed=workers,
+            congestion=lambda: transport.stats.congestion,
+            latency=transport.stats.latency,
+            on_change=self._limit_changed,
         )
         transport.keep_connections(self.limit.maximum)
         self.pool = TaskPool(self.limit)
