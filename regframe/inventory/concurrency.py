@@ -8,11 +8,11 @@ up by at least half what the step would give if latency alone limited it: 1.5x f
 that does not pay is taken back, and from then on steps are an eighth of the limit, tried again every
 ``PROBE_AFTER`` windows. No step up is tried while the window's answers took over ``QUEUEING`` times
 the quickest answer yet: the registry is then queueing them (its CPU, not the link, sets the pace, as
-with a registry next door), and more in flight would only lengthen the queue. Every 429, 503 or timeout the transport counts halves it (except for requests
-sent before the last halving: one burst counts once): additive increase, multiplicative decrease, between
-1 and ``maximum``. ``fixed`` keeps it where it was set (``workers=``). A request waiting to be retried
-gives its slot back meanwhile (``TaskPool.wait_off_slot``), so retries queue behind the lowered limit
-instead of returning all at once.
+with a registry next door), and more in flight would only lengthen the queue. Every 429, 503 or timeout
+the transport counts halves it (except for requests sent before the last halving: one burst counts
+once): additive increase, multiplicative decrease, between 1 and ``maximum``. ``fixed`` keeps it where
+it was set (``workers=``). A request waiting to be retried gives its slot back meanwhile
+(``TaskPool.wait_off_slot``), so retries queue behind the lowered limit instead of returning all at once.
 """
 
 from __future__ import annotations
