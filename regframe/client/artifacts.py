@@ -328,6 +328,8 @@ def _annotations(item: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _kept(item: Mapping[str, Any] | None) -> dict[str, str]:
     annotations = _annotations(item)
+    if not annotations:
+        return {}
     return {key: annotations[key] for key in _KEPT_ANNOTATIONS if isinstance(annotations.get(key), str)}
 
 
