@@ -6,8 +6,10 @@ so requests to the registry go through these connections. urllib3 still carries 
 redirects to other hosts (blob storage), and every request when a proxy is configured.
 
 What leaves this module is what the transport maps at its one boundary: ``ConnectFailed`` and
-``ConnectTimedOut`` while connecting, ``urllib3.exceptions.SSLError`` for TLS, ``ProtocolError`` for a
-malformed or cut-short answer, and the socket's own ``TimeoutError`` and ``OSError``.
+``ConnectTimedOut`` while connecting, ``urllib3.exceptions.SSLError`` for TLS, ``StaleConnection`` when a
+kept-alive connection turns out closed before any answer (the transport sends the request again),
+``ProtocolError`` for a malformed or cut-short answer, and the socket's own ``TimeoutError`` and
+``OSError``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from .budget import TimedSocket, sending
 _INFLATE_STEP = 64 * 1024
 # No single read asks for more than this, so a body of unknown length never makes a huge buffer.
 _READ_STEP = 1 << 20
+# http.client's limits on a response head.
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
 
 
 class ConnectFailed(OSError):
@@ -44,10 +49,6 @@ class StaleConnection(ConnectionResetError):
 
 class ConnectTimedOut(TimeoutError):
     """The registry's address did not accept a connection within ``open_timeout``."""
-
-
-_MAX_LINE = 65536
-_MAX_HEADERS = 100
 
 
 def read_head(fp: BinaryIO) -> list[tuple[str, str]]:
