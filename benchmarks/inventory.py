@@ -285,10 +285,15 @@ Runner = Callable[[], Sample]
 
 
 def run_rounds(label: str, runners: dict[Series, Runner], repeat: int) -> None:
-    """Run every runner once per round, in order, so slow phases of the machine hit all of them."""
+    """Run every runner once per round, so slow phases of the machine hit all of them. Each round starts
+    with the next runner: whoever goes first meets a server fresh from start-up or from the previous
+    round's last client (python-dxf leaves hundreds of closed connections), and that must not always be
+    the same one."""
+    items = list(runners.items())
     for round_ in range(repeat):
         print(f"{label}: round {round_ + 1}/{repeat}", file=sys.stderr)
-        for series, runner in runners.items():
+        start = round_ % len(items)
+        for series, runner in items[start:] + items[:start]:
             series.add(runner())
 
 
