@@ -92,7 +92,8 @@ class Budget:
 
 
 class OutOfTime(TimeoutError):
-    """Raised inside a socket read, where urllib3 turns it into a ReadTimeoutError like any timeout."""
+    """Raised inside a socket read when the budget is spent; the transport sees ``broken`` and reports the
+    budget's own error, whatever the HTTP layer made of the timeout."""
 
 
 # The budget of the request this thread is sending; the connection picks it up when the answer starts.

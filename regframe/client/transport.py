@@ -1,8 +1,10 @@
-"""HTTP transport: one connection pool, timeouts, retries, redirects, and the single place
-where urllib3 failures and HTTP statuses become regframe errors.
+"""HTTP transport: requests through the auth flow, timeouts, retries, redirects, and the single place
+where connection failures and HTTP statuses become regframe errors.
 
-urllib3 directly rather than requests: a crawl is thousands of small requests, and requests' own
-bookkeeping (cookies, hooks, environment merging) doubles the client CPU per request."""
+A crawl is thousands of small requests, and on a registry next door the client's CPU per request
+bounds it: requests to the registry's own origin go over http.client keep-alive connections
+(``connections.py``), everything else (redirects to other hosts, any request through a proxy) over
+urllib3, never requests, whose bookkeeping (cookies, hooks, environment merging) doubles the cost."""
 
 from __future__ import annotations
 
