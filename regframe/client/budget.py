@@ -40,12 +40,12 @@ class Budget:
         "streaming",
         "waited",
     )
+    deadline: float  # set by start(), which RegistryResponse calls before the first read
 
     def __init__(self, read_timeout: float, request_timeout: float, min_rate: float):
         self.read_timeout = read_timeout
         self.request_timeout = request_timeout
         self.min_rate = min_rate
-        self.deadline = time.monotonic() + request_timeout
         self.streaming = False
         self.waited = 0.0
         self.received = 0

@@ -218,9 +218,31 @@ def _read(auth_file: AuthFile) -> dict[str, object] | None:
     return {"auths": data} if auth_file.legacy else data
 
 
-def find_in_file(auth_file: AuthFile, host: str, repository: str | None = None) -> Credentials | None:
+class _Lookups:
+    """What one ``auth_from_files`` call has read, so each file is parsed once and each helper asked once
+    per host. Only answers are kept: a file or helper that fails raises again where it did before."""
+
+    def __init__(self) -> None:
+        self._files: dict[AuthFile, dict[str, object] | None] = {}
+        self._helpers: dict[tuple[str, str], Credentials | None] = {}
+
+    def read(self, auth_file: AuthFile) -> dict[str, object] | None:
+        if auth_file not in self._files:
+            self._files[auth_file] = _read(auth_file)
+        return self._files[auth_file]
+
+    def run_helper(self, helper: str, host: str) -> Credentials | None:
+        if (helper, host) not in self._helpers:
+            self._helpers[helper, host] = _run_helper(helper, host)
+        return self._helpers[helper, host]
+
+
+def find_in_file(
+    auth_file: AuthFile, host: str, repository: str | None = None, lookups: _Lookups | None = None
+) -> Credentials | None:
     """Credentials for ``host`` (``name[:port]``) and, when given, ``repository`` from one file, or None."""
-    config = _read(auth_file)
+    lookups = lookups or _Lookups()
+    config = lookups.read(auth_file)
     if config is None:
         return None
     helpers = config.get("credHelpers")
@@ -228,7 +250,7 @@ def find_in_file(auth_file: AuthFile, host: str, repository: str | None = None) 
         for key in _lookup_keys(host, None, legacy=False):
             helper = helpers.get(key)
             if isinstance(helper, str):
-                return _run_helper(helper, host)
+                return lookups.run_helper(helper, host)
     auths = config.get("auths")
     if isinstance(auths, dict):
         candidates = [key for key in _lookup_keys(host, repository, auth_file.legacy) if key in auths]
@@ -242,21 +264,22 @@ def find_in_file(auth_file: AuthFile, host: str, repository: str | None = None) 
                     return found
     store = config.get("credsStore")
     if isinstance(store, str) and store:
-        return _run_helper(store, host)
+        return lookups.run_helper(store, host)
     return None
 
 
-def namespaces_for(host: str) -> list[str]:
+def namespaces_for(host: str, lookups: _Lookups | None = None) -> list[str]:
     """Repository namespaces (``team``, ``team/app``) with ``host/namespace`` keys of their own in the auth files.
 
     Files that cannot be read are skipped here: ``load_credentials`` reports them when the search reaches them."""
+    lookups = lookups or _Lookups()
     found: set[str] = set()
     prefixes = tuple(f"{name}/" for name in _namespace_hosts(host))
     for auth_file in auth_files():
         if auth_file.legacy:
             continue
         try:
-            auths = (_read(auth_file) or {}).get("auths")
+            auths = (lookups.read(auth_file) or {}).get("auths")
         except RegistryAuthenticationError:
             continue
         if isinstance(auths, dict):
@@ -267,12 +290,13 @@ def namespaces_for(host: str) -> list[str]:
     return sorted(namespace for namespace in found if namespace)
 
 
-def load_credentials(host: str, repository: str | None = None) -> Credentials | None:
+def load_credentials(host: str, repository: str | None = None, lookups: _Lookups | None = None) -> Credentials | None:
     """Credentials for ``host`` (``name[:port]``) from the first auth file that has them, or None.
 
     Raises RegistryAuthenticationError for an unreadable file or a helper that is missing or fails."""
+    lookups = lookups or _Lookups()
     for auth_file in auth_files():
-        found = find_in_file(auth_file, host, repository)
+        found = find_in_file(auth_file, host, repository, lookups)
         if found is not None:
             return found
     return None
@@ -296,6 +320,7 @@ def auth_from_files(url: str, *, allow_insecure: bool = False) -> RegistryAuth:
             namespaces=namespaces,
         )
 
-    default = load_credentials(host)
-    scoped = {namespace: load_credentials(host, namespace) for namespace in namespaces_for(host)}
+    lookups = _Lookups()
+    default = load_credentials(host, lookups=lookups)
+    scoped = {namespace: load_credentials(host, namespace, lookups) for namespace in namespaces_for(host, lookups)}
     return auth(default, {namespace: auth(found) for namespace, found in scoped.items() if found != default})

@@ -21,7 +21,7 @@ from .atomic_files import link_refused, open_directory, write_atomically
 from .digests import verify_chunks
 from .errors import DigestMismatchError, MissingLayerError
 from .models import Descriptor
-from .reference import hasher_for, validate_digest
+from .reference import compute_digest, hasher_for, validate_digest
 
 REF_NAME = "org.opencontainers.image.ref.name"
 READ_CHUNK = 1 << 20
@@ -122,9 +122,7 @@ class ImageLayout:
             data = handle.read() if max_size is None else handle.read(max_size + 1)
         if max_size is not None and len(data) > max_size:
             raise ValueError(f"{path} is over the {max_size} bytes expected of it")
-        hasher = hasher_for(digest)
-        hasher.update(data)
-        actual = f"{digest.split(':')[0]}:{hasher.hexdigest()}"
+        actual = compute_digest(data, digest)
         if actual != digest:
             raise DigestMismatchError(f"{path} hashes to {actual}, not {digest}", expected=digest, actual=actual)
         return data
@@ -162,8 +160,8 @@ class ImageLayout:
             raise ValueError(f"{path} is not an OCI image index (a JSON object with a list of manifests)")
         return index
 
-    def tag(self, descriptor: Descriptor, ref_name: str) -> None:
-        """Point ``ref_name`` at ``descriptor`` in index.json, replacing an older entry of that name."""
+    def tag(self, descriptor: Descriptor, name: str) -> None:
+        """Point ``name`` at ``descriptor`` in index.json, replacing an older entry of that name."""
         marker = self._open(("oci-layout",))
         if marker is None:
             write_atomically(
@@ -172,23 +170,23 @@ class ImageLayout:
         else:
             os.close(marker)
         index = self.index()
-        entries = [m for m in index.get("manifests", []) if _ref_name(m) != ref_name]
+        entries = [m for m in index.get("manifests", []) if ref_name(m) != name]
         entry = dict(descriptor)
-        entry["annotations"] = {**(descriptor.get("annotations") or {}), REF_NAME: ref_name}
+        entry["annotations"] = {**(descriptor.get("annotations") or {}), REF_NAME: name}
         entries.append(entry)
         index["manifests"] = entries
         write_atomically(self.root / "index.json", [json.dumps(index, indent=2).encode()], root=self.root)
 
-    def resolve(self, ref_name: str | None = None) -> Descriptor:
-        """The index.json descriptor named ``ref_name`` (or the only one)."""
+    def resolve(self, name: str | None = None) -> Descriptor:
+        """The index.json descriptor named ``name`` (or the only one)."""
         manifests = [m for m in self.index().get("manifests", []) if isinstance(m, dict)]
-        if ref_name is not None:
+        if name is not None:
             for entry in manifests:
-                if _ref_name(entry) == ref_name:
+                if ref_name(entry) == name:
                     return entry
         elif len(manifests) == 1:
             return manifests[0]
-        raise MissingLayerError(f"{self.root}/index.json has no image named {ref_name!r}")
+        raise MissingLayerError(f"{self.root}/index.json has no image named {name!r}")
 
 
 def open_regular(dir_fd: int | None, name: str, path: Path) -> int | None:
@@ -208,15 +206,6 @@ def open_regular(dir_fd: int | None, name: str, path: Path) -> int | None:
     return fd
 
 
-def file_digest(path: Path, like: str) -> str:
-    """The digest of a regular file (never through a symbolic link), with the algorithm of ``like``."""
-    fd = open_regular(None, str(path), path)
-    if fd is None:
-        raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
-    with os.fdopen(fd, "rb") as handle:
-        return _hash(handle, like)
-
-
 def _hash(handle: BinaryIO, like: str) -> str:
     hasher = hasher_for(like)
     while chunk := handle.read(READ_CHUNK):
@@ -224,6 +213,7 @@ def _hash(handle: BinaryIO, like: str) -> str:
     return f"{like.split(':')[0]}:{hasher.hexdigest()}"
 
 
-def _ref_name(entry: object) -> object:
+def ref_name(entry: object) -> object:
+    """The ``org.opencontainers.image.ref.name`` of an index entry; None for a malformed entry."""
     annotations = entry.get("annotations") if isinstance(entry, dict) else None
     return annotations.get(REF_NAME) if isinstance(annotations, dict) else None

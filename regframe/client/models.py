@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any, TypedDict, Unpack
 from ..units import format_bytes
 from . import mediatypes as MT
 from .errors import InvalidReferenceError, RegistryProtocolError
-from .reference import Platform, validate_digest
+from .reference import Platform, compute_digest, validate_digest
 
 INT64_MAX = 2**63 - 1  # a descriptor's size is an int64 in the image spec
 
@@ -242,4 +241,4 @@ def _b64url(text: str) -> bytes:
 
 def manifest_digest(raw: bytes, media_type: str | None, algorithm: str = "sha256") -> str:
     payload = schema1_payload(raw) if media_type == MT.DOCKER_SCHEMA1_SIGNED else raw
-    return f"{algorithm}:" + hashlib.new(algorithm, payload).hexdigest()
+    return compute_digest(payload, f"{algorithm}:")

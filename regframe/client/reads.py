@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import errors as E
 from . import mediatypes as MT
+from .artifacts import base_type
 from .atomic_files import write_atomically
 from .core import ClientCore
 from .digests import verified_manifest, verify_chunks, well_formed
@@ -278,7 +279,7 @@ def image_platform(core: ClientCore, manifest: Manifest) -> Platform | None:
     media_type = descriptor.get("mediaType") if descriptor else None
     if descriptor is None or manifest.is_index or not isinstance(media_type, str):
         return None
-    if media_type.split(";", 1)[0].strip().lower() not in MT.IMAGE_CONFIG_TYPES:
+    if base_type(media_type) not in MT.IMAGE_CONFIG_TYPES:
         return None
     config = platform_config(core, manifest, descriptor)
     fields = [config.get(key) for key in ("os", "architecture", "variant")]

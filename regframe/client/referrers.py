@@ -16,6 +16,9 @@ from urllib.parse import urlencode, urlsplit
 from . import artifacts, reads
 from . import errors as E
 from . import mediatypes as MT
+from .artifacts import VIA_API as VIA_API
+from .artifacts import VIA_COSIGN_TAG as VIA_COSIGN_TAG
+from .artifacts import VIA_TAG_SCHEMA as VIA_TAG_SCHEMA
 from .artifacts import classify, fallback_tag
 from .core import ClientCore
 from .models import Manifest
@@ -42,8 +45,6 @@ Referrer = dict[str, Any]
 # 200 that is not an index; go-containerregistry and regclient fall back to the tag on each of them.
 NO_API_STATUSES = (400, 404, 406)
 COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
-# ``via``: how a referrer was found.
-VIA_API, VIA_TAG_SCHEMA, VIA_COSIGN_TAG = "api", "tag-schema", "cosign-tag"
 
 _RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 _MEDIA_TYPE = re.compile(rf"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}(?:; ?{_RESTRICTED_NAME}={_RESTRICTED_NAME})*")
@@ -179,7 +180,7 @@ def _first_page(
         kind="referrers",
         ok=NO_API_STATUSES,
     )
-    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    content_type = artifacts.base_type(response.headers.get("Content-Type")) or ""
     if response.status_code != 200 or content_type != MT.OCI_INDEX:
         if not (response.status_code == 404 and content_type == "application/json"):
             core.referrers_api[repository] = False

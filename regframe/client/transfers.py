@@ -21,7 +21,7 @@ from . import referrers as refs
 from .atomic_files import write_atomically
 from .core import ClientCore
 from .digests import verify_chunks
-from .layout import REF_NAME, ImageLayout
+from .layout import REF_NAME, ImageLayout, ref_name
 from .models import Descriptor, Manifest, manifest_digest, media_type_of
 from .reference import parse_platform, validate_digest, validate_tag
 
@@ -165,17 +165,12 @@ def _list_in_layout(layout: ImageLayout, entries: list[dict[str, Any]]) -> None:
     for entry in entries:
         name = (entry.get("annotations") or {}).get(REF_NAME)
         if name is not None:
-            listed = [m for m in listed if _ref_name(m) != name]
-        elif any(isinstance(m, dict) and m.get("digest") == entry["digest"] and _ref_name(m) is None for m in listed):
+            listed = [m for m in listed if ref_name(m) != name]
+        elif any(isinstance(m, dict) and m.get("digest") == entry["digest"] and ref_name(m) is None for m in listed):
             continue
         listed.append(entry)
     index["manifests"] = listed
     write_atomically(layout.root / "index.json", [json.dumps(index, indent=2).encode()], root=layout.root)
-
-
-def _ref_name(entry: object) -> object:
-    annotations = entry.get("annotations") if isinstance(entry, dict) else None
-    return annotations.get(REF_NAME) if isinstance(annotations, dict) else None
 
 
 # -- push -------------------------------------------------------------------------------------------

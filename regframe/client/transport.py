@@ -809,7 +809,7 @@ class Transport:
         if isinstance(self.pool, urllib3.ProxyManager):
             return []
         try:
-            context = ssl.create_default_context(cafile=self._tls.get("ca_certs"), capath=self._tls.get("ca_cert_dir"))
+            context = tls_context(self._tls)
             context.check_hostname = False
             with (
                 socket.create_connection((host, port), timeout=self.timeout[0]) as sock,
