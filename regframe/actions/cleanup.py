@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ..analysis._frames import bool_mask
+from ..analysis._frames import bool_mask, require_columns
 from ..client import errors as E
 from ..client import referrers as R
 from ..client import writes
@@ -81,11 +81,7 @@ def apply_cleanup(client, stale: pd.DataFrame, dry_run: bool = True, *, delete_m
 
 def _plan(stale: pd.DataFrame) -> dict[str, list[Planned]]:
     """The rows to delete, checked in full before any request: {repository: [(tag, digest, subject)]}."""
-    if not isinstance(stale, pd.DataFrame):
-        raise ValueError(f"apply_cleanup needs the DataFrame stale_tags() returns, got {type(stale).__name__}")
-    missing = [c for c in APPLY_INPUT_COLUMNS if c not in stale.columns]
-    if missing:
-        raise ValueError(f"stale frame lacks column(s) {', '.join(missing)}; pass the output of stale_tags()")
+    require_columns(stale, APPLY_INPUT_COLUMNS, "apply_cleanup (the stale_tags() frame)")
     columns = ["repository", "tag", "digest", *(["subject"] if "subject" in stale.columns else [])]
     todo = stale.loc[bool_mask(stale, "stale", "apply_cleanup"), columns]
     checks: dict[str, Callable[[object], str]] = {
@@ -120,11 +116,10 @@ def _plan(stale: pd.DataFrame) -> dict[str, list[Planned]]:
 class _Run:
     """One repository's cleanup: the listing, the rows, and the manifests read (immutable, so cached)."""
 
-    def __init__(self, client, repository: str, dry_run: bool, delete_manifests: bool):
+    def __init__(self, client, repository: str, dry_run: bool):
         self.client = client
         self.repository = repository
         self.dry_run = dry_run
-        self.delete_manifests = delete_manifests
         self.manifests: dict[str, list[str]] = {}
         self.outcome: dict[str, str] = {}
         self.still_listed: set[str] = set()
@@ -136,15 +131,15 @@ class _Run:
 def _clean_repository(
     client, repository: str, planned: list[Planned], dry_run: bool, delete_manifests: bool
 ) -> list[Row]:
+    run = _Run(client, repository, dry_run)
     try:
-        listing = _hashes(client, repository)
+        listing = run.hashes()
     except E.RegistryError as exc:
         return [
             [repository, tag, digest, "delete", None, "error", f"listing tags failed: {exc}"]
             for tag, digest, _ in planned
         ]
 
-    run = _Run(client, repository, dry_run, delete_manifests)
     rows: list[Row] = []
     subjects: dict[int, str] = {}
     deletable = set()

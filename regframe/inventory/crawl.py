@@ -24,7 +24,7 @@ from ..client.models import INT64_MAX
 from ..client.reads import MAX_PAGES, check_max_pages
 from ..client.reference import validate_repository
 from .cache import DigestCache
-from .concurrency import DEFAULT_MAX_WORKERS, Limit, check_workers
+from .concurrency import DEFAULT_MAX_WORKERS, Limit
 from .pool import Cancelled, Once, TaskPool
 from .quota import Quota
 from .walk import placements, reads_config, wants_config
@@ -164,7 +164,6 @@ class Crawler:
     ):
         if not isinstance(referrers, bool):
             raise ValueError(f"referrers must be True or False, not {referrers!r}")
-        check_workers(workers, max_workers)
         self.quota = Quota(budget, reserve, lambda: client.transport.rate_limit)
         self.referrers = referrers
         self.referrers_api: bool | None = None
@@ -473,7 +472,6 @@ class Crawler:
     # -- running -------------------------------------------------------------------------------------
 
     def run(self) -> CrawlResult:
-        self._strict_error = None
         transport = self.client.transport
         previous_hook, transport.wait_hook = transport.wait_hook, self.pool.wait_off_slot
         try:

@@ -319,37 +319,19 @@ class _Accessories:
         if tag is not None and (old[6] is None or tag < old[6]):
             old[6] = tag
 
-    def add(self, repository: str, subject: str, digest: str, place: Any, tag: str | None, entry: Any) -> None:
-        summary = place.summary
-        created = parse_created(_annotation(summary, MT.ANNOTATION_CREATED, entry), self._now)
-        row = [
-            repository,
-            subject,
-            digest,
-            place.kind,
-            place.artifact_type,
-            summary["media_type"],
-            tag,
-            self._size(summary),
-            created,
-            place.via,
-        ]
-        self._put((repository, digest, subject), row, tag)
-
-    def add_index(
+    def _add(
         self,
         repository: str,
-        subject: str | None,
+        subject: str,
         digest: str,
         kind: str,
         artifact_type: str | None,
-        via: str | None,
-        tag: str,
+        summary: dict[str, Any],
+        tag: str | None,
+        entry: dict[str, Any] | None,
+        via: str,
     ) -> None:
-        summary = self._manifests[digest]
-        if subject is None or via is None:
-            return
-        created = parse_created(_annotation(summary, MT.ANNOTATION_CREATED), self._now)
+        created = parse_created(_annotation(summary, MT.ANNOTATION_CREATED, entry), self._now)
         row = [
             repository,
             subject,
@@ -364,6 +346,24 @@ class _Accessories:
         ]
         self._put((repository, digest, subject), row, tag)
 
+    def add(self, repository: str, subject: str, digest: str, place: Any, tag: str | None, entry: Any) -> None:
+        self._add(repository, subject, digest, place.kind, place.artifact_type, place.summary, tag, entry, place.via)
+
+    def add_index(
+        self,
+        repository: str,
+        subject: str | None,
+        digest: str,
+        kind: str,
+        artifact_type: str | None,
+        via: str | None,
+        tag: str,
+    ) -> None:
+        summary = self._manifests[digest]
+        if subject is None or via is None:
+            return
+        self._add(repository, subject, digest, kind, artifact_type, summary, tag, None, via)
+
     def add_api(
         self,
         repository: str,
@@ -374,20 +374,7 @@ class _Accessories:
         artifact_type: str | None,
         descriptor: dict[str, Any],
     ) -> None:
-        created = parse_created(_annotation(summary, MT.ANNOTATION_CREATED, descriptor), self._now)
-        row = [
-            repository,
-            subject,
-            digest,
-            kind,
-            artifact_type,
-            summary["media_type"],
-            None,
-            self._size(summary),
-            created,
-            A.VIA_API,
-        ]
-        self._put((repository, digest, subject), row, None)
+        self._add(repository, subject, digest, kind, artifact_type, summary, None, descriptor, A.VIA_API)
 
     def rows(self) -> list[list[Any]]:
         return [self._rows[key] for key in sorted(self._rows)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import io
@@ -18,6 +19,7 @@ from ..units import format_bytes
 from .frames import (
     CATALOG_COLUMNS,
     ERROR_COLUMNS,
+    INTEGER,
     LAYER_COLUMNS,
     MANIFEST_COLUMNS,
     REFERRER_COLUMNS,
@@ -87,8 +89,10 @@ class InventoryFormatError(ValueError):
     """A saved inventory this regframe cannot read: written in a newer format, or not an inventory at all."""
 
 
+@functools.cache
 def regframe_version() -> str:
-    """The installed regframe's version, recorded in every saved inventory."""
+    """The installed regframe's version, recorded in every saved inventory; looked up once, as it scans
+    the installed packages."""
     try:
         return importlib.metadata.version("regframe")
     except importlib.metadata.PackageNotFoundError:
@@ -273,9 +277,7 @@ class Inventory:
             if "is_index" in frame and not pd.api.types.is_bool_dtype(frame["is_index"]):
                 frame["is_index"] = frame["is_index"].map({"True": True, "False": False})
             for column in frame.columns:
-                if column in ("tag_count", "layer_count", "size", "position") and not pd.api.types.is_numeric_dtype(
-                    frame[column]
-                ):
+                if column in INTEGER and not pd.api.types.is_numeric_dtype(frame[column]):
                     frame[column] = pd.to_numeric(frame[column])
             frames[name] = typed(frame[columns])
         inv = cls(
@@ -302,7 +304,7 @@ def read_meta(dir: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def _check_format(meta: dict, path: Path) -> int:
+def _check_format(meta: dict, path: Path) -> None:
     fmt = meta.get("format", 1)
     if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
         raise InventoryFormatError(f"{path}: format {fmt!r} is not a regframe inventory format")
@@ -313,7 +315,6 @@ def _check_format(meta: dict, path: Path) -> int:
             f"{path.parent} was saved by {writer} in inventory format {fmt}; this regframe "
             f"({regframe_version()}) reads formats 1 to {FORMAT}: upgrade regframe to load it"
         )
-    return fmt
 
 
 def _utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:

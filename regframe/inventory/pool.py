@@ -26,9 +26,7 @@ class Cancelled(Exception):
 
 
 class TaskPool:
-    def __init__(self, limit: Limit | int):
-        if not isinstance(limit, Limit):
-            limit = Limit(fixed=limit)
+    def __init__(self, limit: Limit):
         self.limit = limit
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending = 0

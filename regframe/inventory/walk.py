@@ -99,7 +99,4 @@ def wants_config(summary: dict[str, Any]) -> bool:
     decided = summary.get("reads_config")
     if isinstance(decided, bool):
         return decided
-    config = summary.get("config")
-    if not config or A.base_type(config[2]) not in MT.IMAGE_CONFIG_TYPES:
-        return False
-    return A.classify(skeleton_of(summary)).kind == A.IMAGE
+    return reads_config(skeleton_of(summary))
