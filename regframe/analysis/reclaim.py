@@ -59,7 +59,7 @@ def reclaimable_bytes(stale: pd.DataFrame, layers: pd.DataFrame, referrers: pd.D
     entries dangle). On registries whose ``--delete-untagged`` spares the children of tagged indexes
     (distribution 3.0 and later), a default cleanup and ``--delete-untagged`` free the same bytes.
     """
-    digest, size, freed, _, _ = _freed_layers(stale, layers, referrers)
+    digest, size, freed, _, _, _ = _freed_layers(stale, layers, referrers)
     return int(size[np.unique(digest[freed])].sum())
 
 
@@ -72,13 +72,12 @@ def reclaimable_by_repository(
     column can add up to more than ``attrs["reclaimable_bytes"]`` (the true total).
     ``attrs["garbage_collection"]`` names the collector run the bytes assume (see ``reclaimable_bytes``).
     """
-    digest, size, freed, repo, repo_values = _freed_layers(stale, layers, referrers)
+    digest, size, freed, repo, repo_values, marked = _freed_layers(stale, layers, referrers)
     pair_repo, pair_digest = distinct_pairs(repo[freed], digest[freed], len(size))
     per_repo = sum_by(pair_repo, size[pair_digest], len(repo_values))
     used = np.flatnonzero(per_repo)
     freed_bytes = pd.Series(per_repo[used], index=labels(repo_values, used))
 
-    marked = bool_mask(stale, "stale", "reclaimable_by_repository")
     counts = stale.loc[marked, "repository"].astype(str).value_counts(sort=False)
     result = pd.DataFrame(
         {
@@ -97,9 +96,9 @@ def _freed_layers(
     stale: pd.DataFrame,
     layers: pd.DataFrame,
     referrers: pd.DataFrame | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.Index]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.Index, np.ndarray]:
     """Digest codes, size per digest, the mask of layer rows freed (stale tag, digest no kept
-    row references), and repository codes and values."""
+    row references), repository codes and values, and the rows of ``stale`` marked stale."""
     require_columns(stale, RECLAIM_STALE_COLUMNS, "reclaimable_bytes (stale frame)")
     require_columns(layers, RECLAIM_LAYER_COLUMNS, "reclaimable_bytes (layers frame)")
     repo, repo_values = codes(layers["repository"])
@@ -123,7 +122,7 @@ def _freed_layers(
     freed = on_stale & has_digest
     freed[freed] = ~kept_digest[digest[freed]]
     size = digest_sizes(digest, sizes(layers["size"]), n_digest)
-    return digest, size, freed, repo, repo_values
+    return digest, size, freed, repo, repo_values, marked
 
 
 def _untagged_freed(

@@ -161,6 +161,9 @@ def stale_tags(
 
 
 AGE_FROM = ("created", "pushed")
+# The words a reason ends with under age_from="pushed", saying which date decided it.
+BY_PUSH_TIME = "by push time"
+BY_CREATED_DATE = "by created date; push time not available"
 
 
 def _check_age_from(age_from: object) -> None:
@@ -187,8 +190,8 @@ def _dates(manifests: pd.DataFrame, tags: _Tags, age_from: str) -> tuple[pd.Date
 
 def _say_which_date(reason: np.ndarray, dated_reason: np.ndarray, known: np.ndarray, by_push: np.ndarray) -> None:
     """With ``age_from="pushed"``: each reason a date decided names the date, or that there was none."""
-    reason[dated_reason & known & by_push] += " (by push time)"
-    reason[dated_reason & known & ~by_push] += " (by created date; push time not available)"
+    reason[dated_reason & known & by_push] += f" ({BY_PUSH_TIME})"
+    reason[dated_reason & known & ~by_push] += f" ({BY_CREATED_DATE})"
     reason[dated_reason & ~known] = "kept: push time and creation date unknown"
 
 

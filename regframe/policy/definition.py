@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis.stale import BY_CREATED_DATE, BY_PUSH_TIME
 from . import ecr, gitlab, harbor
 from .checks import PolicyError, check_keys, check_mapping, text_list
 from .globs import Glob
-from .outcome import PUSH_TIME, finish, push_known, tag_table
+from .outcome import finish, push_known, tag_table
 from .rules import Rule, evaluate_rules
 
 FORMATS = ("native", "gitlab", "ecr", "harbor")
@@ -176,7 +177,7 @@ class Policy:
         result = finish(table, manifests, *table.spread(decided), attrs=attrs)
         if chosen == "pushed":
             by_push = push_known(manifests, result)
-            words = np.where(by_push, "by push time", PUSH_TIME)
+            words = np.where(by_push, BY_PUSH_TIME, BY_CREATED_DATE)
             named = [
                 text if accessory else f"{text} ({which})"
                 for text, which, accessory in zip(result["reason"], words, table.accessory)

@@ -25,7 +25,6 @@ import pandas as pd
 
 from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text, text_list
 from .globs import Glob
-from .outcome import PUSH_TIME as PUSH_TIME  # the words of a reason decided by created date
 from .outcome import TagTable, newest_first
 
 MAX_RULES = 50

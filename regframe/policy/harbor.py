@@ -26,7 +26,6 @@ import pandas as pd
 
 from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text
 from .globs import Glob
-from .outcome import PUSH_TIME as PUSH_TIME  # the words of a reason decided by created date
 from .outcome import TagTable, newest_first
 
 MAX_RULES = 15
@@ -49,7 +48,6 @@ NOTES = (
 class Selector:
     decoration: str
     glob: Glob
-    untagged: bool
 
     def words(self) -> str:
         verb = {"matches": "matching", "excludes": "excluding"}.get(self.decoration, self.decoration)
@@ -179,7 +177,6 @@ def _selector(value: object, decorations: tuple[str, ...], *, rule: str, key: st
     check_choice(data.get("kind", "doublestar"), ("doublestar",), rule=rule, key=f"{key}.kind")
     decoration = check_choice(data.get("decoration"), decorations, rule=rule, key=f"{key}.decoration")
     pattern = check_text(data.get("pattern", ""), rule=rule, key=f"{key}.pattern", allow_empty=True)
-    untagged = decoration != "excludes"
     extras = data.get("extras")
     if extras not in (None, ""):
         parsed = extras
@@ -196,9 +193,8 @@ def _selector(value: object, decorations: tuple[str, ...], *, rule: str, key: st
         check_keys(parsed, ("untagged",), rule=rule, prefix=f"{key}.extras.")
         if not isinstance(parsed.get("untagged", False), bool):
             raise PolicyError("must be true or false", rule=rule, key=f"{key}.extras.untagged")
-        untagged = parsed.get("untagged", False)
     glob = Glob(pattern, rule=rule, key=f"{key}.pattern", empty_matches_all=True)
-    return Selector(decoration, glob, untagged)
+    return Selector(decoration, glob)
 
 
 def evaluate_harbor(

@@ -70,18 +70,6 @@ class TagTable:
         return deleted, rule, reason
 
 
-def as_utc(now: object) -> pd.Timestamp:
-    if now is None:
-        return pd.Timestamp.now(tz="UTC")
-    try:
-        stamp = pd.Timestamp(now)  # type: ignore[arg-type]
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise ValueError(f"now={now!r} is not a date/time: {exc}") from None
-    if pd.isna(stamp):
-        raise ValueError(f"now={now!r} is not a date/time")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def tag_table(
     manifests: pd.DataFrame, now: str | dt.datetime | pd.Timestamp | None, age_from: str = "created"
 ) -> TagTable:
@@ -89,8 +77,8 @@ def tag_table(
     its size the sum), built by ``stale_tags`` so the columns and dtypes are exactly its own.
     With ``age_from="pushed"`` the table's ``created`` (what rules order and age by) is the push time
     where known; the frame's ``created`` column stays the image's."""
-    at = as_utc(now)
-    frame = stale_tags(manifests, older_than=0, now=at, age_from=age_from).reset_index(drop=True)
+    frame = stale_tags(manifests, older_than=0, now=now, age_from=age_from).reset_index(drop=True)
+    at = frame.attrs["now"]
     created = pd.DatetimeIndex(frame["created"] if age_from == "created" else at - frame["age"])
     return TagTable(
         frame=frame,
@@ -114,7 +102,6 @@ def finish(
     rule: np.ndarray,
     reason: np.ndarray,
     *,
-    suffix: str = "",
     attrs: dict | None = None,
 ) -> pd.DataFrame:
     """The result frame: ``stale_tags`` columns (``stale`` the final decision) plus ``rule``."""
@@ -133,11 +120,6 @@ def finish(
         follow_subjects(manifests, found, table.repository, table.tag, deleted, reason)
         _keep_digest_siblings(table, deleted, reason)
     _note_children_of_kept_indexes(table, manifests, deleted, reason)
-    if suffix:
-        reason = np.array(
-            [text if is_accessory else f"{text} ({suffix})" for text, is_accessory in zip(reason, accessory)],
-            dtype=object,
-        )
 
     result = table.frame.copy()
     result["stale"] = deleted
@@ -193,10 +175,6 @@ def _note_children_of_kept_indexes(
         tag = parent_of.get((table.repository[i], table.digest[i]))
         if tag is not None:
             reason[i] = f"{reason[i]}; manifest kept as a child of kept index '{tag}'"
-
-
-# What a reason says when a policy that orders by push time had only the created date for a tag.
-PUSH_TIME = "by created date; push time not available"
 
 
 def push_known(manifests: pd.DataFrame, result: pd.DataFrame) -> np.ndarray:

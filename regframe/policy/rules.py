@@ -119,16 +119,6 @@ class Rule:
             description=check_text(data.get("description", ""), rule=name, key="description", allow_empty=True),
         )
 
-    def retain_words(self) -> list[str]:
-        words = []
-        if self.keep is not None:
-            words.append(f"keep '{self.keep.shown}'")
-        if self.keep_last is not None:
-            words.append(f"newest {self.keep_last} {_ORDER_WORDS[self.order]}")
-        if self.keep_newer_than is not None:
-            words.append(f"newer than {format_duration(self.keep_newer_than)}")
-        return words
-
 
 def _format_hint(data: Mapping[str, Any]) -> str:
     if "rulePriority" in data or "selection" in data:
@@ -244,18 +234,17 @@ def _search(pattern: TagPattern, tags: np.ndarray) -> np.ndarray:
 
 def _rank(rule: Rule, table: TagTable, governed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each governed tag's 0-based position within its repository in the rule's order (a large
-    number for tags that never count), and whether each tag is semver."""
+    number for tags that never count, and for all when the rule has no ``keep_last``), and whether
+    each tag is semver."""
     n = len(table)
     rank = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     keys = [semver_key(tag) for tag in table.tag]
     semver = np.array([key is not None for key in keys], dtype=bool)
     rows = np.flatnonzero(governed)
-    if not len(rows):
+    if not len(rows) or rule.keep_last is None:
         return rank, semver
-    created = table.created.asi8.copy()
-    newest_first = np.where(table.known, -created, np.iinfo(np.int64).max)
-    if rule.undated_newest:
-        newest_first = np.where(table.known, -created, np.iinfo(np.int64).min)
+    undated = np.iinfo(np.int64).min if rule.undated_newest else np.iinfo(np.int64).max
+    newest_first = np.where(table.known, -table.created.asi8, undated)
     frame = pd.DataFrame(
         {
             "repository": table.repository[rows].astype(str),
