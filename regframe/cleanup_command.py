@@ -86,7 +86,7 @@ def _confirmed(planned: int, result, url: str) -> bool:
 
 
 def plan_text(url: str, policy, inv, result) -> str:
-    from .analysis import reclaimable_by_repository, reclaimable_bytes
+    from .analysis import GARBAGE_COLLECTION_ADVICE, reclaimable_by_repository, reclaimable_bytes
     from .units import format_bytes
 
     per_repository = reclaimable_by_repository(result, inv.layers)
@@ -115,11 +115,7 @@ def plan_text(url: str, policy, inv, result) -> str:
         f"{result.loc[result['stale'], 'repository'].nunique():,} repositories; "
         f"{format_bytes(reclaimable_bytes(result, inv.layers))} reclaimable after garbage collection"
     )
-    lines.append(
-        "Space returns only after garbage collection. Safe on distribution 2.x: --apply --delete-manifests, "
-        "then plain `garbage-collect`; never `--delete-untagged` there, which also deletes the untagged "
-        "platforms of kept multi-platform images and the referrers listed in fallback indexes."
-    )
+    lines.append(GARBAGE_COLLECTION_ADVICE)
     if not inv.errors.empty:
         lines.append(f"{len(inv.errors)} item(s) could not be read; the plan covers only what was read.")
     for note in policy.notes:

@@ -15,7 +15,7 @@ from .client.atomic_files import write_atomically
 if TYPE_CHECKING:
     from .history import Diff
     from .inventory import Inventory
-    from .report import Section
+    from .report import AuditData, Section
 
 SUMMARY_TOP = 10
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
@@ -125,9 +125,18 @@ def _audit_repositories(args) -> list[str] | None:
 
 
 def audit(args) -> int:
-    from .analysis import cleanup_plan, reclaimable_bytes, shared_layers, stale_tags, storage_usage
+    from .analysis import (
+        cleanup_plan,
+        dangling_entries,
+        reclaimable_bytes,
+        shared_layers,
+        stale_tags,
+        storage_usage,
+        supply_chain,
+    )
     from .cleanup_command import load_policy
     from .inventory.concurrency import check_workers
+    from .report import AuditData
 
     gates = _parse_gates(args)
     policy = load_policy(args)
@@ -156,6 +165,8 @@ def audit(args) -> int:
         )
     )
     reclaim = reclaimable_bytes(stale, inv.layers)
+    coverage = supply_chain(inv.manifests, inv.referrers) if "kind" in inv.manifests.columns else None
+    dangling = dangling_entries(inv.tags, inv.errors)
     inv.to_csv(out, spreadsheet_safe=True)
     _write_csv(out / "storage_usage.csv", usage)
     shared_out = shared.copy()
@@ -165,11 +176,21 @@ def audit(args) -> int:
     stale_out["age_days"] = stale_out["age"].dt.total_seconds() / 86400
     _write_csv(out / "stale_tags.csv", stale_out.drop(columns=["age"]))
     _write_csv(out / "cleanup_plan.csv", cleanup_plan(stale).drop(columns=["age"], errors="ignore"))
-    _write_supply_chain(out, inv)
+    _write_supply_chain(out, coverage, dangling)
     since = _record_history(args, inv, previous, policy)
-    text = printable(summary_text(inv, usage, stale, reclaim, args) + _since_text(since, out))
+    text = printable(summary_text(inv, usage, stale, reclaim, args, coverage, dangling) + _since_text(since, out))
     write_atomically(out / "summary.txt", [text.encode()])
-    return _write_report(args, out, text, inv, stale, usage, shared, reclaim, gates, previous, since)
+    data = AuditData.from_inventory(
+        inv,
+        stale,
+        rules=_stale_rules(args, stale),
+        usage=usage,
+        shared=shared,
+        reclaimable_bytes=reclaim,
+        supply_chain=coverage,
+        dangling=dangling,
+    )
+    return _write_report(args, out, text, data, gates, since)
 
 
 def _parse_gates(args) -> list:
@@ -183,24 +204,17 @@ def _check_gates_available(gates: list, args, previous) -> None:
     """A gate on a total this audit cannot compute is refused before connecting: supply-chain totals need
     a crawl that classifies artifacts, growth needs ``--history`` (the first audit there has no growth;
     it runs and its undecided gate exits 2 after the report is written)."""
-    from .inventory.frames import MANIFEST_COLUMNS
     from .report import check_available
 
-    check_available(gates, artifacts="kind" in MANIFEST_COLUMNS, history=bool(getattr(args, "history", None)))
+    check_available(gates, artifacts=True, history=bool(getattr(args, "history", None)))
 
 
-def _write_report(
-    args, out: Path, text: str, inv, stale, usage, shared, reclaim: int, gates: list, previous, since=None
-) -> int:
+def _write_report(args, out: Path, text: str, data: AuditData, gates: list, since: Diff | None) -> int:
     """Write report.html, report.md, summary.json and charts/; print the chosen format; decide the exit status:
     2 when a gate could not be decided, 3 when one holds, 1 when items could not be read, else 0."""
-    from .analysis import storage_usage
-    from .report import AuditData, build_summary, evaluate, summary_json, undecided, write_report
+    from .report import build_summary, evaluate, summary_json, undecided, write_report
 
-    data = AuditData.from_inventory(
-        inv, stale, rules=_stale_rules(args, stale), usage=usage, shared=shared, reclaimable_bytes=reclaim
-    )
-    previous_stored = None if previous is None else int(storage_usage(previous.layers).attrs["total_bytes"])
+    previous_stored = None if since is None else int(since.attrs["stored_bytes_before"])
     summary = build_summary(data, previous_stored_bytes=previous_stored)
     results = evaluate(gates, summary)
     report = write_report(out, data, summary=summary, gates=results, since_last=_since_section(since, args))
@@ -222,7 +236,7 @@ def _write_report(
     if holding:
         print(f"regframe: {holding} of {len(results)} --fail-on gate(s) hold: exit status 3", file=sys.stderr)
         return 3
-    return 0 if inv.errors.empty else 1
+    return 0 if data.inventory.errors.empty else 1
 
 
 def _stale_rules(args, stale) -> str:
@@ -412,25 +426,23 @@ def diff(args) -> int:
     return 0
 
 
-def _write_supply_chain(out: Path, inv) -> None:
-    """``supply_chain.csv`` (coverage per repository) and ``dangling.csv`` (index entries whose manifest is
-    gone) beside the frames; ``referrers.csv`` is one of the frames."""
-    from .analysis import dangling_entries, supply_chain
-
-    if "kind" in inv.manifests.columns:
-        _write_csv(out / "supply_chain.csv", supply_chain(inv.manifests, inv.referrers))
-    _write_csv(out / "dangling.csv", dangling_entries(inv.tags, inv.errors))
+def _write_supply_chain(out: Path, coverage, dangling) -> None:
+    """``supply_chain.csv`` (coverage per repository, when the crawl classified artifacts) and ``dangling.csv``
+    (index entries whose manifest is gone) beside the frames; ``referrers.csv`` is one of the frames."""
+    if coverage is not None:
+        _write_csv(out / "supply_chain.csv", coverage)
+    _write_csv(out / "dangling.csv", dangling)
 
 
-def supply_chain_lines(inv) -> list[str]:
-    """The summary's supply-chain lines: signature, SBOM and attestation coverage, orphaned accessories,
-    and dangling index entries (told apart from orphans: the index is there, what it lists is gone)."""
-    from .analysis import dangling_entries, supply_chain
+def supply_chain_lines(coverage, dangling) -> list[str]:
+    """The summary's supply-chain lines: signature, SBOM and attestation coverage (``coverage``, None when
+    the crawl did not classify artifacts), orphaned accessories, and dangling index entries (told apart
+    from orphans: the index is there, what it lists is gone)."""
     from .units import format_bytes
 
     lines = [""]
-    if "kind" in inv.manifests.columns:
-        totals = supply_chain(inv.manifests, inv.referrers).attrs
+    if coverage is not None:
+        totals = coverage.attrs
         images, signed = totals["images"], totals["signed"]
         share = f" ({signed / images:.0%})" if images else ""
         lines.append(
@@ -438,7 +450,6 @@ def supply_chain_lines(inv) -> list[str]:
             f"attestation: {totals['with_attestation']:,}; orphaned accessories: {totals['orphaned']:,} "
             f"({format_bytes(totals['orphaned_bytes'])})"
         )
-    dangling = dangling_entries(inv.tags, inv.errors)
     if len(dangling):
         lines += _wrapped(
             f"Dangling index entries: {dangling.attrs['image']:,} in image indexes, {dangling.attrs['fallback']:,} "
@@ -455,7 +466,7 @@ def _wrapped(text: str, indent: str) -> list[str]:
     return textwrap.wrap(text, width=100, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
 
 
-def summary_text(inv, usage, stale, reclaim: int, args) -> str:
+def summary_text(inv, usage, stale, reclaim: int, args, coverage, dangling) -> str:
     from .analysis import GARBAGE_COLLECTION_ADVICE
     from .units import format_bytes
 
@@ -488,7 +499,7 @@ def summary_text(inv, usage, stale, reclaim: int, args) -> str:
         f"Reclaimable after deleting them and running garbage collection: {format_bytes(reclaim)}",
         "  (blobs still used by a kept tag are not counted)",
         *_wrapped(GARBAGE_COLLECTION_ADVICE, "  "),
-        *supply_chain_lines(inv),
+        *supply_chain_lines(coverage, dangling),
     ]
     if not inv.errors.empty:
         lines += ["", f"{len(inv.errors)} item(s) could not be read; see errors.csv. Numbers count only what was read."]

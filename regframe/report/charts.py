@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 
 from .. import plot
 from ..analysis import sharing_matrix
+from ..plot._style import figure_of
 from .model import AuditData, Chart
 
 PNG_DPI = 144
@@ -30,8 +31,7 @@ def render(name: str, title: str, draw: Callable[[], Axes]) -> Chart:
 
     with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "regframe-report"}):
         ax = draw()
-        figure = ax.get_figure(root=True)
-        assert figure is not None
+        figure = figure_of(ax)
         try:
             png, svg = io.BytesIO(), io.BytesIO()
             figure.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": None})
@@ -43,7 +43,7 @@ def render(name: str, title: str, draw: Callable[[], Axes]) -> Chart:
 
 def audit_charts(audit: AuditData) -> list[Chart]:
     """Storage per repository, layer sharing, tag ages and layer sizes; supply-chain coverage when the
-    crawl classified artifacts and ``regframe.plot`` can draw it."""
+    crawl classified artifacts."""
     layers = audit.inventory.layers
     stale = audit.stale.copy()
     stale.attrs = {**audit.stale.attrs, "reclaimable_bytes": audit.reclaimable_bytes}
@@ -57,10 +57,9 @@ def audit_charts(audit: AuditData) -> list[Chart]:
         render("stale_tags", "Tag ages and stale tags", lambda: plot.stale_tags(stale, top=STALE_TOP)),
         render("layer_sizes", "Distinct layer sizes", lambda: plot.layer_sizes(layers)),
     ]
-    draw_supply_chain: Callable[..., Axes] | None = getattr(plot, "supply_chain", None)
-    if audit.supply_chain is not None and draw_supply_chain is not None:
+    if audit.supply_chain is not None:
         coverage = audit.supply_chain
-        charts.append(render("supply_chain", "Supply-chain coverage", lambda: draw_supply_chain(coverage)))
+        charts.append(render("supply_chain", "Supply-chain coverage", lambda: plot.supply_chain(coverage)))
     return charts
 
 

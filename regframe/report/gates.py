@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -174,8 +174,3 @@ def undecided(results: Sequence[GateResult]) -> GateError | None:
     """A GateError naming every gate the audit could not decide, or None when all were decided."""
     missing = [result.describe() for result in results if not result.decided]
     return GateError("--fail-on cannot be decided: " + "; ".join(missing)) if missing else None
-
-
-def names() -> Collection[str]:
-    """Every name a gate accepts: the keys and their short forms."""
-    return [*BY_KEY, *SHORT_NAMES]

@@ -11,7 +11,7 @@ import base64
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..analysis import GARBAGE_COLLECTION_ADVICE, dangling_entries
+from ..analysis import GARBAGE_COLLECTION_ADVICE
 from ..units import format_bytes
 from .gates import GateResult
 from .model import AuditData, Chart, Section, Table
@@ -218,8 +218,7 @@ def _stale(audit: AuditData, summary: Mapping[str, Any], charts: Mapping[str, Ch
 
 def _supply_chain(audit: AuditData, charts: Mapping[str, Chart]) -> str:
     assert audit.supply_chain is not None
-    inv = audit.inventory
-    dangling = dangling_entries(inv.tags, inv.errors)
+    dangling = audit.dangling
     return (
         _figure(charts.get("supply_chain"), "Signature, SBOM and attestation coverage per repository.")
         + _table(supply_chain_table(audit.supply_chain))

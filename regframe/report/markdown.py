@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..analysis import GARBAGE_COLLECTION_ADVICE, dangling_entries
+from ..analysis import GARBAGE_COLLECTION_ADVICE
 from ..units import format_bytes
 from .gates import GateResult
 from .model import AuditData, Section, Table
@@ -71,7 +71,7 @@ def render_markdown(
     if plan.rows:
         lines += ["#### Cleanup plan (oldest first)", "", *_table(plan)]
     if audit.supply_chain is not None:
-        dangling = dangling_entries(inv.tags, inv.errors)
+        dangling = audit.dangling
         lines += ["### Supply chain", "", *_table(supply_chain_table(audit.supply_chain, limit=ROWS))]
         lines += [md(supply_chain_note(audit.supply_chain, dangling)), ""]
         if len(dangling):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,7 +22,8 @@ Align = Literal["left", "right"]
 class AuditData:
     """One audit's results: the crawl and the analyses every part of the report reads.
 
-    ``rules`` says in words how stale tags were chosen. ``supply_chain`` is
+    ``rules`` says in words how stale tags were chosen. ``dangling`` is ``analysis.dangling_entries``
+    output, computed once for the summary and both renderings. ``supply_chain`` is
     ``analysis.supply_chain`` output when the crawl classified artifacts, else None.
     """
 
@@ -32,6 +33,7 @@ class AuditData:
     stale: pd.DataFrame
     reclaimable_bytes: int
     rules: str
+    dangling: pd.DataFrame
     audited_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     supply_chain: pd.DataFrame | None = None
 
@@ -45,6 +47,8 @@ class AuditData:
         usage: pd.DataFrame | None = None,
         shared: pd.DataFrame | None = None,
         reclaimable_bytes: int | None = None,
+        supply_chain: pd.DataFrame | None = None,
+        dangling: pd.DataFrame | None = None,
     ) -> AuditData:
         """The report's data for a crawl and its stale-tag decisions; analyses not given are run here."""
         from .. import analysis
@@ -58,8 +62,9 @@ class AuditData:
                 analysis.reclaimable_bytes(stale, inventory.layers) if reclaimable_bytes is None else reclaimable_bytes
             ),
             rules=rules,
+            dangling=analysis.dangling_entries(inventory.tags, inventory.errors) if dangling is None else dangling,
             audited_at=_crawled_at(inventory),
-            supply_chain=supply_chain_of(inventory),
+            supply_chain=supply_chain_of(inventory) if supply_chain is None else supply_chain,
         )
 
     @property
@@ -69,22 +74,20 @@ class AuditData:
 
 
 def _crawled_at(inventory: Inventory) -> datetime:
-    stamp = getattr(inventory, "crawled_at", None)
+    stamp = inventory.crawled_at
     if stamp is None or pd.isna(stamp):
         return datetime.now(UTC)
     return pd.Timestamp(stamp).to_pydatetime()
 
 
 def supply_chain_of(inventory: Inventory) -> pd.DataFrame | None:
-    """Signature, SBOM and attestation coverage per repository, when the crawl classified artifacts
-    (a ``kind`` column and ``inv.referrers``) and the analysis offers it; None otherwise."""
+    """Signature, SBOM and attestation coverage per repository when the crawl classified artifacts
+    (a ``kind`` column); None otherwise."""
     from .. import analysis
 
-    referrers = getattr(inventory, "referrers", None)
-    compute: Callable[..., pd.DataFrame] | None = getattr(analysis, "supply_chain", None)
-    if compute is None or referrers is None or "kind" not in inventory.manifests.columns:
+    if "kind" not in inventory.manifests.columns:
         return None
-    return compute(inventory.manifests, referrers)
+    return analysis.supply_chain(inventory.manifests, inventory.referrers)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from typing import Any, Literal
 import pandas as pd
 
 from .. import __version__
-from ..analysis import dangling_entries
 from ..units import format_bytes
 from .model import AuditData
 
@@ -84,8 +83,6 @@ def build_summary(audit: AuditData, *, previous_stored_bytes: int | None = None)
     stored nothing.
     """
     inv = audit.inventory
-    manifests = inv.manifests
-    images = int((manifests["kind"] == "image").sum()) if "kind" in manifests.columns else len(manifests)
     stored = int(audit.usage.attrs.get("total_bytes", 0))
     summary: dict[str, Any] = {
         "registry": inv.url,
@@ -95,7 +92,7 @@ def build_summary(audit: AuditData, *, previous_stored_bytes: int | None = None)
         "regframe_version": __version__,
         "repositories": len(inv.catalog),
         "tags": len(inv.tags),
-        "images": images,
+        "images": inv.image_count(),
         "blobs": int(inv.layers["layer_digest"].nunique()),
         "stored_bytes": stored,
         "logical_bytes": int(audit.usage.attrs.get("logical_bytes", 0)),
@@ -104,9 +101,8 @@ def build_summary(audit: AuditData, *, previous_stored_bytes: int | None = None)
         "reclaimable_bytes": int(audit.reclaimable_bytes),
         "errors": len(inv.errors),
     }
-    dangling = dangling_entries(inv.tags, inv.errors)
-    summary["dangling_index_entries"] = int(dangling.attrs["image"])
-    summary["dangling_fallback_entries"] = int(dangling.attrs["fallback"])
+    summary["dangling_index_entries"] = int(audit.dangling.attrs["image"])
+    summary["dangling_fallback_entries"] = int(audit.dangling.attrs["fallback"])
     if audit.supply_chain is not None:
         for key, column in _SUPPLY_CHAIN.items():
             if column in audit.supply_chain.columns:
