@@ -229,8 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="Markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        parser.error("wrk is not installed (make system-deps)")
+    for tool in ("wrk", "skopeo"):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is not installed (make system-deps)")
 
     load_before = load_average()
     loopback, targets, _, quota = run_loopback(args)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,9 +21,7 @@ def pytest_collection_modifyitems(config, items):
     if shutil.which("docker-registry") is None and not os.environ.get("TEST_REGISTRY"):
         skip = pytest.mark.skip(reason="docker-registry is not installed (make test installs it)")
         for item in items:
-            if "registry" in getattr(item, "fixturenames", ()) or any(
-                "registry" in name for name in getattr(item, "fixturenames", ())
-            ):
+            if any("registry" in name for name in getattr(item, "fixturenames", ())):
                 item.add_marker(skip)
 
 
@@ -48,3 +48,28 @@ def repo_name(request):
     base = request.node.name.lower().replace("[", "-").replace("]", "")
     clean = "".join(c if c.isalnum() else "-" for c in base).strip("-")[:40].strip("-")
     return f"t{next(_names)}/{clean or 'repo'}"
+
+
+def _command_lines(pid: int) -> list[str]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    lines, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            lines.append(Path(f"/proc/{current}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+        todo.extend(children.get(current, []))
+    return lines
+
+
+@pytest.fixture
+def process_command_lines() -> Callable[[int], list[str]]:
+    """The command lines of a pid and all its descendants, as ``ps`` shows them to every user."""
+    return _command_lines

@@ -201,26 +201,7 @@ def test_dashboard_child_gets_the_connection_in_its_environment_only(tmp_path, m
         dashboard.child_environment("https://registry.example", token="t", user="alice")
 
 
-def process_tree_command_lines(pid: int) -> list[str]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    lines, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            lines.append(Path(f"/proc/{current}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except OSError:
-            continue
-        todo.extend(children.get(current, []))
-    return lines
-
-
-def test_dashboard_command_connects_with_a_ca_bundle_and_a_password_from_stdin(tmp_path):
+def test_dashboard_command_connects_with_a_ca_bundle_and_a_password_from_stdin(tmp_path, process_command_lines):
     """``regframe dashboard`` end to end: a TLS registry with basic auth, its CA given by a relative path and
     the password on standard input; the served page shows the crawl, and no command line shows the password."""
     requests = pytest.importorskip("requests")
@@ -264,7 +245,7 @@ def test_dashboard_command_connects_with_a_ca_bundle_and_a_password_from_stdin(t
             first = cli.stdout.readline()
             assert first.startswith("regframe dashboard: http://127.0.0.1:"), first + cli.stdout.read()
             page = requests.get(first.split(": ", 1)[1].strip(), timeout=120)
-            lines = process_tree_command_lines(cli.pid)
+            lines = process_command_lines(cli.pid)
             assert any("voila" in line for line in lines)
             assert not [line for line in lines if password in line]
         finally:

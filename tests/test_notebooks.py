@@ -236,27 +236,7 @@ def voila_outputs(html: str) -> list[dict]:
     return [json.loads(text) for text in found]
 
 
-def command_lines(pid: int) -> list[str]:
-    """The command lines of ``pid`` and all its descendants, as ``ps`` shows them to every user."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    lines, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            lines.append(Path(f"/proc/{current}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except OSError:
-            continue
-        todo.extend(children.get(current, []))
-    return lines
-
-
-def test_served_dashboard_keeps_secrets_off_command_lines(kernel_env, tmp_path, monkeypatch):
+def test_served_dashboard_keeps_secrets_off_command_lines(kernel_env, tmp_path, monkeypatch, process_command_lines):
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("HOME", str(tmp_path))
     small = make_fleet(
@@ -273,7 +253,7 @@ def test_served_dashboard_keeps_secrets_off_command_lines(kernel_env, tmp_path, 
             refused = requests.get(f"http://127.0.0.1:{board.port}/", timeout=10, allow_redirects=False)
             assert refused.status_code == 403 or "login" in refused.headers.get("Location", "")
             page = requests.get(board.url, timeout=60)
-            lines = command_lines(board.process.pid)
+            lines = process_command_lines(board.process.pid)
             assert any("ipykernel" in line for line in lines), "the page started a kernel"
             assert not [line for line in lines if password in line or token in line]
         assert page.ok

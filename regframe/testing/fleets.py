@@ -22,9 +22,10 @@ from types import MappingProxyType
 from typing import Any
 
 from regframe.client import mediatypes as mt
+from regframe.client.artifacts import fallback_tag
 from regframe.client.reference import Platform, validate_repository, validate_tag
 
-from .images import Image, ImageIndex, build_image, build_index, distinct
+from .images import DEFAULT_CREATED, Image, ImageIndex, build_image, build_index, distinct
 from .layers import MIN_LAYER_SIZE, Blob, Layer, layer
 from .oci_artifacts import (
     PREDICATE_SIGN,
@@ -497,7 +498,7 @@ class _FleetBuilder:
             tag, sig = cosign_signature(ghost, repository=repository)
             return {tag: sig}
         bundle = sigstore_bundle(ghost, PREDICATE_SIGN, created=self._date(30 + number))
-        return {ghost.digest.replace(":", "-", 1): referrers_index([bundle])}
+        return {fallback_tag(ghost.digest): referrers_index([bundle])}
 
     def charts(self, count: int) -> dict[str, Content]:
         low, high = self.spec.age_range_days
@@ -609,13 +610,13 @@ def _accessories(
             else:
                 referrers.append(_oras_sbom(item, created))
         if referrers:
-            found[item.digest.replace(":", "-", 1)] = referrers_index(referrers)
+            found[fallback_tag(item.digest)] = referrers_index(referrers)
     return found
 
 
 def _created(item: Content) -> str:
     dates = [image.created for image in _images(item) if image.created is not None]
-    moment = max(dates) if dates else datetime(2024, 1, 1, tzinfo=UTC)
+    moment = max(dates) if dates else DEFAULT_CREATED
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

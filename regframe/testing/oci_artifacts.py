@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from regframe.client import mediatypes as mt
+from regframe.client.artifacts import fallback_tag
 from regframe.client.reference import sha256_digest
 
 from .images import Image, ImageIndex, _Manifest, distinct
@@ -114,7 +115,7 @@ class Artifact(_Manifest):
     def entry(self, *, annotations: bool = True) -> dict[str, Any]:
         """This manifest as an entry of a referrers index: ``artifactType`` and (unless left out, as
         go-containerregistry did before v0.22.1) its annotations."""
-        entry: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.manifest_size}
+        entry = _descriptor(self)
         if self.artifact_type:
             entry["artifactType"] = self.artifact_type
         if annotations and self.annotations:
@@ -213,7 +214,7 @@ def _annotated(data: bytes, media_type: str, annotations: Mapping[str, str]) -> 
 
 
 def _cosign_tag(subject: Subject, suffix: str) -> str:
-    return subject.digest.replace(":", "-", 1) + suffix
+    return fallback_tag(subject.digest) + suffix
 
 
 def _cosign_manifest(layers: Sequence[Blob], kind: str, docker: bool) -> Artifact:
@@ -420,9 +421,7 @@ def buildx_index(
     for image, item in zip(images, attestations):
         entries.append(
             {
-                "mediaType": item.media_type,
-                "digest": item.digest,
-                "size": item.manifest_size,
+                **_descriptor(item),
                 "annotations": {
                     mt.ANNOTATION_REFERENCE_DIGEST: image.digest,
                     mt.ANNOTATION_REFERENCE_TYPE: mt.REFERENCE_TYPE_ATTESTATION,

@@ -20,7 +20,6 @@ unchanged, and fault rules (``add_rule``) still come first.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -33,7 +32,7 @@ from urllib.parse import quote, urlencode
 
 from regframe.client import mediatypes as mt
 from regframe.client.errors import InvalidReferenceError
-from regframe.client.reference import validate_digest
+from regframe.client.reference import sha256_digest, validate_digest
 
 from .faultproxy import Action, Exchange, FaultProxy, UpstreamError
 
@@ -125,7 +124,7 @@ class ReferrersProxy(FaultProxy):
             if status != 200:
                 return
             document = json.loads(raw)
-            found = headers.get("docker-content-digest") or "sha256:" + hashlib.sha256(raw).hexdigest()
+            found = headers.get("docker-content-digest") or sha256_digest(raw)
             media_type = document.get("mediaType") or headers.get("content-type", "").split(";")[0]
             manifests[found] = (document, len(raw), media_type)
             for child in document.get("manifests") or ():
