@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from urllib3.exceptions import LocationParseError
 
 import regframe
-from regframe.client.connections import read_head
+from regframe.client.connections import Connections, read_head
 from regframe.testing import build_image, layer, local_registry, push_image
 from regframe.testing.faultproxy import FaultProxy
 
@@ -131,3 +132,129 @@ def test_a_head_over_the_limits_is_refused():
 
 def test_a_head_cut_short_ends_at_the_end_of_the_stream():
     assert read_head(io.BytesIO(b"A: 1\r\nB: 2")) == [("A", "1"), ("B", "2")]
+
+
+# -- framing and request writing -------------------------------------------------------------------------
+# The registry answers every request with a Content-Length and never sends more than it announced, so
+# chunked answers, bytes after an answer and HTTP/1.0 answers come from small servers.
+
+LISTING = json.dumps({"name": "app", "tags": ["v1", "v2"]}).encode()
+
+
+class _Chunked(BaseHTTPRequestHandler):
+    """A keep-alive tag list sent chunked, with a chunk extension and a trailer field."""
+
+    protocol_version = "HTTP/1.1"
+    cut = False
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, self.client_address))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        first, second = LISTING[:10], LISTING[10:]
+        self.wfile.write(b"%x;note=1\r\n%b\r\n" % (len(first), first))
+        if self.cut:
+            self.wfile.write(b"%x\r\n%b" % (len(second), second[:3]))
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(b"%x\r\n%b\r\n0\r\nX-Trailer: yes\r\n\r\n" % (len(second), second))
+        self.wfile.flush()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _CutChunked(_Chunked):
+    cut = True
+
+
+class _Trailing(_Chunked):
+    """Announces a body, sends it, then sends bytes nobody asked for: a forged second answer."""
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, self.client_address))  # type: ignore[attr-defined]
+        forged = b'HTTP/1.1 200 OK\r\nContent-Length: 35\r\n\r\n{"name": "app", "tags": ["forged"]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(LISTING)))
+        self.end_headers()
+        self.wfile.write(LISTING + forged)
+        self.wfile.flush()
+
+
+class _Recorder(_Chunked):
+    """Records each request's Host field and answers with a plain keep-alive listing."""
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.headers["Host"], self.client_address))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(LISTING)))
+        self.end_headers()
+        self.wfile.write(LISTING)
+
+
+class _OldServer(_Recorder):
+    """An HTTP/1.0 server: it closes after each answer unless asked otherwise."""
+
+    protocol_version = "HTTP/1.0"
+
+
+def test_a_chunked_answer_is_read_whole_and_its_connection_reused():
+    with serve(_Chunked) as (url, seen), regframe.connect(url, docker_config=False, retries=0) as reg:
+        for _ in range(3):
+            assert reg.tags("app")["tags"] == ["v1", "v2"]
+    listings = [address for path, address in seen if path.endswith("/tags/list")]
+    assert len(listings) == 3 and len(set(listings)) == 1
+
+
+def test_a_chunked_answer_cut_short_is_an_error_not_data():
+    with (
+        serve(_CutChunked) as (url, _),
+        regframe.connect(url, docker_config=False, retries=0) as reg,
+        pytest.raises(regframe.RegistryConnectionError, match="cut short"),
+    ):
+        reg.tags("app")
+
+
+def test_bytes_after_an_answer_are_never_read_as_the_next_answer():
+    with serve(_Trailing) as (url, seen), regframe.connect(url, docker_config=False, retries=0) as reg:
+        for _ in range(3):
+            assert reg.tags("app")["tags"] == ["v1", "v2"]
+    listings = [address for path, address in seen if path.endswith("/tags/list")]
+    assert len(set(listings)) == len(listings) == 3, "a connection with unasked-for bytes was reused"
+
+
+def test_host_field_names_the_port_and_an_http10_server_gets_a_new_connection_each_time():
+    with serve(_OldServer) as (url, seen), regframe.connect(url, docker_config=False, retries=0) as reg:
+        for _ in range(3):
+            assert reg.tags("app")["tags"] == ["v1", "v2"]
+    port = url.rsplit(":", 1)[1]
+    assert {host for host, _ in seen} == {f"127.0.0.1:{port}"}
+    assert len({address for _, address in seen}) == len(seen)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers", "error"),
+    [
+        ("GET", "/v2/ HTTP/1.1\r\nX: 1", {}, LocationParseError),
+        ("GET", "/v2/", {"X-Note": "a\r\nInjected: 1"}, ValueError),
+        ("GET", "/v2/", {"Bad Name": "1"}, ValueError),
+        ("GET /", "/v2/", {}, ValueError),
+    ],
+)
+def test_a_request_that_would_break_out_of_its_line_is_refused_before_any_byte(method, target, headers, error):
+    with serve(_Recorder) as (url, seen):
+        port = int(url.rsplit(":", 1)[1])
+        connections = Connections(
+            "127.0.0.1", port, open_timeout=5, read_timeout=5, tls=None, maxsize=1, headers={"User-Agent": "t"}
+        )
+        with pytest.raises(error):
+            connections.send(method, target, None, headers)
+        answer = connections.send("GET", "/v2/", None, {})
+        assert answer.read(1000) == LISTING
+        answer.release_conn()
+        connections.clear()
+    assert len(seen) == 1, "only the good request reached the server"

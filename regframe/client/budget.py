@@ -1,7 +1,7 @@
 """Time budgets for responses: a server cannot stretch one answer by dripping bytes just inside the
-read timeout. The transport sets the budget of the request a thread is sending (``sending.budget``);
-the connection's response class (``connections.RegistryResponse``) picks it up and reads its socket
-through a ``TimedSocket``."""
+read timeout. Every response's socket is read through a ``TimedSocket``: the registry's own connections
+are handed the budget with the request; urllib3's response class (``connections.RegistryResponse``)
+picks up the budget of the request its thread is sending (``sending.budget``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import io
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 
@@ -40,7 +41,7 @@ class Budget:
         "streaming",
         "waited",
     )
-    deadline: float  # set by start(), which RegistryResponse calls before the first read
+    deadline: float  # set by start(), called once the request is sent, before the first read
 
     def __init__(self, read_timeout: float, request_timeout: float, min_rate: float):
         self.read_timeout = read_timeout
@@ -100,50 +101,59 @@ class OutOfTime(TimeoutError):
 sending = threading.local()
 
 
-class TimedReader(io.RawIOBase):
-    """A response's socket, each read given the timeout its ``Budget`` leaves."""
+class TimedSocket:
+    """A socket read under a ``Budget``: each read waits at most what the budget leaves, and a streamed
+    body's reads are timed for its rate rule. Without a budget, reads wait the socket's own timeout."""
 
-    def __init__(self, sock: socket.socket, budget: Budget) -> None:
+    __slots__ = ("_default", "_timeout", "budget", "sock")
+
+    def __init__(self, sock: socket.socket, budget: Budget | None = None) -> None:
+        self.sock = sock
+        self.budget = budget
+        self._default = self._timeout = sock.gettimeout()
+
+    def recv(self, size: int) -> bytes:
+        data: bytes = self._timed(self.sock.recv, size)
+        return data
+
+    def recv_into(self, buffer: WriteableBuffer) -> int:
+        count: int = self._timed(self.sock.recv_into, buffer)
+        return count
+
+    def _timed(self, read: Callable[[Any], Any], arg: object) -> Any:
+        budget = self.budget
+        timeout, ours = (self._default, False) if budget is None else budget.next_read()
+        if timeout != self._timeout:
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
+        streaming = budget is not None and budget.streaming
+        started = time.monotonic() if streaming else 0.0
+        try:
+            result = read(arg)
+        except TimeoutError:
+            if budget is not None:
+                budget.broken = budget.broken or ours
+            raise
+        if streaming:
+            assert budget is not None
+            budget.record(time.monotonic() - started, result if isinstance(result, int) else len(result))
+        return result
+
+    def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
+        """What http.client reads a response from (the urllib3 path)."""
+        return io.BufferedReader(_TimedRaw(self))
+
+
+class _TimedRaw(io.RawIOBase):
+    def __init__(self, timed: TimedSocket) -> None:
         super().__init__()
-        self._sock = sock
-        self._io = sock.makefile("rb", buffering=0)
-        self._budget = budget
-        self._timeout = sock.gettimeout()
+        self._timed = timed
 
     def readable(self) -> bool:
         return True
 
     def fileno(self) -> int:
-        return self._io.fileno()
+        return self._timed.sock.fileno()
 
-    def readinto(self, buffer: WriteableBuffer) -> int | None:
-        budget = self._budget
-        timeout, ours = budget.next_read()
-        if timeout != self._timeout:
-            self._sock.settimeout(timeout)
-            self._timeout = timeout
-        started = time.monotonic() if budget.streaming else 0.0
-        try:
-            n = self._io.readinto(buffer)
-        except TimeoutError:
-            budget.broken = budget.broken or ours
-            raise
-        if budget.streaming:
-            budget.record(time.monotonic() - started, n or 0)
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            self._io.close()
-        super().close()
-
-
-class TimedSocket:
-    """What http.client reads a response from: the socket, through a ``TimedReader``."""
-
-    def __init__(self, sock: socket.socket, budget: Budget) -> None:
-        self._sock = sock
-        self._budget = budget
-
-    def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
-        return io.BufferedReader(TimedReader(self._sock, self._budget))
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        return self._timed.recv_into(buffer)

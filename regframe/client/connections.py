@@ -1,41 +1,53 @@
-"""Keep-alive connections to the registry's own origin, on the standard library's http.client.
+"""Keep-alive connections to the registry's own origin: HTTP/1.1 written and read here.
 
-A crawl is thousands of small requests to one origin. urllib3's pool and response objects cost about as
-much client CPU per request as http.client itself, which on a registry next door is what bounds a crawl,
-so requests to the registry go through these connections. urllib3 still carries everything else:
+A crawl is thousands of small requests to one origin, and on a registry next door the client's CPU per
+request is what bounds it. http.client spends most of its time per request validating each header one
+call at a time and parsing the answer's head with the email package; urllib3 adds its pool and response
+objects on top. These connections write a request in one piece and read the answer from one buffer per
+connection; the rules are http.client's (its status-line checks, its head limits, its keep-alive and
+framing decisions: Content-Length, chunked, or until close). urllib3 still carries everything else:
 redirects to other hosts (blob storage), and every request when a proxy is configured.
 
 What leaves this module is what the transport maps at its one boundary: ``ConnectFailed`` and
 ``ConnectTimedOut`` while connecting, ``urllib3.exceptions.SSLError`` for TLS, ``StaleConnection`` when a
 kept-alive connection turns out closed before any answer (the transport sends the request again),
-``ProtocolError`` for a malformed or cut-short answer, and the socket's own ``TimeoutError`` and
-``OSError``.
+``ProtocolError`` for a malformed or cut-short answer, ``LocationParseError`` for a target that cannot
+be sent, and the socket's own ``TimeoutError`` and ``OSError``.
 """
 
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import ssl
 import threading
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
-from typing import BinaryIO, cast
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import InsecureRequestWarning, LocationParseError, ProtocolError, SSLError
 from urllib3.util.wait import wait_for_read
 
-from .budget import TimedSocket, sending
+from .budget import Budget, TimedSocket, sending
 
 # Compressed bodies are inflated in steps of at most this many bytes of input.
 _INFLATE_STEP = 64 * 1024
 # No single read asks for more than this, so a body of unknown length never makes a huge buffer.
 _READ_STEP = 1 << 20
+# What one receive asks the socket for: a registry's usual answer, head and body, in one.
+_RECV_SIZE = 64 * 1024
 # http.client's limits on a response head.
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
+# RFC 9110 tokens (methods, field names); a target or value must not break out of its line.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+_BAD_TARGET = re.compile(r"[\x00-\x20\x7f]").search
+_BAD_VALUE = re.compile(r"[\r\n\x00]").search
+_BODY_METHODS = frozenset({"PATCH", "POST", "PUT"})
+_BODILESS = frozenset({http.client.NO_CONTENT, http.client.NOT_MODIFIED})
 
 
 class ConnectFailed(OSError):
@@ -51,7 +63,11 @@ class ConnectTimedOut(TimeoutError):
     """The registry's address did not accept a connection within ``open_timeout``."""
 
 
-def read_head(fp: BinaryIO) -> list[tuple[str, str]]:
+class _Lines(Protocol):
+    def readline(self, limit: int, /) -> bytes: ...
+
+
+def read_head(fp: _Lines) -> list[tuple[str, str]]:
     """The header fields of a response, up to the blank line, with http.client's limits (65,536 bytes a
     line, 100 fields). Folded lines continue the field before them; a line without a colon is skipped."""
     fields: list[tuple[str, str]] = []
@@ -76,6 +92,21 @@ def read_head(fp: BinaryIO) -> list[tuple[str, str]]:
             fields.append((name.strip(), value.strip()))
 
 
+def header_dict(fields: list[tuple[str, str]]) -> HTTPHeaderDict:
+    """``fields`` as urllib3's case-insensitive ``HTTPHeaderDict`` (repeated fields kept, joined on lookup),
+    filled directly: its ``extend`` costs several calls a field."""
+    headers = HTTPHeaderDict()
+    container = headers._container
+    for name, value in fields:
+        key = name.lower()
+        entry = container.get(key)
+        if entry is None:
+            container[key] = [name, value]
+        else:
+            entry.append(value)
+    return headers
+
+
 class RegistryResponse(http.client.HTTPResponse):
     """http.client's response, its socket read through the ``Budget`` of the request that asked for it."""
 
@@ -89,52 +120,6 @@ class RegistryResponse(http.client.HTTPResponse):
         super().__init__(TimedSocket(sock, budget), debuglevel, method, url)  # type: ignore[arg-type]
 
 
-class DirectAnswer(RegistryResponse):
-    """A ``RegistryResponse`` whose head is parsed without the email package (which took a sixth of a
-    crawl's client CPU) into urllib3's case-insensitive ``HTTPHeaderDict``; the status line, the body's
-    framing and connection reuse are http.client's own."""
-
-    fields: HTTPHeaderDict
-
-    def begin(self) -> None:
-        if self.headers is not None:
-            return
-        while True:
-            version, status, reason = self._read_status()
-            if status != http.client.CONTINUE:
-                break
-            read_head(self.fp)
-        self.code = self.status = status
-        self.reason = reason.strip()
-        if version in ("HTTP/1.0", "HTTP/0.9"):
-            self.version = 10
-        elif version.startswith("HTTP/1."):
-            self.version = 11
-        else:
-            raise http.client.UnknownProtocol(version)
-        self.fields = HTTPHeaderDict(read_head(self.fp))
-        # http.client reads its own fields with get() only, which HTTPHeaderDict has, case-insensitive.
-        self.headers = self.msg = self.fields
-        encoding = self.fields.get("transfer-encoding")
-        self.chunked = bool(encoding) and encoding.lower() == "chunked"
-        self.chunk_left = None
-        self.will_close = self._check_close()
-        self.length = None
-        length = self.fields.get("content-length")
-        if length and not self.chunked:
-            try:
-                self.length = int(length)
-            except ValueError:
-                self.length = None
-            if self.length is not None and self.length < 0:
-                self.length = None
-        bodiless = status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200
-        if bodiless or self._method == "HEAD":
-            self.length = 0
-        if not self.will_close and not self.chunked and self.length is None:
-            self.will_close = True
-
-
 def tls_context(options: Mapping[str, str]) -> ssl.SSLContext:
     """An SSL context from ``transport.ca_settings``'s options: the given CA file or folder, else the system
     store; ``cert_reqs=CERT_NONE`` turns every check off."""
@@ -145,17 +130,21 @@ def tls_context(options: Mapping[str, str]) -> ssl.SSLContext:
     return context
 
 
-class Connection(http.client.HTTPConnection):
-    """One keep-alive connection: connects within ``open_timeout``, then waits ``read_timeout`` for data,
-    with TCP_NODELAY (a request is one small write; Nagle's algorithm would hold it back)."""
-
-    response_class = DirectAnswer
+class Connection:
+    """One keep-alive connection: connects within ``open_timeout``, then waits ``read_timeout`` for data
+    (or what the current answer's ``Budget`` leaves), with TCP_NODELAY (a request is one small write;
+    Nagle's algorithm would hold it back). Reads come from one buffer kept across answers."""
 
     def __init__(self, host: str, port: int, open_timeout: float, read_timeout: float, tls: ssl.SSLContext | None):
-        super().__init__(host, port, timeout=read_timeout)
+        self.host, self.port = host, port
+        self.timeout = read_timeout
         self._open_timeout = open_timeout
         self._tls = tls
         self.reused = False
+        self.sock: socket.socket | None = None
+        self._wire: TimedSocket | None = None
+        self._buffer = b""
+        self._at = 0
 
     def connect(self) -> None:
         try:
@@ -182,10 +171,74 @@ class Connection(http.client.HTTPConnection):
             sock.close()
             raise
         self.sock = sock
+        self._wire = TimedSocket(sock)
 
     def dropped(self) -> bool:
         """Whether an idle connection was closed by the server (or has unasked-for bytes waiting)."""
-        return self.sock is None or wait_for_read(self.sock, timeout=0.0)
+        return self.sock is None or self.leftover() or wait_for_read(self.sock, timeout=0.0)
+
+    def leftover(self) -> bool:
+        """Whether bytes beyond the last answer were received: the connection's framing cannot be trusted."""
+        return self._at < len(self._buffer)
+
+    def close(self) -> None:
+        sock, self.sock, self._wire = self.sock, None, None
+        self._buffer, self._at = b"", 0
+        if sock is not None:
+            sock.close()
+
+    def send(self, head: bytes, body: bytes | None, budget: Budget | None) -> None:
+        """Write a request; the answer's reads are then bounded by ``budget``."""
+        if self.sock is None:
+            self.connect()
+        assert self.sock is not None and self._wire is not None
+        if body and len(body) > _RECV_SIZE:
+            self.sock.sendall(head)
+            self.sock.sendall(body)
+        else:
+            self.sock.sendall(head + body if body else head)
+        self._wire.budget = budget
+        if budget is not None:
+            budget.start()
+
+    def _receive(self) -> bytes:
+        assert self._wire is not None
+        return self._wire.recv(_RECV_SIZE)
+
+    def readline(self, limit: int) -> bytes:
+        """One line, its newline included; at most ``limit`` bytes; what is left at the end of the stream."""
+        while True:
+            buffer, at = self._buffer, self._at
+            end = buffer.find(b"\n", at, at + limit)
+            if end >= 0:
+                self._at = end + 1
+                return buffer[at : end + 1]
+            if len(buffer) - at >= limit:
+                self._at = at + limit
+                return buffer[at : at + limit]
+            data = self._receive()
+            if not data:
+                self._buffer, self._at = b"", 0
+                return buffer[at:]
+            self._buffer, self._at = buffer[at:] + data, 0
+
+    def read(self, size: int) -> bytes:
+        """``size`` bytes, fewer only at the end of the stream."""
+        buffer, at = self._buffer, self._at
+        have = len(buffer) - at
+        if have >= size:
+            self._at = at + size
+            return buffer[at : at + size]
+        parts = [buffer[at:]] if have else []
+        self._buffer, self._at = b"", 0
+        while have < size:
+            assert self._wire is not None
+            data = self._wire.recv(min(size - have, _READ_STEP))
+            if not data:
+                break
+            parts.append(data)
+            have += len(data)
+        return b"".join(parts)
 
 
 class Connections:
@@ -204,6 +257,10 @@ class Connections:
         headers: Mapping[str, str],
     ):
         self.host, self.port = host, port
+        name = host.encode("idna").decode("ascii") if not host.isascii() else host
+        name = f"[{name}]" if ":" in name else name
+        default = 443 if tls is not None else 80
+        self._host = name if port == default else f"{name}:{port}"
         self._open_timeout, self._read_timeout, self._tls = open_timeout, read_timeout, tls
         self.maxsize = maxsize
         self._headers = dict(headers)
@@ -211,14 +268,15 @@ class Connections:
         self._lock = threading.Lock()
 
     def _take(self) -> Connection:
-        with self._lock:
-            while self._idle:
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return self._new()
                 conn = self._idle.pop()
-                if not conn.dropped():
-                    conn.reused = True
-                    return conn
-                conn.close()
-        return self._new()
+            if not conn.dropped():
+                conn.reused = True
+                return conn
+            conn.close()
 
     def _new(self) -> Connection:
         return Connection(self.host, self.port, self._open_timeout, self._read_timeout, self._tls)
@@ -251,71 +309,204 @@ class Connections:
             conn.close()
 
     def send(
-        self, method: str, target: str, body: bytes | Iterable[bytes] | None, headers: Mapping[str, str]
+        self,
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        budget: Budget | None = None,
     ) -> DirectResponse:
-        """Send one request and read its status and headers; the body is left to the response."""
+        """Send one request and read its status and headers; the body is left to the response. ``budget``
+        bounds the answer's reads (``Budget.start`` is called once the request is sent)."""
+        head = self._head(method, target, body, headers)
         conn = self._take()
         try:
-            conn.request(method, target, body=body, headers={**self._headers, **headers})
-            answer = conn.getresponse()
+            conn.send(head, body, budget)
+            return DirectResponse(conn, self, method)
         except (http.client.RemoteDisconnected, BrokenPipeError) as exc:
             # A clean close before any byte of an answer (not a reset): what a server's idle timeout does.
             conn.close()
             if conn.reused:
                 raise StaleConnection(f"a reused connection was closed before any answer ({exc})") from exc
             raise
-        except http.client.InvalidURL as exc:
-            conn.close()
-            raise LocationParseError(target[:200]) from exc
         except http.client.HTTPException as exc:
             conn.close()
             raise ProtocolError(f"malformed answer: {type(exc).__name__} {str(exc)[:200]}") from exc
         except BaseException:
             conn.close()
             raise
-        return DirectResponse(cast(DirectAnswer, answer), conn, self)
+
+    def _head(self, method: str, target: str, body: bytes | None, headers: Mapping[str, str]) -> bytes:
+        """The request line and fields, as http.client would write them (Host, Accept-Encoding identity,
+        the body's length), refusing what would break out of a line."""
+        if not _TOKEN(method):
+            raise ValueError(f"method {method[:40]!r} is not an HTTP token")
+        if _BAD_TARGET(target):
+            raise LocationParseError(target[:200])
+        fields = {**self._headers, **headers}
+        names = {name.lower() for name in fields}
+        lines = [f"{method} {target} HTTP/1.1"]
+        if "host" not in names:
+            lines.append(f"Host: {self._host}")
+        if "accept-encoding" not in names:
+            lines.append("Accept-Encoding: identity")
+        if "content-length" not in names and "transfer-encoding" not in names:
+            if body is not None:
+                lines.append(f"Content-Length: {len(body)}")
+            elif method in _BODY_METHODS:
+                lines.append("Content-Length: 0")
+        for name, value in fields.items():
+            if not _TOKEN(name) or _BAD_VALUE(value):
+                raise ValueError(f"header {name[:40]!r} has a name or value that would break the request")
+            lines.append(f"{name}: {value}")
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("iso-8859-1")
 
 
 class DirectResponse:
-    """An http.client answer with the part of urllib3's response API the transport uses: ``read`` and
-    ``stream`` (gzip and deflate inflated in bounded steps; a body shorter than its Content-Length is an
-    error), ``drain_conn``, ``release_conn`` (the connection goes back only when the body was read to its
-    end) and ``close``."""
+    """An answer on a ``Connection``, with the part of urllib3's response API the transport uses: ``read``
+    and ``stream`` (gzip and deflate inflated in bounded steps; a body shorter than its Content-Length or
+    its chunks is an error), ``drain_conn``, ``release_conn`` (the connection goes back only when the body
+    was read to its end and nothing follows it) and ``close``. The status line and head are read on
+    construction, with http.client's checks."""
 
-    __slots__ = ("_answer", "_conn", "_inflate", "_owner", "_pending", "headers", "status")
+    __slots__ = (
+        "_chunk_left",
+        "_chunked",
+        "_conn",
+        "_done",
+        "_inflate",
+        "_left",
+        "_owner",
+        "_pending",
+        "_will_close",
+        "headers",
+        "status",
+    )
 
-    def __init__(self, answer: DirectAnswer, conn: Connection, owner: Connections):
-        self._answer = answer
+    def __init__(self, conn: Connection, owner: Connections, method: str):
         self._conn: Connection | None = conn
         self._owner = owner
-        self.status = answer.status
-        self.headers = answer.fields
+        while True:
+            version, status = self._status_line(conn)
+            if status != http.client.CONTINUE:
+                break
+            read_head(conn)
+        self.status = status
+        self.headers = header_dict(read_head(conn))
+        self._decide_framing(version, status, method)
         encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
         self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "x-gzip", "deflate") else None
         self._pending = b""
 
+    @staticmethod
+    def _status_line(conn: Connection) -> tuple[int, int]:
+        """The HTTP version (10 or 11) and status of a status line, checked as http.client checks it."""
+        line = conn.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise http.client.LineTooLong("status line")
+        if not line:
+            raise http.client.RemoteDisconnected("Remote end closed connection without response")
+        parts = line.decode("iso-8859-1").split(None, 2)
+        version, code = (parts + ["", ""])[:2]
+        if not version.startswith("HTTP/"):
+            raise http.client.BadStatusLine(repr(line[:200]))
+        if not (len(code) == 3 and code.isdigit()) or int(code) < 100:
+            raise http.client.BadStatusLine(repr(line[:200]))
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            return 10, int(code)
+        if version.startswith("HTTP/1."):
+            return 11, int(code)
+        raise http.client.UnknownProtocol(version[:40])
+
+    def _decide_framing(self, version: int, status: int, method: str) -> None:
+        """http.client's rules: chunked when the last coding says so; else Content-Length; a HEAD answer or
+        a 1xx, 204 or 304 has no body; keep-alive unless the server says close (HTTP/1.0: unless it says
+        keep-alive); a body of unknown length ends at the close."""
+        headers = self.headers
+        connection = (headers.get("Connection") or "").lower()
+        if version == 11:
+            self._will_close = "close" in connection
+        else:
+            self._will_close = "keep-alive" not in connection and not headers.get("Keep-Alive")
+        encoding = headers.get("Transfer-Encoding")
+        self._chunked = encoding is not None and encoding.lower() == "chunked"
+        self._chunk_left: int | None = None
+        self._left: int | None = None
+        length = headers.get("Content-Length")
+        if length and not self._chunked:
+            try:
+                self._left = int(length)
+            except ValueError:
+                self._left = None
+            if self._left is not None and self._left < 0:
+                self._left = None
+        if method == "HEAD" or status in _BODILESS or status < 200:
+            self._left, self._chunked = 0, False
+        if not self._will_close and not self._chunked and self._left is None:
+            self._will_close = True
+        self._done = self._left == 0
+
     @property
     def length_remaining(self) -> int | None:
-        return self._answer.length
+        return 0 if self._done else self._left
 
     def _read_raw(self, amt: int) -> bytes:
         """Up to ``amt`` bytes as sent, fewer only at the end of the body."""
-        answer = self._answer
+        conn = self._conn
+        if self._done or conn is None or amt <= 0:
+            return b""
+        if self._chunked:
+            return self._read_chunks(conn, amt)
+        left = self._left
+        if left is None:
+            data = conn.read(min(amt, _READ_STEP))
+            if len(data) < min(amt, _READ_STEP):
+                self._done = True
+            return data
+        want = min(amt, left)
+        data = conn.read(want)
+        if len(data) < want:
+            raise ProtocolError(f"body cut short: {left - len(data)} bytes of it never arrived")
+        self._left = left = left - want
+        self._done = not left
+        return data
+
+    def _read_chunks(self, conn: Connection, amt: int) -> bytes:
         parts: list[bytes] = []
-        left = amt
-        try:
-            while left > 0:
-                expected = answer.length
-                data = answer.read(min(left, _READ_STEP))
-                if not data:
-                    if expected:
-                        raise ProtocolError(f"body cut short: {expected} bytes of it never arrived")
+        while amt > 0:
+            if not self._chunk_left:
+                size = self._chunk_size(conn)
+                if not size:
+                    read_head(conn)  # trailer fields, read to keep the connection in step
+                    self._done = True
                     break
-                parts.append(data)
-                left -= len(data)
-        except http.client.HTTPException as exc:
-            raise ProtocolError(f"body cut short: {type(exc).__name__}") from exc
+                self._chunk_left = size
+            want = min(amt, self._chunk_left, _READ_STEP)
+            data = conn.read(want)
+            if len(data) < want:
+                raise ProtocolError("body cut short: a chunk ended early")
+            parts.append(data)
+            amt -= want
+            self._chunk_left -= want
+            if not self._chunk_left and conn.readline(3) not in (b"\r\n", b"\n"):
+                raise ProtocolError("malformed chunked body: a chunk does not end with CRLF")
         return b"".join(parts)
+
+    @staticmethod
+    def _chunk_size(conn: Connection) -> int:
+        line = conn.readline(_MAX_LINE + 1)
+        if not line:
+            raise ProtocolError("body cut short: the chunked body ended early")
+        if len(line) > _MAX_LINE:
+            raise ProtocolError("malformed chunked body: chunk size line too long")
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise ProtocolError(f"malformed chunked body: chunk size {line[:40]!r}") from None
+        if size < 0:
+            raise ProtocolError(f"malformed chunked body: chunk size {line[:40]!r}")
+        return size
 
     def read(self, amt: int, decode_content: bool = True) -> bytes:
         """Up to ``amt`` bytes of the body, inflated when ``decode_content``; fewer only at its end."""
@@ -344,25 +535,20 @@ class DirectResponse:
     def drain_conn(self) -> None:
         """Read the rest of a body of known length (the caller knows it is small), so the connection can be
         reused; a body of unknown length is left, and the connection is then closed, not reused."""
-        answer = self._answer
-        if answer.isclosed() or answer.length is None:
-            return
-        try:
-            answer.read()
-        except http.client.HTTPException as exc:
-            raise ProtocolError(f"body cut short: {type(exc).__name__}") from exc
+        while not self._done and self._left is not None and self._conn is not None:
+            self._read_raw(_READ_STEP)
 
     def release_conn(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._answer.isclosed() and not self._answer.will_close:
+        if self._done and not self._will_close and not conn.leftover():
             self._owner.give_back(conn)
         else:
             conn.close()
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        self._answer.close()
+        self._done = True
         if conn is not None:
             conn.close()

@@ -2,7 +2,7 @@
 where connection failures and HTTP statuses become regframe errors.
 
 A crawl is thousands of small requests, and on a registry next door the client's CPU per request
-bounds it: requests to the registry's own origin go over http.client keep-alive connections
+bounds it: requests to the registry's own origin go over lean keep-alive connections
 (``connections.py``), everything else (redirects to other hosts, any request through a proxy) over
 urllib3, never requests, whose bookkeeping (cookies, hooks, environment merging) doubles the cost."""
 
@@ -79,7 +79,7 @@ class Request:
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | Iterable[bytes] | None = None
+    body: bytes | None = None
     scopes: tuple[str, ...] = ()
     kind: str = "other"
     authenticated: bool = True
@@ -698,7 +698,7 @@ class Transport:
         sent = time.monotonic()
         try:
             if direct is not None:
-                raw = direct.send(req.method, target, req.body, req.headers)
+                raw = direct.send(req.method, target, req.body, req.headers, budget)
             else:
                 raw = pool.urlopen(
                     req.method,
