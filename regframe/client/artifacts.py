@@ -68,8 +68,16 @@ def base_type(media_type: object) -> str | None:
     """A media type without parameters, lower case (``…bundle+json;version=0.3`` -> ``…bundle+json``)."""
     if not isinstance(media_type, str):
         return None
-    text = media_type.split(";", 1)[0].strip().lower()
-    return text or None
+    if media_type in _BASE_TYPES:
+        return _BASE_TYPES[media_type]
+    text = media_type.split(";", 1)[0].strip().lower() or None
+    if len(_BASE_TYPES) < 1024:  # a registry can send any number of made-up types; the usual few are kept
+        _BASE_TYPES[media_type] = text
+    return text
+
+
+# base_type is asked about the same few media types many times a manifest.
+_BASE_TYPES: dict[str, str | None] = {}
 
 
 def fallback_tag(digest: str) -> str:

@@ -70,17 +70,22 @@ class _Lines(Protocol):
 def read_head(fp: _Lines) -> list[tuple[str, str]]:
     """The header fields of a response, up to the blank line, with http.client's limits (65,536 bytes a
     line, 100 fields). Folded lines continue the field before them; a line without a colon is skipped."""
-    fields: list[tuple[str, str]] = []
-    lines = 0
+    lines: list[bytes] = []
     while True:
         line = fp.readline(_MAX_LINE + 1)
         if len(line) > _MAX_LINE:
             raise http.client.LineTooLong("header line")
         if line in (b"\r\n", b"\n", b""):
-            return fields
-        lines += 1
-        if lines > _MAX_HEADERS:
+            return parse_fields(lines)
+        if len(lines) == _MAX_HEADERS:
             raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
+        lines.append(line)
+
+
+def parse_fields(lines: list[bytes]) -> list[tuple[str, str]]:
+    """Field lines (each non-empty, with or without its line end) as (name, value) pairs; see ``read_head``."""
+    fields: list[tuple[str, str]] = []
+    for line in lines:
         text = line.decode("iso-8859-1")
         if text[0] in " \t":
             if fields:
@@ -90,6 +95,7 @@ def read_head(fp: _Lines) -> list[tuple[str, str]]:
         name, colon, value = text.partition(":")
         if colon:
             fields.append((name.strip(), value.strip()))
+    return fields
 
 
 def header_dict(fields: list[tuple[str, str]]) -> HTTPHeaderDict:
@@ -105,6 +111,12 @@ def header_dict(fields: list[tuple[str, str]]) -> HTTPHeaderDict:
         else:
             entry.append(value)
     return headers
+
+
+def _field(headers: HTTPHeaderDict, key: str) -> str | None:
+    """A field by its lower-case name, straight from ``header_dict``'s store (``get`` costs three calls)."""
+    entry = headers._container.get(key)
+    return None if entry is None else ", ".join(entry[1:])
 
 
 class RegistryResponse(http.client.HTTPResponse):
@@ -204,6 +216,26 @@ class Connection:
     def _receive(self) -> bytes:
         assert self._wire is not None
         return self._wire.recv(_RECV_SIZE)
+
+    def buffered_head(self) -> list[bytes] | None:
+        """The status line and field lines of the next answer, when its whole head is in the buffer after at
+        most one receive (the usual case) and within ``read_head``'s limits with CRLF line ends; else None,
+        having consumed nothing, and the head is read line by line."""
+        buffer, at = self._buffer, self._at
+        if at == len(buffer):
+            data = self._receive()
+            if not data:
+                return None
+            self._buffer, self._at = buffer, at = data, 0
+        end = buffer.find(b"\r\n\r\n", at, at + _MAX_LINE)
+        if end < 0:
+            return None
+        block = buffer[at:end]
+        lines = block.split(b"\r\n")
+        if len(lines) > _MAX_HEADERS + 1 or block.count(b"\n") >= len(lines) or not lines[0]:
+            return None
+        self._at = end + 4
+        return lines
 
     def readline(self, limit: int) -> bytes:
         """One line, its newline included; at most ``limit`` bytes; what is left at the end of the stream."""
@@ -388,23 +420,28 @@ class DirectResponse:
         self._conn: Connection | None = conn
         self._owner = owner
         while True:
-            version, status = self._status_line(conn)
+            lines = conn.buffered_head()
+            if lines is None:
+                line = conn.readline(_MAX_LINE + 1)
+                if len(line) > _MAX_LINE:
+                    raise http.client.LineTooLong("status line")
+                version, status = self._status(line)
+                fields = read_head(conn)
+            else:
+                version, status = self._status(lines[0])
+                fields = parse_fields(lines[1:])
             if status != http.client.CONTINUE:
                 break
-            read_head(conn)
         self.status = status
-        self.headers = header_dict(read_head(conn))
+        self.headers = header_dict(fields)
         self._decide_framing(version, status, method)
-        encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
+        encoding = (_field(self.headers, "content-encoding") or "").strip().lower()
         self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "x-gzip", "deflate") else None
         self._pending = b""
 
     @staticmethod
-    def _status_line(conn: Connection) -> tuple[int, int]:
+    def _status(line: bytes) -> tuple[int, int]:
         """The HTTP version (10 or 11) and status of a status line, checked as http.client checks it."""
-        line = conn.readline(_MAX_LINE + 1)
-        if len(line) > _MAX_LINE:
-            raise http.client.LineTooLong("status line")
         if not line:
             raise http.client.RemoteDisconnected("Remote end closed connection without response")
         parts = line.decode("iso-8859-1").split(None, 2)
@@ -424,16 +461,16 @@ class DirectResponse:
         a 1xx, 204 or 304 has no body; keep-alive unless the server says close (HTTP/1.0: unless it says
         keep-alive); a body of unknown length ends at the close."""
         headers = self.headers
-        connection = (headers.get("Connection") or "").lower()
+        connection = (_field(headers, "connection") or "").lower()
         if version == 11:
             self._will_close = "close" in connection
         else:
-            self._will_close = "keep-alive" not in connection and not headers.get("Keep-Alive")
-        encoding = headers.get("Transfer-Encoding")
+            self._will_close = "keep-alive" not in connection and _field(headers, "keep-alive") is None
+        encoding = _field(headers, "transfer-encoding")
         self._chunked = encoding is not None and encoding.lower() == "chunked"
         self._chunk_left: int | None = None
         self._left: int | None = None
-        length = headers.get("Content-Length")
+        length = _field(headers, "content-length")
         if length and not self._chunked:
             try:
                 self._left = int(length)

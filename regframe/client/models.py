@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
+from urllib3 import HTTPHeaderDict
+
 from ..units import format_bytes
 from . import mediatypes as MT
 from .errors import InvalidReferenceError, RegistryProtocolError
@@ -29,6 +31,14 @@ class _ManifestDetails(TypedDict, total=False):
     reference: str | None
 
 
+def plain_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Answer headers as a plain dict; urllib3's ``HTTPHeaderDict`` is read from its store in one pass (a
+    field-by-field copy costs several calls a field, on every manifest and blob of a crawl)."""
+    if isinstance(headers, HTTPHeaderDict):
+        return {entry[0]: ", ".join(entry[1:]) for entry in headers._container.values()}
+    return dict(headers or {})
+
+
 class Manifest(dict[str, Any]):
     """The parsed manifest JSON (a dict, as in docker_registry2), with ``raw`` bytes, ``headers``,
     ``media_type`` and the verified ``digest``. Empty when the registry has no such manifest."""
@@ -46,7 +56,7 @@ class Manifest(dict[str, Any]):
     ) -> None:
         super().__init__(data or {})
         self.raw = raw
-        self.headers = dict(headers or {})
+        self.headers = plain_headers(headers)
         self.media_type: str | None = media_type or (self.get("mediaType") if data else None)
         self.digest = digest
         self.repository = repository

@@ -16,7 +16,7 @@ from .artifacts import base_type
 from .atomic_files import write_atomically
 from .core import ClientCore
 from .digests import verified_manifest, verify_chunks, well_formed
-from .models import Blob, Descriptor, Manifest
+from .models import Blob, Descriptor, Manifest, plain_headers
 from .reference import (
     Platform,
     parse_platform,
@@ -445,7 +445,7 @@ class BlobStream:
         self.max_size = min(limits) if limits else None
         self.size = size
         self.hint = hint
-        self.headers = dict(response.headers)
+        self.headers = plain_headers(response.headers)
         length = response.headers.get("Content-Length")
         self.total = int(length) if length and length.isdigit() else None
         self.read = 0
