@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .client import errors as E
 from .client.atomic_files import write_atomically
+from .text import visible
 
 if TYPE_CHECKING:
     from .history import Diff
@@ -18,16 +19,12 @@ if TYPE_CHECKING:
     from .report import AuditData, Section
 
 SUMMARY_TOP = 10
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
-_CONTROLS_AND_LINES = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def printable(text: object, *, one_line: bool = False) -> str:
-    """``text`` with control characters shown as ``\\x1b`` escapes: what a registry sends (tags, names,
-    error messages) must not drive the terminal (OSC 52 clipboard writes, screen clears, titles).
-    ``one_line`` escapes tabs and newlines too, for a field printed within a line."""
-    pattern = _CONTROLS_AND_LINES if one_line else _CONTROLS
-    return pattern.sub(lambda found: f"\\x{ord(found.group()):02x}", str(text))
+    """What the CLI prints of registry-supplied text: control characters made visible; tabs and newlines too
+    when ``one_line``, for a field printed within a line."""
+    return visible(text, keep_lines=not one_line)
 
 
 def _write_csv(path: Path, frame) -> None:

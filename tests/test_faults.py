@@ -993,6 +993,8 @@ def test_tag_pagination_per_the_oci_spec(registry):
             before = reg.stats["requests"]["tags"]
             inv = reg.inventory([TAG_REPO], progress=False)
             assert reg.stats["requests"]["tags"] - before == 3, "7 tags in pages of 3"
+            catalog = reg.frames.catalog().set_index("repository")
+    assert catalog.loc[TAG_REPO, "tag_count"] == len(TAGS), "the catalog frame counts every page of tags"
     assert sorted(inv.tags["tag"].astype(str)) == ordered
     assert set(inv.tags["digest"].astype(str)) == {sha(OTHER.manifest_raw)}
 

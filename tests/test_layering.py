@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "regframe"
 STDLIB = set(sys.stdlib_module_names) | {"__future__", "_typeshed"}  # _typeshed: type-checking only
 
-BOTTOM = {"regframe.units", "regframe.processes", "regframe.patterns", "regex"}
+BOTTOM = {"regframe.units", "regframe.processes", "regframe.patterns", "regframe.text", "regex"}
 CLIENT = BOTTOM | {"regframe.client", "urllib3"}
 INVENTORY = CLIENT | {"regframe.inventory", "pandas", "numpy", "pyarrow", "tqdm", "regex"}
 ANALYSIS = BOTTOM | {"regframe.analysis", "pandas", "numpy", "regex"}
@@ -30,6 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "regframe.units": set(),
     "regframe.processes": set(),
     "regframe.patterns": {"regex"},
+    "regframe.text": set(),
     "regframe.client": CLIENT,
     "regframe.inventory": INVENTORY,
     "regframe.analysis": ANALYSIS,

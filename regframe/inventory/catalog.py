@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .crawl import CrawlResult
-from .frames import build_frames
+from .frames import catalog_table
 
 
 def catalog_frame(client) -> pd.DataFrame:
-    """``inv.catalog`` without a crawl: one catalog listing and one tag list per repository, one at a time."""
-    result = CrawlResult()
-    for name in client.catalog():
-        result.repositories[name] = len(client.tags(name).get("tags", []))
-    return build_frames(result)["catalog"]
+    """``inv.catalog`` without a crawl: the catalog, then every page of each repository's tag list, one
+    repository at a time."""
+    counts = {name: len(client.tags(name, auto_paginate=True).get("tags", [])) for name in client.catalog()}
+    return catalog_table(counts)

@@ -143,13 +143,17 @@ def platform_string(os_: str | None, arch: str | None, variant: str | None) -> s
     return "/".join(parts)
 
 
+def catalog_table(repositories: dict[str, int]) -> pd.DataFrame:
+    """The catalog frame: each repository (in name order) split into namespace and name, with its tag count."""
+    rows = []
+    for repository, count in sorted(repositories.items()):
+        namespace, _, name = repository.rpartition("/")
+        rows.append((repository, namespace, name, count))
+    return typed(pd.DataFrame(rows, columns=CATALOG_COLUMNS))
+
+
 def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
     now = now or pd.Timestamp.now(tz="UTC")
-    catalog_rows = []
-    for repository, count in sorted(result.repositories.items()):
-        namespace, _, name = repository.rpartition("/")
-        catalog_rows.append((repository, namespace, name, count))
-
     manifests, configs = result.manifests, result.configs
     manifest_rows: list[tuple[Any, ...]] = []
     layer_rows: list[tuple[Any, ...]] = []
@@ -235,7 +239,7 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
             layer_rows.extend(_blob_rows(repository, None, digest, platform_string(None, None, None), summary, kind))
 
     return {
-        "catalog": typed(pd.DataFrame(catalog_rows, columns=CATALOG_COLUMNS)),
+        "catalog": catalog_table(result.repositories),
         "tags": typed(pd.DataFrame(tag_rows, columns=TAG_COLUMNS)),
         "manifests": typed(pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS)),
         "layers": typed(pd.DataFrame(layer_rows, columns=LAYER_COLUMNS)),

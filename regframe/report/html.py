@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..analysis import GARBAGE_COLLECTION_ADVICE
+from ..text import html_text as h
 from ..units import format_bytes
 from .gates import GateResult
 from .model import AuditData, Chart, Section, Table
@@ -25,7 +26,6 @@ from .tables import (
     supply_chain_table,
     top_table,
 )
-from .text import html_text as h
 
 # A cleanup plan longer than this is collapsed, and at most PLAN_ROWS of it are listed.
 PLAN_OPEN_ROWS = 25

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..analysis import GARBAGE_COLLECTION_ADVICE
+from ..text import markdown_cell as md
 from ..units import format_bytes
 from .gates import GateResult
 from .model import AuditData, Section, Table
@@ -24,7 +25,6 @@ from .tables import (
     supply_chain_table,
     top_table,
 )
-from .text import markdown_cell as md
 
 ROWS = 20
 

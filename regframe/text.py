@@ -1,4 +1,4 @@
-"""Registry-supplied text made safe for each kind of output: visible control characters, HTML, Markdown.
+"""Registry-supplied text made safe for each kind of output: a terminal, HTML, Markdown.
 
 Names, tags and error messages come from the registry; in a report they must not drive a terminal,
 become markup, a link or an image (an image in a CI job summary is a request to someone's server).
@@ -10,14 +10,18 @@ import html
 import re
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
 # CommonMark lets a backslash escape any ASCII punctuation; these start emphasis, code, links, images,
 # HTML, entities, tables, strike-through and (on GitHub) math.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<#|~&$])")
 
 
-def visible(value: object) -> str:
-    """``value`` as one line, each control character (newlines and tabs too) shown as ``\\x1b``."""
-    return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", str(value))
+def visible(value: object, *, keep_lines: bool = False) -> str:
+    """``value`` with each control character shown as ``\\x1b``: what a registry sends (tags, names, error
+    messages) must not drive a terminal (OSC 52 clipboard writes, screen clears, titles). One line, unless
+    ``keep_lines`` leaves tabs and newlines (a multi-line text printed whole)."""
+    pattern = _CONTROLS_BUT_LINES if keep_lines else _CONTROLS
+    return pattern.sub(lambda found: f"\\x{ord(found.group()):02x}", str(value))
 
 
 def html_text(value: object) -> str:
