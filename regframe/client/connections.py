@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import select
 import socket
 import ssl
 import threading
@@ -155,6 +156,7 @@ class Connection:
         self.reused = False
         self.sock: socket.socket | None = None
         self._wire: TimedSocket | None = None
+        self._readable: select.poll | None = None
         self._buffer = b""
         self._at = 0
 
@@ -184,17 +186,22 @@ class Connection:
             raise
         self.sock = sock
         self._wire = TimedSocket(sock)
+        if hasattr(select, "poll"):  # one poller a connection, asked before each reuse (not on Windows)
+            self._readable = select.poll()
+            self._readable.register(sock, select.POLLIN)
 
     def dropped(self) -> bool:
         """Whether an idle connection was closed by the server (or has unasked-for bytes waiting)."""
-        return self.sock is None or self.leftover() or wait_for_read(self.sock, timeout=0.0)
+        if self.sock is None or self.leftover():
+            return True
+        return bool(self._readable.poll(0)) if self._readable is not None else wait_for_read(self.sock, timeout=0.0)
 
     def leftover(self) -> bool:
         """Whether bytes beyond the last answer were received: the connection's framing cannot be trusted."""
         return self._at < len(self._buffer)
 
     def close(self) -> None:
-        sock, self.sock, self._wire = self.sock, None, None
+        sock, self.sock, self._wire, self._readable = self.sock, None, None, None
         self._buffer, self._at = b"", 0
         if sock is not None:
             sock.close()
