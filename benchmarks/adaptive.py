@@ -1,8 +1,9 @@
 """Adaptive concurrency against a fixed pool of 16 and python-dxf, from loopback to a 100 ms link.
 
 1. Loopback (no proxy): regframe with adaptive concurrency (the default, up to 64 in flight), regframe
-   with ``workers=16`` (the former fixed pool), and ``wrk`` replaying the cold crawl's requests (the
-   registry's ceiling), on ``--repositories`` x ``--tags``.
+   with ``workers=16`` (the former fixed pool), ``wrk`` replaying the cold crawl's requests (the
+   registry's ceiling), and the same requests from 16 bare Python threads on raw sockets (what a threaded
+   Python client reaches before doing any of a crawl's work), on ``--repositories`` x ``--tags``.
 2. Through ``FaultProxy(latency=...)`` in its own process at 0, 20 and 100 ms per request, on the smaller
    ``--proxy-repositories`` x ``--proxy-tags`` fleet: regframe adaptive, regframe ``workers=16``, and
    python-dxf as its README shows it (sequential, a new connection per request). python-dxf reads a
@@ -45,6 +46,7 @@ from _common import (
 from inventory import (
     SMALL_LAYERS,
     _describe,
+    bare_replay,
     dxf_crawl,
     machine,
     per_round,
@@ -97,6 +99,7 @@ def run_loopback(args: argparse.Namespace) -> tuple[str, list[Target], Fleet, st
     adaptive = Series("regframe, adaptive (default, up to 64)")
     fixed = Series(f"regframe, workers={FIXED}")
     wrk = Series(f"wrk replaying the cold crawl's requests ({FIXED} connections)")
+    bare = Series(f"bare Python: {FIXED} threads, raw sockets, answers read by length only (a floor, not a client)")
     limits: list[dict] = []
     with seeded_registry(fleet) as registry, scratch() as work:
         url, pid = registry.url, registry.pid
@@ -105,6 +108,7 @@ def run_loopback(args: argparse.Namespace) -> tuple[str, list[Target], Fleet, st
             adaptive: lambda: crawl(url, fleet, None, pid, limits),
             fixed: lambda: crawl(url, fleet, FIXED, pid, []),
             wrk: lambda: wrk_replay(url, replay, work, args.wrk_seconds, pid),
+            bare: lambda: bare_replay(url, replay, pid),
         }
         run_rounds("loopback", runners, args.repeat)
         quota = quota_units(url, fleet)
@@ -119,8 +123,10 @@ def run_loopback(args: argparse.Namespace) -> tuple[str, list[Target], Fleet, st
     ]
     text = (
         f"Loopback: {_describe(fleet)}.\n\n"
-        + series_table([adaptive, fixed, wrk])
-        + f"\n\n{limits_note('adaptive', limits)}."
+        + series_table([adaptive, fixed, wrk, bare])
+        + f"\n\n{limits_note('adaptive', limits)}. The bare Python replay reached "
+        + f"{per_round(bare, wrk, rate=True):.2f}x of wrk's requests per second, regframe "
+        + f"{per_round(adaptive, wrk, rate=True):.2f}x."
     )
     return text, targets, fleet, quota
 

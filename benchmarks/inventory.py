@@ -33,6 +33,7 @@ import re
 import resource
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dxf
 from _common import (
@@ -260,6 +262,48 @@ def wrk_replay(url: str, requests: list[tuple[str, str, str]], workdir: Path, se
     made, wall = _parse_wrk(output)
     share = len(requests) / made
     return Sample(wall * share, len(requests), cpu * share, server * share)
+
+
+def bare_replay(
+    url: str, requests: list[tuple[str, str, str]], server_pid: int, threads: int = WRK_CONNECTIONS
+) -> Sample:
+    """The same requests from ``threads`` Python threads over raw keep-alive sockets, reading each answer
+    by its Content-Length and nothing more: what a threaded Python client costs before it does any of a
+    crawl's work (no header parsing, no digests, no JSON, no frames). A floor for comparison, not a client."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    taken = iter(range(len(requests)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        with socket.create_connection((host, port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while True:
+                with lock:
+                    index = next(taken, None)
+                if index is None:
+                    return
+                method, path, accept = requests[index]
+                fields = f"Host: {host}:{port}\r\n" + (f"Accept: {accept}\r\n" if accept else "")
+                sock.sendall(f"{method} {path} HTTP/1.1\r\n{fields}\r\n".encode())
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += sock.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                length = int(found.group(1)) if found else 0
+                while len(body) < length:
+                    body += sock.recv(65536)
+
+    def run() -> int:
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return len(requests)
+
+    return measure(run, server_pid=server_pid)
 
 
 def _parse_wrk(text: str) -> tuple[int, float]:
