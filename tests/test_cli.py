@@ -249,7 +249,8 @@ def test_dashboard_command_connects_with_a_ca_bundle_and_a_password_from_stdin(t
             assert any("voila" in line for line in lines)
             assert not [line for line in lines if password in line]
         finally:
-            cli.send_signal(signal.SIGINT)
+            # SIGTERM stops it as Ctrl-C does, and also when this run is a background job (SIGINT ignored).
+            cli.send_signal(signal.SIGTERM)
             try:
                 cli.wait(30)
             except subprocess.TimeoutExpired:
