@@ -20,7 +20,7 @@ import pytest
 from urllib3.exceptions import LocationParseError
 
 import regframe
-from regframe.client.connections import Connections, read_head
+from regframe.client.connections import Connection, Connections, read_head
 from regframe.testing import build_image, layer, local_registry, push_image
 from regframe.testing.faultproxy import FaultProxy
 
@@ -250,3 +250,27 @@ def test_a_request_that_would_break_out_of_its_line_is_refused_before_any_byte(m
         answer.release_conn()
         connections.clear()
     assert len(seen) == 1, "only the good request reached the server"
+
+
+class _Drip:
+    """A socket that hands out what it holds a few bytes at a time, as a slow or hostile server does."""
+
+    def __init__(self, data: bytes, step: int):
+        self._data, self._step = data, step
+
+    def recv(self, size: int) -> bytes:
+        piece, self._data = self._data[: min(size, self._step)], self._data[min(size, self._step) :]
+        return piece
+
+
+@pytest.mark.parametrize("step", [1, 3, 64 * 1024])
+def test_lines_arriving_a_few_bytes_at_a_time_are_read_whole_and_within_their_limit(step):
+    conn = Connection("127.0.0.1", 1, open_timeout=1, read_timeout=1, tls=None)
+    conn._wire = _Drip(b"HTTP/1.1 200 OK\r\nX: " + b"a" * 50 + b"\r\n" + b"b" * 40 + b"\r\nrest", step)  # type: ignore[assignment]
+    assert conn.readline(100) == b"HTTP/1.1 200 OK\r\n"
+    assert conn.readline(100) == b"X: " + b"a" * 50 + b"\r\n"
+    assert conn.readline(10) == b"b" * 10, "a line over the limit comes back cut at the limit"
+    assert conn.read(30) == b"b" * 30
+    assert conn.readline(100) == b"\r\n"
+    assert conn.readline(100) == b"rest", "what is left at the end of the stream"
+    assert conn.readline(100) == b""

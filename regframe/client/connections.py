@@ -245,21 +245,27 @@ class Connection:
         return lines
 
     def readline(self, limit: int) -> bytes:
-        """One line, its newline included; at most ``limit`` bytes; what is left at the end of the stream."""
-        while True:
-            buffer, at = self._buffer, self._at
-            end = buffer.find(b"\n", at, at + limit)
-            if end >= 0:
-                self._at = end + 1
-                return buffer[at : end + 1]
-            if len(buffer) - at >= limit:
-                self._at = at + limit
-                return buffer[at : at + limit]
+        """One line, its newline included; at most ``limit`` bytes; what is left at the end of the stream.
+        A line that arrives a few bytes at a time is gathered in linear time."""
+        buffer, at = self._buffer, self._at
+        end = buffer.find(b"\n", at, at + limit)
+        if end >= 0:
+            self._at = end + 1
+            return buffer[at : end + 1]
+        pending = bytearray(buffer[at:])
+        while len(pending) < limit:
             data = self._receive()
             if not data:
                 self._buffer, self._at = b"", 0
-                return buffer[at:]
-            self._buffer, self._at = buffer[at:] + data, 0
+                return bytes(pending)
+            start = len(pending)
+            pending += data
+            end = pending.find(b"\n", start, limit)
+            if end >= 0:
+                self._buffer, self._at = bytes(pending[end + 1 :]), 0
+                return bytes(pending[: end + 1])
+        self._buffer, self._at = bytes(pending[limit:]), 0
+        return bytes(pending[:limit])
 
     def read(self, size: int) -> bytes:
         """``size`` bytes, fewer only at the end of the stream."""
