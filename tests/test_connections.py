@@ -44,11 +44,19 @@ def test_sequential_requests_share_one_connection(registry):
     assert connections == 1
 
 
-class _Forgetful(BaseHTTPRequestHandler):
+class _Quiet(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no request log."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Forgetful(_Quiet):
     """Answers /v2/ and a tag list as HTTP/1.1 keep-alive, then closes the connection anyway (what a server
     does when its idle timeout strikes between two requests)."""
 
-    protocol_version = "HTTP/1.1"
     body_short_by = 0
 
     def do_GET(self) -> None:
@@ -62,9 +70,6 @@ class _Forgetful(BaseHTTPRequestHandler):
         self.wfile.write(body[: len(body) - self.body_short_by] if listing else body)
         self.wfile.flush()
         self.close_connection = True
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 class _Short(_Forgetful):
@@ -130,10 +135,9 @@ def test_a_head_cut_short_ends_at_the_end_of_the_stream():
 LISTING = json.dumps({"name": "app", "tags": ["v1", "v2"]}).encode()
 
 
-class _Chunked(BaseHTTPRequestHandler):
+class _Chunked(_Quiet):
     """A keep-alive tag list sent chunked, with a chunk extension and a trailer field."""
 
-    protocol_version = "HTTP/1.1"
     cut = False
 
     def do_GET(self) -> None:
@@ -152,15 +156,12 @@ class _Chunked(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%b\r\n0\r\nX-Trailer: yes\r\n\r\n" % (len(second), second))
         self.wfile.flush()
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 class _CutChunked(_Chunked):
     cut = True
 
 
-class _Trailing(_Chunked):
+class _Trailing(_Quiet):
     """Announces a body, sends it, then sends bytes nobody asked for: a forged second answer."""
 
     def do_GET(self) -> None:
@@ -174,7 +175,7 @@ class _Trailing(_Chunked):
         self.wfile.flush()
 
 
-class _Recorder(_Chunked):
+class _Recorder(_Quiet):
     """Records each request's Host field and answers with a plain keep-alive listing."""
 
     def do_GET(self) -> None:

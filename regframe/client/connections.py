@@ -71,13 +71,18 @@ class _Lines(Protocol):
 def read_head(fp: _Lines) -> list[tuple[str, str]]:
     """The header fields of a response, up to the blank line, with http.client's limits (65,536 bytes a
     line, 100 fields). Folded lines continue the field before them; a line without a colon is skipped."""
+    return parse_fields(_field_lines(fp))
+
+
+def _field_lines(fp: _Lines) -> list[bytes]:
+    """The lines up to the blank line, with ``read_head``'s limits."""
     lines: list[bytes] = []
     while True:
         line = fp.readline(_MAX_LINE + 1)
         if len(line) > _MAX_LINE:
             raise http.client.LineTooLong("header line")
         if line in (b"\r\n", b"\n", b""):
-            return parse_fields(lines)
+            return lines
         if len(lines) == _MAX_HEADERS:
             raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
         lines.append(line)
@@ -224,25 +229,25 @@ class Connection:
         assert self._wire is not None
         return self._wire.recv(_RECV_SIZE)
 
-    def buffered_head(self) -> list[bytes] | None:
-        """The status line and field lines of the next answer, when its whole head is in the buffer after at
-        most one receive (the usual case) and within ``read_head``'s limits with CRLF line ends; else None,
-        having consumed nothing, and the head is read line by line."""
+    def head_lines(self) -> list[bytes]:
+        """The next answer's status line and field lines, within ``read_head``'s limits. A head that is whole
+        in the buffer after at most one receive (the usual case) is split in one pass; any other is read
+        line by line."""
         buffer, at = self._buffer, self._at
         if at == len(buffer):
             data = self._receive()
-            if not data:
-                return None
             self._buffer, self._at = buffer, at = data, 0
         end = buffer.find(b"\r\n\r\n", at, at + _MAX_LINE)
-        if end < 0:
-            return None
-        block = buffer[at:end]
-        lines = block.split(b"\r\n")
-        if len(lines) > _MAX_HEADERS + 1 or block.count(b"\n") >= len(lines) or not lines[0]:
-            return None
-        self._at = end + 4
-        return lines
+        if end >= 0:
+            block = buffer[at:end]
+            lines = block.split(b"\r\n")
+            if len(lines) <= _MAX_HEADERS + 1 and block.count(b"\n") < len(lines) and lines[0]:
+                self._at = end + 4
+                return lines
+        status = self.readline(_MAX_LINE + 1)
+        if len(status) > _MAX_LINE:
+            raise http.client.LineTooLong("status line")
+        return [status, *_field_lines(self)]
 
     def readline(self, limit: int) -> bytes:
         """One line, its newline included; at most ``limit`` bytes; what is left at the end of the stream.
@@ -433,20 +438,12 @@ class DirectResponse:
         self._conn: Connection | None = conn
         self._owner = owner
         while True:
-            lines = conn.buffered_head()
-            if lines is None:
-                line = conn.readline(_MAX_LINE + 1)
-                if len(line) > _MAX_LINE:
-                    raise http.client.LineTooLong("status line")
-                version, status = self._status(line)
-                fields = read_head(conn)
-            else:
-                version, status = self._status(lines[0])
-                fields = parse_fields(lines[1:])
+            lines = conn.head_lines()
+            version, status = self._status(lines[0])
             if status != http.client.CONTINUE:
                 break
         self.status = status
-        self.headers = header_dict(fields)
+        self.headers = header_dict(parse_fields(lines[1:]))
         self._decide_framing(version, status, method)
         encoding = (_field(self.headers, "content-encoding") or "").strip().lower()
         self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "x-gzip", "deflate") else None

@@ -478,7 +478,7 @@ class Transport:
         self.pool = _budgeted(self._new_pool(pool_size))
         parts = urlsplit(self.base_url)
         self._home_prefix = f"{parts.scheme}://{parts.netloc}"
-        # Requests to the registry itself go over http.client, unless a proxy is in the way.
+        # Requests to the registry itself go over regframe's own connections, unless a proxy is in the way.
         self._direct = (
             None
             if isinstance(self.pool, urllib3.ProxyManager)
@@ -693,23 +693,26 @@ class Transport:
         else:
             direct = None
         budget = Budget(self.timeout[1], self.request_timeout, self.min_stream_rate)
-        sending.budget = budget
         raw: urllib3.BaseHTTPResponse | DirectResponse
         sent = time.monotonic()
         try:
             if direct is not None:
                 raw = direct.send(req.method, target, req.body, req.headers, budget)
             else:
-                raw = pool.urlopen(
-                    req.method,
-                    target,
-                    body=req.body,
-                    headers=req.headers,
-                    redirect=False,
-                    retries=False,
-                    timeout=self._timeout,
-                    preload_content=False,
-                )
+                sending.budget = budget  # urllib3's connections pick it up (RegistryResponse)
+                try:
+                    raw = pool.urlopen(
+                        req.method,
+                        target,
+                        body=req.body,
+                        headers=req.headers,
+                        redirect=False,
+                        retries=False,
+                        timeout=self._timeout,
+                        preload_content=False,
+                    )
+                finally:
+                    sending.budget = None
         except LocationParseError as exc:
             raise E.RegistryProtocolError(
                 f"{_describe(req.method, req.url)}: unusable URL ({exc})", url=req.url
@@ -718,8 +721,6 @@ class Transport:
             if budget.broken:
                 raise budget.error(_describe(req.method, req.url), req.url) from None
             raise
-        finally:
-            sending.budget = None
         self.stats.answer_took(time.monotonic() - sent)
         response = Response(raw, req.url, req.method, budget)
         self._note_rate_limit(response)
