@@ -73,7 +73,7 @@ class Registry(RegistryClient):
         the registry has it; without it (the default) accessories come from what the tags and indexes show
         (fallback indexes, cosign tags, BuildKit attestation entries, ``subject`` fields), with no extra request.
 
-        Concurrency adapts: from 16 requests in flight it grows while throughput grows, up to ``max_workers``
+        Concurrency adapts: from 32 requests in flight it grows while throughput grows, up to ``max_workers``
         (64), and halves on every 429, 503 or timeout; ``workers=N`` fixes it at N instead. Connections
         follow: never more open at once than requests in flight.
 

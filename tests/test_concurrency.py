@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from regframe.inventory.concurrency import Limit
+from regframe.inventory.concurrency import START, Limit
 from regframe.inventory.pool import TaskPool
 
 
@@ -46,30 +46,30 @@ def test_a_latency_bound_link_grows_to_the_maximum():
 
 
 def cpu_bound(in_flight: int) -> float:
-    """A registry next door, its CPU the limit: past 16 in flight, doubling gains 20% (proportionally less
-    for a smaller step)."""
-    return 40.0 * (1 + 0.2 * max(0, in_flight - 16) / 16)
+    """A registry next door, its CPU the limit: past the start, doubling gains 20% (proportionally less for a
+    smaller step)."""
+    return 40.0 * (1 + 0.2 * max(0, in_flight - START) / START)
 
 
 def test_a_cpu_bound_registry_keeps_its_start():
     limit = run(cpu_bound, windows=60)
-    assert limit.limit == 16
-    assert limit.peak == 32, "slow start tried one doubling"
+    assert limit.limit == START
+    assert limit.peak == 2 * START, "slow start tried one doubling"
     assert limit.increases == limit.decreases >= 2, "every probe up was taken back"
 
 
 def test_a_doubling_is_kept_at_1_5x_and_not_below():
-    kept = run(lambda in_flight: 40.0 if in_flight <= 16 else 61.0, windows=4)
-    assert kept.limit >= 32
-    undone = run(lambda in_flight: 40.0 if in_flight <= 16 else 59.0, windows=4)
-    assert undone.limit == 16
+    kept = run(lambda in_flight: 40.0 if in_flight <= START else 61.0, windows=4)
+    assert kept.limit >= 2 * START
+    undone = run(lambda in_flight: 40.0 if in_flight <= START else 59.0, windows=4)
+    assert undone.limit == START
 
 
 def test_noise_within_five_percent_never_ratchets_the_limit_up():
     # Throughput flat at any limit but for +-4% of noise, alternating: the limit ends where it started.
     noise = iter([1.04, 0.96] * 100)
     limit = run(lambda in_flight: 40.0 * next(noise), windows=60)
-    assert limit.limit == 16
+    assert limit.limit == START
 
 
 def test_threads_beyond_a_lowered_limit_end_after_their_task():
@@ -122,7 +122,7 @@ def test_no_step_up_while_the_registry_queues_the_answers():
     limit = Limit(64, clock=clock, latency=Answers(quickest=0.0015, mean=0.018))
     for _ in range(30):
         window(limit, clock, lambda in_flight: in_flight * 2.5)
-    assert limit.limit == 16 and limit.peak == 16
+    assert limit.limit == START and limit.peak == START
 
 
 def test_answers_near_the_quickest_let_the_limit_grow():

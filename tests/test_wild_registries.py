@@ -17,6 +17,7 @@ import pytest
 
 import regframe
 from regframe.cli import main
+from regframe.inventory.concurrency import START
 from regframe.policy import Policy
 from regframe.testing import build_image, build_index, layer, local_registry, make_fleet, push_image, seed
 from regframe.testing.faultproxy import FaultProxy, GoogleTagList, PullQuota, Rule, Status, TokenBucket
@@ -306,7 +307,7 @@ def test_bad_budgets_and_workers_are_refused_before_any_request(fleet_reg, optio
 def test_the_crawl_converges_under_a_429_rate_threshold(wide_reg):
     """The proxy answers 429 (Retry-After: 1) above 100 requests a second (a token bucket holding half a
     second's worth), as rate-limited registries do (Docker Hub, GHCR, Quay; RFC 6585), and adds 50 ms per
-    request: 100/s at 50 ms is 5 requests in flight. Starting from 16 and growing, the crawl halves on the
+    request: 100/s at 50 ms is 5 requests in flight. Starting from 32 (``START``) and growing, the crawl halves on the
     429s, finishes without a failure, and ends within twice that, well below its highest limit."""
     latency, rate = 0.05, 100
     bucket = TokenBucket(rate, burst=rate // 2)
@@ -338,7 +339,7 @@ def test_connections_never_exceed_the_requests_in_flight(fleet_reg):
 
 def test_a_crawl_through_100_ms_finishes_within_its_bound(wide_reg):
     """The proxy adds 100 ms per request, a registry across a long link. The crawl raises its limit past
-    the old fixed 16 and finishes within three times what its request count, the latency and max_workers
+    its start and finishes within three times what its request count, the latency and max_workers
     allow (plus the five rounds its stages need one after another), plus 2 s."""
     latency = 0.1
     with FaultProxy(wide_reg.url, latency=latency) as proxy, connect(proxy.url) as reg:
@@ -349,7 +350,7 @@ def test_a_crawl_through_100_ms_finishes_within_its_bound(wide_reg):
     requests = inv.stats["total_requests"]
     bound = 3 * (requests / 64 + 5) * latency + 2
     assert took < bound, f"{took:.1f} s for {requests} requests at {latency * 1000:.0f} ms (bound {bound:.1f} s)"
-    assert inv.stats["concurrency"]["peak"] > 16
+    assert inv.stats["concurrency"]["peak"] > START
 
 
 # -- upload times from Google's tag lists --------------------------------------------------------------

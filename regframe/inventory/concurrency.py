@@ -1,7 +1,7 @@
 """How many requests a crawl keeps in flight: found by measuring, not fixed in advance.
 
 A registry across a network needs many requests in flight to hide its latency; one on the same machine
-is busy with a few; a rate-limited one answers 429 past some rate. ``Limit`` starts at ``START`` (16)
+is busy with a few; a rate-limited one answers 429 past some rate. ``Limit`` starts at ``START`` (32)
 and measures completions per second over windows of at least ``WINDOW`` completions and
 ``MIN_WINDOW_SECONDS`` while the limit is reached. It doubles the limit while each step pays (throughput
 up by at least half what the step would give if latency alone limited it: 1.5x for a doubling); a step
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-START = 16
+START = 32
 DEFAULT_MAX_WORKERS = 64
 # A window is at least this many completions, and at least the limit (one round of requests).
 WINDOW = 16
