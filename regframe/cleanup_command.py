@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .cli_shared import connect_from, printable, write_csv
 from .client import errors as E
 
 
@@ -27,16 +28,14 @@ def load_policy(args):
 
 
 def run(args) -> int:
-    from .cli import _connect, _write_csv, printable
-
     policy = load_policy(args)
     try:
-        with _connect(args) as reg:
+        with connect_from(args) as reg:
             inv = reg.inventory(progress=sys.stderr.isatty())
             result = policy.evaluate(inv.manifests)
             print(printable(plan_text(reg.url, policy, inv, result)))
             if args.out:
-                _write_csv(Path(args.out) / "cleanup_plan.csv", _for_csv(result))
+                write_csv(Path(args.out) / "cleanup_plan.csv", _for_csv(result))
             planned = int(result["stale"].sum())
             if not args.apply:
                 print(
@@ -64,7 +63,7 @@ def run(args) -> int:
         print(f"regframe: error: {printable(exc)}", file=sys.stderr)
         return 1
     if args.out:
-        _write_csv(Path(args.out) / "cleanup_result.csv", applied)
+        write_csv(Path(args.out) / "cleanup_result.csv", applied)
     print(printable(result_text(applied)))
     return 1 if (applied["status"] == "error").any() else 0
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cli_shared import connect_from, connection_options, printable, write_csv
 from .client import errors as E
 from .client.atomic_files import write_atomically
-from .text import visible
 
 if TYPE_CHECKING:
     from .history import Diff
@@ -19,44 +19,6 @@ if TYPE_CHECKING:
     from .report import AuditData, Section
 
 SUMMARY_TOP = 10
-
-
-def printable(text: object, *, one_line: bool = False) -> str:
-    """What the CLI prints of registry-supplied text: control characters made visible; tabs and newlines too
-    when ``one_line``, for a field printed within a line."""
-    return visible(text, keep_lines=not one_line)
-
-
-def _write_csv(path: Path, frame) -> None:
-    """A report CSV for spreadsheets, written without following a link planted at ``path``."""
-    from .inventory.inventory import neutralize_formulas
-
-    write_atomically(path, [neutralize_formulas(frame).to_csv(index=False).encode()])
-
-
-def _connection_options(args) -> dict:
-    """``regframe.connect``'s options from the shared connection arguments; the password from standard input."""
-    password = None
-    if getattr(args, "password_stdin", False):
-        if not args.user:
-            raise ValueError("--password-stdin needs --user")
-        password = sys.stdin.readline().rstrip("\r\n")
-    elif args.user:
-        raise ValueError("--user needs --password-stdin (passwords are never taken on the command line)")
-    options = {"user": args.user, "password": password}
-    if getattr(args, "ca_bundle", None):
-        options["ca_bundle"] = args.ca_bundle
-    if getattr(args, "insecure", False):
-        options["verify"] = False
-    if getattr(args, "insecure_auth", False):
-        options["allow_insecure_auth"] = True
-    return {k: v for k, v in options.items() if v is not None}
-
-
-def _connect(args):
-    from .registry import connect
-
-    return connect(args.url, **_connection_options(args))
 
 
 def _check_rules(args) -> None:
@@ -143,7 +105,7 @@ def audit(args) -> int:
     previous = _previous_snapshot(args)
     _check_gates_available(gates, args, previous)
     out = Path(args.out)
-    with _connect(args) as reg:
+    with connect_from(args) as reg:
         inv = reg.inventory(
             repositories,
             workers=args.workers,
@@ -165,14 +127,14 @@ def audit(args) -> int:
     coverage = supply_chain(inv.manifests, inv.referrers) if "kind" in inv.manifests.columns else None
     dangling = dangling_entries(inv.tags, inv.errors)
     inv.to_csv(out, spreadsheet_safe=True)
-    _write_csv(out / "storage_usage.csv", usage)
+    write_csv(out / "storage_usage.csv", usage)
     shared_out = shared.copy()
     shared_out["repository_list"] = shared_out["repository_list"].map(lambda names: " ".join(names))
-    _write_csv(out / "shared_layers.csv", shared_out)
+    write_csv(out / "shared_layers.csv", shared_out)
     stale_out = stale.copy()
     stale_out["age_days"] = stale_out["age"].dt.total_seconds() / 86400
-    _write_csv(out / "stale_tags.csv", stale_out.drop(columns=["age"]))
-    _write_csv(out / "cleanup_plan.csv", cleanup_plan(stale).drop(columns=["age"], errors="ignore"))
+    write_csv(out / "stale_tags.csv", stale_out.drop(columns=["age"]))
+    write_csv(out / "cleanup_plan.csv", cleanup_plan(stale).drop(columns=["age"], errors="ignore"))
     _write_supply_chain(out, coverage, dangling)
     since = _record_history(args, inv, previous, policy)
     text = printable(summary_text(inv, usage, stale, reclaim, args, coverage, dangling) + _since_text(since, out))
@@ -427,8 +389,8 @@ def _write_supply_chain(out: Path, coverage, dangling) -> None:
     """``supply_chain.csv`` (coverage per repository, when the crawl classified artifacts) and ``dangling.csv``
     (index entries whose manifest is gone) beside the frames; ``referrers.csv`` is one of the frames."""
     if coverage is not None:
-        _write_csv(out / "supply_chain.csv", coverage)
-    _write_csv(out / "dangling.csv", dangling)
+        write_csv(out / "supply_chain.csv", coverage)
+    write_csv(out / "dangling.csv", dangling)
 
 
 def supply_chain_lines(coverage, dangling) -> list[str]:
@@ -519,7 +481,7 @@ def _print_json(value) -> None:
 
 
 def tags(args) -> int:
-    with _connect(args) as reg:
+    with connect_from(args) as reg:
         result = reg.tags(args.repository, with_hashes=args.hashes, auto_paginate=True)
     if args.json:
         _print_json(result)
@@ -531,7 +493,7 @@ def tags(args) -> int:
 
 
 def manifest(args) -> int:
-    with _connect(args) as reg:
+    with connect_from(args) as reg:
         found = reg.manifest(args.repository, args.reference)
     if not found:
         print(printable(f"{args.repository}:{args.reference} not found"), file=sys.stderr)
@@ -544,7 +506,7 @@ def manifest(args) -> int:
 
 
 def digest(args) -> int:
-    with _connect(args) as reg:
+    with connect_from(args) as reg:
         value = reg.digest(args.repository, args.tag, platform=args.platform)
     _print_json({"digest": value}) if args.json else print(printable(value, one_line=True))
     return 0
@@ -553,7 +515,7 @@ def digest(args) -> int:
 def dashboard(args) -> int:
     from .dashboard import serve
 
-    return serve(args.url, port=args.port, allow_delete=args.allow_delete, **_connection_options(args))
+    return serve(args.url, port=args.port, allow_delete=args.allow_delete, **connection_options(args))
 
 
 def parser() -> argparse.ArgumentParser:
