@@ -12,6 +12,7 @@ import pytest
 
 import regframe
 from regframe.analysis import reclaimable_bytes, shared_layers, stale_tags, storage_usage
+from regframe.inventory.frames import Dates, parse_created
 from regframe.testing import local_registry, make_fleet, seed
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -319,3 +320,33 @@ def test_summary_cards(seeded, inv, fleet):
     assert ", ".join(str(c.platform) for c in index.children) in manifest_card
     image_repo, image_tag, image = next((r, t, i) for r, t, i in fleet.items() if not getattr(i, "children", ()))
     assert f"{len(image.layers)} (" in client.manifest(image_repo, image_tag)._repr_html_()
+
+
+NOW = pd.Timestamp("2026-06-01T00:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2023-05-01T12:34:56.123456789+02:00", pd.Timestamp("2023-05-01T10:34:56.123456789Z")),
+        ("2023-05-01T12:34:56Z", pd.Timestamp("2023-05-01T12:34:56Z")),
+        ("2023-05-01T12:34:56", pd.Timestamp("2023-05-01T12:34:56Z")),  # no offset: read as UTC
+        ("May 1 2023 12:34", pd.Timestamp("2023-05-01T12:34:00Z")),  # not RFC 3339: parsed alone
+        ("1970-01-01T00:00:00Z", pd.NaT),  # a reproducible build's date says nothing about age
+        ("0001-01-01T00:00:00Z", pd.NaT),  # Go's zero time
+        ("2026-06-03T00:00:00Z", pd.NaT),  # more than a day ahead
+        ("not a date", pd.NaT),
+        ("", pd.NaT),
+        (None, pd.NaT),
+        (1683000000, pd.NaT),
+    ],
+)
+def test_a_crawls_dates_parsed_together_read_as_each_alone(value, expected):
+    """The frames parse a crawl's RFC 3339 dates in one call; each comes out as parsing it alone gives."""
+    dates = Dates([value, "2024-01-01T00:00:00Z", "1970-01-01T00:00:00Z"], NOW)
+    found, alone = dates(value), parse_created(value, NOW)
+    if expected is pd.NaT:
+        assert found is pd.NaT and alone is pd.NaT
+    else:
+        assert found == alone == expected
+        assert str(found.tz) == "UTC"

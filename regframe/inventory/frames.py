@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pandas.api.typing import NaTType
 
@@ -111,6 +112,43 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def table(rows: list[tuple[Any, ...]] | list[list[Any]], columns: list[str]) -> pd.DataFrame:
+    """``rows`` as a frame with ``typed``'s types, built a column at a time: a categorical made straight from
+    its values skips the string array pandas would infer first, which costs as much again."""
+    values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    data = {
+        name: pd.Categorical(np.array(column, dtype=object))
+        if name in CATEGORICAL
+        else pd.Series(np.array(column, dtype=object)).infer_objects()
+        for name, column in zip(columns, values, strict=True)
+    }
+    return typed(pd.DataFrame(data, columns=columns))
+
+
+class Dates:
+    """``parse_created`` for the many dates of one crawl: the RFC 3339 ones (what the image spec asks for)
+    parsed together in one call, anything else one at a time as ``parse_created`` would."""
+
+    def __init__(self, values: list[object], now: pd.Timestamp):
+        self._now = now
+        texts = sorted({value for value in values if isinstance(value, str) and value})
+        parsed = pd.to_datetime(pd.Series(texts, dtype=object), utc=True, errors="coerce", format="ISO8601")
+        real = (parsed >= EARLIEST_REAL_DATE) & (parsed <= now + pd.Timedelta(days=1))
+        self._known: dict[object, pd.Timestamp | NaTType] = {
+            text: stamp if ok else pd.NaT
+            for text, stamp, ok in zip(texts, parsed, real, strict=True)
+            if stamp is not pd.NaT
+        }
+
+    def __call__(self, value: object) -> pd.Timestamp | NaTType:
+        if not isinstance(value, str):
+            return pd.NaT
+        found = self._known.get(value)
+        if found is None:
+            found = self._known[value] = parse_created(value, self._now)
+        return found
+
+
 def parse_created(value: object, now: pd.Timestamp) -> pd.Timestamp | NaTType:
     """A config's ``created`` as UTC, or NaT when missing, unparseable or obviously fake."""
     if not value or not isinstance(value, str):
@@ -158,7 +196,12 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
     manifest_rows: list[tuple[Any, ...]] = []
     layer_rows: list[tuple[Any, ...]] = []
     tag_kinds: dict[tuple[str, str], list[str]] = {}
-    accessories = _Accessories(manifests, now)
+    dates = Dates(
+        [(config or {}).get("created") for config in configs.values()]
+        + [_annotation(summary, MT.ANNOTATION_CREATED) for summary in manifests.values()],
+        now,
+    )
+    accessories = _Accessories(manifests, dates)
     times = result.upload_times
 
     def uploaded(repository: str, digest: str) -> pd.Timestamp | NaTType:
@@ -171,9 +214,9 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
         os_, arch, variant = place.declared or (config.get("os"), config.get("architecture"), config.get("variant"))
         platform = platform_string(os_, arch, variant)
         layers = image["layers"]
-        created = parse_created(config.get("created"), now)
+        created = dates(config.get("created"))
         if created is pd.NaT:
-            created = parse_created(_annotation(image, MT.ANNOTATION_CREATED), now)
+            created = dates(_annotation(image, MT.ANNOTATION_CREATED))
         if created is pd.NaT and times:
             entry = times.get(place.repository, {}).get(place.manifest_digest) or {}
             created = from_milliseconds(entry.get("created_ms"), now)
@@ -240,11 +283,11 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
 
     return {
         "catalog": catalog_table(result.repositories),
-        "tags": typed(pd.DataFrame(tag_rows, columns=TAG_COLUMNS)),
-        "manifests": typed(pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS)),
-        "layers": typed(pd.DataFrame(layer_rows, columns=LAYER_COLUMNS)),
-        "referrers": typed(pd.DataFrame(accessories.rows(), columns=REFERRER_COLUMNS)),
-        "errors": typed(pd.DataFrame(result.errors, columns=ERROR_COLUMNS)),
+        "tags": table(tag_rows, TAG_COLUMNS),
+        "manifests": table(manifest_rows, MANIFEST_COLUMNS),
+        "layers": table(layer_rows, LAYER_COLUMNS),
+        "referrers": table(accessories.rows(), REFERRER_COLUMNS),
+        "errors": table(result.errors, ERROR_COLUMNS),
     }
 
 
@@ -291,9 +334,9 @@ class _Accessories:
     """One row per accessory (repository, digest, subject): the most direct way it was found, and a tag
     that points straight at it, if any."""
 
-    def __init__(self, manifests: dict[str, dict[str, Any]], now: pd.Timestamp):
+    def __init__(self, manifests: dict[str, dict[str, Any]], dates: Dates):
         self._manifests = manifests
-        self._now = now
+        self._dates = dates
         self._rows: dict[tuple[str, str, str], list[Any]] = {}
 
     def _size(self, summary: dict[str, Any], depth: int = 0) -> int:
@@ -335,7 +378,7 @@ class _Accessories:
         entry: dict[str, Any] | None,
         via: str,
     ) -> None:
-        created = parse_created(_annotation(summary, MT.ANNOTATION_CREATED, entry), self._now)
+        created = self._dates(_annotation(summary, MT.ANNOTATION_CREATED, entry))
         row = [
             repository,
             subject,
