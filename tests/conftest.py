@@ -37,6 +37,21 @@ def registry_url():
 
 
 @pytest.fixture(scope="session")
+def basic():
+    """An htpasswd registry (alice, bob, carol) for the modules that log in and push to their own
+    repositories."""
+    with local_registry(auth="basic") as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def tls():
+    """A TLS registry with the harness's throwaway CA."""
+    with local_registry(tls=True) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
 def anon(registry_url):
     with regframe.connect(registry_url) as reg:
         yield reg

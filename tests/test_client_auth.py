@@ -17,23 +17,11 @@ IMAGE = build_image([layer("auth-layer", 1200)])
 
 
 @pytest.fixture(scope="module")
-def basic():
-    with local_registry(auth="basic") as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
 def token():
     with local_registry(auth="token") as reg:
         alice = regframe.connect(reg.url, user="alice", password=reg.users["alice"], docker_config=False)
         push_image(alice, "shared/app", "v1", IMAGE)
         alice.close()
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def tls():
-    with local_registry(tls=True) as reg:
         yield reg
 
 

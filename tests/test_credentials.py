@@ -85,12 +85,6 @@ def home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def basic():
-    with local_registry(auth="basic") as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
 def token():
     with local_registry(auth="token") as reg:
         alice = regframe.connect(reg.url, user="alice", password=reg.users["alice"], docker_config=False)

@@ -112,20 +112,8 @@ def plain():
 
 
 @pytest.fixture(scope="module")
-def basic():
-    with local_registry(auth="basic") as registry:
-        yield registry
-
-
-@pytest.fixture(scope="module")
 def token():
     with local_registry(auth="token") as registry:
-        yield registry
-
-
-@pytest.fixture(scope="module")
-def tls():
-    with local_registry(tls=True) as registry:
         yield registry
 
 

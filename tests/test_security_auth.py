@@ -51,20 +51,8 @@ class MoveLocation(Action):
 
 
 @pytest.fixture(scope="module")
-def basic():
-    with local_registry(auth="basic") as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
 def token():
     with local_registry(auth="token") as reg:
-        yield reg
-
-
-@pytest.fixture(scope="module")
-def tls():
-    with local_registry(tls=True) as reg:
         yield reg
 
 
