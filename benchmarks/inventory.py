@@ -75,7 +75,7 @@ SECTION = "inventory"
 LATENCY = 0.02
 WRK_CONNECTIONS = 16
 WRK_THREADS = 2
-# regframe as it runs by default: adaptive concurrency (16 in flight on loopback, more through a slow link).
+# regframe as it runs by default: adaptive concurrency (32 in flight on loopback, more through a slow link).
 WORKERS: int | None = None
 SMALL_LAYERS = {"layer_size_range": (200, 1_000), "base_layer_size_range": (1_000, 4_000)}
 # The full crawl runs on a realistic mix: half the versions signed, SBOMs and buildx attestations on some.

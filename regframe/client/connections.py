@@ -28,11 +28,11 @@ import zlib
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import InsecureRequestWarning, LocationParseError, ProtocolError, SSLError
 from urllib3.util.wait import wait_for_read
 
 from .budget import Budget, TimedSocket, sending
+from .headers import field, header_dict
 
 # Compressed bodies are inflated in steps of at most this many bytes of input.
 _INFLATE_STEP = 64 * 1024
@@ -40,6 +40,8 @@ _INFLATE_STEP = 64 * 1024
 _READ_STEP = 1 << 20
 # What one receive asks the socket for: a registry's usual answer, head and body, in one.
 _RECV_SIZE = 64 * 1024
+# A request body up to this size goes out in the same write as the head; a larger one is not copied.
+_JOINED_BODY = 64 * 1024
 # http.client's limits on a response head.
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
@@ -102,27 +104,6 @@ def parse_fields(lines: list[bytes]) -> list[tuple[str, str]]:
         if colon:
             fields.append((name.strip(), value.strip()))
     return fields
-
-
-def header_dict(fields: list[tuple[str, str]]) -> HTTPHeaderDict:
-    """``fields`` as urllib3's case-insensitive ``HTTPHeaderDict`` (repeated fields kept, joined on lookup),
-    filled directly: its ``extend`` costs several calls a field."""
-    headers = HTTPHeaderDict()
-    container = headers._container
-    for name, value in fields:
-        key = name.lower()
-        entry = container.get(key)
-        if entry is None:
-            container[key] = [name, value]
-        else:
-            entry.append(value)
-    return headers
-
-
-def _field(headers: HTTPHeaderDict, key: str) -> str | None:
-    """A field by its lower-case name, straight from ``header_dict``'s store (``get`` costs three calls)."""
-    entry = headers._container.get(key)
-    return None if entry is None else ", ".join(entry[1:])
 
 
 class RegistryResponse(http.client.HTTPResponse):
@@ -216,7 +197,7 @@ class Connection:
         if self.sock is None:
             self.connect()
         assert self.sock is not None and self._wire is not None
-        if body and len(body) > _RECV_SIZE:
+        if body and len(body) > _JOINED_BODY:
             self.sock.sendall(head)
             self.sock.sendall(body)
         else:
@@ -445,7 +426,7 @@ class DirectResponse:
         self.status = status
         self.headers = header_dict(parse_fields(lines[1:]))
         self._decide_framing(version, status, method)
-        encoding = (_field(self.headers, "content-encoding") or "").strip().lower()
+        encoding = (field(self.headers, "content-encoding") or "").strip().lower()
         self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "x-gzip", "deflate") else None
         self._pending = b""
 
@@ -471,16 +452,16 @@ class DirectResponse:
         a 1xx, 204 or 304 has no body; keep-alive unless the server says close (HTTP/1.0: unless it says
         keep-alive); a body of unknown length ends at the close."""
         headers = self.headers
-        connection = (_field(headers, "connection") or "").lower()
+        connection = (field(headers, "connection") or "").lower()
         if version == 11:
             self._will_close = "close" in connection
         else:
-            self._will_close = "keep-alive" not in connection and _field(headers, "keep-alive") is None
-        encoding = _field(headers, "transfer-encoding")
+            self._will_close = "keep-alive" not in connection and field(headers, "keep-alive") is None
+        encoding = field(headers, "transfer-encoding")
         self._chunked = encoding is not None and encoding.lower() == "chunked"
         self._chunk_left: int | None = None
         self._left: int | None = None
-        length = _field(headers, "content-length")
+        length = field(headers, "content-length")
         if length and not self._chunked:
             try:
                 self._left = int(length)

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
-from urllib3 import HTTPHeaderDict
-
 from ..units import format_bytes
 from . import mediatypes as MT
 from .errors import InvalidReferenceError, RegistryProtocolError
+from .headers import plain_headers
 from .reference import Platform, compute_digest, validate_digest
 
 INT64_MAX = 2**63 - 1  # a descriptor's size is an int64 in the image spec
@@ -29,14 +28,6 @@ class _ManifestDetails(TypedDict, total=False):
     digest: str | None
     repository: str | None
     reference: str | None
-
-
-def plain_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """Answer headers as a plain dict; urllib3's ``HTTPHeaderDict`` is read from its store in one pass (a
-    field-by-field copy costs several calls a field, on every manifest and blob of a crawl)."""
-    if isinstance(headers, HTTPHeaderDict):
-        return {entry[0]: ", ".join(entry[1:]) for entry in headers._container.values()}
-    return dict(headers or {})
 
 
 class Manifest(dict[str, Any]):

@@ -16,7 +16,8 @@ from .artifacts import base_type
 from .atomic_files import write_atomically
 from .core import ClientCore
 from .digests import verified_manifest, verify_chunks, well_formed
-from .models import Blob, Descriptor, Manifest, plain_headers
+from .headers import plain_headers
+from .models import Blob, Descriptor, Manifest
 from .reference import (
     Platform,
     parse_platform,

@@ -163,7 +163,7 @@ def _list_in_layout(layout: ImageLayout, entries: list[dict[str, Any]]) -> None:
     index = layout.index()
     listed: list[Any] = list(index.get("manifests") or [])
     for entry in entries:
-        name = (entry.get("annotations") or {}).get(REF_NAME)
+        name = ref_name(entry)
         if name is not None:
             listed = [m for m in listed if ref_name(m) != name]
         elif any(isinstance(m, dict) and m.get("digest") == entry["digest"] and ref_name(m) is None for m in listed):

@@ -187,7 +187,7 @@ def catalog_table(repositories: dict[str, int]) -> pd.DataFrame:
     for repository, count in sorted(repositories.items()):
         namespace, _, name = repository.rpartition("/")
         rows.append((repository, namespace, name, count))
-    return typed(pd.DataFrame(rows, columns=CATALOG_COLUMNS))
+    return table(rows, CATALOG_COLUMNS)
 
 
 def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
