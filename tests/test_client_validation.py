@@ -5,6 +5,8 @@ The client points at a port where nothing listens: a request would fail with a c
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from regframe import InvalidReferenceError
@@ -57,3 +59,56 @@ def test_bad_arguments_are_refused_before_any_request(offline, call):
     with pytest.raises((InvalidReferenceError, ValueError)):
         call(offline)
     assert offline.stats["total_requests"] == 0
+
+
+# Plain arguments (flags, counts, seconds) read the same wherever they are checked.
+PLAIN = {
+    "tags count 0": (lambda c: c.tags("ok/repo", count=0), "count must be a positive integer or None, not 0"),
+    "tags max_pages True": (lambda c: c.tags("ok/repo", max_pages=True), "max_pages must be a positive integer"),
+    "catalog max_pages 0": (lambda c: list(c.catalog(max_pages=0)), "max_pages must be a positive integer, not 0"),
+    "blob max_size -1": (
+        lambda c: c.blob("ok/repo", DIGEST, max_size=-1),
+        "max_size must be a non-negative integer or None, not -1",
+    ),
+    "open_blob size '1'": (
+        lambda c: c.open_blob("ok/repo", DIGEST, size="1"),
+        "size must be a non-negative integer or None, not '1'",
+    ),
+    "put_stream chunk_size 0": (
+        lambda c: c.put_stream("ok/repo", DIGEST, [b"x"], 1, chunk_size=0),
+        "chunk_size must be a positive integer, not 0",
+    ),
+    "put_stream size 1.0": (
+        lambda c: c.put_stream("ok/repo", DIGEST, [b"x"], 1.0),
+        "size must be a non-negative integer, not 1.0",
+    ),
+    "tag referrers 'yes'": (
+        lambda c: c.tag("ok/repo", "1", "other/repo", "1", referrers="yes"),
+        "referrers must be True or False, not 'yes'",
+    ),
+    "copy referrers 1": (
+        lambda c: c.copy("ok/repo", "1", c, "other/repo", "1", referrers=1),
+        "referrers must be True or False, not 1",
+    ),
+}
+
+
+@pytest.mark.parametrize(("call", "message"), PLAIN.values(), ids=PLAIN.keys())
+def test_plain_arguments_name_the_problem_before_any_request(offline, call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(offline)
+    assert offline.stats["total_requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"open_timeout": 0}, "open_timeout must be a positive number of seconds, not 0"),
+        ({"read_timeout": float("inf")}, "read_timeout must be a positive number of seconds, not inf"),
+        ({"read_timeout": True}, "read_timeout must be a positive number of seconds, not True"),
+        ({"allow_insecure_auth": "no"}, "allow_insecure_auth must be True or False, not 'no'"),
+    ],
+)
+def test_connection_options_name_the_problem(options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RegistryClient("http://127.0.0.1:1", docker_config=False, **options)

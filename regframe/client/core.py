@@ -12,6 +12,7 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from . import errors as E
+from .arguments import check_flag, check_seconds
 from .auth import RegistryAuth
 from .credentials import auth_from_files
 from .reference import validate_repository
@@ -52,12 +53,6 @@ def normalize_url(url: str) -> str:
     if path.endswith("/v2"):
         path = path[:-3]
     return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def _check_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-    return float(value)
 
 
 class ClientCore:
@@ -105,8 +100,7 @@ class ClientCore:
         check_time_limits(
             request_timeout=request_timeout, min_stream_rate=min_stream_rate, max_retry_wait=max_retry_wait
         )
-        if not isinstance(allow_insecure_auth, bool):
-            raise ValueError(f"allow_insecure_auth must be True or False, not {allow_insecure_auth!r}")
+        check_flag("allow_insecure_auth", allow_insecure_auth)
         if (user is None) != (password is None):
             raise ValueError("give both user= and password=, or neither")
         explicit_credentials = user is not None
@@ -118,8 +112,8 @@ class ClientCore:
             if not Path(ca_bundle).is_file():
                 raise ValueError(f"ca_bundle {str(ca_bundle)!r} is not a file")
             verify = str(ca_bundle)
-        connect_after = _check_seconds("open_timeout", open_timeout)
-        read_after = _check_seconds("read_timeout", read_timeout)
+        connect_after = check_seconds("open_timeout", open_timeout)
+        read_after = check_seconds("read_timeout", read_timeout)
         self.hub = self.url == DOCKER_HUB_API
         self.user = auth.user
         self.deletes_ok = set()  # repositories where a delete probe answered 404

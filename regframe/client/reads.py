@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import errors as E
 from . import mediatypes as MT
+from .arguments import check_count
 from .artifacts import base_type
 from .atomic_files import write_atomically
 from .core import ClientCore
@@ -58,11 +59,6 @@ class TagList(TypedDict, total=False):
     manifests: dict[str, ManifestTimes]
 
 
-def check_max_pages(max_pages: object) -> None:
-    if not isinstance(max_pages, int) or isinstance(max_pages, bool) or max_pages < 1:
-        raise ValueError(f"max_pages must be a positive integer, not {max_pages!r}")
-
-
 def pages(
     core: ClientCore,
     first: str,
@@ -99,11 +95,7 @@ def pages(
         body = parse_json(raw, what, url)
         if not isinstance(body, dict):
             raise E.RegistryProtocolError(f"GET {urlsplit(url).path}: expected a JSON object")
-        nxt = _next_link(response.headers.get("Link"), url)
-        if nxt and not core.transport.same_origin(nxt):
-            raise E.RegistryProtocolError(
-                f"pagination link points to another host ({urlsplit(nxt).netloc}); not followed"
-            )
+        nxt = next_page(core, response.headers.get("Link"), url, what)
         yield body, nxt
         url = nxt if follow else None
 
@@ -116,7 +108,7 @@ def catalog(
     At most ``max_pages`` pages (default ``MAX_PAGES``, 10,000) are read: a catalog whose pages go
     on raises ``RegistryProtocolError`` naming the limit. A set ``stop`` Event ends the listing
     before its next request."""
-    check_max_pages(max_pages)
+    check_count("max_pages", max_pages)
     first = "/v2/_catalog" + (f"?n={int(page_size)}" if page_size else "")
     listing = pages(core, first, CATALOG_SCOPE, "catalog", max_pages=max_pages, stop=stop)
     return (name for body, _ in listing for name in _strings(body, "repositories", "GET /v2/_catalog"))
@@ -142,9 +134,8 @@ def tags(
 ) -> TagList:
     """``{"name", "tags"[, "hashes"][, "last"]}``; ``{}`` for an unknown repository or one with no tags."""
     repository = core.repo(repo)
-    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
-        raise ValueError(f"count must be a positive integer, not {count!r}")
-    check_max_pages(max_pages)
+    check_count("count", count, optional=True)
+    check_count("max_pages", max_pages)
     if last:
         validate_tag(last)
     query = "&".join(p for p in (f"n={count}" if count else "", f"last={last}" if last else "") if p)
@@ -379,7 +370,7 @@ def blob(
     body is held in memory, so ``max_size`` defaults to MAX_MEMORY_BLOB (64 MiB)."""
     repository = core.repo(repo)
     validate_digest(digest)
-    _check_size("max_size", max_size)
+    check_count("max_size", max_size, minimum=0, optional=True)
     target = Path(path) if path is not None else None
     hint = ""
     if target is None and max_size is None:
@@ -405,8 +396,8 @@ def open_blob(
     that long and is never read past it. ``max_size`` only bounds it."""
     repository = core.repo(repo)
     validate_digest(digest)
-    _check_size("max_size", max_size)
-    _check_size("size", size)
+    check_count("max_size", max_size, minimum=0, optional=True)
+    check_count("size", size, minimum=0, optional=True)
     response = core.transport.request(
         "GET", f"/v2/{repository}/blobs/{digest}", scopes=pull_scope(repository), kind="blob"
     )
@@ -418,11 +409,6 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 # blob() without a path holds the body in memory; beyond this it asks for a path (or max_size=).
 MAX_MEMORY_BLOB = DEFAULT_JSON_LIMIT
 READ_CHUNK = 1 << 20
-
-
-def _check_size(name: str, value: object) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise ValueError(f"{name} must be a non-negative integer or None, not {value!r}")
 
 
 class BlobStream:
@@ -489,6 +475,16 @@ class BlobStream:
                 f"blob {self.digest} ended after {self.read} of the {self.size} bytes its descriptor declares",
                 expected=self.digest,
             )
+
+
+def next_page(core: ClientCore, header: str | None, current: str, what: str) -> str | None:
+    """The ``rel="next"`` page a ``Link`` header names, refused when it leads to another host."""
+    url = _next_link(header, current)
+    if url is not None and not core.transport.same_origin(url):
+        raise E.RegistryProtocolError(
+            f"{what}: pagination link points to another host ({urlsplit(url).netloc}); not followed"
+        )
+    return url
 
 
 def _next_link(header: str | None, current: str) -> str | None:

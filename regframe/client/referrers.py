@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from . import artifacts, reads
 from . import errors as E
@@ -189,12 +189,7 @@ def _first_page(
     body = parse_json(raw, what, response.url)
     if not isinstance(body, dict):
         raise E.RegistryProtocolError(f"{what}: expected a JSON object (an image index)", url=response.url)
-    next_url = reads._next_link(response.headers.get("Link"), response.url)
-    if next_url is not None and not core.transport.same_origin(next_url):
-        raise E.RegistryProtocolError(
-            f"{what}: pagination link points to another host ({urlsplit(next_url).netloc}); not followed"
-        )
-    return _entries(body, what), next_url
+    return _entries(body, what), reads.next_page(core, response.headers.get("Link"), response.url, what)
 
 
 def _entries(body: dict[str, Any], what: str) -> list[Referrer]:

@@ -18,6 +18,7 @@ from . import errors as E
 from . import mediatypes as MT
 from . import reads, writes
 from . import referrers as refs
+from .arguments import check_flag
 from .atomic_files import write_atomically
 from .core import ClientCore
 from .digests import verify_chunks
@@ -85,7 +86,7 @@ def pull(
     tag name when it has one and without a name otherwise, as oras lists referrers in a layout."""
     repository = core.repo(repo)
     validate_tag(tag) if ":" not in tag else validate_digest(tag)
-    _check_flag("referrers", referrers)
+    check_flag("referrers", referrers)
     wanted = parse_platform(platform) if platform is not None else None
     layout = ImageLayout(dir)
     layout.check()
@@ -307,25 +308,14 @@ def tag(core: ClientCore, repo: str, tag: str, newrepo: str, newtag: str, *, ref
     kept there when the registry has no referrers API. Returns the digest, which equals the source's."""
     repository, target = core.repo(repo), core.repo(newrepo)
     validate_tag(newtag)
-    _check_flag("referrers", referrers)
+    check_flag("referrers", referrers)
     manifest = reads.manifest(core, repository, tag)
     if not manifest:
         raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
-    if target != repository:
-        images = (
-            [reads.child_manifest(core, manifest, c) for c in manifest.children] if manifest.is_index else [manifest]
-        )
-        for image in images:
-            for descriptor in image.blob_descriptors():
-                digest = descriptor["digest"]
-                if not reads.blob_exists(core, target, digest) and not _mount(core, target, digest, repository):
-                    size = declared_size(core, repository, descriptor)
-                    with reads.open_blob(core, repository, digest, size=size) as stream:
-                        writes.put_stream(core, target, digest, stream.chunks(), size)
-            if manifest.is_index:
-                writes.put_manifest(core, target, _digest(image), image.raw, media_type_of(image))
-    digest = writes.put_manifest(core, target, newtag, manifest.raw, media_type_of(manifest))
-    if referrers and target != repository:
+    if target == repository:
+        return writes.put_manifest(core, target, newtag, manifest.raw, media_type_of(manifest))
+    digest = _copy_tree(core, repository, core, target, manifest, newtag).digest
+    if referrers:
         _carry_accessories(
             core, repository, core, target, [_digest(manifest), *(c["digest"] for c in manifest.children)]
         )
@@ -359,7 +349,7 @@ def copy(
     destination does not answer ``OCI-Subject`` (no referrers API), its fallback tag index is kept."""
     repository, target = core.repo(repo), newregistry.repo(newrepo)
     validate_tag(newtag)
-    _check_flag("referrers", referrers)
+    check_flag("referrers", referrers)
     manifest = reads.manifest(core, repository, tag)
     if not manifest:
         raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
@@ -451,11 +441,6 @@ def _copy_tree(
             with reads.open_blob(source, repository, digest, size=size) as stream:
                 writes.put_stream(destination, target, digest, stream.chunks(), size)
     return writes.send_manifest(destination, target, reference, manifest.raw, media_type_of(manifest))
-
-
-def _check_flag(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, not {value!r}")
 
 
 def _local_bytes(layout: ImageLayout, descriptor: Descriptor) -> bytes:

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from . import errors as E
 from . import mediatypes as MT
 from . import reads, referrers
+from .arguments import check_count, check_flag
 from .core import ClientCore
 from .models import Manifest, manifest_digest
 from .reference import compute_digest, validate_digest, validate_reference
@@ -82,8 +83,8 @@ def put_stream(
     A failed upload is cancelled (DELETE on its location) so no session is left open."""
     repository = core.repo(repo)
     validate_digest(digest)
-    _check_count("size", size, minimum=0)
-    _check_count("chunk_size", chunk_size, minimum=1)
+    check_count("size", size, minimum=0)
+    check_count("chunk_size", chunk_size)
     if mount_from is not None:
         mount_from = core.repo(mount_from)
     location = start_upload(core, repository, digest if mount_from else None, mount_from)
@@ -170,8 +171,7 @@ def send_manifest(
         raise ValueError(f"raw must be the manifest's bytes, not {type(raw).__name__}")
     if not isinstance(media_type, str) or not media_type:
         raise ValueError(f"media_type must be a media type string, not {media_type!r}")
-    if not isinstance(fallback_index, bool):
-        raise ValueError(f"fallback_index must be True or False, not {fallback_index!r}")
+    check_flag("fallback_index", fallback_index)
     digest = manifest_digest(raw, media_type)
     if ":" in reference and reference != digest:
         raise E.DigestMismatchError(
@@ -277,8 +277,3 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
             del buffer[:size]
     if buffer:
         yield bytes(buffer)
-
-
-def _check_count(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, not {value!r}")

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..client.arguments import check_count
+
 START = 32
 DEFAULT_MAX_WORKERS = 64
 # A window is at least this many completions, and at least the limit (one round of requests).
@@ -47,8 +49,7 @@ def check_workers(workers: object, max_workers: object) -> None:
     """``workers`` (None, or a fixed positive count) and ``max_workers`` (a positive count), before any request."""
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise ValueError(f"workers must be None (adaptive) or a positive integer, not {workers!r}")
-    if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
-        raise ValueError(f"max_workers must be a positive integer, not {max_workers!r}")
+    check_count("max_workers", max_workers)
 
 
 class Limit:

@@ -20,8 +20,9 @@ from typing import Any
 
 from ..client import artifacts as A
 from ..client import errors as E
+from ..client.arguments import check_count, check_flag
 from ..client.models import INT64_MAX
-from ..client.reads import MAX_PAGES, check_max_pages
+from ..client.reads import MAX_PAGES
 from ..client.reference import validate_repository
 from .cache import DigestCache
 from .concurrency import DEFAULT_MAX_WORKERS, Limit
@@ -162,8 +163,7 @@ class Crawler:
         budget: int | str | None = None,
         reserve: int | float | None = None,
     ):
-        if not isinstance(referrers, bool):
-            raise ValueError(f"referrers must be True or False, not {referrers!r}")
+        check_flag("referrers", referrers)
         self.quota = Quota(budget, reserve, lambda: client.transport.rate_limit)
         self.referrers = referrers
         self.referrers_api: bool | None = None
@@ -171,7 +171,7 @@ class Crawler:
         names = self.selection.names
         self.chosen = [] if names is None else self.selection.pick(names)
         self._strict_error: BaseException | None = None
-        check_max_pages(max_pages)
+        check_count("max_pages", max_pages)
         self.max_pages = max_pages
         self.client = client
         self.cache = cache if cache is not None else DigestCache()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..client.arguments import check_flag
 from ..client.atomic_files import write_atomically
 from ..units import format_bytes
 from .frames import (
@@ -224,8 +225,7 @@ class Inventory:
         The values are written as they are, for pandas and other programs. ``spreadsheet_safe=True`` (what
         ``regframe audit`` writes) prefixes text that a spreadsheet would run as a formula with ``'``
         (see ``neutralize_formulas``); ``Inventory.load`` removes the prefix again, other readers see it."""
-        if not isinstance(spreadsheet_safe, bool):
-            raise ValueError(f"spreadsheet_safe must be True or False, not {spreadsheet_safe!r}")
+        check_flag("spreadsheet_safe", spreadsheet_safe)
 
         def write(frame: pd.DataFrame, out: Path, name: str) -> None:
             for column in ("created", "pushed"):
