@@ -18,8 +18,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import regframe
-from regframe.testing import Fleet, LocalRegistry, local_registry, seed
+from regframe import testing
+from regframe.testing import Fleet, LocalRegistry
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Seeding writes tens of thousands of small files; on tmpfs that is I/O the registry does not wait for.
@@ -34,17 +34,18 @@ def fast_tmp() -> str | None:
 @contextmanager
 def seeded_registry(fleet: Fleet, *, workers: int = 8) -> Iterator[LocalRegistry]:
     """A local registry (error-level log, no access log, storage on tmpfs) holding ``fleet``."""
-    with (
-        tempfile.TemporaryDirectory(prefix="regframe-bench-", dir=fast_tmp()) as storage,
-        local_registry(
-            log_level="error", log__accesslog__disabled=True, storage__filesystem__rootdirectory=storage
-        ) as registry,
-        regframe.connect(registry.url, docker_config=False, read_timeout=30) as client,
-    ):
+    with tempfile.TemporaryDirectory(prefix="regframe-bench-", dir=fast_tmp()) as storage:
         started = time.perf_counter()
-        seed(client, fleet, workers=workers)
-        print(f"seeded {fleet} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        yield registry
+        with testing.seeded_registry(
+            fleet,
+            workers=workers,
+            read_timeout=30,
+            log_level="error",
+            log__accesslog__disabled=True,
+            storage__filesystem__rootdirectory=storage,
+        ) as registry:
+            print(f"seeded {fleet} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+            yield registry
 
 
 @dataclass(frozen=True)

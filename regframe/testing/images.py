@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from regframe.client import mediatypes as mt
 from regframe.client.reference import Platform, sha256_digest
@@ -141,7 +141,14 @@ class ImageIndex(_Manifest):
 
 
 Tagged = Image | ImageIndex
-_Digested = TypeVar("_Digested", Blob, Image)
+
+
+class _HasDigest(Protocol):
+    @property
+    def digest(self) -> str: ...
+
+
+_Digested = TypeVar("_Digested", bound=_HasDigest)
 
 
 def distinct(items: Iterable[_Digested]) -> list[_Digested]:

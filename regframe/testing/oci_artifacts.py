@@ -146,7 +146,7 @@ class ArtifactIndex(_Manifest):
         return distinct(blob for child in self.children for blob in child.blobs())
 
     def manifests(self) -> list[Image | Artifact | ArtifactIndex]:
-        return [*_distinct(self.children), self]
+        return [*distinct(self.children), self]
 
 
 Subject = Image | ImageIndex | Artifact | ArtifactIndex
@@ -484,13 +484,6 @@ def index_without_platforms(images: Sequence[Image], *, oci: bool = True) -> Ima
     return ImageIndex(manifest_raw=raw, media_type=media_type, digest=sha256_digest(raw), children=tuple(images))
 
 
-def _distinct(items: Sequence[Image | Artifact]) -> list[Image | Artifact]:
-    seen: dict[str, Image | Artifact] = {}
-    for item in items:
-        seen.setdefault(item.digest, item)
-    return list(seen.values())
-
-
 # -- pushing ---------------------------------------------------------------------------------------------------
 
 
@@ -502,7 +495,7 @@ def push_artifact(
     for blob in item.blobs():
         if not target.blob_exists(repository, blob.digest):
             target.upload_blob(repository, blob.data, blob.digest)
-    for child in _distinct(item.children):
+    for child in distinct(item.children):
         target.put_manifest(repository, child.digest, child.manifest_raw, child.media_type)
     target.put_manifest(repository, reference, item.manifest_raw, item.media_type)
 

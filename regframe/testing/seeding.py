@@ -125,15 +125,18 @@ def seed(target: PushTarget, fleet: Fleet, workers: int = 8) -> SeedResult:
 
 
 @contextmanager
-def seeded_registry(fleet: Fleet, *, workers: int = 8, **registry_options: Any) -> Iterator[LocalRegistry]:
+def seeded_registry(
+    fleet: Fleet, *, workers: int = 8, read_timeout: float = 5, **registry_options: Any
+) -> Iterator[LocalRegistry]:
     """A harness registry (``local_registry(**registry_options)``) holding ``fleet``; yields the
     ``LocalRegistry``. Seeds anonymously, so for registries without auth, as tests, demos and
-    notebooks use them."""
+    notebooks use them. ``read_timeout`` is the seeding client's: raise it for fleets seeded on a busy
+    machine."""
     from regframe import connect
 
     from .launcher import local_registry
 
     with local_registry(**registry_options) as reg:
-        with connect(reg.url, ca_bundle=reg.ca_path, docker_config=False) as client:
+        with connect(reg.url, ca_bundle=reg.ca_path, docker_config=False, read_timeout=read_timeout) as client:
             seed(client, fleet, workers=workers)
         yield reg
