@@ -243,6 +243,15 @@ def test_deleted_tag_whose_image_a_kept_index_lists_says_the_manifest_stays():
     assert decision(result, "app", "amd-only")[2].endswith("manifest kept as a child of kept index 'multi'")
 
 
+def test_tags_without_a_digest_share_no_digest_with_each_other():
+    # a: keep (1 d) and old (200 d) both lack a digest; nothing ties old to keep, so old goes, as in stale_tags.
+    frame = manifests([("a", "keep", None, 1), ("a", "old", None, 200)])
+    result = Policy.from_dict({"rules": [{"name": "r", "keep_newer_than": "30d"}]}).evaluate(frame, now=NOW)
+    assert deleted(result) == {("a", "old")}
+    assert decision(result, "a", "old")[2] == "deleted by rule 'r': older than 30 days"
+    assert deleted(stale_tags(frame, older_than="30d", now=NOW)) == {("a", "old")}
+
+
 def test_result_has_stale_tags_columns_and_dtypes_and_feeds_reclaim_and_plan():
     result = Policy.from_dict(NATIVE_DICT).evaluate(FLEET, now=NOW)
     reference = stale_tags(FLEET, now=NOW)
@@ -1124,3 +1133,9 @@ def test_yaml_without_pyyaml_is_a_clear_error(tmp_path, monkeypatch):
 def test_re2_translation_keeps_plain_patterns_unchanged():
     for pattern in (r"v\d+\.\d+", "[a-z0-9]{40}", ".*-main", "(?:a|b)+?", r"^x$", r"\.\-"):
         assert re2_to_python(pattern) == pattern
+
+
+def test_a_frame_without_the_needed_columns_is_refused_naming_the_policy_call():
+    frame = manifests([("a", "1", "sha256:" + "1" * 64, 10)]).drop(columns=["created"])
+    with pytest.raises(ValueError, match=r"^Policy\.evaluate needs column\(s\) 'created'"):
+        Policy.from_dict({"rules": [{"name": "r", "keep_newer_than": "30d"}]}).evaluate(frame, now=NOW)

@@ -13,9 +13,10 @@ instead of hanging the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
-from typing import NamedTuple
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -42,8 +43,17 @@ PLAN_COLUMNS = ("repository", "tag", "digest", "created", "age", "reason")
 Pattern = str | re.Pattern[str] | None
 
 
-class _Tags(NamedTuple):
-    """One entry per (repository, tag): codes, and the values the codes index."""
+@dataclasses.dataclass(frozen=True)
+class TagRows:
+    """One row per (repository, tag) of a manifests frame, before any decision: what ``stale_tags`` and
+    a policy's evaluation both decide on, built once. :func:`tag_rows` puts them in result order:
+    repository, newest first, undated and accessory tags last, then tag name.
+
+    Codes index the ``*_values``; ``repo_rank`` and ``tag_rank`` give each value's place in name order,
+    so ties break the same for any dtype. ``created`` is the image's (its newest platform's), ``dated``
+    what ages and ``keep_last`` go by: the push time where ``age_from="pushed"`` and ``by_push`` says
+    it is known.
+    """
 
     repo: np.ndarray
     tag: np.ndarray
@@ -53,6 +63,39 @@ class _Tags(NamedTuple):
     repo_values: pd.Index
     tag_values: pd.Index
     digest_values: pd.Index
+    dated: pd.DatetimeIndex
+    by_push: np.ndarray
+    found: Accessories
+    repo_rank: np.ndarray
+    tag_rank: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.tag)
+
+    @property
+    def accessory(self) -> np.ndarray:
+        return self.found.mask
+
+    def names(self) -> tuple[np.ndarray, np.ndarray]:
+        """Repository and tag names per row, as object arrays."""
+        repo = np.asarray(self.repo_values.astype(object), dtype=object)[self.repo]
+        tag = np.asarray(self.tag_values.astype(object), dtype=object)[self.tag]
+        return repo, tag
+
+    def take(self, rows: np.ndarray) -> TagRows:
+        """The rows at the given positions, in that order, or those a boolean mask selects."""
+        index = np.flatnonzero(rows) if rows.dtype == bool else rows
+        return dataclasses.replace(
+            self,
+            repo=self.repo[index],
+            tag=self.tag[index],
+            digest=self.digest[index],
+            created=self.created[index],
+            size=self.size[index],
+            dated=self.dated[index],
+            by_push=self.by_push[index],
+            found=_take_accessories(self.found, index),
+        )
 
 
 def stale_tags(
@@ -94,29 +137,20 @@ def stale_tags(
     Google Artifact Registry and GCR reveal) for its age and the ``keep_last`` order; a tag without one
     falls back to its created date, and every dated reason says which date decided it.
     """
-    _check_age_from(age_from)
+    check_age_from(age_from)
     threshold = parse_duration(older_than)
     limit = _check_keep_last(keep_last)
     keep_rx = compile_pattern(keep, "keep")
     match_rx = compile_pattern(match, "match")
-    at = _as_utc(now)
-    require_columns(manifests, STALE_INPUT_COLUMNS, "stale_tags")
+    at = as_utc(now)
 
-    tags = _per_tag(manifests)
-    dated, by_push = _dates(manifests, tags, age_from)
-    found = _accessories(manifests, tags)
-    accessory = found.mask
-    known = pd.notna(dated)
-    ranked = known & ~accessory
-    tag_rank = lexical_rank(tags.tag_values)[tags.tag]
-    repo_rank = lexical_rank(tags.repo_values)[tags.repo]
-    newest_first = np.where(ranked, -dated.asi8, np.iinfo(np.int64).max)
-    order = np.lexsort((tag_rank, newest_first, repo_rank))
-
-    newest = _among_newest(order, repo_rank, ranked, limit)
-    kept_by_pattern = _matches(keep_rx, tags.tag_values, tags.tag, default=False)
-    in_scope = _matches(match_rx, tags.tag_values, tags.tag, default=True)
-    age = at - dated
+    rows = tag_rows(manifests, age_from)
+    accessory = rows.accessory
+    known = pd.notna(rows.dated)
+    newest = _among_newest(rows.repo_rank[rows.repo], known & ~accessory, limit)
+    kept_by_pattern = _matches(keep_rx, rows.tag_values, rows.tag, default=False)
+    in_scope = _matches(match_rx, rows.tag_values, rows.tag, default=True)
+    age = at - rows.dated
     old = np.asarray(known & (age > threshold))
     words = format_duration(threshold)
     rules = [kept_by_pattern, newest, ~known, ~in_scope, ~old]
@@ -132,30 +166,12 @@ def stale_tags(
         default=f"older than {words}",
     ).astype(object)
     if age_from == "pushed":
-        _say_which_date(reason, ~kept_by_pattern & (newest | ~known | in_scope), known, by_push)
+        _say_which_date(reason, ~kept_by_pattern & (newest | ~known | in_scope), known, rows.by_push)
     stale = ~np.logical_or.reduce(rules)
     stale[accessory] = False
-    _keep_digest_siblings(stale, reason, tags, tag_rank)
-    if accessory.any():
-        names = _names_of(tags)
-        follow_subjects(manifests, found, *names, stale, reason, fixed=kept_by_pattern)
-        _keep_digest_siblings(stale, reason, tags, tag_rank)
-    _note_children_of_kept_indexes(manifests, stale, reason, tags)
+    hold_safety_rules(manifests, rows, stale, reason, fixed=kept_by_pattern)
 
-    result = pd.DataFrame(
-        {
-            "repository": restore(tags.repo[order], tags.repo_values, manifests["repository"]),
-            "tag": restore(tags.tag[order], tags.tag_values, manifests["tag"]),
-            "digest": restore(tags.digest[order], tags.digest_values, manifests["digest"]),
-            "created": tags.created[order],
-            "age": pd.TimedeltaIndex(age[order]),
-            "size": tags.size[order],
-            "stale": stale[order],
-            "reason": reason[order],
-        }
-    )
-    if "subject" in manifests.columns:
-        result["subject"] = found.subject[order]
+    result = tag_frame(manifests, rows, age, stale, reason)
     result.attrs.update(older_than=threshold, now=at, keep=keep, keep_last=keep_last, match=match, age_from=age_from)
     return result
 
@@ -166,26 +182,26 @@ BY_PUSH_TIME = "by push time"
 BY_CREATED_DATE = "by created date; push time not available"
 
 
-def _check_age_from(age_from: object) -> None:
+def check_age_from(age_from: object) -> None:
     if age_from not in AGE_FROM:
         raise ValueError(f"age_from must be 'created' or 'pushed', not {age_from!r}")
 
 
-def _dates(manifests: pd.DataFrame, tags: _Tags, age_from: str) -> tuple[pd.DatetimeIndex, np.ndarray]:
+def _dates(manifests: pd.DataFrame, rows: TagRows, age_from: str) -> tuple[pd.DatetimeIndex, np.ndarray]:
     """Each tag's date for its age, and whether it is its push time: with ``age_from="pushed"`` the
     ``pushed`` column where known, else ``created``."""
-    no_push = np.zeros(len(tags.tag), dtype=bool)
+    no_push = np.zeros(len(rows.tag), dtype=bool)
     if age_from != "pushed" or "pushed" not in manifests.columns:
-        return tags.created, no_push
+        return rows.created, no_push
     repo, _ = codes(manifests["repository"])
     tag, _ = codes(manifests["tag"])
     tagged = (repo >= 0) & (tag >= 0)
-    width = len(tags.tag_values)
+    width = len(rows.tag_values)
     pushed = pd.Series(pd.to_datetime(manifests["pushed"], utc=True).array[tagged])
     per_tag = pushed.groupby(pair_keys(repo[tagged], tag[tagged], width)).max()
-    when = pd.DatetimeIndex(per_tag.reindex(pair_keys(tags.repo, tags.tag, width)).to_numpy(), tz="UTC")
+    when = pd.DatetimeIndex(per_tag.reindex(pair_keys(rows.repo, rows.tag, width)).to_numpy(), tz="UTC")
     by_push = ~np.asarray(when.isna())
-    return pd.DatetimeIndex(np.where(by_push, when, tags.created), tz="UTC").as_unit("ns"), by_push
+    return pd.DatetimeIndex(np.where(by_push, when, rows.created), tz="UTC").as_unit("ns"), by_push
 
 
 def _say_which_date(reason: np.ndarray, dated_reason: np.ndarray, known: np.ndarray, by_push: np.ndarray) -> None:
@@ -195,8 +211,43 @@ def _say_which_date(reason: np.ndarray, dated_reason: np.ndarray, known: np.ndar
     reason[dated_reason & ~known] = "kept: push time and creation date unknown"
 
 
-def _per_tag(manifests: pd.DataFrame) -> _Tags:
-    """Collapse platform rows to one per (repository, tag): newest created, summed size."""
+def tag_rows(manifests: pd.DataFrame, age_from: str, caller: str = "stale_tags") -> TagRows:
+    """The per-tag rows of ``manifests`` in result order, dated as ``age_from`` says; ``caller`` is named
+    when a column is missing."""
+    require_columns(manifests, STALE_INPUT_COLUMNS, caller)
+    rows = _per_tag(manifests)
+    dated, by_push = _dates(manifests, rows, age_from)
+    found = _accessories(manifests, rows)
+    ranked = pd.notna(dated) & ~found.mask
+    newest_first = np.where(ranked, -dated.asi8, np.iinfo(np.int64).max)
+    order = np.lexsort((rows.tag_rank[rows.tag], newest_first, rows.repo_rank[rows.repo]))
+    return dataclasses.replace(rows, dated=dated, by_push=by_push, found=found).take(order)
+
+
+def tag_frame(
+    manifests: pd.DataFrame, rows: TagRows, age: pd.TimedeltaIndex, stale: np.ndarray, reason: np.ndarray
+) -> pd.DataFrame:
+    """The ``stale_tags`` frame of ``rows`` with these decisions; the value columns keep the input's dtypes."""
+    result = pd.DataFrame(
+        {
+            "repository": restore(rows.repo, rows.repo_values, manifests["repository"]),
+            "tag": restore(rows.tag, rows.tag_values, manifests["tag"]),
+            "digest": restore(rows.digest, rows.digest_values, manifests["digest"]),
+            "created": rows.created,
+            "age": pd.TimedeltaIndex(age),
+            "size": rows.size,
+            "stale": stale,
+            "reason": reason,
+        }
+    )
+    if "subject" in manifests.columns:
+        result["subject"] = rows.found.subject
+    return result
+
+
+def _per_tag(manifests: pd.DataFrame) -> TagRows:
+    """Collapse platform rows to one per (repository, tag): newest created, summed size; dated by
+    created, no accessories yet."""
     repo, repo_values = codes(manifests["repository"])
     tag, tag_values = codes(manifests["tag"])
     digest, digest_values = codes(manifests["digest"])
@@ -206,29 +257,39 @@ def _per_tag(manifests: pd.DataFrame) -> _Tags:
 
     created = pd.Series(pd.to_datetime(manifests["created"], utc=True).array[tagged])
     size = pd.Series(manifests["size"].astype("Int64").array[tagged])
-    return _Tags(
+    newest = pd.DatetimeIndex(created.groupby(group, sort=True).max()).as_unit("ns")
+    return TagRows(
         repo=repo[first],
         tag=tag[first],
         digest=digest[first],
-        created=pd.DatetimeIndex(created.groupby(group, sort=True).max()).as_unit("ns"),
+        created=newest,
         size=size.groupby(group, sort=True).sum(min_count=1).array,
         repo_values=repo_values,
         tag_values=tag_values,
         digest_values=digest_values,
+        dated=newest,
+        by_push=np.zeros(len(first), dtype=bool),
+        found=no_accessories(len(first)),
+        repo_rank=lexical_rank(repo_values),
+        tag_rank=lexical_rank(tag_values),
     )
 
 
-def _names_of(tags: _Tags) -> tuple[np.ndarray, np.ndarray]:
-    """Repository and tag names per tag, as object arrays."""
-    repo = np.asarray(tags.repo_values.astype(object), dtype=object)[tags.repo]
-    tag = np.asarray(tags.tag_values.astype(object), dtype=object)[tags.tag]
-    return repo, tag
-
-
-def _accessories(manifests: pd.DataFrame, tags: _Tags) -> Accessories:
+def _accessories(manifests: pd.DataFrame, rows: TagRows) -> Accessories:
     if not has_subjects(manifests):
-        return no_accessories(len(tags.tag))
-    return find_accessories(manifests, *_names_of(tags))
+        return no_accessories(len(rows))
+    return find_accessories(manifests, *rows.names())
+
+
+def _take_accessories(found: Accessories, index: np.ndarray) -> Accessories:
+    """``found`` for the tags at ``index``, as ``find_accessories`` would give it for them."""
+    if found.links.empty:
+        return Accessories(found.links, found.subject[index])
+    moved = np.full(len(found.subject), -1, dtype=np.int64)
+    moved[index] = np.arange(len(index))
+    links = found.links.assign(position=moved[found.links["position"].to_numpy()])
+    links = links[links["position"] >= 0].sort_values(["position", "subject"], kind="stable", ignore_index=True)
+    return Accessories(links, found.subject[index])
 
 
 def cleanup_plan(stale: pd.DataFrame) -> pd.DataFrame:
@@ -257,7 +318,7 @@ def _check_keep_last(keep_last: object) -> int | None:
     return int(keep_last)
 
 
-def _as_utc(now: object) -> pd.Timestamp:
+def as_utc(now: object) -> pd.Timestamp:
     if now is None:
         return pd.Timestamp.now(tz="UTC")
     if not isinstance(now, (str, int, float, dt.date, np.datetime64, np.integer)):
@@ -281,44 +342,70 @@ def _matches(rx: BoundedPattern | None, values: pd.Index, idx: Codes, default: b
     return hit[idx]
 
 
-def _among_newest(
-    order: np.ndarray, repo_rank: np.ndarray, known: npt.NDArray[np.bool_], limit: int | None
-) -> np.ndarray:
+def _among_newest(repo_rank: np.ndarray, known: npt.NDArray[np.bool_], limit: int | None) -> np.ndarray:
     """The ``limit`` newest dated tags of each repository, given rows sorted by
     repository, then newest first (undated last), then tag name."""
     if not limit:
         return np.zeros(len(repo_rank), dtype=bool)
-    sorted_repo = repo_rank[order]
-    group_start = np.flatnonzero(np.r_[True, sorted_repo[1:] != sorted_repo[:-1]])
-    sizes = np.diff(np.r_[group_start, len(order)])
-    position = np.arange(len(order)) - np.repeat(group_start, sizes)
-    newest = np.zeros(len(order), dtype=bool)
-    newest[order] = position < limit
-    return newest & known
+    group_start = np.flatnonzero(np.r_[True, repo_rank[1:] != repo_rank[:-1]])
+    sizes = np.diff(np.r_[group_start, len(repo_rank)])
+    position = np.arange(len(repo_rank)) - np.repeat(group_start, sizes)
+    return (position < limit) & known
 
 
-def _keep_digest_siblings(stale: np.ndarray, reason: np.ndarray, tags: _Tags, tag_rank: np.ndarray) -> None:
+def hold_safety_rules(
+    manifests: pd.DataFrame,
+    rows: TagRows,
+    stale: np.ndarray,
+    reason: np.ndarray,
+    *,
+    fixed: np.ndarray | None = None,
+    former: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> None:
+    """The rules every cleanup decision ends with, whoever made it, applied in place.
+
+    Digest siblings of kept tags are kept, accessories follow their subject (``fixed`` marks those whose
+    decision stands; ``stale`` must be False for the others), and a stale tag whose image a kept index
+    lists says so. ``former`` is :func:`keep_digest_siblings`' wording of a sibling's former reason.
+    """
+    keep_digest_siblings(stale, reason, rows, former=former)
+    if rows.accessory.any():
+        follow_subjects(manifests, rows.found, *rows.names(), stale, reason, fixed=fixed)
+        keep_digest_siblings(stale, reason, rows, former=former)
+    note_children_of_kept_indexes(manifests, stale, reason, rows)
+
+
+def keep_digest_siblings(
+    stale: np.ndarray, reason: np.ndarray, rows: TagRows, *, former: Callable[[np.ndarray], np.ndarray] | None = None
+) -> None:
     """Keep stale tags whose digest a kept tag of the same repository also carries.
 
-    The reason names the kept sibling that comes first by name, so it is stable.
+    The reason names the kept sibling that comes first by name, so it is stable. It replaces the
+    former reason, or goes on with ``former(former reasons)`` after "; " when that is given.
     """
-    keys = pair_keys(tags.repo, tags.digest, len(tags.digest_values))
-    kept = ~stale & (tags.digest >= 0)
+    keys = pair_keys(rows.repo, rows.digest, len(rows.digest_values))
+    tag_rank = rows.tag_rank[rows.tag]
+    kept = ~stale & (rows.digest >= 0)
     first_kept = (
-        pd.DataFrame({"key": keys[kept], "rank": tag_rank[kept], "tag": tags.tag[kept]})
+        pd.DataFrame({"key": keys[kept], "rank": tag_rank[kept], "tag": rows.tag[kept]})
         .sort_values("rank", kind="stable")
         .drop_duplicates("key")
     )
     where = pd.Index(first_kept["key"]).get_indexer(keys)
-    saved = stale & (where >= 0) & (tags.digest >= 0)
+    saved = stale & (where >= 0) & (rows.digest >= 0)
     if not saved.any():
         return
-    sibling = tags.tag_values.take(first_kept["tag"].to_numpy()[where[saved]]).astype(str)
-    reason[saved] = ("kept: shares digest with kept tag '" + pd.Series(sibling) + "'").to_numpy()
+    sibling = rows.tag_values.take(first_kept["tag"].to_numpy()[where[saved]]).astype(str)
+    words = "kept: shares digest with kept tag '" + pd.Series(sibling) + "'"
+    if former is not None:
+        words = words + "; " + pd.Series(former(reason[saved]), dtype=object)
+    reason[saved] = words.to_numpy()
     stale[saved] = False
 
 
-def _note_children_of_kept_indexes(manifests: pd.DataFrame, stale: np.ndarray, reason: np.ndarray, tags: _Tags) -> None:
+def note_children_of_kept_indexes(
+    manifests: pd.DataFrame, stale: np.ndarray, reason: np.ndarray, rows: TagRows
+) -> None:
     """Say so when a stale tag's image is also a platform of a kept multi-platform tag.
 
     The tag stays stale: cleanup removes tags without deleting their images, so the kept
@@ -329,9 +416,9 @@ def _note_children_of_kept_indexes(manifests: pd.DataFrame, stale: np.ndarray, r
     repo, _ = codes(manifests["repository"])
     tag, _ = codes(manifests["tag"])
     digest, _ = codes(manifests["digest"])
-    child = recode(manifests["manifest_digest"], tags.digest_values)
-    n_tag, n_digest = len(tags.tag_values), len(tags.digest_values)
-    kept_tags = pair_keys(tags.repo[~stale], tags.tag[~stale], n_tag)
+    child = recode(manifests["manifest_digest"], rows.digest_values)
+    n_tag, n_digest = len(rows.tag_values), len(rows.digest_values)
+    kept_tags = pair_keys(rows.repo[~stale], rows.tag[~stale], n_tag)
     platform_row = (repo >= 0) & (tag >= 0) & (child >= 0) & (child != digest)
     platform_row &= pd.Series(pair_keys(repo, tag, n_tag)).isin(kept_tags).to_numpy()
     if not platform_row.any():
@@ -340,18 +427,18 @@ def _note_children_of_kept_indexes(manifests: pd.DataFrame, stale: np.ndarray, r
         pd.DataFrame(
             {
                 "key": pair_keys(repo[platform_row], child[platform_row], n_digest),
-                "rank": lexical_rank(tags.tag_values)[tag[platform_row]],
+                "rank": rows.tag_rank[tag[platform_row]],
                 "tag": tag[platform_row],
             }
         )
         .sort_values("rank", kind="stable")
         .drop_duplicates("key")
     )
-    where = pd.Index(parents["key"]).get_indexer(pair_keys(tags.repo, tags.digest, n_digest))
-    noted = stale & (where >= 0) & (tags.digest >= 0)
+    where = pd.Index(parents["key"]).get_indexer(pair_keys(rows.repo, rows.digest, n_digest))
+    noted = stale & (where >= 0) & (rows.digest >= 0)
     if not noted.any():
         return
-    parent = tags.tag_values.take(parents["tag"].to_numpy()[where[noted]]).astype(str)
+    parent = rows.tag_values.take(parents["tag"].to_numpy()[where[noted]]).astype(str)
     reason[noted] = (
         pd.Series(reason[noted].astype(str)) + "; manifest kept as a child of kept index '" + pd.Series(parent) + "'"
     ).to_numpy()

@@ -17,7 +17,7 @@ from ..analysis.stale import BY_CREATED_DATE, BY_PUSH_TIME
 from . import ecr, gitlab, harbor
 from .checks import PolicyError, check_keys, check_mapping, text_list
 from .globs import Glob
-from .outcome import finish, push_known, tag_table
+from .outcome import finish, tag_table
 from .rules import Rule, evaluate_rules
 
 FORMATS = ("native", "gitlab", "ecr", "harbor")
@@ -176,13 +176,11 @@ class Policy:
         }
         result = finish(table, manifests, *table.spread(decided), attrs=attrs)
         if chosen == "pushed":
-            by_push = push_known(manifests, result)
-            words = np.where(by_push, BY_PUSH_TIME, BY_CREATED_DATE)
-            named = [
-                text if accessory else f"{text} ({which})"
-                for text, which, accessory in zip(result["reason"], words, table.accessory)
-            ]
-            result["reason"] = np.array(named, dtype=object)
+            reason = result["reason"].to_numpy(dtype=object, copy=True)
+            words = np.where(table.rows.by_push, f" ({BY_PUSH_TIME})", f" ({BY_CREATED_DATE})").astype(object)
+            ruled = ~table.accessory
+            reason[ruled] += words[ruled]
+            result["reason"] = reason
         result.attrs["age_from"] = chosen
         return result
 

@@ -10,7 +10,7 @@ governs it and none of those retains it; a tag no rule governs is kept.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,12 +140,12 @@ def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray
     outside_set = np.zeros(n, dtype=bool)
 
     for index, rule in enumerate(rules):
-        in_repo = _repository_mask(rule, table.repository)
-        matches = _search(rule.tags.pattern, table.tag) if rule.tags else np.ones(n, dtype=bool)
+        in_repo = _repository_mask(rule, table)
+        matches = _search(rule.tags.pattern, table) if rule.tags else np.ones(n, dtype=bool)
         governed = in_repo & matches
         excluded_words = np.full(n, "", dtype=object)
         for clause in rule.exclude_tags:
-            hit = governed & _search(clause.pattern, table.tag)
+            hit = governed & _search(clause.pattern, table)
             excluded_words[hit & (excluded_words == "")] = clause.words
             governed &= ~hit
         not_governed_here = in_repo & ~governed & ~outside_set
@@ -157,7 +157,7 @@ def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray
         ]
         outside_set |= in_repo
 
-        kept_by_pattern = governed & _search(rule.keep, table.tag) if rule.keep else np.zeros(n, dtype=bool)
+        kept_by_pattern = governed & _search(rule.keep, table) if rule.keep else np.zeros(n, dtype=bool)
         rank, semver = _rank(rule, table, governed)
         newest = governed & (rank < (rule.keep_last if rule.keep_last is not None else 0))
         fresh = np.zeros(n, dtype=bool)
@@ -214,22 +214,27 @@ def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray
     return deleted, rule_column, reason
 
 
-def _repository_mask(rule: Rule, repositories: np.ndarray) -> np.ndarray:
-    values, codes = np.unique(repositories.astype(str), return_inverse=True)
-    inside = np.array(
-        [
-            any(g.match(name) for g in rule.repositories) and not any(g.match(name) for g in rule.exclude_repositories)
-            for name in values.tolist()
-        ],
-        dtype=bool,
-    )
-    return inside[codes] if len(values) else np.zeros(len(repositories), dtype=bool)
+def _repository_mask(rule: Rule, table: TagTable) -> np.ndarray:
+    def inside(name: str) -> bool:
+        return any(g.match(name) for g in rule.repositories) and not any(
+            g.match(name) for g in rule.exclude_repositories
+        )
+
+    return _each_name(inside, table.rows.repo, table.rows.repo_values, table.rows.repo_rank)
 
 
-def _search(pattern: TagPattern, tags: np.ndarray) -> np.ndarray:
-    values, codes = np.unique(tags.astype(str), return_inverse=True)
-    hits = np.array([pattern.search(tag) for tag in values.tolist()], dtype=bool)
-    return hits[codes] if len(values) else np.zeros(len(tags), dtype=bool)
+def _search(pattern: TagPattern, table: TagTable) -> np.ndarray:
+    return _each_name(pattern.search, table.rows.tag, table.rows.tag_values, table.rows.tag_rank)
+
+
+def _each_name(test: Callable[[str], bool], codes: np.ndarray, values: pd.Index, rank: np.ndarray) -> np.ndarray:
+    """``test`` per row, run once per distinct name and in name order, so a timeout names the same name
+    whatever the rows' order."""
+    used = np.unique(codes)
+    used = used[np.argsort(rank[used])]
+    hit = np.zeros(len(values), dtype=bool)
+    hit[used] = [test(name) for name in values.take(used).astype(str)]
+    return hit[codes]
 
 
 def _rank(rule: Rule, table: TagTable, governed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,8 +243,9 @@ def _rank(rule: Rule, table: TagTable, governed: np.ndarray) -> tuple[np.ndarray
     each tag is semver."""
     n = len(table)
     rank = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    keys = [semver_key(tag) for tag in table.tag]
-    semver = np.array([key is not None for key in keys], dtype=bool)
+    used, which = np.unique(table.rows.tag, return_inverse=True)
+    keys = [semver_key(name) for name in table.rows.tag_values.take(used).astype(str)]
+    semver = np.array([key is not None for key in keys], dtype=bool)[which]
     rows = np.flatnonzero(governed)
     if not len(rows) or rule.keep_last is None:
         return rank, semver
@@ -247,8 +253,8 @@ def _rank(rule: Rule, table: TagTable, governed: np.ndarray) -> tuple[np.ndarray
     newest_first = np.where(table.known, -table.created.asi8, undated)
     frame = pd.DataFrame(
         {
-            "repository": table.repository[rows].astype(str),
-            "tag": table.tag[rows].astype(str),
+            "repository": table.rows.repo_rank[table.rows.repo[rows]],
+            "tag": table.rows.tag_rank[table.rows.tag[rows]],
             "newest_first": newest_first[rows],
             "row": rows,
         }
@@ -257,7 +263,7 @@ def _rank(rule: Rule, table: TagTable, governed: np.ndarray) -> tuple[np.ndarray
         distinct = sorted({key for key in keys if key is not None})
         position = {key: i for i, key in enumerate(distinct)}
         frame["group"] = np.where(semver[rows], 0, 1)
-        frame["version"] = [-position[key] if (key := keys[i]) is not None else 0 for i in rows]
+        frame["version"] = [-position[key] if (key := keys[which[i]]) is not None else 0 for i in rows]
         by = ["repository", "group", "version", "newest_first", "tag"]
         ascending = [True] * 5
     elif rule.order == "name":
