@@ -11,12 +11,14 @@ import json
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from regframe.analysis import cleanup_plan, reclaimable_bytes, stale_tags
 from regframe.policy import Policy, PolicyError, is_semver, semver_key
 from regframe.policy.globs import Glob
+from regframe.policy.outcome import artifacts, tag_table
 from regframe.policy.tag_patterns import re2_to_python
 
 NOW = pd.Timestamp("2026-01-01", tz="UTC")
@@ -1139,3 +1141,29 @@ def test_a_frame_without_the_needed_columns_is_refused_naming_the_policy_call():
     frame = manifests([("a", "1", "sha256:" + "1" * 64, 10)]).drop(columns=["created"])
     with pytest.raises(ValueError, match=r"^Policy\.evaluate needs column\(s\) 'created'"):
         Policy.from_dict({"rules": [{"name": "r", "keep_newer_than": "30d"}]}).evaluate(frame, now=NOW)
+
+
+def test_artifacts_group_tags_by_digest_newest_first_undated_last_ties_by_first_tag():
+    frame = manifests(
+        [
+            ("a", "b-tag", "d1", 10),
+            ("a", "a-tag", "d1", 10),
+            ("a", "z", "d2", 10),
+            ("a", "old", "d3", 50),
+            ("a", "undated", "d4", None),
+            ("b", "x", "d1", 1),
+        ]
+    )
+    table = tag_table(frame, NOW)
+    found = artifacts(table)
+    of = {(r, t): found.of_row[i] for i, (r, t) in enumerate(zip(table.repository, table.tag))}
+    assert len(found) == 5
+    assert of[("a", "a-tag")] == of[("a", "b-tag")] != of[("b", "x")]
+    places = found.newer_selected(np.ones(len(found), dtype=bool))
+    assert [places[of[("a", t)]] for t in ("a-tag", "z", "old", "undated")] == [0, 1, 2, 3]
+    assert places[of[("b", "x")]] == 0
+    skip_z = np.ones(len(found), dtype=bool)
+    skip_z[of[("a", "z")]] = False
+    assert found.newer_selected(skip_z)[of[("a", "old")]] == 1
+    hit = np.array([tag == "b-tag" for tag in table.tag])
+    assert found.any_tag(hit)[of[("a", "a-tag")]] and not found.any_tag(hit)[of[("a", "z")]]

@@ -16,7 +16,7 @@ pull-time rules and archive rules are refused rather than guessed.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text, text_list
 from .globs import Glob
-from .outcome import TagTable, newest_first
+from .outcome import Artifacts, TagTable, artifacts, each_name
 
 MAX_RULES = 50
 MAX_WILDCARDS = 4
@@ -67,13 +67,6 @@ class EcrRule:
     @property
     def name(self) -> str:
         return f"priority {self.priority}"
-
-    def selects(self, tags: list[str]) -> bool:
-        if self.status == "any":
-            return True
-        if self.prefixes:
-            return all(any(tag.startswith(prefix) for tag in tags) for prefix in self.prefixes)
-        return all(any(wildcard_match(pattern, tag) for tag in tags) for pattern in self.patterns)
 
     def selection_words(self) -> str:
         if self.status == "any":
@@ -245,62 +238,66 @@ def evaluate_ecr(
     deleted = np.zeros(n, dtype=bool)
     rule_column = np.full(n, "", dtype=object)
     reason = np.full(n, "kept: the policy does not cover this repository", dtype=object)
-    images = _images(table)
-    for repository, group in images.groupby("repository", sort=False):
-        if not any(g.match(str(repository)) for g in repositories):
-            continue
-        verdicts = _repository_verdicts(rules, group, table.now)
-        for rows, (expired, name, text) in zip(group["rows"], verdicts):
-            deleted[rows] = expired
-            rule_column[rows] = name
-            for row in rows:
-                reason[row] = text
+    rows = table.rows
+    covered = each_name(
+        lambda name: any(g.match(name) for g in repositories), rows.repo, rows.repo_values, rows.repo_rank
+    )
+    found = artifacts(table)
+    owner, expired = _owners(rules, table, found)
+    combos, which = np.unique(owner * 2 + expired, return_inverse=True)
+    verdicts = [_verdict(rules, combo // 2, bool(combo % 2)) for combo in combos.tolist()]
+    row_combo = which.reshape(-1)[found.of_row[covered]]
+    deleted[covered] = np.array([v[0] for v in verdicts], dtype=bool)[row_combo]
+    rule_column[covered] = np.array([v[1] for v in verdicts], dtype=object)[row_combo]
+    reason[covered] = np.array([v[2] for v in verdicts], dtype=object)[row_combo]
     return deleted, rule_column, reason
 
 
-def _images(table: TagTable) -> pd.DataFrame:
-    """One row per (repository, digest): its tags (sorted), created date and table rows."""
-    frame = pd.DataFrame(
-        {
-            "repository": table.repository.astype(str),
-            "digest": table.digest.astype(str),
-            "tag": table.tag.astype(str),
-            "created": table.created,
-            "row": np.arange(len(table)),
-        }
-    )
-    grouped = frame.sort_values("tag").groupby(["repository", "digest"], sort=False)
-    images = grouped.agg(tags=("tag", list), created=("created", "max"), rows=("row", list)).reset_index()
-    return images
-
-
-def _repository_verdicts(
-    rules: tuple[EcrRule, ...], images: pd.DataFrame, now: pd.Timestamp
-) -> list[tuple[bool, str, str]]:
-    tags = list(images["tags"])
-    created, known, order = newest_first(images)
-    owner = np.full(len(images), -1)
-    marked = np.zeros((len(rules), len(images)), dtype=bool)
+def _owners(rules: tuple[EcrRule, ...], table: TagTable, found: Artifacts) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the index of the first rule that selects it (-1 for none) and whether that rule marks it."""
+    owner = np.full(len(found), -1, dtype=np.int64)
+    expired = np.zeros(len(found), dtype=np.int64)
     for index, rule in enumerate(rules):
-        selected = np.array([rule.selects(t) for t in tags], dtype=bool)
+        selected = _selected(rule, table, found)
         if rule.count_type == "imageCountMoreThan":
-            in_order = order[selected[order]]
-            marked[index, in_order[rule.count :]] = True
+            marked = selected & (found.newer_selected(selected) >= rule.count)
         else:
-            marked[index] = selected & known & np.asarray((now - created) > pd.Timedelta(days=rule.count))
-        owner[(owner < 0) & selected] = index
+            old = np.asarray((table.now - found.created) > pd.Timedelta(days=rule.count))
+            marked = selected & found.known & old
+        first = (owner < 0) & selected
+        owner[first] = index
+        expired[first] = marked[first]
+    return owner, expired
 
-    verdicts = []
-    for image in range(len(images)):
-        if owner[image] < 0:
-            verdicts.append((False, "", "kept: no rule selects this image"))
-            continue
-        rule = rules[owner[image]]
-        expired = bool(marked[owner[image], image])
-        if rule.count_type == "imageCountMoreThan":
-            words = f"{'not ' if expired else ''}among the {rule.count} newest {rule.selection_words()}"
-        else:
-            words = f"{'older' if expired else 'not older'} than {rule.count} days, of the {rule.selection_words()}"
-        verb = "deleted by" if expired else "kept by"
-        verdicts.append((expired, rule.name, f"{verb} {rule.label()}: {words}"))
-    return verdicts
+
+def _selected(rule: EcrRule, table: TagTable, found: Artifacts) -> np.ndarray:
+    """The images the rule selects: with ``tagged``, every list entry matches one of the image's tags.
+    Each entry is tried once per distinct tag name."""
+    selected = np.ones(len(found), dtype=bool)
+    if rule.status == "any":
+        return selected
+    rows = table.rows
+    tests = [_prefix(prefix) for prefix in rule.prefixes] or [_pattern(pattern) for pattern in rule.patterns]
+    for test in tests:
+        selected &= found.any_tag(each_name(test, rows.tag, rows.tag_values, rows.tag_rank))
+    return selected
+
+
+def _prefix(prefix: str) -> Callable[[str], bool]:
+    return lambda tag: tag.startswith(prefix)
+
+
+def _pattern(pattern: str) -> Callable[[str], bool]:
+    return lambda tag: wildcard_match(pattern, tag)
+
+
+def _verdict(rules: tuple[EcrRule, ...], owner: int, expired: bool) -> tuple[bool, str, str]:
+    if owner < 0:
+        return False, "", "kept: no rule selects this image"
+    rule = rules[owner]
+    if rule.count_type == "imageCountMoreThan":
+        words = f"{'not ' if expired else ''}among the {rule.count} newest {rule.selection_words()}"
+    else:
+        words = f"{'older' if expired else 'not older'} than {rule.count} days, of the {rule.selection_words()}"
+    verb = "deleted by" if expired else "kept by"
+    return expired, rule.name, f"{verb} {rule.label()}: {words}"

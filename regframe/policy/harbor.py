@@ -26,7 +26,7 @@ import pandas as pd
 
 from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text
 from .globs import Glob
-from .outcome import TagTable, newest_first
+from .outcome import Artifacts, TagTable, artifacts, each_name
 
 MAX_RULES = 15
 TEMPLATES = {"latestPushedK": (10, 32766), "nDaysSinceLastPush": (30, 20190904), "always": (None, None)}
@@ -69,16 +69,6 @@ class HarborRule:
     def in_scope(self, repository: str) -> bool:
         for selector in self.repository_selectors:
             if selector.glob.match(repository) != (selector.decoration == "repoMatches"):
-                return False
-        return True
-
-    def selects(self, tags: list[str]) -> bool:
-        for selector in self.tag_selectors:
-            if selector.decoration == "matches":
-                hit = any(selector.glob.match(tag) for tag in tags)
-            else:
-                hit = any(not selector.glob.match(tag) for tag in tags)
-            if not hit:
                 return False
         return True
 
@@ -204,31 +194,18 @@ def evaluate_harbor(
     deleted = np.zeros(n, dtype=bool)
     rule_column = np.full(n, "", dtype=object)
     reason = np.full(n, "kept: no rule selects this repository", dtype=object)
-    frame = pd.DataFrame(
-        {
-            "repository": table.repository.astype(str),
-            "digest": table.digest.astype(str),
-            "tag": table.tag.astype(str),
-            "created": table.created,
-            "row": np.arange(n),
-        }
-    )
-    for repository, rows in frame.sort_values("tag").groupby("repository", sort=False):
-        name = _in_project(str(repository), project)
-        if name is None:
-            reason[rows["row"].to_numpy()] = f"kept: outside project '{project}'"
-            continue
-        active = [rule for rule in rules if rule.in_scope(name)]
-        if not active:
-            continue
-        artifacts = rows.groupby("digest", sort=False).agg(
-            tags=("tag", list), created=("created", "max"), rows=("row", list)
-        )
-        for (expired, names, text), members in zip(_artifact_verdicts(active, artifacts, table.now), artifacts["rows"]):
-            deleted[members] = expired
-            rule_column[members] = names
-            for member in members:
-                reason[member] = text
+    outside, active = _scopes(rules, table, project)
+    reason[outside[table.rows.repo]] = f"kept: outside project '{project}'"
+
+    found = artifacts(table)
+    status = _statuses(rules, table, found, active[:, found.repo])
+    combos, which = np.unique(status, return_inverse=True)
+    verdicts = [_verdict(rules, combo) for combo in combos.tolist()]
+    row_combo = which.reshape(-1)[found.of_row]
+    ruled = status[found.of_row] != 0
+    deleted[ruled] = np.array([v[0] for v in verdicts], dtype=bool)[row_combo[ruled]]
+    rule_column[ruled] = np.array([v[1] for v in verdicts], dtype=object)[row_combo[ruled]]
+    reason[ruled] = np.array([v[2] for v in verdicts], dtype=object)[row_combo[ruled]]
     return deleted, rule_column, reason
 
 
@@ -240,37 +217,81 @@ def _in_project(repository: str, project: str | None) -> str | None:
     return repository[len(prefix) :] if repository.startswith(prefix) else None
 
 
-def _artifact_verdicts(
-    rules: list[HarborRule], artifacts: pd.DataFrame, now: pd.Timestamp
-) -> list[tuple[bool, str, str]]:
-    tags = list(artifacts["tags"])
-    created, known, order = newest_first(artifacts)
-    retained_by = np.full(len(artifacts), -1)
-    why_not: list[list[str]] = [[] for _ in range(len(artifacts))]
+def _scopes(rules: tuple[HarborRule, ...], table: TagTable, project: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per repository code: whether it lies outside the project, and which rules select it. Repositories
+    are visited in name order, so a glob that times out names the same repository for any row order."""
+    rows = table.rows
+    outside = np.zeros(len(rows.repo_values), dtype=bool)
+    active = np.zeros((len(rules), len(rows.repo_values)), dtype=bool)
+    used = np.unique(rows.repo)
+    used = used[np.argsort(rows.repo_rank[used])]
+    for code, repository in zip(used, rows.repo_values.take(used).astype(str)):
+        name = _in_project(repository, project)
+        if name is None:
+            outside[code] = True
+        else:
+            active[:, code] = [rule.in_scope(name) for rule in rules]
+    return outside, active
+
+
+# What each rule did to an artifact, one base-4 digit per rule in policy order.
+_OUT_OF_SCOPE, _RETAINED, _NOT_RETAINED, _NOT_SELECTED = range(4)
+
+
+def _statuses(rules: tuple[HarborRule, ...], table: TagTable, found: Artifacts, active: np.ndarray) -> np.ndarray:
+    """Per artifact, every rule's outcome packed into one number (0 where no rule selects the
+    repository), so the artifacts that share a verdict and reason are decided together."""
+    status = np.zeros(len(found), dtype=np.int64)
     for index, rule in enumerate(rules):
-        selected = np.array([rule.selects(t) for t in tags], dtype=bool)
+        selected = _selected(rule, table, found, active[index])
         if rule.template == "latestPushedK":
-            retained = np.zeros(len(artifacts), dtype=bool)
-            retained[order[selected[order]][: rule.param]] = True
-            miss = f"not among the {rule.param} most recently pushed"
+            assert rule.param is not None, "_rule gives every template that has a parameter its value"
+            retained = selected & (found.newer_selected(selected) < rule.param)
         elif rule.template == "nDaysSinceLastPush":
             assert rule.param is not None, "_rule gives every template that has a parameter its value"
-            retained = selected & known & np.asarray(created >= now - pd.Timedelta(days=rule.param))
-            miss = f"not pushed within {rule.param} days"
+            fresh = np.asarray(found.created >= table.now - pd.Timedelta(days=rule.param))
+            retained = selected & found.known & fresh
         else:
-            retained = selected.copy()
-            miss = ""
-        retained_by[(retained_by < 0) & retained] = index
-        for artifact in range(len(artifacts)):
-            if not retained[artifact]:
-                why_not[artifact].append(f"{rule.name}: {miss if selected[artifact] else 'tags not selected'}")
+            retained = selected
+        outcome = np.select(
+            [~active[index], retained, selected], [_OUT_OF_SCOPE, _RETAINED, _NOT_RETAINED], _NOT_SELECTED
+        )
+        status += outcome.astype(np.int64) * 4**index
+    return status
 
-    verdicts = []
-    for artifact in range(len(artifacts)):
-        if retained_by[artifact] >= 0:
-            rule = rules[retained_by[artifact]]
-            verdicts.append((False, rule.name, f"kept by {rule.name}: {rule.words()}"))
-        else:
-            names = ", ".join(rule.name for rule in rules)
-            verdicts.append((True, names, "deleted: no rule retains it (" + "; ".join(why_not[artifact]) + ")"))
-    return verdicts
+
+def _selected(rule: HarborRule, table: TagTable, found: Artifacts, active: np.ndarray) -> np.ndarray:
+    """The artifacts of the rule's repositories that every tag selector keeps: ``matches`` when any tag
+    matches, ``excludes`` when any tag does not. Each glob runs once per distinct tag name."""
+    rows = table.rows
+    scoped = active[found.of_row]
+    selected = active.copy()
+    for selector in rule.tag_selectors:
+        hit = np.zeros(len(rows), dtype=bool)
+        hit[scoped] = each_name(selector.glob.match, rows.tag[scoped], rows.tag_values, rows.tag_rank)
+        if selector.decoration != "matches":
+            hit = ~hit & scoped
+        selected &= found.any_tag(hit)
+    return selected
+
+
+def _verdict(rules: tuple[HarborRule, ...], status: int) -> tuple[bool, str, str]:
+    """Deleted, rule and reason for an artifact whose rules' outcomes :func:`_statuses` packed."""
+    outcomes = [(rule, status // 4**index % 4) for index, rule in enumerate(rules)]
+    active = [(rule, outcome) for rule, outcome in outcomes if outcome != _OUT_OF_SCOPE]
+    for rule, outcome in active:
+        if outcome == _RETAINED:
+            return False, rule.name, f"kept by {rule.name}: {rule.words()}"
+    why_not = [
+        f"{rule.name}: {_miss(rule) if outcome == _NOT_RETAINED else 'tags not selected'}" for rule, outcome in active
+    ]
+    names = ", ".join(rule.name for rule, _ in active)
+    return True, names, "deleted: no rule retains it (" + "; ".join(why_not) + ")"
+
+
+def _miss(rule: HarborRule) -> str:
+    if rule.template == "latestPushedK":
+        return f"not among the {rule.param} most recently pushed"
+    if rule.template == "nDaysSinceLastPush":
+        return f"not pushed within {rule.param} days"
+    return ""

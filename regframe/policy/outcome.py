@@ -14,12 +14,13 @@ so they take no ``keep_last`` or image-count place; :func:`finish` decides them 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ..analysis._frames import pair_keys
 from ..analysis.stale import TagRows, as_utc, check_age_from, hold_safety_rules, tag_frame, tag_rows
 
 
@@ -116,11 +117,61 @@ def _without_verdict(texts: Iterable[str]) -> np.ndarray:
     return np.array([f"would be {text}" if text.startswith("deleted") else text for text in texts], dtype=object)
 
 
-def newest_first(images: pd.DataFrame) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
-    """Of a frame of images with ``tags`` (lists, sorted) and ``created``: the dates, which are known, and
-    the order newest first (undated last, ties by first tag name), as ECR and Harbor count images."""
-    created = pd.DatetimeIndex(images["created"])
+@dataclass
+class Artifacts:
+    """One entry per (repository, digest) of a table: an image with all its tags, which ECR and Harbor
+    select, count and expire as a whole."""
+
+    of_row: np.ndarray
+    repo: np.ndarray
+    created: pd.DatetimeIndex
+    known: np.ndarray
+    order: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.repo)
+
+    def any_tag(self, hit: np.ndarray) -> np.ndarray:
+        """Per artifact, whether any of its rows (tags) is hit."""
+        return np.bincount(self.of_row, weights=hit, minlength=len(self)) > 0
+
+    def newer_selected(self, selected: np.ndarray) -> np.ndarray:
+        """Per artifact, how many selected artifacts of its repository come before it newest first:
+        the K newest selected are those below K."""
+        chosen = selected[self.order].astype(np.int64)
+        before = np.cumsum(chosen) - chosen
+        repo = self.repo[self.order]
+        first = np.r_[True, repo[1:] != repo[:-1]][: len(repo)]
+        place = np.empty(len(self), dtype=np.int64)
+        place[self.order] = before - before[np.flatnonzero(first)][np.cumsum(first) - 1]
+        return place
+
+
+def artifacts(table: TagTable) -> Artifacts:
+    """The table's artifacts, dated by their newest tag and ordered per repository newest first (undated
+    last, ties by first tag name), as ECR and Harbor count images."""
+    rows = table.rows
+    key = pair_keys(rows.repo, rows.digest + 1, len(rows.digest_values) + 1)
+    of_row, keys = pd.factorize(key)
+    of_row = of_row.astype(np.int64, copy=False)
+    per_artifact = (
+        pd.DataFrame({"created": table.created, "first_tag": rows.tag_rank[rows.tag]})
+        .groupby(of_row, sort=True)
+        .agg(created=("created", "max"), first_tag=("first_tag", "min"))
+    )
+    repo = np.asarray(keys, dtype=np.int64) // (len(rows.digest_values) + 1)
+    created = pd.DatetimeIndex(per_artifact["created"])
     known = ~np.asarray(created.isna())
     newest = np.where(known, -created.asi8, np.iinfo(np.int64).max)
-    order = np.lexsort(([t[0] for t in images["tags"]], newest))
-    return created, known, order
+    order = np.lexsort((per_artifact["first_tag"].to_numpy(), newest, rows.repo_rank[repo]))
+    return Artifacts(of_row=of_row, repo=repo, created=created, known=known, order=order)
+
+
+def each_name(test: Callable[[str], bool], codes: np.ndarray, values: pd.Index, rank: np.ndarray) -> np.ndarray:
+    """``test`` per row, run once per distinct name and in name order, so a timeout names the same name
+    whatever the rows' order."""
+    used = np.unique(codes)
+    used = used[np.argsort(rank[used])]
+    hit = np.zeros(len(values), dtype=bool)
+    hit[used] = [test(name) for name in values.take(used).astype(str)]
+    return hit[codes]

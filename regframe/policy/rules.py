@@ -10,7 +10,7 @@ governs it and none of those retains it; a tag no rule governs is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from .checks import (
     text_list,
 )
 from .globs import Glob
-from .outcome import TagTable
+from .outcome import TagTable, each_name
 from .semver import semver_key
 from .tag_patterns import TagPattern
 
@@ -220,21 +220,11 @@ def _repository_mask(rule: Rule, table: TagTable) -> np.ndarray:
             g.match(name) for g in rule.exclude_repositories
         )
 
-    return _each_name(inside, table.rows.repo, table.rows.repo_values, table.rows.repo_rank)
+    return each_name(inside, table.rows.repo, table.rows.repo_values, table.rows.repo_rank)
 
 
 def _search(pattern: TagPattern, table: TagTable) -> np.ndarray:
-    return _each_name(pattern.search, table.rows.tag, table.rows.tag_values, table.rows.tag_rank)
-
-
-def _each_name(test: Callable[[str], bool], codes: np.ndarray, values: pd.Index, rank: np.ndarray) -> np.ndarray:
-    """``test`` per row, run once per distinct name and in name order, so a timeout names the same name
-    whatever the rows' order."""
-    used = np.unique(codes)
-    used = used[np.argsort(rank[used])]
-    hit = np.zeros(len(values), dtype=bool)
-    hit[used] = [test(name) for name in values.take(used).astype(str)]
-    return hit[codes]
+    return each_name(pattern.search, table.rows.tag, table.rows.tag_values, table.rows.tag_rank)
 
 
 def _rank(rule: Rule, table: TagTable, governed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
