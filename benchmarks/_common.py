@@ -44,7 +44,7 @@ def seeded_registry(fleet: Fleet, *, workers: int = 8) -> Iterator[LocalRegistry
             log__accesslog__disabled=True,
             storage__filesystem__rootdirectory=storage,
         ) as registry:
-            print(f"seeded {fleet} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+            print(f"started a registry and seeded {fleet} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
             yield registry
 
 

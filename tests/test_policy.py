@@ -1156,7 +1156,8 @@ def test_artifacts_group_tags_by_digest_newest_first_undated_last_ties_by_first_
     )
     table = tag_table(frame, NOW)
     found = artifacts(table)
-    of = {(r, t): found.of_row[i] for i, (r, t) in enumerate(zip(table.repository, table.tag))}
+    names = table.rows.names()
+    of = {(r, t): found.of_row[i] for i, (r, t) in enumerate(zip(*names))}
     assert len(found) == 5
     assert of[("a", "a-tag")] == of[("a", "b-tag")] != of[("b", "x")]
     places = found.newer_selected(np.ones(len(found), dtype=bool))
@@ -1165,5 +1166,5 @@ def test_artifacts_group_tags_by_digest_newest_first_undated_last_ties_by_first_
     skip_z = np.ones(len(found), dtype=bool)
     skip_z[of[("a", "z")]] = False
     assert found.newer_selected(skip_z)[of[("a", "old")]] == 1
-    hit = np.array([tag == "b-tag" for tag in table.tag])
+    hit = np.array([tag == "b-tag" for tag in names[1]])
     assert found.any_tag(hit)[of[("a", "a-tag")]] and not found.any_tag(hit)[of[("a", "z")]]

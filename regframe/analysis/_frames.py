@@ -9,7 +9,7 @@ million-row layers frame well under a second.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -167,3 +167,14 @@ def restore(idx: np.ndarray, values: pd.Index, like: pd.Series) -> pd.api.extens
     if isinstance(like.dtype, pd.CategoricalDtype):
         return pd.Categorical.from_codes(idx, dtype=like.dtype)
     return pd.api.extensions.take(np.asarray(values, dtype=object), idx, allow_fill=True)
+
+
+def each_name(test: Callable[[str], bool], idx: np.ndarray, values: pd.Index, rank: np.ndarray) -> np.ndarray:
+    """``test`` per row, run once per distinct name and in name order, so a timeout names the same name
+    whatever the rows' order."""
+    used = np.unique(idx)
+    used = used[np.argsort(rank[used])]
+    hit = np.zeros(len(values), dtype=bool)
+    hit[used] = [test(name) for name in values.take(used).astype(str)]
+    found: np.ndarray = hit[idx]
+    return found

@@ -26,9 +26,9 @@ from ..patterns import BoundedPattern, compile_pattern
 from ._frames import (
     STALE_COLUMNS,
     STALE_INPUT_COLUMNS,
-    Codes,
     bool_mask,
     codes,
+    each_name,
     lexical_rank,
     pair_keys,
     recode,
@@ -148,8 +148,8 @@ def stale_tags(
     accessory = rows.accessory
     known = pd.notna(rows.dated)
     newest = _among_newest(rows.repo_rank[rows.repo], known & ~accessory, limit)
-    kept_by_pattern = _matches(keep_rx, rows.tag_values, rows.tag, default=False)
-    in_scope = _matches(match_rx, rows.tag_values, rows.tag, default=True)
+    kept_by_pattern = _matches(keep_rx, rows, default=False)
+    in_scope = _matches(match_rx, rows, default=True)
     age = at - rows.dated
     old = np.asarray(known & (age > threshold))
     words = format_duration(threshold)
@@ -332,14 +332,11 @@ def as_utc(now: object) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _matches(rx: BoundedPattern | None, values: pd.Index, idx: Codes, default: bool) -> np.ndarray:
-    """``rx.search`` per row, run once per distinct tag name, each within the pattern time bound."""
+def _matches(rx: BoundedPattern | None, rows: TagRows, default: bool) -> np.ndarray:
+    """``rx.search`` per tag, run once per distinct tag name, each within the pattern time bound."""
     if rx is None:
-        return np.full(len(idx), default)
-    used = np.unique(idx)
-    hit = np.zeros(len(values), dtype=bool)
-    hit[used] = [rx.search(tag) for tag in values.take(used).astype(str)]
-    return hit[idx]
+        return np.full(len(rows), default)
+    return each_name(rx.search, rows.tag, rows.tag_values, rows.tag_rank)
 
 
 def _among_newest(repo_rank: np.ndarray, known: npt.NDArray[np.bool_], limit: int | None) -> np.ndarray:
@@ -366,16 +363,16 @@ def hold_safety_rules(
 
     Digest siblings of kept tags are kept, accessories follow their subject (``fixed`` marks those whose
     decision stands; ``stale`` must be False for the others), and a stale tag whose image a kept index
-    lists says so. ``former`` is :func:`keep_digest_siblings`' wording of a sibling's former reason.
+    lists says so. ``former`` is :func:`_keep_digest_siblings`' wording of a sibling's former reason.
     """
-    keep_digest_siblings(stale, reason, rows, former=former)
+    _keep_digest_siblings(stale, reason, rows, former=former)
     if rows.accessory.any():
         follow_subjects(manifests, rows.found, *rows.names(), stale, reason, fixed=fixed)
-        keep_digest_siblings(stale, reason, rows, former=former)
-    note_children_of_kept_indexes(manifests, stale, reason, rows)
+        _keep_digest_siblings(stale, reason, rows, former=former)
+    _note_children_of_kept_indexes(manifests, stale, reason, rows)
 
 
-def keep_digest_siblings(
+def _keep_digest_siblings(
     stale: np.ndarray, reason: np.ndarray, rows: TagRows, *, former: Callable[[np.ndarray], np.ndarray] | None = None
 ) -> None:
     """Keep stale tags whose digest a kept tag of the same repository also carries.
@@ -403,7 +400,7 @@ def keep_digest_siblings(
     stale[saved] = False
 
 
-def note_children_of_kept_indexes(
+def _note_children_of_kept_indexes(
     manifests: pd.DataFrame, stale: np.ndarray, reason: np.ndarray, rows: TagRows
 ) -> None:
     """Say so when a stale tag's image is also a platform of a kept multi-platform tag.

@@ -133,7 +133,7 @@ class Dates:
         self._now = now
         texts = sorted({value for value in values if isinstance(value, str) and value})
         parsed = pd.to_datetime(pd.Series(texts, dtype=object), utc=True, errors="coerce", format="ISO8601")
-        real = (parsed >= EARLIEST_REAL_DATE) & (parsed <= now + pd.Timedelta(days=1))
+        real = np.asarray(_plausible(parsed, now), dtype=bool)
         self._known: dict[object, pd.Timestamp | NaTType] = {
             text: stamp if ok else pd.NaT
             for text, stamp, ok in zip(texts, parsed, real, strict=True)
@@ -160,9 +160,13 @@ def parse_created(value: object, now: pd.Timestamp) -> pd.Timestamp | NaTType:
     if stamp is pd.NaT:
         return pd.NaT
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    if stamp < EARLIEST_REAL_DATE or stamp > now + pd.Timedelta(days=1):
-        return pd.NaT
-    return stamp
+    return stamp if _plausible(stamp, now) else pd.NaT
+
+
+def _plausible(stamp: pd.Timestamp | pd.Series, now: pd.Timestamp) -> bool | pd.Series:
+    """Whether a date (or each of a Series) can be real: not before 1990, not over a day ahead of ``now``.
+    Others are placeholders (Go's zero time, reproducible builds' epoch) or skewed clocks."""
+    return (stamp >= EARLIEST_REAL_DATE) & (stamp <= now + pd.Timedelta(days=1))
 
 
 def from_milliseconds(value: object, now: pd.Timestamp) -> pd.Timestamp | NaTType:
@@ -171,9 +175,7 @@ def from_milliseconds(value: object, now: pd.Timestamp) -> pd.Timestamp | NaTTyp
     if not isinstance(value, int) or isinstance(value, bool):
         return pd.NaT
     stamp = pd.Timestamp(value, unit="ms", tz="UTC")
-    if stamp < EARLIEST_REAL_DATE or stamp > now + pd.Timedelta(days=1):
-        return pd.NaT
-    return stamp
+    return stamp if _plausible(stamp, now) else pd.NaT
 
 
 def platform_string(os_: str | None, arch: str | None, variant: str | None) -> str:

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis._frames import each_name
 from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text, text_list
 from .globs import Glob
-from .outcome import Artifacts, TagTable, artifacts, each_name
+from .outcome import Artifacts, TagTable, apply_verdicts, artifacts
 
 MAX_RULES = 50
 MAX_WILDCARDS = 4
@@ -244,13 +245,11 @@ def evaluate_ecr(
     )
     found = artifacts(table)
     owner, expired = _owners(rules, table, found)
-    combos, which = np.unique(owner * 2 + expired, return_inverse=True)
-    verdicts = [_verdict(rules, combo // 2, bool(combo % 2)) for combo in combos.tolist()]
-    row_combo = which.reshape(-1)[found.of_row[covered]]
-    deleted[covered] = np.array([v[0] for v in verdicts], dtype=bool)[row_combo]
-    rule_column[covered] = np.array([v[1] for v in verdicts], dtype=object)[row_combo]
-    reason[covered] = np.array([v[2] for v in verdicts], dtype=object)[row_combo]
-    return deleted, rule_column, reason
+    decided = (deleted, rule_column, reason)
+    apply_verdicts(
+        owner * 2 + expired, lambda code: _verdict(rules, code // 2, bool(code % 2)), found, covered, decided
+    )
+    return decided
 
 
 def _owners(rules: tuple[EcrRule, ...], table: TagTable, found: Artifacts) -> tuple[np.ndarray, np.ndarray]:

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis._frames import each_name
 from .checks import PolicyError, check_choice, check_count, check_keys, check_mapping, check_text
 from .globs import Glob
-from .outcome import Artifacts, TagTable, artifacts, each_name
+from .outcome import Artifacts, TagTable, apply_verdicts, artifacts
 
 MAX_RULES = 15
 TEMPLATES = {"latestPushedK": (10, 32766), "nDaysSinceLastPush": (30, 20190904), "always": (None, None)}
@@ -199,14 +200,9 @@ def evaluate_harbor(
 
     found = artifacts(table)
     status = _statuses(rules, table, found, active[:, found.repo])
-    combos, which = np.unique(status, return_inverse=True)
-    verdicts = [_verdict(rules, combo) for combo in combos.tolist()]
-    row_combo = which.reshape(-1)[found.of_row]
-    ruled = status[found.of_row] != 0
-    deleted[ruled] = np.array([v[0] for v in verdicts], dtype=bool)[row_combo[ruled]]
-    rule_column[ruled] = np.array([v[1] for v in verdicts], dtype=object)[row_combo[ruled]]
-    reason[ruled] = np.array([v[2] for v in verdicts], dtype=object)[row_combo[ruled]]
-    return deleted, rule_column, reason
+    decided = (deleted, rule_column, reason)
+    apply_verdicts(status, lambda code: _verdict(rules, code), found, status[found.of_row] != 0, decided)
+    return decided
 
 
 def _in_project(repository: str, project: str | None) -> str | None:

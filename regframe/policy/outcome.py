@@ -32,9 +32,6 @@ class TagTable:
     """
 
     rows: TagRows
-    repository: np.ndarray
-    tag: np.ndarray
-    digest: np.ndarray
     created: pd.DatetimeIndex
     known: np.ndarray
     age: pd.TimedeltaIndex
@@ -42,14 +39,8 @@ class TagTable:
 
     @classmethod
     def of(cls, rows: TagRows, now: pd.Timestamp) -> TagTable:
-        repository, tag = rows.names()
-        values = np.asarray(rows.digest_values, dtype=object)
-        digest = np.asarray(pd.api.extensions.take(values, rows.digest, allow_fill=True), dtype=object)
         return cls(
             rows=rows,
-            repository=repository,
-            tag=tag,
-            digest=digest,
             created=rows.dated,
             known=np.asarray(pd.notna(rows.dated), dtype=bool),
             age=pd.TimedeltaIndex(now - rows.dated),
@@ -167,11 +158,19 @@ def artifacts(table: TagTable) -> Artifacts:
     return Artifacts(of_row=of_row, repo=repo, created=created, known=known, order=order)
 
 
-def each_name(test: Callable[[str], bool], codes: np.ndarray, values: pd.Index, rank: np.ndarray) -> np.ndarray:
-    """``test`` per row, run once per distinct name and in name order, so a timeout names the same name
-    whatever the rows' order."""
-    used = np.unique(codes)
-    used = used[np.argsort(rank[used])]
-    hit = np.zeros(len(values), dtype=bool)
-    hit[used] = [test(name) for name in values.take(used).astype(str)]
-    return hit[codes]
+def apply_verdicts(
+    outcome: np.ndarray,
+    verdict: Callable[[int], tuple[bool, str, str]],
+    found: Artifacts,
+    where: np.ndarray,
+    decided: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """Write each artifact's (deleted, rule, reason) to its rows that ``where`` marks. ``outcome`` codes
+    what decided each artifact, so ``verdict`` and its texts run once per distinct code, not per artifact."""
+    codes, which = np.unique(outcome, return_inverse=True)
+    verdicts = [verdict(code) for code in codes.tolist()]
+    per_row = which.reshape(-1)[found.of_row[where]]
+    deleted, rule, reason = decided
+    deleted[where] = np.array([v[0] for v in verdicts], dtype=bool)[per_row]
+    rule[where] = np.array([v[1] for v in verdicts], dtype=object)[per_row]
+    reason[where] = np.array([v[2] for v in verdicts], dtype=object)[per_row]

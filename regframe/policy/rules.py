@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis._frames import each_name
 from ..analysis.duration import format_duration
 from .checks import (
     PolicyError,
@@ -29,7 +30,7 @@ from .checks import (
     text_list,
 )
 from .globs import Glob
-from .outcome import TagTable, each_name
+from .outcome import TagTable
 from .semver import semver_key
 from .tag_patterns import TagPattern
 
