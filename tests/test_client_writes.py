@@ -181,6 +181,18 @@ def test_rmtag_spares_tags_on_the_same_digest(anon, repo_name):
     assert hashes == {"a": sha(IMAGE.manifest_raw), "c": sha(IMAGE.manifest_raw)}
 
 
+@pytest.mark.parametrize("method", ["auto", "placeholder"])
+def test_rmtag_refuses_a_digest_and_loses_no_tag(anon, repo_name, method):
+    """A digest in place of the tag would take every tag on the image with it."""
+    for tag in ("v1", "latest", "stable"):
+        push_image(anon, repo_name, tag, IMAGE)
+    before = anon.stats["total_requests"]
+    with pytest.raises(regframe.InvalidReferenceError, match=r"rmtag removes one tag; sha256:\w+ is a digest"):
+        anon.rmtag(repo_name, sha(IMAGE.manifest_raw), method=method)
+    assert anon.stats["total_requests"] == before, "refused before any request"
+    assert sorted(anon.tags(repo_name)["tags"]) == ["latest", "stable", "v1"]
+
+
 def test_rmtag_alone_deletes_the_manifest(anon, repo_name):
     push_image(anon, repo_name, "only", IMAGE)
     assert anon.rmtag(repo_name, "only")["method"] == "delete-manifest"

@@ -859,6 +859,27 @@ def test_blob_redirect_to_another_host_gets_no_credentials(auth_reg):
     assert "cookie" not in at_storage[0].headers
 
 
+def test_a_signed_storage_url_stays_out_of_the_error(registry, caplog):
+    """Registries send blob GETs to pre-signed storage URLs whose query is a credential; the storage here
+    refuses the signature, as an expired one is refused (no real storage runs on this machine)."""
+    caplog.set_level(logging.DEBUG, logger="regframe")
+    big = IMAGE.layers[1]
+    with FaultProxy(registry.url) as storage, FaultProxy(registry.url) as proxy:
+        storage.add_rule(Rule(action=Status(403)))
+        signed = f"{storage.url}/bucket/blob?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=SECRETSIG123"
+
+        class Signed(Action):
+            def apply(self, ex) -> None:
+                ex.reply(307, b"", {"Location": signed})
+
+        proxy.add_rule(Rule(path=f"/blobs/{big.digest}$", method="GET", action=Signed()))
+        with connect(proxy.url) as reg, pytest.raises(regframe.RegistryAuthorizationError) as info:
+            reg.blob(REPO, big.digest)
+    assert info.value.url == f"{storage.url}/bucket/blob"
+    shown = [str(info.value), repr(info.value), repr(vars(info.value)), caplog.text]
+    assert not [text for text in shown if "SECRETSIG123" in text or "AKIAEXAMPLE" in text]
+
+
 def test_digest_falls_back_to_get_when_head_has_no_digest(proxy):
     proxy.add_rule(Rule(path=r"/manifests/", method="HEAD", action=DropHeader("Docker-Content-Digest")))
     with connect(proxy.url) as reg:
@@ -997,6 +1018,81 @@ def test_tag_pagination_per_the_oci_spec(registry):
     assert catalog.loc[TAG_REPO, "tag_count"] == len(TAGS), "the catalog frame counts every page of tags"
     assert sorted(inv.tags["tag"].astype(str)) == ordered
     assert set(inv.tags["digest"].astype(str)) == {sha(OTHER.manifest_raw)}
+
+
+def test_a_later_page_answering_404_fails_the_listing_and_deletes_nothing(registry, direct):
+    """A 404 on the first page is an unknown repository; on a later one the listing would be cut short
+    without a word, and a cleanup would miss the tags on the unread pages. The proxy pages tag lists
+    (distribution 2.8 does not) and answers 404 from page 2 on, as no real registry can be made to."""
+    repository = "faults/page404"
+    push_image(direct, repository, "a-old", IMAGE)
+    push_image(direct, repository, "z-keep", IMAGE)
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(Rule(path=r"/tags/list\?.*last=", action=Status(404)))
+        proxy.add_rule(Rule(action=TagPagination(page_size=1)))
+        with connect(proxy.url) as reg:
+            assert reg.tags(repository, count=1)["tags"] == ["a-old"], "one page on its own still reads"
+            with pytest.raises(regframe.RegistryProtocolError, match="page 2 of the listing answered 404"):
+                reg.tags(repository, auto_paginate=True)
+            inv = reg.inventory([repository], progress=False)
+            with pytest.raises(regframe.RegistryProtocolError, match="answered 404"):
+                reg.rmtag(repository, "a-old")
+    assert len(inv.tags) == 0
+    assert inv.errors[["repository", "stage"]].astype(str).values.tolist() == [[repository, "tags"]]
+    assert "listing is incomplete" in str(inv.errors["error"].iloc[0])
+    assert sorted(direct.tags(repository)["tags"]) == ["a-old", "z-keep"], "nothing was deleted"
+
+
+def test_pagination_links_to_another_listing_are_refused_and_repeated_tags_listed_once(registry, direct):
+    """A next link naming another repository's tags would file that repository's tags under this one;
+    the proxy sends one (same host) and, on another path, a second page that repeats a tag. No real
+    registry answers either way on demand."""
+    push_image(direct, "faults/other-listing", "secret-tag", OTHER)
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(
+            Rule(
+                path=r"^/v2/faults/tags/tags/list$",
+                action=Status(
+                    200,
+                    body={"name": TAG_REPO, "tags": ["v1"]},
+                    headers={"Link": '</v2/faults/other-listing/tags/list>; rel="next"'},
+                ),
+            )
+        )
+        proxy.add_rule(
+            Rule(
+                path=r"^/v2/faults/app/tags/list$",
+                action=Status(
+                    200,
+                    body={"name": REPO, "tags": ["v1", "multi"]},
+                    headers={"Link": f'</v2/{REPO}/tags/list?last=multi>; rel="next"'},
+                ),
+            )
+        )
+        later = Status(200, body={"name": "other", "tags": ["multi"]})
+        proxy.add_rule(Rule(path=r"^/v2/faults/app/tags/list\?last=", action=later))
+        with connect(proxy.url) as reg:
+            with pytest.raises(regframe.RegistryProtocolError, match=r"another listing \(/v2/faults/other-listing"):
+                reg.tags(TAG_REPO, auto_paginate=True)
+            listed = reg.tags(REPO, auto_paginate=True)
+            inv = reg.inventory([TAG_REPO, REPO], progress=False)
+    assert listed == {"name": REPO, "tags": ["v1", "multi"]}, "one entry per tag; the name is the first page's"
+    assert sorted(inv.tags["tag"].astype(str)) == ["multi", "v1"]
+    assert inv.errors[["repository", "stage"]].astype(str).values.tolist() == [[TAG_REPO, "tags"]]
+    assert "secret-tag" not in inv.tags["tag"].astype(str).tolist()
+
+
+def test_a_named_repository_the_catalog_cannot_confirm_and_that_answers_404_is_an_error(registry):
+    """Docker Hub-like registries refuse the catalog, so a misspelt repositories= name would read as an
+    empty repository; the proxy refuses the catalog (Docker Hub answers 401 or 404 there)."""
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(Rule(path=r"^/v2/_catalog", action=Status(404)))
+        with connect(proxy.url) as reg:
+            inv = reg.inventory(["faults/tagz", TAG_REPO], progress=False)
+    assert sorted(inv.tags["tag"].astype(str)) == sorted(TAGS)
+    assert inv.errors[["repository", "stage"]].astype(str).values.tolist() == [["faults/tagz", "tags"]]
+    assert "repository faults/tagz not found" in str(inv.errors["error"].iloc[0])
+    assert "faults/tagz" not in set(inv.catalog["repository"].astype(str))
 
 
 # -- secrets --------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from . import mediatypes as MT
 from . import reads, writes
 from .core import ClientCore
 from .models import media_type_of
-from .reference import compute_digest, validate_digest, validate_reference
+from .reference import compute_digest, is_digest, validate_digest, validate_reference, validate_tag
 from .scopes import delete_scope
 
 
@@ -61,7 +61,12 @@ def rmtag(
     at it. The check is a HEAD right before the write; the registry has no compare-and-swap, so a
     move landing in the moment between the two is overwritten. Returns what was done."""
     repository = core.repo(repo)
-    validate_reference(tag)
+    if isinstance(tag, str) and is_digest(tag) and validate_reference(tag):
+        raise E.InvalidReferenceError(
+            f"rmtag removes one tag; {tag[:80]} is a digest, which would take every tag on it "
+            "(delete a manifest by digest with delete_manifest)"
+        )
+    validate_tag(tag)
     if expected_digest is not None:
         validate_digest(expected_digest)
     if method not in ("auto", "placeholder"):

@@ -19,7 +19,9 @@ class ErrorDetails(TypedDict, total=False):
 
 
 class RegistryError(Exception):
-    """Base of every regframe error; carries the HTTP status and the registry's OCI error."""
+    """Base of every regframe error; carries the HTTP status and the registry's OCI error, and ``url``
+    without its query or fragment: pre-signed storage URLs carry their signature there, upload URLs
+    their session state."""
 
     def __init__(
         self,
@@ -34,7 +36,7 @@ class RegistryError(Exception):
         self.status = status
         self.code = code
         self.registry_message = registry_message
-        self.url = url
+        self.url = url.split("#", 1)[0].split("?", 1)[0] if isinstance(url, str) else url
 
 
 class RegistryAuthenticationError(RegistryError):

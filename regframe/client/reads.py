@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self, TypedDict
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import errors as E
 from . import mediatypes as MT
-from .arguments import check_count
+from .arguments import check_count, check_flag
 from .artifacts import base_type
 from .atomic_files import write_atomically
 from .core import ClientCore
@@ -71,8 +71,9 @@ def pages(
     stop: threading.Event | None = None,
 ) -> Iterator[tuple[dict[str, Any], str | None]]:
     """Yield (body, next_url) per page, following ``Link: rel="next"`` as given (opaque tokens),
-    refusing links that loop, lead to another host or go past ``max_pages``; a set ``stop``
-    ends the listing before the next request."""
+    refusing links that loop, lead to another host or another listing, or go past ``max_pages``; a set
+    ``stop`` ends the listing before the next request. ``ok_missing``: a 404 on the first page is an empty
+    listing; on any later page it is an error, since the listing would be silently cut short."""
     url: str | None = core.transport.url(first)
     seen: set[str] = set()
     while url:
@@ -87,10 +88,23 @@ def pages(
             )
         seen.add(url)
         what = f"GET {urlsplit(url).path}"
+        later = len(seen) > 1
         response, raw = core.transport.fetch(
-            "GET", url, limit=DEFAULT_JSON_LIMIT, what=what, scopes=scopes, kind=kind, ok=(404,) if ok_missing else ()
+            "GET",
+            url,
+            limit=DEFAULT_JSON_LIMIT,
+            what=what,
+            scopes=scopes,
+            kind=kind,
+            ok=(404,) if ok_missing or later else (),
         )
         if response.status_code == 404:
+            if later:
+                raise E.RegistryProtocolError(
+                    f"{what}: page {len(seen)} of the listing answered 404; the listing is incomplete",
+                    status=404,
+                    url=url,
+                )
             return
         body = parse_json(raw, what, url)
         if not isinstance(body, dict):
@@ -131,11 +145,16 @@ def tags(
     *,
     max_pages: int = MAX_PAGES,
     stop: threading.Event | None = None,
+    missing_ok: bool = True,
 ) -> TagList:
-    """``{"name", "tags"[, "hashes"][, "last"]}``; ``{}`` for an unknown repository or one with no tags."""
+    """``{"name", "tags"[, "hashes"][, "last"]}``; ``{}`` for an unknown repository or one with no tags.
+
+    ``missing_ok=False``: an unknown repository (404) raises ``NotFoundError`` instead, for a name that
+    nothing else confirms exists (a typo would otherwise read as an empty repository)."""
     repository = core.repo(repo)
     check_count("count", count, optional=True)
     check_count("max_pages", max_pages)
+    check_flag("missing_ok", missing_ok)
     if last:
         validate_tag(last)
     query = "&".join(p for p in (f"n={count}" if count else "", f"last={last}" if last else "") if p)
@@ -149,17 +168,19 @@ def tags(
         pull_scope(repository),
         "tags",
         follow=auto_paginate,
-        ok_missing=True,
+        ok_missing=missing_ok,
         max_pages=max_pages,
         stop=stop,
     ):
-        found = True
         listed = body.get("name")
-        name = listed if isinstance(listed, str) and listed else name
+        if not found and isinstance(listed, str) and listed:
+            name = listed
+        found = True
         tags.extend(_strings(body, "tags", f"GET /v2/{repository}/tags/list"))
         times.update(manifest_times(body.get("manifest")))
     if not found or not tags:
         return {}
+    tags = list(dict.fromkeys(tags))  # a registry that repeats a tag across pages lists it once
     result: TagList = {"name": name, "tags": tags}
     if times:
         result["manifests"] = times
@@ -478,13 +499,27 @@ class BlobStream:
 
 
 def next_page(core: ClientCore, header: str | None, current: str, what: str) -> str | None:
-    """The ``rel="next"`` page a ``Link`` header names, refused when it leads to another host."""
+    """The ``rel="next"`` page a ``Link`` header names, refused when it leads to another host or to another
+    listing (another repository's tags, say), whose entries would be taken for this one's."""
     url = _next_link(header, current)
-    if url is not None and not core.transport.same_origin(url):
+    if url is None:
+        return None
+    if not core.transport.same_origin(url):
         raise E.RegistryProtocolError(
             f"{what}: pagination link points to another host ({urlsplit(url).netloc}); not followed"
         )
+    if _listing(url) != _listing(current):
+        raise E.RegistryProtocolError(
+            f"{what}: pagination link points to another listing ({_listing(url)[:200]}); not followed"
+        )
     return url
+
+
+def _listing(url: str) -> str:
+    """The API path of a listing page (from ``/v2/`` on, so a registry served under a path prefix matches
+    its own links with or without the prefix), query left out."""
+    path = unquote(urlsplit(url).path)
+    return path[path.find("/v2/") :] if "/v2/" in path else path
 
 
 def _next_link(header: str | None, current: str) -> str | None:

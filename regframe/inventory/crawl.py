@@ -196,6 +196,8 @@ class Crawler:
         self._report = progress if callable(progress) else None
         self._found = self._done = 0
         self._stop = stop
+        # Names given with repositories= that no catalog confirmed: for these a 404 is a missing repository.
+        self._unconfirmed: frozenset[str] = frozenset()
 
     def _limit_changed(self, new: int, old: int) -> None:
         """More slots get their threads; fewer close the idle connections beyond them."""
@@ -261,6 +263,7 @@ class Crawler:
             known = set(self.client.catalog(max_pages=self.max_pages, stop=self._stop))
         except E.RegistryError as exc:
             if refuses_catalog(exc) or isinstance(exc, E.RegistryProtocolError):
+                self._unconfirmed = frozenset(names)
                 return
             raise
         if self._stop is not None and self._stop.is_set():
@@ -273,10 +276,27 @@ class Crawler:
             )
 
     def _tags(self, repository: str) -> None:
+        unconfirmed = repository in self._unconfirmed
         try:
             listing = self.client.tags(
-                repository, auto_paginate=True, max_pages=self.max_pages, stop=self.pool.stop_event
+                repository,
+                auto_paginate=True,
+                max_pages=self.max_pages,
+                stop=self.pool.stop_event,
+                missing_ok=not unconfirmed,
             )
+        except E.NotFoundError as exc:
+            if unconfirmed:
+                exc = E.NotFoundError(
+                    f"repository {repository} not found: its tag list answered 404 and the registry's catalog "
+                    "cannot confirm the name (a misspelt name, or one whose tags were all deleted)",
+                    status=exc.status,
+                    code=exc.code,
+                    registry_message=exc.registry_message,
+                    url=exc.url,
+                )
+            self._error(repository, None, "tags", exc)
+            return
         except EXPECTED as exc:
             self._error(repository, None, "tags", exc)
             return
