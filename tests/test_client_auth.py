@@ -11,6 +11,7 @@ import stat
 import pytest
 
 import regframe
+from regframe.client.auth import repository_of
 from regframe.testing import build_image, layer, local_registry, push_image
 
 IMAGE = build_image([layer("auth-layer", 1200)])
@@ -167,3 +168,157 @@ def test_tls_unknown_ca_raises_ssl_error(tls):
 def test_tls_verification_can_be_disabled(tls):
     with pytest.warns(Warning), regframe.connect(tls.url, verify=False, docker_config=False) as reg:
         reg.search()
+
+
+# -- an overloaded token endpoint ------------------------------------------------------------------
+
+
+@pytest.fixture
+def token_server(token):
+    """The token server of ``token``, told afterwards to serve every request again."""
+    server = token.token_server
+    yield server
+    server.answer_next(0)
+    server.refuse_get = None
+
+
+def _recorded_waits(reg) -> list[float]:
+    """The waits before retries, recorded instead of slept through the transport's wait hook."""
+    waits: list[float] = []
+    reg.transport.wait_hook = lambda seconds, sleep: waits.append(seconds)
+    return waits
+
+
+@pytest.mark.parametrize("status, retry_after", [(429, "1"), (503, None)])
+def test_token_endpoint_overload_is_retried(token, token_server, status, retry_after):
+    """The token endpoint answers twice 429 (Retry-After: 1) or 503, then a token: the read succeeds after
+    the registry's own retries, having waited at least what was asked. No real token server answers so on
+    demand (Docker Hub's auth server does send 429), so the harness's is told to."""
+    with regframe.connect(token.url, user="alice", password=token.users["alice"], docker_config=False) as reg:
+        waits = _recorded_waits(reg)
+        arrived, congestion = token_server.arrived, reg.transport.stats.congestion
+        token_server.answer_next(2, status, retry_after)
+        assert reg.tags("shared/app")["tags"] == ["v1"]
+        assert token_server.arrived - arrived == 3
+        assert reg.stats["retries"] == {str(status): 2}
+        assert reg.transport.stats.congestion - congestion == 2, "an overloaded token server slows a crawl too"
+    assert len(waits) == 2
+    if retry_after is not None:
+        assert min(waits) >= 1
+
+
+@pytest.mark.parametrize("status, error", [(429, regframe.RateLimitedError), (503, regframe.RegistryError)])
+def test_token_endpoint_still_overloaded_after_the_retries(token, token_server, status, error):
+    """After ``retries`` retries the token endpoint's status is raised as the registry's would be (429 is
+    RateLimitedError), not as refused credentials, naming the endpoint and no secret."""
+    password = token.users["alice"]
+    with regframe.connect(token.url, user="alice", password=password, retries=2, docker_config=False) as reg:
+        waits = _recorded_waits(reg)
+        arrived = token_server.arrived
+        token_server.answer_next(100, status, "1")
+        with pytest.raises(error) as info:
+            reg.tags("shared/app")
+        assert token_server.arrived - arrived == 3, "the first request and retries=2"
+        tokens = [t.value for t in reg.auth._tokens.values()]
+    exc = info.value
+    assert not isinstance(exc, regframe.RegistryAuthenticationError)
+    assert exc.status == status and len(waits) == 2
+    assert f"token endpoint GET {token_server.realm}: " in str(exc)
+    assert exc.url == token_server.realm
+    texts = [str(exc), repr(exc)]
+    assert tokens
+    for text in texts:
+        assert password not in text and "Basic " not in text and "?" not in text and "scope" not in text
+        assert all(value not in text for value in tokens)
+    if status == 429:
+        assert exc.retry_after == 1
+
+
+def test_token_endpoint_waits_are_bounded_by_max_retry_wait(token, token_server):
+    with regframe.connect(
+        token.url, user="alice", password=token.users["alice"], max_retry_wait=1.5, docker_config=False
+    ) as reg:
+        waits = _recorded_waits(reg)
+        arrived = token_server.arrived
+        token_server.answer_next(100, 429, "1")
+        with pytest.raises(regframe.RateLimitedError, match=r"max_retry_wait=1\.5\)"):
+            reg.tags("shared/app")
+    assert waits == [1]
+    assert token_server.arrived - arrived == 2, "one wait of 1 s fits in 1.5 s, a second does not"
+
+
+def test_token_endpoint_429_to_the_oauth2_post_is_retried(token, token_server):
+    """A 429 says nothing was done, so the password grant's POST is retried like a GET."""
+    token_server.refuse_get = 405
+    with regframe.connect(token.url, user="alice", password=token.users["alice"], docker_config=False) as reg:
+        _recorded_waits(reg)
+        arrived = token_server.arrived
+        token_server.answer_next(1, 429, "1")
+        assert reg.tags("shared/app")["tags"] == ["v1"]
+        assert token_server.arrived - arrived == 2
+    assert token_server.issued[-1].grant == "password"
+
+
+def test_token_endpoint_refusal_is_not_retried(token, token_server):
+    arrived, rejected = token_server.arrived, token_server.rejected
+    with pytest.raises(regframe.RegistryAuthenticationError, match="rejected the credentials"):
+        regframe.connect(token.url, user="alice", password="wrong", docker_config=False)
+    assert token_server.arrived - arrived == 1 and token_server.rejected - rejected == 1
+
+
+# -- credentials per namespace ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, repository",
+    [
+        ("/v2/team/blobs/app/manifests/latest", "team/blobs/app"),
+        ("/v2/team/blobs/app/manifests/sha256:abc", "team/blobs/app"),
+        ("/v2/team/blobs/app/blobs/sha256:abc", "team/blobs/app"),
+        ("/v2/team/blobs/app/blobs/uploads/", "team/blobs/app"),
+        ("/v2/team/blobs/app/blobs/uploads/0b3c-uuid", "team/blobs/app"),
+        ("/v2/team/blobs/app/tags/list", "team/blobs/app"),
+        ("/v2/team/blobs/app/referrers/sha256:abc", "team/blobs/app"),
+        ("/v2/app/manifests/v1", "app"),
+        ("/v2/manifests/manifests/manifests/v1", "manifests/manifests"),
+        ("/v2/blobs/blobs/blobs/sha256:abc", "blobs/blobs"),
+        ("/v2/a/blobs/uploads/blobs/uploads/", "a/blobs/uploads"),
+        ("/v2/a/blobs/uploads/blobs/uploads/x", "a/blobs/uploads"),
+        ("/v2/uploads/blobs/uploads/x", "uploads"),
+        ("/v2/tags/list/tags/list", "tags/list"),
+        ("/v2/referrers/referrers/referrers/sha256:abc", "referrers/referrers"),
+        ("/v2/team/manifests/blobs/sha256:abc", "team/manifests"),
+        ("/v2/", None),
+        ("/v2/_catalog", None),
+        ("/v2/app/manifests/", None),
+        ("/v2/app/tags/list/more", None),
+        ("/v2/app/blobs/uploads/x/y", None),
+        ("/v2/a//b/manifests/v1", None),
+        ("/other/app/manifests/v1", None),
+    ],
+)
+def test_repository_is_read_from_the_whole_v2_path(path, repository):
+    assert repository_of(path) == repository
+
+
+def test_the_most_specific_namespace_key_wins_over_a_namespace_named_like_an_endpoint(token, tmp_path, monkeypatch):
+    """``host/bns/blobs`` (alice, who may push) is the key for ``bns/blobs/app``, not ``host/bns`` (bob, who
+    may only pull), though the repository's second component is ``blobs``; ``bns/other`` gets bob's."""
+    auths = {
+        token.host: {"auth": base64.b64encode(f"carol:{token.users['carol']}".encode()).decode()},
+        f"{token.host}/bns": {"auth": base64.b64encode(f"bob:{token.users['bob']}".encode()).decode()},
+        f"{token.host}/bns/blobs": {"auth": base64.b64encode(f"alice:{token.users['alice']}".encode()).decode()},
+    }
+    (tmp_path / "auth.json").write_text(json.dumps({"auths": auths}))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    server = token.token_server
+    start = len(server.issued)
+    with regframe.connect(token.url) as reg:
+        assert reg.user == "carol"
+        push_image(reg, "bns/blobs/app", "v1", IMAGE)
+        assert reg.tags("bns/blobs/app")["tags"] == ["v1"]
+        with pytest.raises(regframe.RegistryAuthorizationError, match="user 'bob' lacks the right"):
+            push_image(reg, "bns/other", "v1", IMAGE)
+    users = {(t.user, s.name) for t in server.issued[start:] for s in t.requested}
+    assert ("alice", "bns/blobs/app") in users and ("bob", "bns/other") in users
+    assert {user for user, name in users if name == "bns/blobs/app"} == {"alice"}

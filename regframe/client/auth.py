@@ -11,7 +11,9 @@ A bearer token comes from the challenge's realm, asked in the first way that app
   A 401 or 403 to the ``GET`` means the password was refused and is not tried again another way.
 
 The transport drives ``auth_flow``: the flow yields the request to send, receives the response,
-and may yield more requests (to a token endpoint, then the original again) before it finishes.
+and may yield more requests (to a token endpoint, then the original again) before it finishes. The
+transport retries a token request on 429, 502, 503 and 504 as it retries the registry's, and raises
+those statuses itself, so the flow sees a token endpoint's other answers only.
 
 Every request passes through the flow, so this is where credentials are kept to the origin they
 were given for: a URL on another scheme, host or port (an upload ``Location``, say) is sent bare,
@@ -42,7 +44,12 @@ OAUTH_CLIENT_ID = "regframe"
 # A realm answering the basic GET with these does not serve GET: the OAuth2 password grant is tried.
 GET_UNSUPPORTED = frozenset({404, 405})
 _OAUTH_ERROR = re.compile(r"[A-Za-z_]{1,40}")
-_REPOSITORY_PATH = re.compile(r"/v2/(.+?)/(?:manifests|blobs|tags|referrers)/")
+# The v2 endpoints under a repository, anchored at the path's end: the name before them may itself have
+# components called blobs, manifests, tags, referrers or uploads, and no two of these suffixes overlap.
+_REPOSITORY_PATH = re.compile(
+    r"/v2/(?P<name>[^/]+(?:/[^/]+)*)"
+    r"/(?:manifests/[^/]+|blobs/uploads/[^/]*|blobs/[^/]+|tags/list|referrers/[^/]+)"
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,13 @@ def parse_challenge(header: str | None) -> Challenge | None:
         params[key] = value
         pos = m.end()
     return Challenge(scheme.lower(), params)
+
+
+def repository_of(path: str) -> str | None:
+    """The repository a v2 API path is about (``/v2/<name>/manifests/<reference>``, ``/blobs/<digest>``,
+    ``/blobs/uploads/[<uuid>]``, ``/tags/list``, ``/referrers/<digest>``), or None for any other path."""
+    found = _REPOSITORY_PATH.fullmatch(path)
+    return found.group("name") if found else None
 
 
 def is_loopback(host: str) -> bool:
@@ -248,10 +262,9 @@ class RegistryAuth(Auth):
         """The auth of the longest namespace holding the request's repository, if it has one of its own."""
         if not self._namespaces:
             return None
-        found = _REPOSITORY_PATH.search(_path(request.url))
-        if found is None:
+        repository = repository_of(_path(request.url))
+        if repository is None:
             return None
-        repository = found.group(1)
         for namespace, auth in self._namespaces:
             if repository == namespace or repository.startswith(namespace + "/"):
                 return auth

@@ -608,9 +608,9 @@ class Transport:
         attempt = 0
         while True:
             try:
-                response = self._send_authenticated(req)
+                response = self._send_authenticated(req, waits)
                 if response.status_code in REDIRECT_STATUSES and follow_redirects:
-                    response = self._follow(response, req)
+                    response = self._follow(response, req, waits)
             except E.RegistryError as exc:
                 if isinstance(exc, E.RegistryTimeoutError):
                     self.stats.congested()
@@ -638,40 +638,53 @@ class Transport:
                 self.stats.congested()
             if status < 300 or status in ok:
                 return response
-            if (retry or status == 429) and status in RETRY_STATUSES and attempt < self.retries:
-                delay = self._backoff(attempt + 1)
-                if status == 429:
-                    asked = parse_retry_after(response.headers.get("Retry-After"))
-                    if asked is not None and asked > self.max_retry_after:
-                        raise self._status_error(response)
-                    delay = max(delay, asked or 0.0)
-                if not waits.allow(delay):
-                    raise self._status_error(response, waits.gave_up())
-                response.close()
+            if self._wait_to_retry(response, req, attempt, waits, retry):
                 attempt += 1
-                self.stats.retried(str(status))
-                log.debug("retrying %s after HTTP %s in %.2f s", _describe(method, req.url), status, delay)
-                self._wait(delay)
                 continue
             raise self._status_error(response)
 
+    def _wait_to_retry(
+        self, response: Response, req: Request, attempt: int, waits: RetryWaits, retry: bool, what: str | None = None
+    ) -> bool:
+        """Wait before sending ``req`` again after ``response`` (see ``request``); False when its status is not
+        retried or the retries are used up, and its error when the wait would be longer than allowed."""
+        status = response.status_code
+        if not ((retry or status == 429) and status in RETRY_STATUSES and attempt < self.retries):
+            return False
+        delay = self._backoff(attempt + 1)
+        if status == 429:
+            asked = parse_retry_after(response.headers.get("Retry-After"))
+            if asked is not None and asked > self.max_retry_after:
+                raise self._status_error(response, what=what)
+            delay = max(delay, asked or 0.0)
+        if not waits.allow(delay):
+            raise self._status_error(response, waits.gave_up(), what)
+        response.close()
+        self.stats.retried(str(status))
+        log.debug("retrying %s after HTTP %s in %.2f s", _describe(req.method, req.url), status, delay)
+        self._wait(delay)
+        return True
+
     @staticmethod
-    def _status_error(response: Response, note: str = "") -> E.RegistryError:
+    def _status_error(response: Response, note: str = "", what: str | None = None) -> E.RegistryError:
         """The error for a status; its body is read up to ``ERROR_BODY_LIMIT`` and the response closed."""
-        error = error_for_response(response, note=note)
+        error = error_for_response(response, what, note)
         response.close()
         return error
 
     def _backoff(self, attempt: int) -> float:
         return min(8.0, self.backoff * (2.0 ** (attempt - 1))) * (0.5 + random.random() / 2)
 
-    def _send_authenticated(self, req: Request) -> Response:
-        """Drive the auth flow: it yields requests (the original, token requests) and receives responses."""
+    def _send_authenticated(self, req: Request, waits: RetryWaits) -> Response:
+        """Drive the auth flow: it yields requests (the original, token requests) and receives responses.
+
+        ``request`` retries only what the flow ends with, so the requests it makes besides ``req`` (to a
+        token endpoint) get the same retries here, within the same ``waits``."""
         flow = self.auth.auth_flow(req)
         try:
             outgoing = next(flow)
             while True:
-                response = self._send(outgoing, self.pool)
+                response = self._send(outgoing, self.pool) if outgoing is req else self._send_token(outgoing, waits)
                 try:
                     outgoing = flow.send(response)
                 except StopIteration:
@@ -679,6 +692,24 @@ class Transport:
                 response.close()
         finally:
             flow.close()
+
+    def _send_token(self, req: Request, waits: RetryWaits) -> Response:
+        """A token request, retried on 429, 502, 503 and 504 as ``request`` retries the registry's. A token
+        endpoint still answering one of those raises what the registry's answer would (a 429 is
+        RateLimitedError), not an authentication error, naming the endpoint without its query."""
+        what = f"token endpoint {_describe(req.method, req.url)}"
+        attempt = 0
+        while True:
+            response = self._send(req, self.pool)
+            status = response.status_code
+            if status in CONGESTION_STATUSES:
+                self.stats.congested()
+            if status not in RETRY_STATUSES:
+                return response
+            if self._wait_to_retry(response, req, attempt, waits, req.method in IDEMPOTENT, what):
+                attempt += 1
+                continue
+            raise self._status_error(response, what=what)
 
     def _send(self, req: Request, pool: urllib3.PoolManager) -> Response:
         self.stats.count(req.kind)
@@ -728,7 +759,7 @@ class Transport:
             log.debug("%s -> %s", _describe(req.method, req.url), response.status_code)
         return response
 
-    def _follow(self, response: Response, req: Request, hops: int = 5) -> Response:
+    def _follow(self, response: Response, req: Request, waits: RetryWaits, hops: int = 5) -> Response:
         """Follow redirects by hand so credentials never reach another host."""
         for _ in range(hops):
             location = response.headers.get("Location")
@@ -743,7 +774,7 @@ class Transport:
             method = "GET" if response.status_code == 303 else req.method
             if self.same_origin(target):
                 response = self._send_authenticated(
-                    Request(method, target, dict(req.headers), req.body, req.scopes, req.kind)
+                    Request(method, target, dict(req.headers), req.body, req.scopes, req.kind), waits
                 )
             else:
                 headers = {k: v for k, v in req.headers.items() if k.lower() not in ("authorization", "cookie")}

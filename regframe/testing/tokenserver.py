@@ -13,7 +13,9 @@ makes one, as ``docker login`` leaves an ``identitytoken``). Answers ``{"access_
 "expires_in", "issued_at"}`` plus ``refresh_token``; refusals are RFC 6749 errors (400
 ``invalid_grant``, ``invalid_request``, ``unsupported_grant_type``). ``oauth=False`` answers
 POST with 404, as token servers without OAuth2 do; ``refuse_get=404`` or ``405`` refuses every
-GET, as OAuth2-only ones do.
+GET, as OAuth2-only ones do. :meth:`TokenServer.answer_next` makes the next requests fail with a status
+such as 429 or 503 (and ``Retry-After``), as an overloaded token server does (Docker Hub's answers 429),
+which no real one does on demand.
 
 Access rules map a user name (``None`` for anonymous requests) to ``(pattern, actions)``
 pairs. A pattern without ``:`` is a repository-name glob (``fnmatch``: ``*`` also crosses
@@ -195,6 +197,8 @@ class TokenServer:
         self._lock = threading.Lock()
         self._issued: list[IssuedToken] = []
         self._rejected = 0
+        self._arrived = 0
+        self._overload: tuple[int, int, str | None] = (0, 0, None)  # (times left, status, Retry-After)
         self._refresh_tokens: dict[str, tuple[str, str]] = {}  # refresh token -> (user, service)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -261,10 +265,35 @@ class TokenServer:
                 return len(self._issued)
             return sum(any(str(s) == scope for s in t.requested) for t in self._issued)
 
+    @property
+    def arrived(self) -> int:
+        """How many requests reached ``/token`` (GET or POST), whatever they were answered."""
+        with self._lock:
+            return self._arrived
+
     def reset(self) -> None:
         with self._lock:
             self._issued.clear()
             self._rejected = 0
+            self._arrived = 0
+            self._overload = (0, 0, None)
+
+    # -- overload --------------------------------------------------------------------------
+    def answer_next(self, times: int, status: int = 429, retry_after: str | None = None) -> None:
+        """Answer the next ``times`` requests to ``/token`` with ``status`` (and ``Retry-After`` when given)
+        instead of serving them; ``answer_next(0)`` ends it."""
+        with self._lock:
+            self._overload = (times, status, retry_after)
+
+    def _arrival(self) -> tuple[int, str | None] | None:
+        """Count a request to ``/token``; the status and ``Retry-After`` to answer it with when overloaded."""
+        with self._lock:
+            self._arrived += 1
+            times, status, retry_after = self._overload
+            if times <= 0:
+                return None
+            self._overload = (times - 1, status, retry_after)
+            return status, retry_after
 
     # -- refresh tokens --------------------------------------------------------------------
     def refresh_token_for(self, user: str, service: str | None = None) -> str:
@@ -416,11 +445,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _oauth_error(self, status: int, error: str, description: str) -> None:
         self._reply(status, {"error": error, "error_description": description})
 
+    def _overloaded(self) -> bool:
+        """Count this request, and answer it with the status ``answer_next`` set, if any (then True)."""
+        answer = self.server.token_server._arrival()
+        if answer is None:
+            return False
+        status, retry_after = answer
+        code = "TOOMANYREQUESTS" if status == 429 else "UNAVAILABLE"
+        self._error(status, code, "token server overloaded", {"Retry-After": retry_after} if retry_after else None)
+        return True
+
     def do_GET(self) -> None:
         ts = self.server.token_server
         url = urlsplit(self.path)
         if url.path != "/token":
             self._error(404, "NOT_FOUND", f"no endpoint at {url.path}")
+            return
+        if self._overloaded():
             return
         if ts.refuse_get is not None:
             self._error(ts.refuse_get, "UNSUPPORTED", "this token server only serves OAuth2 POST", {"Allow": "POST"})
@@ -451,6 +492,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._oauth_error(400, "invalid_request", f"a form of 0 to {FORM_LIMIT} bytes is expected")
             return
         raw = self.rfile.read(length)
+        if url.path == "/token" and self._overloaded():
+            return
         if url.path != "/token" or not ts.oauth:
             self._error(404, "NOT_FOUND", f"no OAuth2 endpoint at {url.path}")
             return
