@@ -32,7 +32,7 @@ def run(args) -> int:
     try:
         with connect_from(args) as reg:
             inv = reg.inventory(progress=sys.stderr.isatty())
-            result = policy.evaluate(inv.manifests)
+            result = policy.evaluate(inv.manifests, tags=inv.tags, errors=inv.errors)
             print(printable(plan_text(reg.url, policy, inv, result)))
             if args.out:
                 write_csv(Path(args.out) / "cleanup_plan.csv", _for_csv(result))

@@ -25,6 +25,7 @@ from regframe.analysis import (
     sharing_matrix,
     stale_tags,
     storage_usage,
+    supply_chain,
 )
 
 NOW = pd.Timestamp("2026-01-01", tz="UTC")
@@ -623,3 +624,98 @@ def test_stale_tags_raises_only_value_error_on_arbitrary_text(older_than, keep, 
         return
     assert len(stale) == 7
     assert set(stale["stale"]) <= {True, False}
+
+
+# --- accessories of a partial crawl: orphaned only when the subject is known to be absent ---------------
+
+SUBJECT = "sha256:" + "a" * 64
+GONE = "sha256:" + "e" * 64
+SBOM_TAG = SUBJECT.replace(":", "-", 1) + ".sbom"
+ORPHAN_TAG = GONE.replace(":", "-", 1) + ".sig"
+CRAWL_ERROR_COLUMNS = ["repository", "tag", "stage", "error"]
+
+
+def partial_crawl() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """web as a crawl that could not read the platforms of index 3.3.2 leaves it: inv.tags lists 3.3.2 on
+    SUBJECT, the manifests frame has no row of it. The SBOM of 3.3.2 and a signature of GONE (which no tag
+    carries) have rows; 1.0 is an old image. Returns manifests, tags and referrers."""
+    manifests = manifests_frame(
+        [
+            ("web", "1.0", "sha256:" + "1" * 64, 400, 10),
+            ("web", SBOM_TAG, "sha256:" + "b" * 64, None, 5),
+            ("web", ORPHAN_TAG, "sha256:" + "c" * 64, None, 7),
+        ]
+    )
+    manifests["subject"] = [None, SUBJECT, GONE]
+    manifests["kind"] = ["image", "sbom", "signature"]
+    tags = pd.DataFrame(
+        {
+            "repository": ["web"] * 4,
+            "tag": ["1.0", "3.3.2", SBOM_TAG, ORPHAN_TAG],
+            "digest": ["sha256:" + "1" * 64, SUBJECT, "sha256:" + "b" * 64, "sha256:" + "c" * 64],
+        }
+    )
+    referrers = pd.DataFrame(
+        {
+            "repository": ["web", "web"],
+            "subject": [SUBJECT, GONE],
+            "digest": ["sha256:" + "b" * 64, "sha256:" + "c" * 64],
+            "kind": ["sbom", "signature"],
+            "size": pd.array([5, 7], dtype="Int64"),
+        }
+    )
+    return manifests, tags, referrers
+
+
+def crawl_errors(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=CRAWL_ERROR_COLUMNS)
+
+
+def test_a_subject_the_tags_frame_shows_tagged_is_never_an_orphan():
+    """inv.tags shows 3.3.2 on the SBOM's subject, so the SBOM follows a kept tag even though no manifest
+    row of 3.3.2 was read; the signature of a digest no tag carries is still an orphan."""
+    manifests, tags, referrers = partial_crawl()
+    got = decisions(stale_tags(manifests, older_than="30d", now=NOW, tags=tags))
+    assert got[("web", SBOM_TAG)] == (False, f"kept: subject {SUBJECT} is kept (tag '3.3.2')")
+    assert got[("web", ORPHAN_TAG)] == (True, f"orphaned: subject {GONE} not found")
+    assert got[("web", "1.0")] == (True, "older than 30 days")
+    assert ("web", "3.3.2") not in got, "a tag without manifest rows is not planned"
+
+    coverage = supply_chain(manifests, referrers, tags=tags)
+    assert (coverage.attrs["orphaned"], coverage.attrs["orphaned_bytes"]) == (1, 7)
+
+    with pytest.raises(ValueError, match=r"stale_tags \(tags\) needs column\(s\) 'digest'"):
+        stale_tags(manifests, now=NOW, tags=tags.drop(columns="digest"))
+    with pytest.raises(ValueError, match=r"supply_chain \(errors\) needs column\(s\) 'stage'"):
+        supply_chain(manifests, referrers, errors=crawl_errors([]).drop(columns="stage"))
+
+
+@pytest.mark.parametrize(
+    ("errors", "known_absent"),
+    [
+        ([], True),
+        ([("web", "3.3.2", "child manifest", "NotFoundError: child manifest ...")], False),
+        ([("web", "2.0", "manifest", "ServerError: 500")], False),
+        ([("web", None, "tags", "ServerError: 500")], False),
+        ([("", None, "budget", "crawl stopped before its rate-limit budget ran out")], False),
+        ([(np.nan, np.nan, "interrupted", "crawl stopped before it finished")], False),
+        ([("api", "1.0", "manifest", "ServerError: 500")], True),
+        ([("web", "1.0", "config", "ServerError: 500")], True),
+        ([("web", None, "referrers", "ServerError: 500")], True),
+    ],
+)
+def test_an_orphan_is_known_only_where_the_crawl_read_every_tag(errors, known_absent):
+    """A subject not found is known to be absent only when no error row says the crawl may have missed a tag
+    of the repository (or stopped early): unreadable configs and referrers hide no tag."""
+    manifests, tags, referrers = partial_crawl()
+    found = crawl_errors(errors)
+    got = decisions(stale_tags(manifests, older_than="30d", now=NOW, tags=tags, errors=found))
+    if known_absent:
+        assert got[("web", ORPHAN_TAG)] == (True, f"orphaned: subject {GONE} not found")
+    else:
+        assert got[("web", ORPHAN_TAG)] == (
+            False,
+            f"kept: subject {GONE} not found, but the crawl did not read every tag of this repository",
+        )
+    assert got[("web", SBOM_TAG)] == (False, f"kept: subject {SUBJECT} is kept (tag '3.3.2')")
+    assert supply_chain(manifests, referrers, tags=tags, errors=found).attrs["orphaned"] == int(known_absent)

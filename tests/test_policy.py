@@ -868,6 +868,128 @@ def test_harbor_retained_tag_keeps_every_tag_of_its_artifact():
     assert deleted(Policy.from_harbor(policy).evaluate(frame, now=NOW)) == {("r", "nightly-4")}
 
 
+# --- orphaned accessories stay within a policy's scope ---------------------------------------------
+
+GONE = "sha256:" + "e" * 64
+ORPHAN = GONE.replace(":", "-", 1) + ".sig"
+ORPHANED = f"orphaned: subject {GONE} not found"
+
+
+def with_orphans() -> pd.DataFrame:
+    """team-a/api-00 and team-b/web each hold an image and a cosign signature of GONE, which no tag carries."""
+    frame = manifests(
+        [
+            ("team-a/api-00", "v1", "a1", 100),
+            ("team-a/api-00", ORPHAN, "s1", None),
+            ("team-b/web", "v1", "b1", 100),
+            ("team-b/web", ORPHAN, "s2", None),
+        ]
+    )
+    frame["subject"] = [None, GONE, None, GONE]
+    return frame
+
+
+def test_native_and_gitlab_policies_delete_only_the_orphans_a_rule_governs():
+    """The user's policy governs no tag at all, yet it used to delete team-a's orphan: a tag no rule governs
+    is kept, orphan or not, and says so. A rule that governs the orphan deletes it and is named."""
+    frame = with_orphans()
+    nothing = Policy.from_dict(
+        {"rules": [{"name": "only-web", "repositories": ["team-b/**"], "tags": "^nothing-matches$"}]}
+    ).evaluate(frame, now=NOW)
+    assert deleted(nothing) == set()
+    assert decision(nothing, "team-a/api-00", ORPHAN) == (False, "", "kept: no rule covers this repository")
+    assert decision(nothing, "team-b/web", ORPHAN) == (
+        False,
+        "",
+        "kept: not governed by rule 'only-web': does not match tags '^nothing-matches$'",
+    )
+
+    web = Policy.from_dict({"rules": [{"name": "web", "repositories": ["team-b/**"], "keep_last": 1}]})
+    result = web.evaluate(frame, now=NOW)
+    assert deleted(result) == {("team-b/web", ORPHAN)}
+    assert decision(result, "team-b/web", ORPHAN) == (True, "web", ORPHANED)
+    assert decision(result, "team-a/api-00", ORPHAN) == (False, "", "kept: no rule covers this repository")
+
+    gitlab = Policy.from_gitlab({"keep_n": 1}, repositories="team-b/**").evaluate(frame, now=NOW)
+    assert deleted(gitlab) == {("team-b/web", ORPHAN)}
+    assert decision(gitlab, "team-b/web", ORPHAN) == (True, "gitlab", ORPHANED)
+    assert decision(gitlab, "team-a/api-00", ORPHAN) == (False, "", "kept: no rule covers this repository")
+    kept = Policy.from_gitlab({"name_regex_keep": "sha256-.*"}, repositories="team-b/**").evaluate(frame, now=NOW)
+    assert decision(kept, "team-b/web", ORPHAN) == (
+        False,
+        "",
+        "kept: not governed by rule 'gitlab': matches name_regex_keep 'sha256-.*'",
+    )
+
+
+def test_ecr_policy_deletes_only_the_orphans_of_covered_repositories_a_rule_selects():
+    frame = with_orphans()
+    any_image = {
+        "rulePriority": 1,
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 5},
+        "action": {"type": "expire"},
+    }
+    result = Policy.from_ecr({"rules": [any_image]}, repositories="team-b/**").evaluate(frame, now=NOW)
+    assert deleted(result) == {("team-b/web", ORPHAN)}
+    assert decision(result, "team-b/web", ORPHAN) == (True, "priority 1", ORPHANED)
+    assert decision(result, "team-a/api-00", ORPHAN) == (
+        False,
+        "",
+        "kept: the policy does not cover this repository",
+    )
+    tagged_v = Policy.from_ecr({"rules": [ecr_rule(tagPrefixList=["v"])]}).evaluate(frame, now=NOW)
+    assert deleted(tagged_v) == set()
+    for repository in ("team-a/api-00", "team-b/web"):
+        assert decision(tagged_v, repository, ORPHAN) == (False, "", "kept: no rule selects this image")
+
+
+def test_harbor_policy_leaves_the_orphans_of_unselected_repositories_untouched():
+    """The user's Harbor repro: with project team-b, team-a is outside the policy and keeps its orphan. In a
+    selected repository Harbor deletes whatever no rule retains, so the orphan goes there."""
+    frame = with_orphans()
+    policy = {"rules": [harbor_rule(params={"latestPushedK": 1}, tag_selectors=[harbor_selector("matches", "v*")])]}
+    result = Policy.from_harbor(policy, project="team-b").evaluate(frame, now=NOW)
+    assert deleted(result) == {("team-b/web", ORPHAN)}
+    assert decision(result, "team-b/web", ORPHAN) == (True, "rule 1", ORPHANED)
+    assert decision(result, "team-a/api-00", ORPHAN) == (False, "", "kept: outside project 'team-b'")
+
+    web_only = {
+        "rules": [
+            harbor_rule(
+                scope_selectors={
+                    "repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "team-b/**"}]
+                }
+            )
+        ]
+    }
+    selected = Policy.from_harbor(web_only).evaluate(frame, now=NOW)
+    assert deleted(selected) == {("team-b/web", ORPHAN)}
+    assert decision(selected, "team-a/api-00", ORPHAN) == (False, "", "kept: no rule selects this repository")
+
+
+def test_policies_keep_accessories_a_partial_crawl_could_not_place():
+    """As in stale_tags: the SBOM of index 3.3.2 (listed in inv.tags, no manifest rows) follows a kept tag,
+    and an orphan in a repository the crawl did not read in full is not known to be one."""
+    subject = "sha256:" + "a" * 64
+    sbom = subject.replace(":", "-", 1) + ".sbom"
+    frame = manifests([("web", "1.0", "d1", 400), ("web", sbom, "s1", None), ("web", ORPHAN, "s2", None)])
+    frame["subject"] = [None, subject, GONE]
+    tags = pd.DataFrame({"repository": ["web"] * 2, "tag": ["1.0", "3.3.2"], "digest": ["d1", subject]})
+    errors = pd.DataFrame(
+        [("web", "2.0", "manifest", "ServerError: 500")], columns=["repository", "tag", "stage", "error"]
+    )
+    policy = Policy.from_dict({"rules": [{"name": "all", "keep_newer_than": "30d"}]})
+    result = policy.evaluate(frame, now=NOW, tags=tags, errors=errors)
+    assert deleted(result) == {("web", "1.0")}
+    assert decision(result, "web", sbom) == (False, "", f"kept: subject {subject} is kept (tag '3.3.2')")
+    assert decision(result, "web", ORPHAN) == (
+        False,
+        "all",
+        f"kept: subject {GONE} not found, but the crawl did not read every tag of this repository",
+    )
+    assert decision(policy.evaluate(frame, now=NOW, tags=tags), "web", ORPHAN) == (True, "all", ORPHANED)
+
+
 # --- doublestar globs --------------------------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ from regframe.testing.oci_artifacts import (
     PREDICATE_SPDX,
     artifact,
     cosign_attestation,
+    cosign_sbom,
     cosign_signature,
     oras_push,
     push_artifact,
@@ -539,3 +540,99 @@ def test_oras_pushed_sbom_follows_its_image(registry_url, anon, repo_name, tmp_p
     done = anon.apply_cleanup(stale_tags(inv.manifests, older_than="30d", now=NOW), dry_run=False)
     assert set(done["status"]) == {"deleted"} and hashes(anon, repo_name) == {}
     assert manifest_status(registry_url, repo_name, digest) == 200, "a tagged accessory loses its tag, as images do"
+
+
+# --- a policy's scope, and partial crawls: orphans only where known, deleted only where governed -------------
+
+
+def test_a_policy_never_deletes_an_orphan_outside_its_repositories(anon, repo_name):
+    """The user's report on a real inventory: team-a holds a cosign signature of an image that is gone; a
+    native policy for team-b only, and a Harbor policy of project team-b, both leave it alone, and the dry
+    run plans nothing in team-a. Within the policy's repositories the orphan still goes."""
+    team_a, team_b = f"{repo_name}/team-a/api-00", f"{repo_name}/team-b/web"
+    image = build_image([layer("sc-scope-a", 600)], created=OLD)
+    orphan_tag, orphan = cosign_signature(GHOST)
+    for repository in (team_a, team_b):
+        push_image(anon, repository, "1.0", image)
+        push_artifact(anon, repository, orphan_tag, orphan)
+    inv = anon.inventory([team_a, team_b], progress=False)
+
+    native = Policy.from_dict(
+        {"rules": [{"name": "only-web", "repositories": [f"{repo_name}/team-b/**"], "tags": "^nothing-matches$"}]}
+    )
+    harbor = Policy.from_harbor(
+        {
+            "rules": [
+                {
+                    "template": "latestPushedK",
+                    "params": {"latestPushedK": 1},
+                    "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+                }
+            ]
+        },
+        project=f"{repo_name}/team-b",
+    )
+    for policy, outside in (
+        (native, "kept: no rule covers this repository"),
+        (harbor, f"kept: outside project '{repo_name}/team-b'"),
+    ):
+        result = policy.evaluate(inv.manifests, now=NOW, tags=inv.tags, errors=inv.errors)
+        by_place = {
+            (str(r), str(t)): (bool(s), str(why))
+            for r, t, s, why in zip(result["repository"], result["tag"], result["stale"], result["reason"], strict=True)
+        }
+        assert by_place[(team_a, orphan_tag)] == (False, outside), policy.format
+        plan = anon.apply_cleanup(result, dry_run=True)
+        assert set(plan["repository"].astype(str)) <= {team_b}, policy.format
+    in_scope = harbor.evaluate(inv.manifests, now=NOW)
+    assert decisions(in_scope[in_scope["repository"] == team_b])[orphan_tag] == (
+        True,
+        f"orphaned: subject {GHOST.digest} not found",
+    )
+    assert hashes(anon, team_a) == hashes(anon, team_b)
+
+
+def _signed_index(name: str) -> tuple[object, str, object]:
+    amd = build_image([layer(f"sc-{name}-amd", 800)], oci=True)
+    arm = build_image([layer(f"sc-{name}-arm", 800)], architecture="arm64", variant="v8", oci=True)
+    multi = build_index([amd, arm], oci=True)
+    sbom_tag, sbom = cosign_sbom(multi)
+    return multi, sbom_tag, sbom
+
+
+def test_a_partial_crawl_reports_no_healthy_accessory_as_an_orphan(tmp_path):
+    """The platforms of index 3.3.2 are gone (``garbage-collect --delete-untagged``), so the crawl has
+    error rows and no manifest row of 3.3.2, yet inv.tags lists it: its SBOM follows the kept tag in
+    stale_tags and policies, and supply_chain counts no orphan."""
+    multi, sbom_tag, sbom = _signed_index("partial")
+    with local_registry() as reg:
+        with regframe.connect(reg.url, docker_config=False) as client:
+            push_image(client, "team/web", "3.3.2", multi)
+            push_artifact(client, "team/web", sbom_tag, sbom)
+        reg.garbage_collect(delete_untagged=True)
+        with regframe.connect(reg.url, docker_config=False) as client:
+            inv = client.inventory(progress=False)
+    assert "3.3.2" in set(inv.tags["tag"].astype(str)) and "3.3.2" not in set(inv.manifests["tag"].astype(str))
+    assert set(inv.errors["stage"]) == {"child manifest"}
+    kept = (False, f"kept: subject {multi.digest} is kept (tag '3.3.2')")
+    assert decisions(stale_tags(inv.manifests, older_than="1d", tags=inv.tags))[sbom_tag] == kept
+    assert decisions(stale_tags(inv.manifests, older_than="1d", tags=inv.tags, errors=inv.errors))[sbom_tag] == kept
+    policy = Policy.from_dict({"rules": [{"name": "all"}]})
+    assert decisions(policy.evaluate(inv.manifests, tags=inv.tags, errors=inv.errors))[sbom_tag] == kept
+    assert supply_chain(inv.manifests, inv.referrers, tags=inv.tags).attrs["orphaned"] == 0
+
+
+def test_a_crawl_stopped_by_its_budget_knows_of_no_orphan(anon, repo_name):
+    """budget=2 stops the crawl before it reads every manifest: whatever accessory it did read is not an
+    orphan, since no subject is known to be absent, and one whose subject inv.tags shows follows that tag."""
+    multi, sbom_tag, sbom = _signed_index("budget")
+    push_image(anon, repo_name, "3.3.2", multi)
+    push_artifact(anon, repo_name, sbom_tag, sbom)
+    inv = anon.inventory(repo_name, progress=False, budget=2, workers=1)
+    assert not inv.complete and "budget" in set(inv.errors["stage"])
+    stale = stale_tags(inv.manifests, older_than="1d", tags=inv.tags, errors=inv.errors)
+    assert not stale["reason"].str.startswith("orphaned").any()
+    if sbom_tag in set(stale["tag"].astype(str)) and "3.3.2" in set(inv.tags["tag"].astype(str)):
+        assert decisions(stale)[sbom_tag] == (False, f"kept: subject {multi.digest} is kept (tag '3.3.2')")
+    coverage = supply_chain(inv.manifests, inv.referrers, tags=inv.tags, errors=inv.errors)
+    assert coverage.attrs["orphaned"] == 0

@@ -4,8 +4,9 @@ An accessory tag is a tag all of whose manifest rows name a ``subject``: cosign'
 ``.att`` and ``.sbom`` tags, the referrers fallback tag ``sha256-<hex>`` (its rows are the referrers it
 lists), and tagged artifacts with a ``subject`` field. Its own dates and name never make it stale: it is
 stale exactly when every tag that carries its subject (as the tag's digest or as one of its platforms) is
-stale, and orphaned (stale too) when no tag in its repository carries the subject. Accessories of
-accessories (a signature of an attestation) follow in turn.
+stale, and orphaned (stale too) when the subject is known to be absent: no tag in its repository carries
+it and the crawl read every tag there. Accessories of accessories (a signature of an attestation) follow
+in turn. :func:`orphaned` is that rule for callers that only count orphans (supply-chain coverage).
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from ._frames import require_columns
+
+# Carrier codes besides a tag's position: no tag carries the subject, or a tag with no row carries it.
+_NONE, _UNREAD_TAG = -1, -2
+# Crawl stages whose failure hides no tag: every tag read still has its manifest rows.
+_HIDES_NO_TAG = frozenset({"config", "referrers", "referrer"})
+TAGS_COLUMNS = ("repository", "tag", "digest")
+ERRORS_COLUMNS = ("repository", "stage")
 
 
 class Accessories(NamedTuple):
@@ -63,32 +73,121 @@ def follow_subjects(
     reason: np.ndarray,
     *,
     fixed: np.ndarray | None = None,
-) -> None:
+    orphans: np.ndarray | None = None,
+    tags: pd.DataFrame | None = None,
+    errors: pd.DataFrame | None = None,
+) -> np.ndarray:
     """Decide every accessory tag from its subject, in place: stale when each tag carrying a subject is
-    stale, orphaned when none does; kept otherwise. ``fixed`` marks accessory tags whose decision stands
-    (a keep pattern matched them). The other tags' ``stale`` must be final."""
-    if found.links.empty:
-        return
+    stale, orphaned when the subject is known to be absent; kept otherwise. Returns which tags are orphans
+    (no tag carries their subject), whatever was decided for them.
+
+    ``fixed`` marks accessory tags whose decision stands (a keep pattern matched them). ``orphans`` marks the
+    tags an orphan's fate may delete (a policy's governed tags; all when None): the others keep their
+    reason. ``tags`` and ``errors`` (``inv.tags``, ``inv.errors``) say what a partial crawl saw besides the
+    manifest rows; see :func:`orphaned`. The other tags' ``stale`` must be final."""
     n = len(tag)
+    orphan = np.zeros(n, dtype=bool)
+    if found.links.empty:
+        return orphan
     todo = found.mask if fixed is None else found.mask & ~np.asarray(fixed, dtype=bool)
     if not todo.any():
-        return
-    pairs = _carrier_pairs(manifests, found, repository, tag)
+        return orphan
+    pairs = _carrier_pairs(manifests, found, repository, tag, tags)
     pairs = pairs[todo[pairs["position"].to_numpy()]].reset_index(drop=True)
     position = pairs["position"].to_numpy()
     carrier = pairs["carrier"].to_numpy()
     valid = carrier >= 0
+    carried = np.zeros(n, dtype=bool)
+    carried[position[carrier != _NONE]] = True
+    orphan = todo & ~carried
+    allowed = np.ones(n, dtype=bool) if orphans is None else np.asarray(orphans, dtype=bool)
+    unknown = orphan & allowed & unread(repository, errors)
+    always_kept = orphan & (unknown | ~allowed)
+    always_kept[position[carrier == _UNREAD_TAG]] = True
     stale[todo] = False
     for _ in range(len(pairs) + 1):
         carrier_kept = np.zeros(len(pairs), dtype=bool)
         carrier_kept[valid] = ~stale[carrier[valid]]
-        kept = np.zeros(n, dtype=bool)
+        kept = always_kept.copy()
         kept[position[carrier_kept]] = True
         now_stale = todo & ~kept
         if np.array_equal(now_stale[todo], stale[todo]):
             break
         stale[todo] = now_stale[todo]
-    _reasons(pairs, valid, stale, tag, reason)
+    _reasons(pairs, stale, reason, unknown)
+    return orphan
+
+
+def check_crawl_frames(tags: object, errors: object, caller: str) -> None:
+    """Refuse a ``tags`` or ``errors`` frame without the columns the orphan rule reads, before any work."""
+    if tags is not None:
+        require_columns(tags, TAGS_COLUMNS, f"{caller} (tags)")
+    if errors is not None:
+        require_columns(errors, ERRORS_COLUMNS, f"{caller} (errors)")
+
+
+def carriers(
+    manifests: pd.DataFrame, tags: pd.DataFrame | None = None, digests: np.ndarray | None = None
+) -> pd.DataFrame:
+    """(repository, subject, tag) for every tag and each digest it carries: as its digest or one of its
+    platforms in ``manifests``, or as its digest in ``tags`` (``inv.tags`` lists a tag whose manifest a
+    partial crawl read but whose rows it could not complete). ``digests`` limits the subjects looked for."""
+    sources = [(manifests, column) for column in ("digest", "manifest_digest") if column in manifests.columns]
+    if tags is not None:
+        sources.append((tags, "digest"))
+    parts = [pd.DataFrame({"repository": [], "subject": [], "tag": []}, dtype=object)]
+    for frame, column in sources:
+        values = frame[column]
+        hit = frame["tag"].notna().to_numpy() & frame["repository"].notna().to_numpy() & values.notna().to_numpy()
+        if digests is not None:
+            hit &= values.isin(digests).to_numpy()
+        parts.append(
+            pd.DataFrame(
+                {
+                    "repository": frame["repository"].astype(object).to_numpy()[hit],
+                    "subject": values.astype(object).to_numpy()[hit],
+                    "tag": frame["tag"].astype(object).to_numpy()[hit],
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
+
+
+def unread(repository: np.ndarray, errors: pd.DataFrame | None) -> np.ndarray:
+    """Per repository name, whether the crawl may have missed one of its tags, so that a subject not found
+    there is not known to be absent: ``errors`` has a row for it, or one for the whole crawl (no repository:
+    the catalog, a budget, an interruption). Unreadable configs and referrers hide no tag."""
+    names = pd.Series(np.asarray(repository, dtype=object))
+    if errors is None or errors.empty:
+        return np.zeros(len(names), dtype=bool)
+    hides = ~errors["stage"].astype(object).isin(_HIDES_NO_TAG).to_numpy()
+    where = errors["repository"].astype(object).to_numpy()[hides]
+    if (pd.isna(where) | (where == "")).any():
+        return np.ones(len(names), dtype=bool)
+    return names.isin(set(where)).to_numpy()
+
+
+def orphaned(
+    repository: np.ndarray,
+    subject: np.ndarray,
+    manifests: pd.DataFrame,
+    *,
+    tags: pd.DataFrame | None = None,
+    errors: pd.DataFrame | None = None,
+    present: pd.DataFrame | None = None,
+) -> np.ndarray:
+    """Whether each (``repository``, ``subject``) pair names a subject known to be absent: no tag of the
+    repository carries it (:func:`carriers` of ``manifests`` and ``tags``), it is not among ``present``
+    (more (repository, subject) pairs known to exist), and ``errors`` show the crawl read every tag there.
+    A subject a partial crawl may have missed is never an orphan: deleting on a guess loses signatures."""
+    repository = np.asarray(repository, dtype=object)
+    subject = np.asarray(subject, dtype=object)
+    found = carriers(manifests, tags, pd.unique(subject))[["repository", "subject"]]
+    if present is not None:
+        found = pd.concat([found, present[["repository", "subject"]].astype(object)], ignore_index=True)
+    known = pd.MultiIndex.from_frame(found.drop_duplicates())
+    absent = ~pd.MultiIndex.from_arrays([repository, subject]).isin(known)
+    return np.asarray(absent & ~unread(repository, errors), dtype=bool)
 
 
 def _accessory_links(manifests: pd.DataFrame) -> pd.DataFrame:
@@ -113,62 +212,55 @@ def _accessory_links(manifests: pd.DataFrame) -> pd.DataFrame:
 
 
 def _carrier_pairs(
-    manifests: pd.DataFrame, found: Accessories, repository: np.ndarray, tag: np.ndarray
+    manifests: pd.DataFrame, found: Accessories, repository: np.ndarray, tag: np.ndarray, tags: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """One row per (accessory position, subject, carrier position), carrier -1 when no other tag of the
-    repository carries the subject (as its digest or one of its platforms)."""
+    """One row per (accessory position, subject, carrier position, carrier tag name): carrier ``_NONE``
+    when no other tag of the repository carries the subject, ``_UNREAD_TAG`` for a tag of ``tags`` that
+    has no row (nothing here deletes it)."""
     links = found.links.assign(repository=np.asarray(repository, dtype=object)[found.links["position"].to_numpy()])
-    subjects = pd.unique(links["subject"])
-    parts = []
-    for column in ("digest", "manifest_digest"):
-        if column not in manifests.columns:
-            continue
-        values = manifests[column]
-        hit = values.isin(subjects).to_numpy() & manifests["tag"].notna().to_numpy()
-        parts.append(
-            pd.DataFrame(
-                {
-                    "repository": manifests["repository"].astype(object).to_numpy()[hit],
-                    "subject": values.astype(object).to_numpy()[hit],
-                    "tag": manifests["tag"].astype(object).to_numpy()[hit],
-                }
-            )
-        )
-    carriers = pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
+    carried = carriers(manifests, tags, links["subject"].unique()).rename(columns={"tag": "carrier_tag"})
     keys = pd.MultiIndex.from_arrays([np.asarray(repository, dtype=object), np.asarray(tag, dtype=object)])
-    carriers["carrier"] = keys.get_indexer(pd.MultiIndex.from_frame(carriers[["repository", "tag"]]))
-    carriers = carriers.loc[carriers["carrier"] >= 0, ["repository", "subject", "carrier"]]
-    pairs = links.merge(carriers, on=["repository", "subject"], how="left")
-    carrier = pairs["carrier"].fillna(-1).to_numpy(dtype=np.int64, copy=True)
-    carrier[carrier == pairs["position"].to_numpy()] = -1
+    where = keys.get_indexer(pd.MultiIndex.from_frame(carried[["repository", "carrier_tag"]]))
+    carried["carrier"] = np.where(where >= 0, where, _UNREAD_TAG)
+    pairs = links.merge(carried, on=["repository", "subject"], how="left")
+    carrier = pairs["carrier"].fillna(_NONE).to_numpy(dtype=np.int64, copy=True)
+    carrier[carrier == pairs["position"].to_numpy()] = _NONE
     pairs["carrier"] = carrier
-    return pairs[["position", "subject", "carrier"]].drop_duplicates(ignore_index=True)
+    pairs.loc[carrier == _NONE, "carrier_tag"] = None
+    return pairs[["position", "subject", "carrier", "carrier_tag"]].drop_duplicates(ignore_index=True)
 
 
-def _reasons(pairs: pd.DataFrame, valid: np.ndarray, stale: np.ndarray, tag: np.ndarray, reason: np.ndarray) -> None:
-    """Name the subject that decided each accessory, and the tags that carry it."""
-    carriers: dict[int, dict[str, list[int]]] = {}
-    for position, subject, carrier, ok in zip(
-        pairs["position"], pairs["subject"], pairs["carrier"], valid, strict=True
+def _reasons(pairs: pd.DataFrame, stale: np.ndarray, reason: np.ndarray, unknown: np.ndarray) -> None:
+    """Name the subject that decided each accessory, and the tags that carry it; an orphan whose subject the
+    crawl may have missed says so. Other kept orphans keep their reason."""
+    carriers: dict[int, dict[str, list[tuple[int, str]]]] = {}
+    for position, subject, carrier, name in zip(
+        pairs["position"], pairs["subject"], pairs["carrier"], pairs["carrier_tag"], strict=True
     ):
         found = carriers.setdefault(int(position), {}).setdefault(str(subject), [])
-        if ok:
-            found.append(int(carrier))
+        if carrier != _NONE:
+            found.append((int(carrier), str(name)))
     for position, subjects in carriers.items():
         ordered = sorted(subjects.items())
         if not stale[position]:
             for subject, found in ordered:
-                kept = sorted({str(tag[c]) for c in found if not stale[c]})
+                kept = sorted({name for c, name in found if c < 0 or not stale[c]})
                 if kept:
                     reason[position] = f"kept: subject {subject} is kept (tag {_names(kept)})"
                     break
+            else:
+                if unknown[position]:
+                    reason[position] = (
+                        f"kept: subject {ordered[0][0]} not found, but the crawl did not read every tag of "
+                        "this repository"
+                    )
             continue
         carried = [(subject, found) for subject, found in ordered if found]
         if not carried:
             reason[position] = f"orphaned: subject {ordered[0][0]} not found"
         else:
             subject, found = carried[0]
-            reason[position] = f"subject {subject} is deleted with tag {_names(sorted({str(tag[c]) for c in found}))}"
+            reason[position] = f"subject {subject} is deleted with tag {_names(sorted({name for _, name in found}))}"
 
 
 def _names(tags: list[str]) -> str:

@@ -2,9 +2,11 @@
 
 An image is a distinct tagged digest of kind ``image`` (a multi-platform tag is one image); an accessory
 covers it when its ``subject`` is that digest or one of its platforms. An orphan is an accessory whose
-subject no manifest of its repository has (no tag carries it). A dangling entry is the reverse: an index
-lists a manifest that answers 404, as distribution 2.8's ``garbage-collect --delete-untagged`` leaves
-behind in multi-platform indexes and in referrers fallback indexes.
+subject is known to be absent from its repository: ``accessories.orphaned``, the rule ``stale_tags`` and
+policies delete orphans by (here the accessories ``referrers`` lists count as present too). A dangling
+entry is the reverse: an index lists a manifest that answers 404, as distribution 2.8's
+``garbage-collect --delete-untagged`` leaves behind in multi-platform indexes and in referrers fallback
+indexes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._frames import require_columns
+from .accessories import check_crawl_frames, orphaned
 
 SUPPLY_CHAIN_COLUMNS = (
     "repository",
@@ -34,17 +37,27 @@ _MISSING_CHILD = re.compile(r"child manifest (sha256:[0-9a-f]{64}) is missing fr
 _FALLBACK_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 
 
-def supply_chain(manifests: pd.DataFrame, referrers: pd.DataFrame) -> pd.DataFrame:
+def supply_chain(
+    manifests: pd.DataFrame,
+    referrers: pd.DataFrame,
+    *,
+    tags: pd.DataFrame | None = None,
+    errors: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """One row per repository: ``images`` (distinct tagged image digests), how many are ``signed``, have an
     SBOM (``with_sbom``) or an attestation (``with_attestation``), ``unsigned``, accessories ``orphaned``
-    (subject not found in the repository) and their bytes (``orphaned_bytes``), and ``accessory_bytes``
-    (every accessory's manifest and blobs, as ``inv.referrers`` sizes them, each accessory once).
+    (subject known to be absent from the repository) and their bytes (``orphaned_bytes``), and
+    ``accessory_bytes`` (every accessory's manifest and blobs, as ``inv.referrers`` sizes them, each
+    accessory once).
 
-    ``manifests`` and ``referrers`` are ``inv.manifests`` and ``inv.referrers``. Totals are in ``attrs``
-    (the same names, plus ``signed_ratio``). Rows are sorted by repository.
+    ``manifests`` and ``referrers`` are ``inv.manifests`` and ``inv.referrers``; give ``tags=inv.tags`` and
+    ``errors=inv.errors`` too, so that a partial crawl counts no healthy accessory as an orphan (as in
+    ``stale_tags``). Totals are in ``attrs`` (the same names, plus ``signed_ratio``). Rows are sorted by
+    repository.
     """
     require_columns(manifests, ("repository", "tag", "digest", "manifest_digest", "kind"), "supply_chain (manifests)")
     require_columns(referrers, ("repository", "subject", "digest", "kind", "size"), "supply_chain (referrers)")
+    check_crawl_frames(tags, errors, "supply_chain")
     rows = _strings(manifests, ("repository", "tag", "digest", "manifest_digest", "kind"))
     rows = rows[rows["tag"].notna() & rows["repository"].notna()]
     images = rows[rows["kind"] == "image"]
@@ -71,18 +84,16 @@ def supply_chain(manifests: pd.DataFrame, referrers: pd.DataFrame) -> pd.DataFra
         result[column] = _count(hits, repositories)
     result["unsigned"] = result["images"] - result["signed"]
 
-    known = pd.concat(
-        [
-            rows[["repository", "digest"]],
-            rows[["repository", "manifest_digest"]].rename(columns={"manifest_digest": "digest"}),
-            accessories[["repository", "digest"]],
-        ],
-        ignore_index=True,
-    ).dropna()
-    subject_keys = pd.MultiIndex.from_frame(accessories[["repository", "subject"]])
-    found = subject_keys.isin(pd.MultiIndex.from_frame(known.drop_duplicates()))
+    lost = orphaned(
+        accessories["repository"].to_numpy(),
+        accessories["subject"].to_numpy(),
+        manifests,
+        tags=tags,
+        errors=errors,
+        present=accessories[["repository", "digest"]].rename(columns={"digest": "subject"}),
+    )
     distinct = accessories.drop_duplicates(["repository", "digest"])
-    orphans = accessories[~found].drop_duplicates(["repository", "digest"])
+    orphans = accessories[lost].drop_duplicates(["repository", "digest"])
     result["orphaned"] = _count(orphans, repositories)
     result["orphaned_bytes"] = _sum(orphans, repositories)
     result["accessory_bytes"] = _sum(distinct, repositories)

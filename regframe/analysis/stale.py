@@ -35,7 +35,14 @@ from ._frames import (
     require_columns,
     restore,
 )
-from .accessories import Accessories, find_accessories, follow_subjects, has_subjects, no_accessories
+from .accessories import (
+    Accessories,
+    check_crawl_frames,
+    find_accessories,
+    follow_subjects,
+    has_subjects,
+    no_accessories,
+)
 from .duration import format_duration, parse_duration
 
 PLAN_COLUMNS = ("repository", "tag", "digest", "created", "age", "reason")
@@ -106,6 +113,9 @@ def stale_tags(
     match: Pattern = None,
     now: str | dt.datetime | pd.Timestamp | None = None,
     age_from: str = "created",
+    *,
+    tags: pd.DataFrame | None = None,
+    errors: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (repository, tag) saying whether a cleanup may delete it, and why.
 
@@ -126,6 +136,11 @@ def stale_tags(
     keeps it regardless. With a ``subject`` column in ``manifests``, the result has one too, naming each
     accessory's subject (missing for other tags).
 
+    Give ``tags=inv.tags`` and ``errors=inv.errors`` when the crawl may be partial: a subject ``tags``
+    shows tagged is never an orphan even when its manifest rows were not read, and in a repository the
+    ``errors`` say was not read in full (or after a crawl that stopped early) a subject not found is not
+    known to be absent, so its accessories are kept, saying so.
+
     A multi-platform tag's ``created`` is its newest platform's and
     its ``size`` the sum of its platforms' sizes. Untagged manifests are left out.
     Rows are sorted by repository, newest first, undated and accessory tags last.
@@ -138,6 +153,7 @@ def stale_tags(
     falls back to its created date, and every dated reason says which date decided it.
     """
     check_age_from(age_from)
+    check_crawl_frames(tags, errors, "stale_tags")
     threshold = parse_duration(older_than)
     limit = _check_keep_last(keep_last)
     keep_rx = compile_pattern(keep, "keep")
@@ -169,7 +185,7 @@ def stale_tags(
         _say_which_date(reason, ~kept_by_pattern & (newest | ~known | in_scope), known, rows.by_push)
     stale = ~np.logical_or.reduce(rules)
     stale[accessory] = False
-    hold_safety_rules(manifests, rows, stale, reason, fixed=kept_by_pattern)
+    hold_safety_rules(manifests, rows, stale, reason, fixed=kept_by_pattern, tags=tags, errors=errors)
 
     result = tag_frame(manifests, rows, age, stale, reason)
     result.attrs.update(older_than=threshold, now=at, keep=keep, keep_last=keep_last, match=match, age_from=age_from)
@@ -358,18 +374,27 @@ def hold_safety_rules(
     *,
     fixed: np.ndarray | None = None,
     former: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> None:
-    """The rules every cleanup decision ends with, whoever made it, applied in place.
+    orphans: np.ndarray | None = None,
+    tags: pd.DataFrame | None = None,
+    errors: pd.DataFrame | None = None,
+) -> np.ndarray:
+    """The rules every cleanup decision ends with, whoever made it, applied in place; returns which tags are
+    orphaned accessories.
 
     Digest siblings of kept tags are kept, accessories follow their subject (``fixed`` marks those whose
-    decision stands; ``stale`` must be False for the others), and a stale tag whose image a kept index
-    lists says so. ``former`` is :func:`_keep_digest_siblings`' wording of a sibling's former reason.
+    decision stands; ``stale`` must be False for the others; ``orphans``, ``tags`` and ``errors`` as
+    :func:`~regframe.analysis.accessories.follow_subjects` takes them), and a stale tag whose image a kept
+    index lists says so. ``former`` is :func:`_keep_digest_siblings`' wording of a sibling's former reason.
     """
     _keep_digest_siblings(stale, reason, rows, former=former)
+    orphan = np.zeros(len(rows), dtype=bool)
     if rows.accessory.any():
-        follow_subjects(manifests, rows.found, *rows.names(), stale, reason, fixed=fixed)
+        orphan = follow_subjects(
+            manifests, rows.found, *rows.names(), stale, reason, fixed=fixed, orphans=orphans, tags=tags, errors=errors
+        )
         _keep_digest_siblings(stale, reason, rows, former=former)
     _note_children_of_kept_indexes(manifests, stale, reason, rows)
+    return orphan
 
 
 def _keep_digest_siblings(

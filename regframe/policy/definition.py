@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis.accessories import check_crawl_frames
 from ..analysis.stale import BY_CREATED_DATE, BY_PUSH_TIME
 from . import ecr, gitlab, harbor
 from .checks import PolicyError, check_keys, check_mapping, text_list
 from .globs import Glob
 from .outcome import finish, tag_table
-from .rules import Rule, evaluate_rules
+from .rules import Rule, evaluate_rules, rule_scope
 
 FORMATS = ("native", "gitlab", "ecr", "harbor")
 _READERS = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -145,6 +146,8 @@ class Policy:
         now: str | dt.datetime | pd.Timestamp | None = None,
         *,
         age_from: str | None = None,
+        tags: pd.DataFrame | None = None,
+        errors: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """One row per (repository, tag), as ``stale_tags`` returns it (``stale`` True for a tag the policy
         deletes) plus ``rule``: the rule that retained a kept tag (empty when no rule governs it) or the
@@ -152,7 +155,11 @@ class Policy:
 
         After the policy, the safety rules hold: a tag without a creation date is kept, and so is a tag
         on the same digest as a kept tag. Accessory tags (signatures, SBOMs, attestations, referrers
-        fallback tags) are not governed by the rules: they follow their subject, as in ``stale_tags``.
+        fallback tags) are not decided by the rules: they follow their subject, as in ``stale_tags``. An
+        orphan (its subject not found) has no subject to follow, so it goes only when the policy governs it
+        (its ``rule`` names the governing rules); outside the policy's scope it is kept like any tag there.
+        ``tags`` and ``errors`` (``inv.tags``, ``inv.errors``) keep a partial crawl from making orphans of
+        healthy accessories, as in ``stale_tags``.
 
         ``age_from``: which date rules age and order tags by, "created" or "pushed" (the ``pushed`` column,
         where the registry reveals upload times; a tag without one falls back to created, and its reason
@@ -160,21 +167,25 @@ class Policy:
         GitLab policies the created date.
         """
         chosen = age_from if age_from is not None else ("pushed" if self.format in ("ecr", "harbor") else "created")
+        check_crawl_frames(tags, errors, "Policy.evaluate")
         table = tag_table(manifests, now, age_from=chosen)
-        governed = table.governed()
+        governed, accessories = table.governed(), table.accessories()
         if self.format in ("native", "gitlab"):
             decided = evaluate_rules(self.rules, governed)
+            scope = rule_scope(self.rules, accessories)
         elif self.format == "ecr":
             decided = ecr.evaluate_ecr(self.rules, governed, self._repositories)
+            scope = ecr.scope_ecr(self.rules, accessories, self._repositories)
         else:
             decided = harbor.evaluate_harbor(self.rules, governed, self._project)
+            scope = harbor.scope_harbor(self.rules, accessories, self._project)
         attrs = {
             "policy_format": self.format,
             "policy_source": self.source,
             "policy_rules": [rule.name for rule in self.rules],
             "policy_notes": list(self.notes),
         }
-        result = finish(table, manifests, *table.spread(decided), attrs=attrs)
+        result = finish(table, manifests, *table.spread(decided, scope), attrs=attrs, tags=tags, errors=errors)
         if chosen == "pushed":
             reason = result["reason"].to_numpy(dtype=object, copy=True)
             words = np.where(table.rows.by_push, f" ({BY_PUSH_TIME})", f" ({BY_CREATED_DATE})").astype(object)

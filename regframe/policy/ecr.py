@@ -232,17 +232,18 @@ def _rule(item: object, position: int) -> EcrRule:
     return EcrRule(priority, description, status, prefixes, patterns, count_type, count)
 
 
+_NOT_COVERED = "kept: the policy does not cover this repository"
+_NOT_SELECTED = "kept: no rule selects this image"
+
+
 def evaluate_ecr(
     rules: tuple[EcrRule, ...], table: TagTable, repositories: tuple[Glob, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(table)
     deleted = np.zeros(n, dtype=bool)
     rule_column = np.full(n, "", dtype=object)
-    reason = np.full(n, "kept: the policy does not cover this repository", dtype=object)
-    rows = table.rows
-    covered = each_name(
-        lambda name: any(g.match(name) for g in repositories), rows.repo, rows.repo_values, rows.repo_rank
-    )
+    reason = np.full(n, _NOT_COVERED, dtype=object)
+    covered = _covered(table, repositories)
     found = artifacts(table)
     owner, expired = _owners(rules, table, found)
     decided = (deleted, rule_column, reason)
@@ -250,6 +251,30 @@ def evaluate_ecr(
         owner * 2 + expired, lambda code: _verdict(rules, code // 2, bool(code % 2)), found, covered, decided
     )
     return decided
+
+
+def scope_ecr(
+    rules: tuple[EcrRule, ...], table: TagTable, repositories: tuple[Glob, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per tag: whether the policy governs it (its repository is covered and a rule selects its image), the
+    owning rule, and the reason it is kept when not governed. Counts and ages are left out: accessory tags,
+    which this is asked about, follow their subject."""
+    covered = _covered(table, repositories)
+    found = artifacts(table)
+    owner = np.full(len(found), -1, dtype=np.int64)
+    for index, rule in enumerate(rules):
+        owner[(owner < 0) & _selected(rule, table, found)] = index
+    owned = owner[found.of_row]
+    governed = covered & (owned >= 0)
+    names = np.array([rules[k].name if k >= 0 else "" for k in owned], dtype=object)
+    names[~governed] = ""
+    reason = np.where(covered, np.where(governed, "", _NOT_SELECTED), _NOT_COVERED).astype(object)
+    return governed, names, reason
+
+
+def _covered(table: TagTable, repositories: tuple[Glob, ...]) -> np.ndarray:
+    rows = table.rows
+    return each_name(lambda name: any(g.match(name) for g in repositories), rows.repo, rows.repo_values, rows.repo_rank)
 
 
 def _owners(rules: tuple[EcrRule, ...], table: TagTable, found: Artifacts) -> tuple[np.ndarray, np.ndarray]:
@@ -292,7 +317,7 @@ def _pattern(pattern: str) -> Callable[[str], bool]:
 
 def _verdict(rules: tuple[EcrRule, ...], owner: int, expired: bool) -> tuple[bool, str, str]:
     if owner < 0:
-        return False, "", "kept: no rule selects this image"
+        return False, "", _NOT_SELECTED
     rule = rules[owner]
     if rule.count_type == "imageCountMoreThan":
         words = f"{'not ' if expired else ''}among the {rule.count} newest {rule.selection_words()}"

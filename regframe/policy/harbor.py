@@ -188,13 +188,16 @@ def _selector(value: object, decorations: tuple[str, ...], *, rule: str, key: st
     return Selector(decoration, glob)
 
 
+_NO_RULE = "kept: no rule selects this repository"
+
+
 def evaluate_harbor(
     rules: tuple[HarborRule, ...], table: TagTable, project: str | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(table)
     deleted = np.zeros(n, dtype=bool)
     rule_column = np.full(n, "", dtype=object)
-    reason = np.full(n, "kept: no rule selects this repository", dtype=object)
+    reason = np.full(n, _NO_RULE, dtype=object)
     outside, active = _scopes(rules, table, project)
     reason[outside[table.rows.repo]] = f"kept: outside project '{project}'"
 
@@ -203,6 +206,23 @@ def evaluate_harbor(
     decided = (deleted, rule_column, reason)
     apply_verdicts(status, lambda code: _verdict(rules, code), found, status[found.of_row] != 0, decided)
     return decided
+
+
+def scope_harbor(
+    rules: tuple[HarborRule, ...], table: TagTable, project: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per tag: whether the policy governs it (a rule selects its repository, where Harbor deletes whatever
+    no rule retains), the rules that select it, and the reason it is kept when none does."""
+    outside, active = _scopes(rules, table, project)
+    names = np.array(
+        [", ".join(rule.name for rule, on in zip(rules, column, strict=True) if on) for column in active.T],
+        dtype=object,
+    )
+    repo = table.rows.repo
+    governed = np.asarray(active.any(axis=0))[repo]
+    reason = np.where(governed, "", _NO_RULE).astype(object)
+    reason[outside[repo]] = f"kept: outside project '{project}'"
+    return governed, names[repo], reason
 
 
 def _in_project(repository: str, project: str | None) -> str | None:

@@ -8,7 +8,8 @@ platform of a kept multi-platform tag stays deleted (only its tag goes) and its 
 
 Accessory tags (signatures, SBOMs, attestations, referrers fallback tags) are not shown to the rules,
 so they take no ``keep_last`` or image-count place; :func:`finish` decides them by their subject, as
-``stale_tags`` does.
+``stale_tags`` does. Only the rules' scope is asked about them: an orphan (no subject to follow) is deleted
+only when the policy governs it, since a policy never touches a tag outside its scope.
 """
 
 from __future__ import annotations
@@ -58,14 +59,24 @@ class TagTable:
         """The table without accessory tags: what a policy's rules evaluate."""
         return TagTable.of(self.rows.take(~self.accessory), self.now)
 
-    def spread(self, decided: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Decisions made on :meth:`governed` placed back on every row; accessory rows undecided."""
+    def accessories(self) -> TagTable:
+        """The accessory tags alone: what a policy's scope is asked about."""
+        return TagTable.of(self.rows.take(self.accessory), self.now)
+
+    def spread(
+        self, decided: tuple[np.ndarray, np.ndarray, np.ndarray], scope: tuple[np.ndarray, np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Decisions made on :meth:`governed` and the scope of :meth:`accessories` (governed, governing rules,
+        reason when not governed) placed back on every row: deleted, rule, reason, and which accessory tags
+        the policy governs. Accessory rows stay undecided until :func:`finish`."""
         keep = ~self.accessory
         deleted = np.zeros(len(self), dtype=bool)
         rule = np.full(len(self), "", dtype=object)
         reason = np.full(len(self), "", dtype=object)
+        governed = np.zeros(len(self), dtype=bool)
         deleted[keep], rule[keep], reason[keep] = decided
-        return deleted, rule, reason
+        governed[~keep], rule[~keep], reason[~keep] = scope
+        return deleted, rule, reason, governed
 
 
 def tag_table(
@@ -84,10 +95,16 @@ def finish(
     deleted: np.ndarray,
     rule: np.ndarray,
     reason: np.ndarray,
+    governed: np.ndarray,
     *,
     attrs: dict | None = None,
+    tags: pd.DataFrame | None = None,
+    errors: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The result frame: ``stale_tags`` columns (``stale`` the final decision) plus ``rule``."""
+    """The result frame: ``stale_tags`` columns (``stale`` the final decision) plus ``rule``.
+
+    ``governed`` marks the accessory tags the policy's scope covers: only those may go as orphans, and
+    ``rule`` names the governing rules for orphans only (the others follow their subject, not a rule)."""
     deleted = np.array(deleted, dtype=bool)
     reason = np.array(reason, dtype=object)
     rule = np.array(rule, dtype=object)
@@ -95,7 +112,17 @@ def finish(
     undated = deleted & ~table.known
     reason[undated] = "kept: creation date unknown; " + _without_verdict(reason[undated])
     deleted &= ~undated
-    hold_safety_rules(manifests, table.rows, deleted, reason, former=_without_verdict)
+    orphan = hold_safety_rules(
+        manifests,
+        table.rows,
+        deleted,
+        reason,
+        former=_without_verdict,
+        orphans=governed,
+        tags=tags,
+        errors=errors,
+    )
+    rule[table.accessory & ~orphan] = ""
 
     result = tag_frame(manifests, table.rows, table.age, deleted, reason)
     result["rule"] = rule

@@ -129,17 +129,12 @@ def _format_hint(data: Mapping[str, Any]) -> str:
     return ""
 
 
-def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per tag: deleted, the deciding rule(s) and the reason, before the safety rules."""
+def _govern(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray, np.ndarray]:
+    """Which tags each rule governs (one row per rule), and why each tag no rule governs is kept."""
     n = len(table)
     governed_by = np.zeros((len(rules), n), dtype=bool)
-    retained_by = np.zeros((len(rules), n), dtype=bool)
-    retain_text = np.full(n, "", dtype=object)
-    retain_rule = np.full(n, "", dtype=object)
-    why_not: list[np.ndarray] = []
     outside = np.full(n, "kept: no rule covers this repository", dtype=object)
     outside_set = np.zeros(n, dtype=bool)
-
     for index, rule in enumerate(rules):
         in_repo = _repository_mask(rule, table)
         matches = _search(rule.tags.pattern, table) if rule.tags else np.ones(n, dtype=bool)
@@ -157,7 +152,32 @@ def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray
             f"kept: not governed by rule '{rule.name}': {words}" for words in excluded_words[explained]
         ]
         outside_set |= in_repo
+        governed_by[index] = governed
+    return governed_by, outside
 
+
+def rule_scope(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per tag: whether any rule governs it, the governing rules, and the reason it is kept when none does.
+    Accessory tags get only this: their retain clauses never apply, their subject decides them."""
+    governed_by, outside = _govern(rules, table)
+    governed = np.asarray(governed_by.any(axis=0))
+    names = np.array(
+        [", ".join(rules[k].name for k in np.flatnonzero(governed_by[:, i])) for i in range(len(table))], dtype=object
+    )
+    return governed, names, np.where(governed, "", outside).astype(object)
+
+
+def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per tag: deleted, the deciding rule(s) and the reason, before the safety rules."""
+    n = len(table)
+    governed_by, outside = _govern(rules, table)
+    retained_by = np.zeros((len(rules), n), dtype=bool)
+    retain_text = np.full(n, "", dtype=object)
+    retain_rule = np.full(n, "", dtype=object)
+    why_not: list[np.ndarray] = []
+
+    for index, rule in enumerate(rules):
+        governed = governed_by[index]
         kept_by_pattern = governed & _search(rule.keep, table) if rule.keep else np.zeros(n, dtype=bool)
         rank, semver = _rank(rule, table, governed)
         newest = governed & (rank < (rule.keep_last if rule.keep_last is not None else 0))
@@ -196,7 +216,6 @@ def evaluate_rules(rules: tuple[Rule, ...], table: TagTable) -> tuple[np.ndarray
         for part in why[1:]:
             joined = joined + ", " + part
         why_not.append(joined)
-        governed_by[index] = governed
         retained_by[index] = retained
 
     # One row per rule, so these are arrays over the tags (numpy's stubs allow a scalar for 1-D input).

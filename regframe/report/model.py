@@ -87,7 +87,9 @@ def supply_chain_of(inventory: Inventory) -> pd.DataFrame | None:
 
     if "kind" not in inventory.manifests.columns:
         return None
-    return analysis.supply_chain(inventory.manifests, inventory.referrers)
+    return analysis.supply_chain(
+        inventory.manifests, inventory.referrers, tags=inventory.tags, errors=inventory.errors
+    )
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,9 @@ class StaleTagsWidget(widgets.VBox):
         """Recompute from the controls; bad input is reported in the widget, never raised."""
         self.cancel_delete()
         try:
-            stale = analysis.stale_tags(self.manifests, **self.rules())
+            stale = analysis.stale_tags(
+                self.manifests, **self.rules(), tags=self.inventory.tags, errors=self.inventory.errors
+            )
         except ValueError as err:
             self.error = str(err)
             self.message.value = _render.note(self.error, "error")

@@ -102,7 +102,7 @@ class StorageDashboard(widgets.VBox):
             self.supply_summary.value = _render.note("this inventory does not classify artifacts (crawled before)")
             self.supply_chart.layout.display = "none"
             return
-        supply = analysis.supply_chain(inv.manifests, inv.referrers)
+        supply = analysis.supply_chain(inv.manifests, inv.referrers, tags=inv.tags, errors=inv.errors)
         self.supply = supply
         totals = supply.attrs
         images, signed = totals["images"], totals["signed"]
