@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -42,10 +42,12 @@ class RegistryAccessor:
     def _need(self, columns: Iterable[str], method: str, kind: str) -> None:
         _check(self._df, columns, method, f"a {kind} frame")
 
-    def storage_usage(self) -> pd.DataFrame:
-        """Per-repository logical, stored, exclusive and shared bytes (on a layers frame)."""
+    def storage_usage(self, by: str | Sequence[str] = "repository") -> pd.DataFrame:
+        """Per-repository (or per ``by`` group) logical, stored, exclusive and shared bytes (on a layers frame).
+
+        See :func:`regframe.analysis.storage_usage`."""
         self._need(STORAGE_COLUMNS, "storage_usage", "layers")
-        return analysis.storage_usage(self._df)
+        return analysis.storage_usage(self._df, by=by)
 
     def shared_layers(self) -> pd.DataFrame:
         """One row per layer digest with how many repositories, images and tags use it."""
@@ -65,24 +67,41 @@ class RegistryAccessor:
         match: Any = None,
         now: Any = None,
         age_from: str = "created",
+        *,
+        tags: pd.DataFrame | None = None,
+        errors: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
-        """Stale/kept decision and reason per (repository, tag) (on a manifests frame)."""
+        """Stale/kept decision and reason per (repository, tag) (on a manifests frame).
+
+        ``tags=inv.tags, errors=inv.errors`` for a crawl that may be partial; see
+        :func:`regframe.analysis.stale_tags`."""
         self._need(STALE_INPUT_COLUMNS, "stale_tags", "manifests")
         return analysis.stale_tags(
-            self._df, older_than=older_than, keep_last=keep_last, keep=keep, match=match, now=now, age_from=age_from
+            self._df,
+            older_than=older_than,
+            keep_last=keep_last,
+            keep=keep,
+            match=match,
+            now=now,
+            age_from=age_from,
+            tags=tags,
+            errors=errors,
         )
 
-    def reclaimable_bytes(self, layers: pd.DataFrame) -> int:
-        """Bytes garbage collection would free after deleting this stale frame's stale tags."""
+    def reclaimable_bytes(self, layers: pd.DataFrame, referrers: pd.DataFrame | None = None) -> int:
+        """Bytes garbage collection would free after deleting this stale frame's stale tags.
+
+        ``referrers=inv.referrers`` adds the untagged referrers only the referrers API lists; see
+        :func:`regframe.analysis.reclaimable_bytes`."""
         self._need(RECLAIM_STALE_COLUMNS, "reclaimable_bytes", "stale_tags")
         _check(layers, RECLAIM_LAYER_COLUMNS, "reclaimable_bytes", "a layers frame as argument")
-        return analysis.reclaimable_bytes(self._df, layers)
+        return analysis.reclaimable_bytes(self._df, layers, referrers=referrers)
 
-    def reclaimable_by_repository(self, layers: pd.DataFrame) -> pd.DataFrame:
-        """Stale tags and freed bytes per repository (on a stale frame)."""
+    def reclaimable_by_repository(self, layers: pd.DataFrame, referrers: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Stale tags and freed bytes per repository (on a stale frame); ``referrers`` as for ``reclaimable_bytes``."""
         self._need(RECLAIM_STALE_COLUMNS, "reclaimable_by_repository", "stale_tags")
         _check(layers, RECLAIM_LAYER_COLUMNS, "reclaimable_by_repository", "a layers frame as argument")
-        return analysis.reclaimable_by_repository(self._df, layers)
+        return analysis.reclaimable_by_repository(self._df, layers, referrers=referrers)
 
     def cleanup_plan(self) -> pd.DataFrame:
         """The stale rows only, ready for display, CSV export or the deletion step."""

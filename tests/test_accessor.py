@@ -7,6 +7,7 @@ have their own tests); one test also drives the real module when it is present.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 
@@ -14,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import regframe.accessor  # noqa: F401  (registers df.registry)
+import regframe.accessor  # registers df.registry
+from regframe import analysis
 
 NOW = pd.Timestamp("2026-01-01", tz="UTC")
 
@@ -74,6 +76,95 @@ def test_stale_reclaim_and_plan_through_the_accessor():
     assert list(plan["tag"]) == ["1", "2"]
     kept = MANIFESTS.registry.stale_tags(older_than="90d", keep="^2$", now=NOW)
     assert kept.registry.cleanup_plan().empty  # 1 shares its digest with kept tag 2
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "storage_usage",
+        "shared_layers",
+        "sharing_matrix",
+        "stale_tags",
+        "reclaimable_bytes",
+        "reclaimable_by_repository",
+        "cleanup_plan",
+    ],
+)
+def test_each_analysis_method_takes_what_its_function_takes(name):
+    """``df.registry.<name>(...)`` is ``analysis.<name>(df, ...)``: the same options, defaults included."""
+    method = list(inspect.signature(getattr(regframe.accessor.RegistryAccessor, name)).parameters.values())[1:]
+    function = list(inspect.signature(getattr(analysis, name)).parameters.values())[1:]
+    assert [(p.name, p.kind, p.default) for p in method] == [(p.name, p.kind, p.default) for p in function]
+
+
+def test_stale_tags_passes_the_crawl_frames_on():
+    """``tags=`` and ``errors=`` reach the analysis, which checks them before any work."""
+    tags = MANIFESTS[["repository", "tag", "digest"]]
+    errors = pd.DataFrame({"repository": pd.Series(dtype=object), "stage": pd.Series(dtype=object)})
+    given = MANIFESTS.registry.stale_tags(older_than="90d", now=NOW, tags=tags, errors=errors)
+    pd.testing.assert_frame_equal(given, MANIFESTS.registry.stale_tags(older_than="90d", now=NOW))
+    with pytest.raises(ValueError, match=r"stale_tags \(errors\).*'stage'"):
+        MANIFESTS.registry.stale_tags(now=NOW, errors=errors.drop(columns="stage"))
+
+
+def test_reclaimable_bytes_passes_the_referrers_on():
+    # a:1 (image m1, layer A 10 bytes) is stale; its signature s1 is untagged (7 bytes), known only
+    # from the referrers API, so only referrers= says it goes with its subject.
+    layers = pd.DataFrame(
+        {
+            "repository": ["a", "a", "b"],
+            "tag": ["1", None, "x"],
+            "manifest_digest": ["m1", "s1", "m2"],
+            "layer_digest": ["A", "S", "C"],
+            "size": pd.array([10, 7, 30], dtype="Int64"),
+        }
+    )
+    stale = pd.DataFrame({"repository": ["a", "b"], "tag": ["1", "x"], "digest": ["m1", "m2"], "stale": [True, False]})
+    referrers = pd.DataFrame({"repository": ["a"], "subject": ["m1"], "digest": ["s1"], "tag": [None]})
+    assert stale.registry.reclaimable_bytes(layers) == 10
+    assert stale.registry.reclaimable_bytes(layers, referrers=referrers) == 10 + 7
+    per_repo = stale.registry.reclaimable_by_repository(layers, referrers=referrers)
+    assert per_repo.to_dict("list") == {"repository": ["a"], "stale_tags": [1], "reclaimable_bytes": [17]}
+    with pytest.raises(ValueError, match="referrers frame"):
+        stale.registry.reclaimable_bytes(layers, referrers=layers)
+
+
+# a:1 is an image (m1: config 5, layer A 10) with a cosign signature (s1, tag sha256-m1.sig: config 1,
+# payload S 2) and an SBOM (b1, untagged: config 1, payload B 3); b:x is an image (m2: layer C 30).
+WITH_ACCESSORIES = pd.DataFrame(
+    {
+        "repository": ["a", "a", "a", "a", "a", "a", "b"],
+        "tag": ["1", "1", "sha256-m1.sig", "sha256-m1.sig", None, None, "x"],
+        "manifest_digest": ["m1", "m1", "s1", "s1", "b1", "b1", "m2"],
+        "layer_digest": ["K1", "A", "K2", "S", "K3", "B", "C"],
+        "size": pd.array([5, 10, 1, 2, 1, 3, 30], dtype="Int64"),
+        "kind": pd.Categorical(
+            ["image", "image", "signature", "signature", "sbom", "sbom", "image"],
+            categories=["image", "signature", "attestation", "sbom", "helm-chart", "artifact"],
+        ),
+    }
+)
+
+
+def test_storage_usage_counts_images_but_not_their_accessories():
+    usage = WITH_ACCESSORIES.registry.storage_usage().set_index("repository")
+    assert usage.loc["a", "images"] == 1  # m1 only: s1 and b1 are not images
+    assert usage.loc["a", "tags"] == 2  # the signature's tag is a tag
+    assert usage.loc["a", "stored_bytes"] == 5 + 10 + 1 + 2 + 1 + 3  # accessories still cost their bytes
+    assert usage["images"].sum() == 2
+    by_kind = WITH_ACCESSORIES.registry.storage_usage(by="kind").set_index("kind")
+    assert by_kind["images"].to_dict() == {"image": 2, "signature": 0, "sbom": 0}
+    assert by_kind["stored_bytes"].to_dict() == {"image": 45, "signature": 3, "sbom": 4}
+    both = WITH_ACCESSORIES.registry.storage_usage(by=["repository", "kind"])
+    assert len(both) == 4 and both.attrs["total_bytes"] == 52
+
+
+def test_storage_usage_without_kinds_counts_every_manifest():
+    """Frames from before kinds (no ``kind`` column, or kinds unknown) keep counting every manifest."""
+    usage = WITH_ACCESSORIES.drop(columns="kind").registry.storage_usage().set_index("repository")
+    assert usage["images"].to_dict() == {"a": 3, "b": 1}
+    unknown = WITH_ACCESSORIES.assign(kind=pd.Categorical([None] * 7, categories=["image", "signature"]))
+    assert unknown.registry.storage_usage().set_index("repository")["images"].to_dict() == {"a": 3, "b": 1}
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,12 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -200,6 +202,49 @@ def test_everything_is_gone_after_exit():
         os.kill(pid, 0)
     assert refused(port) and refused(token_port)
     assert not workdir.exists()
+
+
+def test_demo_stopped_by_sigterm_leaves_no_registry_behind(tmp_path):
+    """``python -m regframe.demo --keep-running`` ended by SIGTERM (``kill``, a service manager) rather than
+    Ctrl-C stops the registry it started in its own session and removes its folder."""
+    log = tmp_path / "demo.log"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    command = [sys.executable, "-m", "regframe.demo", "--keep-running", "--repositories", "1", "--tags", "1"]
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            [*command, "--out", str(tmp_path / "report")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": str(scratch)},
+        )
+    pid = None
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            running := re.search(r"still running at http://127\.0\.0\.1:(\d+) \(pid (\d+)\)", log.read_text())
+        ) is None:
+            assert demo.poll() is None, f"the demo exited with {demo.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"the demo did not say it was running:\n{log.read_text()}"
+            time.sleep(0.2)
+        port, pid = int(running[1]), int(running[2])
+        (workdir,) = scratch.glob("regframe-registry-*")
+        assert not refused(port)
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=30) == 0, log.read_text()
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        assert refused(port)
+        assert not workdir.exists()
+        assert list(scratch.iterdir()) == []
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        leftover = Path(f"/proc/{pid}/cmdline")
+        if pid is not None and leftover.exists() and b"docker-registry" in leftover.read_bytes():
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_early_exit_raises_with_the_registry_output(monkeypatch, tmp_path):

@@ -12,7 +12,8 @@ import pytest
 
 import regframe
 from regframe.analysis import reclaimable_bytes, shared_layers, stale_tags, storage_usage
-from regframe.inventory.frames import Dates, parse_created
+from regframe.inventory.frames import Dates, parse_created, table
+from regframe.inventory.inventory import FRAMES
 from regframe.testing import local_registry, make_fleet, seed
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -175,8 +176,106 @@ def test_export_round_trip(inv, tmp_path):
         out = getattr(inv, writer)(tmp_path / writer)
         loaded = regframe.Inventory.load(out)
         for name, frame in inv.frames().items():
-            pd.testing.assert_frame_equal(getattr(loaded, name), frame, check_categorical=False)
+            pd.testing.assert_frame_equal(getattr(loaded, name), frame)
         assert loaded.stats == inv.stats
+
+
+T = pd.Timestamp("2024-01-02T03:04:05Z")
+SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
+OCI = "application/vnd.oci.image.manifest.v1+json"
+# A row or two for every frame, as a crawl would record them: missing values, a column with none
+# (variant), an empty namespace, and text a spreadsheet would take for a formula.
+ROWS = {
+    "catalog": [("team/a", "team", "a", 2), ("b", "", "b", 0)],
+    "tags": [
+        ("team/a", "1", "sha256:aa", "application/vnd.oci.image.index.v1+json", True, "image", pd.NaT),
+        ("team/a", "=x", "sha256:bb", OCI, False, "signature", T),
+    ],
+    "manifests": [
+        (
+            "team/a",
+            "1",
+            "sha256:aa",
+            "sha256:a1",
+            "linux/amd64",
+            "linux",
+            "amd64",
+            None,
+            "sha256:c1",
+            T,
+            2,
+            100,
+            {"k": "v"},
+            "image",
+            None,
+            None,
+            pd.NaT,
+        ),
+        (
+            "team/a",
+            "=x",
+            "sha256:bb",
+            "sha256:bb",
+            "",
+            None,
+            None,
+            None,
+            "sha256:c2",
+            pd.NaT,
+            1,
+            10,
+            {},
+            "signature",
+            SIG,
+            "sha256:a1",
+            T,
+        ),
+    ],
+    "layers": [
+        (
+            "team/a",
+            "1",
+            "sha256:a1",
+            "linux/amd64",
+            None,
+            "sha256:c1",
+            5,
+            "application/vnd.oci.image.config.v1+json",
+            "config",
+            "image",
+        ),
+        (
+            "team/a",
+            "1",
+            "sha256:a1",
+            "linux/amd64",
+            0,
+            "sha256:l1",
+            95,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "layer",
+            "image",
+        ),
+    ],
+    "referrers": [("team/a", "sha256:a1", "sha256:bb", "signature", SIG, OCI, "=x", 10, T, "cosign-tag")],
+    "errors": [("team/a", None, "config", "404 blob unknown"), (None, None, "catalog", "-boom")],
+}
+
+
+@pytest.mark.parametrize("empty", [(), ("errors",), tuple(FRAMES)], ids=["rows", "no-errors", "all-empty"])
+@pytest.mark.parametrize("writer", ["to_csv", "to_csv_spreadsheet_safe", "to_parquet"])
+def test_every_frame_round_trips_with_its_dtypes(tmp_path, empty, writer):
+    """Frames built as a crawl builds them load back equal, dtypes included: an empty frame's categoricals
+    keep object categories through CSV (read back as text they became str ones)."""
+    frames = {name: table([] if name in empty else rows, FRAMES[name]) for name, rows in ROWS.items()}
+    inv = regframe.Inventory(**frames, url="http://registry.test")
+    if writer == "to_csv_spreadsheet_safe":
+        inv.to_csv(tmp_path, spreadsheet_safe=True)
+    else:
+        getattr(inv, writer)(tmp_path)
+    loaded = regframe.Inventory.load(tmp_path)
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(inv, name), obj=name)
 
 
 # -- analysis numbers from the plan ---------------------------------------------------------------

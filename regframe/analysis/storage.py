@@ -43,7 +43,10 @@ def storage_usage(layers: pd.DataFrame, by: str | Sequence[str] = "repository") 
     tools that add up image sizes report (every tag, every platform); ``stored_bytes`` counts each distinct
     blob of the group once; ``exclusive_bytes`` only the blobs no other group references (for repositories:
     what deleting the whole repository would free); ``shared_bytes`` the rest. ``images`` counts distinct
-    (repository, manifest) pairs and ``tags`` distinct (repository, tag) pairs of the group. ``attrs`` carry
+    (repository, manifest) pairs that are images, as the audit's images total counts only images, so the
+    per-repository figures never add up past it: with a ``kind`` column, signatures, SBOMs, attestations and
+    other artifacts are left out (rows of unknown kind, and frames without the column, count as images).
+    ``tags`` counts distinct (repository, tag) pairs of the group, accessory tags included. ``attrs`` carry
     the registry-wide ``total_bytes`` (each distinct blob once), ``logical_bytes`` and ``dedup_ratio``
     (logical / total, 1.0 when empty).
 
@@ -65,7 +68,7 @@ def storage_usage(layers: pd.DataFrame, by: str | Sequence[str] = "repository") 
     rows = np.bincount(group[has_group], minlength=n_group)
     logical = sum_by(group[has_group], size[has_group], n_group)
     repo_manifest, repo_manifest_count = nested_keys(repo, manifest, len(manifest_values))
-    repo_manifest[(repo < 0) | (manifest < 0)] = -1
+    repo_manifest[(repo < 0) | (manifest < 0) | _accessory_rows(layers)] = -1
     images = np.bincount(distinct_pairs(group, repo_manifest, repo_manifest_count)[0], minlength=n_group)
     repo_tag, repo_tag_count = nested_keys(repo, tag, len(tag_values))
     repo_tag[(repo < 0) | (tag < 0)] = -1
@@ -103,6 +106,14 @@ def storage_usage(layers: pd.DataFrame, by: str | Sequence[str] = "repository") 
         dedup_ratio=float(logical_total / total) if total else 1.0,
     )
     return usage
+
+
+def _accessory_rows(layers: pd.DataFrame) -> np.ndarray:
+    """Rows of a known kind other than image; none without a ``kind`` column."""
+    if "kind" not in layers:
+        return np.zeros(len(layers), dtype=bool)
+    kind = layers["kind"]
+    return np.asarray(kind.notna() & (kind.astype(object) != "image"), dtype=bool)
 
 
 def _group_columns(by: object) -> tuple[str, ...]:

@@ -265,6 +265,9 @@ class Inventory:
                 frame = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[NA])
                 if meta.get("spreadsheet_safe"):
                     frame = restore_formulas(frame)
+                # As a crawl builds them: from Python objects, so a categorical without a value (an empty
+                # frame, a column all missing) gets object categories, not str or float ones.
+                frame = frame.astype(object)
             elif name in OPTIONAL_FRAMES:
                 frame = pd.DataFrame(columns=columns)
             else:
