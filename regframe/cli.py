@@ -562,7 +562,9 @@ def parser() -> argparse.ArgumentParser:
         "--workers", type=int, help="a fixed number of requests in flight (default: adaptive, up to --max-workers)"
     )
     a.add_argument(
-        "--max-workers", type=int, default=64, help="most requests in flight as concurrency adapts (default 64)"
+        "--max-workers",
+        type=int,
+        help="most requests in flight as concurrency adapts (default 64; at most 1024, as --workers)",
     )
     a.add_argument(
         "--budget",

@@ -24,7 +24,12 @@ def write_csv(path: Path, frame) -> None:
 
 
 def connection_options(args) -> dict:
-    """``regframe.connect``'s options from the shared connection arguments; the password from standard input."""
+    """``regframe.connect``'s options from the shared connection arguments; the password from standard input.
+
+    The URL is checked first, so one with ``user:password@`` in it is refused in the command's own terms."""
+    from .client.core import normalize_url
+
+    normalize_url(args.url, credentials_instead="--user and --password-stdin")
     password = None
     if getattr(args, "password_stdin", False):
         if not args.user:

@@ -12,13 +12,15 @@ import pandas as pd
 
 from .actions.cleanup import apply_cleanup
 from .client.api import RegistryClient
+from .client.arguments import check_count, check_flag
 from .client.reads import MAX_PAGES
 from .inventory.cache import DigestCache
 from .inventory.catalog import catalog_frame
-from .inventory.concurrency import DEFAULT_MAX_WORKERS
+from .inventory.concurrency import check_workers
 from .inventory.crawl import Crawler, Selection, exact_names
 from .inventory.frames import build_frames
 from .inventory.inventory import Inventory, crawl_parameters
+from .inventory.quota import check_budget
 from .patterns import compile_pattern
 
 
@@ -35,6 +37,22 @@ def select_repositories(
     return Selection(names, partial(pattern.search, kind="repository"))
 
 
+def _check_crawl_options(
+    progress: object, strict: object, stop: object, cache: object, max_pages: object, referrers: object
+) -> None:
+    """``inventory()``'s plain options, before the cache is opened and any request is made: a value the crawl
+    would misread (``strict=1``), or fail on only once it runs (``stop="yes"``), is named here instead."""
+    if not (isinstance(progress, bool) or callable(progress)):
+        raise ValueError(f"progress must be True, False or a callable (tags_done, tags_found), not {progress!r}")
+    check_flag("strict", strict)
+    check_flag("referrers", referrers)
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise ValueError(f"stop must be None or a threading.Event (anything with is_set()), not {type(stop).__name__}")
+    if not (cache is None or isinstance(cache, (str, os.PathLike, DigestCache))):
+        raise ValueError(f"cache must be None, a path or a DigestCache, not {type(cache).__name__}")
+    check_count("max_pages", max_pages)
+
+
 class Registry(RegistryClient):
     """A registry connection with ``inventory()``, ``frames`` and ``apply_cleanup()``."""
 
@@ -44,7 +62,7 @@ class Registry(RegistryClient):
         *,
         match: str | re.Pattern[str] | None = None,
         workers: int | None = None,
-        max_workers: int = DEFAULT_MAX_WORKERS,
+        max_workers: int | None = None,
         cache: str | os.PathLike | DigestCache | None = None,
         progress: bool | Callable[[int, int], None] = True,
         strict: bool = False,
@@ -62,11 +80,12 @@ class Registry(RegistryClient):
         the listed names it matches are crawled. Bad values raise ValueError before any request.
 
         ``cache``: a path (or DigestCache) reused across crawls, so an unchanged registry costs one HEAD
-        per tag. A failure is recorded in ``inv.errors`` and the crawl goes on, unless ``strict``.
+        per tag; a path that cannot be opened raises ValueError naming it. A failure is recorded in
+        ``inv.errors`` and the crawl goes on, unless ``strict``.
         ``progress``: True for a tqdm bar, False for none, or a callable ``(tags_done, tags_found)``
         called from the crawl's threads (widgets use it).
-        ``stop``: an Event that ends the crawl early, keeping what was read (Ctrl-C does the same); every
-        thread of the crawl has ended when this returns.
+        ``stop``: an Event (anything with ``is_set()``) that ends the crawl early, keeping what was read
+        (Ctrl-C does the same); every thread of the crawl has ended when this returns.
         ``max_pages``: the most pages followed in the catalog and in each tag list (default 10,000); past it
         the listing becomes a row of ``inv.errors``, and a catalog cut short makes ``inv.complete`` False.
         ``referrers``: also ask the referrers API, probed once per crawl, once per distinct image digest when
@@ -74,26 +93,31 @@ class Registry(RegistryClient):
         (fallback indexes, cosign tags, BuildKit attestation entries, ``subject`` fields), with no extra request.
 
         Concurrency adapts: from 32 requests in flight it grows while throughput grows, up to ``max_workers``
-        (64), and halves on every 429, 503 or timeout; ``workers=N`` fixes it at N instead. Connections
-        follow: never more open at once than requests in flight.
+        (None: 64), and halves on every 429, 503 or timeout; ``workers=N`` fixes it at N instead, and a
+        ``max_workers`` given with it must not be below N. Each is at most 1024 (``MAX_WORKERS``): every request
+        in flight is a thread. Connections follow: never more open at once than requests in flight.
 
         ``budget``: the manifest GETs (units of a pull quota such as Docker Hub's) the crawl may make, or
         ``"auto"`` to follow the registry's ``RateLimit-Remaining`` header. The crawl then stops before the
         remaining quota would fall below ``reserve`` (units, or a fraction of the limit; default 10% of the
-        window's limit with "auto", none with a number), returns what it read with ``inv.complete`` False and
-        a ``budget`` row in ``inv.errors``. With a budget (or a non-empty cache) tags are resolved by HEAD,
-        which quotas do not count, and only digests not seen before are fetched: a crawl stopped by its budget
-        goes on where it stopped when run again with the same ``cache``.
+        window's limit with "auto", none with a number, and refused when it leaves a number nothing to spend),
+        returns what it read with ``inv.complete`` False and a ``budget`` row in ``inv.errors``. With a budget
+        (or a non-empty cache) tags are resolved by HEAD, which quotas do not count, and only digests not seen
+        before are fetched: a crawl stopped by its budget goes on where it stopped when run again with the same
+        ``cache``.
 
         A registry that refuses its catalog (401, 403, 404, ``UNSUPPORTED``) raises ``CatalogUnavailableError``
         unless ``repositories`` names what to crawl."""
         selection = select_repositories(repositories, match)
+        most = check_workers(workers, max_workers)
+        check_budget(budget, reserve)
+        _check_crawl_options(progress, strict, stop, cache, max_pages, referrers)
         digest_cache = cache if isinstance(cache, DigestCache) or cache is None else DigestCache(cache)
         crawler = Crawler(
             self,
             selection,
             workers=workers,
-            max_workers=max_workers,
+            max_workers=most,
             cache=digest_cache,
             progress=progress,
             strict=strict,
@@ -175,8 +199,9 @@ class FrameReader:
 def connect(url: str = "https://registry.hub.docker.com", **options) -> Registry:
     """Connect to a registry and check that it answers, like ``DockerRegistry2.connect``.
 
-    Options: ``user``, ``password``, ``open_timeout`` (2 s), ``read_timeout`` (5 s), ``verify``,
-    ``ca_bundle``, ``docker_config`` (read the credentials docker, podman and skopeo keep, when no user is given),
+    Options: ``user``, ``password`` (strings, both or neither; a user name holding ``:`` is refused, as
+    HTTP Basic splits there), ``open_timeout`` (2 s), ``read_timeout`` (5 s), ``verify``, ``ca_bundle``,
+    ``docker_config`` (True or False: read the credentials docker, podman and skopeo keep, when no user is given),
     ``allow_insecure_auth`` (send the password over plain http to a host other than this machine, or to a
     plain-http token endpoint of an https registry; refused otherwise).
 

@@ -107,8 +107,50 @@ def test_plain_arguments_name_the_problem_before_any_request(offline, call, mess
         ({"read_timeout": float("inf")}, "read_timeout must be a positive number of seconds, not inf"),
         ({"read_timeout": True}, "read_timeout must be a positive number of seconds, not True"),
         ({"allow_insecure_auth": "no"}, "allow_insecure_auth must be True or False, not 'no'"),
+        ({"retries": "3"}, "retries must be a non-negative integer, not '3'"),
+        ({"retries": -1}, "retries must be a non-negative integer, not -1"),
+        ({"retries": True}, "retries must be a non-negative integer, not True"),
+        ({"pool_size": 0}, "pool_size must be a positive integer, not 0"),
+        ({"pool_size": -3}, "pool_size must be a positive integer, not -3"),
+        ({"pool_size": 4.0}, "pool_size must be a positive integer, not 4.0"),
+        ({"pool_size": False}, "pool_size must be a positive integer, not False"),
+        ({"user": 5, "password": "pw"}, "user must be a str, not int"),
+        ({"user": "u", "password": b"pw"}, "password must be a str, not bytes"),
+        ({"user": "u:x", "password": "pw"}, "user must not contain ':'"),
+        ({"user": "u"}, "give both user= and password=, or neither"),
     ],
 )
 def test_connection_options_name_the_problem(options, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        RegistryClient("http://127.0.0.1:1", docker_config=False, **options)
+        RegistryClient("http://127.0.0.1:1", **{"docker_config": False, **options})
+
+
+def test_retries_zero_and_empty_credentials_are_still_accepted():
+    """0 retries means one attempt; RFC 7617 allows an empty user name and password."""
+    with RegistryClient("http://127.0.0.1:1", docker_config=False, retries=0, pool_size=1) as client:
+        assert client.transport.retries == 0
+    with RegistryClient("http://127.0.0.1:1", user="", password="") as client:
+        assert client.user == ""
+
+
+@pytest.mark.parametrize("docker_config", ["no", 0, None, "/home/me/.docker/config.json"])
+def test_docker_config_is_a_flag(docker_config):
+    """A truthy "no" used to read the auth files; the README documents only True and False."""
+    with pytest.raises(ValueError, match=re.escape(f"docker_config must be True or False, not {docker_config!r}")):
+        RegistryClient("http://127.0.0.1:1", docker_config=docker_config)
+
+
+@pytest.mark.parametrize(
+    "credentials", [{"user": "u", "password": b"hunter2"}, {"user": "me:hunter2", "password": "hunter2"}]
+)
+def test_a_refused_credential_is_never_echoed(credentials):
+    with pytest.raises(ValueError) as refused:
+        RegistryClient("http://127.0.0.1:1", **credentials)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_credentials_in_the_url_are_refused_without_repeating_them():
+    with pytest.raises(InvalidReferenceError) as refused:
+        RegistryClient("http://me:hunter2@127.0.0.1:1", docker_config=False)
+    assert "pass user= and password= instead" in str(refused.value)
+    assert "hunter2" not in str(refused.value)

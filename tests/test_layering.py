@@ -44,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     "regframe.widgets": TOP | {"regframe.widgets"},
     "regframe.cli": TOP | {"regframe.cli", "regframe.cli_shared", "regframe.cleanup_command", "regframe.dashboard"},
     "regframe.cli_shared": TOP,
+    "regframe.__main__": {"regframe.cli"},
     "regframe.cleanup_command": TOP | {"regframe.cli_shared"},
     "regframe.dashboard": BOTTOM | {"regframe.cli", "voila"},
     "regframe.demo": TOP | {"regframe.cli", "regframe.testing"},

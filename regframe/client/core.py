@@ -12,7 +12,7 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from . import errors as E
-from .arguments import check_flag, check_seconds
+from .arguments import check_count, check_flag, check_seconds
 from .auth import RegistryAuth
 from .credentials import auth_from_files
 from .reference import validate_repository
@@ -30,8 +30,11 @@ DOCKER_HUB_API = "https://registry-1.docker.io"
 _HUB_ALIASES = {"registry.hub.docker.com", "hub.docker.com", "docker.io", "index.docker.io", "registry-1.docker.io"}
 
 
-def normalize_url(url: str) -> str:
-    """Check a registry URL and map Docker Hub's public names to its API host."""
+def normalize_url(url: str, *, credentials_instead: str = "user= and password=") -> str:
+    """Check a registry URL and map Docker Hub's public names to its API host.
+
+    ``credentials_instead`` names where the caller takes credentials (the CLI: its options), for the refusal
+    of a URL with ``user:password@``; that refusal never repeats the URL, which would show the password."""
     if not isinstance(url, str) or not url.strip():
         raise E.InvalidReferenceError("registry URL must be a non-empty string")
     url = url.strip()
@@ -43,7 +46,7 @@ def normalize_url(url: str) -> str:
     if parts.username is not None or parts.password is not None:
         raise E.InvalidReferenceError(
             "credentials inside the registry URL are not supported (RFC 3986 discourages them): "
-            "pass user= and password= instead"
+            f"pass {credentials_instead} instead"
         )
     if not parts.hostname:
         raise E.InvalidReferenceError(f"registry URL {url!r} has no host")
@@ -53,6 +56,23 @@ def normalize_url(url: str) -> str:
     if path.endswith("/v2"):
         path = path[:-3]
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def check_credentials(user: object, password: object) -> None:
+    """``user`` and ``password`` as HTTP Basic (RFC 7617) takes them: both or neither, each a str (bytes would be
+    sent as their repr), and no ``:`` in the user, where servers split the two. The password is never shown."""
+    if (user is None) != (password is None):
+        raise ValueError("give both user= and password=, or neither")
+    if user is None:
+        return
+    if not isinstance(user, str):
+        raise ValueError(f"user must be a str, not {type(user).__name__}")
+    if not isinstance(password, str):
+        raise ValueError(f"password must be a str, not {type(password).__name__}")
+    if ":" in user:
+        raise ValueError(
+            "user must not contain ':': HTTP Basic sends user:password, and servers split at the first ':' (RFC 7617)"
+        )
 
 
 class ClientCore:
@@ -67,7 +87,7 @@ class ClientCore:
       keep up ``min_stream_rate`` bytes/s (1024) over each such period; ``max_retry_wait`` (60 s) bounds one
       call's sleeps between retries (see ``Transport``);
     - ``verify``/``ca_bundle`` for TLS; ``allow_insecure_auth`` lets a password go over plain http beyond
-      loopback; ``retries`` and ``pool_size`` for the transport.
+      loopback; ``retries`` (3; 0 for none) and ``pool_size`` (32) for the transport.
     """
 
     url: str
@@ -101,8 +121,10 @@ class ClientCore:
             request_timeout=request_timeout, min_stream_rate=min_stream_rate, max_retry_wait=max_retry_wait
         )
         check_flag("allow_insecure_auth", allow_insecure_auth)
-        if (user is None) != (password is None):
-            raise ValueError("give both user= and password=, or neither")
+        check_flag("docker_config", docker_config)
+        check_count("retries", retries, minimum=0)
+        check_count("pool_size", pool_size)
+        check_credentials(user, password)
         explicit_credentials = user is not None
         if user is None and docker_config:
             auth = auth_from_files(self.url, allow_insecure=allow_insecure_auth)

@@ -18,7 +18,10 @@ SCHEMA_VERSION = 2
 
 
 class DigestCache:
-    """Digest -> small JSON-able summary. ``DigestCache()`` lives in memory; ``DigestCache(path)`` persists."""
+    """Digest -> small JSON-able summary. ``DigestCache()`` lives in memory; ``DigestCache(path)`` persists.
+
+    A path that cannot be opened as a cache (a missing folder, no permission, not a SQLite file) raises
+    ValueError naming it, at once rather than when a crawl ends."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = _database_file(Path(path)) if path is not None else None
@@ -28,7 +31,14 @@ class DigestCache:
         self.hits = 0
         self.misses = 0
         if self.path is not None:
-            self._load(self.path)
+            try:
+                self._load(self.path)
+            except sqlite3.Error as exc:
+                folder = self.path.parent
+                reason = exc if folder.is_dir() else f"its folder {str(folder)!r} does not exist"
+                raise ValueError(
+                    f"cache {str(self.path)!r} cannot be opened as a SQLite digest cache: {reason}"
+                ) from exc
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -92,6 +102,9 @@ class DigestCache:
 def _database_file(path: Path) -> Path:
     """A directory (or a name without a suffix, made a directory) holds ``digests.sqlite``."""
     if path.is_dir() or path.suffix == "":
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cache {str(path)!r} cannot be made a folder: {exc.strerror or exc}") from exc
         return path / "digests.sqlite"
     return path

@@ -26,6 +26,8 @@ from ..client.arguments import check_count
 
 START = 32
 DEFAULT_MAX_WORKERS = 64
+# The most requests in flight (threads) ``workers`` and ``max_workers`` may ask for.
+MAX_WORKERS = 1024
 # A window is at least this many completions, and at least the limit (one round of requests).
 WINDOW = 16
 # Nor shorter than this, so that loopback's sub-millisecond answers do not make the measure noise.
@@ -45,11 +47,28 @@ def _gain(before: int, after: int) -> float:
     return max(MIN_GAIN, 1 + (after / before - 1) / 2)
 
 
-def check_workers(workers: object, max_workers: object) -> None:
-    """``workers`` (None, or a fixed positive count) and ``max_workers`` (a positive count), before any request."""
-    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-        raise ValueError(f"workers must be None (adaptive) or a positive integer, not {workers!r}")
-    check_count("max_workers", max_workers)
+def check_workers(workers: object, max_workers: object = None) -> int:
+    """The most requests a crawl keeps in flight, checked before any request: ``workers`` when it fixes the
+    count, else ``max_workers`` (None: ``DEFAULT_MAX_WORKERS``).
+
+    Each is a positive count up to ``MAX_WORKERS``: every request in flight is a thread, and a count the
+    system cannot start threads for would fail halfway through. A fixed ``workers`` above a ``max_workers``
+    given with it contradicts it, so the pair is refused rather than one of them ignored."""
+    fixed = check_count("workers", workers, optional=True)
+    bound = check_count("max_workers", max_workers, optional=True)
+    for name, value in (("workers", fixed), ("max_workers", bound)):
+        if value is not None and value > MAX_WORKERS:
+            raise ValueError(
+                f"{name} must be at most {MAX_WORKERS}, not {value}: each request in flight is a thread of its own"
+            )
+    if fixed is not None and bound is not None and fixed > bound:
+        raise ValueError(
+            f"workers={fixed} is more than max_workers={bound}: workers fixes the requests in flight and "
+            "max_workers bounds them; give workers alone, or a workers within max_workers"
+        )
+    if fixed is not None:
+        return fixed
+    return bound if bound is not None else DEFAULT_MAX_WORKERS
 
 
 class Limit:

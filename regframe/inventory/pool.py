@@ -35,7 +35,11 @@ class TaskPool:
         self._failure: BaseException | None = None
         self._threads: list[threading.Thread] = []
         self._threads_lock = threading.Lock()
-        self.ensure_threads(limit.limit)
+        try:
+            self.ensure_threads(limit.limit)
+        except BaseException:
+            self.close()
+            raise
 
     def wait_off_slot(self, seconds: float, sleep: Callable[[float], None]) -> None:
         """Sleep before a retry without holding a slot: retries then queue behind the limit (lowered by the
@@ -50,12 +54,27 @@ class TaskPool:
             self.limit.resume(self._stopped)
 
     def ensure_threads(self, count: int) -> None:
-        """At least ``count`` worker threads (never more than the limit's maximum); none once closed."""
+        """At least ``count`` worker threads (never more than the limit's maximum); none once closed.
+
+        A thread the system refuses to start stops the pool and raises: the threads already started end at
+        ``close()``, which the pool's owner calls (a worker cannot join its fellows while it holds the limit)."""
+        wanted = min(count, self.limit.maximum)
         with self._threads_lock:
-            while len(self._threads) < min(count, self.limit.maximum) and not self._stopped.is_set():
+            while len(self._threads) < wanted and not self._stopped.is_set():
                 thread = threading.Thread(target=self._work, name=f"regframe-crawl-{len(self._threads)}", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as exc:
+                    refused, started = exc, len(self._threads)
+                    break
                 self._threads.append(thread)
-                thread.start()
+            else:
+                return
+        self.stop()
+        raise RuntimeError(
+            f"the crawl could not start thread {started + 1} of {wanted} ({refused}); it is stopped and its "
+            f"{started} threads end: crawl with fewer workers= or a lower max_workers="
+        ) from refused
 
     @property
     def stopped(self) -> bool:

@@ -21,7 +21,8 @@ AUTO_RESERVE = 0.1
 
 def check_budget(budget: object, reserve: object) -> None:
     """``budget`` (None, a positive number of quota units, or "auto") and ``reserve`` (None, units, or a
-    fraction in [0, 1)), checked before any request."""
+    fraction in [0, 1)), checked before any request. A reserve that keeps back all of a numeric budget (a
+    fraction counts rounded up, as ``Quota`` spends it) would stop the crawl before its first GET."""
     counted = isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1
     if budget is not None and budget != AUTO and not counted:
         raise ValueError(f'budget must be None, a positive number of manifest GETs or "auto", not {budget!r}')
@@ -35,8 +36,9 @@ def check_budget(budget: object, reserve: object) -> None:
         raise ValueError(f"reserve as a fraction must be in [0, 1), not {reserve!r}")
     if isinstance(reserve, int) and reserve < 0:
         raise ValueError(f"reserve must not be negative, not {reserve!r}")
-    if isinstance(budget, int) and isinstance(reserve, int) and reserve >= budget:
-        raise ValueError(f"reserve={reserve} leaves nothing of budget={budget} to spend")
+    if isinstance(budget, int) and (kept := _units(reserve, budget, 0.0)) >= budget:
+        share = f" keeps {kept} back (a fraction rounds up) and" if isinstance(reserve, float) else ""
+        raise ValueError(f"reserve={reserve}{share} leaves nothing of budget={budget} to spend")
 
 
 def _units(reserve: int | float | None, quota: int, default: float) -> int:

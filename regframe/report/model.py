@@ -87,9 +87,7 @@ def supply_chain_of(inventory: Inventory) -> pd.DataFrame | None:
 
     if "kind" not in inventory.manifests.columns:
         return None
-    return analysis.supply_chain(
-        inventory.manifests, inventory.referrers, tags=inventory.tags, errors=inventory.errors
-    )
+    return analysis.supply_chain(inventory.manifests, inventory.referrers, tags=inventory.tags, errors=inventory.errors)
 
 
 @dataclass(frozen=True)
