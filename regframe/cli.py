@@ -116,15 +116,21 @@ def audit(args) -> int:
         )
     usage = storage_usage(inv.layers)
     shared = shared_layers(inv.layers)
+    seen = {"tags": inv.tags, "errors": inv.errors}
     stale = (
-        policy.evaluate(inv.manifests)
+        policy.evaluate(inv.manifests, **seen)
         if policy
         else stale_tags(
-            inv.manifests, older_than=args.older_than, keep_last=args.keep_last, keep=args.keep, match=args.match
+            inv.manifests,
+            older_than=args.older_than,
+            keep_last=args.keep_last,
+            keep=args.keep,
+            match=args.match,
+            **seen,
         )
     )
     reclaim = reclaimable_bytes(stale, inv.layers)
-    coverage = supply_chain(inv.manifests, inv.referrers) if "kind" in inv.manifests.columns else None
+    coverage = supply_chain(inv.manifests, inv.referrers, **seen) if "kind" in inv.manifests.columns else None
     dangling = dangling_entries(inv.tags, inv.errors)
     inv.to_csv(out, spreadsheet_safe=True)
     write_csv(out / "storage_usage.csv", usage)

@@ -612,6 +612,7 @@ def test_a_partial_crawl_reports_no_healthy_accessory_as_an_orphan(tmp_path):
         reg.garbage_collect(delete_untagged=True)
         with regframe.connect(reg.url, docker_config=False) as client:
             inv = client.inventory(progress=False)
+        assert audits_plan_no_orphan(reg.url, sbom_tag, tmp_path)
     assert "3.3.2" in set(inv.tags["tag"].astype(str)) and "3.3.2" not in set(inv.manifests["tag"].astype(str))
     assert set(inv.errors["stage"]) == {"child manifest"}
     kept = (False, f"kept: subject {multi.digest} is kept (tag '3.3.2')")
@@ -620,6 +621,20 @@ def test_a_partial_crawl_reports_no_healthy_accessory_as_an_orphan(tmp_path):
     policy = Policy.from_dict({"rules": [{"name": "all"}]})
     assert decisions(policy.evaluate(inv.manifests, tags=inv.tags, errors=inv.errors))[sbom_tag] == kept
     assert supply_chain(inv.manifests, inv.referrers, tags=inv.tags).attrs["orphaned"] == 0
+
+
+def audits_plan_no_orphan(url: str, accessory: str, folder) -> bool:
+    """``regframe audit``, by age and by policy, counts no orphan and plans no deletion of ``accessory``
+    (exit status 1: the crawl has error rows)."""
+    policy_file = folder / "all.toml"
+    policy_file.write_text('[[rules]]\nname = "all"\n')
+    for name, rules in (("age", ["--older-than", "1d"]), ("policy", ["--policy", str(policy_file)])):
+        out = folder / name
+        assert cli.main(["audit", url, *rules, "--out", str(out), "--no-progress"]) == 1
+        assert json.loads((out / "summary.json").read_text())["orphaned_accessories"] == 0, name
+        planned = pd.read_csv(out / "cleanup_plan.csv", dtype=str, keep_default_na=False)
+        assert accessory not in set(planned["tag"]), name
+    return True
 
 
 def test_a_crawl_stopped_by_its_budget_knows_of_no_orphan(anon, repo_name):
