@@ -28,7 +28,7 @@ import regframe
 from regframe import cli, history
 from regframe.inventory.inventory import InventoryFormatError
 from regframe.plot import growth
-from regframe.testing import build_image, layer, local_registry, push_image
+from regframe.testing import build_image, layer, local_registry, make_fleet, push_image, seeded_registry
 from regframe.testing.faultproxy import FaultProxy, Rule, Status
 from regframe.units import format_bytes
 
@@ -646,3 +646,17 @@ def test_history_load_of_an_empty_folder_and_a_missing_one(tmp_path):
     assert frame.empty and list(frame.columns)[:2] == ["snapshot", "repository"]
     with pytest.raises(FileNotFoundError, match="not a folder of snapshots"):
         history.load(tmp_path / "missing")
+
+
+def test_history_counts_runnable_images_only(tmp_path):
+    """Signatures and SBOMs are manifests too, but a repository's ``images`` are the ones that run: the
+    same count ``storage_usage`` gives a fresh crawl."""
+    fleet = make_fleet(repositories=2, tags_per_repo=3, signed_ratio=1.0, sbom_ratio=1.0, seed=5)
+    with seeded_registry(fleet) as reg, regframe.connect(reg.url, docker_config=False) as client:
+        inv = client.inventory(progress=False)
+    history.save(inv, tmp_path)
+    rows = history.load(tmp_path).set_index("repository")
+    for repository, tags in fleet.tags.items():
+        runnable = {image.digest for content in tags.values() for image in content.images}
+        assert rows.loc[repository, "images"] == len(runnable), repository
+    assert sum(len(accessories) for accessories in fleet.accessories.values()) > 0, "there were accessories"

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..analysis import storage_usage
 from ..analysis._frames import STORAGE_COLUMNS
@@ -143,7 +144,9 @@ def _storage_frames(path: Path) -> tuple[pd.DataFrame, pd.Series]:
     layers, tags = path / "layers.parquet", path / "tags.parquet"
     if layers.is_file() and tags.is_file():
         repositories = pd.read_parquet(tags, columns=["repository"])["repository"]
-        return pd.read_parquet(layers, columns=list(STORAGE_COLUMNS)), repositories
+        # ``kind`` (where the snapshot has it) keeps signatures and SBOMs out of the images count.
+        extra = [column for column in ("kind",) if column in pq.read_schema(layers).names]
+        return pd.read_parquet(layers, columns=[*STORAGE_COLUMNS, *extra]), repositories
     inv = Inventory.load(path)
     return inv.layers, inv.tags["repository"]
 
