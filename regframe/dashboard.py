@@ -20,18 +20,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import webbrowser
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Self
 from urllib.parse import quote
 
-from .processes import free_port, tail
+from .processes import free_port, raising_on_sigterm, tail
 
 ENV_URL = "REGFRAME_DASHBOARD_URL"
 ENV_USER = "REGFRAME_DASHBOARD_USER"
@@ -232,25 +229,6 @@ def _wait_listening(dashboard: Dashboard, timeout: float) -> None:
         time.sleep(0.1)
 
 
-@contextmanager
-def _stopping_on_sigterm() -> Iterator[None]:
-    """SIGTERM (``kill``, a service manager, ``docker stop``) stops the dashboard as Ctrl-C does, so Voilà and
-    its kernel are not left running; Ctrl-C alone would not do when SIGINT was ignored at start, as it is
-    for a background job of a script."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def serve(
     url: str,
     *,
@@ -286,7 +264,7 @@ def serve(
     if open_browser:
         webbrowser.open(dashboard.url)
     try:
-        with _stopping_on_sigterm():
+        with raising_on_sigterm(lambda signum: KeyboardInterrupt()):
             code = dashboard.process.wait()
     except KeyboardInterrupt:
         dashboard.stop()

@@ -13,15 +13,14 @@ import argparse
 import atexit
 import contextlib
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from . import Registry, connect
+from .processes import raising_on_sigterm
 
 # What `make demo` audits: enough repositories and history for every table of the report to say something.
 DEMO_FLEET: dict[str, Any] = {
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fleet = make_fleet(repositories=args.repositories, tags_per_repo=args.tags, now=datetime.now(UTC), **DEMO_FLEET)
     print(f"Starting a local registry and seeding {fleet} ...", flush=True)
-    with _ending_on_sigterm(), local_registry() as reg:
+    with raising_on_sigterm(lambda signum: _Terminated(128 + signum)), local_registry() as reg:
         started = time.perf_counter()
         with connect(reg.url, docker_config=False) as client:
             seed(client, fleet)
@@ -137,27 +136,6 @@ def main(argv: list[str] | None = None) -> int:
 
 class _Terminated(SystemExit):
     """SIGTERM arrived: unwinds like Ctrl-C, but past the handlers that let Ctrl-C stop only a crawl."""
-
-
-@contextlib.contextmanager
-def _ending_on_sigterm() -> Iterator[None]:
-    """SIGTERM (``kill``, a service manager) ends the demo as Ctrl-C does, so the registry it started (in its
-    own session, out of reach of the signal) is stopped and its folder removed rather than left behind.
-
-    A second SIGTERM does not interrupt that cleanup. Only the main thread can take signals."""
-
-    def terminate(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise _Terminated(128 + signum)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
