@@ -193,6 +193,18 @@ def test_rmtag_refuses_a_digest_and_loses_no_tag(anon, repo_name, method):
     assert sorted(anon.tags(repo_name)["tags"]) == ["latest", "stable", "v1"]
 
 
+def test_rmtag_of_a_platform_another_tags_index_lists_keeps_that_platform(anon, repo_name):
+    """A per-architecture tag on one entry of a multi-platform image: deleting its manifest by digest would
+    take that platform from the image's tag too."""
+    arm = INDEX.children[1]
+    push_image(anon, repo_name, "v1", INDEX)
+    push_image(anon, repo_name, "v1-arm64", arm)
+    result = anon.rmtag(repo_name, "v1-arm64")
+    assert (result["method"], result["kept"]) == ("placeholder", ["v1"])
+    assert anon.tags(repo_name)["tags"] == ["v1"]
+    assert anon.manifest(repo_name, sha(arm.manifest_raw)).raw == arm.manifest_raw, "the platform is still there"
+
+
 def test_rmtag_alone_deletes_the_manifest(anon, repo_name):
     push_image(anon, repo_name, "only", IMAGE)
     assert anon.rmtag(repo_name, "only")["method"] == "delete-manifest"

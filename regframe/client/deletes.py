@@ -49,10 +49,11 @@ def rmtag(
 
     ``method="auto"``: tries DELETE by tag (OCI 1.1). Where the registry refuses that (distribution
     2.8 does), a tag with siblings is pointed at a unique throw-away manifest which is then deleted;
-    a tag alone on its digest has its manifest deleted by digest. ``siblings``: the other tags known
-    to share the digest (found by listing when not given). A tag another client puts on the same
-    image between that listing and the delete goes with it: pass ``method="placeholder"`` when
-    other clients may be writing.
+    so is a tag whose manifest another tag's index lists (one platform of a multi-platform image). A tag
+    alone on its digest has its manifest deleted by digest. ``siblings``: the other tags known to share
+    the digest (found by listing when not given). A tag another client puts on the same image between
+    that listing and the delete goes with it: pass ``method="placeholder"`` when other clients may be
+    writing.
 
     ``method="placeholder"``: always the throw-away manifest; no image manifest is ever deleted, so
     no other tag can be lost. The image stays, untagged, until garbage collection.
@@ -86,15 +87,37 @@ def rmtag(
     response.close()
     if response.status_code == 202:
         return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-by-tag"}
+    hashes: dict[str, str | None] | None = None
     if siblings is None:
         hashes = reads.tags(core, repository, with_hashes=True, auto_paginate=True).get("hashes", {})
         # A listed tag whose digest cannot be read may share this one: treat it as a sibling.
         siblings = [t for t, d in hashes.items() if d in (digest, None) and t != tag]
     siblings = [t for t in siblings if t != tag]
     if not siblings:
+        if hashes is None:
+            hashes = reads.tags(core, repository, with_hashes=True, auto_paginate=True).get("hashes", {})
+        siblings = _indexes_listing(core, repository, digest, {t: d for t, d in hashes.items() if t != tag})
+    if not siblings:
         writes.delete_manifest(core, repository, digest)
         return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-manifest"}
     return {**_untag(core, repository, tag, digest), "kept": sorted(siblings)}
+
+
+def _indexes_listing(core: ClientCore, repository: str, digest: str, others: dict[str, str | None]) -> list[str]:
+    """The other tags whose index lists ``digest`` as an entry (one platform of a multi-platform image, say):
+    deleting the manifest by digest would leave those indexes naming a manifest that is gone."""
+    listing: list[str] = []
+    checked: dict[str, bool] = {}
+    for other, top in others.items():
+        if top is None:
+            listing.append(other)
+            continue
+        if top not in checked:
+            found = reads.manifest(core, repository, top)
+            checked[top] = bool(found) and any(child.get("digest") == digest for child in found.children)
+        if checked[top]:
+            listing.append(other)
+    return listing
 
 
 def _current_digest(core: ClientCore, repository: str, tag: str, expected: str | None) -> str:
