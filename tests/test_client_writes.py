@@ -172,6 +172,55 @@ def test_copy_selected_platforms(anon, second, repo_name):
     assert copied.platforms() == ["linux/arm64/v8"]
 
 
+def test_copy_of_selected_platforms_refuses_an_empty_or_string_list_and_lists_each_platform_once(
+    anon, second, repo_name
+):
+    push_image(anon, repo_name, "multi", INDEX)
+    before = anon.stats["total_requests"]
+    with pytest.raises(ValueError, match="platforms is empty"):
+        anon.copy(repo_name, "multi", second, repo_name, "none", platforms=[])
+    with pytest.raises(ValueError, match="platforms must be a list"):
+        anon.copy(repo_name, "multi", second, repo_name, "str", platforms="linux/amd64")
+    with pytest.raises(ValueError, match="newregistry must be a client"):
+        anon.copy(repo_name, "multi", second.url, repo_name, "url")
+    assert anon.stats["total_requests"] == before, "refused before any request"
+    anon.copy(repo_name, "multi", second, repo_name, "twice", platforms=["linux/amd64", "linux/amd64"])
+    assert second.manifest(repo_name, "twice").platforms() == ["linux/amd64"]
+
+
+def test_a_single_image_of_another_platform_is_neither_pulled_nor_copied(anon, second, repo_name, tmp_path):
+    """``digest(platform=)`` says an arm64-only image has no linux/amd64; pull and copy agree."""
+    arm = INDEX.children[1]
+    push_image(anon, repo_name, "arm", arm)
+    with pytest.raises(regframe.NotFoundError, match="linux/amd64"):
+        anon.pull(repo_name, "arm", tmp_path / "layout", platform="linux/amd64")
+    with pytest.raises(regframe.NotFoundError, match="linux/amd64"):
+        anon.copy(repo_name, "arm", second, repo_name, "arm", platforms=["linux/amd64"])
+    assert second.tags(repo_name) == {}
+    assert anon.pull(repo_name, "arm", tmp_path / "layout", platform="linux/arm64/v8").digest == sha(arm.manifest_raw)
+
+
+def test_an_index_of_indexes_is_pulled_and_copied_whole(anon, second, repo_name, tmp_path):
+    """An index may list another index (OCI image spec); every manifest and blob under it comes along."""
+    push_image(anon, repo_name, "inner", INDEX)
+    entry = {"mediaType": INDEX.media_type, "digest": sha(INDEX.manifest_raw), "size": len(INDEX.manifest_raw)}
+    outer = json.dumps({"schemaVersion": 2, "mediaType": INDEX.media_type, "manifests": [entry]}).encode()
+    anon.put_manifest(repo_name, "outer", outer, INDEX.media_type)
+    layout = tmp_path / "layout"
+    anon.pull(repo_name, "outer", layout)
+    everything = {sha(outer), sha(INDEX.manifest_raw)} | {
+        digest
+        for child in INDEX.children
+        for digest in (sha(child.manifest_raw), child.config.digest, *(b.digest for b in child.layers))
+    }
+    assert everything <= layout_digests(layout)
+    anon.copy(repo_name, "outer", second, repo_name, "outer")
+    for child in INDEX.children:
+        assert second.manifest(repo_name, sha(child.manifest_raw)).raw == child.manifest_raw
+        assert all(second.blob_exists(repo_name, b.digest) for b in (child.config, *child.layers))
+    assert second.digest(repo_name, "outer") == sha(outer)
+
+
 def test_rmtag_spares_tags_on_the_same_digest(anon, repo_name):
     for tag in ("a", "b", "c"):
         push_image(anon, repo_name, tag, IMAGE)

@@ -24,7 +24,7 @@ from .core import ClientCore
 from .digests import verify_chunks
 from .layout import REF_NAME, ImageLayout, ref_name
 from .models import Descriptor, Manifest, manifest_digest, media_type_of
-from .reference import parse_platform, validate_digest, validate_tag
+from .reference import Platform, parse_platform, validate_digest, validate_tag
 
 Progress = Callable[[int, int], None]
 
@@ -106,6 +106,8 @@ def pull(
         images = [reads.child_manifest(core, manifest, child) for child in children]
         if wanted is not None:
             top = images[0]
+    elif wanted is not None:
+        reads.platform_child(core, manifest, wanted)  # a single image of another platform is not that platform
     blobs = {d["digest"]: d for image in images for d in image.blob_descriptors()}
     meter = _Meter(sum(_blob_size(d) for d in blobs.values()), progress)
     for digest, descriptor in blobs.items():
@@ -115,7 +117,10 @@ def pull(
         with reads.open_blob(core, repository, digest, size=declared_size(core, repository, descriptor)) as stream:
             layout.write_blob(digest, stream.chunks(meter.chunk_hook()))
     for image in images:
-        layout.write_bytes(_digest(image), image.raw)
+        if image.is_index:
+            _write_tree(core, repository, layout, image)  # a nested index: its entries first
+        else:
+            layout.write_bytes(_digest(image), image.raw)
     if top is manifest and manifest.is_index:
         layout.write_bytes(_digest(manifest), manifest.raw)
     descriptor = {"mediaType": top.media_type, "digest": top.digest, "size": len(top.raw)}
@@ -347,20 +352,26 @@ def copy(
     ``platforms`` rebuilt it, and each child) follows, and theirs in turn: referrers found through the
     API or the fallback tag (pushed by digest) and cosign's tags (pushed under the same tag). Where the
     destination does not answer ``OCI-Subject`` (no referrers API), its fallback tag index is kept."""
+    if not isinstance(newregistry, ClientCore):
+        raise ValueError(f"newregistry must be a client (regframe.connect(url)), not {type(newregistry).__name__}")
     repository, target = core.repo(repo), newregistry.repo(newrepo)
     validate_tag(newtag)
     check_flag("referrers", referrers)
+    wanted = _platform_list(platforms)
     manifest = reads.manifest(core, repository, tag)
     if not manifest:
         raise E.NotFoundError(f"{repository}:{tag} not found", status=404)
     top_raw, top_type = manifest.raw, media_type_of(manifest)
     children = manifest.children
-    if platforms is not None and manifest.is_index:
-        wanted = [parse_platform(p) for p in platforms]
-        children = [reads.platform_child(core, manifest, w) for w in wanted]
+    if wanted is not None and manifest.is_index:
+        picked = [reads.platform_child(core, manifest, w) for w in wanted]
+        children = list({child["digest"]: child for child in picked}.values())
         top = {k: v for k, v in manifest.items()}
         top["manifests"] = children
         top_raw = json.dumps(top, indent=3).encode()
+    elif wanted is not None:
+        for platform in wanted:
+            reads.platform_child(core, manifest, platform)  # a single image of another platform is not there
     images = [reads.child_manifest(core, manifest, c) for c in children] if manifest.is_index else [manifest]
     blobs = {d["digest"]: d for image in images for d in image.blob_descriptors()}
     missing = {
@@ -374,12 +385,28 @@ def copy(
             writes.put_stream(newregistry, target, digest, stream.chunks(meter.chunk_hook()), size)
     if manifest.is_index:
         for image in images:
-            writes.put_manifest(newregistry, target, _digest(image), image.raw, media_type_of(image))
+            if image.is_index:
+                _copy_tree(core, repository, newregistry, target, image, _digest(image))  # nested: entries first
+            else:
+                writes.put_manifest(newregistry, target, _digest(image), image.raw, media_type_of(image))
     digest = writes.put_manifest(newregistry, target, newtag, top_raw, top_type)
     if referrers:
         subjects = ([_digest(manifest)] if top_raw is manifest.raw else []) + [_digest(image) for image in images]
         _carry_accessories(core, repository, newregistry, target, subjects)
     return digest
+
+
+def _platform_list(platforms: Iterable[str] | None) -> list[Platform] | None:
+    """``copy``'s ``platforms``, checked before any request: a list of at least one platform (a string
+    would be read as its characters; an empty list would copy an image with no platform)."""
+    if platforms is None:
+        return None
+    if isinstance(platforms, str) or not isinstance(platforms, Iterable):
+        raise ValueError(f"platforms must be a list of platforms such as ['linux/amd64'], not {platforms!r:.80}")
+    wanted = [parse_platform(p) for p in platforms]
+    if not wanted:
+        raise ValueError("platforms is empty: give at least one platform, or None for every platform")
+    return wanted
 
 
 # -- accessories --------------------------------------------------------------------------------------
