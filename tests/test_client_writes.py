@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -72,6 +73,24 @@ def test_pull_is_idempotent(anon, repo_name, tmp_path):
 def test_pull_missing_returns_empty(anon, tmp_path):
     assert anon.pull("no/such", "v1", tmp_path / "x") == {}
     assert not (tmp_path / "x").exists()
+
+
+def test_pulls_into_one_layout_at_once_keep_every_tag(anon, repo_name, tmp_path):
+    """Each pull rewrites index.json; without a lock, pulls running together each write back what they read
+    and lose the others' tags."""
+    tags = [f"t{i}" for i in range(12)]
+    for tag in tags:
+        push_image(anon, repo_name, tag, build_image([layer(f"together-{tag}", 300)]))
+    layout = tmp_path / "layout"
+
+    def pull(tag: str) -> None:
+        with regframe.connect(anon.url, docker_config=False) as client:
+            client.pull(repo_name, tag, layout)
+
+    with ThreadPoolExecutor(len(tags)) as pool:
+        list(pool.map(pull, tags))
+    index = json.loads((layout / "index.json").read_text())
+    assert sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]) == sorted(tags)
 
 
 def test_pull_index_one_platform_or_all(anon, repo_name, tmp_path):

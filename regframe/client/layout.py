@@ -12,9 +12,14 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # Windows has no fcntl: there a layout is not locked
+    fcntl = None  # type: ignore[assignment]
 
 from . import mediatypes as MT
 from .atomic_files import link_refused, open_directory, write_atomically
@@ -169,13 +174,23 @@ class ImageLayout:
             )
         else:
             os.close(marker)
-        index = self.index()
-        entries = [m for m in index.get("manifests", []) if ref_name(m) != name]
         entry = dict(descriptor)
         entry["annotations"] = {**(descriptor.get("annotations") or {}), REF_NAME: name}
-        entries.append(entry)
-        index["manifests"] = entries
-        write_atomically(self.root / "index.json", [json.dumps(index, indent=2).encode()], root=self.root)
+        self.update_index(lambda listed: [*(m for m in listed if ref_name(m) != name), entry])
+
+    def update_index(self, change: Callable[[list[Any]], list[Any]]) -> None:
+        """Rewrite index.json's manifests as ``change`` makes them from the current ones, holding an exclusive
+        lock on the layout directory from the read to the atomic write: pulls into one layout at once (two
+        threads or two processes) would otherwise each write back what they read and lose the other's tag."""
+        fd = open_directory(self.root, ())
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            index = self.index()
+            index["manifests"] = change(list(index.get("manifests") or []))
+            write_atomically(self.root / "index.json", [json.dumps(index, indent=2).encode()], root=self.root)
+        finally:
+            os.close(fd)
 
     def resolve(self, name: str | None = None) -> Descriptor:
         """The index.json descriptor named ``name`` (or the only one)."""

@@ -19,7 +19,6 @@ from . import mediatypes as MT
 from . import reads, writes
 from . import referrers as refs
 from .arguments import check_flag
-from .atomic_files import write_atomically
 from .core import ClientCore
 from .digests import verify_chunks
 from .layout import REF_NAME, ImageLayout, ref_name
@@ -166,17 +165,20 @@ def _list_in_layout(layout: ImageLayout, entries: list[dict[str, Any]]) -> None:
     unnamed one is added unless its digest is listed without a name already."""
     if not entries:
         return
-    index = layout.index()
-    listed: list[Any] = list(index.get("manifests") or [])
-    for entry in entries:
-        name = ref_name(entry)
-        if name is not None:
-            listed = [m for m in listed if ref_name(m) != name]
-        elif any(isinstance(m, dict) and m.get("digest") == entry["digest"] and ref_name(m) is None for m in listed):
-            continue
-        listed.append(entry)
-    index["manifests"] = listed
-    write_atomically(layout.root / "index.json", [json.dumps(index, indent=2).encode()], root=layout.root)
+
+    def add(listed: list[Any]) -> list[Any]:
+        for entry in entries:
+            name = ref_name(entry)
+            if name is not None:
+                listed = [m for m in listed if ref_name(m) != name]
+            elif any(
+                isinstance(m, dict) and m.get("digest") == entry["digest"] and ref_name(m) is None for m in listed
+            ):
+                continue
+            listed.append(entry)
+        return listed
+
+    layout.update_index(add)
 
 
 # -- push -------------------------------------------------------------------------------------------
