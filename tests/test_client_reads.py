@@ -147,6 +147,12 @@ def test_blob_size_and_manifest_sum(anon, repo_name, image, index):
     assert anon.manifest_sum(anon.manifest(repo_name, "v1")) == sum(len(b.data) for b in image.layers)
     expected = sum(len(b.data) for child in index.children for b in child.layers)
     assert anon.manifest_sum(anon.manifest(repo_name, "multi")) == expected
+    parsed = json.loads(image.manifest_raw)
+    assert anon.manifest_sum(parsed) == sum(len(b.data) for b in image.layers), "a parsed manifest, as in Ruby"
+    with pytest.raises(ValueError, match="pass what manifest\\(\\) returned"):
+        anon.manifest_sum(json.loads(index.manifest_raw))
+    with pytest.raises(ValueError, match="not str"):
+        anon.manifest_sum("sha256:" + "0" * 64)
     with pytest.raises(regframe.NotFoundError):
         anon.blob_size(repo_name, "sha256:" + "1" * 64)
 

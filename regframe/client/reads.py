@@ -321,11 +321,24 @@ def platform_config(core: ClientCore, manifest: Manifest, descriptor: Descriptor
     return config
 
 
-def manifest_sum(core: ClientCore, manifest: Manifest) -> int:
+def manifest_sum(core: ClientCore, manifest: Manifest | dict[str, Any]) -> int:
     """Compressed bytes of the layers; for an index, of every child's layers (NotFoundError names a
-    child the registry no longer has)."""
+    child the registry no longer has). A plain dict (parsed JSON, as docker_registry2 takes) serves for
+    an image manifest; an index or a schema1 manifest needs the ``Manifest`` that ``manifest()`` returns,
+    which knows its repository."""
+    if not isinstance(manifest, dict):
+        raise ValueError(
+            f"manifest must be a manifest (a dict or what manifest() returns), not {type(manifest).__name__}"
+        )
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest(manifest)
     if not manifest:
         return 0
+    if (manifest.is_index or manifest.is_schema1) and manifest.repository is None:
+        raise ValueError(
+            "manifest_sum of an index or a schema1 manifest reads from the registry: pass what manifest() "
+            "returned, which knows its repository, not a plain dict"
+        )
     if manifest.is_index:
         return sum(manifest_sum(core, child_manifest(core, manifest, child)) for child in manifest.children)
     if manifest.is_schema1:
