@@ -272,6 +272,13 @@ def test_plain_http_token_realm_of_an_https_registry_is_refused_unless_allowed(h
 # -- TLS: say what is wrong, honour the CA environment ----------------------------------------------
 
 
+def test_plain_http_to_a_tls_registry_says_to_use_https(tls):
+    with pytest.raises(
+        regframe.RegistryUnknownError, match=f"speaks HTTPS here; connect to https://127.0.0.1:{tls.port}"
+    ):
+        connect(f"http://127.0.0.1:{tls.port}")
+
+
 def test_hostname_mismatch_is_named(tls):
     # 127.1 is 127.0.0.1 to the resolver, but not a name in the certificate (localhost, 127.0.0.1).
     with pytest.raises(regframe.RegistrySSLError) as err:

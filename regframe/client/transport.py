@@ -370,7 +370,23 @@ def error_for_response(response: Response, what: str | None = None, note: str = 
         return E.RateLimitedError(
             f"{where}: rate limited (429), retry after {retry_after} s{detail}", retry_after=retry_after, **kw
         )
+    if status == 400 and response.url.startswith("http://") and _HTTPS_ONLY in _error_body(response):
+        secure = "https://" + response.url[len("http://") :].split("/", 1)[0]
+        return E.RegistryUnknownError(f"{where}: the server speaks HTTPS here; connect to {secure}", **kw)
     return E.RegistryError(f"{where}: HTTP {status}{detail}", **kw)
+
+
+# What Go's HTTPS servers (distribution among them) answer a plain-HTTP request with.
+_HTTPS_ONLY = b"HTTP request to an HTTPS server"
+
+
+def _error_body(response: Response) -> bytes:
+    if response.method == "HEAD":
+        return b""
+    try:
+        return response.content
+    except (HTTPError, OSError):
+        return b""
 
 
 def check_time_limits(*, request_timeout: float, min_stream_rate: float, max_retry_wait: float) -> None:
