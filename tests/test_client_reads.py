@@ -138,6 +138,10 @@ def test_blob_in_memory_and_streamed_to_path(anon, repo_name, image, tmp_path):
     assert streamed.path == target
     assert seen[-1] == (len(image.layers[0].data), len(image.layers[0].data))
     assert [p.name for p in target.parent.iterdir()] == ["layer.tar.gz"], "no temporary file left"
+    before = anon.stats["total_requests"]
+    with pytest.raises(IsADirectoryError, match=f"blob path= is a directory.*{target.parent.name}"):
+        anon.blob(repo_name, image.layers[0].digest, target.parent)
+    assert anon.stats["total_requests"] == before, "refused before any request"
 
 
 def test_blob_size_and_manifest_sum(anon, repo_name, image, index):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -406,6 +407,8 @@ def blob(
     validate_digest(digest)
     check_count("max_size", max_size, minimum=0, optional=True)
     target = Path(path) if path is not None else None
+    if target is not None and target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "blob path= is a directory; give the file to write", str(target))
     hint = ""
     if target is None and max_size is None:
         max_size, hint = MAX_MEMORY_BLOB, "; pass path= to stream it to a file, or a larger max_size="
