@@ -1,16 +1,24 @@
 """``regframe cleanup``: a policy's plan per repository, as text and CSV, applied only after confirmation.
 
 Exit status: 0 when done (a dry run, or every planned tag removed or skipped because it moved), 1 on a
-failure (registry errors, an incomplete crawl with ``--apply``, no confirmation), 2 on a bad policy,
-which is reported before the registry is contacted.
+failure (registry errors, an incomplete crawl with ``--apply``, no confirmation), 2 on a bad policy or
+option, which is reported before the registry is contacted.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from .cli_shared import connect_from, printable, write_csv
+from .cli_shared import (
+    chosen_repositories,
+    connect_from,
+    connection_options,
+    error_text,
+    output_folder,
+    printable,
+    stale_csvs,
+    write_csv,
+)
 from .client import errors as E
 
 
@@ -21,7 +29,7 @@ def load_policy(args):
     path = getattr(args, "policy", None)
     if path is None:
         return None
-    for option in ("keep_last", "keep", "match"):
+    for option in ("older_than", "keep_last", "keep", "match"):
         if getattr(args, option, None) is not None:
             raise ValueError(f"--policy replaces --{option.replace('_', '-')}; give one or the other")
     return Policy.load(path, format=getattr(args, "format", None))
@@ -29,13 +37,16 @@ def load_policy(args):
 
 def run(args) -> int:
     policy = load_policy(args)
+    repositories = chosen_repositories(args)
+    options = connection_options(args)
+    out = output_folder(args.out) if args.out else None
     try:
-        with connect_from(args) as reg:
-            inv = reg.inventory(progress=sys.stderr.isatty())
+        with connect_from(args, options) as reg:
+            inv = reg.inventory(repositories, progress=sys.stderr.isatty())
             result = policy.evaluate(inv.manifests, tags=inv.tags, errors=inv.errors)
             print(printable(plan_text(reg.url, policy, inv, result)))
-            if args.out:
-                write_csv(Path(args.out) / "cleanup_plan.csv", _for_csv(result))
+            if out is not None:
+                stale_csvs(out, result)
             planned = int(result["stale"].sum())
             if not args.apply:
                 print(
@@ -60,10 +71,10 @@ def run(args) -> int:
                 result, dry_run=False, delete_manifests=bool(getattr(args, "delete_manifests", False))
             )
     except E.RegistryError as exc:
-        print(f"regframe: error: {printable(exc)}", file=sys.stderr)
+        print(f"regframe: error: {error_text(exc)}", file=sys.stderr)
         return 1
-    if args.out:
-        write_csv(Path(args.out) / "cleanup_result.csv", applied)
+    if out is not None:
+        write_csv(out / "cleanup_result.csv", applied)
     print(printable(result_text(applied)))
     return 1 if (applied["status"] == "error").any() else 0
 
@@ -123,10 +134,16 @@ def plan_text(url: str, policy, inv, result) -> str:
 
 
 def result_text(applied) -> str:
+    """The outcome in the plan's terms: the plan counts tags, so the untagged referrers deleted by digest
+    with their subjects (rows without a tag) are counted apart rather than added to the tags."""
     counts = applied["status"].value_counts()
+    deleted = applied["status"] == "deleted"
+    untagged = applied["tag"].isna() | (applied["tag"] == "")
+    referrers = int((deleted & untagged).sum())
+    also = f" and {referrers:,} untagged referrer{'s' if referrers != 1 else ''}" if referrers else ""
     lines = [
         (
-            f"Deleted {int(counts.get('deleted', 0)):,} tags; skipped {int(counts.get('skipped', 0)):,}; "
+            f"Deleted {int((deleted & ~untagged).sum()):,} tags{also}; skipped {int(counts.get('skipped', 0)):,}; "
             f"errors {int(counts.get('error', 0)):,}."
         )
     ]
@@ -134,9 +151,3 @@ def result_text(applied) -> str:
         where = f"{row.repository}:{row.tag}" if isinstance(row.tag, str) else f"{row.repository}@{row.digest}"
         lines.append(f"  {row.status}  {where}  {row.reason}")
     return "\n".join(lines)
-
-
-def _for_csv(result):
-    out = result.copy()
-    out["age_days"] = out["age"].dt.total_seconds() / 86400
-    return out.drop(columns=["age"])

@@ -9,7 +9,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cli_shared import connect_from, connection_options, printable, write_csv
+from .cli_shared import (
+    chosen_repositories,
+    connect_from,
+    connection_options,
+    error_text,
+    output_folder,
+    printable,
+    repository_options,
+    stale_csvs,
+    write_csv,
+)
 from .client import errors as E
 from .client.atomic_files import write_atomically
 
@@ -19,13 +29,14 @@ if TYPE_CHECKING:
     from .report import AuditData, Section
 
 SUMMARY_TOP = 10
+OLDER_THAN = "90d"
 
 
 def _check_rules(args) -> None:
     """Bad rules are reported before anything touches the network."""
     from .analysis import parse_duration
 
-    parse_duration(args.older_than)
+    parse_duration(_older_than(args))
     for name in ("keep", "match"):
         pattern = getattr(args, name)
         if pattern is not None:
@@ -37,6 +48,12 @@ def _check_rules(args) -> None:
         raise ValueError("--keep-last must be 0 or more")
 
 
+def _older_than(args) -> str:
+    """``--older-than``, or its default when neither it nor ``--policy`` is given; it has no default of its
+    own so that ``load_policy`` can refuse one given with ``--policy``."""
+    return OLDER_THAN if args.older_than is None else args.older_than
+
+
 def _budget(value: str) -> int | str:
     """``--budget``: a positive number of manifest GETs, or ``auto``."""
     if value == "auto":
@@ -46,46 +63,8 @@ def _budget(value: str) -> int | str:
     raise argparse.ArgumentTypeError(f"expected a positive number of manifest GETs or 'auto', not {value!r}")
 
 
-def _audit_repositories(args) -> list[str] | None:
-    """The names ``--repositories`` or ``--repositories-from`` give (None: the whole catalog), each checked
-    against the distribution grammar before connecting. A file holds one name per line; blank lines and
-    ``#`` comments are skipped; ``-`` reads standard input."""
-    from .client.reference import validate_repository
-
-    if getattr(args, "repositories", None):
-        names = [(f"--repositories {name!r}", name) for name in args.repositories]
-    elif getattr(args, "repositories_from", None):
-        source = args.repositories_from
-        if source == "-":
-            if getattr(args, "password_stdin", False):
-                raise ValueError("--repositories-from - and --password-stdin cannot both read standard input")
-            text, where = sys.stdin.read(), "standard input"
-        else:
-            try:
-                text, where = Path(source).read_text(encoding="utf-8"), source
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ValueError(f"--repositories-from {source}: cannot read it ({exc})") from None
-        names = []
-        for number, line in enumerate(text.splitlines(), 1):
-            name = line.split("#", 1)[0].strip()
-            if name:
-                names.append((f"{where}, line {number}", name))
-        if not names:
-            raise ValueError(f"--repositories-from {source}: no repository names in it")
-    else:
-        return None
-    checked = []
-    for origin, name in names:
-        try:
-            checked.append(validate_repository(name))
-        except E.InvalidReferenceError as exc:
-            raise ValueError(f"{origin}: {exc}") from None
-    return list(dict.fromkeys(checked))
-
-
 def audit(args) -> int:
     from .analysis import (
-        cleanup_plan,
         dangling_entries,
         reclaimable_bytes,
         shared_layers,
@@ -94,24 +73,29 @@ def audit(args) -> int:
         supply_chain,
     )
     from .cleanup_command import load_policy
+    from .inventory.cache import DigestCache
     from .inventory.concurrency import check_workers
     from .report import AuditData
 
     gates = _parse_gates(args)
     policy = load_policy(args)
     _check_rules(args)
-    repositories = _audit_repositories(args)
+    repositories = chosen_repositories(args)
     check_workers(args.workers, args.max_workers)
     previous = _previous_snapshot(args)
     _check_gates_available(gates, args, previous)
-    out = Path(args.out)
-    with connect_from(args) as reg:
+    cache = DigestCache(args.cache) if args.cache else None
+    options = connection_options(args)
+    out = output_folder(args.out)
+    if getattr(args, "history", None):
+        output_folder(args.history, "--history")
+    with connect_from(args, options) as reg:
         inv = reg.inventory(
             repositories,
             workers=args.workers,
             max_workers=args.max_workers,
             budget=args.budget,
-            cache=args.cache,
+            cache=cache,
             progress=not args.no_progress and sys.stderr.isatty(),
         )
     usage = storage_usage(inv.layers)
@@ -122,7 +106,7 @@ def audit(args) -> int:
         if policy
         else stale_tags(
             inv.manifests,
-            older_than=args.older_than,
+            older_than=_older_than(args),
             keep_last=args.keep_last,
             keep=args.keep,
             match=args.match,
@@ -137,10 +121,7 @@ def audit(args) -> int:
     shared_out = shared.copy()
     shared_out["repository_list"] = shared_out["repository_list"].map(lambda names: " ".join(names))
     write_csv(out / "shared_layers.csv", shared_out)
-    stale_out = stale.copy()
-    stale_out["age_days"] = stale_out["age"].dt.total_seconds() / 86400
-    write_csv(out / "stale_tags.csv", stale_out.drop(columns=["age"]))
-    write_csv(out / "cleanup_plan.csv", cleanup_plan(stale).drop(columns=["age"], errors="ignore"))
+    stale_csvs(out, stale)
     _write_supply_chain(out, coverage, dangling)
     since = _record_history(args, inv, previous, policy)
     text = printable(summary_text(inv, usage, stale, reclaim, args, coverage, dangling) + _since_text(since, out))
@@ -208,7 +189,7 @@ def _stale_rules(args, stale) -> str:
     """How the stale tags were chosen, in words."""
     if getattr(args, "policy", None):
         return f"policy {args.policy} ({stale.attrs.get('policy_format')})"
-    rules = f"older than {args.older_than}"
+    rules = f"older than {_older_than(args)}"
     if args.keep_last is not None:
         rules += f", keeping the newest {args.keep_last} per repository"
     if args.keep:
@@ -228,7 +209,7 @@ def _stale_options(args, policy) -> dict:
     """How ``history.diff`` decides stale tags: the policy, or the stale-tag options."""
     if policy is not None:
         return {"stale": policy.evaluate}
-    return {"older_than": args.older_than, "keep_last": args.keep_last, "keep": args.keep, "match": args.match}
+    return {"older_than": _older_than(args), "keep_last": args.keep_last, "keep": args.keep, "match": args.match}
 
 
 def _previous_snapshot(args) -> Inventory | None:
@@ -370,6 +351,7 @@ def diff(args) -> int:
 
     policy = load_policy(args)
     _check_rules(args)
+    out = output_folder(args.out) if args.out else None
     loaded = []
     for folder in (args.old, args.new):
         if not Path(folder).is_dir():
@@ -380,8 +362,8 @@ def diff(args) -> int:
             raise ValueError(f"{folder} is not a saved audit: {exc}") from None
     result = history.diff(*loaded, **_stale_options(args, policy))
     print(printable(result.summary()))
-    if args.out:
-        out = result.to_csv(args.out, spreadsheet_safe=True)
+    if out is not None:
+        result.to_csv(out, spreadsheet_safe=True)
         print(
             printable(
                 f"\nCSV files in {out.resolve()}: diff_repositories.csv diff_tags.csv diff_storage.csv "
@@ -487,23 +469,30 @@ def _print_json(value) -> None:
 
 
 def tags(args) -> int:
+    """A repository that does not exist is an error (``NotFoundError``, exit 1); one whose tags were all
+    deleted exists, so it lists nothing and exits 0, with a note that it is empty rather than missing."""
     with connect_from(args) as reg:
-        result = reg.tags(args.repository, with_hashes=args.hashes, auto_paginate=True)
+        try:
+            result = reg.tags(args.repository, with_hashes=args.hashes, auto_paginate=True, missing_ok=False)
+        except E.NotFoundError as exc:
+            raise E.NotFoundError(f"repository {args.repository} not found ({exc})", status=exc.status) from None
+    if not result:
+        print(f"regframe: {printable(args.repository, one_line=True)}: no tags", file=sys.stderr)
+        result = {"name": args.repository, "tags": [], **({"hashes": {}} if args.hashes else {})}
     if args.json:
         _print_json(result)
     else:
-        for tag in result.get("tags", []):
+        for tag in result["tags"]:
             line = printable(tag, one_line=True)
             print(f"{line}\t{printable(result['hashes'][tag], one_line=True)}" if args.hashes else line)
-    return 0 if result else 1
+    return 0
 
 
 def manifest(args) -> int:
     with connect_from(args) as reg:
         found = reg.manifest(args.repository, args.reference)
     if not found:
-        print(printable(f"{args.repository}:{args.reference} not found"), file=sys.stderr)
-        return 1
+        raise E.NotFoundError(f"{args.repository}:{args.reference} not found", status=404)
     if args.json:
         _print_json({"digest": found.digest, "media_type": found.media_type, "manifest": dict(found)})
     else:
@@ -530,7 +519,7 @@ def parser() -> argparse.ArgumentParser:
 
     def connection(p):
         p.add_argument("url", help="registry URL, e.g. https://registry.example.com")
-        p.add_argument("--user", help="user name; the password is read from standard input")
+        p.add_argument("--user", help="user name; give the password on standard input with --password-stdin")
         p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
         p.add_argument("--ca-bundle", help="PEM file of the CA that signed the registry's certificate")
         p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
@@ -543,7 +532,7 @@ def parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="crawl a registry and write an audit report (CSV + summary)")
     connection(a)
     a.add_argument("--out", required=True, help="directory for the report")
-    a.add_argument("--older-than", default="90d", help="stale threshold, e.g. 90d, 6w, 1y (default 90d)")
+    a.add_argument("--older-than", help="stale threshold, e.g. 90d, 6w, 1y (default 90d; not with --policy)")
     a.add_argument("--keep-last", type=int, help="always keep the newest N tags of each repository")
     a.add_argument("--keep", help="always keep tags matching this regular expression")
     a.add_argument("--match", help="only tags matching this regular expression may be stale")
@@ -552,18 +541,7 @@ def parser() -> argparse.ArgumentParser:
         help="cleanup policy file (TOML, YAML or JSON; native, GitLab, ECR or Harbor) "
         "deciding the stale tags instead of --older-than/--keep-last/--keep/--match",
     )
-    chosen = a.add_mutually_exclusive_group()
-    chosen.add_argument(
-        "--repositories",
-        nargs="+",
-        metavar="NAME",
-        help="crawl exactly these repositories (for registries without a catalog: Docker Hub, GHCR, Quay, ...)",
-    )
-    chosen.add_argument(
-        "--repositories-from",
-        metavar="FILE",
-        help="crawl the repositories named in FILE, one per line, '#' comments allowed ('-': standard input)",
-    )
+    repository_options(a, "crawl")
     a.add_argument(
         "--workers", type=int, help="a fixed number of requests in flight (default: adaptive, up to --max-workers)"
     )
@@ -608,7 +586,12 @@ def parser() -> argparse.ArgumentParser:
         choices=["gitlab", "ecr", "harbor", "native"],
         help="the policy's format (default: detected from its keys)",
     )
-    c.add_argument("--out", help="directory for cleanup_plan.csv (and cleanup_result.csv after --apply)")
+    repository_options(c, "clean up")
+    c.add_argument(
+        "--out",
+        help="directory for cleanup_plan.csv (the tags to delete), stale_tags.csv (every tag, kept or deleted, "
+        "and why) and, after --apply, cleanup_result.csv",
+    )
     c.add_argument("--apply", action="store_true", help="delete the planned tags, after confirmation")
     c.add_argument("--yes", action="store_true", help="with --apply, do not ask for confirmation")
     c.add_argument(
@@ -622,7 +605,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("old", help="the older audit: an audit's --out folder or a --history snapshot")
     f.add_argument("new", help="the newer audit")
     f.add_argument("--out", help="directory for diff_*.csv")
-    f.add_argument("--older-than", default="90d", help="stale threshold, e.g. 90d, 6w, 1y (default 90d)")
+    f.add_argument("--older-than", help="stale threshold, e.g. 90d, 6w, 1y (default 90d; not with --policy)")
     f.add_argument("--keep-last", type=int, help="always keep the newest N tags of each repository")
     f.add_argument("--keep", help="always keep tags matching this regular expression")
     f.add_argument("--match", help="only tags matching this regular expression may be stale")
@@ -665,8 +648,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
+    except E.NotFoundError as exc:
+        print(f"regframe: error: {error_text(exc)}", file=sys.stderr)
+        return 1
     except (E.RegistryError, ValueError) as exc:
-        print(f"regframe: error: {printable(exc)}", file=sys.stderr)
+        print(f"regframe: error: {error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("regframe: interrupted", file=sys.stderr)

@@ -1,11 +1,13 @@
-"""What the regframe commands share: connecting from their arguments, printing registry-supplied text,
-writing report CSVs."""
+"""What the regframe commands share: connecting from their arguments, the repositories to crawl, output
+folders checked before any request, printing registry-supplied text and errors, writing report CSVs."""
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
+from .client import errors as E
 from .client.atomic_files import write_atomically
 from .text import visible
 
@@ -14,6 +16,107 @@ def printable(text: object, *, one_line: bool = False) -> str:
     """What the CLI prints of registry-supplied text: control characters made visible; tabs and newlines too
     when ``one_line``, for a field printed within a line."""
     return visible(text, keep_lines=not one_line)
+
+
+def error_text(exc: BaseException) -> str:
+    """An error as the command line prints it: where the library's advice names Python arguments, the same
+    advice in the command's options (on the command line ``--match`` picks the tags that may be stale, not
+    repositories)."""
+    from .inventory.crawl import UnknownRepositoriesError
+
+    if isinstance(exc, UnknownRepositoriesError):
+        text = (
+            f"not in the registry's catalog: {', '.join(exc.names)} (--repositories and --repositories-from take "
+            "exact repository names, not patterns)"
+        )
+    elif isinstance(exc, E.CatalogUnavailableError):
+        answer = " ".join(str(part) for part in (exc.status and f"HTTP {exc.status}", exc.code) if part)
+        text = (
+            f"the registry does not list its repositories (its catalog answered {answer or 'with a refusal'}); "
+            "name the repositories with --repositories NAME... or --repositories-from FILE"
+        )
+    else:
+        text = str(exc)
+    return printable(text)
+
+
+def output_folder(path: str, option: str = "--out") -> Path:
+    """The folder ``option`` names, created and written to now, so a file in the way or a place that cannot
+    be written stops the command before any request instead of with a traceback after the crawl."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{option} {path}: it exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot write files there ({exc.strerror or exc})") from None
+    return folder
+
+
+def chosen_repositories(args) -> list[str] | None:
+    """The names ``--repositories`` or ``--repositories-from`` give (None: the whole catalog), each checked
+    against the distribution grammar before connecting. A file holds one name per line; blank lines and
+    ``#`` comments are skipped; ``-`` reads standard input."""
+    from .client.reference import validate_repository
+
+    if getattr(args, "repositories", None):
+        names = [(f"--repositories {name!r}", name) for name in args.repositories]
+    elif getattr(args, "repositories_from", None):
+        source = args.repositories_from
+        if source == "-":
+            if getattr(args, "password_stdin", False):
+                raise ValueError("--repositories-from - and --password-stdin cannot both read standard input")
+            text, where = sys.stdin.read(), "standard input"
+        else:
+            try:
+                text, where = Path(source).read_text(encoding="utf-8"), source
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"--repositories-from {source}: cannot read it ({exc})") from None
+        names = []
+        for number, line in enumerate(text.splitlines(), 1):
+            name = line.split("#", 1)[0].strip()
+            if name:
+                names.append((f"{where}, line {number}", name))
+        if not names:
+            raise ValueError(f"--repositories-from {source}: no repository names in it")
+    else:
+        return None
+    checked = []
+    for origin, name in names:
+        try:
+            checked.append(validate_repository(name))
+        except E.InvalidReferenceError as exc:
+            raise ValueError(f"{origin}: {exc}") from None
+    return list(dict.fromkeys(checked))
+
+
+def repository_options(parser, verb: str) -> None:
+    """``--repositories`` and ``--repositories-from``, for the commands that crawl (``verb``: what they do)."""
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument(
+        "--repositories",
+        nargs="+",
+        metavar="NAME",
+        help=f"{verb} exactly these repositories (for registries without a catalog: Docker Hub, GHCR, Quay, ...)",
+    )
+    chosen.add_argument(
+        "--repositories-from",
+        metavar="FILE",
+        help=f"{verb} the repositories named in FILE, one per line, '#' comments allowed ('-': standard input)",
+    )
+
+
+def stale_csvs(out: Path, stale) -> None:
+    """``stale_tags.csv`` (every tag, with why it is kept or deleted) and ``cleanup_plan.csv`` (only the tags
+    to delete), the same for ``audit`` and ``cleanup``: a script may delete every row of the plan."""
+    from .analysis import cleanup_plan
+
+    every = stale.copy()
+    every["age_days"] = every["age"].dt.total_seconds() / 86400
+    write_csv(out / "stale_tags.csv", every.drop(columns=["age"]))
+    write_csv(out / "cleanup_plan.csv", cleanup_plan(stale).drop(columns=["age"], errors="ignore"))
 
 
 def write_csv(path: Path, frame) -> None:
@@ -47,8 +150,9 @@ def connection_options(args) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def connect_from(args):
-    """``regframe.connect`` to ``args.url`` with the shared connection arguments."""
+def connect_from(args, options: dict | None = None):
+    """``regframe.connect`` to ``args.url`` with the shared connection arguments; ``options``: those already
+    read with ``connection_options``, for a command that checks them before creating its output folder."""
     from .registry import connect
 
-    return connect(args.url, **connection_options(args))
+    return connect(args.url, **(connection_options(args) if options is None else options))

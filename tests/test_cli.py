@@ -132,7 +132,7 @@ def test_password_read_from_stdin(tmp_path):
             timeout=60,
         )
         assert done.returncode == 1, done.stderr  # authenticated fine; the repository does not exist
-        assert json.loads(done.stdout) == {}
+        assert done.stdout == "" and "regframe: error: repository no/such not found" in done.stderr
         wrong = subprocess.run(
             [sys.executable, "-m", "regframe.cli", "tags", reg.url, "x/y", "--user", "alice", "--password-stdin"],
             input="wrong\n",

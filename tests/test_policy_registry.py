@@ -359,10 +359,13 @@ def test_cleanup_dry_run_prints_and_writes_the_plan_and_deletes_nothing(anon, re
     assert main(["cleanup", registry_url, "--policy", str(write_native(tmp_path, ns)), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert tags_left(anon, repositories) == before
-    plan = pd.read_csv(out / "cleanup_plan.csv")
+    plan = pd.read_csv(out / "stale_tags.csv")
     mine = plan[plan["repository"].str.startswith(f"{ns}/")]
     assert strip(ns, zip(mine.loc[mine["stale"], "repository"], mine.loc[mine["stale"], "tag"])) == NATIVE_DELETED
     assert {"rule", "reason", "stale"} <= set(plan.columns)
+    deleted = pd.read_csv(out / "cleanup_plan.csv")
+    mine_deleted = deleted[deleted["repository"].str.startswith(f"{ns}/")]
+    assert strip(ns, zip(mine_deleted["repository"], mine_deleted["tag"])) == NATIVE_DELETED, "the plan: deletions only"
     assert f"{ns}/{A}: delete 5 of 13 tags" in printed
     assert "  delete  v1.3.0" in printed and "deleted by rule 'releases': not among newest 4 by semver" in printed
     assert "  keep    2.0.0-beta" in printed and "kept by rule 'releases': among newest 4 by semver" in printed
@@ -377,7 +380,7 @@ def test_cleanup_apply_with_yes_leaves_exactly_the_kept_tags(anon, registry_url,
         ["cleanup", registry_url, "--policy", str(write_native(tmp_path, ns)), "--out", str(out), "--apply", "--yes"]
     )
     assert code == 0, capsys.readouterr()
-    plan = pd.read_csv(out / "cleanup_plan.csv")
+    plan = pd.read_csv(out / "stale_tags.csv")
     mine = plan[plan["repository"].str.startswith(f"{ns}/")]
     kept = set(zip(mine.loc[~mine["stale"], "repository"], mine.loc[~mine["stale"], "tag"]))
     assert tags_left(anon, repositories) == kept

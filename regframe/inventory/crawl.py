@@ -37,6 +37,17 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 FAILED = "failed"
 
 
+class UnknownRepositoriesError(ValueError):
+    """``repositories=`` names the registry's catalog does not list (``names``), refused before the crawl."""
+
+    def __init__(self, names: list[str]):
+        self.names = list(names)
+        super().__init__(
+            f"not in the registry's catalog: {', '.join(self.names)} (repositories= takes exact names; select by "
+            "pattern with match=)"
+        )
+
+
 @dataclass
 class CrawlResult:
     """Plain-Python record of what a crawl read; ``frames.py`` turns it into DataFrames."""
@@ -270,10 +281,7 @@ class Crawler:
             return
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ValueError(
-                f"not in the registry's catalog: {', '.join(unknown)} (repositories= takes exact "
-                "names; select by pattern with match=)"
-            )
+            raise UnknownRepositoriesError(unknown)
 
     def _tags(self, repository: str) -> None:
         unconfirmed = repository in self._unconfirmed
