@@ -221,7 +221,7 @@ ROWS = {
             None,
             None,
             "sha256:c2",
-            pd.NaT,
+            T + pd.Timedelta(microseconds=250_000),  # a fraction of a second beside T's whole one, as configs mix them
             1,
             10,
             {},

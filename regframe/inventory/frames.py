@@ -108,7 +108,7 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
         elif column == "is_index":
             frame[column] = frame[column].astype(bool)
         elif column in DATES:
-            frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[ns, UTC]")
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
     return frame
 
 
