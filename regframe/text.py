@@ -14,6 +14,8 @@ _CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab
 # CommonMark lets a backslash escape any ASCII punctuation; these start emphasis, code, links, images,
 # HTML, entities, tables, strike-through and (on GitHub) math.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<#|~&$])")
+# GitHub and GitLab turn bare URLs and www. names into links; a backslash before the ':' or '.' stops that.
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(?=://)|(?<=\bwww)(?=\.)")
 
 
 def visible(value: object, *, keep_lines: bool = False) -> str:
@@ -32,4 +34,4 @@ def html_text(value: object) -> str:
 def markdown_cell(value: object) -> str:
     """Text for a Markdown table cell: one visible line with every character that could start markup
     backslash-escaped, so it renders as the same text on GitHub and GitLab."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", visible(value))
+    return _AUTOLINK.sub("\\\\", _MARKDOWN_SPECIAL.sub(r"\\\1", visible(value)))

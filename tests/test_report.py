@@ -567,6 +567,10 @@ def test_registry_text_stays_text_in_report_md(hostile_report):
     kinds = {child.type for token in tokens for child in (token.children or [])}
     assert not kinds & {"image", "link_open", "html_inline"}
     assert not {token.type for token in tokens} & {"html_block"}
+    # GitHub and GitLab also make links of bare URLs ("gfm-like" adds that autolinking).
+    linked = MarkdownIt("gfm-like").parse(text)
+    assert "http://evil.example" in text.replace("\\", "")
+    assert not {child.type for token in linked for child in (token.children or [])} & {"image", "link_open"}
     errors = {t["heading"]: t for t in markdown_tables(text)}[f"Crawl errors ({len(HOSTILE_TAGS)})"]
     assert errors["header"] == ["Repository", "Tag", "Stage", "Error"]
     shown = [row[1] for row in errors["rows"]]
