@@ -134,16 +134,13 @@ def plan_text(url: str, policy, inv, result) -> str:
 
 
 def result_text(applied) -> str:
-    """The outcome in the plan's terms: the plan counts tags, so the untagged referrers deleted by digest
-    with their subjects (rows without a tag) are counted apart rather than added to the tags."""
+    """The outcome in the plan's terms (``outcome_count``), then every row not deleted and why."""
+    from .actions.cleanup import outcome_count
+
     counts = applied["status"].value_counts()
-    deleted = applied["status"] == "deleted"
-    untagged = applied["tag"].isna() | (applied["tag"] == "")
-    referrers = int((deleted & untagged).sum())
-    also = f" and {referrers:,} untagged referrer{'s' if referrers != 1 else ''}" if referrers else ""
     lines = [
         (
-            f"Deleted {int((deleted & ~untagged).sum()):,} tags{also}; skipped {int(counts.get('skipped', 0)):,}; "
+            f"Deleted {outcome_count(applied, 'deleted')}; skipped {int(counts.get('skipped', 0)):,}; "
             f"errors {int(counts.get('error', 0)):,}."
         )
     ]

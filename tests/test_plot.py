@@ -451,6 +451,17 @@ def test_stale_tags_dots_threshold_and_title():
     assert labels[0] == shorten(repos_by_stale.idxmax())
 
 
+def test_stale_tags_title_counts_undated_stale_tags_too():
+    """An orphaned accessory is stale and may have no date: it is not drawn, but the title's count is the
+    plan's, as the stale-tag widget's summary above the chart gives it."""
+    stale = make_stale(3)
+    undated = stale["tag"] == "undated"
+    stale.loc[undated, "stale"] = True
+    title = stale_tags(stale).get_title(loc="left")
+    assert f"{int(stale['stale'].sum())} of {len(stale)} tags stale" in title
+    assert int(stale["stale"].sum()) == int(stale.loc[stale["age"].notna(), "stale"].sum()) + 1
+
+
 def test_stale_tags_without_reclaimable_and_with_ax():
     stale = make_stale(3, older_than_days=30, reclaimable=None)
     _, ax = plt.subplots()

@@ -219,6 +219,11 @@ def test_exports_go_to_the_working_directory_and_never_overwrite(inv, tmp_path, 
     assert first.read_bytes() == second.read_bytes()
 
 
+def test_bad_rules_are_refused_as_the_analysis_refuses_them(inv):
+    with pytest.raises(ValueError, match="keep_last"):
+        stale_tags(inv, keep_last=-3)
+
+
 def test_export_dir_must_be_a_directory(inv, tmp_path):
     with pytest.raises(ValueError, match=r"export_dir .*missing.* is not an existing directory"):
         stale_tags(inv, export_dir=tmp_path / "missing")
@@ -270,7 +275,7 @@ def test_dry_run_then_confirm_deletes_exactly_the_dry_run_rows():
             for tag in remaining:
                 assert client.digest(repo, tag) == table[(repo, tag)]["digest"]
         assert widget.plan.empty, "deleted tags leave the widget's frames"
-        assert f"Deleted {len(stale)} tag(s)" in widget.dry_run_view.value
+        assert f"Deleted {len(stale)} tags" in widget.dry_run_view.value
         assert widget.confirm_button.disabled
 
 

@@ -79,6 +79,17 @@ def apply_cleanup(client, stale: pd.DataFrame, dry_run: bool = True, *, delete_m
     return result
 
 
+def outcome_count(result: pd.DataFrame, status: str) -> str:
+    """How many rows of an ``apply_cleanup`` result have ``status``, in the plan's terms: the plan counts tags,
+    so the untagged referrers deleted by digest with their subjects (rows without a tag) are counted apart
+    ("19 tags and 4 untagged referrers"), never added to the tags."""
+    chosen = (result["status"] == status).to_numpy(dtype=bool)
+    untagged = (result["tag"].isna() | (result["tag"].astype(object) == "")).to_numpy(dtype=bool)
+    tags, referrers = int((chosen & ~untagged).sum()), int((chosen & untagged).sum())
+    text = f"{tags:,} tag{'s' if tags != 1 else ''}"
+    return text + (f" and {referrers:,} untagged referrer{'s' if referrers != 1 else ''}" if referrers else "")
+
+
 def _plan(stale: pd.DataFrame) -> dict[str, list[Planned]]:
     """The rows to delete, checked in full before any request: {repository: [(tag, digest, subject)]}."""
     require_columns(stale, APPLY_INPUT_COLUMNS, "apply_cleanup (the stale_tags() frame)")

@@ -66,7 +66,7 @@ def stale_tags(
         note = "No tag has a creation date" if undated else "No tags"
         return empty_note(ax, note)
 
-    days, is_stale = _draw_dots(ax, dated.assign(row=dated["repository"].map(row_of)), len(labels), kwargs)
+    days, _ = _draw_dots(ax, dated.assign(row=dated["repository"].map(row_of)), len(labels), kwargs)
     _draw_rows(ax, labels)
     if threshold is not None:
         _threshold_line(ax, threshold)
@@ -77,7 +77,7 @@ def stale_tags(
         xlabel += f"\n{undated} {noun} without a creation date not shown"
     ax.set_xlabel(xlabel)
     despine(ax, left=True)
-    ax.set_title(_title(int(is_stale.sum()), len(points), reclaimable), loc="left", pad=16)
+    ax.set_title(_title(int(points["stale"].sum()), len(points), reclaimable), loc="left", pad=16)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     return ax
 

@@ -20,6 +20,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from regframe import analysis, plot
+from regframe.actions.cleanup import outcome_count
 from regframe.client.atomic_files import write_atomically
 from regframe.client.errors import RegistryError
 from regframe.inventory import Inventory
@@ -55,6 +56,9 @@ class StaleTagsWidget(widgets.VBox):
         now: str | dt.datetime | pd.Timestamp | None = None,
         export_dir: str | os.PathLike | None = None,
     ):
+        analysis.stale_tags(
+            inventory.manifests.iloc[:0], older_than=older_than, keep_last=keep_last, keep=keep, match=match
+        )
         self.export_dir = _export_folder(export_dir)
         self.inventory = inventory
         self.registry = None if registry is None else check_registry(registry, "stale_tags(registry=...)")
@@ -244,7 +248,7 @@ class StaleTagsWidget(widgets.VBox):
         self._pending = self.stale[keys.isin(chosen) & self.stale["stale"].to_numpy(dtype=bool)]
         skipped = len(dry_run) - len(would)
         self.dry_run_view.value = _render.note(
-            f"Dry run: {len(would)} tag(s) would be deleted"
+            f"Dry run: {outcome_count(dry_run, 'would delete')} would be deleted"
             + (f", {skipped} skipped (changed since the crawl)" if skipped else "")
             + ('. Press "Confirm delete" to delete them.' if len(would) else "."),
             "warning",
@@ -269,7 +273,7 @@ class StaleTagsWidget(widgets.VBox):
         self._forget(deleted)
         failed = len(result) - len(deleted)
         report = _render.note(
-            f"Deleted {len(deleted)} tag(s)"
+            f"Deleted {outcome_count(result, 'deleted')}"
             + (f"; {failed} not deleted" if failed else "")
             + ". Their images stay as untagged manifests. "
             + analysis.GARBAGE_COLLECTION_ADVICE,

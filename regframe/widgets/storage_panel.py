@@ -91,7 +91,8 @@ class StorageDashboard(widgets.VBox):
         attrs = self.usage.attrs
         total, logical = attrs.get("total_bytes", 0), attrs.get("logical_bytes", 0)
         return (
-            f"<b>{len(self.usage)}</b> repositories store <b>{_render.nbytes(total)}</b> of distinct layers; "
+            f"<b>{len(self.usage)}</b> repositories store <b>{_render.nbytes(total)}</b> of distinct blobs "
+            "(layers and configs); "
             f"adding up every image gives {_render.nbytes(logical)} "
             f"({attrs.get('dedup_ratio', 1.0):.1f}x deduplication)"
         )
