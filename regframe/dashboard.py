@@ -13,6 +13,7 @@ time bound, so a pathological regular expression ends in a message, not a hung k
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import signal
@@ -20,8 +21,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -145,6 +149,49 @@ def child_environment(
     return env
 
 
+def check_port(port: int | None) -> None:
+    """Refuse (ValueError) a port out of range, or one something already listens on at 127.0.0.1, before
+    anything starts: Voilà would fail there only seconds later, and a browser given this dashboard's address
+    would meanwhile send its token to whatever answers. 0 or None (a free port, chosen later) passes."""
+    if port is None:
+        return
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be between 1 and 65535 (or 0 for a free one), not {port!r}")
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As Voilà binds: connections of an earlier server left in TIME_WAIT do not make the port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ValueError(f"port {port} is in use on {HOST}; choose another port") from None
+            raise ValueError(f"port {port} cannot be used on {HOST}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _holding_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT arriving within the block take effect when it ends: an exception raised between
+    Voilà's fork and ``Popen`` returning would lose its pid, and leave it running. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for pending in dict.fromkeys(held):
+            signal.raise_signal(pending)
+
+
 def start(
     url: str,
     *,
@@ -162,11 +209,12 @@ def start(
 
     ``user``, ``password``, ``ca_bundle``, ``verify`` and ``allow_insecure_auth`` are ``regframe.connect``'s,
     for the kernel's connection. ``port`` 0 or None picks a free port. ``allow_delete`` enables the stale-tag
-    widget's Delete button (always behind a dry run and a confirmation). Raises RuntimeError with Voilà's
-    output if it exits or does not listen within ``timeout`` seconds.
+    widget's Delete button (always behind a dry run and a confirmation). Raises ValueError for bad options
+    and a port already in use, RuntimeError with Voilà's output if it exits or does not listen within
+    ``timeout`` seconds. Interrupted (Ctrl-C, or SIGTERM under ``serve``) while starting, it stops Voilà and
+    removes the log it created before the exception goes on.
     """
-    if port is not None and not 0 <= port <= 65535:
-        raise ValueError(f"port must be between 0 and 65535, got {port}")
+    check_port(port)
     token = secrets.token_urlsafe(24)
     env = child_environment(
         url,
@@ -184,43 +232,92 @@ def start(
         raise RuntimeError("the dashboard needs Voilà: pip install 'regframe[dashboard]'") from None
     chosen = port or free_port(HOST)
     owns_log = log_path is None
-    if log_path is None:
-        handle, name = tempfile.mkstemp(prefix="regframe-dashboard-", suffix=".log")
-        os.close(handle)
-        log_path = name
-    log_path = Path(log_path)
-
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            child_command(chosen),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    dashboard = Dashboard(f"http://{HOST}:{chosen}/?token={quote(token)}", chosen, process, log_path, owns_log)
+    created: Path | None = None
+    dashboard: Dashboard | None = None
     try:
+        with _holding_signals():
+            if log_path is None:
+                handle, name = tempfile.mkstemp(prefix="regframe-dashboard-", suffix=".log")
+                os.close(handle)
+                path = created = Path(name)
+            else:
+                path = Path(log_path)
+            with open(path, "ab") as log:
+                process = subprocess.Popen(
+                    child_command(chosen),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            dashboard = Dashboard(f"http://{HOST}:{chosen}/?token={quote(token)}", chosen, process, path, owns_log)
         _wait_listening(dashboard, timeout)
     except BaseException:
-        dashboard.stop()
+        if dashboard is not None:
+            dashboard.stop()
+        elif created is not None:
+            created.unlink(missing_ok=True)
         raise
     return dashboard
 
 
+def _listens(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds a TCP socket listening on ``port``, from Linux's /proc; None where /proc
+    cannot tell."""
+    try:
+        sockets = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                sockets.add(target[len("socket:[") : -1])
+        tables = [Path(f"/proc/{pid}/net/tcp").read_text()]
+    except OSError:
+        return None
+    try:
+        tables.append(Path(f"/proc/{pid}/net/tcp6").read_text())
+    except OSError:
+        pass  # no IPv6
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            # sl local_address rem_address st ... inode; st 0A is LISTEN
+            fields = line.split()
+            listening = len(fields) > 9 and fields[3] == "0A" and fields[9] in sockets
+            if listening and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def _serving(dashboard: Dashboard) -> bool:
+    """Whether our Voilà listens on the dashboard's port. Where /proc cannot say whose socket it is, anything
+    accepting connections there counts (the port was free when Voilà started)."""
+    ours = _listens(dashboard.process.pid, dashboard.port)
+    if ours is not None:
+        return ours
+    try:
+        with socket.create_connection((HOST, dashboard.port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _wait_listening(dashboard: Dashboard, timeout: float) -> None:
+    """Until our Voilà child listens: a server of another process on the port is not taken for it, and a
+    child that exits meanwhile ends the wait with its log."""
     deadline = time.monotonic() + timeout
     while True:
         code = dashboard.process.poll()
+        if code is None and _serving(dashboard):
+            code = dashboard.process.poll()  # still alive once found listening
+            if code is None:
+                return
         if code is not None:
             raise RuntimeError(
                 f"Voilà exited with status {code} before serving the dashboard:\n{tail(dashboard.log_text(), 30)}"
             )
-        try:
-            with socket.create_connection((HOST, dashboard.port), timeout=0.5):
-                return
-        except OSError:
-            pass
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"Voilà did not listen on {HOST}:{dashboard.port} within {timeout:g} s:\n"
@@ -241,34 +338,41 @@ def serve(
     open_browser: bool = False,
     allow_delete: bool = False,
 ) -> int:
-    """Serve the dashboard until Ctrl-C (or until Voilà exits); the exit code for the command line."""
-    try:
-        dashboard = start(
-            url,
-            port=port,
-            user=user,
-            password=password,
-            ca_bundle=ca_bundle,
-            verify=verify,
-            allow_insecure_auth=allow_insecure_auth,
-            allow_delete=allow_delete,
-        )
-    except (RuntimeError, ValueError) as err:
-        print(f"regframe: error: {err}", file=sys.stderr)
-        return 1
-    print(
-        f"regframe dashboard: {dashboard.url}\n  registry: {url}\n  Voilà log: {dashboard.log_path}\n"
-        "Each page load crawls the registry again. Ctrl-C to stop.",
-        flush=True,
-    )
-    if open_browser:
-        webbrowser.open(dashboard.url)
-    try:
-        with raising_on_sigterm(lambda signum: KeyboardInterrupt()):
+    """Serve the dashboard until Ctrl-C or SIGTERM (or until Voilà exits); the exit code for the command line:
+    0 when stopped so, also while starting (Voilà is stopped and its log removed then too), 2 for bad options
+    or a port in use, 1 when Voilà fails to start or exits."""
+    with raising_on_sigterm(lambda signum: KeyboardInterrupt()):
+        try:
+            dashboard = start(
+                url,
+                port=port,
+                user=user,
+                password=password,
+                ca_bundle=ca_bundle,
+                verify=verify,
+                allow_insecure_auth=allow_insecure_auth,
+                allow_delete=allow_delete,
+            )
+        except KeyboardInterrupt:
+            return 0
+        except ValueError as err:
+            print(f"regframe: error: {err}", file=sys.stderr)
+            return 2
+        except RuntimeError as err:
+            print(f"regframe: error: {err}", file=sys.stderr)
+            return 1
+        try:
+            print(
+                f"regframe dashboard: {dashboard.url}\n  registry: {url}\n  Voilà log: {dashboard.log_path}\n"
+                "Each page load crawls the registry again. Ctrl-C to stop.",
+                flush=True,
+            )
+            if open_browser:
+                webbrowser.open(dashboard.url)
             code = dashboard.process.wait()
-    except KeyboardInterrupt:
-        dashboard.stop()
-        return 0
-    print(f"regframe: Voilà exited with status {code}:\n{tail(dashboard.log_text(), 30)}", file=sys.stderr)
-    dashboard.stop()
-    return code or 1
+            print(f"regframe: Voilà exited with status {code}:\n{tail(dashboard.log_text(), 30)}", file=sys.stderr)
+            return code or 1
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            dashboard.stop()

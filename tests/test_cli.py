@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 import regframe
 from regframe import dashboard
 from regframe.cli import main, parser
+from regframe.processes import free_port
 from regframe.testing import local_registry, make_fleet, seed
 from regframe.units import format_bytes
 
@@ -264,3 +268,147 @@ def test_dashboard_command_connects_with_a_ca_bundle_and_a_password_from_stdin(t
     assert f"<th style='text-align:left'>tags</th><td>{small.tag_count}</td>" in card
     assert password not in page.text
     assert cli.returncode == 0
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: state, ppid, pgrp, session, ... ([] when gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _processes_where(field: int, value: int) -> list[int]:
+    return [
+        int(stat.parent.name)
+        for stat in Path("/proc").glob("[0-9]*/stat")
+        if (fields := _stat_fields(int(stat.parent.name))) and fields[field] == str(value)
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes through /proc")
+def test_dashboard_stopped_while_starting_leaves_no_voila_and_no_log(tmp_path):
+    """SIGTERM while Voilà is still starting used to leave it running in its own session (parent 1, the
+    password in its environment) and its log in TMPDIR: the handler now covers startup too."""
+    import time
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {
+        **os.environ,
+        "TMPDIR": str(temp),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+    }
+    voila = None
+    with local_registry() as reg:
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "regframe.cli", "dashboard", reg.url],
+            cwd=tmp_path,
+            env=env,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while voila is None and cli.poll() is None and time.monotonic() < deadline:
+                for pid in _processes_where(1, cli.pid):
+                    try:
+                        if b"voila" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                            voila = pid
+                    except OSError:
+                        pass
+                time.sleep(0.005)
+            assert voila is not None, "Voilà never started"
+            cli.send_signal(signal.SIGTERM)
+            out, err = cli.communicate(timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+            for pid in _processes_where(3, voila) if voila else []:
+                os.kill(pid, signal.SIGKILL)  # only what this test's dashboard left behind
+    assert "regframe dashboard: http" not in out, "the signal came before Voilà served"
+    assert cli.returncode == 0, err
+    assert _processes_where(3, voila) == [], "no process of Voilà's session (it or a kernel) is left"
+    assert list(temp.glob("regframe-dashboard-*")) == []
+
+
+def _no_dashboard_served(monkeypatch):
+    monkeypatch.setattr(dashboard, "serve", lambda *args, **options: pytest.fail("the dashboard was served"))
+
+
+def test_dashboard_refuses_a_port_in_use_before_connecting_or_starting(capsys, monkeypatch):
+    """A second dashboard on a busy port used to print its address, then fail seconds later; meanwhile a
+    browser would have sent its token to the other server."""
+    _no_dashboard_served(monkeypatch)
+    monkeypatch.setattr(subprocess, "Popen", lambda *args, **kwargs: pytest.fail("Voilà was started"))
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main(["dashboard", "http://127.0.0.1:9", "--port", str(port)]) == 2
+        assert f"regframe: error: port {port} is in use" in capsys.readouterr().err
+        with pytest.raises(ValueError, match=f"port {port} is in use"):
+            dashboard.start("http://127.0.0.1:9", port=port)
+        busy.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            busy.accept()  # nothing connected to the other server
+
+
+@pytest.mark.skipif(not Path("/proc/self/net/tcp").exists(), reason="tells whose socket it is through /proc")
+def test_dashboard_waits_for_its_own_child_not_another_server(tmp_path, monkeypatch):
+    """A server of another process on the port (taken after it was found free) is not Voilà being ready:
+    the wait goes on until Voilà listens, and ends with Voilà's log when it exits instead."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        monkeypatch.setattr(dashboard, "free_port", lambda host: port)
+        failing = "import sys, time; time.sleep(1); print('The port is already in use'); sys.exit(1)"
+        monkeypatch.setattr(dashboard, "child_command", lambda chosen: [sys.executable, "-c", failing])
+        with pytest.raises(RuntimeError, match="exited with status 1") as raised:
+            dashboard.start("http://127.0.0.1:9", timeout=30)
+        assert "The port is already in use" in str(raised.value)
+        busy.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            busy.accept()  # the token's address was never even tried on the other server
+    assert list(tmp_path.glob("regframe-dashboard-*")) == []
+
+    serving = "import socket, sys, time; s = socket.create_server(('127.0.0.1', int(sys.argv[1]))); time.sleep(60)"
+    monkeypatch.setattr(dashboard, "child_command", lambda chosen: [sys.executable, "-c", serving, str(chosen)])
+    monkeypatch.setattr(dashboard, "free_port", free_port)
+    with dashboard.start("http://127.0.0.1:9", timeout=30) as started:
+        assert started.running()
+    assert not started.running()
+
+
+def test_dashboard_refuses_a_registry_it_cannot_use_before_starting(capsys, monkeypatch):
+    """A wrong password or no registry at all used to start the dashboard anyway, whose page showed only
+    "There was an error when executing cell [1]"; now it is refused as by ``regframe audit``."""
+    _no_dashboard_served(monkeypatch)
+    wrong = "wrong-" + "p" * 20
+    with local_registry(auth="basic") as reg:
+        user, _ = reg.credentials("alice")
+        monkeypatch.setattr(sys, "stdin", io.StringIO(wrong + "\n"))
+        assert main(["dashboard", reg.url, "--user", user, "--password-stdin"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("regframe: error:") and "rejected" in err
+    assert wrong not in err
+    assert main(["dashboard", f"http://127.0.0.1:{free_port()}"]) == 2
+    assert "no registry answers there" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--port", "70000"], "port must be between 1 and 65535 (or 0 for a free one), not 70000"),
+        (["--port", "-1"], "port must be between 1 and 65535 (or 0 for a free one), not -1"),
+        (["--ca-bundle", "/nonexistent.pem"], "ca_bundle '/nonexistent.pem' is not a file"),
+    ],
+)
+def test_dashboard_bad_input_is_exit_status_2_as_for_audit(capsys, monkeypatch, tmp_path, option, message):
+    _no_dashboard_served(monkeypatch)
+    assert main(["dashboard", "http://127.0.0.1:9", *option]) == 2
+    assert f"regframe: error: {message}" in capsys.readouterr().err
+    if option[0] == "--ca-bundle":
+        assert main(["audit", "http://127.0.0.1:9", "--out", str(tmp_path / "out"), *option]) == 2
