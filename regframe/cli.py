@@ -508,9 +508,16 @@ def digest(args) -> int:
 
 
 def dashboard(args) -> int:
-    from .dashboard import serve
+    """Bad options and a ``--port`` in use are refused first, then the registry is connected to once, as
+    ``audit`` does: a registry that cannot be used (no answer, credentials rejected, a bad CA bundle) is an
+    error here (exit 2), not a page whose only cell fails. Only then does Voilà start."""
+    from .dashboard import check_port, serve
 
-    return serve(args.url, port=args.port, allow_delete=args.allow_delete, **connection_options(args))
+    options = connection_options(args)
+    check_port(args.port)
+    with connect_from(args, options):
+        pass
+    return serve(args.url, port=args.port, allow_delete=args.allow_delete, **options)
 
 
 def parser() -> argparse.ArgumentParser:
