@@ -421,7 +421,7 @@ def summary_text(inv, usage, stale, reclaim: int, args, coverage, dangling) -> s
     lines = [
         f"regframe audit of {inv.url}",
         "",
-        f"  repositories        {len(inv.catalog):>12,}",
+        f"  repositories        {inv.repository_count():>12,}",
         f"  tags                {len(inv.tags):>12,}",
         f"  images (platforms)  {inv.image_count():>12,}",
         f"  stored (distinct)   {format_bytes(attrs.get('total_bytes', 0)):>12}   blobs counted once",

@@ -472,6 +472,21 @@ def test_an_empty_registry_gets_a_whole_report(tmp_path):
     assert storage["rows"] == [["(none)", "", "", "", "", ""]]
 
 
+def test_a_repository_whose_tags_were_all_deleted_is_not_counted(tmp_path):
+    """Distribution keeps such a repository in its catalog with no tags; the audit counts it removed, as
+    its diff does, so ``repositories`` and a gate on it agree with the tags."""
+    with local_registry() as reg:
+        with regframe.connect(reg.url, docker_config=False) as client:
+            push_image(client, "team/kept", "1.0", build_image([synthetic_layer("kept", 300)]))
+            push_image(client, "team/emptied", "1.0", build_image([synthetic_layer("emptied", 300)]))
+            client.rmtag("team/emptied", "1.0")
+            assert "team/emptied" in client.catalog()
+        code, _, stderr = run_cli(audit_argv(reg.url, tmp_path / "r", "--fail-on", "repositories>1"))
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["repositories"] == 1
+    assert "repositories                   1" in (tmp_path / "r" / "summary.txt").read_text()
+
+
 def test_growth_gate_compares_with_the_previous_audit(tmp_path):
     """``growth`` needs ``--history``: the first audit there cannot decide it (exit 2, report written); after
     an image is pushed, the second audit's growth is the pushed bytes over the first audit's stored bytes."""

@@ -143,6 +143,13 @@ class Inventory:
     def frames(self) -> dict[str, pd.DataFrame]:
         return {name: getattr(self, name) for name in FRAMES}
 
+    def repository_count(self) -> int:
+        """Repositories holding at least one tag: distribution keeps a repository whose tags were all deleted
+        in its catalog, and such a one counts as removed (as ``diff`` counts it)."""
+        if "tag_count" not in self.catalog:
+            return len(self.catalog)
+        return int((self.catalog["tag_count"].fillna(0) > 0).sum())
+
     def image_count(self) -> int:
         """Manifest rows that are images (one per tag and platform): signatures, SBOMs, attestations and
         other artifacts, BuildKit's ``unknown/unknown`` attestation entries among them, do not count."""
@@ -152,7 +159,7 @@ class Inventory:
 
     def __repr__(self) -> str:
         return (
-            f"Inventory({self.url or 'registry'}: {len(self.catalog)} repositories, {len(self.tags)} tags, "
+            f"Inventory({self.url or 'registry'}: {self.repository_count()} repositories, {len(self.tags)} tags, "
             f"{self.image_count()} images, {len(self.referrers)} accessories, {len(self.layers)} blob rows, "
             f"{len(self.errors)} errors"
             f"{'' if self.complete else ', incomplete'})"
@@ -164,7 +171,7 @@ class Inventory:
         distinct = self.layers.drop_duplicates("layer_digest")["size"].sum() if len(self.layers) else 0
         rows = [
             ("registry", self.url or ""),
-            ("repositories", len(self.catalog)),
+            ("repositories", self.repository_count()),
             ("tags", len(self.tags)),
             ("images (per platform)", self.image_count()),
             ("accessories", len(self.referrers)),

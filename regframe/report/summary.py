@@ -90,7 +90,7 @@ def build_summary(audit: AuditData, *, previous_stored_bytes: int | None = None)
         "complete": bool(inv.complete),
         "stale_rules": audit.rules,
         "regframe_version": __version__,
-        "repositories": len(inv.catalog),
+        "repositories": inv.repository_count(),
         "tags": len(inv.tags),
         "images": inv.image_count(),
         "blobs": int(inv.layers["layer_digest"].nunique()),

@@ -169,7 +169,7 @@ class CrawlWidget(widgets.VBox):
             inv = self.inventory
             assert inv is not None, "a crawl that raised nothing returned an inventory"
             summary = (
-                f"{_render.plural(len(inv.catalog), 'repository', 'repositories')}, "
+                f"{_render.plural(inv.repository_count(), 'repository', 'repositories')}, "
                 f"{_render.plural(len(inv.tags), 'tag')}, {_render.plural(len(inv.errors), 'error')} "
                 f"in {seconds:.1f} s"
             )
