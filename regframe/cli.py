@@ -160,8 +160,10 @@ def _write_report(args, out: Path, text: str, data: AuditData, gates: list, sinc
     2 when a gate could not be decided, 3 when one holds, 1 when items could not be read, else 0."""
     from .report import build_summary, evaluate, summary_json, undecided, write_report
 
+    # Growth over what both audits covered, as the diff compares them (scopes and unread repositories).
     previous_stored = None if since is None else int(since.attrs["stored_bytes_before"])
-    summary = build_summary(data, previous_stored_bytes=previous_stored)
+    compared = None if since is None else int(since.attrs["stored_bytes_after"])
+    summary = build_summary(data, previous_stored_bytes=previous_stored, compared_stored_bytes=compared)
     results = evaluate(gates, summary)
     report = write_report(out, data, summary=summary, gates=results, since_last=_since_section(since, args))
     output_format = getattr(args, "output_format", "text")

@@ -660,3 +660,180 @@ def test_history_counts_runnable_images_only(tmp_path):
         runnable = {image.digest for content in tags.values() for image in content.images}
         assert rows.loc[repository, "images"] == len(runnable), repository
     assert sum(len(accessories) for accessories in fleet.accessories.values()) > 0, "there were accessories"
+
+
+def test_audits_of_different_scopes_compare_only_what_both_crawled(tmp_path):
+    """A full audit, one limited with --repositories, and a full one again into one --history: nothing
+    outside the narrow audit is removed, then re-added, and growth counts only the common repositories."""
+    tags = {("s/a", "1"): IMAGES["a1"], ("s/b", "1"): IMAGES["b1"], ("s/c", "1"): IMAGES["c1"]}
+    snapshots = tmp_path / "snapshots"
+    rules = ("--no-progress", "--history", str(snapshots), "--fail-on", "growth<0%")  # a shrinkage gate
+    with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
+        for (repo, tag), img in tags.items():
+            push_image(client, repo, tag, img)
+        first = run_cli("audit", reg.url, "--out", str(tmp_path / "full"), "--no-progress", "--history", str(snapshots))
+        push_image(client, "s/a", "2", IMAGES["a2"])
+        tags[("s/a", "2")] = IMAGES["a2"]
+        narrow = run_cli("audit", reg.url, "--out", str(tmp_path / "narrow"), "--repositories", "s/a", *rules)
+        again = run_cli(
+            "audit", reg.url, "--out", str(tmp_path / "again"), "--no-progress", "--history", str(snapshots)
+        )
+    assert first[0] == 0, first[2]
+    assert narrow[0] == 0, narrow[2]
+    assert again[0] == 0, again[2]
+
+    older, newer, last = (history.load_snapshot(path) for path in history.snapshots(snapshots))
+    result = newer.diff(older)
+    only_a = {key: img for key, img in tags.items() if key[0] == "s/a"}
+    before_a = {key: img for key, img in only_a.items() if key != ("s/a", "2")}
+    assert result.repositories.empty
+    assert tag_rows(result.tags) == {("s/a", "2", "added", None, IMAGES["a2"].digest)}
+    assert list(result.storage["repository"]) == ["s/a"]
+    a = result.attrs
+    assert (a["stored_bytes_before"], a["stored_bytes_after"]) == (total_of(before_a), total_of(only_a))
+    assert a["growth_ratio"] == pytest.approx((total_of(only_a) - total_of(before_a)) / total_of(before_a))
+    assert (a["repositories_before"], a["tags_before"], a["repositories_out_of_scope"]) == (1, 1, 2)
+    assert (a["repositories_removed"], a["tags_removed"], a["same_scope"]) == (0, 0, False)
+    assert "2 repositories outside one audit's scope are left out of every change" in result.summary()
+
+    back = last.diff(newer)
+    assert back.repositories.empty and back.tags.empty and back.attrs["repositories_out_of_scope"] == 2
+    assert list(back.storage["repository"]) == ["s/a"] and back.attrs["stored_bytes_delta"] == 0
+    summary = json.loads((tmp_path / "narrow" / "summary.json").read_text())
+    assert summary["growth_bytes"] == total_of(only_a) - total_of(before_a)
+    assert summary["growth_percent"] == round(100 * a["growth_ratio"], 4)
+
+
+def test_a_full_audit_after_a_narrow_one_does_not_trip_the_growth_gate(tmp_path):
+    snapshots = tmp_path / "snapshots"
+    with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
+        for repo, name in (("s/a", "a1"), ("s/b", "b1"), ("s/c", "c1")):
+            push_image(client, repo, "1", IMAGES[name])
+        rules = ("--no-progress", "--history", str(snapshots))
+        narrow = run_cli("audit", reg.url, "--out", str(tmp_path / "narrow"), "--repositories", "s/a", *rules)
+        full = run_cli("audit", reg.url, "--out", str(tmp_path / "full"), *rules, "--fail-on", "growth>10%")
+    assert narrow[0] == 0, narrow[2]
+    assert "growth_percent is +0.0%" not in full[2]
+    assert json.loads((tmp_path / "full" / "summary.json").read_text())["growth_bytes"] == 0
+    assert full[0] == 0, full[2]
+
+
+def test_a_read_error_is_left_out_of_storage_and_growth(tmp_path):
+    """A real registry cannot be made to fail one request, so the fault proxy refuses, in the second
+    crawl only, one tag's manifest (r/a) and another repository's tag list (r/b): neither may shrink."""
+    with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
+        tags = {("r/a", "1"): IMAGES["a1"], ("r/a", "2"): IMAGES["a2"], ("r/b", "1"): IMAGES["b1"]}
+        tags[("r/c", "1")] = IMAGES["c1"]
+        for (repo, tag), img in tags.items():
+            push_image(client, repo, tag, img)
+        with FaultProxy(reg.url, seed=0) as proxy, regframe.connect(proxy.url, docker_config=False) as through:
+            older = through.inventory(progress=False)
+            push_image(client, "r/c", "2", IMAGES["d1"])
+            proxy.add_rule(Rule(path=r"^/v2/r/a/manifests/2$", action=Status(403)))
+            proxy.add_rule(Rule(path=r"^/v2/r/b/tags/list", action=Status(403)))
+            newer = through.inventory(progress=False)
+    assert set(newer.errors["repository"].astype(str)) == {"r/a", "r/b"}
+    result = newer.diff(older)
+    c_before = {("r/c", "1"): IMAGES["c1"]}
+    c_after = {**c_before, ("r/c", "2"): IMAGES["d1"]}
+    rows = result.storage.set_index("repository")
+    assert list(rows.index) == ["r/c"], "r/a and r/b were not read in full: no 5.2 MB -> 0 B"
+    assert rows.loc["r/c", "stored_bytes_delta"] == total_of(c_after) - total_of(c_before)
+    a = result.attrs
+    assert (a["stored_bytes_before"], a["stored_bytes_after"]) == (total_of(c_before), total_of(c_after))
+    assert a["stored_bytes_delta"] > 0 and a["storage_unknown"] == 2
+    assert "2 repositories a read error may have cut short are left out of storage and growth" in result.summary()
+
+
+def test_the_diff_keeps_an_accessory_the_audit_keeps(tmp_path):
+    """The fault proxy refuses, in the second crawl only, the manifest of the tag a signature signs (no
+    real registry fails on demand): the audit keeps the signature, as its subject may be in that tag."""
+    from regframe.testing.oci_artifacts import cosign_signature
+
+    img = IMAGES["e1"]
+    sig_tag, sig = cosign_signature(img, repository="s/app")
+    with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
+        push_image(client, "s/app", "1.0", img)
+        push_image(client, "s/app", sig_tag, sig)
+        with FaultProxy(reg.url, seed=0) as proxy, regframe.connect(proxy.url, docker_config=False) as through:
+            older = through.inventory(progress=False)
+            proxy.add_rule(Rule(path=r"^/v2/s/app/manifests/1\.0$", action=Status(403)))
+            newer = through.inventory(progress=False)
+    assert len(newer.errors) == 1
+    audit = regframe.analysis.stale_tags(
+        newer.manifests, older_than="30d", now=newer.crawled_at, tags=newer.tags, errors=newer.errors
+    ).set_index("tag")
+    assert not audit.loc[sig_tag, "stale"], "the audit keeps it"
+    result = newer.diff(older, older_than="30d")
+    assert sig_tag not in set(result.stale["tag"])
+    assert result.attrs["stale_new"] == 0
+
+
+@pytest.fixture(scope="module")
+def emptied(tmp_path_factory):
+    """Three audits with --history: an empty registry, one image pushed, its tag deleted."""
+    root = tmp_path_factory.mktemp("emptied")
+    snapshots = root / "snapshots"
+    with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
+        rules = ("--no-progress", "--history", str(snapshots), "--fail-on", "growth>10%")
+        runs = [run_cli("audit", reg.url, "--out", str(root / "empty"), *rules)]
+        push_image(client, "e/app", "1", IMAGES["e2"])
+        runs.append(run_cli("audit", reg.url, "--out", str(root / "pushed"), *rules))
+        client.rmtag("e/app", "1")
+        runs.append(
+            run_cli("audit", reg.url, "--out", str(root / "deleted"), "--no-progress", "--history", str(snapshots))
+        )
+    yield {"root": root, "snapshots": snapshots, "runs": runs, "stored": total_of({("e/app", "1"): IMAGES["e2"]})}
+
+
+def test_growth_in_percent_from_an_empty_audit_says_why_it_is_undecided(emptied):
+    code, _, err = emptied["runs"][1]
+    assert code == 2
+    assert "previous audit stored 0 bytes" in err and "growth_bytes" in err
+    assert "needs a previous audit" not in err
+    summary = json.loads(
+        (emptied["root"] / "pushed" / "summary.json").read_text(),
+        parse_constant=lambda name: pytest.fail(f"summary.json holds {name}"),
+    )
+    assert summary["growth_bytes"] == emptied["stored"] and "growth_percent" not in summary
+
+
+def test_history_load_and_growth_keep_snapshots_without_tags(emptied):
+    folders = history.snapshots(emptied["snapshots"])
+    assert len(folders) == 3
+    frame = history.load(emptied["snapshots"])
+    assert list(frame["snapshot"]) == [history.snapshot_time(folder) for folder in folders]
+    assert list(frame["repository"]) == ["e/app"] * 3
+    assert list(frame["stored_bytes"]) == [0, emptied["stored"], 0]
+    assert list(frame.attrs["total_bytes"].values()) == [0, emptied["stored"], 0]
+    ax = growth(frame)
+    (line,) = ax.get_lines()
+    assert list(line.get_ydata()) == [0, emptied["stored"], 0]
+    assert ax.get_title(loc="left") == "Registry 0 B stored, 0 B over 3 snapshots"
+    only_totals = frame.iloc[1:2].copy()
+    only_totals.attrs = frame.attrs
+    ax = growth(only_totals)
+    assert list(ax.get_lines()[0].get_ydata()) == [0, emptied["stored"], 0]
+    plt.close("all")
+
+
+def test_a_diff_given_the_newer_audit_first_warns(scenario):
+    older, newer = loaded(scenario)
+    with pytest.warns(history.changes.AuditOrderWarning, match="crawled after"):
+        result = history.diff(newer, older)
+    assert result.attrs["in_order"] is False
+    assert "shown backwards in time" in result.summary()
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "regframe", "diff", str(scenario["root"] / "second"), str(scenario["root"] / "first")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "AuditOrderWarning" in done.stderr and "give the older audit first" in done.stderr
+    assert "shown backwards in time" in done.stdout
+    code, out, err = run_cli("diff", str(scenario["root"] / "first"), str(scenario["root"] / "second"))
+    assert code == 0 and "backwards" not in out + err

@@ -6,12 +6,21 @@ deleting every tag of a repository shows as "removed", and tagging it again as "
 
 A repository or tag that either crawl could not read (a failed tag listing or manifest, a catalog cut
 short) is never reported as added or removed: it is left out and counted in ``attrs["tags_unknown"]``
-and ``attrs["repositories_unknown"]``, so a read error cannot pass for a deletion.
+and ``attrs["repositories_unknown"]``, so a read error cannot pass for a deletion. For the same reason a
+repository whose tags or layers a read error may hide, in either audit, is left out of the storage
+changes and of the stored-bytes totals (growth): ``attrs["storage_unknown"]`` counts them.
+
+Two audits may cover different repositories (``repositories=``, ``match=``): only the repositories both
+covered are compared. The others are left out of every frame and total (repositories, tags, storage,
+growth, stale tags) and counted in ``attrs["repositories_out_of_scope"]``, so a narrower audit never
+shows the rest of the registry as removed, nor the next full audit as added.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+import warnings
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
@@ -21,9 +30,11 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import stale_tags, storage_usage
+from ..analysis.accessories import unread
 from ..client.atomic_files import write_atomically
 from ..inventory import Inventory
 from ..inventory.inventory import neutralize_formulas
+from ..patterns import compile_pattern
 from ..units import format_bytes
 
 REPOSITORY_CHANGE_COLUMNS = ["repository", "change", "tags_before", "tags_after"]
@@ -43,8 +54,16 @@ STALE_CHANGE_COLUMNS = ["repository", "tag", "digest", "created", "age", "size",
 NOT_THERE_BEFORE = "not in the older audit"
 SUMMARY_TOP = 10
 
-# ``(manifests, now) -> frame like stale_tags'``: ``Policy.evaluate`` has this shape.
-StaleRule = Callable[[pd.DataFrame, pd.Timestamp], pd.DataFrame]
+# ``(manifests, now) -> frame like stale_tags'``: ``Policy.evaluate`` has this shape. A rule that also
+# takes ``tags=`` and ``errors=`` keywords (as ``stale_tags`` and ``Policy.evaluate`` do) gets each audit's.
+StaleRule = Callable[..., pd.DataFrame]
+# Error stages after which a repository's stored bytes may be short: all but an unreadable config (the
+# manifest, with its layers, was read). Referrers lists hide the layers of the artifacts they list.
+_HIDES_LAYERS = frozenset({"referrers", "referrer"})
+
+
+class AuditOrderWarning(UserWarning):
+    """The audit given as the older one was crawled after the one given as the newer one."""
 
 
 class Diff:
@@ -159,18 +178,37 @@ def diff(
         options = {"older_than": older_than, "keep_last": keep_last, "keep": keep, "match": match}
         stale_tags(older.manifests.iloc[:0], **options)  # bad rules fail here, before any work
 
-        def rule(manifests: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-            return stale_tags(manifests, now=now, **options)
+        def rule(
+            manifests: pd.DataFrame,
+            now: pd.Timestamp,
+            *,
+            tags: pd.DataFrame | None = None,
+            errors: pd.DataFrame | None = None,
+        ) -> pd.DataFrame:
+            return stale_tags(manifests, now=now, tags=tags, errors=errors, **options)
 
         stale = rule
+    in_order = older.crawled_at is None or newer.crawled_at is None or older.crawled_at <= newer.crawled_at
+    if not in_order:
+        warnings.warn(
+            f"the audit given as the older one ({_when(_iso(older.crawled_at))}) was crawled after the one given "
+            f"as the newer one ({_when(_iso(newer.crawled_at))}): every change is shown backwards in time; "
+            "give the older audit first (regframe diff OLD NEW, new_inventory.diff(old_inventory))",
+            AuditOrderWarning,
+            stacklevel=2,
+        )
 
     before, after = _Audit(older), _Audit(newer)
-    repositories = _repositories(before, after)
-    tags = _tags(before, after)
-    storage, usage_before, usage_after = _storage(before, after)
+    seen = before.names | after.names
+    compared = {name for name in seen if before.covers(name) and after.covers(name)}
+    out_of_scope = len(seen - compared)
+    hidden = before.hides_storage(compared) | after.hides_storage(compared)
+    repositories = _repositories(before, after, compared)
+    tags = _tags(before, after, compared)
+    storage, usage_before, usage_after = _storage(before, after, compared - hidden)
     now = pd.Timestamp.now(tz="UTC")
-    stale_before = stale(older.manifests, older.crawled_at or now)
-    stale_after = stale(newer.manifests, newer.crawled_at or now)
+    stale_before = _in(_judge(stale, older, older.crawled_at or now), compared)
+    stale_after = _in(_judge(stale, newer, newer.crawled_at or now), compared)
     became = _became_stale(stale_before, stale_after)
 
     stored_before, stored_after = int(usage_before.attrs["total_bytes"]), int(usage_after.attrs["total_bytes"])
@@ -181,17 +219,19 @@ def diff(
         "newer_url": newer.url,
         "older_crawled_at": _iso(older.crawled_at),
         "newer_crawled_at": _iso(newer.crawled_at),
-        "repositories_before": len(before.present),
-        "repositories_after": len(after.present),
+        "repositories_before": len(before.present & compared),
+        "repositories_after": len(after.present & compared),
         "repositories_added": int(repo_counts.get("added", 0)),
         "repositories_removed": int(repo_counts.get("removed", 0)),
         "repositories_unknown": int(repositories.attrs["unknown"]),
-        "tags_before": len(before.tags),
-        "tags_after": len(after.tags),
+        "tags_before": int(_text(before.tags["repository"]).isin(compared).sum()),
+        "tags_after": int(_text(after.tags["repository"]).isin(compared).sum()),
         "tags_added": int(counts.get("added", 0)),
         "tags_removed": int(counts.get("removed", 0)),
         "tags_moved": int(counts.get("moved", 0)),
         "tags_unknown": int(tags.attrs["unknown"]),
+        "storage_unknown": len(hidden),
+        "repositories_out_of_scope": out_of_scope,
         "stored_bytes_before": stored_before,
         "stored_bytes_after": stored_after,
         "stored_bytes_delta": stored_after - stored_before,
@@ -205,6 +245,7 @@ def diff(
         "errors_after": len(newer.errors),
         "complete": bool(older.complete and newer.complete),
         "same_scope": _scope(older) == _scope(newer),
+        "in_order": in_order,
     }
     for frame in (repositories, tags):
         frame.attrs = {}
@@ -248,6 +289,35 @@ class _Audit:
         self.unread_tags = set(zip(repo[tag.notna()], _text(tag[tag.notna()]), strict=True))
         stages = set(_text(errors["stage"]))
         self.catalog_unread = not inv.complete or bool(stages & {"catalog", "interrupted"})
+        self.names = set(self.counts.index) | set(_text(inv.layers["repository"]))
+        names, match = inv.params.get("repositories"), inv.params.get("match")
+        self.scope_names = None if names is None else set(names)
+        self.scope_match = compile_pattern(match, "match")
+
+    def covers(self, repository: str) -> bool:
+        """Whether this crawl was asked to read ``repository`` (an audit saved without its parameters read
+        the whole catalog)."""
+        if self.scope_names is not None and repository not in self.scope_names:
+            return False
+        return self.scope_match is None or self.scope_match.search(repository, kind="repository")
+
+    def hides_storage(self, names: set[str]) -> set[str]:
+        """Those of ``names`` whose stored bytes this crawl may have read short: ``unread`` (the analysis'
+        rule: an error that may hide a tag there, or one for the whole crawl) or a failed referrers list;
+        a catalog cut short hides only the repositories this crawl did not list."""
+        errors = self.inv.errors
+        ordered = np.array(sorted(names), dtype=object)
+        repo = errors["repository"].astype(object)
+        stage = _text(errors["stage"])
+        whole = (repo.isna() | (repo == "")).to_numpy()
+        catalog = whole & (stage == "catalog").to_numpy()
+        hidden = np.array(unread(ordered, errors[~catalog]), dtype=bool)
+        hidden |= pd.Series(ordered).isin(set(repo[~whole & stage.isin(_HIDES_LAYERS).to_numpy()])).to_numpy()
+        if catalog.any():
+            hidden |= ~pd.Series(ordered).isin(self.present).to_numpy()
+        elif not self.inv.complete and not whole.any():
+            hidden[:] = True
+        return set(ordered[hidden])
 
     def count(self, repository: str) -> int:
         return int(self.counts.get(repository, 0))
@@ -260,9 +330,9 @@ class _Audit:
         return self.may_lack_repository(repository) or (repository, tag) in self.unread_tags
 
 
-def _repositories(before: _Audit, after: _Audit) -> pd.DataFrame:
+def _repositories(before: _Audit, after: _Audit, compared: set[str]) -> pd.DataFrame:
     rows, unknown = [], 0
-    for name in sorted(before.present ^ after.present):
+    for name in sorted((before.present ^ after.present) & compared):
         added = name in after.present
         if (before if added else after).may_lack_repository(name):
             unknown += 1
@@ -275,9 +345,9 @@ def _repositories(before: _Audit, after: _Audit) -> pd.DataFrame:
     return frame
 
 
-def _tags(before: _Audit, after: _Audit) -> pd.DataFrame:
-    merged = before.tags.merge(
-        after.tags, on=["repository", "tag"], how="outer", suffixes=("_old", "_new"), indicator=True
+def _tags(before: _Audit, after: _Audit, compared: set[str]) -> pd.DataFrame:
+    merged = _in(before.tags, compared).merge(
+        _in(after.tags, compared), on=["repository", "tag"], how="outer", suffixes=("_old", "_new"), indicator=True
     )
     side = merged["_merge"].astype(str).to_numpy()
     moved = (side == "both") & (merged["digest_old"] != merged["digest_new"]).to_numpy()
@@ -307,10 +377,13 @@ def _tags(before: _Audit, after: _Audit) -> pd.DataFrame:
     return frame
 
 
-def _storage(before: _Audit, after: _Audit) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    usage_before, usage_after = storage_usage(before.inv.layers), storage_usage(after.inv.layers)
+def _storage(before: _Audit, after: _Audit, compared: set[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Stored and exclusive bytes of the ``compared`` repositories (layers shared with others not
+    compared count as exclusive), and each side's ``storage_usage`` of them: its totals are growth's."""
+    usage_before = storage_usage(_in(before.inv.layers, compared))
+    usage_after = storage_usage(_in(after.inv.layers, compared))
     names = sorted(set(_text(usage_before["repository"])) | set(_text(usage_after["repository"])))
-    names = sorted(set(names) | before.present | after.present)
+    names = sorted(set(names) | ((before.present | after.present) & compared))
     frame = pd.DataFrame({"repository": names})
     for label, usage in (("before", usage_before), ("after", usage_after)):
         indexed = usage.assign(repository=_text(usage["repository"])).set_index("repository")
@@ -343,6 +416,30 @@ def _became_stale(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     merged["before"] = merged["before"].fillna(NOT_THERE_BEFORE)
     merged["digest"] = _text(merged["digest"])
     return merged[STALE_CHANGE_COLUMNS].reset_index(drop=True)
+
+
+def _judge(stale: StaleRule, inv: Inventory, now: pd.Timestamp) -> pd.DataFrame:
+    """``stale``'s verdicts on one audit, given its tags and errors when it takes them, so an accessory the
+    audit kept (its subject may be in a tag this crawl could not read) is not stale in the diff either."""
+    if _takes_crawl_frames(stale):
+        return stale(inv.manifests, now, tags=inv.tags, errors=inv.errors)
+    return stale(inv.manifests, now)
+
+
+def _takes_crawl_frames(function: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return True
+    keywords = {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return {"tags", "errors"} <= keywords
+
+
+def _in(frame: pd.DataFrame, names: set[str]) -> pd.DataFrame:
+    """The rows of ``frame`` whose repository is one of ``names``."""
+    return frame[_text(frame["repository"]).isin(names).to_numpy()]
 
 
 def _text(values: pd.Series | pd.Index) -> pd.Series:
@@ -402,13 +499,37 @@ def _names(names: list[str], top: int) -> str:
 
 def _warnings(a: dict[str, Any]) -> list[str]:
     lines = []
+    if not a.get("in_order", True):
+        lines.append(
+            "  Note: the older audit was crawled after the newer one: every change is shown backwards in time."
+        )
     unknown = a["repositories_unknown"] + a["tags_unknown"]
-    if unknown or a["errors_before"] or a["errors_after"] or not a["complete"]:
+    storage = a.get("storage_unknown", 0)
+    if unknown or storage or a["errors_before"] or a["errors_after"] or not a["complete"]:
         lines.append(
             f"  Note: the audits had {a['errors_before']} and {a['errors_after']} read error(s)"
             f"{'' if a['complete'] else ' and one stopped early'}; {a['repositories_unknown']} repositories and "
-            f"{a['tags_unknown']} tags that only one audit could read are left out."
+            f"{a['tags_unknown']} tags that only one audit could read are left out"
+            + (
+                f", and {storage} {_repos(storage)} a read error may have cut short {_are(storage)} left out of "
+                "storage and growth."
+                if storage
+                else "."
+            )
         )
-    if not a["same_scope"]:
-        lines.append("  Note: the audits crawled different repositories (repositories=/match= differ).")
+    outside = a.get("repositories_out_of_scope", 0)
+    if not a["same_scope"] or outside:
+        lines.append(
+            "  Note: the audits crawled different repositories (repositories=/match= differ): "
+            f"{outside} {_repos(outside)} outside one audit's scope {_are(outside)} left out of every change, "
+            "of storage and of growth; only the repositories both audits crawled are compared."
+        )
     return lines
+
+
+def _repos(n: int) -> str:
+    return "repository" if n == 1 else "repositories"
+
+
+def _are(n: int) -> str:
+    return "is" if n == 1 else "are"

@@ -110,8 +110,13 @@ def load(history_dir: str | os.PathLike) -> pd.DataFrame:
 
     ``attrs["total_bytes"]`` maps each snapshot's ISO time to its registry-wide stored bytes (layers
     shared between repositories counted once). A snapshot in a newer format than this regframe reads
-    raises ``InventoryFormatError`` naming it."""
-    parts, totals = [], {}
+    raises ``InventoryFormatError`` naming it.
+
+    A snapshot with no tagged repository (every tag deleted, or an empty registry) still has rows: one per
+    repository of the other snapshots, every count 0, so a growth chart draws the drop to nothing. Only
+    when no snapshot has a tagged repository are there no rows (``attrs["total_bytes"]`` lists them all)."""
+    parts: list[tuple[pd.Timestamp, pd.DataFrame]] = []
+    totals = {}
     for path in snapshots(history_dir):
         layers, tag_repositories = _storage_frames(path)
         when = snapshot_time(path)
@@ -125,9 +130,11 @@ def load(history_dir: str | os.PathLike) -> pd.DataFrame:
         for column in HISTORY_COLUMNS[3:]:
             frame[column] = rows[column].reindex(names).fillna(0).astype("int64").to_numpy()
         frame.insert(0, "snapshot", when)
-        parts.append(frame.sort_values(["stored_bytes", "repository"], ascending=[False, True], kind="stable"))
-    if parts:
-        history = pd.concat(parts, ignore_index=True)
+        parts.append((when, frame.sort_values(["stored_bytes", "repository"], ascending=[False, True], kind="stable")))
+    seen = sorted({name for _, part in parts for name in part["repository"]})
+    frames = [_zeros(when, seen) if part.empty else part for when, part in parts]
+    if seen:
+        history = pd.concat(frames, ignore_index=True)
     else:
         history = pd.DataFrame({column: pd.Series(dtype="int64") for column in HISTORY_COLUMNS})
         history["snapshot"] = pd.Series(dtype="datetime64[ns, UTC]")
@@ -135,6 +142,16 @@ def load(history_dir: str | os.PathLike) -> pd.DataFrame:
     history["snapshot"] = history["snapshot"].astype("datetime64[ns, UTC]")
     history.attrs["total_bytes"] = totals
     return history[HISTORY_COLUMNS]
+
+
+def _zeros(when: pd.Timestamp, repositories: list[str]) -> pd.DataFrame:
+    """The rows of a snapshot with no tagged repository: every repository of the others, with nothing."""
+    frame = pd.DataFrame(
+        {column: pd.Series(0, index=range(len(repositories)), dtype="int64") for column in HISTORY_COLUMNS}
+    )
+    frame["snapshot"] = pd.Series([when] * len(repositories), dtype="datetime64[ns, UTC]")
+    frame["repository"] = pd.Series(repositories, dtype=object)
+    return frame
 
 
 def _storage_frames(path: Path) -> tuple[pd.DataFrame, pd.Series]:

@@ -47,7 +47,7 @@ def growth(history: pd.DataFrame, *, top: int = 10, ax: Axes | None = None, **kw
     if history.empty:
         return empty_note(ax, "No snapshots")
 
-    table = _by_snapshot(history)
+    table = _with_every_snapshot(_by_snapshot(history), history.attrs.get("total_bytes"))
     x = table.index.to_numpy()
     latest = table.iloc[-1]
     order = sorted(table.columns, key=lambda name: (-latest[name], name))
@@ -97,6 +97,15 @@ def _by_snapshot(history: pd.DataFrame) -> pd.DataFrame:
     return frame.pivot_table(
         index="snapshot", columns="repository", values="stored_bytes", aggfunc="sum", fill_value=0.0
     ).sort_index()
+
+
+def _with_every_snapshot(table: pd.DataFrame, totals: object) -> pd.DataFrame:
+    """``table`` with a row of zeros for each snapshot ``attrs["total_bytes"]`` names that has no row (one
+    with no tagged repository), so a registry emptied is drawn dropping to nothing, not left out."""
+    if not isinstance(totals, dict) or not totals:
+        return table
+    times = pd.DatetimeIndex(pd.to_datetime(list(totals), utc=True).tz_localize(None))
+    return table.reindex(table.index.union(times), fill_value=0.0).sort_index()
 
 
 def _distinct_colors(names: list[str]) -> dict[str, str]:

@@ -63,6 +63,8 @@ class GateResult:
     gate: Gate
     value: int | float | None
     holds: bool
+    # Why the audit could not compute the total, when it had the data the total needs.
+    why_not: str | None = None
 
     @property
     def decided(self) -> bool:
@@ -72,6 +74,8 @@ class GateResult:
         """``reclaimable_bytes is 7.2 GB (7,200,000,000)``, or why there is no value."""
         total = self.gate.total
         if self.value is None:
+            if self.why_not:
+                return f"{total.key} was not computed: {self.why_not}"
             needs = f" (it needs {total.needs})" if total.needs else ""
             return f"{total.key} was not computed{needs}"
         exact = f" ({self.value:,})" if total.unit == "bytes" else ""
@@ -166,8 +170,20 @@ def evaluate(gates: Sequence[Gate], summary: Mapping[str, Any]) -> list[GateResu
     results = []
     for gate in gates:
         value = summary.get(gate.total.key)
-        results.append(GateResult(gate, value, value is not None and gate.holds(value)))
+        results.append(GateResult(gate, value, value is not None and gate.holds(value), _why_not(gate, summary)))
     return results
+
+
+def _why_not(gate: Gate, summary: Mapping[str, Any]) -> str | None:
+    """Why a total is missing though the audit had what it needs: growth in percent after a previous audit
+    that stored nothing (``build_summary`` then gives ``growth_bytes`` alone). The gate stays undecided:
+    no percentage of 0 bytes is true or false, and summary.json holds no infinity."""
+    if gate.total.key == "growth_percent" and "growth_percent" not in summary and "growth_bytes" in summary:
+        return (
+            "the previous audit stored 0 bytes, so growth in percent is undefined "
+            f"(growth_bytes is {summary['growth_bytes']:,}; gate on it instead, e.g. 'growth_bytes>1GB')"
+        )
+    return None
 
 
 def undecided(results: Sequence[GateResult]) -> GateError | None:

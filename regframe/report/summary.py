@@ -74,13 +74,16 @@ _SUPPLY_CHAIN = {
 }
 
 
-def build_summary(audit: AuditData, *, previous_stored_bytes: int | None = None) -> dict[str, Any]:
+def build_summary(
+    audit: AuditData, *, previous_stored_bytes: int | None = None, compared_stored_bytes: int | None = None
+) -> dict[str, Any]:
     """The audit's totals, and what it was run on (``registry``, ``audited_at``, ``complete``,
     ``stale_rules``, ``regframe_version``), ready for ``json.dumps``.
 
     ``previous_stored_bytes`` (the stored bytes of the previous audit of the same registry) adds
     ``growth_bytes`` and ``growth_percent``; growth in percent is left out when the previous audit
-    stored nothing.
+    stored nothing. ``compared_stored_bytes``: this audit's stored bytes over the same repositories
+    (a diff's ``stored_bytes_after``, when the two audits covered different ones); default all of them.
     """
     inv = audit.inventory
     stored = int(audit.usage.attrs.get("total_bytes", 0))
@@ -108,9 +111,10 @@ def build_summary(audit: AuditData, *, previous_stored_bytes: int | None = None)
             if column in audit.supply_chain.columns:
                 summary[key] = int(pd.to_numeric(audit.supply_chain[column]).fillna(0).sum())
     if previous_stored_bytes is not None:
-        summary["growth_bytes"] = stored - int(previous_stored_bytes)
+        now = stored if compared_stored_bytes is None else int(compared_stored_bytes)
+        summary["growth_bytes"] = now - int(previous_stored_bytes)
         if previous_stored_bytes > 0:
-            summary["growth_percent"] = round(100.0 * (stored - previous_stored_bytes) / previous_stored_bytes, 4)
+            summary["growth_percent"] = round(100.0 * (now - previous_stored_bytes) / previous_stored_bytes, 4)
     return summary
 
 
