@@ -298,6 +298,7 @@ def _since_section(since: Diff | None, args) -> Section | None:
                 "exclusive_bytes_delta": "exclusive change",
             },
             bytes_columns=("stored_bytes_before", "stored_bytes_after", "stored_bytes_delta", "exclusive_bytes_delta"),
+            change_columns=("stored_bytes_delta", "exclusive_bytes_delta"),
             limit=SUMMARY_TOP,
             caption="Repositories whose stored bytes changed, largest change first",
             noun="repositories",

@@ -320,6 +320,12 @@ def test_second_audit_prints_what_changed_since_the_first(scenario):
     assert f"{len(before)} → {len(after)} ({added} added, 2 removed, 1 moved)" in section
     assert f"{format_bytes(total_of(before))} → {format_bytes(total_of(after))}" in section
     assert "| team/b | 1.0 | moved |" in section
+    storage = pd.read_csv(root / "second" / "diff_storage.csv")
+    grew, shrank = storage[storage["stored_bytes_delta"] > 0], storage[storage["stored_bytes_delta"] < 0]
+    assert len(grew) and len(shrank), "the scenario grows one repository and shrinks another"
+    for row in pd.concat([grew, shrank]).itertuples(index=False):
+        sign = "+" if row.stored_bytes_delta > 0 else ""
+        assert f"| {sign}{format_bytes(row.stored_bytes_delta)} |" in section, "a change shows its sign"
     assert 'id="since-last"' in (root / "second" / "report.html").read_text()
     assert (root / "second" / "charts" / "growth.png").is_file()
     assert "Since the last audit" not in (root / "first" / "report.md").read_text()

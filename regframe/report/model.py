@@ -120,14 +120,19 @@ class Table:
         columns: Mapping[str, str],
         *,
         bytes_columns: Sequence[str] = (),
+        change_columns: Sequence[str] = (),
         limit: int | None = None,
         caption: str = "",
         noun: str = "rows",
     ) -> Table:
         """A table of ``frame``'s ``columns`` (name -> header): sizes through ``format_bytes``, counts with
-        thousands separators, at most ``limit`` rows and a line saying how many were left out."""
+        thousands separators, at most ``limit`` rows and a line saying how many were left out. A size in
+        ``change_columns`` is a change, shown with its sign (+100.5 KB beside -809.3 KB)."""
         shown = frame if limit is None else frame.head(limit)
-        rows = [[_cell(shown[name].iloc[i], name in bytes_columns) for name in columns] for i in range(len(shown))]
+        rows = [
+            [_cell(shown[name].iloc[i], name in bytes_columns, name in change_columns) for name in columns]
+            for i in range(len(shown))
+        ]
         align: list[Align] = [
             "right" if name in bytes_columns or pd.api.types.is_numeric_dtype(frame[name]) else "left"
             for name in columns
@@ -137,11 +142,11 @@ class Table:
         return cls(list(columns.values()), rows, align, caption, more)
 
 
-def _cell(value: Any, is_bytes: bool) -> str:
+def _cell(value: Any, is_bytes: bool, change: bool = False) -> str:
     if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)):
         return "" if not is_bytes else format_bytes(None)
     if is_bytes:
-        return format_bytes(int(value))
+        return ("+" if change and int(value) > 0 else "") + format_bytes(int(value))
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, numbers.Integral):
