@@ -28,11 +28,19 @@ def load_policy(args):
 
     path = getattr(args, "policy", None)
     if path is None:
+        if getattr(args, "project", None) is not None:
+            raise ValueError("--project names a Harbor policy's project; it needs --policy")
         return None
     for option in ("older_than", "keep_last", "keep", "match"):
         if getattr(args, option, None) is not None:
             raise ValueError(f"--policy replaces --{option.replace('_', '-')}; give one or the other")
-    return Policy.load(path, format=getattr(args, "format", None))
+    policy = Policy.load(path, format=getattr(args, "format", None), project=getattr(args, "project", None))
+    if policy.format == "harbor" and getattr(args, "project", None) is None:
+        raise ValueError(
+            "a Harbor retention policy covers one project: give --project NAME (it applies to the repositories "
+            "under NAME/, whose selectors see their names without that prefix, as in Harbor)"
+        )
+    return policy
 
 
 def run(args) -> int:

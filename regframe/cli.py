@@ -523,6 +523,14 @@ def dashboard(args) -> int:
     return serve(args.url, port=args.port, allow_delete=args.allow_delete, **options)
 
 
+def _project_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--project",
+        metavar="NAME",
+        help="the project a Harbor --policy covers (required for one): its repositories are NAME/...",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="regframe", description="Container registry audits as DataFrames.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -551,6 +559,7 @@ def parser() -> argparse.ArgumentParser:
         help="cleanup policy file (TOML, YAML or JSON; native, GitLab, ECR or Harbor) "
         "deciding the stale tags instead of --older-than/--keep-last/--keep/--match",
     )
+    _project_option(a)
     repository_options(a, "crawl")
     a.add_argument(
         "--workers", type=int, help="a fixed number of requests in flight (default: adaptive, up to --max-workers)"
@@ -596,6 +605,7 @@ def parser() -> argparse.ArgumentParser:
         choices=["gitlab", "ecr", "harbor", "native"],
         help="the policy's format (default: detected from its keys)",
     )
+    _project_option(c)
     repository_options(c, "clean up")
     c.add_argument(
         "--out",
@@ -620,6 +630,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--keep", help="always keep tags matching this regular expression")
     f.add_argument("--match", help="only tags matching this regular expression may be stale")
     f.add_argument("--policy", help="cleanup policy file deciding the stale tags instead of the options above")
+    _project_option(f)
     f.set_defaults(run=diff)
 
     t = sub.add_parser("tags", help="list a repository's tags")

@@ -345,6 +345,34 @@ def test_policy_reason_and_rule_come_through_the_crawl(anon, fleet):
 # --- the command line --------------------------------------------------------------------------
 
 
+def test_a_harbor_policy_file_needs_its_project_on_the_command_line(anon, registry_url, fleet, tmp_path, capsys):
+    """A Harbor retention policy covers one project, and its JSON names the project only by id; without
+    --project it would reach every repository of the registry and match selectors on full names."""
+    ns, repositories = fleet
+    path = tmp_path / "harbor.json"
+    path.write_text(json.dumps(harbor_policy()))
+    before = tags_left(anon, repositories)
+    assert main(["cleanup", registry_url, "--policy", str(path)]) == 2
+    assert "give --project NAME" in capsys.readouterr().err
+    assert main(["cleanup", registry_url, "--policy", str(write_native(tmp_path, ns)), "--project", ns]) == 2
+    assert "project= is for Harbor policies" in capsys.readouterr().err
+    out = tmp_path / "plan"
+    assert main(["cleanup", registry_url, "--policy", str(path), "--project", ns, "--out", str(out)]) == 0
+    plan = pd.read_csv(out / "stale_tags.csv")
+    assert set(plan.loc[plan["stale"], "repository"]) <= set(repositories), "deletions only inside the project"
+    outside = plan[~plan["repository"].str.startswith(f"{ns}/")]
+    assert outside["reason"].str.startswith("kept: outside project").all()
+    inv = anon.inventory(repositories, progress=False)
+    expected = Policy.from_harbor(harbor_policy(), project=ns).evaluate(inv.manifests)
+    assert set(zip(plan.loc[plan["stale"], "repository"], plan.loc[plan["stale"], "tag"])) == set(
+        zip(
+            expected.loc[expected["stale"], "repository"].astype(str),
+            expected.loc[expected["stale"], "tag"].astype(str),
+        )
+    )
+    assert tags_left(anon, repositories) == before
+
+
 def write_native(tmp_path, ns: str):
     """The native policy as a file; its globs limit a registry-wide cleanup to this test's namespace."""
     path = tmp_path / "policy.toml"

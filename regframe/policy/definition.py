@@ -104,9 +104,12 @@ class Policy:
         return cls(harbor.from_harbor(retention_json), "harbor", notes=harbor.NOTES, project=project)
 
     @classmethod
-    def from_data(cls, data: Any, format: str | None = None) -> Policy:
-        """A policy from parsed file content; ``format`` None detects it from the keys."""
+    def from_data(cls, data: Any, format: str | None = None, *, project: str | None = None) -> Policy:
+        """A policy from parsed file content; ``format`` None detects it from the keys. ``project`` is a Harbor
+        policy's project (see ``from_harbor``); other formats have none."""
         chosen = format or detect_format(data)
+        if project is not None and chosen != "harbor":
+            raise PolicyError(f"project= is for Harbor policies, and this one is {chosen}", key="project")
         if chosen == "native":
             return cls.from_dict(data)
         if chosen == "gitlab":
@@ -114,13 +117,13 @@ class Policy:
         if chosen == "ecr":
             return cls.from_ecr(data)
         if chosen == "harbor":
-            return cls.from_harbor(data)
+            return cls.from_harbor(data, project=project)
         raise PolicyError(f"unknown policy format {format!r}; one of {', '.join(FORMATS)}", key="format")
 
     @classmethod
-    def load(cls, path: str | os.PathLike, format: str | None = None) -> Policy:
+    def load(cls, path: str | os.PathLike, format: str | None = None, *, project: str | None = None) -> Policy:
         """Read a policy file: TOML, YAML or JSON by its extension; ``format`` (native, gitlab, ecr,
-        harbor) is detected from the content when not given."""
+        harbor) is detected from the content when not given; ``project`` as for ``from_data``."""
         if format is not None and format not in FORMATS:
             raise PolicyError(f"unknown policy format {format!r}; one of {', '.join(FORMATS)}", key="format")
         path = Path(path)
@@ -134,7 +137,7 @@ class Policy:
         except (OSError, UnicodeDecodeError) as exc:
             raise PolicyError(f"cannot read policy file {str(path)!r}: {exc}") from None
         data = _parse(text, reader, path)
-        policy = cls.from_data(data, format)
+        policy = cls.from_data(data, format, project=project)
         policy.source = str(path)
         return policy
 
