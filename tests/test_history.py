@@ -561,9 +561,10 @@ def test_two_snapshots_of_the_same_instant_get_their_own_folders(scenario, tmp_p
     assert history.snapshots(tmp_path) == [one, two]
 
 
-def test_a_read_error_is_not_reported_as_a_removal(tmp_path):
-    """A real registry cannot be made to fail one request, so the fault proxy refuses, in the second
-    crawl only, one tag's manifest and another repository's tag list."""
+def crawls_with_read_errors() -> tuple[regframe.Inventory, regframe.Inventory]:
+    """Two crawls of r/a (1, 2), r/b (1) and r/c (1, then 2 added between them). A real registry cannot be
+    made to fail one request, so the fault proxy refuses, in the second crawl only, one tag's manifest
+    (r/a:2) and another repository's tag list (r/b)."""
     with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
         for repo, tag, name in [("r/a", "1", "a1"), ("r/a", "2", "a2"), ("r/b", "1", "b1"), ("r/c", "1", "c1")]:
             push_image(client, repo, tag, IMAGES[name])
@@ -573,6 +574,12 @@ def test_a_read_error_is_not_reported_as_a_removal(tmp_path):
             proxy.add_rule(Rule(path=r"^/v2/r/a/manifests/2$", action=Status(403)))
             proxy.add_rule(Rule(path=r"^/v2/r/b/tags/list", action=Status(403)))
             newer = through.inventory(progress=False)
+    return older, newer
+
+
+def test_a_read_error_is_not_reported_as_a_removal():
+    """A tag and a tag list the second crawl could not read (``crawls_with_read_errors``)."""
+    older, newer = crawls_with_read_errors()
     assert len(newer.errors) == 2
     result = newer.diff(older)
     assert tag_rows(result.tags) == {("r/c", "2", "added", None, IMAGES["d1"].digest)}
@@ -724,20 +731,10 @@ def test_a_full_audit_after_a_narrow_one_does_not_trip_the_growth_gate(tmp_path)
     assert full[0] == 0, full[2]
 
 
-def test_a_read_error_is_left_out_of_storage_and_growth(tmp_path):
-    """A real registry cannot be made to fail one request, so the fault proxy refuses, in the second
-    crawl only, one tag's manifest (r/a) and another repository's tag list (r/b): neither may shrink."""
-    with local_registry() as reg, regframe.connect(reg.url, docker_config=False) as client:
-        tags = {("r/a", "1"): IMAGES["a1"], ("r/a", "2"): IMAGES["a2"], ("r/b", "1"): IMAGES["b1"]}
-        tags[("r/c", "1")] = IMAGES["c1"]
-        for (repo, tag), img in tags.items():
-            push_image(client, repo, tag, img)
-        with FaultProxy(reg.url, seed=0) as proxy, regframe.connect(proxy.url, docker_config=False) as through:
-            older = through.inventory(progress=False)
-            push_image(client, "r/c", "2", IMAGES["d1"])
-            proxy.add_rule(Rule(path=r"^/v2/r/a/manifests/2$", action=Status(403)))
-            proxy.add_rule(Rule(path=r"^/v2/r/b/tags/list", action=Status(403)))
-            newer = through.inventory(progress=False)
+def test_a_read_error_is_left_out_of_storage_and_growth():
+    """The second crawl could not read r/a:2 nor r/b's tag list (``crawls_with_read_errors``): neither
+    repository may shrink."""
+    older, newer = crawls_with_read_errors()
     assert set(newer.errors["repository"].astype(str)) == {"r/a", "r/b"}
     result = newer.diff(older)
     c_before = {("r/c", "1"): IMAGES["c1"]}
