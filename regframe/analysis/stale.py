@@ -105,6 +105,22 @@ class TagRows:
         )
 
 
+def check_stale_rules(
+    older_than: str | int | dt.timedelta | pd.Timedelta = "90d",
+    keep_last: int | None = None,
+    keep: str | re.Pattern[str] | None = None,
+    match: str | re.Pattern[str] | None = None,
+) -> tuple[pd.Timedelta, int | None, BoundedPattern | None, BoundedPattern | None]:
+    """``stale_tags``' rules checked, as it checks them (the threshold, the keep_last count and the compiled
+    patterns): a widget or a diff refuses bad rules with these messages before any work."""
+    return (
+        parse_duration(older_than),
+        _check_keep_last(keep_last),
+        compile_pattern(keep, "keep"),
+        compile_pattern(match, "match"),
+    )
+
+
 def stale_tags(
     manifests: pd.DataFrame,
     older_than: str | int | dt.timedelta | pd.Timedelta = "90d",
@@ -154,10 +170,7 @@ def stale_tags(
     """
     check_age_from(age_from)
     check_crawl_frames(tags, errors, "stale_tags")
-    threshold = parse_duration(older_than)
-    limit = _check_keep_last(keep_last)
-    keep_rx = compile_pattern(keep, "keep")
-    match_rx = compile_pattern(match, "match")
+    threshold, limit, keep_rx, match_rx = check_stale_rules(older_than, keep_last, keep, match)
     at = as_utc(now)
 
     rows = tag_rows(manifests, age_from)

@@ -234,7 +234,7 @@ class RegistryAuth(Auth):
         raise E.InsecureTransportError(
             f"refusing to send {self._secret_name()} to {what or _host(url)} in clear text ({reason}); "
             "use https, or pass allow_insecure_auth=True (regframe --insecure-auth) to send it anyway",
-            url=_bare(url),
+            url=url,
         )
 
     def _at_home(self, request: Request) -> bool:
@@ -251,10 +251,10 @@ class RegistryAuth(Auth):
             and _hostname(request.url) == _hostname(self._home_url)
         ):
             raise E.InsecureTransportError(
-                f"{request.method} {_bare(request.url)}: the registry at {self._home_url} sent a plain-http URL "
+                f"{request.method} {E.bare_url(request.url)}: the registry at {self._home_url} sent a plain-http URL "
                 "for its own host; refusing to downgrade from https (a TLS-terminating proxy in front of it "
                 "must pass X-Forwarded-Proto: https)",
-                url=_bare(request.url),
+                url=request.url,
             )
         return False
 
@@ -286,10 +286,10 @@ class RegistryAuth(Auth):
             if response.status_code == 401:
                 response.close()
                 raise E.RegistryAuthenticationError(
-                    f"{request.method} {_bare(request.url)}: answered 401; the credentials for "
+                    f"{request.method} {E.bare_url(request.url)}: answered 401; the credentials for "
                     f"{self._home_url} are never sent to another origin",
                     status=401,
-                    url=_bare(request.url),
+                    url=request.url,
                 )
             return
         if self._basic_needed:
@@ -513,15 +513,6 @@ def _hostname(url: str) -> str:
         return (urlsplit(url).hostname or "").rstrip(".")
     except ValueError:
         return ""
-
-
-def _bare(url: str) -> str:
-    """A URL without query or fragment, which may hold upload session state."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.split("?", 1)[0][:120]
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _origin(url: str) -> tuple[str, str] | None:

@@ -9,6 +9,12 @@ from __future__ import annotations
 from typing import TypedDict, Unpack
 
 
+def bare_url(url: str) -> str:
+    """A URL without query or fragment: pre-signed storage URLs carry their signature there, upload URLs
+    their session state."""
+    return url.split("#", 1)[0].split("?", 1)[0]
+
+
 class ErrorDetails(TypedDict, total=False):
     """The keyword arguments every RegistryError takes, passed on by the subclasses that add their own."""
 
@@ -36,7 +42,7 @@ class RegistryError(Exception):
         self.status = status
         self.code = code
         self.registry_message = registry_message
-        self.url = url.split("#", 1)[0].split("?", 1)[0] if isinstance(url, str) else url
+        self.url = bare_url(url) if isinstance(url, str) else url
 
 
 class RegistryAuthenticationError(RegistryError):

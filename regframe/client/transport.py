@@ -333,13 +333,11 @@ def parse_retry_after(value: str | None) -> float | None:
 def oci_error(response: Response) -> tuple[str | None, str | None]:
     """The first ``{"errors": [{code, message}]}`` entry of an error body, if any; the body is read up to
     ``ERROR_BODY_LIMIT`` bytes, and a longer one counts as having none."""
-    if response.method == "HEAD":
-        return None, None
     try:
-        body = json.loads(response.content)
+        body = json.loads(_error_body(response))
         first = body["errors"][0]
         return str(first.get("code") or "") or None, str(first.get("message") or "") or None
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError, HTTPError, OSError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
         return None, None
 
 
@@ -381,6 +379,8 @@ _HTTPS_ONLY = b"HTTP request to an HTTPS server"
 
 
 def _error_body(response: Response) -> bytes:
+    """An error answer's body as ``Response.content`` reads it (capped); empty for HEAD or a body that
+    cannot be read."""
     if response.method == "HEAD":
         return b""
     try:

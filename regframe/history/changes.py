@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..analysis import stale_tags, storage_usage
 from ..analysis.accessories import unread
+from ..analysis.stale import check_stale_rules
 from ..client.atomic_files import write_atomically
 from ..inventory import Inventory
 from ..inventory.inventory import neutralize_formulas
@@ -176,7 +177,7 @@ def diff(
         raise ValueError(f"diff: stale must be a function (manifests, now) -> stale frame, not {stale!r}")
     if stale is None:
         options = {"older_than": older_than, "keep_last": keep_last, "keep": keep, "match": match}
-        stale_tags(older.manifests.iloc[:0], **options)  # bad rules fail here, before any work
+        check_stale_rules(**options)
 
         def rule(
             manifests: pd.DataFrame,

@@ -21,6 +21,7 @@ import pandas as pd
 
 from regframe import analysis, plot
 from regframe.actions.cleanup import outcome_count
+from regframe.analysis.stale import check_stale_rules
 from regframe.client.atomic_files import write_atomically
 from regframe.client.errors import RegistryError
 from regframe.inventory import Inventory
@@ -56,9 +57,7 @@ class StaleTagsWidget(widgets.VBox):
         now: str | dt.datetime | pd.Timestamp | None = None,
         export_dir: str | os.PathLike | None = None,
     ):
-        analysis.stale_tags(
-            inventory.manifests.iloc[:0], older_than=older_than, keep_last=keep_last, keep=keep, match=match
-        )
+        check_stale_rules(older_than, keep_last, keep, match)
         self.export_dir = _export_folder(export_dir)
         self.inventory = inventory
         self.registry = None if registry is None else check_registry(registry, "stale_tags(registry=...)")
