@@ -1229,6 +1229,21 @@ RMTAG_FAULTS = {
 }
 
 
+
+class PushThen(Action):
+    """Another client pushes ``tag`` -> ``image`` straight to the registry, then the request goes on (or
+    fails with ``status``): a racing writer landing at one exact request, which only a proxy can time."""
+
+    def __init__(self, client, repository: str, tag: str, image, status: int | None = None):
+        self.client, self.repository, self.tag, self.image, self.status = client, repository, tag, image, status
+
+    def apply(self, ex) -> None:
+        push_image(self.client, self.repository, self.tag, self.image)
+        if self.status is None:
+            ex.respond(ex.forward())
+        else:
+            ex.error(self.status, "UNKNOWN", "storage backend hiccup")
+
 @pytest.mark.parametrize("rule", RMTAG_FAULTS.values(), ids=RMTAG_FAULTS.keys())
 def test_rmtag_never_loses_a_sibling(registry, direct, request, rule):
     repository = f"faults/rmtag-{list(RMTAG_FAULTS).index(request.node.callspec.id)}"
@@ -1251,3 +1266,59 @@ def test_rmtag_never_loses_a_sibling(registry, direct, request, rule):
         "c": original,
         "d": sha(OTHER.manifest_raw),
     }
+
+
+def test_a_failed_placeholder_delete_never_puts_the_image_back_over_a_racing_push(registry, direct):
+    """The placeholder's DELETE fails (500) just after another client pushed the tag anew: the image
+    goes back only over regframe's own placeholder, so the other client's push stays and the removal is
+    reported as a moved tag."""
+    repository = "faults/rmtag-race-rollback"
+    push_image(direct, repository, "release", IMAGE)
+    push_image(direct, repository, "other", IMAGE)
+    rule = Rule(
+        path=PLACEHOLDER_DELETE, method="DELETE", times=1, action=PushThen(direct, repository, "release", OTHER, 500)
+    )
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(rule)
+        with connect(proxy.url) as reg, pytest.raises(regframe.TagMovedError, match="by another client") as info:
+            reg.rmtag(repository, "release", expected_digest=sha(IMAGE.manifest_raw), method="placeholder")
+        assert applied(proxy, rule) == 1
+    assert info.value.actual == sha(OTHER.manifest_raw)
+    assert direct.tags(repository, with_hashes=True)["hashes"] == {
+        "other": sha(IMAGE.manifest_raw),
+        "release": sha(OTHER.manifest_raw),
+    }
+
+
+def test_a_placeholder_delete_whose_answer_is_lost_counts_as_done(registry, direct):
+    """The registry removed the tag but the answer was lost: the tag is gone as asked, so rmtag reports
+    the removal rather than putting the image back under an error."""
+    repository = "faults/rmtag-answer-lost"
+    push_image(direct, repository, "a", IMAGE)
+    push_image(direct, repository, "b", IMAGE)
+    rule = Rule(path=PLACEHOLDER_DELETE, method="DELETE", action=ForwardThenReset(), times=1)
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(rule)
+        with connect(proxy.url, retries=0) as reg:
+            removal = reg.rmtag(repository, "b", method="placeholder")
+        assert applied(proxy, rule) == 1
+    assert removal["method"] == "placeholder"
+    assert direct.tags(repository, with_hashes=True)["hashes"] == {"a": sha(IMAGE.manifest_raw)}
+
+
+def test_rmtag_auto_refuses_a_tag_moved_after_its_check(registry, direct):
+    """Distribution refuses DELETE by tag; as it does, another client moves the tag. The listing rmtag
+    makes next shows the move: nothing is deleted, the old image stays, and the error says so."""
+    repository = "faults/rmtag-auto-moved"
+    push_image(direct, repository, "release", IMAGE)
+    rule = Rule(
+        path=r"/manifests/release$", method="DELETE", times=1, action=PushThen(direct, repository, "release", OTHER)
+    )
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(rule)
+        with connect(proxy.url) as reg, pytest.raises(regframe.TagMovedError, match="nothing was deleted") as info:
+            reg.rmtag(repository, "release", expected_digest=sha(IMAGE.manifest_raw), method="auto")
+        assert applied(proxy, rule) == 1
+    assert info.value.actual == sha(OTHER.manifest_raw)
+    assert direct.digest(repository, "release") == sha(OTHER.manifest_raw)
+    assert direct.manifest(repository, sha(IMAGE.manifest_raw)).raw == IMAGE.manifest_raw

@@ -12,7 +12,7 @@ from . import errors as E
 from . import mediatypes as MT
 from . import reads, writes
 from .core import ClientCore
-from .models import media_type_of
+from .models import Manifest, media_type_of
 from .reference import compute_digest, is_digest, validate_digest, validate_reference, validate_tag
 from .scopes import delete_scope
 
@@ -98,6 +98,16 @@ def rmtag(
             hashes = reads.tags(core, repository, with_hashes=True, auto_paginate=True).get("hashes", {})
         siblings = _indexes_listing(core, repository, digest, {t: d for t, d in hashes.items() if t != tag})
     if not siblings:
+        assert hashes is not None
+        now = hashes.get(tag)
+        if now != digest:
+            # The listing came after the HEAD check: a tag moved since then keeps its new image.
+            where = (
+                f"now points at {now}" if now else ("could not be read again" if tag in hashes else "no longer exists")
+            )
+            raise E.TagMovedError(
+                f"{repository}:{tag} {where}, not {digest}; nothing was deleted", expected=digest, actual=now
+            )
         writes.delete_manifest(core, repository, digest)
         return {"repository": repository, "tag": tag, "digest": digest, "method": "delete-manifest"}
     return {**_untag(core, repository, tag, digest), "kept": sorted(siblings)}
@@ -151,17 +161,56 @@ def _untag(core: ClientCore, repository: str, tag: str, expected: str | None) ->
             actual=None,
         )
     placeholder = _placeholder_manifest(core, repository, tag)
+    placeholder_digest = compute_digest(placeholder)
     _current_digest(core, repository, tag, digest)
+    placed = False
     try:
-        placeholder_digest = writes.put_manifest(core, repository, tag, placeholder, MT.OCI_MANIFEST)
+        writes.put_manifest(core, repository, tag, placeholder, MT.OCI_MANIFEST)
+        placed = True
         writes.delete_manifest(core, repository, placeholder_digest)
     except BaseException as exc:
-        try:
-            writes.put_manifest(core, repository, tag, original.raw, media_type_of(original))
-        except E.RegistryError as again:
-            exc.add_note(f"{repository}:{tag} could not be put back on {digest}: {again}")
+        known, now = _after_failure(core, repository, tag, digest, placeholder_digest, original, exc)
+        if isinstance(exc, E.RegistryError) and known and now != digest:
+            if now is None and placed:
+                # Only the answer to our DELETE failed: the tag is gone, as asked.
+                return {"repository": repository, "tag": tag, "digest": digest, "method": "placeholder"}
+            raise E.TagMovedError(
+                f"{repository}:{tag} {'now points at ' + now if now else 'was removed'} by another client "
+                f"while it was being removed, and was left so ({exc})",
+                expected=digest,
+                actual=now,
+            ) from exc
         raise
     return {"repository": repository, "tag": tag, "digest": digest, "method": "placeholder"}
+
+
+def _after_failure(
+    core: ClientCore,
+    repository: str,
+    tag: str,
+    digest: str,
+    placeholder_digest: str,
+    original: Manifest,
+    exc: BaseException,
+) -> tuple[bool, str | None]:
+    """After a failed placeholder PUT or DELETE: put the image back when the tag is (or may be) on the
+    placeholder, never over a tag another client pushed meanwhile. Returns whether the tag's digest is
+    known, and that digest (None: the tag is gone)."""
+    try:
+        now = reads.digest(core, repository, tag)
+    except E.NotFoundError:
+        return True, None
+    except E.RegistryError as again:
+        exc.add_note(f"where {repository}:{tag} points could not be read ({again}); putting it back on {digest}")
+        now = placeholder_digest
+    if now != placeholder_digest:
+        return True, now
+    try:
+        writes.put_manifest(core, repository, tag, original.raw, media_type_of(original))
+    except E.RegistryError as again:
+        exc.add_note(f"{repository}:{tag} could not be put back on {digest}: {again}")
+        return False, None
+    return True, digest
 
 
 def _placeholder_manifest(core: ClientCore, repository: str, tag: str) -> bytes:
