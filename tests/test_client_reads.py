@@ -30,9 +30,21 @@ def index():
     return build_index([amd, arm], oci=True)
 
 
-def test_connect_refuses_credentials_in_url():
-    with pytest.raises(regframe.InvalidReferenceError, match="credentials inside the registry URL"):
-        regframe.connect("https://me:secret@registry.example.com")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://me:secret@registry.example.com",
+        # A '/', '?' or '#' in the password ends the authority where urlsplit looks for userinfo.
+        "https://me:se/cret@registry.example.com",
+        "https://me:2024/secret@registry.example.com",
+        "me:se?cret@registry.example.com",
+        "https://me:se#cret@registry.example.com",
+    ],
+)
+def test_connect_refuses_credentials_in_url_without_repeating_them(url):
+    with pytest.raises(regframe.InvalidReferenceError, match="credentials inside the registry URL") as info:
+        regframe.connect(url)
+    assert "cret" not in str(info.value)
 
 
 def test_connect_maps_docker_hub_to_its_api_host():

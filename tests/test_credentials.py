@@ -220,9 +220,32 @@ def test_malformed_auth_file_names_the_file_not_the_contents(home):
     with pytest.raises(regframe.RegistryAuthenticationError, match="malformed auth field") as err:
         load_credentials("r.example")
     assert str(home.runtime_auth) in str(err.value) and "not-a-pair" not in str(err.value)
+    assert err.value.__context__ is None
     home.runtime_auth.write_text("{ not json")
     with pytest.raises(regframe.RegistryAuthenticationError, match="cannot read credentials file"):
         load_credentials("r.example")
+
+
+def test_errors_about_secrets_do_not_chain_the_exception_holding_them(basic, home):
+    """A parser's exception holds what it parsed (a JSONDecodeError's ``doc``, a UnicodeDecodeError's
+    ``object``): chained as ``__context__``, it would hand every other secret in the file, or the helper's
+    answer, to whatever reads the exception (error reporters, debuggers), even with ``from None``."""
+    other = {"auth": b64("alice", "the-other-registrys-password")}
+    home.write(home.runtime_auth, {})
+    home.runtime_auth.write_text(json.dumps({"auths": {"other.example": other, "r.example": {}}})[:-1] + ",}")
+    with pytest.raises(regframe.RegistryAuthenticationError, match="cannot read credentials file") as err:
+        load_credentials("r.example")
+    assert err.value.__context__ is None
+    latin = base64.b64encode(b"alice:\xff-secret").decode()
+    home.write(home.runtime_auth, {"auths": {"r.example": {"auth": latin}}})
+    with pytest.raises(regframe.RegistryAuthenticationError, match="malformed auth field") as err:
+        load_credentials("r.example")
+    assert err.value.__context__ is None
+    home.helper("junk", f'echo "{{ {HELPER_SECRET}"\n')
+    home.write(home.runtime_auth, {"credHelpers": {basic.host: "junk"}})
+    with pytest.raises(regframe.RegistryAuthenticationError, match="not credentials") as err:
+        regframe.connect(basic.url)
+    assert err.value.__context__ is None
 
 
 def test_connect_uses_the_podman_file_before_docker_config(basic, home):

@@ -936,6 +936,10 @@ TOKEN_FAULTS = {
     "huge": (Oversize(5 * MB), "not a token"),
     "deeply-nested": (Status(200, body=b"[" * 100_000 + b"]" * 100_000), "not a token"),
     "401": (Status(401), "rejected the credentials"),
+    # float() of a 400-digit integer overflows: the crawl must see an authentication error, not a crash.
+    "expires-in-overflows": (Status(200, body=b'{"token": "t", "expires_in": 1' + b"0" * 400 + b"}"), "not a token"),
+    "token-with-crlf": (Status(200, body={"token": "abc\r\nX-Injected: 1"}), "cannot carry"),
+    "token-not-latin-1": (Status(200, body={"token": "abc\u2028def"}), "cannot carry"),
 }
 
 
@@ -953,9 +957,10 @@ def test_broken_token_endpoint_is_a_clear_authentication_error(token_reg, action
     user, password = token_reg.credentials("alice")
     with token_endpoint_proxy(token_reg) as (proxy, token_proxy):
         rule = token_proxy.add_rule(Rule(path=r"^/token", action=action))
-        with pytest.raises(regframe.RegistryAuthenticationError, match=message):
+        with pytest.raises(regframe.RegistryAuthenticationError, match=message) as info:
             connect(proxy.url, user=user, password=password)
         assert applied(token_proxy, rule) == 1
+    assert info.value.__context__ is None, "the parser's exception (holding the response) is not chained"
 
 
 def test_token_without_expires_in_works_for_60_seconds(token_reg):

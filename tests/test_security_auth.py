@@ -22,7 +22,7 @@ from regframe.cli import main
 from regframe.client.auth import RegistryAuth, cleartext_refusal, is_loopback
 from regframe.client.transport import Request
 from regframe.testing import build_image, layer, local_registry, push_image
-from regframe.testing.faultproxy import Action, FaultProxy, RecordingServer, Rule
+from regframe.testing.faultproxy import Action, FaultProxy, RecordingServer, RedirectTo, Rule, SetHeader
 from regframe.testing.tls import certificate_pem, make_ca
 from regframe.testing.tokenserver import TokenServer
 
@@ -94,6 +94,36 @@ def test_upload_location_on_another_host_gets_no_credentials(variant, chunk_size
     assert sent, "the upload went to the other host (bare), so there was something to leak"
     assert {r.method for r in sent} >= {"PATCH" if chunk_size == 256 else "PUT"}
     assert all("authorization" not in r.headers for r in sent), [r.headers.get("authorization") for r in sent]
+
+
+@pytest.mark.parametrize("vector", ["redirect", "link", "upload"])
+def test_a_url_that_parsers_read_differently_gets_no_credentials_and_is_not_sent(basic, vector):
+    """``http://localhost:P\\@127.0.0.1:Q/...``: urllib reads host 127.0.0.1:Q (the registry), urllib3
+    connects to localhost:P. The proxy hands it out as a redirect, a next-page link or an upload location,
+    since no registry can be made to; it must be refused, and reach nothing."""
+    user, password = basic.credentials("alice")
+    repository = "alice/parsers"
+    with connect(basic.url, user=user, password=password) as direct:
+        push_image(direct, repository, "a", IMAGE)
+    with RecordingServer(body=b"") as foreign, FaultProxy(basic.url) as proxy:
+        sneaky = f"http://localhost:{foreign.port}\\@{urlsplit(proxy.url).netloc}"
+        rule = {
+            "redirect": Rule(path=r"/tags/list$", method="GET", action=RedirectTo(sneaky)),
+            "link": Rule(
+                path=r"/tags/list$",
+                method="GET",
+                action=SetHeader("Link", f'<{sneaky}/v2/{repository}/tags/list?last=a>; rel="next"'),
+            ),
+            "upload": Rule(path=UPLOADS, method="POST", action=MoveLocation(sneaky)),
+        }[vector]
+        proxy.add_rule(rule)
+        with connect(proxy.url, user=user, password=password) as client, pytest.raises(regframe.RegistryError):
+            if vector == "upload":
+                client.upload_blob(repository, BLOB)
+            else:
+                client.tags(repository, auto_paginate=True)
+        sent = foreign.requests
+    assert sent == []
 
 
 class _Challenge:
@@ -174,6 +204,8 @@ def test_cleartext_allowed_over_https_and_to_loopback(url):
         "http://localhost.evil.example",
         "http://127.0.0.1.nip.io",
         "http://128.0.0.1",
+        # urllib reads the host as 127.0.0.1, urllib3 connects to 10.1.2.3.
+        "http://10.1.2.3:80\\@127.0.0.1/token",
     ],
 )
 def test_cleartext_refused_beyond_loopback(url):

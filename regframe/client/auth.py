@@ -102,16 +102,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# RFC 6750 b64token and every token format seen in practice (JWTs): visible ASCII, no spaces.
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]+").fullmatch
+
+
 def cleartext_refusal(url: str, *, registry_https: bool = False) -> str | None:
     """Why a password may not be sent to ``url``, or None when it may.
 
     https is fine; plain http only to loopback, and not even there when the registry itself is https
     (an https registry naming a plain-http token endpoint is a downgrade)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-    except ValueError:
-        return "it is not a valid URL"
+    if not is_http_url(url):
+        return "it is not a valid http(s) URL"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
     if parts.scheme == "https":
         return None
     if parts.scheme != "http":
@@ -179,7 +182,8 @@ class RegistryAuth(Auth):
         self.source = source
         home = _origin(origin)
         if home is None:
-            raise ValueError(f"origin {origin!r} is not an http(s) URL")
+            shown = "(not shown: it has an @, which may be a password)" if "@" in origin else repr(E.bare_url(origin))
+            raise ValueError(f"origin {shown} is not an http(s) URL")
         self._home = home
         self._home_url = f"{urlsplit(origin).scheme}://{urlsplit(origin).netloc}"
         self._allow_insecure = bool(allow_insecure)
@@ -471,7 +475,11 @@ class RegistryAuth(Auth):
         return token
 
     def _parse_token(self, response: Response, where: str) -> tuple[_Token, str | None]:
-        """The token and its lifetime from a token response, and the OAuth2 ``refresh_token`` if any."""
+        """The token and its lifetime from a token response, and the OAuth2 ``refresh_token`` if any.
+
+        The error is raised outside the ``except``: the parser's exception holds the whole response (a
+        JSONDecodeError's ``doc``), and a chained ``__context__`` would carry it along."""
+        problem = None
         try:
             raw = read_raw(response, TOKEN_BODY_LIMIT, where)
             if len(raw) > TOKEN_BODY_LIMIT:
@@ -480,14 +488,16 @@ class RegistryAuth(Auth):
             value = body.get("token") or body.get("access_token")
             if not isinstance(value, str) or not value:
                 raise ValueError("no token in the response")
+            if not _TOKEN_TEXT(value):
+                raise ValueError("the token has characters an Authorization header cannot carry")
             expires_in = body.get("expires_in", DEFAULT_TOKEN_TTL)
             expires_in = DEFAULT_TOKEN_TTL if not isinstance(expires_in, (int, float)) else float(expires_in)
             refresh = body.get("refresh_token")
-        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError) as exc:
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError, OverflowError) as exc:
+            problem = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
+        if problem is not None:
             kind = response.headers.get("Content-Type", "unknown type").split(";")[0]
-            raise E.RegistryAuthenticationError(
-                f"{where} answered something that is not a token ({kind}: {exc})"
-            ) from None
+            raise E.RegistryAuthenticationError(f"{where} answered something that is not a token ({kind}: {problem})")
         # Renew a little early so a token does not expire between our check and the registry's.
         lifetime = max(1.0, min(expires_in, 86400.0) - min(10.0, expires_in / 10))
         token = _Token(value, self._clock() + lifetime)

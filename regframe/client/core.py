@@ -40,14 +40,16 @@ def normalize_url(url: str, *, credentials_instead: str = "user= and password=")
     url = url.strip()
     if "://" not in url:
         url = "https://" + url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise E.InvalidReferenceError(f"registry URL scheme must be http or https, not {parts.scheme!r}")
-    if parts.username is not None or parts.password is not None:
+    # Any '@', not only one urlsplit reads as userinfo: in 'user:pa/ss@host' the password's '/' ends
+    # the authority, and the rest of the password would be shown as a path.
+    if "@" in url:
         raise E.InvalidReferenceError(
             "credentials inside the registry URL are not supported (RFC 3986 discourages them): "
             f"pass {credentials_instead} instead"
         )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise E.InvalidReferenceError(f"registry URL scheme must be http or https, not {parts.scheme!r}")
     if not parts.hostname:
         raise E.InvalidReferenceError(f"registry URL {url!r} has no host")
     if parts.hostname in _HUB_ALIASES:

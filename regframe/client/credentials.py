@@ -126,6 +126,9 @@ def _run_helper(helper: str, host: str) -> Credentials | None:
     key = _helper_key(host)
     if not helper or "/" in helper or os.sep in helper:
         raise RegistryAuthenticationError(f"credential helper name {helper!r} for {host} is not a program name")
+    # Each failure is raised after its ``except``: a chained ``__context__`` would carry the helper's
+    # output (TimeoutExpired.stdout, JSONDecodeError.doc), which may hold the secret.
+    problem = None
     try:
         done = subprocess.run(
             [program, "get"],
@@ -134,19 +137,15 @@ def _run_helper(helper: str, host: str) -> Credentials | None:
             timeout=HELPER_TIMEOUT,
         )
     except FileNotFoundError:
-        raise RegistryAuthenticationError(
-            f"credential helper {program} for {host} is not on PATH (it is named in the docker or podman config)"
-        ) from None
+        problem = "is not on PATH (it is named in the docker or podman config)"
     except PermissionError:
-        raise RegistryAuthenticationError(f"credential helper {program} for {host} is not executable") from None
+        problem = "is not executable"
     except subprocess.TimeoutExpired:
-        raise RegistryAuthenticationError(
-            f"credential helper {program} for {host} did not answer within {HELPER_TIMEOUT:g} s"
-        ) from None
+        problem = f"did not answer within {HELPER_TIMEOUT:g} s"
     except OSError as exc:
-        raise RegistryAuthenticationError(
-            f"credential helper {program} for {host} could not be started ({type(exc).__name__})"
-        ) from None
+        problem = f"could not be started ({type(exc).__name__})"
+    if problem is not None:
+        raise RegistryAuthenticationError(f"credential helper {program} for {host} {problem}")
     if done.returncode != 0:
         if _NOT_FOUND in done.stdout[:HELPER_OUTPUT_LIMIT].decode(errors="replace"):
             return None
@@ -154,15 +153,13 @@ def _run_helper(helper: str, host: str) -> Credentials | None:
             f"credential helper {program} failed for {host} (exit status {done.returncode}); "
             "its output is not shown as it may hold secrets"
         )
-    try:
-        answer = json.loads(done.stdout[:HELPER_OUTPUT_LIMIT])
-        user, secret = answer["Username"], answer["Secret"]
-        if not isinstance(user, str) or not isinstance(secret, str):
-            raise TypeError("Username and Secret must be strings")
-    except (ValueError, KeyError, TypeError):
+    answer = _json_or_none(done.stdout[:HELPER_OUTPUT_LIMIT])
+    user = answer.get("Username") if isinstance(answer, dict) else None
+    secret = answer.get("Secret") if isinstance(answer, dict) else None
+    if not isinstance(user, str) or not isinstance(secret, str):
         raise RegistryAuthenticationError(
             f"credential helper {program} answered something that is not credentials for {host}"
-        ) from None
+        )
     source = f"credential helper {program}"
     if not secret:
         return None
@@ -171,20 +168,28 @@ def _run_helper(helper: str, host: str) -> Credentials | None:
     return Credentials(user, secret, source=source)
 
 
+def _json_or_none(raw: bytes) -> object:
+    """``raw`` parsed, or None: the parser's exception would hold ``raw`` (a secret) in its ``doc``."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _from_entry(entry: dict[str, object], where: str) -> Credentials | None:
     """Credentials in one ``auths`` entry; None for an empty one (docker writes ``{}`` next to a credsStore)."""
     user: str | None = None
     password: str | None = None
     encoded = entry.get("auth")
     if encoded:
+        decoded = None
         try:
-            if not isinstance(encoded, str):
-                raise ValueError("not a string")
-            decoded = base64.b64decode(encoded, validate=True).decode()
+            if isinstance(encoded, str):
+                decoded = base64.b64decode(encoded, validate=True).decode()
         except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise RegistryAuthenticationError(
-                f"{where} has a malformed auth field (not base64 of user:password)"
-            ) from None
+            pass  # raised below, without the decoded bytes a UnicodeDecodeError would chain along
+        if decoded is None:
+            raise RegistryAuthenticationError(f"{where} has a malformed auth field (not base64 of user:password)")
         name, sep, secret = decoded.partition(":")
         if not sep:
             raise RegistryAuthenticationError(f"{where} has a malformed auth field (no ':' between user and password)")
@@ -204,15 +209,16 @@ def _from_entry(entry: dict[str, object], where: str) -> Credentials | None:
 
 
 def _read(auth_file: AuthFile) -> dict[str, object] | None:
+    problem = None
     try:
         data = json.loads(auth_file.path.read_bytes())
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError, RecursionError) as exc:
-        raise RegistryAuthenticationError(
-            f"cannot read credentials file {auth_file.path}: {type(exc).__name__}"
-            + (f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else "")
-        ) from None
+        # Raised below: a JSONDecodeError's ``doc`` is the whole file, every other registry's secret in it.
+        problem = type(exc).__name__ + (f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else "")
+    if problem is not None:
+        raise RegistryAuthenticationError(f"cannot read credentials file {auth_file.path}: {problem}")
     if not isinstance(data, dict):
         raise RegistryAuthenticationError(f"credentials file {auth_file.path} does not hold a JSON object")
     return {"auths": data} if auth_file.legacy else data

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import ssl
 import threading
@@ -252,15 +253,22 @@ def _budgeted(manager: urllib3.PoolManager) -> urllib3.PoolManager:
     return manager
 
 
+_AMBIGUOUS_URL = re.compile(r"[\\\x00-\x20\x7f]").search
+
+
 def is_http_url(url: str) -> bool:
-    """Whether a URL a server gave (Location, Link, token realm) is http(s) with a host and a valid port;
-    urllib raises ValueError on some malformed ones, which must not escape as a crash."""
+    """Whether a URL a server gave (Location, Link, token realm) is http(s) with a host and a valid port,
+    and one every parser reads the same way: no backslash, space or control character (urllib and
+    urllib3 disagree on where ``http://a\\@b/`` goes, so credentials meant for ``b`` would reach ``a``)
+    and no ``user@`` part. urllib raises ValueError on some malformed ones, which must not escape."""
+    if _AMBIGUOUS_URL(url):
+        return False
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError when out of range)
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
 
 
 def join_url(base: str, reference: str) -> str:
@@ -587,7 +595,12 @@ class Transport:
         return len(stale)
 
     def url(self, path_or_url: str) -> str:
+        """The absolute URL of a request; a URL a server gave must pass ``is_http_url`` to be sent at all."""
         if path_or_url.startswith(("http://", "https://")):
+            if not is_http_url(path_or_url):
+                raise E.RegistryProtocolError(
+                    f"the registry gave {E.bare_url(path_or_url)[:120]!r}, which is not a URL regframe sends to"
+                )
             return path_or_url
         return self.base_url + path_or_url
 
