@@ -1234,7 +1234,6 @@ RMTAG_FAULTS = {
 }
 
 
-
 class PushThen(Action):
     """Another client pushes ``tag`` -> ``image`` straight to the registry, then the request goes on (or
     fails with ``status``): a racing writer landing at one exact request, which only a proxy can time."""
@@ -1248,6 +1247,7 @@ class PushThen(Action):
             ex.respond(ex.forward())
         else:
             ex.error(self.status, "UNKNOWN", "storage backend hiccup")
+
 
 @pytest.mark.parametrize("rule", RMTAG_FAULTS.values(), ids=RMTAG_FAULTS.keys())
 def test_rmtag_never_loses_a_sibling(registry, direct, request, rule):
