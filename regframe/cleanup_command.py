@@ -20,6 +20,7 @@ from .cli_shared import (
     write_csv,
 )
 from .client import errors as E
+from .processes import Terminated, raising_on_sigterm
 
 
 def load_policy(args):
@@ -75,9 +76,20 @@ def run(args) -> int:
                 return 0
             if not args.yes and not _confirmed(planned, result, reg.url):
                 return 1
-            applied = reg.apply_cleanup(
-                result, dry_run=False, delete_manifests=bool(getattr(args, "delete_manifests", False))
-            )
+            try:
+                # A tag is pointed at a placeholder and the placeholder deleted: SIGTERM between the two
+                # must unwind through the removal's rollback, as Ctrl-C does, not end the process there.
+                with raising_on_sigterm(lambda signum: Terminated(128 + signum)):
+                    applied = reg.apply_cleanup(
+                        result, dry_run=False, delete_manifests=bool(getattr(args, "delete_manifests", False))
+                    )
+            except (KeyboardInterrupt, Terminated):
+                print(
+                    "regframe: stopped during the cleanup: tags removed before stay removed, and the tag being "
+                    "removed was put back on its image; run the cleanup again to finish",
+                    file=sys.stderr,
+                )
+                raise
     except E.RegistryError as exc:
         print(f"regframe: error: {error_text(exc)}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import Registry, connect
-from .processes import raising_on_sigterm
+from .processes import Terminated, raising_on_sigterm
 
 # What `make demo` audits: enough repositories and history for every table of the report to say something.
 DEMO_FLEET: dict[str, Any] = {
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fleet = make_fleet(repositories=args.repositories, tags_per_repo=args.tags, now=datetime.now(UTC), **DEMO_FLEET)
     print(f"Starting a local registry and seeding {fleet} ...", flush=True)
-    with raising_on_sigterm(lambda signum: _Terminated(128 + signum)), local_registry() as reg:
+    with raising_on_sigterm(lambda signum: Terminated(128 + signum)), local_registry() as reg:
         started = time.perf_counter()
         with connect(reg.url, docker_config=False) as client:
             seed(client, fleet)
@@ -129,13 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 while True:
                     time.sleep(3600)
-            except (KeyboardInterrupt, _Terminated):
+            except (KeyboardInterrupt, Terminated):
                 pass
     return code
-
-
-class _Terminated(SystemExit):
-    """SIGTERM arrived: unwinds like Ctrl-C, but past the handlers that let Ctrl-C stop only a crawl."""
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ def tail(text: str, lines: int = 20) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived: unwinds like Ctrl-C, but past the handlers that let Ctrl-C stop only a crawl; the
+    exit status is 128 + the signal number, as a shell reports it."""
+
+
 @contextmanager
 def raising_on_sigterm(error: Callable[[int], BaseException]) -> Iterator[None]:
     """SIGTERM (``kill``, a service manager, ``docker stop``) raises ``error(signum)`` in the main thread, so

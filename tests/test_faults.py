@@ -10,6 +10,9 @@ import base64
 import hashlib
 import json
 import logging
+import signal
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -1327,3 +1330,34 @@ def test_rmtag_auto_refuses_a_tag_moved_after_its_check(registry, direct):
     assert info.value.actual == sha(OTHER.manifest_raw)
     assert direct.digest(repository, "release") == sha(OTHER.manifest_raw)
     assert direct.manifest(repository, sha(IMAGE.manifest_raw)).raw == IMAGE.manifest_raw
+
+
+def test_sigterm_during_cleanup_apply_puts_the_tag_back(registry, direct, tmp_path):
+    """SIGTERM (a CI timeout, ``kill``, a service stop) while the placeholder's DELETE is in flight: the
+    command unwinds through the removal's rollback as for Ctrl-C, so the tag is back on its image rather
+    than left on an empty placeholder, and it exits 143. The proxy holds the DELETE so the signal lands
+    at that exact moment."""
+    repository = "faults/cleanup-sigterm"
+    push_image(direct, repository, "old", IMAGE)
+    push_image(direct, repository, "latest", OTHER)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "old"\ntags = "^old$"\n')
+    rule = Rule(path=PLACEHOLDER_DELETE, method="DELETE", action=Hang())
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(rule)
+        command = [sys.executable, "-m", "regframe", "cleanup", proxy.url, "--policy", str(policy)]
+        process = subprocess.Popen(
+            [*command, "--repositories", repository, "--apply", "--yes"], stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 60
+        while not matched(proxy, rule) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert matched(proxy, rule) == 1, "the cleanup reached the placeholder's DELETE"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "put back on its image" in stderr
+    assert direct.tags(repository, with_hashes=True)["hashes"] == {
+        "latest": sha(OTHER.manifest_raw),
+        "old": sha(IMAGE.manifest_raw),
+    }
