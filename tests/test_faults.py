@@ -27,7 +27,9 @@ import requests
 import yaml
 
 import regframe
+from regframe.analysis import stale_tags
 from regframe.client import mediatypes as MT
+from regframe.policy import Policy
 from regframe.testing import build_image, build_index, layer, local_registry, make_fleet, push_image, seed
 from regframe.testing.faultproxy import (
     Action,
@@ -1361,3 +1363,50 @@ def test_sigterm_during_cleanup_apply_puts_the_tag_back(registry, direct, tmp_pa
         "latest": sha(OTHER.manifest_raw),
         "old": sha(IMAGE.manifest_raw),
     }
+
+
+def test_a_tag_left_on_a_placeholder_by_sigkill_is_removed_by_the_next_cleanup(registry, direct, tmp_path):
+    """SIGKILL (an OOM kill, a power cut) cannot be caught: killed between the placeholder's PUT and its
+    DELETE, a cleanup leaves the tag on regframe's empty placeholder. The next crawl recognises it, every
+    plan that reaches the tag marks it stale whatever its age, and the next cleanup finishes the removal;
+    ``keep`` and ``match`` still hold, and a policy finishes it only where it governs."""
+    repository = "faults/cleanup-sigkill"
+    push_image(direct, repository, "old", IMAGE)
+    push_image(direct, repository, "latest", OTHER)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "old"\ntags = "^old$"\n')
+    rule = Rule(path=PLACEHOLDER_DELETE, method="DELETE", action=Hang())
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(rule)
+        command = [sys.executable, "-m", "regframe", "cleanup", proxy.url, "--policy", str(policy)]
+        process = subprocess.Popen([*command, "--repositories", repository, "--apply", "--yes"])
+        deadline = time.monotonic() + 60
+        while not matched(proxy, rule) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert matched(proxy, rule) == 1
+        process.kill()
+        process.wait(timeout=30)
+    left = direct.digest(repository, "old")
+    assert left not in (sha(IMAGE.manifest_raw), None), "the tag is on the placeholder"
+
+    inv = direct.inventory([repository], progress=False)
+    stale = stale_tags(inv.manifests, older_than="36500d", tags=inv.tags, errors=inv.errors).set_index("tag")
+    assert bool(stale.loc["old", "stale"]) and "removal was stopped" in stale.loc["old", "reason"]
+    assert not stale.loc["latest", "stale"]
+    kept = stale_tags(inv.manifests, older_than="36500d", keep="^old$").set_index("tag")
+    assert not kept.loc["old", "stale"]
+    outside = stale_tags(inv.manifests, older_than="36500d", match="^latest$").set_index("tag")
+    assert not outside.loc["old", "stale"]
+    elsewhere = Policy.from_dict({"rules": [{"name": "latest-only", "tags": "^latest$", "keep_last": 5}]})
+    assert not elsewhere.evaluate(inv.manifests).set_index("tag").loc["old", "stale"]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "regframe", "cleanup", registry.url, "--policy", str(policy), "--apply", "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "removal was stopped" in done.stdout
+    assert direct.tags(repository, with_hashes=True)["hashes"] == {"latest": sha(OTHER.manifest_raw)}
+    assert direct.manifest(repository, sha(IMAGE.manifest_raw)).raw == IMAGE.manifest_raw, "the image stays"

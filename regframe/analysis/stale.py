@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ..client.mediatypes import PLACEHOLDER_TYPE
 from ..patterns import BoundedPattern, compile_pattern
 from ._frames import (
     STALE_COLUMNS,
@@ -152,6 +153,10 @@ def stale_tags(
     keeps it regardless. With a ``subject`` column in ``manifests``, the result has one too, naming each
     accessory's subject (missing for other tags).
 
+    A tag on rmtag's throw-away manifest (a removal stopped between the placeholder's PUT and its DELETE,
+    by SIGKILL say: the tag already names no image) is stale within ``match`` unless ``keep`` matches it,
+    whatever its age, so the next cleanup finishes that removal.
+
     Give ``tags=inv.tags`` and ``errors=inv.errors`` when the crawl may be partial: a subject ``tags``
     shows tagged is never an orphan even when its manifest rows were not read, and in a repository the
     ``errors`` say was not read in full (or after a crawl that stopped early) a subject not found is not
@@ -198,11 +203,32 @@ def stale_tags(
         _say_which_date(reason, ~kept_by_pattern & (newest | ~known | in_scope), known, rows.by_push)
     stale = ~np.logical_or.reduce(rules)
     stale[accessory] = False
+    leftover = interrupted_removals(manifests, rows) & in_scope & ~kept_by_pattern
+    stale[leftover] = True
+    reason[leftover] = INTERRUPTED_REMOVAL
     hold_safety_rules(manifests, rows, stale, reason, fixed=kept_by_pattern, tags=tags, errors=errors)
 
     result = tag_frame(manifests, rows, age, stale, reason)
     result.attrs.update(older_than=threshold, now=at, keep=keep, keep_last=keep_last, match=match, age_from=age_from)
     return result
+
+
+INTERRUPTED_REMOVAL = (
+    "on regframe's placeholder: a removal was stopped before its end, and removing the tag finishes it"
+)
+
+
+def interrupted_removals(manifests: pd.DataFrame, rows: TagRows) -> np.ndarray:
+    """Which of ``rows`` are tags left on rmtag's throw-away manifest (``artifact_type`` is
+    ``PLACEHOLDER_TYPE``): the image they named was already untagged when the removal stopped."""
+    if "artifact_type" not in manifests.columns:
+        return np.zeros(len(rows), dtype=bool)
+    hit = manifests["artifact_type"].astype(object).to_numpy() == PLACEHOLDER_TYPE
+    if not hit.any():
+        return np.zeros(len(rows), dtype=bool)
+    on_placeholder = rows.digest_values.isin(manifests["digest"].astype(object).to_numpy()[hit])
+    found: np.ndarray = np.asarray(on_placeholder, dtype=bool)[rows.digest] & (rows.digest >= 0)
+    return found
 
 
 AGE_FROM = ("created", "pushed")

@@ -52,6 +52,7 @@ _KEPT_ANNOTATIONS = (
     MT.ANNOTATION_CREATED,
     MT.ANNOTATION_REFERENCE_TYPE,
     MT.ANNOTATION_REFERENCE_DIGEST,
+    MT.ANNOTATION_PLACEHOLDER,
 )
 
 
@@ -166,7 +167,10 @@ def classify(
 
 
 def artifact_type(manifest: Manifest) -> str | None:
-    """The manifest's ``artifactType``, else its config media type when that is not an image config."""
+    """The manifest's ``artifactType``, else its config media type when that is not an image config;
+    ``PLACEHOLDER_TYPE`` for rmtag's throw-away manifest."""
+    if MT.ANNOTATION_PLACEHOLDER in _annotations(manifest):
+        return MT.PLACEHOLDER_TYPE
     declared = manifest.get("artifactType")
     if isinstance(declared, str) and declared:
         return declared

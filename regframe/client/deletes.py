@@ -223,7 +223,7 @@ def _placeholder_manifest(core: ClientCore, repository: str, tag: str) -> bytes:
         "mediaType": MT.OCI_MANIFEST,
         "config": {"mediaType": MT.OCI_EMPTY, "digest": empty_digest, "size": 2},
         "layers": [],
-        "annotations": {"io.regframe.placeholder": f"{tag}:{uuid.uuid4()}"},
+        "annotations": {MT.ANNOTATION_PLACEHOLDER: f"{tag}:{uuid.uuid4()}"},
     }
     return json.dumps(body, separators=(",", ":")).encode()
 

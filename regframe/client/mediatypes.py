@@ -91,6 +91,10 @@ ANNOTATION_BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
 ANNOTATION_IN_TOTO_PREDICATE = "in-toto.io/predicate-type"
 ANNOTATION_COSIGN_PREDICATE = "predicateType"
 PREDICATE_ANNOTATIONS = (ANNOTATION_BUNDLE_PREDICATE, ANNOTATION_IN_TOTO_PREDICATE, ANNOTATION_COSIGN_PREDICATE)
+# rmtag's throw-away manifest carries this annotation; a crawl gives such a manifest this artifact type, so
+# a tag left on one (a removal stopped between the placeholder's PUT and its DELETE) can be found and removed.
+ANNOTATION_PLACEHOLDER = "io.regframe.placeholder"
+PLACEHOLDER_TYPE = "application/vnd.io.regframe.placeholder"
 
 # in-toto predicate types that decide a kind; any other predicate is an attestation.
 PREDICATE_COSIGN_SIGN = "https://sigstore.dev/cosign/sign/v1"

@@ -192,7 +192,7 @@ class Policy:
         if chosen == "pushed":
             reason = result["reason"].to_numpy(dtype=object, copy=True)
             words = np.where(table.rows.by_push, f" ({BY_PUSH_TIME})", f" ({BY_CREATED_DATE})").astype(object)
-            ruled = ~table.accessory
+            ruled = ~table.apart
             reason[ruled] += words[ruled]
             result["reason"] = reason
         result.attrs["age_from"] = chosen

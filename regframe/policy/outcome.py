@@ -22,7 +22,16 @@ import numpy as np
 import pandas as pd
 
 from ..analysis._frames import pair_keys
-from ..analysis.stale import TagRows, as_utc, check_age_from, hold_safety_rules, tag_frame, tag_rows
+from ..analysis.stale import (
+    INTERRUPTED_REMOVAL,
+    TagRows,
+    as_utc,
+    check_age_from,
+    hold_safety_rules,
+    interrupted_removals,
+    tag_frame,
+    tag_rows,
+)
 
 
 @dataclass
@@ -37,15 +46,18 @@ class TagTable:
     known: np.ndarray
     age: pd.TimedeltaIndex
     now: pd.Timestamp
+    # Tags left on rmtag's placeholder: like accessories, only the policy's scope decides them.
+    leftover: np.ndarray
 
     @classmethod
-    def of(cls, rows: TagRows, now: pd.Timestamp) -> TagTable:
+    def of(cls, rows: TagRows, now: pd.Timestamp, leftover: np.ndarray | None = None) -> TagTable:
         return cls(
             rows=rows,
             created=rows.dated,
             known=np.asarray(pd.notna(rows.dated), dtype=bool),
             age=pd.TimedeltaIndex(now - rows.dated),
             now=now,
+            leftover=np.zeros(len(rows), dtype=bool) if leftover is None else leftover,
         )
 
     def __len__(self) -> int:
@@ -55,13 +67,18 @@ class TagTable:
     def accessory(self) -> np.ndarray:
         return self.rows.accessory
 
+    @property
+    def apart(self) -> np.ndarray:
+        """The tags the rules do not see: accessories and tags left on a placeholder."""
+        return self.rows.accessory | self.leftover
+
     def governed(self) -> TagTable:
-        """The table without accessory tags: what a policy's rules evaluate."""
-        return TagTable.of(self.rows.take(~self.accessory), self.now)
+        """The table without the tags decided apart: what a policy's rules evaluate."""
+        return TagTable.of(self.rows.take(~self.apart), self.now)
 
     def accessories(self) -> TagTable:
-        """The accessory tags alone: what a policy's scope is asked about."""
-        return TagTable.of(self.rows.take(self.accessory), self.now)
+        """The tags decided apart, alone: what a policy's scope is asked about."""
+        return TagTable.of(self.rows.take(self.apart), self.now)
 
     def spread(
         self, decided: tuple[np.ndarray, np.ndarray, np.ndarray], scope: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -69,7 +86,7 @@ class TagTable:
         """Decisions made on :meth:`governed` and the scope of :meth:`accessories` (governed, governing rules,
         reason when not governed) placed back on every row: deleted, rule, reason, and which accessory tags
         the policy governs. Accessory rows stay undecided until :func:`finish`."""
-        keep = ~self.accessory
+        keep = ~self.apart
         deleted = np.zeros(len(self), dtype=bool)
         rule = np.full(len(self), "", dtype=object)
         reason = np.full(len(self), "", dtype=object)
@@ -86,7 +103,8 @@ def tag_table(
     created is its newest platform's, its size the sum), so the result has its columns and dtypes."""
     check_age_from(age_from)
     at = as_utc(now)
-    return TagTable.of(tag_rows(manifests, age_from, "Policy.evaluate"), at)
+    rows = tag_rows(manifests, age_from, "Policy.evaluate")
+    return TagTable.of(rows, at, interrupted_removals(manifests, rows))
 
 
 def finish(
@@ -112,6 +130,9 @@ def finish(
     undated = deleted & ~table.known
     reason[undated] = "kept: creation date unknown; " + _without_verdict(reason[undated])
     deleted &= ~undated
+    leftover = table.leftover & governed
+    deleted[leftover] = True
+    reason[leftover] = INTERRUPTED_REMOVAL
     orphan = hold_safety_rules(
         manifests,
         table.rows,
