@@ -968,6 +968,23 @@ def test_broken_token_endpoint_is_a_clear_authentication_error(token_reg, action
     assert info.value.__context__ is None, "the parser's exception (holding the response) is not chained"
 
 
+def test_token_endpoint_redirect_is_followed_within_its_origin_only(token_reg):
+    """A token realm that redirects (a moved endpoint, a trailing-slash rule) works as with docker and
+    podman, whose HTTP client follows it; one to another origin is refused, since the request carries the
+    password. The token server cannot be made to redirect, so the proxy in front of it does."""
+    user, password = token_reg.credentials("alice")
+    with token_endpoint_proxy(token_reg) as (proxy, token_proxy):
+        rule = token_proxy.add_rule(Rule(path=r"^/token", times=1, action=RedirectTo(token_proxy.url)))
+        with connect(proxy.url, user=user, password=password) as reg:
+            assert reg.manifest(REPO, "v1").raw == IMAGE.manifest_raw
+        assert applied(token_proxy, rule) == 1
+    with token_endpoint_proxy(token_reg) as (proxy, token_proxy), RecordingServer(body=b"") as elsewhere:
+        token_proxy.add_rule(Rule(path=r"^/token", action=RedirectTo(f"http://localhost:{elsewhere.port}")))
+        with pytest.raises(regframe.RegistryAuthenticationError, match="another origin; not followed"):
+            connect(proxy.url, user=user, password=password)
+        assert elsewhere.requests == []
+
+
 def test_token_without_expires_in_works_for_60_seconds(token_reg):
     server = token_reg.token_server
     user, password = token_reg.credentials("alice")

@@ -727,18 +727,39 @@ class Transport:
         endpoint still answering one of those raises what the registry's answer would (a 429 is
         RateLimitedError), not an authentication error, naming the endpoint without its query."""
         what = f"token endpoint {_describe(req.method, req.url)}"
-        attempt = 0
+        attempt = hops = 0
         while True:
             response = self._send(req, self.pool)
             status = response.status_code
             if status in CONGESTION_STATUSES:
                 self.stats.congested()
+            if status in REDIRECT_STATUSES and response.headers.get("Location") and hops < 5:
+                req = self._token_redirect(response, req, what)
+                hops += 1
+                continue
             if status not in RETRY_STATUSES:
                 return response
             if self._wait_to_retry(response, req, attempt, waits, req.method in IDEMPOTENT, what):
                 attempt += 1
                 continue
             raise self._status_error(response, what=what)
+
+    def _token_redirect(self, response: Response, req: Request, what: str) -> Request:
+        """The request a token endpoint's redirect asks for, as docker's and podman's HTTP client follows it
+        (303, and 301/302 of a POST, become a GET without body). Only within the endpoint's own origin: the
+        request carries the password, or a refresh token, in its header or body."""
+        response.close()
+        target = join_url(response.url, response.headers.get("Location", ""))
+        if not is_http_url(target) or origin(target) != origin(req.url):
+            raise E.RegistryAuthenticationError(
+                f"{what} redirected to {E.bare_url(target)[:120]!r}, another origin; not followed, so the "
+                "credentials stay with the endpoint the registry named",
+                status=response.status_code,
+            )
+        if response.status_code == 303 or (response.status_code in (301, 302) and req.method == "POST"):
+            headers = {k: v for k, v in req.headers.items() if k.lower() != "content-type"}
+            return Request("GET", target, headers, None, req.scopes, req.kind, authenticated=False)
+        return Request(req.method, target, dict(req.headers), req.body, req.scopes, req.kind, authenticated=False)
 
     def _send(self, req: Request, pool: urllib3.PoolManager) -> Response:
         self.stats.count(req.kind)
