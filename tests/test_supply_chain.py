@@ -651,3 +651,39 @@ def test_a_crawl_stopped_by_its_budget_knows_of_no_orphan(anon, repo_name):
         assert decisions(stale)[sbom_tag] == (False, f"kept: subject {multi.digest} is kept (tag '3.3.2')")
     coverage = supply_chain(inv.manifests, inv.referrers, tags=inv.tags, errors=inv.errors)
     assert coverage.attrs["orphaned"] == 0
+
+
+def test_signatures_kept_apart_from_their_images_are_never_orphans(anon, repo_name):
+    """cosign's ``COSIGN_REPOSITORY`` keeps ``.sig`` tags in another repository than the image. One whose
+    image another repository holds, and any in a repository of nothing but accessories (its images may be
+    in a repository this crawl did not read), is kept and counted as no orphan, by stale_tags, policies,
+    supply_chain and the cleanup plan. An orphan next to images is still one."""
+    app, sigs, lone = f"{repo_name}/app", f"{repo_name}/app-sigs", f"{repo_name}/lone-sigs"
+    image = build_image([layer("sc-apart", 700)], created=NOW - timedelta(days=1))
+    push_image(anon, app, "1.0", image)
+    sig_tag, sig = cosign_signature(image, repository=app)
+    push_artifact(anon, sigs, sig_tag, sig)
+    ghost_tag, ghost_sig = cosign_signature(GHOST)
+    push_artifact(anon, lone, ghost_tag, ghost_sig)
+    push_artifact(anon, app, ghost_tag, ghost_sig)
+    inv = anon.inventory([app, sigs, lone], progress=False)
+
+    stale = stale_tags(inv.manifests, older_than="90d", tags=inv.tags, errors=inv.errors, now=NOW)
+    by_place = {
+        (r, t): (s, why)
+        for r, t, s, why in zip(stale["repository"], stale["tag"], stale["stale"], stale["reason"], strict=True)
+    }
+    for place in ((sigs, sig_tag), (lone, ghost_tag)):
+        kept, why = by_place[place]
+        assert not kept and "kept apart from their images" in why, place
+    assert by_place[(app, ghost_tag)] == (True, f"orphaned: subject {GHOST.digest} not found")
+
+    policy = Policy.from_dict({"rules": [{"name": "all", "keep_last": 5}]})
+    decided = policy.evaluate(inv.manifests, tags=inv.tags, errors=inv.errors, now=NOW)
+    assert set(zip(decided.loc[decided["stale"], "repository"], decided.loc[decided["stale"], "tag"])) == {
+        (app, ghost_tag)
+    }
+    coverage = supply_chain(inv.manifests, inv.referrers, tags=inv.tags, errors=inv.errors).set_index("repository")
+    assert coverage["orphaned"].to_dict() == {app: 1, sigs: 0, lone: 0}
+    plan = anon.apply_cleanup(stale, dry_run=True)
+    assert set(zip(plan["repository"], plan["tag"])) == {(app, ghost_tag)}

@@ -5,8 +5,10 @@ An accessory tag is a tag all of whose manifest rows name a ``subject``: cosign'
 lists), and tagged artifacts with a ``subject`` field. Its own dates and name never make it stale: it is
 stale exactly when every tag that carries its subject (as the tag's digest or as one of its platforms) is
 stale, and orphaned (stale too) when the subject is known to be absent: no tag in its repository carries
-it and the crawl read every tag there. Accessories of accessories (a signature of an attestation) follow
-in turn. :func:`orphaned` is that rule for callers that only count orphans (supply-chain coverage).
+it and the crawl read every tag there. An accessory whose subject another repository carries, or in a
+repository holding nothing but accessories, may be kept apart from its image (cosign's
+``COSIGN_REPOSITORY``): it is never an orphan, and is kept. Accessories of accessories (a signature of an
+attestation) follow in turn. :func:`orphaned` is that rule for callers that only count orphans (supply-chain coverage).
 """
 
 from __future__ import annotations
@@ -99,10 +101,13 @@ def follow_subjects(
     valid = carrier >= 0
     carried = np.zeros(n, dtype=bool)
     carried[position[carrier != _NONE]] = True
-    orphan = todo & ~carried
+    apart = np.zeros(n, dtype=bool)
+    names = np.asarray(repository, dtype=object)[position]
+    np.logical_or.at(apart, position, kept_apart(names, pairs["subject"].to_numpy(), manifests, tags))
+    orphan = todo & ~carried & ~apart
     allowed = np.ones(n, dtype=bool) if orphans is None else np.asarray(orphans, dtype=bool)
     unknown = orphan & allowed & unread(repository, errors)
-    always_kept = orphan & (unknown | ~allowed)
+    always_kept = (orphan & (unknown | ~allowed)) | (todo & ~carried & apart)
     always_kept[position[carrier == _UNREAD_TAG]] = True
     stale[todo] = False
     for _ in range(len(pairs) + 1):
@@ -114,7 +119,7 @@ def follow_subjects(
         if np.array_equal(now_stale[todo], stale[todo]):
             break
         stale[todo] = now_stale[todo]
-    _reasons(pairs, stale, reason, unknown)
+    _reasons(pairs, stale, reason, unknown, todo & ~carried & apart)
     return orphan
 
 
@@ -167,6 +172,33 @@ def unread(repository: np.ndarray, errors: pd.DataFrame | None) -> np.ndarray:
     return names.isin(set(where)).to_numpy()
 
 
+def kept_apart(
+    repository: np.ndarray, subject: np.ndarray, manifests: pd.DataFrame, tags: pd.DataFrame | None = None
+) -> np.ndarray:
+    """Whether each accessory (``repository``, ``subject``) may be kept apart from its image, as cosign does
+    with ``COSIGN_REPOSITORY``: another repository's tag carries the subject, or the repository holds
+    nothing but accessories (a signature store, whose images may sit in a repository the crawl did not
+    read). Its subject missing here then says nothing, so it is never an orphan."""
+    repository = np.asarray(repository, dtype=object)
+    subject = np.asarray(subject, dtype=object)
+    if len(subject) == 0:
+        return np.zeros(0, dtype=bool)
+    found = carriers(manifests, tags, pd.unique(subject))
+    elsewhere = pd.MultiIndex.from_arrays([repository, subject]).isin(
+        pd.MultiIndex.from_frame(found[["repository", "subject"]])
+    )
+    anywhere = pd.Series(subject).isin(set(found["subject"])).to_numpy()
+    store = ~pd.Series(repository).isin(_repositories_with_images(manifests)).to_numpy()
+    return np.asarray((anywhere & ~elsewhere) | store, dtype=bool)
+
+
+def _repositories_with_images(manifests: pd.DataFrame) -> set[object]:
+    """Repositories with at least one tag that is not an accessory (a row of it names no subject)."""
+    tagged = manifests["tag"].notna().to_numpy() & manifests["repository"].notna().to_numpy()
+    plain = tagged & (manifests["subject"].isna().to_numpy() if "subject" in manifests.columns else True)
+    return set(manifests["repository"].astype(object).to_numpy()[plain])
+
+
 def orphaned(
     repository: np.ndarray,
     subject: np.ndarray,
@@ -187,7 +219,8 @@ def orphaned(
         found = pd.concat([found, present[["repository", "subject"]].astype(object)], ignore_index=True)
     known = pd.MultiIndex.from_frame(found.drop_duplicates())
     absent = ~pd.MultiIndex.from_arrays([repository, subject]).isin(known)
-    return np.asarray(absent & ~unread(repository, errors), dtype=bool)
+    apart = kept_apart(repository, subject, manifests, tags)
+    return np.asarray(absent & ~apart & ~unread(repository, errors), dtype=bool)
 
 
 def _accessory_links(manifests: pd.DataFrame) -> pd.DataFrame:
@@ -230,9 +263,11 @@ def _carrier_pairs(
     return pairs[["position", "subject", "carrier", "carrier_tag"]].drop_duplicates(ignore_index=True)
 
 
-def _reasons(pairs: pd.DataFrame, stale: np.ndarray, reason: np.ndarray, unknown: np.ndarray) -> None:
+def _reasons(
+    pairs: pd.DataFrame, stale: np.ndarray, reason: np.ndarray, unknown: np.ndarray, apart: np.ndarray
+) -> None:
     """Name the subject that decided each accessory, and the tags that carry it; an orphan whose subject the
-    crawl may have missed says so. Other kept orphans keep their reason."""
+    crawl may have missed, or one kept apart from its image, says so. Other kept orphans keep their reason."""
     carriers: dict[int, dict[str, list[tuple[int, str]]]] = {}
     for position, subject, carrier, name in zip(
         pairs["position"], pairs["subject"], pairs["carrier"], pairs["carrier_tag"], strict=True
@@ -249,7 +284,13 @@ def _reasons(pairs: pd.DataFrame, stale: np.ndarray, reason: np.ndarray, unknown
                     reason[position] = f"kept: subject {subject} is kept (tag {_names(kept)})"
                     break
             else:
-                if unknown[position]:
+                if apart[position]:
+                    reason[position] = (
+                        f"kept: subject {ordered[0][0]} is not in this repository, but signatures may be kept "
+                        "apart from their images (cosign's COSIGN_REPOSITORY): another repository carries it, "
+                        "or this one holds nothing but accessories"
+                    )
+                elif unknown[position]:
                     reason[position] = (
                         f"kept: subject {ordered[0][0]} not found, but the crawl did not read every tag of "
                         "this repository"
