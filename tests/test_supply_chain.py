@@ -349,7 +349,9 @@ def _stored_blobs(reg) -> set[str]:
 
 def test_dangling_entries_after_delete_untagged_are_reported_apart_from_orphans(tmp_path):
     """distribution 2.8's ``garbage-collect --delete-untagged`` deletes the platforms of a tagged index and
-    the referrers a fallback index lists; the audit reports each dangling entry, not as an orphan."""
+    the referrers a fallback index lists; the audit reports each dangling entry, not as an orphan. A gone
+    entry hides no tag, so a real orphan beside it is still found."""
+    orphan_tag, orphan = cosign_signature(GHOST)
     amd = build_image([layer("sc-dangle-amd", 800)], oci=True)
     arm = build_image([layer("sc-dangle-arm", 800)], architecture="arm64", variant="v8", oci=True)
     multi = build_index([amd, arm], oci=True)
@@ -358,6 +360,7 @@ def test_dangling_entries_after_delete_untagged_are_reported_apart_from_orphans(
         with regframe.connect(reg.url, docker_config=False) as client:
             push_image(client, "app/dangle", "multi", multi)
             signed.push(client, "app/dangle", "v1")
+            push_artifact(client, "app/dangle", orphan_tag, orphan)
         reg.garbage_collect(delete_untagged=True)
         out = tmp_path / "audit"
         code = cli.main(["audit", reg.url, "--out", str(out), "--no-progress"])
@@ -374,10 +377,12 @@ def test_dangling_entries_after_delete_untagged_are_reported_apart_from_orphans(
     assert set(written.itertuples(index=False, name=None)) == expected
     inv = Inventory.load(out)
     assert set(dangling_entries(inv.tags, inv.errors).itertuples(index=False, name=None)) == expected
-    assert supply_chain(inv.manifests, inv.referrers).attrs["orphaned"] == 0
+    assert supply_chain(inv.manifests, inv.referrers, tags=inv.tags, errors=inv.errors).attrs["orphaned"] == 1
+    decided = stale_tags(inv.manifests, tags=inv.tags, errors=inv.errors).set_index("tag")
+    assert decided.loc[orphan_tag, "reason"] == f"orphaned: subject {GHOST.digest} not found"
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["dangling_index_entries"], summary["dangling_fallback_entries"]) == (2, 2)
-    assert summary["orphaned_accessories"] == 0
+    assert summary["orphaned_accessories"] == 1
     text = (out / "summary.txt").read_text()
     assert "Dangling index entries: 2 in image indexes, 2 in referrers fallback indexes" in text
     assert "Dangling index entries (the index lists a manifest that is gone)" in (out / "report.md").read_text()

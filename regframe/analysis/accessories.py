@@ -13,6 +13,7 @@ attestation) follow in turn. :func:`orphaned` is that rule for callers that only
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -24,6 +25,19 @@ from ._frames import require_columns
 _NONE, _UNREAD_TAG = -1, -2
 # Crawl stages whose failure hides no tag: every tag read still has its manifest rows.
 _HIDES_NO_TAG = frozenset({"config", "referrers", "referrer"})
+# An index entry that answered 404 (a dangling entry): the entry is gone, so it hides nothing either. Any
+# other failure of an entry may hide a platform that carries a subject.
+_MISSING_CHILD = re.compile(r"child manifest ([a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+) is missing from ")
+
+
+def missing_child(stage: object, message: object) -> str | None:
+    """The digest of the index entry an ``errors`` row says is gone (404), or None for any other row."""
+    if stage != "child manifest" or not isinstance(message, str):
+        return None
+    hit = _MISSING_CHILD.search(message)
+    return hit.group(1) if hit else None
+
+
 TAGS_COLUMNS = ("repository", "tag", "digest")
 ERRORS_COLUMNS = ("repository", "stage")
 
@@ -165,7 +179,9 @@ def unread(repository: np.ndarray, errors: pd.DataFrame | None) -> np.ndarray:
     names = pd.Series(np.asarray(repository, dtype=object))
     if errors is None or errors.empty:
         return np.zeros(len(names), dtype=bool)
-    hides = ~errors["stage"].astype(object).isin(_HIDES_NO_TAG).to_numpy()
+    stage = errors["stage"].astype(object).to_numpy()
+    gone = [missing_child(where, text) is not None for where, text in zip(stage, _messages(errors), strict=True)]
+    hides = ~pd.Series(stage).isin(_HIDES_NO_TAG).to_numpy() & ~np.asarray(gone, dtype=bool)
     where = errors["repository"].astype(object).to_numpy()[hides]
     if (pd.isna(where) | (where == "")).any():
         return np.ones(len(names), dtype=bool)
@@ -197,6 +213,12 @@ def _repositories_with_images(manifests: pd.DataFrame) -> set[object]:
     tagged = manifests["tag"].notna().to_numpy() & manifests["repository"].notna().to_numpy()
     plain = tagged & (manifests["subject"].isna().to_numpy() if "subject" in manifests.columns else True)
     return set(manifests["repository"].astype(object).to_numpy()[plain])
+
+
+def _messages(errors: pd.DataFrame) -> np.ndarray:
+    if "error" not in errors.columns:
+        return np.full(len(errors), None, dtype=object)
+    return errors["error"].astype(object).to_numpy()
 
 
 def orphaned(

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._frames import require_columns
-from .accessories import check_crawl_frames, orphaned
+from .accessories import check_crawl_frames, missing_child, orphaned
 
 SUPPLY_CHAIN_COLUMNS = (
     "repository",
@@ -33,7 +33,6 @@ SUPPLY_CHAIN_COLUMNS = (
 _COVERAGE = {"signed": "signature", "with_sbom": "sbom", "with_attestation": "attestation"}
 DANGLING_COLUMNS = ("repository", "tag", "index_digest", "digest", "index")
 # The crawl records a child that answers 404 as this error at stage "child manifest".
-_MISSING_CHILD = re.compile(r"child manifest (sha256:[0-9a-f]{64}) is missing from ")
 _FALLBACK_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 
 
@@ -116,9 +115,9 @@ def dangling_entries(tags: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:
     text = errors["error"].astype(object).to_numpy()
     found = []
     for repository, tag, where, message in zip(errors["repository"], errors["tag"], stage, text, strict=True):
-        hit = _MISSING_CHILD.search(message) if where == "child manifest" and isinstance(message, str) else None
-        if hit is not None and pd.notna(tag):
-            found.append((str(repository), str(tag), hit.group(1)))
+        digest = missing_child(where, message)
+        if digest is not None and pd.notna(tag):
+            found.append((str(repository), str(tag), digest))
     frame = pd.DataFrame(found, columns=["repository", "tag", "digest"])
     listed = _strings(tags, ("repository", "tag", "digest")).rename(columns={"digest": "index_digest"})
     frame = frame.merge(listed, on=["repository", "tag"], how="left")
