@@ -22,7 +22,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ..client.mediatypes import PLACEHOLDER_TYPE
 from ..patterns import BoundedPattern, compile_pattern
 from ._frames import (
     STALE_COLUMNS,
@@ -213,6 +212,9 @@ def stale_tags(
     return result
 
 
+# The artifact type a crawl gives rmtag's placeholder (``client.mediatypes.PLACEHOLDER_TYPE``; analysis
+# imports nothing from the client, and the SIGKILL test in test_faults.py checks the two agree).
+PLACEHOLDER_TYPE = "application/vnd.io.regframe.placeholder"
 INTERRUPTED_REMOVAL = (
     "on regframe's placeholder: a removal was stopped before its end, and removing the tag finishes it"
 )
