@@ -141,7 +141,8 @@ def test_warm_cache_costs_one_head_per_tag(seeded, inv, fleet, tmp_path):
     client = seeded[1]
     cold = client.inventory(progress=False, cache=tmp_path / "cache")
     warm = client.inventory(progress=False, cache=tmp_path / "cache")
-    assert warm.stats["requests"] == {"catalog": 1, "tags": len(fleet.repositories), "manifest_head": fleet.tag_count}
+    heads = fleet.tag_count + len(fleet.index_entries())
+    assert warm.stats["requests"] == {"catalog": 1, "tags": len(fleet.repositories), "manifest_head": heads}
     assert warm.stats["cache_hits"] > 0
     for name in ("tags", "manifests", "layers"):
         pd.testing.assert_frame_equal(getattr(warm, name), getattr(cold, name))

@@ -692,3 +692,33 @@ def test_signatures_kept_apart_from_their_images_are_never_orphans(anon, repo_na
     assert coverage["orphaned"].to_dict() == {app: 1, sigs: 0, lone: 0}
     plan = anon.apply_cleanup(stale, dry_run=True)
     assert set(zip(plan["repository"], plan["tag"])) == {(app, ghost_tag)}
+
+
+def test_an_entry_gone_from_one_repository_is_dangling_there_even_when_another_has_it(tmp_path):
+    """``garbage-collect --delete-untagged`` removes an index's platforms from the repository where only the
+    index tags them, not from one that tags them too. Content is the same everywhere, but presence is per
+    repository: the crawl reports the entries dangling in ``b`` and not in ``a``, cold and warm alike (a
+    cached summary is confirmed by a HEAD in each repository)."""
+    amd = build_image([layer("sc-where-amd", 800)], oci=True)
+    arm = build_image([layer("sc-where-arm", 800)], architecture="arm64", variant="v8", oci=True)
+    multi = build_index([amd, arm], oci=True)
+    with local_registry() as reg:
+        with regframe.connect(reg.url, docker_config=False) as client:
+            push_image(client, "where/a", "1.0", multi)
+            push_image(client, "where/a", "amd", amd)
+            push_image(client, "where/a", "arm", arm)
+            push_image(client, "where/b", "1.0", multi)
+        reg.garbage_collect(delete_untagged=True)
+        with regframe.connect(reg.url, docker_config=False) as client:
+            assert client.manifest_exists("where/b", amd.digest) is None, "gone from b"
+            assert client.manifest_exists("where/a", amd.digest) == amd.digest, "still in a"
+            for crawl in ("cold", "warm"):
+                inv = client.inventory(progress=False, cache=tmp_path / "cache")
+                dangling = dangling_entries(inv.tags, inv.errors)
+                assert set(zip(dangling["repository"], dangling["digest"], strict=True)) == {
+                    ("where/b", amd.digest),
+                    ("where/b", arm.digest),
+                }, crawl
+                rows = inv.manifests
+                platforms = set(zip(rows["repository"], rows["tag"], rows["manifest_digest"], strict=True))
+                assert ("where/a", "1.0", amd.digest) in platforms and ("where/b", "1.0", amd.digest) not in platforms

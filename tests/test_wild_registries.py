@@ -230,7 +230,7 @@ def test_a_budget_costs_one_get_per_distinct_manifest_and_a_warm_crawl_none(flee
     assert warm.stats["requests"] == {
         "catalog": 1,
         "tags": len(FLEET.repositories),
-        "manifest_head": FLEET.tag_count,
+        "manifest_head": FLEET.tag_count + len(FLEET.index_entries()),
     }
     assert crawled(warm) == crawled(cold) == tag_digests(FLEET)
 

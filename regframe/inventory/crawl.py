@@ -57,6 +57,8 @@ class CrawlResult:
     manifests: dict[str, dict] = field(default_factory=dict)
     configs: dict[str, dict] = field(default_factory=dict)
     errors: list[tuple[str, str | None, str, str]] = field(default_factory=list)
+    # (repository, digest) of index entries that answered 404 there: present elsewhere, gone here.
+    missing: set[tuple[str, str]] = field(default_factory=set)
     # (repository, subject digest, referrer descriptor) from the referrers API.
     api_referrers: list[tuple[str, str, dict]] = field(default_factory=list)
     # repository -> {manifest digest: upload and creation times}, where tags/list carries them (Google).
@@ -203,6 +205,9 @@ class Crawler:
         self.pool = TaskPool(self.limit)
         self.once = Once(self.pool)
         self._lock = threading.Lock()
+        # Summaries read this crawl, and a lock per digest so two repositories listing one entry read it once.
+        self._summaries: dict[str, dict] = {}
+        self._reading: dict[str, threading.Lock] = {}
         self._bar = _progress_bar(progress is True)
         self._report = progress if callable(progress) else None
         self._found = self._done = 0
@@ -369,6 +374,8 @@ class Crawler:
         self.cache.put(manifest.digest, summary)
         if FAILED not in summary:
             self.once.seed(manifest.digest, summary)
+            with self._lock:
+                self._summaries[manifest.digest] = summary
         return manifest.digest, summary
 
     def _expand(self, repository: str, tag: str, digest: str, summary: dict) -> None:
@@ -377,13 +384,31 @@ class Crawler:
         for child in summary["children"]:
             child_digest = child[0]
             self.once.request(
-                child_digest,
-                functools.partial(self._child, repository, child_digest),
+                f"{repository}\n{child_digest}",
+                functools.partial(self._entry, repository, child_digest),
                 functools.partial(self._child_done, repository, tag, child_digest),
                 EXPECTED,
             )
         if wants_config(summary):
             self._need_config(repository, tag, *summary["config"][:2])
+
+    def _entry(self, repository: str, digest: str) -> dict:
+        """An index entry of ``repository``: its content is the same wherever it is (read once, or from the
+        cache), but whether it is there is not (``garbage-collect --delete-untagged`` removes an entry from
+        one repository and not another), so content known already is confirmed here by a HEAD."""
+        missing = f"child manifest {digest} is missing from {repository}"
+        with self._lock:
+            reading = self._reading.setdefault(digest, threading.Lock())
+        with reading:
+            summary = self._summaries.get(digest) or self.cache.get(digest)
+            if summary is None:
+                summary = self._fetch_manifest(repository, digest, missing)[1]
+                _check_summary(summary)
+                return summary
+        if self.client.manifest_exists(repository, digest) is None:
+            raise E.NotFoundError(missing, status=404)
+        _check_summary(summary)
+        return summary
 
     def _child(self, repository: str, digest: str, missing: str | None = None) -> dict:
         summary = self.cache.get(digest)
@@ -397,6 +422,9 @@ class Crawler:
         self, repository: str, tag: str | None, digest: str, ok: bool, value, stage="child manifest"
     ) -> None:
         if not ok:
+            if isinstance(value, E.NotFoundError):
+                with self._lock:
+                    self.result.missing.add((repository, digest))
             self._error(repository, tag, stage, value)
             return
         with self._lock:
@@ -450,7 +478,7 @@ class Crawler:
         their platform manifests alike). The first question is the probe: a registry without the API gets no
         other."""
         wanted: dict[tuple[str, str], None] = {}
-        for placement in placements(self.result.tag_refs, self.result.manifests):
+        for placement in placements(self.result.tag_refs, self.result.manifests, self.result.missing):
             if placement.kind == A.IMAGE:
                 wanted[(placement.repository, placement.digest)] = None
                 wanted[(placement.repository, placement.manifest_digest)] = None

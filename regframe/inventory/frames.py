@@ -209,7 +209,7 @@ def build_frames(result: CrawlResult, now: pd.Timestamp | None = None) -> dict[s
     def uploaded(repository: str, digest: str) -> pd.Timestamp | NaTType:
         return from_milliseconds((times.get(repository, {}).get(digest) or {}).get("uploaded_ms"), now)
 
-    for place in placements(result.tag_refs, manifests):
+    for place in placements(result.tag_refs, manifests, result.missing):
         image = place.summary
         config_digest, config_size, _config_type = image["config"] or (None, 0, None)
         config = (configs.get(config_digest) if config_digest else None) or {}

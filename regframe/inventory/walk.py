@@ -40,8 +40,13 @@ def skeleton_of(summary: dict[str, Any]) -> Manifest:
     return Manifest(summary.get("skeleton") or {"mediaType": summary.get("media_type")})
 
 
-def placements(tag_refs: list[tuple[str, str, str]], manifests: dict[str, dict[str, Any]]) -> Iterator[Placement]:
-    """Every (tag, manifest) pair of a crawl, classified in place, in (repository, tag) order.
+def placements(
+    tag_refs: list[tuple[str, str, str]],
+    manifests: dict[str, dict[str, Any]],
+    missing: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+) -> Iterator[Placement]:
+    """Every (tag, manifest) pair of a crawl, classified in place, in (repository, tag) order; an index
+    entry ``missing`` from its repository (read in another) is left out there.
 
     An index entry takes the index's kind and subject when it looks like an image inside an index that
     is itself an accessory; a nested index (an index entry of an index) is not expanded."""
@@ -60,7 +65,7 @@ def placements(tag_refs: list[tuple[str, str, str]], manifests: dict[str, dict[s
         entries = top_manifest.get("manifests") or []
         for position, (child_digest, _media_type, os_, arch, variant) in enumerate(top["children"]):
             child = manifests.get(child_digest)
-            if child is None or child["children"]:
+            if child is None or child["children"] or (repository, child_digest) in missing:
                 continue
             entry = entries[position] if position < len(entries) and isinstance(entries[position], dict) else {}
             child_manifest = skeleton_of(child)

@@ -129,6 +129,16 @@ class Fleet:
     def _repository_items(self, repository: str) -> list[Content]:
         return [*self.tags[repository].values(), *self.accessories.get(repository, {}).values()]
 
+    def index_entries(self) -> set[tuple[str, str]]:
+        """(repository, digest) of every entry of the indexes each repository tags: what a warm crawl
+        confirms with one HEAD each."""
+        return {
+            (repository, child.digest)
+            for repository in self.repositories
+            for item in self._repository_items(repository)
+            for child in getattr(item, "children", ())
+        }
+
     def repository_blobs(self, repository: str) -> list[Blob]:
         """The distinct blobs ``repository`` needs: registries link blobs per repository."""
         return distinct(blob for item in self._repository_items(repository) for blob in item.blobs())
