@@ -722,3 +722,24 @@ def test_an_entry_gone_from_one_repository_is_dangling_there_even_when_another_h
                 rows = inv.manifests
                 platforms = set(zip(rows["repository"], rows["tag"], rows["manifest_digest"], strict=True))
                 assert ("where/a", "1.0", amd.digest) in platforms and ("where/b", "1.0", amd.digest) not in platforms
+
+
+def test_a_fallback_entry_for_another_subject_is_left_out(anon, repo_name):
+    """The fallback tag of image P also lists a referrer whose ``subject`` is image Q (a careless writer):
+    the spec has clients confirm each entry by its subject, so the inventory leaves it out of P's tag. P's
+    fallback tag then goes with P, and Q's referrer is never planned for deletion with it."""
+    old, new = Signed("stray-p", OLD), Signed("stray-q", NOW - timedelta(days=1))
+    old.push(anon, repo_name, "v1")
+    new.push(anon, repo_name, "v2")
+    stray = sigstore_bundle(new.image, PREDICATE_SIGN, created=stamp(NOW))
+    push_artifact(anon, repo_name, old.fallback_tag, referrers_index([old.bundle, old.sbom, stray]))
+
+    inv = anon.inventory(repo_name, progress=False)
+    listed = inv.referrers.astype({"digest": object, "subject": object})
+    assert stray.digest not in set(listed.loc[listed["subject"] == old.image.digest, "digest"])
+    stale = stale_tags(inv.manifests, older_than="90d", tags=inv.tags, errors=inv.errors, now=NOW)
+    got = decisions(stale)
+    assert got["v1"][0] and not got["v2"][0]
+    assert got[old.fallback_tag] == (True, f"subject {old.image.digest} is deleted with tag 'v1'")
+    plan = anon.apply_cleanup(stale, dry_run=True, delete_manifests=True)
+    assert stray.digest not in set(plan["digest"])

@@ -62,6 +62,9 @@ def placements(
             continue
         listed = A.is_referrers_index(top_manifest, tag)
         parent = A.classify(top_manifest, tag=tag)
+        # A fallback index lists the referrers of the digest in its tag; an entry whose subject says otherwise
+        # does not belong to it (the spec has clients confirm each entry by its subject) and is left out.
+        owner = A.fallback_tag_subject(tag)
         entries = top_manifest.get("manifests") or []
         for position, (child_digest, _media_type, os_, arch, variant) in enumerate(top["children"]):
             child = manifests.get(child_digest)
@@ -70,6 +73,8 @@ def placements(
             entry = entries[position] if position < len(entries) and isinstance(entries[position], dict) else {}
             child_manifest = skeleton_of(child)
             found = A.classify(child_manifest, tag=tag, entry=entry, referrer=listed)
+            if owner is not None and found.subject not in (None, owner):
+                continue
             via = A.subject_of(child_manifest, tag, entry, referrer=listed)[1] if found.subject else None
             if found.kind == A.IMAGE and parent.kind != A.IMAGE and not listed:
                 found = A.Classification(parent.kind, parent.artifact_type, parent.subject)
