@@ -451,6 +451,8 @@ def summary_text(inv, usage, stale, reclaim: int, args, coverage, dangling) -> s
         *_wrapped(GARBAGE_COLLECTION_ADVICE, "  "),
         *supply_chain_lines(coverage, dangling),
     ]
+    if not inv.complete:
+        lines += ["", *_wrapped(_stopped_early(inv), "")]
     if not inv.errors.empty:
         lines += ["", f"{len(inv.errors)} item(s) could not be read; see errors.csv. Numbers count only what was read."]
     out = Path(args.out).resolve()
@@ -465,6 +467,17 @@ def summary_text(inv, usage, stale, reclaim: int, args, coverage, dangling) -> s
         "",
     ]
     return "\n".join(lines)
+
+
+def _stopped_early(inv) -> str:
+    """Why an incomplete crawl stopped and how much of what the tag lists named it read, so a CI log says
+    what summary.json's ``complete: false`` says."""
+    rows = inv.errors[inv.errors["stage"].astype(object).isin(["budget", "interrupted"])]
+    why = str(rows["error"].iloc[0]) if len(rows) else "it stopped before reading everything"
+    listed = int(inv.catalog["tag_count"].fillna(0).sum()) if "tag_count" in inv.catalog else 0
+    read = len(inv.tags)
+    counted = f"{read:,} of {listed:,} listed tags read" if listed >= read else f"{read:,} tags read"
+    return f"INCOMPLETE CRAWL: {counted}; {why}"
 
 
 def _print_json(value) -> None:

@@ -83,6 +83,21 @@ def test_audit_writes_report(url, fleet, tmp_path, capsys):
     assert len(plan) == int(stale["stale"].sum())
 
 
+def test_audit_cut_short_by_its_budget_says_so_in_the_summary(url, fleet, tmp_path, capsys):
+    """A CI log shows the text summary: a crawl stopped by ``--budget`` must say there that it is incomplete,
+    why, and how much of what the tag lists named it read, as summary.json's ``complete: false`` does."""
+    out = tmp_path / "report"
+    assert main(["audit", url, "--out", str(out), "--no-progress", "--budget", "3"]) == 1
+    text = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False
+    read = len(pd.read_csv(out / "tags.csv"))
+    assert read < fleet.tag_count
+    assert f"INCOMPLETE CRAWL: {read:,} of {fleet.tag_count:,} listed tags read" in text
+    assert "budget" in text.split("INCOMPLETE CRAWL:", 1)[1].split("\n\n", 1)[0]
+    assert (out / "summary.txt").read_text().count("INCOMPLETE CRAWL") == 1
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
