@@ -1351,12 +1351,11 @@ def test_rmtag_auto_refuses_a_tag_moved_after_its_check(registry, direct):
     assert direct.manifest(repository, sha(IMAGE.manifest_raw)).raw == IMAGE.manifest_raw
 
 
-def test_sigterm_during_cleanup_apply_puts_the_tag_back(registry, direct, tmp_path):
-    """SIGTERM (a CI timeout, ``kill``, a service stop) while the placeholder's DELETE is in flight: the
-    command unwinds through the removal's rollback as for Ctrl-C, so the tag is back on its image rather
-    than left on an empty placeholder, and it exits 143. The proxy holds the DELETE so the signal lands
+@contextmanager
+def cleanup_held_at_the_placeholder_delete(registry, direct, tmp_path, repository: str):
+    """``regframe cleanup --apply`` of tag ``old`` (``latest`` kept) in its own process, through a proxy that
+    holds the placeholder's DELETE: yields the process once that DELETE is in flight, for a signal to land
     at that exact moment."""
-    repository = "faults/cleanup-sigterm"
     push_image(direct, repository, "old", IMAGE)
     push_image(direct, repository, "latest", OTHER)
     policy = tmp_path / "policy.toml"
@@ -1372,6 +1371,16 @@ def test_sigterm_during_cleanup_apply_puts_the_tag_back(registry, direct, tmp_pa
         while not matched(proxy, rule) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert matched(proxy, rule) == 1, "the cleanup reached the placeholder's DELETE"
+        yield process, policy
+
+
+def test_sigterm_during_cleanup_apply_puts_the_tag_back(registry, direct, tmp_path):
+    """SIGTERM (a CI timeout, ``kill``, a service stop) while the placeholder's DELETE is in flight: the
+    command unwinds through the removal's rollback as for Ctrl-C, so the tag is back on its image rather
+    than left on an empty placeholder, and it exits 143. The proxy holds the DELETE so the signal lands
+    at that exact moment."""
+    repository = "faults/cleanup-sigterm"
+    with cleanup_held_at_the_placeholder_delete(registry, direct, tmp_path, repository) as (process, _):
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM
@@ -1388,21 +1397,9 @@ def test_a_tag_left_on_a_placeholder_by_sigkill_is_removed_by_the_next_cleanup(r
     plan that reaches the tag marks it stale whatever its age, and the next cleanup finishes the removal;
     ``keep`` and ``match`` still hold, and a policy finishes it only where it governs."""
     repository = "faults/cleanup-sigkill"
-    push_image(direct, repository, "old", IMAGE)
-    push_image(direct, repository, "latest", OTHER)
-    policy = tmp_path / "policy.toml"
-    policy.write_text('[[rules]]\nname = "old"\ntags = "^old$"\n')
-    rule = Rule(path=PLACEHOLDER_DELETE, method="DELETE", action=Hang())
-    with FaultProxy(registry.url) as proxy:
-        proxy.add_rule(rule)
-        command = [sys.executable, "-m", "regframe", "cleanup", proxy.url, "--policy", str(policy)]
-        process = subprocess.Popen([*command, "--repositories", repository, "--apply", "--yes"])
-        deadline = time.monotonic() + 60
-        while not matched(proxy, rule) and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert matched(proxy, rule) == 1
+    with cleanup_held_at_the_placeholder_delete(registry, direct, tmp_path, repository) as (process, policy):
         process.kill()
-        process.wait(timeout=30)
+        process.communicate(timeout=30)
     left = direct.digest(repository, "old")
     assert left not in (sha(IMAGE.manifest_raw), None), "the tag is on the placeholder"
 
