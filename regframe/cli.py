@@ -163,7 +163,13 @@ def _write_report(args, out: Path, text: str, data: AuditData, gates: list, sinc
     # Growth over what both audits covered, as the diff compares them (scopes and unread repositories).
     previous_stored = None if since is None else int(since.attrs["stored_bytes_before"])
     compared = None if since is None else int(since.attrs["stored_bytes_after"])
-    summary = build_summary(data, previous_stored_bytes=previous_stored, compared_stored_bytes=compared)
+    unknown = None
+    if since is not None and since.attrs.get("storage_compared", 1) == 0:
+        left_out = since.attrs.get("storage_unknown") or since.attrs.get("repositories_out_of_scope")
+        unknown = since.attrs.get("growth_undefined") if left_out else None
+    summary = build_summary(
+        data, previous_stored_bytes=previous_stored, compared_stored_bytes=compared, growth_unknown=unknown
+    )
     results = evaluate(gates, summary)
     report = write_report(out, data, summary=summary, gates=results, since_last=_since_section(since, args))
     output_format = getattr(args, "output_format", "text")
@@ -215,8 +221,9 @@ def _stale_options(args, policy) -> dict:
 
 
 def _previous_snapshot(args) -> Inventory | None:
-    """With ``--history``: the newest snapshot there, read before connecting, so a folder that is not one
-    or a snapshot from a newer regframe stops the audit before any request. None for the first audit."""
+    """With ``--history``: the newest snapshot there of the same registry URL, read before connecting, so a
+    folder that is not one or a snapshot from a newer regframe stops the audit before any request (a damaged
+    one is skipped with a warning). None for the first audit of this registry there."""
     from . import history
 
     if not getattr(args, "history", None):
@@ -224,8 +231,7 @@ def _previous_snapshot(args) -> Inventory | None:
     folder = Path(args.history)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--history {folder} is not a folder")
-    newest = history.latest(folder)
-    return None if newest is None else history.load_snapshot(newest)
+    return history.load_latest(folder, url=args.url)
 
 
 def _record_history(args, inv: Inventory, previous: Inventory | None, policy) -> Diff | None:
@@ -324,7 +330,7 @@ def _since_section(since: Diff | None, args) -> Section | None:
             noun="tags",
         ),
     ]
-    snapshots = history.load(args.history)
+    snapshots = history.load(args.history, url=args.url)
     chart = render("growth", "Stored bytes over time", lambda: plot.growth(snapshots, top=SUMMARY_TOP))
     notes = [line.strip().removeprefix("Note: ") for line in since.summary().splitlines() if "Note:" in line]
     return Section(

@@ -12,6 +12,7 @@ import inspect
 import io
 import json
 import shutil
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -527,6 +528,10 @@ def test_a_snapshot_in_a_newer_format_is_refused(scenario, tmp_path):
 
     out = tmp_path / "report"
     with FaultProxy(scenario["url"], seed=0) as proxy:
+        # The snapshot is of the registry audited: the proxy's URL (a snapshot of another one is not read).
+        (newer / "inventory.json").write_text(
+            json.dumps({**meta, "format": 3, "regframe_version": "9.0.0", "url": proxy.url})
+        )
         code, _, err = run_cli("audit", proxy.url, "--out", str(out), "--history", str(folder), "--no-progress")
         assert proxy.stats.requests == 0, "refused before any request"
     assert code == 2 and "inventory format 3" in err
@@ -840,3 +845,167 @@ def test_a_diff_given_the_newer_audit_first_warns(scenario):
     assert "shown backwards in time" in done.stdout
     code, out, err = run_cli("diff", str(scenario["root"] / "first"), str(scenario["root"] / "second"))
     assert code == 0 and "backwards" not in out + err
+
+
+def test_growth_chart_of_snapshots_taken_at_a_whole_second_and_at_a_fraction(scenario, tmp_path):
+    """A whole-second snapshot time has no fraction in ``isoformat()``; ``load`` writes every key with
+    microseconds and ``growth`` parses each key on its own, so mixing the two draws, never raises."""
+    first, _ = history.snapshots(scenario["root"] / "snapshots")
+    inv = regframe.Inventory.load(first)
+    whole, fraction = datetime(2026, 3, 1, 12, 0, tzinfo=UTC), datetime(2026, 3, 2, 12, 0, 0, 250000, tzinfo=UTC)
+    history.save(inv, tmp_path, when=whole)
+    history.save(inv, tmp_path, when=fraction)
+    frame = history.load(tmp_path)
+    total = total_of(scenario["before"])
+    assert frame.attrs["total_bytes"] == {
+        "2026-03-01T12:00:00.000000+00:00": total,
+        "2026-03-02T12:00:00.250000+00:00": total,
+    }
+    ax = growth(frame)
+    expected = [pd.Timestamp(when).tz_localize(None).to_datetime64() for when in (whole, fraction)]
+    for line in ax.get_lines():
+        assert list(line.get_xdata()) == expected
+    assert ax.get_title(loc="left") == f"Registry {format_bytes(total)} stored, 0 B over 2 snapshots"
+    plt.close("all")
+
+
+def damage(folder: Path, first: Path) -> dict[Path, str]:
+    """Three folders older than every snapshot of ``folder`` that cannot be read, and what each warning
+    must say: a Parquet file cut short, a snapshot left with its inventory.json alone, a foreign folder
+    with a snapshot's name whose inventory.json is not JSON."""
+    truncated, bare, foreign = (folder / f"2000010{day}T000000.000000Z" for day in (1, 2, 3))
+    shutil.copytree(first, truncated)
+    with (truncated / "layers.parquet").open("r+b") as handle:
+        handle.truncate(100)
+    shutil.copytree(first, bare)
+    for path in bare.iterdir():
+        if path.name != "inventory.json":
+            path.unlink()
+    foreign.mkdir()
+    (foreign / "inventory.json").write_text("not a snapshot")
+    return {truncated: "layers.parquet", bare: "catalog.parquet nor catalog.csv", foreign: "not JSON"}
+
+
+def test_a_snapshot_that_cannot_be_read_is_skipped_with_a_warning_naming_it(scenario, tmp_path):
+    folder = tmp_path / "snapshots"
+    shutil.copytree(scenario["root"] / "snapshots", folder)
+    first, second = history.snapshots(folder)
+    readable = history.load(folder)
+    damaged = damage(folder, first)
+
+    with pytest.warns(history.SnapshotWarning) as caught:
+        frame = history.load(folder)
+    messages = [str(w.message) for w in caught]
+    for path, why in damaged.items():
+        assert any(str(path) in text and why in text for text in messages), (path, messages)
+    pd.testing.assert_frame_equal(frame, readable)
+    assert frame.attrs == readable.attrs
+
+    out = tmp_path / "report"
+    with pytest.warns(history.SnapshotWarning):
+        code, text, err = run_cli(
+            "audit", scenario["url"], "--out", str(out), "--history", str(folder), "--older-than", f"{STALE_DAYS}d",
+            "--no-progress", "--fail-on", "tags>0",
+        )  # fmt: skip
+    assert code == 3, err
+    assert "tags>0: tags is" in err and (out / "report.html").is_file() and (out / "charts" / "growth.png").is_file()
+    assert "0 added, 0 removed, 0 moved" in text.split("Since the last audit:", 1)[1], "compared with the second"
+    newest = history.latest(folder)
+    assert newest not in (first, second) and newest not in damaged
+
+    with (newest / "catalog.parquet").open("r+b") as handle:
+        handle.truncate(100)
+    with pytest.warns(history.SnapshotWarning) as caught:
+        previous = history.load_latest(folder, url=scenario["url"])
+    assert any(f"{newest} cannot be read" in str(w.message) and "catalog.parquet" in str(w.message) for w in caught)
+    assert previous is not None and previous.crawled_at == history.snapshot_time(second)
+
+    meta = json.loads((first / "inventory.json").read_text())
+    (first / "inventory.json").write_text(json.dumps({**meta, "format": 3, "regframe_version": "9.0.0"}))
+    with pytest.raises(InventoryFormatError, match=first.name), warnings.catch_warnings():
+        warnings.simplefilter("ignore", history.SnapshotWarning)
+        history.load_latest(folder, url=scenario["url"])
+
+
+def test_a_history_shared_by_two_registries_compares_each_with_its_own(tmp_path):
+    """Registries one and two audited into one --history folder: two's first audit is a first audit (no
+    growth, no "since the last audit"), and one's second audit compares with one's first, not with two's."""
+    snapshots = tmp_path / "snapshots"
+    rules = ("--no-progress", "--history", str(snapshots))
+    with local_registry() as one, local_registry() as two:
+        with (
+            regframe.connect(one.url, docker_config=False) as a,
+            regframe.connect(two.url, docker_config=False) as b,
+        ):
+            push_image(a, "s/a", "1", IMAGES["a1"])
+            push_image(b, "s/b", "1", IMAGES["b2"])
+        first_one = run_cli("audit", one.url, "--out", str(tmp_path / "one-1"), *rules)
+        first_two = run_cli("audit", two.url + "/", "--out", str(tmp_path / "two-1"), *rules, "--fail-on", "growth>1%")
+        again_one = run_cli("audit", one.url, "--out", str(tmp_path / "one-2"), *rules, "--fail-on", "growth>1%")
+    assert first_one[0] == 0, first_one[2]
+    assert first_two[0] == 2 and "growth_percent was not computed (it needs a previous audit" in first_two[2]
+    assert "Since the last audit" not in first_two[1] and not (tmp_path / "two-1" / "diff_tags.csv").exists()
+    assert again_one[0] == 0, again_one[2]
+    since = again_one[1].split("Since the last audit:", 1)[1]
+    assert "different registries" not in since and "repositories removed" not in since
+    summary = json.loads((tmp_path / "one-2" / "summary.json").read_text())
+    assert (summary["growth_bytes"], summary["growth_percent"]) == (0, 0)
+
+    ones, twos = history.snapshots(snapshots, url=one.url), history.snapshots(snapshots, url=two.url)
+    assert len(ones) == 2 and len(twos) == 1 and set(ones) | set(twos) == set(history.snapshots(snapshots))
+    assert history.latest(snapshots, url=two.url.upper().replace("HTTP://", "http://") + "/v2/") == twos[0]
+    frame = history.load(snapshots, url=one.url)
+    assert set(frame["repository"]) == {"s/a"} and list(frame["snapshot"]) == [history.snapshot_time(p) for p in ones]
+    assert len(frame.attrs["total_bytes"]) == 2
+
+
+def test_after_an_incomplete_audit_only_what_it_judged_can_become_stale():
+    """A crawl stopped by its budget read a few tags, some without their config (so undated), and no
+    repository in full; the next crawl of the unchanged registry reads every tag. Nothing became stale, and
+    growth is unknown because nothing could be compared, not because the older audit stored nothing."""
+    fleet = make_fleet(repositories=3, tags_per_repo=8, layer_size_range=(200, 500), base_layer_size_range=(1000, 2000))
+    with seeded_registry(fleet) as reg, regframe.connect(reg.url, docker_config=False) as client:
+        stopped = client.inventory(progress=False, budget=6)
+        full = client.inventory(progress=False)
+    assert not stopped.complete and full.complete and len(stopped.tags) < len(full.tags)
+    assert regframe.analysis.storage_usage(stopped.layers).attrs["total_bytes"] > 0
+    result = full.diff(stopped)
+    assert result.stale.empty, result.stale[["repository", "tag", "before"]]
+    judged = {
+        name: regframe.analysis.stale_tags(inv.manifests, now=inv.crawled_at, tags=inv.tags, errors=inv.errors)
+        for name, inv in (("before", stopped), ("after", full))
+    }
+    stale = {
+        name: set(zip(*(frame.loc[frame["stale"], c] for c in ("repository", "tag")), strict=True))
+        for name, frame in judged.items()
+    }
+    a = result.attrs
+    assert a["stale_unknown"] == len(stale["after"] - stale["before"]) > 0
+    assert (a["storage_compared"], a["stored_bytes_before"], a["growth_ratio"]) == (0, 0, None)
+    assert (
+        a["growth_undefined"] == "no repository could be compared (the older audit stopped early), so growth is unknown"
+    )
+    text = result.summary()
+    assert (
+        f"{a['stale_unknown']} stale tags the older audit did not read or date are not counted as newly stale" in text
+    )
+    assert "Note: no repository could be compared (the older audit stopped early)" in text
+
+
+def test_a_growth_gate_after_an_incomplete_audit_names_the_real_reason(tmp_path, capsys):
+    """The growth gates after an audit stopped by its budget: nothing could be compared, so neither growth
+    total is given and the undecided gate (exit 2) says why, not that the older audit stored 0 bytes."""
+    fleet = make_fleet(repositories=2, tags_per_repo=6, layer_size_range=(200, 500), base_layer_size_range=(1000, 2000))
+    history = tmp_path / "history"
+    with seeded_registry(fleet) as reg:
+        first = ["audit", reg.url, "--out", str(tmp_path / "one"), "--history", str(history), "--no-progress"]
+        assert cli.main([*first, "--budget", "4"]) == 1
+        capsys.readouterr()
+        second = ["audit", reg.url, "--out", str(tmp_path / "two"), "--history", str(history), "--no-progress"]
+        assert cli.main([*second, "--fail-on", "growth>10%", "--fail-on", "growth_bytes>1MB"]) == 2
+    err = capsys.readouterr().err
+    assert "no repository could be compared (the older audit stopped early)" in err
+    assert "stored 0 bytes" not in err
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert "growth_bytes" not in summary and "growth_percent" not in summary
+    assert summary["growth_unknown"].startswith("no repository could be compared")

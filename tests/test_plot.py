@@ -32,6 +32,7 @@ from matplotlib.text import Text
 from regframe.analysis import reclaimable_bytes, sharing_matrix
 from regframe.plot import (
     format_bytes,
+    growth,
     layer_sizes,
     repo_color,
     sharing_heatmap,
@@ -705,3 +706,36 @@ def test_reclaim_fixture_agrees_with_the_analysis():
     """The chart's title number is the analysis' number; here both equal the hand count."""
     stale, layers = reclaim_fixture()
     assert reclaimable_bytes(stale, layers) == 3_500_000
+
+
+# --------------------------------------------------------------------------- growth over snapshots
+
+
+def test_growth_reads_snapshot_times_in_every_iso_form():
+    """``attrs["total_bytes"]`` keys are parsed one by one: a whole second without a fraction, a fraction, a
+    ``Z``, another offset, a Timestamp; a snapshot named only there is drawn at 0, and the title takes the
+    first and last totals in time order, not in text order."""
+    times = [pd.Timestamp(t, tz="UTC") for t in ("2026-03-01 12:00", "2026-03-02 12:00:00.25", "2026-03-03 12:00")]
+    frame = pd.DataFrame(
+        {"snapshot": times, "repository": ["app"] * 3, "stored_bytes": [100, 150, 170]},
+    )
+    frame.attrs["total_bytes"] = {
+        "2026-03-03T13:00:00+01:00": 170,
+        "2026-03-01T12:00:00+00:00": 100,
+        "2026-03-02T12:00:00.250000+00:00": 150,
+        pd.Timestamp("2026-03-04 12:00", tz="UTC"): 0,
+        "2026-02-28T12:00:00Z": 40,
+    }
+    ax = growth(frame)
+    (line,) = ax.get_lines()
+    expected = [
+        pd.Timestamp("2026-02-28 12:00"),
+        *(t.tz_localize(None) for t in times),
+        pd.Timestamp("2026-03-04 12:00"),
+    ]
+    assert list(line.get_xdata()) == [t.to_datetime64() for t in expected]
+    assert list(line.get_ydata()) == [0, 100, 150, 170, 0]
+    assert ax.get_title(loc="left") == "Registry 0 B stored, -40 B over 5 snapshots"
+    frame.attrs["total_bytes"] = {"yesterday-ish": 1}
+    with pytest.raises(ValueError, match="yesterday-ish"):
+        growth(frame)

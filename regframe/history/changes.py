@@ -8,7 +8,9 @@ A repository or tag that either crawl could not read (a failed tag listing or ma
 short) is never reported as added or removed: it is left out and counted in ``attrs["tags_unknown"]``
 and ``attrs["repositories_unknown"]``, so a read error cannot pass for a deletion. For the same reason a
 repository whose tags or layers a read error may hide, in either audit, is left out of the storage
-changes and of the stored-bytes totals (growth): ``attrs["storage_unknown"]`` counts them.
+changes and of the stored-bytes totals (growth): ``attrs["storage_unknown"]`` counts them. A tag stale in
+the newer audit is newly stale only when the older audit read and dated it and judged it not stale, or
+surely did not have it (added since); one it did not read or date is counted in ``attrs["stale_unknown"]``.
 
 Two audits may cover different repositories (``repositories=``, ``match=``): only the repositories both
 covered are compared. The others are left out of every frame and total (repositories, tags, storage,
@@ -71,7 +73,10 @@ class Diff:
     """The change from one audit to the next, as frames: ``repositories`` (added or removed), ``tags``
     (added, removed or moved, with the old and new digest and created date), ``storage`` (per repository:
     stored and exclusive bytes before, after and the delta, largest growth first) and ``stale`` (tags
-    stale now that were not before). ``attrs`` hold the totals, every size in bytes."""
+    stale now that the older audit read, dated and judged not stale, or surely did not have: a tag it did
+    not read or date is only counted, in ``attrs["stale_unknown"]``). ``attrs`` hold the totals, every size
+    in bytes; ``growth_ratio`` is None when growth in percent is undefined, and ``growth_undefined`` says
+    why (the older audit stored nothing, or no repository could be compared: ``storage_compared`` is 0)."""
 
     FRAMES = ("repositories", "tags", "storage", "stale")
 
@@ -210,9 +215,10 @@ def diff(
     now = pd.Timestamp.now(tz="UTC")
     stale_before = _in(_judge(stale, older, older.crawled_at or now), compared)
     stale_after = _in(_judge(stale, newer, newer.crawled_at or now), compared)
-    became = _became_stale(stale_before, stale_after)
+    became, stale_unknown = _became_stale(stale_before, stale_after, before)
 
     stored_before, stored_after = int(usage_before.attrs["total_bytes"]), int(usage_after.attrs["total_bytes"])
+    storage_compared = len(compared - hidden)
     counts = tags["change"].value_counts()
     repo_counts = repositories["change"].value_counts()
     attrs: dict[str, Any] = {
@@ -232,16 +238,21 @@ def diff(
         "tags_moved": int(counts.get("moved", 0)),
         "tags_unknown": int(tags.attrs["unknown"]),
         "storage_unknown": len(hidden),
+        "storage_compared": storage_compared,
         "repositories_out_of_scope": out_of_scope,
         "stored_bytes_before": stored_before,
         "stored_bytes_after": stored_after,
         "stored_bytes_delta": stored_after - stored_before,
         "growth_ratio": (stored_after - stored_before) / stored_before if stored_before else None,
+        "growth_undefined": _growth_undefined(
+            stored_before, storage_compared, len(hidden), out_of_scope, before, after
+        ),
         "logical_bytes_before": int(usage_before.attrs["logical_bytes"]),
         "logical_bytes_after": int(usage_after.attrs["logical_bytes"]),
         "stale_before": int(stale_before["stale"].astype(bool).sum()),
         "stale_after": int(stale_after["stale"].astype(bool).sum()),
         "stale_new": len(became),
+        "stale_unknown": stale_unknown,
         "errors_before": len(older.errors),
         "errors_after": len(newer.errors),
         "complete": bool(older.complete and newer.complete),
@@ -401,7 +412,11 @@ def _storage(before: _Audit, after: _Audit, compared: set[str]) -> tuple[pd.Data
     return frame, usage_before, usage_after
 
 
-def _became_stale(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+def _became_stale(before: pd.DataFrame, after: pd.DataFrame, older: _Audit) -> tuple[pd.DataFrame, int]:
+    """The tags stale in ``after`` that the older audit judged not stale, or surely did not have (a tag added
+    since, whose absence a complete read of its repository shows); and how many stale tags are left out
+    because the older audit cannot say: it did not read them (a crawl stopped early, a read error), or read
+    them without a date (an unread config), or it kept an accessory of a repository it did not read in full."""
     now_stale = after[after["stale"].astype(bool).to_numpy()]
     earlier = pd.DataFrame(
         {
@@ -409,14 +424,59 @@ def _became_stale(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
             "tag": _text(before["tag"]),
             "was_stale": before["stale"].astype(bool).to_numpy(),
             "before": before["reason"].astype(str).to_numpy(),
+            "judged": _judged(before, older),
         }
     )
     current = now_stale.assign(repository=_text(now_stale["repository"]), tag=_text(now_stale["tag"]))
     merged = current.merge(earlier, on=["repository", "tag"], how="left")
-    merged = merged[merged["was_stale"].ne(True).to_numpy()]
+    listed = set(zip(older.tags["repository"], older.tags["tag"], strict=True))
+    pairs = list(zip(merged["repository"], merged["tag"], strict=True))
+    absent = merged["was_stale"].isna().to_numpy()
+    surely_absent = absent & np.array(
+        [pair not in listed and not older.may_lack_tag(*pair) for pair in pairs], dtype=bool
+    )
+    judged_fresh = ~absent & merged["was_stale"].eq(False).to_numpy() & merged["judged"].eq(True).to_numpy()
+    was_stale = merged["was_stale"].eq(True).to_numpy()
+    unknown = int((~was_stale & ~judged_fresh & ~surely_absent).sum())
+    merged = merged[judged_fresh | surely_absent]
     merged["before"] = merged["before"].fillna(NOT_THERE_BEFORE)
     merged["digest"] = _text(merged["digest"])
-    return merged[STALE_CHANGE_COLUMNS].reset_index(drop=True)
+    return merged[STALE_CHANGE_COLUMNS].reset_index(drop=True), unknown
+
+
+def _judged(verdicts: pd.DataFrame, audit: _Audit) -> np.ndarray:
+    """Per row of ``verdicts`` (an audit's stale tags), whether the audit had what its verdict needs: a date
+    for a tag (a tag kept as undated was not judged by age), and for an accessory, which follows its subject,
+    every tag of its repository read."""
+    column = next((name for name in ("age", "created") if name in verdicts.columns), None)
+    judged = np.ones(len(verdicts), dtype=bool) if column is None else verdicts[column].notna().to_numpy()
+    if "subject" in verdicts.columns:
+        accessory = verdicts["subject"].notna().to_numpy()
+        names = _text(verdicts["repository"]).to_numpy()
+        read_in_full = ~np.asarray(unread(names, audit.inv.errors), dtype=bool) & bool(audit.inv.complete)
+        judged = np.where(accessory, read_in_full, judged)
+    return judged
+
+
+def _growth_undefined(
+    stored_before: int, compared: int, hidden: int, out_of_scope: int, before: _Audit, after: _Audit
+) -> str | None:
+    """Why growth in percent has no value (None when it has one): no repository could be compared (an audit
+    stopped early, read errors may have cut every one short, or the two audits crawled none in common), or
+    the older audit stored nothing in the repositories compared."""
+    if stored_before:
+        return None
+    if compared == 0 and hidden:
+        stopped = [side for side, audit in (("older", before), ("newer", after)) if not audit.inv.complete]
+        why = (
+            f"the {' and the '.join(stopped)} audit stopped early"
+            if stopped
+            else "read errors may have cut every repository short"
+        )
+        return f"no repository could be compared ({why}), so growth is unknown"
+    if compared == 0 and out_of_scope:
+        return "no repository could be compared (the audits crawled none in common), so growth is unknown"
+    return "the previous audit stored 0 bytes, so growth in percent is undefined"
 
 
 def _judge(stale: StaleRule, inv: Inventory, now: pd.Timestamp) -> pd.DataFrame:
@@ -506,18 +566,28 @@ def _warnings(a: dict[str, Any]) -> list[str]:
         )
     unknown = a["repositories_unknown"] + a["tags_unknown"]
     storage = a.get("storage_unknown", 0)
-    if unknown or storage or a["errors_before"] or a["errors_after"] or not a["complete"]:
+    stale_unknown = a.get("stale_unknown", 0)
+    if unknown or storage or stale_unknown or a["errors_before"] or a["errors_after"] or not a["complete"]:
         lines.append(
             f"  Note: the audits had {a['errors_before']} and {a['errors_after']} read error(s)"
             f"{'' if a['complete'] else ' and one stopped early'}; {a['repositories_unknown']} repositories and "
             f"{a['tags_unknown']} tags that only one audit could read are left out"
             + (
                 f", and {storage} {_repos(storage)} a read error may have cut short {_are(storage)} left out of "
-                "storage and growth."
+                "storage and growth"
                 if storage
-                else "."
+                else ""
             )
+            + (
+                f"; {stale_unknown} stale {_tag_word(stale_unknown)} the older audit did not read or date "
+                f"{_are(stale_unknown)} not counted as newly stale"
+                if stale_unknown
+                else ""
+            )
+            + "."
         )
+    if storage and not a.get("storage_compared", 1):
+        lines.append(f"  Note: {a.get('growth_undefined') or 'no repository could be compared'}.")
     outside = a.get("repositories_out_of_scope", 0)
     if not a["same_scope"] or outside:
         lines.append(
@@ -530,6 +600,10 @@ def _warnings(a: dict[str, Any]) -> list[str]:
 
 def _repos(n: int) -> str:
     return "repository" if n == 1 else "repositories"
+
+
+def _tag_word(n: int) -> str:
+    return "tag" if n == 1 else "tags"
 
 
 def _are(n: int) -> str:

@@ -5,25 +5,39 @@ A snapshot is one sub-folder named by the UTC time of its crawl (ISO 8601 basic 
 version, the crawl's parameters, the format). It is written into a hidden temporary folder that is
 renamed into place once complete, so a reader never sees half a snapshot and an interrupted audit
 leaves only a hidden folder behind.
+
+One folder may hold the snapshots of several registries (two CI jobs sharing it): ``snapshots``,
+``latest``, ``load_latest`` and ``load`` take ``url=`` to keep only one registry's, as recorded in each
+``inventory.json``. A snapshot that cannot be read (a truncated Parquet file, missing files, a foreign
+folder with a snapshot's name) is skipped with a :class:`SnapshotWarning` naming it and why, so one
+damaged folder never stops the others from being read; one written by a newer regframe still raises
+``InventoryFormatError``, as it needs an upgrade rather than a repair.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import secrets
 import shutil
+import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..analysis import storage_usage
 from ..analysis._frames import STORAGE_COLUMNS
+from ..client.core import normalize_url
 from ..inventory import Inventory
-from ..inventory.inventory import read_meta
+from ..inventory.inventory import FORMAT, read_meta
 
 NAME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
@@ -38,6 +52,15 @@ HISTORY_COLUMNS = [
     "logical_bytes",
 ]
 _ONE_TICK = pd.Timedelta(microseconds=1)
+# What reading a damaged snapshot raises: missing or unreadable files, text that is not JSON, Parquet that
+# is cut short or lacks a column (pyarrow's errors), an inventory.json that is no inventory.
+_DAMAGE = (OSError, ValueError, KeyError, TypeError, pa.ArrowException)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+T = TypeVar("T")
+
+
+class SnapshotWarning(UserWarning):
+    """A snapshot folder that cannot be read was skipped; the message names it and says why."""
 
 
 def save(inv: Inventory, history_dir: str | os.PathLike, *, when: datetime | pd.Timestamp | None = None) -> Path:
@@ -69,21 +92,54 @@ def save(inv: Inventory, history_dir: str | os.PathLike, *, when: datetime | pd.
         raise
 
 
-def snapshots(history_dir: str | os.PathLike) -> list[Path]:
-    """The snapshot folders of ``history_dir``, oldest first; hidden and unrelated entries are skipped."""
+def snapshots(history_dir: str | os.PathLike, *, url: str | None = None) -> list[Path]:
+    """The snapshot folders of ``history_dir``, oldest first; hidden and unrelated entries are skipped.
+
+    With ``url``, only the snapshots of that registry (compared as ``connect`` normalises URLs: Docker
+    Hub's names, a trailing ``/`` or ``/v2``, letter case of the host, a default port); a snapshot whose
+    ``inventory.json`` cannot be read, so whose registry is unknown, is skipped with a SnapshotWarning."""
     root = Path(history_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder of snapshots")
     found = [p for p in root.iterdir() if _NAME.match(p.name) and p.is_dir() and (p / "inventory.json").is_file()]
-    return sorted(found, key=lambda p: p.name)
+    found.sort(key=lambda p: p.name)
+    if url is None:
+        return found
+    wanted = _registry(url)
+    if wanted is None:
+        raise ValueError(f"url must be a registry URL, not {url!r}")
+    return [path for path in found if _read_or_skip(path, _recorded_registry) == wanted]
 
 
-def latest(history_dir: str | os.PathLike) -> Path | None:
-    """The newest snapshot folder, or None when there is none (or no such folder yet)."""
+def latest(history_dir: str | os.PathLike, *, url: str | None = None) -> Path | None:
+    """The newest snapshot folder (with ``url``, the newest of that registry), or None when there is none
+    (or no such folder yet)."""
     if not Path(history_dir).exists():
         return None
-    found = snapshots(history_dir)
+    found = snapshots(history_dir, url=url)
     return found[-1] if found else None
+
+
+def load_latest(history_dir: str | os.PathLike, *, url: str | None = None) -> Inventory | None:
+    """The newest snapshot that can be read (with ``url``, of that registry) as an ``Inventory``, None when
+    there is none: what ``regframe audit --history`` compares with, read before connecting.
+
+    Every snapshot of the registry (or whose registry a newer format does not say) has its format checked
+    first, so one written by a newer regframe raises ``InventoryFormatError`` naming it before any request,
+    wherever it is in the history. A newest snapshot that cannot be read is skipped with a SnapshotWarning,
+    and the next older one is taken."""
+    if not Path(history_dir).exists():
+        return None
+    wanted = None if url is None else _registry(url)
+    for path in snapshots(history_dir):
+        if _written_by_newer(path) and (url is None or _read_or_skip(path, _recorded_registry) in (wanted, None)):
+            read_meta(path)  # raises InventoryFormatError, naming the folder and the regframe that wrote it
+    found = snapshots(history_dir, url=url)
+    for path in reversed(found):
+        inv = _read_or_skip(path, load_snapshot)
+        if inv is not None:
+            return inv
+    return None
 
 
 def snapshot_time(path: str | os.PathLike) -> pd.Timestamp:
@@ -103,25 +159,30 @@ def load_snapshot(path: str | os.PathLike) -> Inventory:
     return inv
 
 
-def load(history_dir: str | os.PathLike) -> pd.DataFrame:
+def load(history_dir: str | os.PathLike, *, url: str | None = None) -> pd.DataFrame:
     """One row per snapshot and repository with tags: ``snapshot`` (UTC time), ``repository``, ``tags``,
     ``images``, ``stored_bytes``, ``exclusive_bytes``, ``shared_bytes`` and ``logical_bytes`` (as
     ``storage_usage`` counts them in that snapshot), oldest snapshot first, largest repository first.
+    With ``url``, only the snapshots of that registry (see ``snapshots``).
 
-    ``attrs["total_bytes"]`` maps each snapshot's ISO time to its registry-wide stored bytes (layers
-    shared between repositories counted once). A snapshot in a newer format than this regframe reads
-    raises ``InventoryFormatError`` naming it.
+    ``attrs["total_bytes"]`` maps each snapshot's time, in ISO 8601 with microseconds
+    (``2026-03-01T12:00:00.000000+00:00``), to its registry-wide stored bytes (layers shared between
+    repositories counted once). A snapshot that cannot be read is skipped with a SnapshotWarning naming it
+    and why; one in a newer format than this regframe reads raises ``InventoryFormatError`` naming it.
 
     A snapshot with no tagged repository (every tag deleted, or an empty registry) still has rows: one per
     repository of the other snapshots, every count 0, so a growth chart draws the drop to nothing. Only
     when no snapshot has a tagged repository are there no rows (``attrs["total_bytes"]`` lists them all)."""
     parts: list[tuple[pd.Timestamp, pd.DataFrame]] = []
     totals = {}
-    for path in snapshots(history_dir):
-        layers, tag_repositories = _storage_frames(path)
+    for path in snapshots(history_dir, url=url):
+        read = _read_or_skip(path, _storage_frames)
+        if read is None:
+            continue
+        layers, tag_repositories = read
         when = snapshot_time(path)
         usage = storage_usage(layers)
-        totals[when.isoformat()] = int(usage.attrs["total_bytes"])
+        totals[when.isoformat(timespec="microseconds")] = int(usage.attrs["total_bytes"])
         tags = pd.Series(tag_repositories.astype(str).to_numpy()).value_counts()
         rows = usage.assign(repository=usage["repository"].astype(str)).set_index("repository")
         names = sorted(set(rows.index) | set(tags.index))
@@ -160,12 +221,93 @@ def _storage_frames(path: Path) -> tuple[pd.DataFrame, pd.Series]:
     read_meta(path)
     layers, tags = path / "layers.parquet", path / "tags.parquet"
     if layers.is_file() and tags.is_file():
-        repositories = pd.read_parquet(tags, columns=["repository"])["repository"]
+        repositories = _parquet(tags, ["repository"])["repository"]
         # ``kind`` (where the snapshot has it) keeps signatures and SBOMs out of the images count.
-        extra = [column for column in ("kind",) if column in pq.read_schema(layers).names]
-        return pd.read_parquet(layers, columns=[*STORAGE_COLUMNS, *extra]), repositories
+        extra = [column for column in ("kind",) if column in _parquet_columns(layers)]
+        return _parquet(layers, [*STORAGE_COLUMNS, *extra]), repositories
     inv = Inventory.load(path)
     return inv.layers, inv.tags["repository"]
+
+
+def _read_or_skip(path: Path, read: Callable[[Path], T]) -> T | None:
+    """``read(path)``, or None after a SnapshotWarning naming the folder and what is wrong with it. A snapshot
+    written by a newer regframe is not skipped: its ``InventoryFormatError`` says to upgrade."""
+    try:
+        return read(path)
+    except _DAMAGE as exc:
+        if _written_by_newer(path):
+            raise
+        _skip(path, exc)
+        return None
+
+
+def _skip(path: Path, exc: BaseException) -> None:
+    if isinstance(exc, json.JSONDecodeError):
+        reason = f"its inventory.json is not JSON ({exc})"
+    else:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, pa.ArrowException | KeyError):
+            reason = f"a Parquet file cannot be read ({type(exc).__name__}: {reason})"
+    # One place issues it, so a folder skipped both before and after a crawl is reported once.
+    warnings.warn(f"snapshot {path} cannot be read and is skipped: {reason}", SnapshotWarning, stacklevel=1)
+
+
+def _raw_meta(path: Path) -> dict[str, Any]:
+    """``inventory.json`` as written, without the format check (ValueError when it holds no JSON object)."""
+    meta = json.loads((path / "inventory.json").read_text(encoding="utf-8"))
+    if not isinstance(meta, dict):
+        raise ValueError("its inventory.json holds no JSON object")
+    return meta
+
+
+def _written_by_newer(path: Path) -> bool:
+    """Whether ``path`` records a format newer than this regframe reads (False when that cannot be read)."""
+    try:
+        fmt = _raw_meta(path).get("format", 1)
+    except _DAMAGE:
+        return False
+    return isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT
+
+
+def _recorded_registry(path: Path) -> str | None:
+    return _registry(_raw_meta(path).get("url"))
+
+
+def _registry(url: object) -> str | None:
+    """A registry URL as ``connect`` records it, with the scheme and host in lower case and no default port,
+    so that two spellings of one registry compare equal; None for a snapshot that records no URL."""
+    if not isinstance(url, str) or not url.strip():
+        return None
+    try:
+        url = normalize_url(url)
+    except ValueError:
+        url = url.strip()
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return url
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = parts.scheme.lower()
+    where = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return f"{scheme}://{where}{parts.path.rstrip('/')}"
+
+
+def _parquet(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Those columns of a Parquet file; a file cut short or lacking one is a ValueError naming the file."""
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (pa.ArrowException, KeyError) as exc:
+        raise ValueError(f"{path.name} cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    try:
+        return list(pq.read_schema(path).names)
+    except pa.ArrowException as exc:
+        raise ValueError(f"{path.name} cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def _utc(value: datetime | pd.Timestamp) -> pd.Timestamp:

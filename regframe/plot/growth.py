@@ -104,8 +104,22 @@ def _with_every_snapshot(table: pd.DataFrame, totals: object) -> pd.DataFrame:
     with no tagged repository), so a registry emptied is drawn dropping to nothing, not left out."""
     if not isinstance(totals, dict) or not totals:
         return table
-    times = pd.DatetimeIndex(pd.to_datetime(list(totals), utc=True).tz_localize(None))
+    times = pd.DatetimeIndex([_naive_utc(key) for key in totals])
     return table.reindex(table.index.union(times), fill_value=0.0).sort_index()
+
+
+def _naive_utc(key: object) -> pd.Timestamp:
+    """A key of ``attrs["total_bytes"]`` as a naive UTC time: an ISO 8601 text in any of its forms (with or
+    without a fraction of a second, any offset), a Timestamp or a datetime; naive times are taken as UTC.
+    Each key is parsed on its own, so keys of different forms never have to share one format."""
+    try:
+        stamp = pd.Timestamp(key)  # type: ignore[arg-type]  # anything else is refused just below
+        valid = not pd.isna(stamp)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(f"growth(): attrs['total_bytes'] has a key that is not a date and time: {key!r}")
+    return stamp.tz_localize(None) if stamp.tzinfo is None else stamp.tz_convert("UTC").tz_localize(None)
 
 
 def _distinct_colors(names: list[str]) -> dict[str, str]:
@@ -125,7 +139,8 @@ def _title(history: pd.DataFrame, table: pd.DataFrame) -> str:
     count = len(table)
     noun = "snapshot" if count == 1 else "snapshots"
     if isinstance(totals, dict) and totals:
-        values = [totals[key] for key in sorted(totals)]
+        dated = sorted(((_naive_utc(key), value) for key, value in totals.items()), key=lambda item: item[0])
+        values = [value for _, value in dated]
         change = values[-1] - values[0]
         sign = "+" if change > 0 else ""
         return f"Registry {format_bytes(values[-1])} stored, {sign}{format_bytes(change)} over {count} {noun}"

@@ -175,9 +175,12 @@ def evaluate(gates: Sequence[Gate], summary: Mapping[str, Any]) -> list[GateResu
 
 
 def _why_not(gate: Gate, summary: Mapping[str, Any]) -> str | None:
-    """Why a total is missing though the audit had what it needs: growth in percent after a previous audit
-    that stored nothing (``build_summary`` then gives ``growth_bytes`` alone). The gate stays undecided:
+    """Why a total is missing though the audit had what it needs: growth when no repository could be compared
+    (``growth_unknown``), or growth in percent after a previous audit that stored nothing (``build_summary``
+    then gives ``growth_bytes`` alone). The gate stays undecided:
     no percentage of 0 bytes is true or false, and summary.json holds no infinity."""
+    if gate.total.key in ("growth_percent", "growth_bytes") and summary.get("growth_unknown"):
+        return str(summary["growth_unknown"])
     if gate.total.key == "growth_percent" and "growth_percent" not in summary and "growth_bytes" in summary:
         return (
             "the previous audit stored 0 bytes, so growth in percent is undefined "

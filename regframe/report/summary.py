@@ -75,7 +75,11 @@ _SUPPLY_CHAIN = {
 
 
 def build_summary(
-    audit: AuditData, *, previous_stored_bytes: int | None = None, compared_stored_bytes: int | None = None
+    audit: AuditData,
+    *,
+    previous_stored_bytes: int | None = None,
+    compared_stored_bytes: int | None = None,
+    growth_unknown: str | None = None,
 ) -> dict[str, Any]:
     """The audit's totals, and what it was run on (``registry``, ``audited_at``, ``complete``,
     ``stale_rules``, ``regframe_version``), ready for ``json.dumps``.
@@ -84,6 +88,8 @@ def build_summary(
     ``growth_bytes`` and ``growth_percent``; growth in percent is left out when the previous audit
     stored nothing. ``compared_stored_bytes``: this audit's stored bytes over the same repositories
     (a diff's ``stored_bytes_after``, when the two audits covered different ones); default all of them.
+    ``growth_unknown``: why no growth can be given at all (no repository could be compared, say after an
+    audit that stopped early); it is kept as ``growth_unknown`` and neither growth total is given.
     """
     inv = audit.inventory
     stored = int(audit.usage.attrs.get("total_bytes", 0))
@@ -110,7 +116,9 @@ def build_summary(
         for key, column in _SUPPLY_CHAIN.items():
             if column in audit.supply_chain.columns:
                 summary[key] = int(pd.to_numeric(audit.supply_chain[column]).fillna(0).sum())
-    if previous_stored_bytes is not None:
+    if growth_unknown:
+        summary["growth_unknown"] = growth_unknown
+    elif previous_stored_bytes is not None:
         now = stored if compared_stored_bytes is None else int(compared_stored_bytes)
         summary["growth_bytes"] = now - int(previous_stored_bytes)
         if previous_stored_bytes > 0:
