@@ -44,6 +44,10 @@ def load_policy(args):
     return policy
 
 
+# Read errors a plan lists before saying how many more there are.
+ERRORS_SHOWN = 20
+
+
 def run(args) -> int:
     policy = load_policy(args)
     repositories = chosen_repositories(args)
@@ -147,7 +151,12 @@ def plan_text(url: str, policy, inv, result) -> str:
     )
     lines.append(GARBAGE_COLLECTION_ADVICE)
     if not inv.errors.empty:
-        lines.append(f"{len(inv.errors)} item(s) could not be read; the plan covers only what was read.")
+        lines.append(f"{len(inv.errors)} item(s) could not be read; the plan covers only what was read:")
+        for row in inv.errors.head(ERRORS_SHOWN).itertuples(index=False):
+            where = f"{row.repository}:{row.tag}" if isinstance(row.tag, str) else str(row.repository or "registry")
+            lines.append(f"  {where} ({row.stage}): {row.error}")
+        if len(inv.errors) > ERRORS_SHOWN:
+            lines.append(f"  and {len(inv.errors) - ERRORS_SHOWN:,} more")
     for note in policy.notes:
         lines.append(f"Note: {note}")
     return "\n".join(lines)

@@ -74,13 +74,17 @@ class Registry(RegistryClient):
     ) -> Inventory:
         """Crawl the catalog's repositories, every tag, manifest, index child and config, and return the frames.
 
-        ``repositories``: exact names (one name, or a list, tuple or set of names), each of which must be in
-        the catalog; None for the whole catalog. ``match``: a regular expression (string, ``re.search``
-        semantics, or a compiled pattern) selecting repositories by name; with ``repositories`` too, only
-        the listed names it matches are crawled. Bad values raise ValueError before any request.
+        ``repositories``: exact names (one name, or a list, tuple or set of names), crawled without the
+        catalog (read only when a tag list answers 404, to tell an emptied repository from a missing one,
+        which is a row of ``inv.errors``); None for the whole catalog. ``match``: a regular expression
+        (string, ``re.search`` semantics, or a compiled pattern) selecting repositories by name; with
+        ``repositories`` too, only the listed names it matches are crawled. Bad values raise ValueError
+        before any request.
 
         ``cache``: a path (or DigestCache) reused across crawls, so an unchanged registry costs one HEAD
-        per tag; a path that cannot be opened raises ValueError naming it. A failure is recorded in
+        per tag; a path that cannot be opened, or a cache a newer regframe wrote, raises ValueError naming it.
+        A damaged entry is read again, and a cache that cannot be written at the end is a ``CacheWarning``
+        (the inventory is returned). A failure is recorded in
         ``inv.errors`` and the crawl goes on, unless ``strict``.
         ``progress``: True for a tqdm bar, False for none, or a callable ``(tags_done, tags_found)``
         called from the crawl's threads (widgets use it).

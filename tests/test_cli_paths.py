@@ -189,18 +189,24 @@ def test_cleanup_names_its_repositories_where_the_catalog_is_refused(url, tmp_pa
 
 
 def test_repositories_not_in_the_catalog_are_named_in_command_line_terms(url, tmp_path, capsys):
-    """On the command line --match chooses the tags that may be stale, so the advice to select repositories
-    with match= is wrong there."""
+    """A named repository no catalog lists is crawled all the same (catalogs filtered by permissions leave
+    out readable ones); its 404 is a read error (exit 1) saying names are exact. On the command line --match
+    chooses the tags that may be stale, so the advice to select repositories with match= is wrong there."""
     listing = tmp_path / "repos.txt"
     listing.write_text("team/app\nnope/missing\n")
     for command in (
         ["audit", url, "--out", str(tmp_path / "r")],
         ["cleanup", url, "--policy", str(write_policy(tmp_path))],
     ):
-        code, _, err = run(capsys, *command, "--repositories-from", str(listing))
-        assert code == 2
-        assert "not in the registry's catalog: nope/missing" in err
-        assert "exact repository names" in err and "match=" not in err and "repositories=" not in err
+        code, out, err = run(capsys, *command, "--repositories-from", str(listing))
+        assert code == 1
+        said = out + err
+        if command[0] == "audit":
+            errors = pd.read_csv(tmp_path / "r" / "errors.csv")
+            assert list(errors["repository"]) == ["nope/missing"]
+            said += " ".join(errors["error"])
+        assert "repository nope/missing not found" in said and "the registry's catalog does not list it" in said
+        assert "exact repository names" in said and "match=" not in said and "repositories=" not in said
 
 
 def test_user_help_names_password_stdin():

@@ -53,11 +53,17 @@ def test_names_and_match_intersect(anon, repo_name):
     assert crawled(anon.inventory(api, match="nothing-matches", progress=False)) == set()
 
 
-def test_an_unknown_name_is_named_with_the_hint_to_use_match(anon, repo_name):
-    plant(anon, repo_name)
+def test_an_unknown_name_is_an_error_row_saying_names_are_exact(anon, repo_name):
+    """A name the catalog does not list is crawled, not refused up front (catalogs filtered by permissions
+    leave out readable repositories); its tag list answers 404, and the error row says names are exact."""
+    api, _, _ = plant(anon, repo_name)
     prefix = repo_name.split("/")[0]
-    with pytest.raises(ValueError, match=f"not in the registry's catalog: {re.escape(prefix)} .*match="):
-        anon.inventory(prefix, progress=False)
+    inv = anon.inventory([prefix, api], progress=False)
+    assert crawled(inv) == {api}
+    assert inv.errors[["repository", "stage"]].astype(str).values.tolist() == [[prefix, "tags"]]
+    error = str(inv.errors["error"].iloc[0])
+    assert f"repository {prefix} not found" in error
+    assert "catalog does not list it" in error and "exact repository names, not patterns" in error
 
 
 @pytest.mark.parametrize(

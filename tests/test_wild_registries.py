@@ -20,7 +20,7 @@ from regframe.cli import main
 from regframe.inventory.concurrency import START
 from regframe.policy import Policy
 from regframe.testing import build_image, build_index, layer, local_registry, make_fleet, push_image, seed
-from regframe.testing.faultproxy import FaultProxy, GoogleTagList, PullQuota, Rule, Status, TokenBucket
+from regframe.testing.faultproxy import FaultProxy, GoogleTagList, PullQuota, Reset, Rule, Status, TokenBucket
 
 FLEET = make_fleet(
     repositories=4,
@@ -112,6 +112,76 @@ def test_named_repositories_are_crawled_without_a_catalog(fleet_reg, refusal):
             inv = reg.inventory(wanted, progress=False)
     assert inv.complete and inv.errors.empty
     assert crawled(inv) == {row for row in tag_digests(FLEET) if row[0] in wanted}
+
+
+# What a real registry's catalog cannot be made to do: fail while the repositories answer, or leave out a
+# repository the user may read.
+CATALOG_FAILURES = {
+    # Big S3-backed registries walk the whole bucket for the catalog: it times out behind a gateway, or fails.
+    "500": Status(500),
+    "504": Status(504),
+    "429": Status(429, headers={"Retry-After": "1"}),
+    "connection-reset": Reset(),
+    # Harbor, self-managed GitLab and Artifactory filter the catalog by the user's permissions.
+    "filtered": Status(200, body={"repositories": []}),
+}
+
+
+@pytest.mark.parametrize("failure", CATALOG_FAILURES.values(), ids=CATALOG_FAILURES)
+def test_named_repositories_are_crawled_whatever_the_catalog_does(fleet_reg, failure):
+    """The proxy makes /v2/_catalog fail (500, 504, 429, a reset connection) or answer 200 without the
+    names, as an overloaded or permission-filtered catalog does; the named repositories are crawled whole,
+    and a misspelt name is an error row naming it, the other names crawled all the same."""
+    wanted = FLEET.repositories[:2]
+    with FaultProxy(fleet_reg.url) as proxy:
+        proxy.add_rule(Rule(path=r"^/v2/_catalog", action=failure))
+        with connect(proxy.url, max_retry_wait=1) as reg:
+            inv = reg.inventory(wanted, progress=False)
+            typo = reg.inventory([wanted[0], "nope/missing"], progress=False)
+    assert inv.complete and inv.errors.empty
+    assert crawled(inv) == {row for row in tag_digests(FLEET) if row[0] in wanted}
+    assert crawled(typo) == {row for row in tag_digests(FLEET) if row[0] == wanted[0]}
+    assert typo.errors[["repository", "stage"]].astype(str).values.tolist() == [["nope/missing", "tags"]]
+    error = str(typo.errors["error"].iloc[0])
+    assert "repository nope/missing not found: its tag list answered 404" in error
+    assert ("catalog does not list it" if failure is CATALOG_FAILURES["filtered"] else "cannot confirm") in error
+    assert "nope/missing" not in set(typo.catalog["repository"].astype(str))
+
+
+def test_audit_of_named_repositories_goes_on_past_a_failing_catalog(fleet_reg, tmp_path):
+    """The proxy answers /v2/_catalog 500 (a real registry serves its catalog)."""
+    first, second = FLEET.repositories[:2]
+    with FaultProxy(fleet_reg.url) as proxy:
+        proxy.add_rule(Rule(path=r"^/v2/_catalog", action=Status(500)))
+        argv = ["audit", proxy.url, "--no-progress", "--out", str(tmp_path / "a"), "--repositories", first, second]
+        assert main(argv) == 0
+    tags = pd.read_csv(tmp_path / "a" / "tags.csv")
+    assert set(tags["repository"]) == {first, second}
+    assert len(tags) == len(FLEET.tags[first]) + len(FLEET.tags[second])
+
+
+def test_a_named_repository_the_catalog_lists_is_empty_when_its_tag_list_answers_404(fleet_reg):
+    """Some registries answer a repository whose tags were all deleted with a 404 tag list while their catalog
+    still lists it (distribution 2.8 answers 200 there, so the proxy answers 404 NAME_UNKNOWN): named, it is
+    an empty repository, the catalog read once to tell; with the catalog refused nothing tells it from a
+    misspelt name, an error row. A crawl whose tag lists all answer needs no catalog."""
+    first, emptied = FLEET.repositories[:2]
+    unknown = {"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]}
+    with FaultProxy(fleet_reg.url) as proxy:
+        proxy.add_rule(Rule(path=rf"^/v2/{emptied}/tags/list", action=Status(404, body=unknown)))
+        with connect(proxy.url) as reg:
+            inv = reg.inventory([first, emptied], progress=False)
+            assert inv.stats["requests"]["catalog"] == 1
+            alone = reg.inventory([first], progress=False)
+            assert "catalog" not in alone.stats["requests"], "no 404, no catalog read"
+            proxy.add_rule(Rule(path=r"^/v2/_catalog", action=Status(404)))
+            unconfirmed = reg.inventory([first, emptied], progress=False)
+    assert inv.errors.empty and inv.complete
+    counts = dict(zip(inv.catalog["repository"].astype(str), inv.catalog["tag_count"], strict=True))
+    assert counts == {first: len(FLEET.tags[first]), emptied: 0}
+    assert crawled(inv) == crawled(alone) == {row for row in tag_digests(FLEET) if row[0] == first}
+    assert unconfirmed.errors[["repository", "stage"]].astype(str).values.tolist() == [[emptied, "tags"]]
+    assert "catalog cannot confirm the name" in str(unconfirmed.errors["error"].iloc[0])
 
 
 def test_audit_crawls_the_repositories_given_on_the_command_line_or_in_a_file(fleet_reg, tmp_path, monkeypatch):

@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,7 @@ from ..client.arguments import check_count, check_flag
 from ..client.models import INT64_MAX
 from ..client.reads import MAX_PAGES
 from ..client.reference import validate_repository
-from .cache import DigestCache
+from .cache import CONFIG, MANIFEST, CacheWarning, DigestCache
 from .concurrency import DEFAULT_MAX_WORKERS, Limit
 from .pool import Cancelled, Once, TaskPool
 from .quota import Quota
@@ -35,10 +37,16 @@ EXPECTED = (E.RegistryError, ValueError, KeyError, TypeError)
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 # A cached summary of content that cannot be summarised: the crawl reports it again without a download.
 FAILED = "failed"
+# The crawl's one read of the catalog when repositories are named (no digest or repository looks like it).
+CATALOG_KEY = "\ncatalog"
 
 
 class UnknownRepositoriesError(ValueError):
-    """``repositories=`` names the registry's catalog does not list (``names``), refused before the crawl."""
+    """``repositories=`` names the registry's catalog does not list (``names``).
+
+    Kept for callers that catch it; the crawl no longer raises it: a name the catalog does not list is
+    crawled all the same (catalogs filtered by permissions leave out readable repositories), and one whose
+    tag list answers 404 is a row of ``inv.errors``."""
 
     def __init__(self, names: list[str]):
         self.names = list(names)
@@ -212,8 +220,8 @@ class Crawler:
         self._report = progress if callable(progress) else None
         self._found = self._done = 0
         self._stop = stop
-        # Names given with repositories= that no catalog confirmed: for these a 404 is a missing repository.
-        self._unconfirmed: frozenset[str] = frozenset()
+        # Config summaries read this crawl (what each blob showed, with its length), by digest.
+        self._configs: dict[str, dict] = {}
 
     def _limit_changed(self, new: int, old: int) -> None:
         """More slots get their threads; fewer close the idle connections beyond them."""
@@ -271,48 +279,30 @@ class Crawler:
         for name in self.selection.pick(names):
             self.pool.submit(self._tags, name)
 
-    def _check_known(self, names: tuple[str, ...]) -> None:
-        """Name unknown repositories up front; skipped where the catalog is not readable to its end."""
-        if not names:
-            return
-        try:
-            known = set(self.client.catalog(max_pages=self.max_pages, stop=self._stop))
-        except E.RegistryError as exc:
-            if refuses_catalog(exc) or isinstance(exc, E.RegistryProtocolError):
-                self._unconfirmed = frozenset(names)
-                return
-            raise
-        if self._stop is not None and self._stop.is_set():
-            return
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise UnknownRepositoriesError(unknown)
-
     def _tags(self, repository: str) -> None:
-        unconfirmed = repository in self._unconfirmed
+        """A repository's tag list. One named with ``repositories=`` is read whether or not any catalog lists
+        it; a 404 there is a missing repository (an error row) unless the catalog lists the name."""
+        named = self.selection.names is not None
         try:
             listing = self.client.tags(
                 repository,
                 auto_paginate=True,
                 max_pages=self.max_pages,
                 stop=self.pool.stop_event,
-                missing_ok=not unconfirmed,
+                missing_ok=not named,
             )
         except E.NotFoundError as exc:
-            if unconfirmed:
-                exc = E.NotFoundError(
-                    f"repository {repository} not found: its tag list answered 404 and the registry's catalog "
-                    "cannot confirm the name (a misspelt name, or one whose tags were all deleted)",
-                    status=exc.status,
-                    code=exc.code,
-                    registry_message=exc.registry_message,
-                    url=exc.url,
-                )
-            self._error(repository, None, "tags", exc)
+            # The catalog is read once, by a task of its own: tasks waiting for it hold no slot.
+            self.once.request(
+                CATALOG_KEY, self._listed_names, functools.partial(self._not_listed, repository, exc), EXPECTED
+            )
             return
         except EXPECTED as exc:
             self._error(repository, None, "tags", exc)
             return
+        self._listed(repository, listing)
+
+    def _listed(self, repository: str, listing: dict) -> None:
         tags = listing.get("tags", [])
         with self._lock:
             self.result.repositories[repository] = len(tags)
@@ -323,6 +313,41 @@ class Crawler:
         self._progress(found=len(tags))
         for tag in tags:
             self.pool.submit(self._resolve, repository, tag)
+
+    def _listed_names(self) -> frozenset[str] | None:
+        """The catalog, for named repositories whose tag list answered 404 (distribution keeps a repository
+        whose tags were all deleted in its catalog); None when it cannot be read, whatever the reason (refused,
+        failing, cut short): a crawl of named repositories needs no catalog."""
+        try:
+            names = frozenset(self.client.catalog(max_pages=self.max_pages, stop=self.pool.stop_event))
+        except EXPECTED:
+            return None
+        return None if self.pool.stop_event.is_set() else names
+
+    def _not_listed(self, repository: str, exc: E.NotFoundError, ok: bool, names) -> None:
+        """A named repository whose tag list answered 404: empty when the catalog lists it, else missing."""
+        listed = names if ok else None
+        if listed is not None and repository in listed:
+            self._listed(repository, {})
+            return
+        why = (
+            "the registry's catalog cannot confirm the name (a misspelt name, or one whose tags were all deleted)"
+            if listed is None
+            else "the registry's catalog does not list it (a misspelt name? names are exact repository names, "
+            "not patterns)"
+        )
+        self._error(
+            repository,
+            None,
+            "tags",
+            E.NotFoundError(
+                f"repository {repository} not found: its tag list answered 404 and {why}",
+                status=exc.status,
+                code=exc.code,
+                registry_message=exc.registry_message,
+                url=exc.url,
+            ),
+        )
 
     def _resolve(self, repository: str, tag: str) -> None:
         """A tag's manifest: by HEAD first when a cache or a budget is there (a digest seen before costs no
@@ -400,7 +425,7 @@ class Crawler:
         with self._lock:
             reading = self._reading.setdefault(digest, threading.Lock())
         with reading:
-            summary = self._summaries.get(digest) or self.cache.get(digest)
+            summary = self._summaries.get(digest) or self.cache.get(digest, MANIFEST)
             if summary is None:
                 summary = self._fetch_manifest(repository, digest, missing)[1]
                 _check_summary(summary)
@@ -411,7 +436,7 @@ class Crawler:
         return summary
 
     def _child(self, repository: str, digest: str, missing: str | None = None) -> dict:
-        summary = self.cache.get(digest)
+        summary = self.cache.get(digest, MANIFEST)
         if summary is None:
             missing = missing or f"child manifest {digest} is missing from {repository}"
             summary = self._fetch_manifest(repository, digest, missing)[1]
@@ -433,16 +458,26 @@ class Crawler:
             self._need_config(repository, tag, *value["config"][:2])
 
     def _need_config(self, repository: str, tag: str | None, digest: str, size: int = 0) -> None:
+        """An image config, decided per (digest, declared size): a descriptor declaring more than the limit
+        gets a verdict without a download, which is about that descriptor, not the blob, so it is neither
+        cached nor shared with a descriptor declaring another size. What the blob itself showed is cached by
+        digest and read once per crawl (twice at most when two descriptors declaring different sizes ask at
+        once); a descriptor declaring less than the blob holds fails as its own read would, whether or not the
+        blob is known already."""
+        over = size > MAX_CONFIG_BYTES
+
         def fetch() -> dict:
-            cached = self.cache.get(digest)
-            if cached is not None:
-                return cached
-            if size > MAX_CONFIG_BYTES:
-                summary = unreadable_config(f"declares {size} bytes, over the {MAX_CONFIG_BYTES}-byte limit")
-            else:
-                blob = self.client.blob(repository, digest, max_size=size or MAX_CONFIG_BYTES)
-                summary = summarize_config(blob.body)
+            if over:
+                return unreadable_config(f"declares {size} bytes, over the {MAX_CONFIG_BYTES}-byte limit")
+            known = self._configs.get(digest) or self.cache.get(digest, CONFIG)
+            length = known.get("bytes") if known is not None else None
+            if known is not None and not (size and isinstance(length, int) and size < length):
+                return known
+            blob = self.client.blob(repository, digest, max_size=size or MAX_CONFIG_BYTES)
+            summary = {**summarize_config(blob.body), "bytes": len(blob.body)}
             self.cache.put(digest, summary)
+            with self._lock:
+                self._configs[digest] = summary
             return summary
 
         def done(ok: bool, value) -> None:
@@ -450,9 +485,13 @@ class Crawler:
                 self._error(repository, tag, "config", value)
                 return
             with self._lock:
-                self.result.configs[digest] = value
+                # The frames look configs up by digest: what the blob showed wins over a declared-size verdict.
+                if over:
+                    self.result.configs.setdefault(digest, value)
+                else:
+                    self.result.configs[digest] = value
 
-        self.once.request(digest, fetch, done, EXPECTED)
+        self.once.request(f"config\n{digest}\n{size}", fetch, done, EXPECTED)
 
     def _out_of_budget(self) -> None:
         """Stop the crawl once, keeping what was read, with one error row saying why."""
@@ -540,11 +579,9 @@ class Crawler:
         hits0, misses0 = self.cache.hits, self.cache.misses
         started = time.perf_counter()
         try:
-            names = self.selection.names
-            if names is None:
+            if self.selection.names is None:
                 self.pool.submit(self._catalog)
             else:
-                self._check_known(names)
                 for name in self.chosen:
                     self.pool.submit(self._tags, name)
             self._wait()
@@ -566,7 +603,7 @@ class Crawler:
         if self._stop is not None and self._stop.is_set():
             self.result.complete = False
             self.result.errors.append(("", None, "interrupted", "crawl stopped before it finished"))
-        self.cache.save()
+        self._save_cache()
         after = self.client.transport.stats.snapshot()
         requests = {
             k: v - before["requests"].get(k, 0)
@@ -594,6 +631,22 @@ class Crawler:
 
     def _wait(self) -> None:
         self.pool.wait(stop=self._stop)
+
+    def _save_cache(self) -> None:
+        """Keep what the crawl learned for the next one; a cache that cannot be written (locked past SQLite's
+        timeout, a read-only filesystem, a full disk, taken over by a newer regframe) is a warning: the crawl
+        is never lost for the cache's sake."""
+        try:
+            self.cache.save()
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            warnings.warn(
+                CacheWarning(
+                    f"cache {str(self.cache.path)!r} could not be written ({type(exc).__name__}: {exc}); the "
+                    "inventory is returned whole, but what this crawl read is not kept, so the next crawl reads "
+                    "it again"
+                ),
+                stacklevel=5,
+            )
 
 
 def _check_summary(summary: dict) -> None:
