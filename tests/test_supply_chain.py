@@ -743,3 +743,45 @@ def test_a_fallback_entry_for_another_subject_is_left_out(anon, repo_name):
     assert got[old.fallback_tag] == (True, f"subject {old.image.digest} is deleted with tag 'v1'")
     plan = anon.apply_cleanup(stale, dry_run=True, delete_manifests=True)
     assert stray.digest not in set(plan["digest"])
+
+
+def test_a_referrer_of_a_referrer_is_found_counted_and_cleaned_through_the_api():
+    """Through the referrers API (the proxy serving it from the registry's storage; no fallback tags): a
+    signature of an untagged attestation is a referrer of the attestation, which only a question about the
+    attestation finds. The crawl asks it, reclaimable_bytes frees it with its chain, and cleanup deletes it
+    after the attestation, leaving nothing stored and nothing of the kept image's chain touched."""
+    old = Signed("api-chain-old", OLD)
+    kept = build_image([layer("sc-api-chain-kept", 900)], created=NOW)
+    notes = {
+        name: artifact(
+            kind="attestation", artifact_type=MT.IN_TOTO, layers=[Blob.of(name.encode(), MT.IN_TOTO)], subject=image
+        )
+        for name, image in (("old", old.image), ("kept", kept))
+    }
+    signatures = {name: sigstore_bundle(note, PREDICATE_SIGN, created=stamp(NOW)) for name, note in notes.items()}
+    with local_registry() as reg, ReferrersProxy(reg.url, storage=reg.storage) as proxy:
+        with regframe.connect(proxy.url) as client:
+            push_image(client, "app/chain", "v1", old.image)
+            push_image(client, "app/chain", "v2", kept)
+            for item in (*notes.values(), *signatures.values()):
+                push_artifact(client, "app/chain", item.digest, item)
+            inv = client.inventory(progress=False, referrers=True)
+            found = inv.referrers.astype({"digest": object, "subject": object})
+            pairs = set(zip(found["subject"], found["digest"], strict=True))
+            for name in notes:
+                assert (notes[name].digest, signatures[name].digest) in pairs, name
+            stale = stale_tags(inv.manifests, older_than="30d", now=NOW)
+            freed = [old.image, notes["old"], signatures["old"]]
+            expected = {b.digest: b.size for item in freed for b in (item.config, *item.layers)}
+            for item in (kept, notes["kept"], signatures["kept"]):
+                for blob in (item.config, *item.layers):
+                    expected.pop(blob.digest, None)
+            assert reclaimable_bytes(stale, inv.layers, inv.referrers) == sum(expected.values())
+            client.apply_cleanup(stale, dry_run=False)
+        for item, status in (
+            (notes["old"], 404),
+            (signatures["old"], 404),
+            (notes["kept"], 200),
+            (signatures["kept"], 200),
+        ):
+            assert manifest_status(reg.url, "app/chain", item.digest) == status

@@ -201,7 +201,11 @@ def _api_referrers(
     anything is deleted (a registry may stop answering for a deleted subject); empty without the API."""
     candidates = [row[2] for row in images if row[3] == "delete"] + [subjects[id(row)] for row in accessories]
     found: dict[str, list[str]] = {}
-    for digest in dict.fromkeys(candidates):
+    queue = list(dict.fromkeys(candidates))
+    while queue:
+        digest = queue.pop(0)
+        if digest in found:
+            continue
         try:
             answer = R.api_referrers(run.client, run.repository, digest)
         except E.RegistryError:
@@ -211,6 +215,8 @@ def _api_referrers(
                 break
             continue
         found[digest] = [entry["digest"] for entry in answer]
+        # The referrers of a referrer (a signature of an SBOM) go with it: ask about them too.
+        queue += [listed for listed in found[digest] if listed not in found]
     return found
 
 
@@ -258,14 +264,16 @@ def _clean_accessories(
     handled: set[str] = set()
     for row in fallbacks:
         extra += _empty_fallback_index(run, row, subjects[id(row)], after, removed, handled)
-    for subject, listed in api.items():
-        if status.get(subject, "unknown") is None:
-            for digest in listed:
-                if digest not in handled and digest not in hashes.values():
-                    handled.add(digest)
-                    extra.append(
-                        _delete_untagged(run, digest, f"untagged referrer of {subject} (referrers API)", after, removed)
-                    )
+    gone = [subject for subject in api if status.get(subject, "unknown") is None]
+    while gone:
+        subject = gone.pop(0)
+        for digest in api.get(subject, ()):
+            if digest not in handled and digest not in hashes.values():
+                handled.add(digest)
+                row = _delete_untagged(run, digest, f"untagged referrer of {subject} (referrers API)", after, removed)
+                extra.append(row)
+                if row[5] in ("deleted", "would delete", "already gone"):
+                    gone.append(digest)  # its own referrers follow it
     return extra
 
 

@@ -128,7 +128,8 @@ def _freed_layers(
 def _untagged_freed(
     stale: pd.DataFrame, marked: np.ndarray, layers: pd.DataFrame, on_stale: np.ndarray, referrers: pd.DataFrame
 ) -> np.ndarray:
-    """Untagged layer rows of referrers whose subject only stale tags carry (as digest or platform)."""
+    """Untagged layer rows of referrers whose subject only stale tags carry (as digest or platform), or is
+    such a referrer itself."""
     require_columns(stale, ("digest",), "reclaimable_bytes (stale frame, with referrers)")
     require_columns(layers, ("manifest_digest",), "reclaimable_bytes (layers frame, with referrers)")
     require_columns(referrers, ("repository", "subject", "digest", "tag"), "reclaimable_bytes (referrers frame)")
@@ -151,15 +152,21 @@ def _untagged_freed(
             "digest": np.r_[stale_digest[~marked], platform[tagged & ~on_stale]],
         }
     )
+    kept_keys = pd.MultiIndex.from_frame(kept.dropna())
     gone_keys = pd.MultiIndex.from_frame(gone.dropna())
-    gone_keys = gone_keys[~gone_keys.isin(pd.MultiIndex.from_frame(kept.dropna()))]
+    gone_keys = gone_keys[~gone_keys.isin(kept_keys)]
     listed = referrers[referrers["tag"].isna()]
-    subject_keys = pd.MultiIndex.from_arrays(
-        [listed["repository"].astype(object).to_numpy(), listed["subject"].astype(object).to_numpy()]
-    )
-    freed = listed[subject_keys.isin(gone_keys)]
-    freed_keys = pd.MultiIndex.from_arrays(
-        [freed["repository"].astype(object).to_numpy(), freed["digest"].astype(object).to_numpy()]
-    )
+    listed_repo = listed["repository"].astype(object).to_numpy()
+    subject_keys = pd.MultiIndex.from_arrays([listed_repo, listed["subject"].astype(object).to_numpy()])
+    referrer_keys = pd.MultiIndex.from_arrays([listed_repo, listed["digest"].astype(object).to_numpy()])
+    # A referrer of a freed referrer (a signature of an SBOM) is freed too, down the chain.
+    freed = np.zeros(len(listed), dtype=bool)
+    while True:
+        now = subject_keys.isin(gone_keys) & ~referrer_keys.isin(kept_keys)
+        if (now == freed).all():
+            break
+        freed = now
+        gone_keys = gone_keys.append(referrer_keys[freed]).unique()
+    freed_keys = referrer_keys[freed]
     rows = pd.MultiIndex.from_arrays([layer_repo, platform])
     return np.asarray(untagged & rows.isin(freed_keys), dtype=bool)

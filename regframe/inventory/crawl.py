@@ -222,6 +222,8 @@ class Crawler:
         self._stop = stop
         # Config summaries read this crawl (what each blob showed, with its length), by digest.
         self._configs: dict[str, dict] = {}
+        # (repository, digest) pairs the referrers API was asked about, so a cycle of referrers ends.
+        self._asked: set[tuple[str, str]] = set()
 
     def _limit_changed(self, new: int, old: int) -> None:
         """More slots get their threads; fewer close the idle connections beyond them."""
@@ -524,6 +526,7 @@ class Crawler:
         if not wanted:
             return
         first, *rest = wanted
+        self._asked.update(wanted)
         answer = self._api_answer(*first)
         if answer is None:
             self.referrers_api = False
@@ -550,7 +553,8 @@ class Crawler:
             self._record_referrers(repository, digest, answer)
 
     def _record_referrers(self, repository: str, digest: str, found: list[dict]) -> None:
-        """Keep each referrer the API named and read its manifest (once per digest)."""
+        """Keep each referrer the API named, read its manifest (once per digest), and ask the API about it in
+        turn: a signature of an SBOM is a referrer of the SBOM, which only that question finds."""
         for descriptor in found:
             referrer = descriptor["digest"]
             with self._lock:
@@ -560,9 +564,17 @@ class Crawler:
                 functools.partial(
                     self._child, repository, referrer, f"referrer {referrer} is missing from {repository}"
                 ),
-                functools.partial(self._child_done, repository, None, referrer, stage="referrer"),
+                functools.partial(self._referrer_read, repository, referrer),
                 EXPECTED,
             )
+
+    def _referrer_read(self, repository: str, referrer: str, ok: bool, value) -> None:
+        self._child_done(repository, None, referrer, ok, value, stage="referrer")
+        with self._lock:
+            asked = (repository, referrer) in self._asked
+            self._asked.add((repository, referrer))
+        if ok and not asked:
+            self.pool.submit(self._referrers_of, repository, referrer)
 
     # -- running -------------------------------------------------------------------------------------
 
