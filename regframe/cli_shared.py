@@ -68,10 +68,11 @@ def chosen_repositories(args) -> list[str] | None:
         if source == "-":
             if getattr(args, "password_stdin", False):
                 raise ValueError("--repositories-from - and --password-stdin cannot both read standard input")
-            text, where = sys.stdin.read(), "standard input"
+            text, where = sys.stdin.read().removeprefix("\ufeff"), "standard input"
         else:
             try:
-                text, where = Path(source).read_text(encoding="utf-8"), source
+                # utf-8-sig: a file saved "UTF-8 with BOM" (Notepad, PowerShell) keeps its first name intact.
+                text, where = Path(source).read_text(encoding="utf-8-sig"), source
             except (OSError, UnicodeDecodeError) as exc:
                 raise ValueError(f"--repositories-from {source}: cannot read it ({exc})") from None
         names = []

@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("regframe.client")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# Requests sent again when their answer does not come within read_timeout: they only read, so a second one
+# racing a first the registry is still working on changes nothing (a PUT or DELETE might act twice).
+READS = frozenset({"GET", "HEAD"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # Answers that say the registry is overloaded: adaptive concurrency halves on them.
 CONGESTION_STATUSES = frozenset({429, 503})
@@ -152,30 +155,65 @@ class RequestStats:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """Docker Hub style rate-limit headers, as last seen."""
+    """Docker Hub style rate-limit headers, as last seen. ``unreadable`` is set when the fields were there
+    but leave ``remaining`` unknown: it names the field and its value, shortened (a ``remaining`` that
+    cannot be read, or a ``limit`` without one); None otherwise."""
 
     limit: int | None
     remaining: int | None
     window_seconds: int | None
+    unreadable: str | None = None
+
+
+_WHOLE = re.compile(r"(\d{1,18})(?:\.0*)?")
+_WINDOW = re.compile(r";\s*w\s*=\s*(\d{1,18})(?:\.0*)?\s*(?:;|$)")
+
+
+def _quoted(name: str, value: str) -> str:
+    """A header field as an error names it: its name and its value, shortened."""
+    return f"{name}: {value[:60]!r}" + ("..." if len(value) > 60 else "")
+
+
+def _figure(value: str | None) -> int | None:
+    """The count of a rate-limit field: its first list element's first item, a whole number (``30`` or
+    ``30.0``). Docker Hub writes ``76;w=21600``; the IETF draft and combined repeated fields write lists
+    (``100, 100;w=21600``), whose first element is the one in force."""
+    if value is None:
+        return None
+    match = _WHOLE.fullmatch(value.split(",", 1)[0].split(";", 1)[0].strip())
+    return int(match[1]) if match else None
+
+
+def _window(value: str) -> int | None:
+    """The ``w=`` parameter of the first list element that has one."""
+    for element in value.split(","):
+        match = _WINDOW.search(element.strip())
+        if match:
+            return int(match[1])
+    return None
 
 
 def rate_limit_of(headers: Mapping[str, str]) -> RateLimit | None:
-    """Docker Hub's ``RateLimit-Limit: 100;w=21600`` and ``RateLimit-Remaining: 76;w=21600`` (any case), or
-    None when the answer has no ``RateLimit-Limit``."""
+    """Docker Hub's ``RateLimit-Limit: 100;w=21600`` and ``RateLimit-Remaining: 76;w=21600`` (any case; a
+    list's first element; a decimal that is a whole number), or None when the answer has neither field. A
+    field that is there but cannot be read is named in ``unreadable`` when it leaves ``remaining`` unknown."""
     if not isinstance(headers, HTTPHeaderDict):
         headers = HTTPHeaderDict(headers)
-    limit = headers.get("ratelimit-limit")
-    if limit is None:
+    limit_field = headers.get("ratelimit-limit")
+    remaining_field = headers.get("ratelimit-remaining")
+    if limit_field is None and remaining_field is None:
         return None
-
-    def first_int(value: str | None) -> int | None:
-        try:
-            return int(value.split(";")[0].strip()) if value else None
-        except ValueError:
-            return None
-
-    window = first_int(limit.split(";w=", 1)[1]) if ";w=" in limit else None
-    return RateLimit(first_int(limit), first_int(headers.get("ratelimit-remaining")), window)
+    limit, remaining = _figure(limit_field), _figure(remaining_field)
+    window = None
+    for value in (limit_field, remaining_field):
+        if value is not None and window is None:
+            window = _window(value)
+    unreadable = None
+    if remaining_field is not None and remaining is None:
+        unreadable = _quoted("ratelimit-remaining", remaining_field)
+    elif remaining_field is None:
+        unreadable = _quoted("ratelimit-limit", limit_field or "") + " without a ratelimit-remaining"
+    return RateLimit(limit, remaining, window, unreadable)
 
 
 class Response:
@@ -627,8 +665,11 @@ class Transport:
 
         Retries idempotent requests (or any with ``retry=True``) on resets and 502/503/504: the
         server may have acted on a request whose answer was lost. A 429 says it did nothing, so it
-        is retried (honouring Retry-After) whatever the method. The sleeps before retries add up to
-        at most ``max_retry_wait`` per call (``waits`` carries them over when a call makes several).
+        is retried (honouring Retry-After) whatever the method. A GET or HEAD (when retried at all)
+        whose answer does not start within ``read_timeout`` is retried the same way (a registry that
+        stalled once answers the next one); one that ran out of ``request_timeout`` is not. The sleeps
+        before retries add up to at most ``max_retry_wait`` per call (``waits`` carries them over when
+        a call makes several).
         """
         req = Request(method, self.url(path_or_url), dict(headers or {}), body, scopes, kind)
         ok = frozenset(ok)
@@ -650,14 +691,18 @@ class Transport:
                     self.stats.retried("stale connection")
                     continue
                 error = self._map_exception(exc, req)
-                if isinstance(error, E.RegistryTimeoutError):
+                timed_out = isinstance(error, E.RegistryTimeoutError)
+                if timed_out:
                     self.stats.congested()
-                if retry and attempt < self.retries and isinstance(error, E.RegistryConnectionError):
+                again = isinstance(error, E.RegistryConnectionError) or (
+                    timed_out and method in READS and _read_timed_out(exc)
+                )
+                if retry and attempt < self.retries and again:
                     delay = self._backoff(attempt + 1)
                     if not waits.allow(delay):
                         raise type(error)(f"{error}{waits.gave_up()}", url=error.url) from None
                     attempt += 1
-                    self.stats.retried("connection")
+                    self.stats.retried("timeout" if timed_out else "connection")
                     log.debug("retrying %s after %s", _describe(method, req.url), type(exc).__name__)
                     self._wait(delay)
                     continue
@@ -941,9 +986,9 @@ class Transport:
     def fetch(
         self, method: str, path_or_url: str, *, limit: int, what: str, **options: Unpack[RequestOptions]
     ) -> tuple[Response, bytes]:
-        """``request`` and ``read_body`` in one; an idempotent request whose body is cut short is sent
-        again (up to ``retries`` times, within one ``max_retry_wait``). A status the caller allowed in
-        ``ok`` comes back with no body."""
+        """``request`` and ``read_body`` in one; an idempotent request whose body is cut short, or a GET whose
+        body stalls past ``read_timeout`` (not past ``request_timeout``), is sent again (up to ``retries``
+        times, within one ``max_retry_wait``). A status the caller allowed in ``ok`` comes back with no body."""
         waits = RetryWaits(self.max_retry_wait)
         attempt = 0
         while True:
@@ -953,15 +998,18 @@ class Transport:
                 return response, b""
             try:
                 return response, self.read_body(response, limit, what)
-            except E.RegistryConnectionError as exc:
+            except (E.RegistryConnectionError, E.RegistryTimeoutError) as exc:
+                timed_out = isinstance(exc, E.RegistryTimeoutError)
+                if timed_out and (method not in READS or response.budget is None or response.budget.broken):
+                    raise  # out of request_timeout (or a write): not sent again
                 if method not in IDEMPOTENT or attempt >= self.retries:
                     raise
                 delay = self._backoff(attempt + 1)
                 if not waits.allow(delay):
                     raise type(exc)(f"{exc}{waits.gave_up()}", url=exc.url) from None
                 attempt += 1
-                self.stats.retried("body")
-                log.debug("retrying %s after its body was cut short", what)
+                self.stats.retried("timeout" if timed_out else "body")
+                log.debug("retrying %s after its body %s", what, "stalled" if timed_out else "was cut short")
                 self._wait(delay)
 
     def iter_body(self, response: Response, chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -993,6 +1041,13 @@ def parse_json(raw: bytes, what: str, url: str | None = None) -> object:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise E.RegistryProtocolError(f"{what}: body is not valid JSON ({exc})", url=url) from None
+
+
+def _read_timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is a wait for an answer that ran out of ``read_timeout`` (not a connect timeout)."""
+    return isinstance(exc, (ReadTimeoutError, TimeoutError)) and not isinstance(
+        exc, (ConnectTimeoutError, ConnectTimedOut)
+    )
 
 
 def _root(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,8 @@ _holding = threading.local()
 
 
 class Cancelled(Exception):
-    """Raised by a task the crawl no longer wants run (its budget is spent): it ends without a trace."""
+    """Raised by a task the crawl no longer wants run (its budget is spent, or the crawl stopped while the
+    task waited to retry a request): it ends without a trace."""
 
 
 class TaskPool:
@@ -33,6 +35,8 @@ class TaskPool:
         self._cond = threading.Condition()
         self._stopped = threading.Event()
         self._failure: BaseException | None = None
+        # The caller's stop (``wait(stop=...)``), heard by waits before retries before the pool itself stops.
+        self._watch: threading.Event | None = None
         self._threads: list[threading.Thread] = []
         self._threads_lock = threading.Lock()
         try:
@@ -43,15 +47,30 @@ class TaskPool:
 
     def wait_off_slot(self, seconds: float, sleep: Callable[[float], None]) -> None:
         """Sleep before a retry without holding a slot: retries then queue behind the limit (lowered by the
-        429s that caused them) instead of coming back all at once. Threads outside the pool just sleep."""
+        429s that caused them) instead of coming back all at once. Threads outside the pool just sleep.
+
+        A stopped crawl (its stop Event, Ctrl-C, a spent budget, a strict error) sends nothing more: the wait
+        ends as soon as the pool stops, and instead of the request going out again ``Cancelled`` ends its
+        task (an injected ``sleep``, a test's, is called as it is and the stop checked after it)."""
         if getattr(_holding, "limit", None) is not self.limit:
             sleep(seconds)
             return
+        if self._stopping():
+            raise Cancelled
         self.limit.suspend()
         try:
-            sleep(seconds)
+            if sleep is time.sleep:
+                self._stopped.wait(seconds)
+            else:
+                sleep(seconds)
         finally:
             self.limit.resume(self._stopped)
+        if self._stopping():
+            raise Cancelled
+
+    def _stopping(self) -> bool:
+        watch = self._watch
+        return self._stopped.is_set() or (watch is not None and watch.is_set())
 
     def ensure_threads(self, count: int) -> None:
         """At least ``count`` worker threads (never more than the limit's maximum); none once closed.
@@ -131,12 +150,15 @@ class TaskPool:
 
     def wait(self, poll: float = 0.1, stop: threading.Event | None = None) -> None:
         """Block until every task (and every task they submitted) is done, or the pool (or ``stop``) is stopped."""
+        self._watch = stop
         with self._cond:
             while self._pending and not self._stopped.is_set():
                 if stop is not None and stop.is_set():
                     self._stopped.set()
                     break
                 self._cond.wait(poll)
+        if self._stopped.is_set():
+            self.limit.wake()  # tasks waiting for a slot to resume a retry end now, not at their next poll
         if self._failure is not None:
             raise self._failure
 

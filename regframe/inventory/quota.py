@@ -3,7 +3,8 @@
 Docker Hub counts manifest GETs against a pull quota (HEADs, tag lists and blobs are free) and reports
 it in ``RateLimit-Limit: 100;w=21600`` and ``RateLimit-Remaining: 76;w=21600``. A crawl with a budget
 counts every manifest GET as one unit (Hub counts at most that) and stops before one would take the
-remaining quota below the reserve, keeping what it read.
+remaining quota below the reserve, keeping what it read. Rate-limit fields it cannot read stop an
+``"auto"`` crawl too: it cannot tell how much of the quota is left, and must not take that for "no quota".
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ class Quota:
     ``budget=N`` allows N units less the reserve (none unless given). ``budget="auto"`` follows the
     registry's own figures (``rate_limit()``, the latest headers): a GET is made only while the lowest
     ``remaining`` seen, less the GETs still in flight, stays above the reserve (10% of the window's limit
-    unless given). Until the first figures arrive one GET is in flight at a time; a registry that sends
-    none after it has no quota to keep, and the crawl goes on unbounded."""
+    unless given; without a ``limit`` field, a fraction is of the largest ``remaining`` seen). Until the
+    first figures arrive one GET is in flight at a time; a registry that sends none after it has no quota
+    to keep, and the crawl goes on unbounded. Rate-limit fields that are there but leave ``remaining``
+    unknown (unreadable, or a limit alone) stop the crawl at the next GET, naming the field."""
 
     def __init__(
         self, budget: int | str | None, reserve: int | float | None, rate_limit: Callable[[], RateLimit | None]
@@ -66,7 +69,9 @@ class Quota:
         self.spent = 0
         self._in_flight = 0
         self._lowest: int | None = None
+        self._highest: int | None = None
         self._limit: int | None = None
+        self._unreadable: str | None = None
         self._window: int | None = None
         self._unbounded = budget is None
         self._probed = False
@@ -74,9 +79,13 @@ class Quota:
 
     def _observe(self, figures: RateLimit | None = None) -> None:
         figures = figures or self._rate_limit()
-        if figures is None or figures.remaining is None:
+        if figures is None:
+            return
+        if figures.remaining is None:
+            self._unreadable = self._unreadable or figures.unreadable
             return
         self._lowest = figures.remaining if self._lowest is None else min(self._lowest, figures.remaining)
+        self._highest = figures.remaining if self._highest is None else max(self._highest, figures.remaining)
         self._limit = figures.limit if figures.limit is not None else self._limit
         self._window = figures.window_seconds if figures.window_seconds is not None else self._window
 
@@ -98,6 +107,12 @@ class Quota:
                 return self._spend()
             while True:
                 self._observe()
+                if self._unreadable is not None:
+                    self.reason = (
+                        f"the registry's rate-limit headers could not be read ({self._unreadable}), so how much "
+                        'of its quota is left is unknown; crawl with a numeric budget= (--budget N) instead of "auto"'
+                    )
+                    return False
                 if self._lowest is not None:
                     break
                 if self._probed and self._in_flight == 0:
@@ -108,13 +123,20 @@ class Quota:
                     self._probed = True
                     return self._spend()
                 self._cond.wait(0.05)
-            limit = self._limit if self._limit is not None else self._lowest
+            # Without a limit field, the most the registry reported left stands for it (a fraction's base).
+            limit = self._limit if self._limit is not None else self._highest or self._lowest
             reserve = _units(self._reserve, limit, AUTO_RESERVE)
             if self._lowest - self._in_flight - 1 < reserve:
                 window = f" per {self._window} s" if self._window else ""
+                of = f"of {limit} " if self._limit is not None else ""
+                unknown = (
+                    ""
+                    if self._limit is not None
+                    else f" (it sends no ratelimit-limit; {limit}, the most it reported left, stands for it)"
+                )
                 self.reason = (
-                    f"rate-limit reserve reached: the registry reports {self._lowest} of {limit} pulls{window} "
-                    f"left, with {self._in_flight} in flight; {reserve} are kept in reserve"
+                    f"rate-limit reserve reached: the registry reports {self._lowest} {of}pulls{window} "
+                    f"left{unknown}, with {self._in_flight} in flight; {reserve} are kept in reserve"
                 )
                 return False
             return self._spend()
