@@ -239,6 +239,25 @@ def hub_proxy(upstream: str, quota: PullQuota) -> FaultProxy:
     return proxy
 
 
+def test_auto_budget_stops_before_the_reserve_when_heads_count_too(fleet_reg):
+    """A registry whose quota counts HEADs as well (the proxy's; Docker Hub's does not): under budget="auto"
+    a crawl resolves tags by HEAD, and those lower ``remaining`` too. It stops once the registry reports the
+    reserve reached, whatever spent it, and never meets a 429."""
+    quota = PullQuota(100, remaining=30, window=HUB_WINDOW, counts_heads=True)
+    assert FLEET.tag_count + len(FLEET.manifests) > 30, "the crawl must need more requests than the quota allows"
+    proxy = hub_proxy(fleet_reg.url, quota)
+    try:
+        with connect(proxy.url) as reg:
+            inv = reg.inventory(progress=False, budget="auto")
+    finally:
+        proxy.stop()
+    assert not inv.complete
+    assert quota.refused == 0, "the crawl stopped before the registry had to refuse it"
+    assert quota.remaining >= 10, "10% of the 100-pull limit is left"
+    budget_rows = inv.errors[inv.errors["stage"] == "budget"]
+    assert len(budget_rows) == 1 and "reserve" in budget_rows["error"].iloc[0]
+
+
 def test_auto_budget_stops_before_the_reserve_and_keeps_what_it_read(fleet_reg):
     """Docker Hub's headers and quota, served by the proxy: with budget="auto" the crawl stops while 10% of
     the limit is left, never meets a 429, and returns what it read."""

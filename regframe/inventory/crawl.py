@@ -356,7 +356,7 @@ class Crawler:
         GET, and aliases of one digest share one GET), else by one GET."""
         gone = f"{repository}:{tag} disappeared during the crawl"
         try:
-            digest = self.client.manifest_exists(repository, tag) if self.use_head else ""
+            digest = self._head(repository, tag) if self.use_head else ""
             if digest is None:
                 raise E.NotFoundError(gone, status=404)
             if digest:
@@ -373,6 +373,18 @@ class Crawler:
             self._resolved(repository, tag, "", False, exc)
             return
         self._resolved(repository, tag, digest, True, summary)
+
+    def _head(self, repository: str, tag: str) -> str | None:
+        """A tag's digest by HEAD, within the budget: a registry may count HEADs against its quota too."""
+        allowed, tracked = self.quota.take_head()
+        if not allowed:
+            self._out_of_budget()
+            raise Cancelled
+        try:
+            return self.client.manifest_exists(repository, tag)
+        finally:
+            if tracked:
+                self.quota.done()
 
     def _resolved(self, repository: str, tag: str, digest: str, ok: bool, value) -> None:
         if not ok:

@@ -90,11 +90,28 @@ class Quota:
         self._window = figures.window_seconds if figures.window_seconds is not None else self._window
 
     def take(self) -> bool:
+        """Whether a manifest GET may go out now; one that may is counted, and ``done`` must follow it."""
+        return self._admit(counted=True)
+
+    def take_head(self) -> tuple[bool, bool]:
+        """Whether a manifest HEAD may go out, and whether ``done`` must follow it. Docker Hub does not count
+        HEADs, but a registry that does lowers ``remaining`` with them too: under ``budget="auto"`` a HEAD is
+        admitted as a GET is (in flight, against the figures, never past the reserve) without being counted
+        as a GET, so the crawl never meets a 429 there either. Other budgets count GETs only."""
+        if self.budget != "auto":
+            return self.reason is None, False
+        with self._cond:
+            unbounded = self._unbounded
+        if unbounded:
+            return self.reason is None, False
+        return self._admit(counted=False), True
+
+    def _admit(self, *, counted: bool) -> bool:
         with self._cond:
             if self.reason is not None:
                 return False
             if self._unbounded:
-                self.spent += 1
+                self.spent += counted
                 return True
             if isinstance(self.budget, int):
                 left = self.budget - self.spent
@@ -117,11 +134,11 @@ class Quota:
                     break
                 if self._probed and self._in_flight == 0:
                     self._unbounded = True  # the registry sends no rate-limit headers: nothing to keep
-                    self.spent += 1
+                    self.spent += counted
                     return True
                 if not self._probed:
                     self._probed = True
-                    return self._spend()
+                    return self._spend(counted)
                 self._cond.wait(0.05)
             # Without a limit field, the most the registry reported left stands for it (a fraction's base).
             limit = self._limit if self._limit is not None else self._highest or self._lowest
@@ -139,10 +156,10 @@ class Quota:
                     f"left{unknown}, with {self._in_flight} in flight; {reserve} are kept in reserve"
                 )
                 return False
-            return self._spend()
+            return self._spend(counted)
 
-    def _spend(self) -> bool:
-        self.spent += 1
+    def _spend(self, counted: bool = True) -> bool:
+        self.spent += counted
         self._in_flight += 1
         return True
 

@@ -745,18 +745,21 @@ class PullQuota(Action):
     and every answer carries ``ratelimit-limit: <limit>;w=<window>`` and ``ratelimit-remaining:
     <left>;w=<window>``; once none is left a GET gets 429 ``TOOMANYREQUESTS``
     (https://docs.docker.com/docker-hub/usage/pulls/). ``remaining`` starts at ``limit`` unless given;
-    ``counted`` is the GETs that took a pull, ``refused`` those answered 429."""
+    ``counted`` is the requests that took a pull, ``refused`` those answered 429. ``counts_heads=True``: a
+    registry whose quota counts HEADs too (Docker Hub's does not)."""
 
-    def __init__(self, limit: int, *, remaining: int | None = None, window: int = 21600):
+    def __init__(self, limit: int, *, remaining: int | None = None, window: int = 21600, counts_heads: bool = False):
         self.limit, self.window = limit, window
         self.remaining = limit if remaining is None else remaining
+        self.counted_methods = ("GET", "HEAD") if counts_heads else ("GET",)
         self._lock = threading.Lock()
         self.counted = self.refused = 0
 
     def apply(self, ex: Exchange) -> None:
         with self._lock:
-            refused = ex.method == "GET" and self.remaining <= 0
-            if ex.method == "GET" and not refused:
+            counted = ex.method in self.counted_methods
+            refused = counted and self.remaining <= 0
+            if counted and not refused:
                 self.remaining -= 1
                 self.counted += 1
             self.refused += refused
