@@ -102,11 +102,19 @@ class DigestMismatchError(RegistryError):
     """Content does not hash to the digest it was asked for or announced with."""
 
     def __init__(
-        self, message: str = "", *, expected: str | None = None, actual: str | None = None, **kw: Unpack[ErrorDetails]
+        self,
+        message: str = "",
+        *,
+        expected: str | None = None,
+        actual: str | None = None,
+        cut_short: bool = False,
+        **kw: Unpack[ErrorDetails],
     ):
         super().__init__(message, **kw)
         self.expected = expected
         self.actual = actual
+        # The connection broke before the whole body came: reading it again may well succeed.
+        self.cut_short = cut_short
 
 
 class MissingLayerError(RegistryError):

@@ -70,9 +70,11 @@ class ImageLayout:
         finally:
             os.close(dir_fd)
 
-    def _open_blob(self, digest: str) -> tuple[BinaryIO, Path] | None:
+    def _open_blob(self, digest: str, *, flat: bool = True) -> tuple[BinaryIO, Path] | None:
+        """The blob at ``blobs/<alg>/<hex>``, or (``flat``) at a flat ``<digest>`` or ``<hex>``, as the gem's
+        pull leaves them; None when there is none."""
         algorithm, hex_ = validate_digest(digest).split(":", 1)
-        for parts in (("blobs", algorithm, hex_), (digest,), (hex_,)):
+        for parts in (("blobs", algorithm, hex_), (digest,), (hex_,)) if flat else (("blobs", algorithm, hex_),):
             fd = self._open(parts)
             if fd is not None:
                 return os.fdopen(fd, "rb"), self.root.joinpath(*parts)
@@ -86,7 +88,10 @@ class ImageLayout:
         return found[1]
 
     def has_verified_blob(self, digest: str, size: int | None = None) -> bool:
-        found = self._open_blob(digest)
+        """Whether the layout holds the blob where the image-layout spec puts it (``blobs/<alg>/<hex>``), whole:
+        a pull may skip it then. A flat file of that name elsewhere does not count: a layout tagged on it would
+        be incomplete to every other reader."""
+        found = self._open_blob(digest, flat=False)
         if found is None:
             return False
         with found[0] as handle:
@@ -193,13 +198,14 @@ class ImageLayout:
             os.close(fd)
 
     def resolve(self, name: str | None = None) -> Descriptor:
-        """The index.json descriptor named ``name`` (or the only one)."""
+        """The index.json descriptor named ``name``, or the only one: without ``name``, or when the layout's
+        one image has no name at all (``skopeo copy ... oci:DIR`` without a tag writes it so)."""
         manifests = [m for m in self.index().get("manifests", []) if isinstance(m, dict)]
         if name is not None:
             for entry in manifests:
                 if ref_name(entry) == name:
                     return entry
-        elif len(manifests) == 1:
+        if len(manifests) == 1 and (name is None or ref_name(manifests[0]) is None):
             return manifests[0]
         raise MissingLayerError(f"{self.root}/index.json has no image named {name!r}")
 

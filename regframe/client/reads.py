@@ -505,7 +505,7 @@ class BlobStream:
                 yield chunk
         except E.RegistryConnectionError as exc:
             raise E.DigestMismatchError(
-                f"blob {self.digest} cut short after {self.read} bytes ({exc})", expected=self.digest
+                f"blob {self.digest} cut short by the connection ({exc})", expected=self.digest, cut_short=True
             ) from None
         if self.size is not None and self.read != self.size:
             raise E.DigestMismatchError(

@@ -8,6 +8,7 @@ its manifest last, so none ever names a subject the destination does not hold ye
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -113,8 +114,7 @@ def pull(
         if layout.has_verified_blob(digest, descriptor.get("size")):
             meter.add(_blob_size(descriptor))
             continue
-        with reads.open_blob(core, repository, digest, size=declared_size(core, repository, descriptor)) as stream:
-            layout.write_blob(digest, stream.chunks(meter.chunk_hook()))
+        _blob_into_layout(core, repository, layout, digest, declared_size(core, repository, descriptor), meter)
     for image in images:
         if image.is_index:
             _write_tree(core, repository, layout, image)  # a nested index: its entries first
@@ -136,6 +136,43 @@ def pull(
     return top
 
 
+def _again_if_cut_short(core: ClientCore, transfer: Callable[[], object]) -> None:
+    """``transfer()``, run again (within the client's ``retries``) when the connection cut its blob short: a
+    broken read is retried like any other, and only a blob that never arrives whole fails the transfer."""
+    attempt = 0
+    while True:
+        try:
+            transfer()
+            return
+        except E.DigestMismatchError as exc:
+            if not exc.cut_short or attempt >= core.transport.retries:
+                raise
+            attempt += 1
+
+
+def _blob_into_layout(
+    core: ClientCore, repository: str, layout: ImageLayout, digest: str, size: int, meter: _Meter | None = None
+) -> None:
+    def transfer() -> None:
+        with reads.open_blob(core, repository, digest, size=size) as stream:
+            layout.write_blob(digest, stream.chunks(meter.chunk_hook() if meter is not None else None))
+
+    _again_if_cut_short(core, transfer)
+
+
+def _stream_blob(
+    source: ClientCore,
+    repository: str,
+    destination: ClientCore,
+    target: str,
+    digest: str,
+    size: int,
+    meter: _Meter | None = None,
+) -> None:
+    with reads.open_blob(source, repository, digest, size=size) as stream:
+        writes.put_stream(destination, target, digest, stream.chunks(meter.chunk_hook() if meter else None), size)
+
+
 def _write_tree(core: ClientCore, repository: str, layout: ImageLayout, manifest: Manifest) -> None:
     """A manifest into the layout after its blobs (an index after each child's)."""
     if manifest.is_index:
@@ -146,8 +183,7 @@ def _write_tree(core: ClientCore, repository: str, layout: ImageLayout, manifest
             digest = validate_digest(descriptor.get("digest"))
             if layout.has_verified_blob(digest, descriptor.get("size")):
                 continue
-            with reads.open_blob(core, repository, digest, size=declared_size(core, repository, descriptor)) as stream:
-                layout.write_blob(digest, stream.chunks())
+            _blob_into_layout(core, repository, layout, digest, declared_size(core, repository, descriptor))
     layout.write_bytes(_digest(manifest), manifest.raw)
 
 
@@ -205,27 +241,36 @@ def push(
     layout = ImageLayout(dir)
     sources = tuple(core.repo(r) for r in ([mount_from] if isinstance(mount_from, str) else mount_from))
     top = _local_manifest(core, manifest, layout, tag)
-    images = (
-        [top]
-        if not top.is_index
-        else [_local_manifest(core, _local_bytes(layout, child), layout, None) for child in top.children]
-    )
+    below = _local_tree(core, layout, top)
+    images = [m for m in (*below, top) if not m.is_index]
     plan = _plan_blobs(core, repository, images, layout, sources)
-    meter = _Meter(sum(size for _, size, _ in plan), progress)
-    for digest, size, source in plan:
-        if source == "local":
-            chunks = verify_chunks(layout.iter_blob(digest, size), digest)
-            writes.put_stream(
-                core, repository, digest, _counting(chunks, meter), size, chunk_size or writes.DEFAULT_CHUNK_SIZE
-            )
-        elif not _mount(core, repository, digest, source):
-            raise E.MissingLayerError(f"blob {digest} could not be mounted from {source}", digest=digest)
-        else:
+    meter = _Meter(sum(size for _, size, _, _ in plan), progress)
+    for digest, size, source, local in plan:
+        if source != "local" and _mount(core, repository, digest, source):
             meter.add(size)
-    if top.is_index:
-        for image in images:
-            writes.put_manifest(core, repository, _digest(image), image.raw, media_type_of(image))
+            continue
+        if not local:
+            raise E.MissingLayerError(f"blob {digest} could not be mounted from {source}", digest=digest)
+        # Local, or a mount the registry declined (it may answer a mount with a plain upload session).
+        chunks = verify_chunks(layout.iter_blob(digest, size), digest)
+        writes.put_stream(
+            core, repository, digest, _counting(chunks, meter), size, chunk_size or writes.DEFAULT_CHUNK_SIZE
+        )
+    for inner in below:
+        writes.put_manifest(core, repository, _digest(inner), inner.raw, media_type_of(inner))
     return writes.put_manifest(core, repository, tag, top.raw, media_type_of(top))
+
+
+def _local_tree(core: ClientCore, layout: ImageLayout, top: Manifest) -> list[Manifest]:
+    """Every manifest under ``top`` in the layout, each after its own children (the order they are pushed
+    in, manifest last), down an index of indexes as ``pull`` writes it."""
+    found: list[Manifest] = []
+    for child in top.children:
+        inner = _local_manifest(core, _local_bytes(layout, child), layout, None)
+        if inner.is_index:
+            found += _local_tree(core, layout, inner)
+        found.append(inner)
+    return found
 
 
 def _local_manifest(
@@ -251,8 +296,9 @@ def _local_manifest(
 
 def _plan_blobs(
     core: ClientCore, repository: str, images: list[Manifest], layout: ImageLayout, sources: tuple[str, ...]
-) -> list[tuple[str, int, str]]:
-    """(digest, size, "local" or a repository to mount from) for every blob not yet in ``repository``."""
+) -> list[tuple[str, int, str, bool]]:
+    """(digest, size, "local" or a repository to mount from, whether the layout holds it) for every blob not
+    yet in ``repository``."""
     plan, seen = [], set()
     for image in images:
         for descriptor in image.blob_descriptors():
@@ -277,8 +323,9 @@ def _plan_blobs(
                     raise ValueError(
                         f"blob {digest} in {layout.root} is {local} bytes, but the manifest declares {declared}"
                     )
-                source, size = "local", local
-            plan.append((digest, size, source))
+                plan.append((digest, local, "local", True))
+            else:
+                plan.append((digest, size, source, layout.find_blob(digest) is not None))
     return plan
 
 
@@ -367,7 +414,8 @@ def copy(
     children = manifest.children
     if wanted is not None and manifest.is_index:
         picked = [reads.platform_child(core, manifest, w) for w in wanted]
-        children = list({child["digest"]: child for child in picked}.values())
+        # Once per entry: two wanted platforms may pick one entry, and two entries may share one image.
+        children = list({json.dumps(child, sort_keys=True): child for child in picked}.values())
         top = {k: v for k, v in manifest.items()}
         top["manifests"] = children
         top_raw = json.dumps(top, indent=3).encode()
@@ -383,8 +431,9 @@ def copy(
     }
     meter = _Meter(sum(missing.values()), progress)
     for digest, size in missing.items():
-        with reads.open_blob(core, repository, digest, size=size) as stream:
-            writes.put_stream(newregistry, target, digest, stream.chunks(meter.chunk_hook()), size)
+        _again_if_cut_short(
+            core, functools.partial(_stream_blob, core, repository, newregistry, target, digest, size, meter)
+        )
     if manifest.is_index:
         for image in images:
             if image.is_index:
@@ -467,8 +516,9 @@ def _copy_tree(
             if source is destination and _mount(destination, target, digest, repository):
                 continue
             size = declared_size(source, repository, descriptor)
-            with reads.open_blob(source, repository, digest, size=size) as stream:
-                writes.put_stream(destination, target, digest, stream.chunks(), size)
+            _again_if_cut_short(
+                source, functools.partial(_stream_blob, source, repository, destination, target, digest, size)
+            )
     return writes.send_manifest(destination, target, reference, manifest.raw, media_type_of(manifest))
 
 
