@@ -9,6 +9,7 @@ pushed and the figures they gave the proxy, never from the code under test.
 from __future__ import annotations
 
 import io
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,16 @@ from regframe.cli import main
 from regframe.inventory.concurrency import START
 from regframe.policy import Policy
 from regframe.testing import build_image, build_index, layer, local_registry, make_fleet, push_image, seed
-from regframe.testing.faultproxy import FaultProxy, GoogleTagList, PullQuota, Reset, Rule, Status, TokenBucket
+from regframe.testing.faultproxy import (
+    FaultProxy,
+    GoogleTagList,
+    PullQuota,
+    RateLimit,
+    Reset,
+    Rule,
+    Status,
+    TokenBucket,
+)
 
 FLEET = make_fleet(
     repositories=4,
@@ -616,3 +626,44 @@ def test_pushed_survives_export_and_load(google, tmp_path, fmt):
     loaded = regframe.Inventory.load(tmp_path)
     pd.testing.assert_series_equal(loaded.tags["pushed"], google.tags["pushed"])
     pd.testing.assert_series_equal(loaded.manifests["pushed"], google.manifests["pushed"])
+
+
+def test_index_entries_shared_by_repositories_need_no_head_and_never_wait_on_each_other():
+    """Repositories tagging one index: its entries are read once and checked in each repository with a HEAD,
+    or a GET where the registry serves no HEAD (the proxy answers 405, as some registries and caches do), so
+    no read error appears. And a 429 with Retry-After on the shared entry's GET (the proxy's) holds no other
+    repository's thread: the crawl ends soon after the wait, as it did before entries were checked per
+    repository (it used to hang for good)."""
+    amd = build_image([layer("shared-entry-amd", 500)], oci=True)
+    arm = build_image([layer("shared-entry-arm", 500)], architecture="arm64", oci=True)
+    multi = build_index([amd, arm], oci=True)
+    with local_registry() as reg:
+        with connect(reg.url) as client:
+            for i in range(8):
+                push_image(client, f"shared/r{i}", "1.0", multi)
+            for i in range(30):
+                push_image(client, f"other/r{i:02d}", "1.0", build_image([layer(f"shared-other-{i}", 200)], oci=True))
+        with FaultProxy(reg.url) as proxy:
+            proxy.add_rule(Rule(path=r"/manifests/", method="HEAD", action=Status(405)))
+            with connect(proxy.url) as client:
+                inv = client.inventory(["shared/r0", "shared/r1"], progress=False)
+        assert inv.errors.empty, inv.errors
+        assert inv.manifests.groupby("repository", observed=True)["manifest_digest"].nunique().to_dict() == {
+            "shared/r0": 2,
+            "shared/r1": 2,
+        }
+        with FaultProxy(reg.url, latency=0.05) as proxy:
+            proxy.add_rule(Rule(path=rf"/manifests/{amd.digest}", method="GET", times=1, action=RateLimit(3)))
+            with connect(proxy.url) as client:
+                stop, done = threading.Event(), {}
+                crawl = threading.Thread(
+                    target=lambda: done.update(inv=client.inventory(progress=False, max_workers=4, stop=stop)),
+                    daemon=True,
+                )
+                crawl.start()
+                crawl.join(45)
+                hung = crawl.is_alive()
+                stop.set()
+                crawl.join(15)
+    assert not hung, "the crawl ended within 45 s of a 3 s Retry-After"
+    assert done["inv"].complete and done["inv"].errors.empty

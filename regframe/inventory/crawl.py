@@ -213,9 +213,10 @@ class Crawler:
         self.pool = TaskPool(self.limit)
         self.once = Once(self.pool)
         self._lock = threading.Lock()
-        # Summaries read this crawl, and a lock per digest so two repositories listing one entry read it once.
-        self._summaries: dict[str, dict] = {}
-        self._reading: dict[str, threading.Lock] = {}
+        # The repository whose GET read (or tried to read) each index entry's content first, and every
+        # (repository, digest) a GET has shown to be there.
+        self._tried: dict[str, str] = {}
+        self._seen_in: set[tuple[str, str]] = set()
         self._bar = _progress_bar(progress is True)
         self._report = progress if callable(progress) else None
         self._found = self._done = 0
@@ -411,10 +412,10 @@ class Crawler:
             raise E.NotFoundError(missing or f"{repository}:{reference} disappeared during the crawl", status=404)
         summary = summarize_manifest(manifest)
         self.cache.put(manifest.digest, summary)
+        with self._lock:
+            self._seen_in.add((repository, manifest.digest))
         if FAILED not in summary:
             self.once.seed(manifest.digest, summary)
-            with self._lock:
-                self._summaries[manifest.digest] = summary
         return manifest.digest, summary
 
     def _expand(self, repository: str, tag: str, digest: str, summary: dict) -> None:
@@ -423,29 +424,63 @@ class Crawler:
         for child in summary["children"]:
             child_digest = child[0]
             self.once.request(
-                f"{repository}\n{child_digest}",
-                functools.partial(self._entry, repository, child_digest),
-                functools.partial(self._child_done, repository, tag, child_digest),
+                f"entry\n{child_digest}",
+                functools.partial(self._entry_content, repository, child_digest),
+                functools.partial(self._entry_known, repository, tag, child_digest),
                 EXPECTED,
             )
         if wants_config(summary):
             self._need_config(repository, tag, *summary["config"][:2])
 
-    def _entry(self, repository: str, digest: str) -> dict:
-        """An index entry of ``repository``: its content is the same wherever it is (read once, or from the
-        cache), but whether it is there is not (``garbage-collect --delete-untagged`` removes an entry from
-        one repository and not another), so content known already is confirmed here by a HEAD."""
-        missing = f"child manifest {digest} is missing from {repository}"
+    # An index entry's content is the same wherever its digest is, and is read once (or taken from the cache);
+    # whether the entry is in a repository is not (``garbage-collect --delete-untagged`` removes it from one
+    # repository and not another). So a repository other than the one whose GET read the content checks on
+    # its own: a HEAD, a GET where HEAD is not served, its own GET after a 404 elsewhere. No task ever waits
+    # for another: tasks waiting on one answer are callbacks of it and hold no thread.
+
+    def _entry_content(self, repository: str, digest: str) -> tuple[str | None, dict]:
+        """The entry's content and the repository whose GET read it (None: from the cache)."""
+        summary = self.cache.get(digest, MANIFEST)
+        if summary is not None:
+            return None, summary
         with self._lock:
-            reading = self._reading.setdefault(digest, threading.Lock())
-        with reading:
-            summary = self._summaries.get(digest) or self.cache.get(digest, MANIFEST)
-            if summary is None:
-                summary = self._fetch_manifest(repository, digest, missing)[1]
-                _check_summary(summary)
-                return summary
-        if self.client.manifest_exists(repository, digest) is None:
-            raise E.NotFoundError(missing, status=404)
+            self._tried[digest] = repository
+        return repository, self._fetch_manifest(repository, digest, _missing_entry(digest, repository))[1]
+
+    def _entry_known(self, repository: str, tag: str, digest: str, ok: bool, value) -> None:
+        if ok:
+            read_in, summary = value
+            with self._lock:
+                seen_here = (repository, digest) in self._seen_in
+            if read_in == repository or seen_here:
+                self._child_done(repository, tag, digest, True, summary)
+                return
+            fetch = functools.partial(self._entry_present, repository, digest, summary)
+        elif isinstance(value, E.NotFoundError) and self._tried.get(digest) != repository:
+            fetch = functools.partial(self._entry_read_here, repository, digest)
+        else:
+            self._child_done(repository, tag, digest, False, value)
+            return
+        self.once.request(
+            f"{repository}\n{digest}", fetch, functools.partial(self._child_done, repository, tag, digest), EXPECTED
+        )
+
+    def _entry_present(self, repository: str, digest: str, summary: dict) -> dict:
+        """``summary`` once the entry is shown to be in ``repository``: by HEAD, or by GET where HEAD is not
+        served (400, 405, 501, as ``digest()`` falls back)."""
+        try:
+            found = self.client.manifest_exists(repository, digest)
+        except E.RegistryError as exc:
+            if exc.status not in (400, 405, 501):
+                raise
+            return self._entry_read_here(repository, digest)
+        if found is None:
+            raise E.NotFoundError(_missing_entry(digest, repository), status=404)
+        _check_summary(summary)
+        return summary
+
+    def _entry_read_here(self, repository: str, digest: str) -> dict:
+        summary = self._fetch_manifest(repository, digest, _missing_entry(digest, repository))[1]
         _check_summary(summary)
         return summary
 
@@ -685,3 +720,8 @@ def _progress_bar(enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=0, unit="tag", desc="crawl", leave=False, mininterval=0.25)
+
+
+def _missing_entry(digest: str, repository: str) -> str:
+    """The error text of an index entry gone from ``repository`` (``dangling_entries`` reads it)."""
+    return f"child manifest {digest} is missing from {repository}"
