@@ -445,3 +445,27 @@ def test_any_json_gets_a_kind_and_never_raises(document, tag, entry):
     assert found.kind in A.KINDS
     assert found.subject is None or found.subject.startswith("sha256:")
     assert A.classify(Manifest(A.skeleton(Manifest(document))), tag=tag, entry=entry) == found
+
+
+def _annotated(config_type: str, layers: list[dict[str, Any]]) -> Manifest:
+    body = {
+        "schemaVersion": 2,
+        "mediaType": MT.OCI_MANIFEST,
+        "config": {"mediaType": config_type, "digest": "sha256:" + "4" * 64, "size": 2},
+        "layers": layers,
+        "annotations": {MT.ANNOTATION_PLACEHOLDER: "old:2f1c"},
+    }
+    manifest = Manifest(body)
+    manifest.media_type = MT.OCI_MANIFEST
+    return manifest
+
+
+def test_only_rmtags_empty_manifest_is_taken_for_its_placeholder():
+    """The placeholder's annotation alone is not enough: a manifest holding a layer, or an image config,
+    carrying it (copied by a careless tool) stays what it is, so it is never made stale as a leftover."""
+    placeholder = _annotated(MT.OCI_EMPTY, [])
+    assert A.classify(placeholder).artifact_type == MT.PLACEHOLDER_TYPE
+    assert A.classify(Manifest(A.skeleton(placeholder))).artifact_type == MT.PLACEHOLDER_TYPE
+    layer = {"mediaType": MT.OCI_LAYER, "digest": "sha256:" + "5" * 64, "size": 10}
+    assert A.classify(_annotated(MT.OCI_EMPTY, [layer])).artifact_type != MT.PLACEHOLDER_TYPE
+    assert A.classify(_annotated(MT.OCI_CONFIG, [layer])).artifact_type != MT.PLACEHOLDER_TYPE

@@ -169,7 +169,7 @@ def classify(
 def artifact_type(manifest: Manifest) -> str | None:
     """The manifest's ``artifactType``, else its config media type when that is not an image config;
     ``PLACEHOLDER_TYPE`` for rmtag's throw-away manifest."""
-    if MT.ANNOTATION_PLACEHOLDER in _annotations(manifest):
+    if _is_placeholder(manifest):
         return MT.PLACEHOLDER_TYPE
     declared = manifest.get("artifactType")
     if isinstance(declared, str) and declared:
@@ -179,6 +179,19 @@ def artifact_type(manifest: Manifest) -> str | None:
     if isinstance(media_type, str) and media_type and base_type(media_type) not in MT.IMAGE_CONFIG_TYPES:
         return media_type
     return None
+
+
+def _is_placeholder(manifest: Manifest) -> bool:
+    """rmtag's throw-away manifest: its annotation on an image manifest with the empty config and no layer,
+    so no manifest that holds anything is ever taken for one."""
+    config = manifest.config
+    return (
+        MT.ANNOTATION_PLACEHOLDER in _annotations(manifest)
+        and not manifest.is_index
+        and not manifest.layers
+        and config is not None
+        and config.get("mediaType") == MT.OCI_EMPTY
+    )
 
 
 def referrers_artifact_type(manifest: Manifest) -> str | None:
