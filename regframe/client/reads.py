@@ -237,6 +237,10 @@ def manifest_exists(core: ClientCore, repo: str, reference: str) -> str | None:
     return found if well_formed(found) else ""
 
 
+# A registry that serves no HEAD on manifests answers one of these; a GET then tells the digest.
+HEAD_UNSERVED = frozenset({400, 405, 501})
+
+
 def digest(core: ClientCore, repo: str, tag: str, platform: str | None = None) -> str:
     """The manifest digest by HEAD (GET and hash when HEAD gives none); ``platform`` picks an index child."""
     repository = core.repo(repo)
@@ -246,7 +250,7 @@ def digest(core: ClientCore, repo: str, tag: str, platform: str | None = None) -
         try:
             found = manifest_exists(core, repository, tag)
         except E.RegistryError as exc:
-            if exc.status not in (400, 405, 501):
+            if exc.status not in HEAD_UNSERVED:
                 raise
             found = ""
         if found is None:

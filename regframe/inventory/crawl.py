@@ -24,7 +24,7 @@ from ..client import artifacts as A
 from ..client import errors as E
 from ..client.arguments import check_count, check_flag
 from ..client.models import INT64_MAX
-from ..client.reads import MAX_PAGES
+from ..client.reads import HEAD_UNSERVED, MAX_PAGES
 from ..client.reference import validate_repository
 from .cache import CONFIG, MANIFEST, CacheWarning, DigestCache
 from .concurrency import DEFAULT_MAX_WORKERS, Limit
@@ -471,7 +471,7 @@ class Crawler:
         try:
             found = self.client.manifest_exists(repository, digest)
         except E.RegistryError as exc:
-            if exc.status not in (400, 405, 501):
+            if exc.status not in HEAD_UNSERVED:
                 raise
             return self._entry_read_here(repository, digest)
         if found is None:
@@ -487,7 +487,7 @@ class Crawler:
     def _child(self, repository: str, digest: str, missing: str | None = None) -> dict:
         summary = self.cache.get(digest, MANIFEST)
         if summary is None:
-            missing = missing or f"child manifest {digest} is missing from {repository}"
+            missing = missing or _missing_entry(digest, repository)
             summary = self._fetch_manifest(repository, digest, missing)[1]
         _check_summary(summary)
         return summary
