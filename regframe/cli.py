@@ -478,7 +478,7 @@ def summary_text(inv, usage, stale, reclaim: int, args, coverage, dangling) -> s
 def _stopped_early(inv) -> str:
     """Why an incomplete crawl stopped and how much of what the tag lists named it read, so a CI log says
     what summary.json's ``complete: false`` says."""
-    rows = inv.errors[inv.errors["stage"].astype(object).isin(["budget", "interrupted"])]
+    rows = inv.errors[inv.errors["stage"].astype(object).isin(["budget", "rate-limited", "interrupted"])]
     why = str(rows["error"].iloc[0]) if len(rows) else "it stopped before reading everything"
     listed = int(inv.catalog["tag_count"].fillna(0).sum()) if "tag_count" in inv.catalog else 0
     read = len(inv.tags)

@@ -20,7 +20,7 @@ import pytest
 import regframe
 from regframe.cli import main
 from regframe.testing import build_image, layer, local_registry, make_fleet, push_image, seed
-from regframe.testing.faultproxy import Action, Delay, Drip, FaultProxy, Hang, PullQuota, RateLimit, Rule
+from regframe.testing.faultproxy import Action, Delay, Drip, FaultProxy, Hang, PullQuota, RateLimit, Rule, Status
 
 FLEET = make_fleet(
     repositories=4,
@@ -180,10 +180,10 @@ def test_a_read_out_of_request_timeout_is_not_sent_again(proxy):
 
 
 class Refuse(Action):
-    """429 with ``Retry-After``, as a rate-limited registry answers, to every request or to the ``first``
-    ones (the rest are forwarded); ``paths`` records every request, in order."""
+    """429 with ``Retry-After`` (None: without), as a rate-limited registry answers, to every request or to
+    the ``first`` ones (the rest are forwarded); ``paths`` records every request, in order."""
 
-    def __init__(self, retry_after: float, first: int | None = None):
+    def __init__(self, retry_after: float | None, first: int | None = None):
         self.retry_after, self.first = retry_after, first
         self.paths: list[str] = []
         self._lock = threading.Lock()
@@ -192,7 +192,9 @@ class Refuse(Action):
         with self._lock:
             self.paths.append(f"{ex.method} {ex.path}")
             refused = self.first is None or len(self.paths) <= self.first
-        if refused:
+        if refused and self.retry_after is None:
+            Status(429).apply(ex)
+        elif refused:
             RateLimit(self.retry_after).apply(ex)
         else:
             super().apply(ex)
@@ -238,13 +240,16 @@ def test_a_stop_ends_the_waits_before_retries_and_nothing_is_sent_after_it(fleet
 
 
 def test_a_spent_budget_ends_the_waits_before_retries(fleet_reg):
-    """The proxy refuses the first 8 manifest HEADs with 429 and Retry-After: 5 and forwards the rest:
-    budget=3 stops the crawl at its fourth GET while those 8 wait to be retried; they are not sent again,
-    and inventory() does not wait them out. workers=16 leaves threads for the other tags while 8 wait."""
-    refuse = Refuse(retry_after=5, first=8)
+    """The proxy refuses the first 8 manifest HEADs with 429 and forwards the rest: budget=3 stops the
+    crawl at its fourth GET while those 8 wait to be retried; they are not sent again, and inventory() does
+    not wait them out. The 429s carry no Retry-After, which would pause every request (see test_pacing),
+    and the client's backoff is raised to 5 s, so only the 8 wait; workers=16 leaves threads for the
+    other tags meanwhile."""
+    refuse = Refuse(retry_after=None, first=8)
     with FaultProxy(fleet_reg.url) as proxy:
         proxy.add_rule(Rule(path=r"/manifests/", method="HEAD", action=refuse))
         with connect(proxy.url) as reg:
+            reg.transport.backoff = 10.0
             started = time.monotonic()
             inv = reg.inventory(progress=False, budget=3, workers=16)
             elapsed = time.monotonic() - started

@@ -422,6 +422,41 @@ def test_the_crawl_converges_under_a_429_rate_threshold(wide_reg):
     assert bucket.refused < 0.25 * bucket.admitted, "few refusals: the crawl backed off"
 
 
+def test_a_low_rate_limit_is_kept_by_pacing_and_no_tag_fails(fleet_reg):
+    """The proxy admits 10 requests a second with a burst of 2 and answers the rest 429 with Retry-After: 1,
+    as a registry limiting each client's request rate does (RFC 6585; Quay and GitLab.com limit rates so).
+    On loopback even one request in flight goes far faster, so fewer in flight cannot keep the limit:
+    the crawl pauses every request for the Retry-After, then paces them. Every tag is read, and the
+    refusals stay a small share of the requests admitted."""
+    bucket = TokenBucket(10, burst=2)
+    with FaultProxy(fleet_reg.url) as proxy:
+        proxy.add_rule(Rule(action=bucket))
+        with connect(proxy.url) as reg:
+            inv = reg.inventory(progress=False)
+    assert inv.complete and inv.errors.empty, inv.errors
+    assert crawled(inv) == tag_digests(FLEET)
+    assert bucket.refused < 0.25 * bucket.admitted, (bucket.refused, bucket.admitted)
+
+
+def test_a_registry_refusing_everything_stops_the_crawl(fleet_reg):
+    """Every manifest request answered 429 with Retry-After: 1, as a registry whose pull quota is spent or
+    that has banned the client answers until the quota resets (Docker Hub answers so for hours). Retries
+    cannot help: after rounds of refusals with nothing served, calls stop retrying, and after 5 such calls
+    in a row the crawl stops with a row saying why, keeping the tag lists it read."""
+    with FaultProxy(fleet_reg.url) as proxy:
+        proxy.add_rule(Rule(path=r"/manifests/", action=RateLimit(1)))
+        with connect(proxy.url) as reg:
+            inv = reg.inventory(progress=False)
+            manifest_requests = reg.stats["requests"]["manifest"]
+    assert not inv.complete
+    stages = list(inv.errors["stage"].astype(str))
+    assert stages[-1] == "rate-limited" and stages.count("rate-limited") == 1
+    assert "refused 5 calls in a row (429)" in inv.errors["error"].iloc[-1]
+    assert set(stages[:-1]) == {"manifest"} and len(stages) - 1 < FLEET.tag_count
+    assert len(inv.catalog) == len(FLEET.tags)
+    assert manifest_requests < 2 * FLEET.tag_count, "most tags were never tried"
+
+
 def test_connections_never_exceed_the_requests_in_flight(fleet_reg):
     """Concurrent connections counted at the proxy (20 ms per request, a fresh proxy per crawl): a fixed
     workers=3 crawl never has more than 3 open; an adaptive one never more than its highest limit."""

@@ -51,6 +51,7 @@ from .connections import (
     StaleConnection,
     tls_context,
 )
+from .pacing import HOPELESS_ROUNDS, Pacer
 
 if TYPE_CHECKING:
     from .auth import Auth
@@ -64,6 +65,10 @@ READS = frozenset({"GET", "HEAD"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # Answers that say the registry is overloaded: adaptive concurrency halves on them.
 CONGESTION_STATUSES = frozenset({429, 503})
+HOPELESS = (
+    f"; not retried: the registry refused every request of the last {HOPELESS_ROUNDS} rounds, each sent after "
+    "the pause the one before asked for, and served nothing in between"
+)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_JSON_LIMIT = 64 * 1024 * 1024
 # Error bodies are read for their OCI code and message only, decoded, up to this many bytes.
@@ -532,6 +537,7 @@ class Transport:
         self.backoff = backoff
         self.max_retry_after = max_retry_after
         self.stats = RequestStats()
+        self.pacer = Pacer()
         self.rate_limit: RateLimit | None = None
         self._sleep = sleep
         # Called as hook(seconds, sleep) instead of sleeping before a retry: a crawl gives its slot back meanwhile.
@@ -676,9 +682,10 @@ class Transport:
         retry = method in IDEMPOTENT if retry is None else retry
         waits = waits if waits is not None else RetryWaits(self.max_retry_wait)
         attempt = 0
+        waited_until = float("-inf")
         while True:
             try:
-                response = self._send_authenticated(req, waits)
+                response = self._send_authenticated(req, waits, waited_until)
                 if response.status_code in REDIRECT_STATUSES and follow_redirects:
                     response = self._follow(response, req, waits)
             except E.RegistryError as exc:
@@ -712,20 +719,25 @@ class Transport:
                 self.stats.congested()
             if status < 300 or status in ok:
                 return response
-            if self._wait_to_retry(response, req, attempt, waits, retry):
+            retried = self._wait_to_retry(response, req, attempt, waits, retry)
+            if retried is not None:
                 attempt += 1
+                waited_until = retried
                 continue
             raise self._status_error(response)
 
     def _wait_to_retry(
         self, response: Response, req: Request, attempt: int, waits: RetryWaits, retry: bool, what: str | None = None
-    ) -> bool:
-        """Wait before sending ``req`` again after ``response`` (see ``request``); False when its status is not
-        retried or the retries are used up, and its error when the wait would be longer than allowed."""
+    ) -> float | None:
+        """Wait before sending ``req`` again after ``response`` (see ``request``) and return when the wait
+        ended (``time.monotonic``); None when its status is not retried or the retries are used up, and its
+        error when the wait would be longer than allowed."""
         status = response.status_code
         if not ((retry or status == 429) and status in RETRY_STATUSES and attempt < self.retries):
-            return False
+            return None
         delay = self._backoff(attempt + 1)
+        if status == 429 and self.pacer.hopeless:
+            raise self._status_error(response, HOPELESS, what)
         if status == 429:
             asked = parse_retry_after(response.headers.get("Retry-After"))
             if asked is not None and asked > self.max_retry_after:
@@ -736,8 +748,9 @@ class Transport:
         response.close()
         self.stats.retried(str(status))
         log.debug("retrying %s after HTTP %s in %.2f s", _describe(req.method, req.url), status, delay)
+        until = time.monotonic() + delay
         self._wait(delay)
-        return True
+        return until
 
     @staticmethod
     def _status_error(response: Response, note: str = "", what: str | None = None) -> E.RegistryError:
@@ -749,16 +762,18 @@ class Transport:
     def _backoff(self, attempt: int) -> float:
         return min(8.0, self.backoff * (2.0 ** (attempt - 1))) * (0.5 + random.random() / 2)
 
-    def _send_authenticated(self, req: Request, waits: RetryWaits) -> Response:
+    def _send_authenticated(self, req: Request, waits: RetryWaits, waited_until: float = float("-inf")) -> Response:
         """Drive the auth flow: it yields requests (the original, token requests) and receives responses.
 
         ``request`` retries only what the flow ends with, so the requests it makes besides ``req`` (to a
-        token endpoint) get the same retries here, within the same ``waits``."""
+        token endpoint) get the same retries here, within the same ``waits``. Requests to the registry go
+        at the ``Pacer``'s pace (a retry that waited until ``waited_until`` has waited out any pause that
+        ended by then)."""
         flow = self.auth.auth_flow(req)
         try:
             outgoing = next(flow)
             while True:
-                response = self._send(outgoing, self.pool) if outgoing is req else self._send_token(outgoing, waits)
+                response = self._send_paced(req, waited_until) if outgoing is req else self._send_token(outgoing, waits)
                 try:
                     outgoing = flow.send(response)
                 except StopIteration:
@@ -766,6 +781,18 @@ class Transport:
                 response.close()
         finally:
             flow.close()
+
+    def _send_paced(self, req: Request, waited_until: float) -> Response:
+        while (delay := self.pacer.turn(waited_until)) > 0:
+            self._wait(delay)
+        sent = time.monotonic()
+        response = self._send(req, self.pool)
+        if response.status_code == 429:
+            asked = parse_retry_after(response.headers.get("Retry-After"))
+            self.pacer.refused(sent, asked if asked is not None and asked <= self.max_retry_after else None)
+        else:
+            self.pacer.answered()
+        return response
 
     def _send_token(self, req: Request, waits: RetryWaits) -> Response:
         """A token request, retried on 429, 502, 503 and 504 as ``request`` retries the registry's. A token
@@ -784,7 +811,7 @@ class Transport:
                 continue
             if status not in RETRY_STATUSES:
                 return response
-            if self._wait_to_retry(response, req, attempt, waits, req.method in IDEMPOTENT, what):
+            if self._wait_to_retry(response, req, attempt, waits, req.method in IDEMPOTENT, what) is not None:
                 attempt += 1
                 continue
             raise self._status_error(response, what=what)

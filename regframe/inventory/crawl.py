@@ -39,6 +39,9 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 FAILED = "failed"
 # The crawl's one read of the catalog when repositories are named (no digest or repository looks like it).
 CATALOG_KEY = "\ncatalog"
+# Calls that failed with 429 one after another, with nothing served in between, after which the registry
+# is taken to refuse everything for now and the crawl stops.
+REFUSED_IN_A_ROW = 5
 
 
 class UnknownRepositoriesError(ValueError):
@@ -225,6 +228,9 @@ class Crawler:
         self._configs: dict[str, dict] = {}
         # (repository, digest) pairs the referrers API was asked about, so a cycle of referrers ends.
         self._asked: set[tuple[str, str]] = set()
+        # Calls refused in a row, and how many answers the registry had served when the row began.
+        self._refused = 0
+        self._served_before = -1
 
     def _limit_changed(self, new: int, old: int) -> None:
         """More slots get their threads; fewer close the idle connections beyond them."""
@@ -241,6 +247,32 @@ class Crawler:
         if self.strict:
             self._strict_error = exc
             self.pool.stop()
+        elif isinstance(exc, E.RateLimitedError):
+            self._rate_limited(exc)
+
+    def _rate_limited(self, exc: E.RateLimitedError) -> None:
+        """Stop, keeping what was read, once ``REFUSED_IN_A_ROW`` calls were refused with nothing served in
+        between: a quota spent or a ban does not lift within a crawl's retries, and going on would only take
+        each remaining tag through its retries and waits."""
+        served = self.client.transport.pacer.served
+        with self._lock:
+            if served != self._served_before:
+                self._served_before, self._refused = served, 0
+            self._refused += 1
+            if self._refused != REFUSED_IN_A_ROW:
+                return
+            self.result.complete = False
+            self.result.errors.append(
+                (
+                    "",
+                    None,
+                    "rate-limited",
+                    f"crawl stopped: the registry refused {REFUSED_IN_A_ROW} calls in a row (429) and served "
+                    f"nothing in between (the last: {exc}); the frames hold what was read; crawl again later, "
+                    "with the same cache= to read only the rest",
+                )
+            )
+        self.pool.stop()
 
     def _tag_done(self) -> None:
         if self._bar is not None:
