@@ -507,13 +507,52 @@ def test_gitlab_re2_spellings_python_lacks_are_translated_exactly(re2, matches, 
         (r"a(?i)b", "mid-pattern"),
         (r"(?#note)a", "comment"),
         (r"(?x)a", "flag 'x' is not RE2"),
-        (r"[[:word]]", "is never closed|unknown POSIX"),
+        (r"[[:wrod:]]", "unknown POSIX class"),
     ],
 )
 def test_gitlab_regexes_re2_and_python_disagree_on_are_refused(re2, message):
     with pytest.raises(PolicyError, match=message) as info:
         Policy.from_gitlab({"name_regex": ".*", "name_regex_keep": re2})
     assert (info.value.rule, info.value.key) == ("gitlab", "name_regex_keep")
+
+
+@pytest.mark.parametrize("re2, matches, misses", [(r"[[:a]+", ["a:a", "[a"], ["b"]), (r"[[:word]]", ["w]"], ["w"])])
+def test_gitlab_re2_class_with_an_unclosed_posix_name_holds_bracket_and_colon(re2, matches, misses):
+    """RE2 reads '[:' in a class as a POSIX name only when ':]' follows (ParseCCName: "If no closing :],
+    then ignore"); otherwise '[' and ':' are members, so '[[:a]+' is one or more of '[', ':', 'a'."""
+    frame = manifests([(("a", t, f"d{i}", 50)) for i, t in enumerate(matches + misses)])
+    result = Policy.from_gitlab({"keep_n": None, "older_than": None, "name_regex": re2}).evaluate(frame, now=NOW)
+    assert deleted(result) == {("a", t) for t in matches}
+
+
+@pytest.mark.parametrize(
+    "attributes, key, allowed",
+    [
+        ({"keep_n": 3}, "keep_n", "1, 5, 10, 25, 50, 100 or null"),
+        ({"keep_n": 0}, "keep_n", "1, 5, 10, 25, 50, 100 or null"),
+        ({"older_than": "2d"}, "older_than", "'7d', '14d', '30d', '90d' or null"),
+        ({"older_than": "60d"}, "older_than", "'7d', '14d', '30d', '90d' or null"),
+        ({"older_than": "1month"}, "older_than", "'7d', '14d', '30d', '90d' or null"),
+        ({"cadence": "2d"}, "cadence", "'1d', '7d', '14d', '1month', '3month'"),
+        ({"cadence": None}, "cadence", "'1d', '7d', '14d', '1month', '3month'"),
+    ],
+)
+def test_gitlab_values_gitlab_would_not_save_are_refused(attributes, key, allowed):
+    """The reference's attribute table allows keep_n 1, 5, 10, 25, 50, 100 or null, older_than 7d, 14d,
+    30d, 90d or null, cadence 1d, 7d, 14d, 1month, 3month: no GitLab policy runs with another value."""
+    with pytest.raises(PolicyError, match=f"GitLab allows only {allowed}") as info:
+        Policy.from_gitlab(attributes)
+    assert (info.value.rule, info.value.key) == ("gitlab", key)
+
+
+def test_gitlab_every_value_gitlab_saves_is_accepted():
+    """The same table, read the other way: each listed value loads."""
+    for keep_n in (1, 5, 10, 25, 50, 100, None):
+        Policy.from_gitlab({"keep_n": keep_n})
+    for older_than in ("7d", "14d", "30d", "90d", None):
+        Policy.from_gitlab({"older_than": older_than})
+    for cadence in ("1d", "7d", "14d", "1month", "3month"):
+        Policy.from_gitlab({"cadence": cadence})
 
 
 # --- ECR ---------------------------------------------------------------------------------------
@@ -1020,6 +1059,96 @@ def test_doublestar_globs(pattern, name, expected):
     assert Glob(pattern, rule=None, key="k").match(name) is expected
 
 
+@pytest.mark.parametrize(
+    "pattern, name, expected",
+    [
+        ("v*{,-slim}", "v1", False),
+        ("v*{,-slim}", "v1-slim", True),
+        ("v*{,-slim}", "v-slim", True),
+        ("*{,.0}", "1", False),
+        ("*{,.0}", "1.0", True),
+        ("a***", "a", False),
+        ("a***", "ab", True),
+        ("a**", "a", True),
+        ("*x", "x", True),
+    ],
+)
+def test_doublestar_star_before_more_pattern_leaves_it_a_character(pattern, name, expected):
+    """doublestar v1.3.4's matchComponent tries what follows a '*' only against a non-empty rest of the
+    segment; once the segment is used up, only '', '*', '**' or a leading {..} that can be empty may
+    remain (isZeroLengthPattern). So 'v*{,-slim}' needs '-slim' after 'v?', yet '*x' matches 'x'."""
+    assert Glob(pattern, rule=None, key="k").match(name) is expected
+
+
+@pytest.mark.parametrize(
+    "pattern, name, expected",
+    [
+        ("{team/api,team/web}", "team/api", True),
+        ("{team/api,team/web}", "team/web", True),
+        ("{team/api,team/web}", "team/cli", False),
+        ("{team/api,team/web}", "team", False),
+        ("team/{api,web/*}", "team/web/v2", True),
+        ("team/{api,web/*}", "team/web", False),
+        ("{a/**,b}", "a/x/y", True),
+        ("{a/**,b}", "b", True),
+        ("{**/api,web}", "x/api", True),
+        ("{**/api,web}", "api", False),
+        ("{**/api,web}", "x/y/api", False),
+        ("{a,a/b}", "a/b", True),
+        ("{a,a/b}", "a", False),
+    ],
+)
+def test_doublestar_alternatives_may_hold_slashes(pattern, name, expected):
+    """doublestar v1.3.4 matches each alternative followed by the rest of the pattern, '/' and all. A
+    '**' is a segment of its own only where a segment starts (after '/', or the pattern's start, which
+    '{' is not). On a name's last segment an alternative that stops at '/' makes the result a pattern to
+    go on with instead of a match, so '{a,a/b}' does not match 'a'."""
+    assert Glob(pattern, rule=None, key="k").match(name) is expected
+
+
+@pytest.mark.parametrize(
+    "pattern, message", [("x*{a/b,c}", "'\\*' before '{...}'"), ("{a/*,b}*/c", "'\\*\\*' path segment")]
+)
+def test_doublestar_spellings_a_regex_cannot_follow_are_refused(pattern, message):
+    """After a '*', doublestar keeps only the first split of the segment that matches, which decides the
+    next segments when the alternatives after it hold '/'; and '*' + '*' across a brace is a '**'
+    segment for one alternative only. Neither has a regular expression; both are refused by name."""
+    with pytest.raises(PolicyError, match=message) as info:
+        Glob(pattern, rule="r", key="repositories")
+    assert (info.value.rule, info.value.key) == ("r", "repositories")
+
+
+def test_harbor_ui_comma_list_of_repositories_with_slashes_selects_them():
+    """The Harbor UI saves the repository list 'team/api,team/web' as '{team/api,team/web}'; Harbor
+    matches it against names without the project prefix, and doublestar keeps '/' inside alternatives.
+    latestPushedK 1 keeps the newest artifact of each selected repository; team/cli is not selected."""
+    rule = harbor_rule(
+        params={"latestPushedK": 1},
+        scope_selectors={"repository": [harbor_selector("repoMatches", "{team/api,team/web}")]},
+        tag_selectors=[harbor_selector("matches", "**", untagged=True)],
+    )
+    frame = manifests(
+        [
+            (f"proj/team/{repo}", tag, f"{repo}{tag}", days)
+            for repo in ("api", "web", "cli")
+            for tag, days in (("1", 10), ("2", 20))
+        ]
+    )
+    result = Policy.from_harbor({"rules": [rule]}, project="proj").evaluate(frame, now=NOW)
+    assert deleted(result) == {("proj/team/api", "2"), ("proj/team/web", "2")}
+    native = Policy.from_dict({"rules": [{"name": "r", "repositories": "proj/{team/api,team/web}", "keep_last": 1}]})
+    assert deleted(native.evaluate(frame, now=NOW)) == {("proj/team/api", "2"), ("proj/team/web", "2")}
+
+
+def test_harbor_star_before_an_optional_suffix_retains_what_doublestar_matches():
+    """'always' retains what 'v*{,-slim}' matches; doublestar v1.3.4 matches v1-slim but not v1 (the
+    '*' leaves '{,-slim}' at least one character), so v1's artifact is deleted."""
+    rule = harbor_rule(template="always", params={}, tag_selectors=[harbor_selector("matches", "v*{,-slim}")])
+    frame = manifests([("proj/app", "v1", "d1", 5), ("proj/app", "v1-slim", "d2", 5)])
+    result = Policy.from_harbor({"rules": [rule]}, project="proj").evaluate(frame, now=NOW)
+    assert deleted(result) == {("proj/app", "v1")}
+
+
 # --- bad policies ------------------------------------------------------------------------------
 
 
@@ -1066,8 +1195,8 @@ ANY = {"tagStatus": "any", "tagPrefixList": ()}
         (Policy.from_dict, {"rule": [{"name": "a"}]}, None, "rule", "did you mean 'rules'"),
         # GitLab
         (Policy.from_gitlab, {"keep_n": -5}, "gitlab", "keep_n", "must not be negative"),
-        (Policy.from_gitlab, {"older_than": "fortnight"}, "gitlab", "older_than", "invalid duration"),
-        (Policy.from_gitlab, {"older_than": "1month"}, "gitlab", "older_than", "months are not supported"),
+        (Policy.from_gitlab, {"older_than": "fortnight"}, "gitlab", "older_than", "GitLab allows only '7d'"),
+        (Policy.from_gitlab, {"keep_n": 2.5}, "gitlab", "keep_n", "whole number"),
         (Policy.from_gitlab, {"name_regex": "(x"}, "gitlab", "name_regex", "not a valid regular expression"),
         (Policy.from_gitlab, {"name_regex_delete": "x(?=y)"}, "gitlab", "name_regex_delete", "lookahead"),
         (Policy.from_gitlab, {"keep_latest": False}, "gitlab", "keep_latest", "unknown key"),

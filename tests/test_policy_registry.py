@@ -136,16 +136,16 @@ GITLAB = {
     "container_expiration_policy_attributes": {
         "cadence": "1d",
         "enabled": True,
-        "keep_n": 2,
+        "keep_n": 1,
         "older_than": "30d",
         "name_regex": ".*",
         "name_regex_keep": r"v?\d+\.\d+\.\d+",
     }
 }
 # Per repository, leaving out latest and full matches of the keep regex, newest first (undated as now):
-# A: legacy, nightly | 2.0.0-beta 20 d, 2.0.0-alpha.1 25 d (young) | 2.0.0-alpha 33 d, ci-abc, 1.3.0_build.5,
-# 1.2.0-rc.1 deleted. B: feature-x, multi | 2.0.0-rc.1 60 d, stable (saved: 1.0.0 on its digest is kept),
-# old-build deleted. C: main, edge kept by keep_n.
+# A: legacy (keep_n) | nightly 2 d, 2.0.0-beta 20 d, 2.0.0-alpha.1 25 d (young) | 2.0.0-alpha 33 d, ci-abc,
+# 1.3.0_build.5, 1.2.0-rc.1 deleted. B: feature-x (keep_n) | multi 40 d, 2.0.0-rc.1 60 d, stable (saved: 1.0.0
+# on its digest is kept), old-build deleted. C: main (keep_n), edge (saved: 0.2.0 on its digest is kept).
 GITLAB_DELETED = {
     (A, "2.0.0-alpha"),
     (A, "ci-abc"),
@@ -153,6 +153,7 @@ GITLAB_DELETED = {
     (A, "1.2.0-rc.1"),
     (B, "2.0.0-rc.1"),
     (B, "old-build"),
+    (B, "multi"),
 }
 
 ECR = {

@@ -33,6 +33,10 @@ ATTRIBUTES = (
 )
 # Database defaults of a new policy row, used for attributes the input leaves out.
 DEFAULTS = {"keep_n": 10, "older_than": "90d", "name_regex": ".*"}
+# The only values GitLab saves (its model validates them; null is allowed for keep_n and older_than).
+KEEP_N = (1, 5, 10, 25, 50, 100)
+OLDER_THAN = ("7d", "14d", "30d", "90d")
+CADENCE = ("1d", "7d", "14d", "1month", "3month")
 NOTES = (
     (
         "GitLab deletes tags one by one and would delete a tag whose digest a kept tag shares; regframe keeps it "
@@ -50,6 +54,8 @@ def from_gitlab(attributes: Mapping[str, Any], repositories: str | list[str] = "
     An attribute left out takes GitLab's default for a new policy (``keep_n`` 10, ``older_than`` 90d,
     ``name_regex`` ``.*``); one given as null disables its step, as in GitLab. ``enabled`` and
     ``cadence`` do not change which tags go, so a disabled policy can be tried before it is switched on.
+    ``keep_n``, ``older_than`` and ``cadence`` must be values GitLab saves (``keep_n`` 3 or ``older_than``
+    2d are not), since GitLab never runs a policy with any other.
     ``repositories`` (doublestar globs) limits the rule to a project's repositories.
     """
     data = check_mapping(attributes, rule=RULE_NAME, key=None, what="GitLab policy attributes")
@@ -85,17 +91,13 @@ def from_gitlab(attributes: Mapping[str, Any], repositories: str | list[str] = "
     older_than = values.get("older_than")
     if isinstance(keep_n, str) and keep_n.strip().isdigit():
         keep_n = int(keep_n)
+    if keep_n is not None:
+        check_count(keep_n, rule=RULE_NAME, key="keep_n")
+        _check_allowed(keep_n, KEEP_N, "keep_n", "or null")
     if older_than is not None:
-        if not isinstance(older_than, str):
-            raise PolicyError(
-                f"must be a duration such as '7d' or '90d', got {older_than!r}", rule=RULE_NAME, key="older_than"
-            )
-        if older_than.strip().lower().endswith(("month", "months")):
-            raise PolicyError(
-                f"{older_than!r}: months are not supported (their length varies); write days, e.g. '30d'",
-                rule=RULE_NAME,
-                key="older_than",
-            )
+        _check_allowed(older_than, OLDER_THAN, "older_than", "or null")
+    if "cadence" in values:
+        _check_allowed(values["cadence"], CADENCE, "cadence")
     return (
         Rule(
             name=RULE_NAME,
@@ -113,3 +115,10 @@ def from_gitlab(attributes: Mapping[str, Any], repositories: str | list[str] = "
             description="GitLab container registry cleanup policy",
         ),
     )
+
+
+def _check_allowed(value: object, allowed: tuple[object, ...], key: str, null: str = "") -> None:
+    """GitLab refuses to save any other value, so there is no GitLab behaviour to preview for it."""
+    if value not in allowed:
+        listed = ", ".join(map(repr, allowed)) + (f" {null}" if null else "")
+        raise PolicyError(f"GitLab allows only {listed}; got {value!r}", rule=RULE_NAME, key=key)

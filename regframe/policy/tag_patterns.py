@@ -191,9 +191,9 @@ def _char_class(pattern: str, i: int) -> tuple[str, int]:
             out.append("]")
             return "".join(out), j + 1
         first = False
-        if char == "[" and pattern.startswith("[:", j):
+        if char == "[" and pattern.startswith("[:", j) and pattern.find(":]", j + 2) > 0:
             end = pattern.find(":]", j + 2)
-            name = pattern[j + 2 : end] if end > 0 else ""
+            name = pattern[j + 2 : end]
             negated = name.startswith("^")
             base = name[1:] if negated else name
             if base not in _POSIX:
