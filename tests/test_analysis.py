@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from regframe.analysis import (
     cleanup_plan,
+    dangling_entries,
     format_duration,
     parse_duration,
     reclaimable_by_repository,
@@ -719,3 +720,34 @@ def test_an_orphan_is_known_only_where_the_crawl_read_every_tag(errors, known_ab
         )
     assert got[("web", SBOM_TAG)] == (False, f"kept: subject {SUBJECT} is kept (tag '3.3.2')")
     assert supply_chain(manifests, referrers, tags=tags, errors=found).attrs["orphaned"] == int(known_absent)
+
+
+def test_output_dtypes_are_the_same_for_an_empty_crawl():
+    """An empty registry (or one emptied of its tags) gives the dtypes a crawl with data gives, so results of
+    several crawls concatenate and type-check alike: text columns are pandas' text dtype, lists are objects."""
+    manifests, tags, _ = partial_crawl()
+    child = "sha256:" + "f" * 64
+    errors = crawl_errors(
+        [("web", "3.3.2", "child manifest", f"NotFoundError: child manifest {child} is missing from web")]
+    )
+    layers = FLEET.assign(kind="image")
+
+    def results(manifests, tags, errors, layers):
+        stale = stale_tags(manifests, older_than="30d", now=NOW, tags=tags, errors=errors)
+        return {
+            "shared_layers": shared_layers(layers),
+            "stale_tags": stale,
+            "cleanup_plan": cleanup_plan(stale),
+            "dangling_entries": dangling_entries(tags, errors),
+            "storage_usage by repository and kind": storage_usage(layers, by=["repository", "kind"]),
+        }
+
+    full = results(manifests, tags, errors, layers)
+    empty = results(manifests.iloc[:0], tags.iloc[:0], errors.iloc[:0], layers.iloc[:0])
+    assert all(len(frame) for frame in full.values()) and not any(len(frame) for frame in empty.values())
+    for name, frame in full.items():
+        assert {c: str(t) for c, t in empty[name].dtypes.items()} == {c: str(t) for c, t in frame.dtypes.items()}, name
+    text = pd.Series(["text"]).dtype
+    assert empty["stale_tags"]["reason"].dtype == text and empty["stale_tags"]["subject"].dtype == text
+    assert empty["dangling_entries"]["index_digest"].dtype == text
+    assert empty["shared_layers"]["repository_list"].dtype == object

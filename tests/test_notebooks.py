@@ -8,6 +8,7 @@ page token kept off every command line.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -25,7 +26,8 @@ from nbclient import NotebookClient
 import regframe
 from regframe import dashboard
 from regframe.demo import NOTEBOOK_FLEET, SUPPLY_CHAIN_FLEET
-from regframe.testing import local_registry, make_fleet, seed, seeded_registry
+from regframe.testing import build_image, layer, local_registry, make_fleet, push_image, seed, seeded_registry
+from regframe.testing.oci_artifacts import helm_chart, push_artifact
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -128,6 +130,28 @@ def test_stored_without_outputs(path):
     assert notebook.metadata.kernelspec.name == "python3"
 
 
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_orphans_are_judged_with_what_the_crawl_saw(path):
+    """Every analysis of an inventory's manifests that judges orphans gets ``tags=inv.tags,
+    errors=inv.errors``: without them, after a partial crawl, a kept image's SBOM would be planned for
+    deletion as an orphan. The crawls these notebooks make in tests are whole, so this reads the calls."""
+    notebook = nbformat.read(path, as_version=4)
+    calls = [
+        node
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for node in ast.walk(ast.parse(cell.source))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", None)) in ("stale_tags", "supply_chain")
+        and node.args
+        and ast.unparse(node.args[0]) == "inv.manifests"
+    ]
+    assert calls or path.name not in ("03-stale-tags.ipynb", "04-supply-chain.ipynb")
+    for call in calls:
+        given = {keyword.arg: ast.unparse(keyword.value) for keyword in call.keywords}
+        assert (given.get("tags"), given.get("errors")) == ("inv.tags", "inv.errors"), ast.unparse(call)
+
+
 def test_notebook_registry_starts_once_per_kernel_and_stops_with_it(kernel_env):
     """The notebooks' setup call without ``REGFRAME_URL``: one seeded local registry per process."""
     script = (
@@ -157,6 +181,24 @@ def test_quickstart_against_regframe_url(kernel_env, registry_url, fleet, tmp_pa
     tag = "latest" if "latest" in fleet.tags[first] else next(iter(fleet.tags[first]))
     assert fleet.tags[first][tag].digest in shown
     assert WIDGET_MIME in mimes(notebook), "explore() rendered as a widget"
+
+
+def test_quickstart_looks_at_the_first_repository_holding_an_image(kernel_env, tmp_path):
+    """A real registry's first repositories may hold no image: one emptied of its tags stays in the catalog,
+    and a Helm chart has no image config. The quickstart passes over them to the first tagged image."""
+    image = build_image([layer("quickstart", 700)])
+    chart_tag, chart = helm_chart("web", "1.0.0")
+    with local_registry() as reg:
+        with regframe.connect(reg.url, docker_config=False) as client:
+            push_image(client, "aaa/emptied", "gone", image)
+            client.delete_manifest("aaa/emptied", image.digest)
+            push_artifact(client, "bbb/charts", chart_tag, chart)
+            push_image(client, "ccc/app", "v1", image)
+        kernel_env.setenv("REGFRAME_URL", reg.url)
+        shown = text(run(ROOT / "notebooks" / "01-quickstart.ipynb", tmp_path))
+    assert "['aaa/emptied', 'bbb/charts', 'ccc/app']" in shown
+    assert "('ccc/app', ['v1'])" in shown
+    assert image.digest in shown and "'linux/amd64'" in shown
 
 
 def test_storage_audit_starts_its_own_registry(kernel_env, tmp_path):

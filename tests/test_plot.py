@@ -13,7 +13,7 @@ import re
 import statistics
 import subprocess
 import sys
-from io import BytesIO
+from io import BytesIO, StringIO
 from pathlib import Path
 
 import matplotlib
@@ -40,6 +40,7 @@ from regframe.plot import (
     stale_tags,
     storage,
 )
+from regframe.plot import supply_chain as plot_supply_chain
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "plots"
 BYTE_LABEL = re.compile(r"^\d+(\.\d)? (B|KB|MB|GB|TB)$")
@@ -712,9 +713,9 @@ def test_reclaim_fixture_agrees_with_the_analysis():
 
 
 def test_growth_reads_snapshot_times_in_every_iso_form():
-    """``attrs["total_bytes"]`` keys are parsed one by one: a whole second without a fraction, a fraction, a
-    ``Z``, another offset, a Timestamp; a snapshot named only there is drawn at 0, and the title takes the
-    first and last totals in time order, not in text order."""
+    """``attrs["total_bytes"]`` keys are parsed one by one: a whole second without a fraction, a fraction with a
+    ``Z``, another offset, a Timestamp; a snapshot named only there with a total of 0 (one with no tagged
+    repository) is drawn at 0, and the title takes the first and last totals in time order, not in text order."""
     times = [pd.Timestamp(t, tz="UTC") for t in ("2026-03-01 12:00", "2026-03-02 12:00:00.25", "2026-03-03 12:00")]
     frame = pd.DataFrame(
         {"snapshot": times, "repository": ["app"] * 3, "stored_bytes": [100, 150, 170]},
@@ -722,20 +723,117 @@ def test_growth_reads_snapshot_times_in_every_iso_form():
     frame.attrs["total_bytes"] = {
         "2026-03-03T13:00:00+01:00": 170,
         "2026-03-01T12:00:00+00:00": 100,
-        "2026-03-02T12:00:00.250000+00:00": 150,
-        pd.Timestamp("2026-03-04 12:00", tz="UTC"): 0,
-        "2026-02-28T12:00:00Z": 40,
+        "2026-03-02T12:00:00.250000Z": 150,
+        pd.Timestamp("2026-02-28 12:00", tz="UTC"): 0,
     }
     ax = growth(frame)
     (line,) = ax.get_lines()
-    expected = [
-        pd.Timestamp("2026-02-28 12:00"),
-        *(t.tz_localize(None) for t in times),
-        pd.Timestamp("2026-03-04 12:00"),
-    ]
+    expected = [pd.Timestamp("2026-02-28 12:00"), *(t.tz_localize(None) for t in times)]
     assert list(line.get_xdata()) == [t.to_datetime64() for t in expected]
-    assert list(line.get_ydata()) == [0, 100, 150, 170, 0]
-    assert ax.get_title(loc="left") == "Registry 0 B stored, -40 B over 5 snapshots"
+    assert list(line.get_ydata()) == [0, 100, 150, 170]
+    assert ax.get_title(loc="left") == "Registry 170 B stored, +170 B over 4 snapshots"
     frame.attrs["total_bytes"] = {"yesterday-ish": 1}
     with pytest.raises(ValueError, match="yesterday-ish"):
         growth(frame)
+
+
+def four_snapshots() -> pd.DataFrame:
+    """Two repositories over four months; the registry totals count a shared base layer once, so each lies
+    between the larger repository and the sum of both."""
+    months = [pd.Timestamp(f"2026-0{m}-01", tz="UTC") for m in (1, 2, 3, 4)]
+    big, small = [100, 150, 170, 200], [40, 40, 60, 30]
+    frame = pd.DataFrame(
+        {
+            "snapshot": months * 2,
+            "repository": ["big"] * 4 + ["small"] * 4,
+            "stored_bytes": big + small,
+        }
+    )
+    frame.attrs["total_bytes"] = {
+        month.isoformat(): total for month, total in zip(months, [120, 170, 200, 210], strict=True)
+    }
+    return frame
+
+
+def test_growth_draws_only_the_snapshots_left_in_a_filtered_frame():
+    """pandas keeps ``attrs`` through filtering: the totals of snapshots filtered out are neither drawn (as 0)
+    nor counted in the title."""
+    frame = four_snapshots()
+    recent = frame[frame["snapshot"] >= pd.Timestamp("2026-03-01", tz="UTC")]
+    assert recent.attrs == frame.attrs
+    ax = growth(recent)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    kept = [np.datetime64("2026-03-01T00:00"), np.datetime64("2026-04-01T00:00")]
+    for name, stored in (("big", [170, 200]), ("small", [60, 30])):
+        assert list(lines[name].get_xdata()) == kept
+        assert list(lines[name].get_ydata()) == stored
+    assert ax.get_title(loc="left") == "Registry 210 B stored, +10 B over 2 snapshots"
+
+    early = frame[frame["snapshot"] <= pd.Timestamp("2026-02-01", tz="UTC")]
+    assert growth(early).get_title(loc="left") == "Registry 170 B stored, +50 B over 2 snapshots"
+
+
+def test_growth_titles_some_repositories_without_the_registry_totals():
+    """A frame cut down to some repositories holds less than its registry's totals: those do not title it."""
+    frame = four_snapshots()
+    ax = growth(frame[frame["repository"] == "small"])
+    assert ax.get_title(loc="left") == "Stored bytes per repository over 4 snapshots"
+    assert growth(frame).get_title(loc="left") == "Registry 210 B stored, +90 B over 4 snapshots"
+
+
+def test_growth_refusing_its_attrs_leaves_no_figure_open():
+    frame = four_snapshots()
+    frame.attrs["total_bytes"] = {"yesterday-ish": 1}
+    before = plt.get_fignums()
+    for _ in range(3):
+        with pytest.raises(ValueError, match="yesterday-ish"):
+            growth(frame)
+    assert plt.get_fignums() == before
+
+
+# --------------------------------------------------------------------------- titles of filtered frames
+
+
+def coverage_of_two_teams() -> pd.DataFrame:
+    rows = [
+        ("team-a/api", 4, 3, 2, 1, 1, 500),
+        ("team-a/web", 2, 0, 1, 0, 0, 0),
+        ("team-b/db", 5, 5, 5, 5, 2, 1500),
+    ]
+    columns = ["repository", "images", "signed", "with_sbom", "with_attestation", "orphaned", "orphaned_bytes"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.attrs.update(images=11, signed=8, with_sbom=8, with_attestation=6, orphaned=3, orphaned_bytes=2000)
+    return frame
+
+
+def test_supply_chain_titles_the_rows_it_is_given():
+    """``attrs`` carry the whole registry's totals and survive filtering: a team's rows get the team's title,
+    and ``attrs`` only fill in a column the frame lacks while they agree with the rest of it."""
+    coverage = coverage_of_two_teams()
+    team = coverage[coverage["repository"].str.startswith("team-a/")]
+    assert team.attrs == coverage.attrs
+    title = plot_supply_chain(team).get_title(loc="left")
+    assert title == "Signed: 3 of 6 images (50%); SBOM: 3; 1 orphaned accessories (500 B)"
+    assert plot_supply_chain(coverage).get_title(loc="left") == (
+        "Signed: 8 of 11 images (73%); SBOM: 8; 3 orphaned accessories (2.0 KB)"
+    )
+    counts_only = coverage.drop(columns=["orphaned", "orphaned_bytes"])
+    assert "3 orphaned accessories (2.0 KB)" in plot_supply_chain(counts_only).get_title(loc="left")
+    team_counts = counts_only[counts_only["repository"].str.startswith("team-a/")]
+    assert plot_supply_chain(team_counts).get_title(loc="left") == "Signed: 3 of 6 images (50%); SBOM: 3"
+
+
+def test_stale_tags_draws_a_frame_read_back_from_csv():
+    """A CSV gives ``stale`` back as the strings "True"/"False", which the analysis reads strictly; the chart
+    reads them the same way, and refuses what is neither."""
+    stale, layers = reclaim_fixture()
+    back = pd.read_csv(StringIO(stale.to_csv(index=False)), dtype=str)
+    ax = stale_tags(back, layers=layers)
+    assert "2 of 4 tags stale, 3.5 MB reclaimable" in ax.get_title(loc="left")
+    assert len(collection(ax, "stale").get_offsets()) == 2
+    import regframe.accessor  # noqa: F401  registers df.registry
+
+    assert "2 of 4 tags stale" in back.registry.plot_stale_tags().get_title(loc="left")
+    back.loc[0, "stale"] = "yes"
+    with pytest.raises(ValueError, match="'stale'"):
+        stale_tags(back)

@@ -4,6 +4,7 @@ seeded real registry. Expected tables and numbers are worked out here from the f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socket
@@ -93,7 +94,8 @@ def tag_table(records):
 def expected_stale(records, days, keep_last=0, keep=None, match=None):
     """The stale (repository, tag) pairs under the documented rules: kept are tags matching ``keep``, not
     matching ``match``, among the ``keep_last`` newest dated ones, undated or not old enough, and every tag
-    on the digest of a kept tag."""
+    on the digest of a kept tag. ``days`` is a number of days or a Timedelta."""
+    threshold = days if isinstance(days, pd.Timedelta) else pd.Timedelta(days=days)
     table = tag_table(records)
     kept = set()
     by_repo = defaultdict(list)
@@ -105,7 +107,7 @@ def expected_stale(records, days, keep_last=0, keep=None, match=None):
     for key, entry in table.items():
         if (keep and re.search(keep, key[1])) or (match and not re.search(match, key[1])):
             kept.add(key)
-        if entry["created"] is None or NOW - entry["created"] <= pd.Timedelta(days=days):
+        if entry["created"] is None or NOW - entry["created"] <= threshold:
             kept.add(key)
     kept_digests = {(repo, table[(repo, tag)]["digest"]) for repo, tag in kept}
     return {key for key in table if key not in kept and (key[0], table[key]["digest"]) not in kept_digests}
@@ -155,6 +157,26 @@ def test_stale_widget_follows_the_age_slider(inv, records):
     assert len({count for count, _, _ in seen}) == 3, "the fleet must have tags in each age band"
     assert len({chart for _, _, chart in seen}) == 3
     assert plt.get_fignums() == open_figures, "charts are closed once rendered, never shown twice"
+
+
+def test_stale_widget_plans_with_older_than_exactly_until_the_slider_moves(inv, records):
+    """The slider counts whole days; a threshold given in hours plans as ``analysis.stale_tags`` would, and
+    the slider's days take over once it is moved."""
+    ages = sorted(NOW - entry["created"] for entry in tag_table(records).values() if entry["created"] is not None)
+    age = next(age for age in ages if age - pd.Timedelta(days=age.days) > pd.Timedelta(hours=2))
+    exact = pd.Timedelta(days=age.days, hours=1)
+    assert expected_stale(records, exact) != expected_stale(records, age.days + 1)
+
+    widget = stale_tags(inv, now=NOW, older_than=f"{age.days}d1h")
+    assert widget.older_than.value == age.days + 1
+    assert pairs(widget.plan) == expected_stale(records, exact)
+    assert f"older than {age.days} days 1 hour" in widget.summary.value
+    assert widget.stale.attrs["older_than"] == exact
+
+    widget.older_than.value = age.days + 2
+    widget.older_than.value = age.days + 1
+    assert pairs(widget.plan) == expected_stale(records, age.days + 1)
+    assert f"older than {age.days + 1} days" in widget.summary.value
 
 
 def test_keep_controls(inv, records):
@@ -400,6 +422,38 @@ def test_explore_tag_details_from_the_registry(inv, client, fleet, records):
     assert list(explorer.history_frame["created_by"]) == [
         step["created_by"] for step in json.loads(image.config.data)["history"]
     ]
+
+
+ODD_CONFIGS = {
+    "a JSON array": (b"[]", []),
+    "a history of numbers": (b'{"architecture":"amd64","os":"linux","history":[1,2]}', []),
+    "a history of text": (b'{"architecture":"amd64","os":"linux","history":"built by hand"}', []),
+    "a step among numbers": (b'{"history":[1,{"created_by":"RUN make"}]}', ["RUN make"]),
+}
+
+
+@pytest.mark.parametrize("shape", list(ODD_CONFIGS))
+def test_explore_shows_the_history_of_a_config_of_an_unexpected_shape(inv, client, fleet, shape):
+    """A config is whatever JSON was pushed: the History tab shows the steps it can read, or says there are
+    none, and the other tabs still fill. The config is a real blob of the registry, which the inventory names
+    as the config of a single-platform tag."""
+    data, steps = ODD_CONFIGS[shape]
+    repo = fleet.repositories[0]
+    tag = next(tag for tag, item in fleet.tags[repo].items() if not item.children)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    client.upload_blob(repo, data, digest)
+    manifests = inv.manifests.astype({"config_digest": object})
+    manifests.loc[(manifests["repository"] == repo) & (manifests["tag"] == tag), "config_digest"] = digest
+    odd = regframe.Inventory(inv.catalog, inv.tags, manifests, inv.layers, inv.errors, url=inv.url)
+
+    explorer = explore(odd, registry=client)
+    explorer.repositories.value = repo
+    explorer.tags.value = tag
+    manifest_tab, _, _, history_tab, _ = explorer.details.children
+    assert list(explorer.history_frame.get("created_by", [])) == steps
+    if not steps:
+        assert "no history recorded" in history_tab.value
+    assert fleet.tags[repo][tag].digest in manifest_tab.value
 
 
 def test_explore_inventory_alone_says_what_needs_a_registry(inv, fleet):

@@ -10,6 +10,7 @@ million-row layers frame well under a second.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -178,3 +179,14 @@ def each_name(test: Callable[[str], bool], idx: np.ndarray, values: pd.Index, ra
     hit[used] = [test(name) for name in values.take(used).astype(str)]
     found: np.ndarray = hit[idx]
     return found
+
+
+def text_dtype() -> Any:
+    """The dtype pandas gives a column of text (``str`` from pandas 3, object before). Output columns set it
+    explicitly: left to inference, a column with no rows would be object instead."""
+    return pd.Series(["text"]).dtype
+
+
+def text_array(values: Any) -> Any:
+    """``values`` (missing ones as NaN) as an array of :func:`text_dtype`, whatever their number."""
+    return pd.array(np.asarray(values, dtype=object), dtype=text_dtype())

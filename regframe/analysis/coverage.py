@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from ._frames import require_columns
+from ._frames import require_columns, text_array
 from .accessories import check_crawl_frames, missing_child, orphaned
 
 SUPPLY_CHAIN_COLUMNS = (
@@ -126,6 +126,8 @@ def dangling_entries(tags: pd.DataFrame, errors: pd.DataFrame) -> pd.DataFrame:
     )
     frame = frame[list(DANGLING_COLUMNS)].drop_duplicates(ignore_index=True)
     frame = frame.sort_values(["repository", "tag", "digest"], kind="stable", ignore_index=True)
+    for column in DANGLING_COLUMNS:
+        frame[column] = text_array(frame[column])
     frame.attrs.update(fallback=int((frame["index"] == "fallback").sum()), image=int((frame["index"] == "image").sum()))
     return frame
 

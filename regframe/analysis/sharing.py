@@ -65,7 +65,9 @@ def shared_layers(layers: pd.DataFrame) -> pd.DataFrame:
             "repositories": repositories[present],
             "images": images[present],
             "tags": tags[present],
-            "repository_list": _name_lists(pair_digest, pair_repo, repo_values, present, n_digest),
+            "repository_list": pd.Series(
+                _name_lists(pair_digest, pair_repo, repo_values, present, n_digest), dtype=object
+            ),
         }
     )
 

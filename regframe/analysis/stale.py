@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,7 @@ from ._frames import (
     recode,
     require_columns,
     restore,
+    text_array,
 )
 from .accessories import (
     Accessories,
@@ -287,19 +289,28 @@ def tag_frame(
     """The ``stale_tags`` frame of ``rows`` with these decisions; the value columns keep the input's dtypes."""
     result = pd.DataFrame(
         {
-            "repository": restore(rows.repo, rows.repo_values, manifests["repository"]),
-            "tag": restore(rows.tag, rows.tag_values, manifests["tag"]),
-            "digest": restore(rows.digest, rows.digest_values, manifests["digest"]),
+            "repository": _names(rows.repo, rows.repo_values, manifests["repository"]),
+            "tag": _names(rows.tag, rows.tag_values, manifests["tag"]),
+            "digest": _names(rows.digest, rows.digest_values, manifests["digest"]),
             "created": rows.created,
             "age": pd.TimedeltaIndex(age),
             "size": rows.size,
             "stale": stale,
-            "reason": reason,
+            "reason": text_array(reason),
         }
     )
     if "subject" in manifests.columns:
-        result["subject"] = rows.found.subject
+        result["subject"] = text_array(rows.found.subject)
     return result
+
+
+def _names(idx: np.ndarray, values: pd.Index, like: pd.Series) -> Any:
+    """``restore``, with plain names given the text dtype rather than left to inference, which makes a column
+    without rows object."""
+    column = restore(idx, values, like)
+    if isinstance(column, pd.Categorical) or pd.api.types.infer_dtype(column, skipna=True) not in ("string", "empty"):
+        return column
+    return text_array(column)
 
 
 def _per_tag(manifests: pd.DataFrame) -> TagRows:

@@ -17,6 +17,7 @@ from ._frames import (
     require_columns,
     sizes,
     sum_by,
+    text_dtype,
 )
 
 USAGE_COLUMNS = ("repository", "images", "tags", "logical_bytes", "stored_bytes", "exclusive_bytes", "shared_bytes")
@@ -142,4 +143,5 @@ def _group_codes(layers: pd.DataFrame, keys: tuple[str, ...]) -> tuple[np.ndarra
 def _labels(values: pd.Index, present: np.ndarray, position: int, width: int) -> pd.Index:
     if width == 1:
         return labels(values, present)
-    return pd.Index([str(item[position]) for item in values.take(present)])
+    found: pd.Index = pd.Index([str(item[position]) for item in values.take(present)], dtype=text_dtype())
+    return found

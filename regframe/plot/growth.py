@@ -34,20 +34,28 @@ def growth(history: pd.DataFrame, *, top: int = 10, ax: Axes | None = None, **kw
     ``history`` is :func:`regframe.history.load` output (one row per snapshot and repository); a
     repository missing from a snapshot counts 0 there. Each line is labelled with the repository's
     name. Stored bytes count a layer once per repository, so the lines add up to more than the
-    registry holds when layers are shared; ``attrs["total_bytes"]`` (the registry-wide figure), when
-    present, titles the chart. Extra keyword arguments go to every :meth:`Axes.plot` call, e.g.
-    ``linewidth``, ``marker``, ``alpha``.
+    registry holds when layers are shared; ``attrs["total_bytes"]`` (the registry-wide figure per
+    snapshot) titles the chart when it agrees with the frame's rows: pandas keeps ``attrs`` through
+    filtering, so only the totals of the snapshots the frame holds count, and a frame left with some
+    repositories only (their bytes do not reach a registry total) gets a title of its own. A snapshot
+    ``attrs`` names with a total of 0 and no rows (one with no tagged repository) is drawn at 0; one
+    with bytes and no rows was filtered out and is not drawn. Extra keyword arguments go to every
+    :meth:`Axes.plot` call, e.g. ``linewidth``, ``marker``, ``alpha``.
 
-    A frame without rows draws an empty chart saying there are no snapshots. Raises ValueError when a
-    column is missing (naming it) and for ``top`` other than a positive int.
+    A frame without rows draws an empty chart saying there are no snapshots. Raises ValueError, before
+    any figure is made, when a column is missing (naming it), for ``top`` other than a positive int and
+    for an ``attrs["total_bytes"]`` key that is not a date.
     """
     require_columns(history, _COLUMNS, "growth()")
     check_top(top, "growth()")
+    totals = _snapshot_totals(history.attrs.get("total_bytes"))
     ax = new_axes(ax, 9.5, 4.8)
     if history.empty:
         return empty_note(ax, "No snapshots")
 
-    table = _with_every_snapshot(_by_snapshot(history), history.attrs.get("total_bytes"))
+    table = _by_snapshot(history)
+    totals = {when: total for when, total in totals.items() if when in table.index or _is_zero(total)}
+    table = table.reindex(table.index.union(pd.DatetimeIndex(list(totals))), fill_value=0.0).sort_index()
     x = table.index.to_numpy()
     latest = table.iloc[-1]
     order = sorted(table.columns, key=lambda name: (-latest[name], name))
@@ -79,7 +87,7 @@ def growth(history: pd.DataFrame, *, top: int = 10, ax: Axes | None = None, **kw
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     despine(ax)
-    ax.set_title(_title(history, table), loc="left")
+    ax.set_title(_title(table, totals), loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     return ax
 
@@ -99,13 +107,19 @@ def _by_snapshot(history: pd.DataFrame) -> pd.DataFrame:
     ).sort_index()
 
 
-def _with_every_snapshot(table: pd.DataFrame, totals: object) -> pd.DataFrame:
-    """``table`` with a row of zeros for each snapshot ``attrs["total_bytes"]`` names that has no row (one
-    with no tagged repository), so a registry emptied is drawn dropping to nothing, not left out."""
-    if not isinstance(totals, dict) or not totals:
-        return table
-    times = pd.DatetimeIndex([_naive_utc(key) for key in totals])
-    return table.reindex(table.index.union(times), fill_value=0.0).sort_index()
+def _snapshot_totals(totals: object) -> dict[pd.Timestamp, Any]:
+    """``attrs["total_bytes"]`` keyed by naive UTC time, read before any figure is made so that a refused
+    frame leaves none open."""
+    if not isinstance(totals, dict):
+        return {}
+    return {_naive_utc(key): value for key, value in totals.items()}
+
+
+def _is_zero(total: object) -> bool:
+    try:
+        return float(total) == 0  # type: ignore[arg-type]  # anything else is not zero
+    except (TypeError, ValueError):
+        return False
 
 
 def _naive_utc(key: object) -> pd.Timestamp:
@@ -134,14 +148,26 @@ def _distinct_colors(names: list[str]) -> dict[str, str]:
     return taken
 
 
-def _title(history: pd.DataFrame, table: pd.DataFrame) -> str:
-    totals = history.attrs.get("total_bytes")
+def _title(table: pd.DataFrame, totals: dict[pd.Timestamp, Any]) -> str:
     count = len(table)
     noun = "snapshot" if count == 1 else "snapshots"
-    if isinstance(totals, dict) and totals:
-        dated = sorted(((_naive_utc(key), value) for key, value in totals.items()), key=lambda item: item[0])
-        values = [value for _, value in dated]
-        change = values[-1] - values[0]
+    first, last = table.index[0], table.index[-1]
+    if first in totals and last in totals and _totals_agree(table, totals):
+        change = totals[last] - totals[first]
         sign = "+" if change > 0 else ""
-        return f"Registry {format_bytes(values[-1])} stored, {sign}{format_bytes(change)} over {count} {noun}"
+        return f"Registry {format_bytes(totals[last])} stored, {sign}{format_bytes(change)} over {count} {noun}"
     return f"Stored bytes per repository over {count} {noun}"
+
+
+def _totals_agree(table: pd.DataFrame, totals: dict[pd.Timestamp, Any]) -> bool:
+    """Whether each total can be the registry total of its snapshot's rows: no less than the largest
+    repository and no more than all of them added up (shared layers count once in the total). A frame
+    cut down to some repositories usually falls below its registry's totals."""
+    for when, total in totals.items():
+        row = table.loc[when].to_numpy(float)
+        try:
+            if not row.max() <= float(total) <= row.sum():
+                return False
+        except (TypeError, ValueError):
+            return False
+    return True

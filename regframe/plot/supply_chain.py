@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,10 +39,12 @@ def supply_chain(summary: pd.DataFrame, *, top: int = 15, ax: Axes | None = None
     """Per repository, a pale bar of its images and, over it, one thin bar each for the images that are
     signed, have an SBOM and carry an attestation; the repositories with the most images on top.
 
-    ``summary`` is :func:`regframe.analysis.supply_chain` output; its totals (``attrs``, or the column sums)
-    title the chart, orphaned accessories included. Repositories without images are left out; those beyond
-    ``top`` are folded into one "other (N repositories)" row. Extra keyword arguments go to the three
-    :meth:`Axes.barh` calls of the coverage bars, e.g. ``height``, ``alpha``.
+    ``summary`` is :func:`regframe.analysis.supply_chain` output; the sums of its rows title the chart,
+    orphaned accessories included (``attrs`` totals only for a column the frame lacks, and only while they
+    agree with its rows: a frame filtered to some repositories is titled with theirs). Repositories without
+    images are left out; those beyond ``top`` are folded into one "other (N repositories)" row. Extra
+    keyword arguments go to the three :meth:`Axes.barh` calls of the coverage bars, e.g. ``height``,
+    ``alpha``.
 
     A frame without images draws an empty chart saying so. Raises ValueError when a column is missing
     (naming it) and for ``top`` other than a positive int.
@@ -99,12 +102,7 @@ def _fold(summary: pd.DataFrame, top: int) -> pd.DataFrame:
 
 
 def _title(summary: pd.DataFrame) -> str:
-    def total(name: str) -> int:
-        value = summary.attrs.get(name)
-        if value is None:
-            value = pd.to_numeric(summary[name]).fillna(0).sum() if name in summary.columns else 0
-        return int(value)
-
+    total = _totals(summary)
     images, signed = total("images"), total("signed")
     share = f" ({signed / images:.0%})" if images else ""
     title = f"Signed: {signed:,} of {images:,} images{share}; SBOM: {total('with_sbom'):,}"
@@ -112,3 +110,25 @@ def _title(summary: pd.DataFrame) -> str:
     if orphaned:
         title += f"; {orphaned:,} orphaned accessories ({format_bytes(total('orphaned_bytes'))})"
     return title
+
+
+def _totals(summary: pd.DataFrame) -> Callable[[str], int]:
+    """A total by name: the sum of the frame's column; ``attrs`` only for a column the frame lacks, and only
+    while they agree with every column it has. pandas keeps ``attrs`` through filtering, so on a frame cut
+    down to some repositories they would count the whole registry."""
+
+    def column_sum(name: str) -> int:
+        return int(pd.to_numeric(summary[name]).fillna(0).sum())
+
+    attrs = summary.attrs
+    agree = all(
+        isinstance(attrs.get(name), (int, np.integer)) and attrs[name] == column_sum(name) for name in _COLUMNS[1:]
+    )
+
+    def total(name: str) -> int:
+        if name in summary.columns:
+            return column_sum(name)
+        value = attrs.get(name) if agree else None
+        return int(value) if isinstance(value, (int, np.integer)) else 0
+
+    return total

@@ -10,6 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
 from regframe.analysis import reclaimable_bytes
+from regframe.analysis._frames import bool_mask
 from regframe.plot._style import (
     NEUTRAL,
     WARNING,
@@ -50,8 +51,9 @@ def stale_tags(
     ``s``, ``marker``, ``alpha``.
 
     A frame without tags, or whose tags all lack a creation date (NaT age, counted in a note), draws
-    an empty chart that says so. Raises ValueError when ``stale`` or ``layers`` lacks a column it
-    needs (naming them) and for ``top`` other than a positive int.
+    an empty chart that says so. ``stale`` holds booleans or the strings "True"/"False" a CSV gives back.
+    Raises ValueError when ``stale`` or ``layers`` lacks a column it needs (naming them), for a ``stale``
+    value that is neither, and for ``top`` other than a positive int.
     """
     require_columns(stale, _COLUMNS, "stale_tags()")
     check_top(top, "stale_tags()")
@@ -107,12 +109,14 @@ def _draw_rows(ax: Axes, labels: list[str]) -> None:
 
 
 def _points(stale: pd.DataFrame) -> pd.DataFrame:
+    """Repository, age in days and stale flag per tag; ``stale`` read as strictly as the analysis reads it,
+    so a frame read back from CSV (the strings "True"/"False") draws what a cleanup of it would do."""
     age = pd.to_timedelta(stale["age"])
     return pd.DataFrame(
         {
             "repository": stale["repository"].astype(str).to_numpy(),
             "days": (age.dt.total_seconds() / _DAY_SECONDS).to_numpy(float, na_value=np.nan),
-            "stale": stale["stale"].astype("boolean").fillna(False).to_numpy(bool),
+            "stale": bool_mask(stale, "stale", "stale_tags()"),
         }
     )
 

@@ -276,7 +276,8 @@ class Explorer(widgets.VBox):
                 pd.DataFrame(columns=columns),
                 _render.note("image history is in the config blobs; it needs a registry: explore(inv, registry=reg)"),
             )
-        rows = []
+        rows: list[tuple[str, Any, Any, bool]] = []
+        odd = 0
         for platform, config in zip(images["platform"].astype(str), images["config_digest"], strict=True):
             if pd.isna(config):
                 continue
@@ -284,14 +285,35 @@ class Explorer(widgets.VBox):
                 document = self.registry.blob(repository, str(config)).json()
             except (RegistryError, ValueError) as err:
                 return pd.DataFrame(columns=columns), _render.note(f"could not read the config: {err}", "error")
-            for step in document.get("history") or []:
-                rows.append(
-                    (platform, step.get("created"), step.get("created_by", ""), bool(step.get("empty_layer", False)))
-                )
+            steps = _history_steps(document)
+            if steps is None:
+                odd += 1
+                continue
+            rows.extend((platform, *step) for step in steps)
         frame = pd.DataFrame(rows, columns=columns)
         if frame["platform"].nunique() <= 1:
             frame = frame.drop(columns="platform")
-        return frame, (_render.table(frame) if len(frame) else _render.note("no history recorded"))
+        note = "no history recorded"
+        if odd:
+            note += f" ({_render.plural(odd, 'config')} not shaped as an image config: no list of history steps)"
+        return frame, (_render.table(frame) if len(frame) else _render.note(note))
+
+
+def _history_steps(document: Any) -> list[tuple[Any, Any, bool]] | None:
+    """(created, created_by, empty_layer) of each step of a config's ``history``, or None when the config or
+    its history is not of the shape the image spec gives them (any JSON may be stored as a config: a crawl
+    records it, and the explorer must show it rather than fail). Steps that are not objects are skipped."""
+    if not isinstance(document, dict):
+        return None
+    history = document.get("history")
+    if history is None:
+        return []
+    if not isinstance(history, list):
+        return None
+    steps = [step for step in history if isinstance(step, dict)]
+    if history and not steps:
+        return None
+    return [(step.get("created"), step.get("created_by", ""), bool(step.get("empty_layer", False))) for step in steps]
 
 
 NOT_AN_OBJECT = "(Labels is not an object)"

@@ -21,6 +21,7 @@ import pandas as pd
 
 from regframe import analysis, plot
 from regframe.actions.cleanup import outcome_count
+from regframe.analysis.duration import format_duration
 from regframe.analysis.stale import check_stale_rules
 from regframe.client.atomic_files import write_atomically
 from regframe.client.errors import RegistryError
@@ -72,7 +73,8 @@ class StaleTagsWidget(widgets.VBox):
         self.error: str | None = None
         self._pending: pd.DataFrame | None = None
 
-        start_days = math.ceil(analysis.parse_duration(older_than) / pd.Timedelta(days=1))
+        self._start_threshold: pd.Timedelta | None = analysis.parse_duration(older_than)
+        start_days = math.ceil(self._start_threshold / pd.Timedelta(days=1))
         self.older_than = widgets.IntSlider(
             value=start_days,
             min=0,
@@ -149,7 +151,8 @@ class StaleTagsWidget(widgets.VBox):
         self.delete_button.on_click(lambda _b: self.prepare_delete())
         self.confirm_button.on_click(lambda _b: self.confirm_delete())
         self.cancel_button.on_click(lambda _b: self.cancel_delete())
-        for control in (self.older_than, self.keep_last, self.keep, self.match):
+        self.older_than.observe(lambda _change: self._slider_moved(), names="value")
+        for control in (self.keep_last, self.keep, self.match):
             control.observe(lambda _change: self.refresh(), names="value")
 
         super().__init__(
@@ -169,9 +172,10 @@ class StaleTagsWidget(widgets.VBox):
         self.refresh()
 
     def rules(self) -> dict[str, Any]:
-        """The ``stale_tags`` keyword arguments the controls stand for."""
+        """The ``stale_tags`` keyword arguments the controls stand for: ``older_than`` exactly as given until
+        the slider, which counts whole days, is moved."""
         return {
-            "older_than": pd.Timedelta(days=self.older_than.value),
+            "older_than": self._threshold(),
             "keep_last": self.keep_last.value or None,
             "keep": self.keep.value or None,
             "match": self.match.value or None,
@@ -200,7 +204,7 @@ class StaleTagsWidget(widgets.VBox):
         keeping = f", keeping the newest {self.keep_last.value}" if self.keep_last.value else ""
         self.summary.value = (
             f"<b>{len(plan)}</b> of {_render.plural(len(stale), 'tag')} stale "
-            f"(older than {self.older_than.value} days{keeping})"
+            f"(older than {format_duration(self._threshold())}{keeping})"
         )
         self.reclaimable.value = (
             f"Reclaimable after garbage collection: <b>{_render.nbytes(reclaimable)}</b> "
@@ -211,6 +215,15 @@ class StaleTagsWidget(widgets.VBox):
         self.message.value = ""
         self.export_button.disabled = False
         self.delete_button.disabled = self.registry is None or plan.empty
+
+    def _threshold(self) -> pd.Timedelta:
+        if self._start_threshold is not None:
+            return self._start_threshold
+        return pd.Timedelta(days=self.older_than.value)
+
+    def _slider_moved(self) -> None:
+        self._start_threshold = None
+        self.refresh()
 
     def export(self) -> Path | None:
         """Write the current plan as CSV to a new file in ``export_dir`` and say where; the file's path."""
@@ -353,9 +366,10 @@ def stale_tags(
 ) -> StaleTagsWidget:
     """Interactive stale-tag rules over ``inventory``; deleting is possible only when ``registry`` is given.
 
-    The starting values are ``regframe.analysis.stale_tags``'s; ``older_than`` is then adjusted in
-    whole days on the slider. "Export CSV" writes ``stale-tags-YYYYmmdd-HHMMSS.csv`` files into
-    ``export_dir`` (default: the current working directory).
+    The starting values are ``regframe.analysis.stale_tags``'s, and the first plan is the one it gives
+    (``older_than="36h"`` plans with 36 hours, the slider showing the next whole day); once the slider
+    is moved, ``older_than`` is its whole number of days. "Export CSV" writes
+    ``stale-tags-YYYYmmdd-HHMMSS.csv`` files into ``export_dir`` (default: the current working directory).
     """
     return StaleTagsWidget(
         inventory,
