@@ -1,8 +1,9 @@
 """``regframe cleanup``: a policy's plan per repository, as text and CSV, applied only after confirmation.
 
 Exit status: 0 when done (a dry run, or every planned tag removed or skipped because it moved), 1 on a
-failure (registry errors, an incomplete crawl with ``--apply``, no confirmation), 2 on a bad policy or
-option, which is reported before the registry is contacted.
+failure (registry errors, an incomplete crawl with ``--apply``, no confirmation, a file that cannot be
+written), 2 on a bad policy or option, which is reported before the registry is contacted, 130 when Ctrl-C
+stops the crawl (no plan is made from what it read).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from .cli_shared import (
     connect_from,
     connection_options,
     error_text,
+    field,
     output_folder,
     printable,
     stale_csvs,
+    stopped_by_user,
     write_csv,
 )
 from .client import errors as E
@@ -56,6 +59,10 @@ def run(args) -> int:
     try:
         with connect_from(args, options) as reg:
             inv = reg.inventory(repositories, progress=sys.stderr.isatty())
+            if stopped_by_user(inv):
+                # A plan made from part of the registry is neither shown, written for a script, nor applied.
+                print("regframe: interrupted; nothing planned, nothing deleted", file=sys.stderr)
+                return 130
             result = policy.evaluate(inv.manifests, tags=inv.tags, errors=inv.errors)
             print(printable(plan_text(reg.url, policy, inv, result)))
             if out is not None:
@@ -97,9 +104,9 @@ def run(args) -> int:
     except E.RegistryError as exc:
         print(f"regframe: error: {error_text(exc)}", file=sys.stderr)
         return 1
+    print(printable(result_text(applied)))
     if out is not None:
         write_csv(out / "cleanup_result.csv", applied)
-    print(printable(result_text(applied)))
     return 1 if (applied["status"] == "error").any() else 0
 
 
@@ -120,28 +127,29 @@ def _confirmed(planned: int, result, url: str) -> bool:
 
 
 def plan_text(url: str, policy, inv, result) -> str:
+    """The plan per repository; every name, tag, reason and error in it on its own line."""
     from .analysis import GARBAGE_COLLECTION_ADVICE, reclaimable_by_repository, reclaimable_bytes
     from .units import format_bytes
 
     per_repository = reclaimable_by_repository(result, inv.layers)
     freed = dict(zip(per_repository["repository"], per_repository["reclaimable_bytes"]))
-    names = ", ".join(f"'{name}'" for name in policy.rule_names)
+    names = ", ".join(f"'{field(name)}'" for name in policy.rule_names)
     lines = [
-        f"regframe cleanup of {url}",
-        f"policy {policy.source or ''} ({policy.format}): {len(policy.rules)} rule(s) {names}",
+        f"regframe cleanup of {field(url)}",
+        f"policy {field(policy.source or '')} ({policy.format}): {len(policy.rules)} rule(s) {names}",
         "",
     ]
-    width = max([len(str(tag)) for tag in result["tag"]] + [8])
+    width = max([len(field(tag)) for tag in result["tag"]] + [8])
     for repository, rows in result.groupby("repository", sort=True, observed=True):
         doomed = rows[rows["stale"]]
         lines.append(
-            f"{repository}: delete {len(doomed):,} of {len(rows):,} tags, "
+            f"{field(repository)}: delete {len(doomed):,} of {len(rows):,} tags, "
             f"{format_bytes(int(freed.get(str(repository), 0)))} reclaimable after garbage collection"
         )
         for row in doomed.itertuples(index=False):
-            lines.append(f"  delete  {row.tag!s:<{width}}  {row.reason}")
+            lines.append(f"  delete  {field(row.tag):<{width}}  {field(row.reason)}")
         for row in rows[~rows["stale"]].itertuples(index=False):
-            lines.append(f"  keep    {row.tag!s:<{width}}  {row.reason}")
+            lines.append(f"  keep    {field(row.tag):<{width}}  {field(row.reason)}")
         lines.append("")
     total = int(result["stale"].sum())
     lines.append(
@@ -154,16 +162,17 @@ def plan_text(url: str, policy, inv, result) -> str:
         lines.append(f"{len(inv.errors)} item(s) could not be read; the plan covers only what was read:")
         for row in inv.errors.head(ERRORS_SHOWN).itertuples(index=False):
             where = f"{row.repository}:{row.tag}" if isinstance(row.tag, str) else str(row.repository or "registry")
-            lines.append(f"  {where} ({row.stage}): {row.error}")
+            lines.append(f"  {field(where)} ({field(row.stage)}): {field(row.error)}")
         if len(inv.errors) > ERRORS_SHOWN:
             lines.append(f"  and {len(inv.errors) - ERRORS_SHOWN:,} more")
     for note in policy.notes:
-        lines.append(f"Note: {note}")
+        lines.append(f"Note: {field(note)}")
     return "\n".join(lines)
 
 
 def result_text(applied) -> str:
-    """The outcome in the plan's terms (``outcome_count``), then every row not deleted and why."""
+    """The outcome in the plan's terms (``outcome_count``), then every row not deleted and why, each on its
+    own line."""
     from .actions.cleanup import outcome_count
 
     counts = applied["status"].value_counts()
@@ -175,5 +184,5 @@ def result_text(applied) -> str:
     ]
     for row in applied[applied["status"] != "deleted"].itertuples(index=False):
         where = f"{row.repository}:{row.tag}" if isinstance(row.tag, str) else f"{row.repository}@{row.digest}"
-        lines.append(f"  {row.status}  {where}  {row.reason}")
+        lines.append(f"  {row.status}  {field(where)}  {field(row.reason)}")
     return "\n".join(lines)

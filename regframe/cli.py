@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_shared import (
+    OutputError,
     chosen_repositories,
     connect_from,
     connection_options,
     error_text,
+    field,
     output_folder,
     printable,
     repository_options,
     stale_csvs,
+    stopped_by_user,
     write_csv,
+    writing,
 )
 from .client import errors as E
 from .client.atomic_files import write_atomically
@@ -30,6 +37,14 @@ if TYPE_CHECKING:
 
 SUMMARY_TOP = 10
 OLDER_THAN = "90d"
+# Files an audit writes only sometimes: one this run does not write is removed from --out, so a reused
+# folder never shows an earlier run's diff or chart as this audit's.
+DIFF_OUTPUTS = tuple(f"diff_{name}.csv" for name in ("repositories", "tags", "storage", "stale", "totals"))
+CHART_OUTPUTS = tuple(
+    f"charts/{name}.{suffix}"
+    for name in ("storage", "sharing", "stale_tags", "layer_sizes", "supply_chain", "growth")
+    for suffix in ("png", "svg")
+)
 
 
 def _check_rules(args) -> None:
@@ -98,6 +113,7 @@ def audit(args) -> int:
             cache=cache,
             progress=not args.no_progress and sys.stderr.isatty(),
         )
+    interrupted = stopped_by_user(inv)
     usage = storage_usage(inv.layers)
     shared = shared_layers(inv.layers)
     seen = {"tags": inv.tags, "errors": inv.errors}
@@ -116,16 +132,19 @@ def audit(args) -> int:
     reclaim = reclaimable_bytes(stale, inv.layers)
     coverage = supply_chain(inv.manifests, inv.referrers, **seen) if "kind" in inv.manifests.columns else None
     dangling = dangling_entries(inv.tags, inv.errors)
-    inv.to_csv(out, spreadsheet_safe=True)
+    with writing(out):
+        inv.to_csv(out, spreadsheet_safe=True)
     write_csv(out / "storage_usage.csv", usage)
     shared_out = shared.copy()
     shared_out["repository_list"] = shared_out["repository_list"].map(lambda names: " ".join(names))
     write_csv(out / "shared_layers.csv", shared_out)
     stale_csvs(out, stale)
     _write_supply_chain(out, coverage, dangling)
-    since = _record_history(args, inv, previous, policy)
+    # A crawl stopped by Ctrl-C is reported as read, but is no snapshot to compare later audits with.
+    since = None if interrupted else _record_history(args, inv, previous, policy)
     text = printable(summary_text(inv, usage, stale, reclaim, args, coverage, dangling) + _since_text(since, out))
-    write_atomically(out / "summary.txt", [text.encode()])
+    with writing(out / "summary.txt"):
+        write_atomically(out / "summary.txt", [text.encode()])
     data = AuditData.from_inventory(
         inv,
         stale,
@@ -136,7 +155,11 @@ def audit(args) -> int:
         supply_chain=coverage,
         dangling=dangling,
     )
-    return _write_report(args, out, text, data, gates, since)
+    status = _write_report(args, out, text, data, [] if interrupted else gates, since)
+    if interrupted:
+        print("regframe: interrupted", file=sys.stderr)
+        return 130
+    return status
 
 
 def _parse_gates(args) -> list:
@@ -159,6 +182,7 @@ def _write_report(args, out: Path, text: str, data: AuditData, gates: list, sinc
     """Write report.html, report.md, summary.json and charts/; print the chosen format; decide the exit status:
     2 when a gate could not be decided, 3 when one holds, 1 when items could not be read, else 0."""
     from .report import build_summary, evaluate, summary_json, undecided, write_report
+    from .report.files import remove_outputs
 
     # Growth over what both audits covered, as the diff compares them (scopes and unread repositories).
     previous_stored = None if since is None else int(since.attrs["stored_bytes_before"])
@@ -171,7 +195,13 @@ def _write_report(args, out: Path, text: str, data: AuditData, gates: list, sinc
         data, previous_stored_bytes=previous_stored, compared_stored_bytes=compared, growth_unknown=unknown
     )
     results = evaluate(gates, summary)
-    report = write_report(out, data, summary=summary, gates=results, since_last=_since_section(since, args))
+    with writing(out):
+        report = write_report(out, data, summary=summary, gates=results, since_last=_since_section(since, args))
+        written = {path.relative_to(out).as_posix() for path in report.charts}
+        unwritten = {name for name in CHART_OUTPUTS if name not in written}
+        unwritten |= set(DIFF_OUTPUTS) if since is None else set()
+        unwritten |= {"supply_chain.csv"} if data.supply_chain is None else set()
+        remove_outputs(out, unwritten)
     output_format = getattr(args, "output_format", "text")
     if output_format == "json":
         print(summary_json(summary), end="")
@@ -240,7 +270,8 @@ def _record_history(args, inv: Inventory, previous: Inventory | None, policy) ->
 
     if not getattr(args, "history", None):
         return None
-    history.save(inv, args.history)
+    with writing(args.history):
+        history.save(inv, args.history)
     return None if previous is None else history.diff(previous, inv, **_stale_options(args, policy))
 
 
@@ -248,7 +279,8 @@ def _since_text(since: Diff | None, out: Path) -> str:
     """The "since the last audit" part of the summary; its frames go to ``diff_*.csv`` beside the report."""
     if since is None:
         return ""
-    since.to_csv(out, spreadsheet_safe=True)
+    with writing(out):
+        since.to_csv(out, spreadsheet_safe=True)
     return (
         "Since the last audit:\n"
         + "\n".join(f"  {line}" if line else "" for line in since.summary().splitlines())
@@ -361,18 +393,12 @@ def diff(args) -> int:
     policy = load_policy(args)
     _check_rules(args)
     out = output_folder(args.out) if args.out else None
-    loaded = []
-    for folder in (args.old, args.new):
-        if not Path(folder).is_dir():
-            raise ValueError(f"{folder} is not a folder (give an audit's --out folder or a snapshot)")
-        try:
-            loaded.append(history.load_snapshot(folder))
-        except FileNotFoundError as exc:
-            raise ValueError(f"{folder} is not a saved audit: {exc}") from None
+    loaded = [_saved_audit(folder) for folder in (args.old, args.new)]
     result = history.diff(*loaded, **_stale_options(args, policy))
     print(printable(result.summary()))
     if out is not None:
-        result.to_csv(out, spreadsheet_safe=True)
+        with writing(out):
+            result.to_csv(out, spreadsheet_safe=True)
         print(
             printable(
                 f"\nCSV files in {out.resolve()}: diff_repositories.csv diff_tags.csv diff_storage.csv "
@@ -380,6 +406,25 @@ def diff(args) -> int:
             )
         )
     return 0
+
+
+def _saved_audit(folder: str) -> Inventory:
+    """The audit saved in ``folder`` (an ``--out`` folder or a snapshot); a ValueError naming the folder, and
+    the file where the loader says, when it is not one or is damaged (a file cut short, a foreign one)."""
+    from . import history
+    from .history.snapshots import _DAMAGE
+    from .inventory.inventory import InventoryFormatError
+
+    if not Path(folder).is_dir():
+        raise ValueError(f"{folder} is not a folder (give an audit's --out folder or a snapshot)")
+    try:
+        return history.load_snapshot(folder)
+    except FileNotFoundError as exc:
+        raise ValueError(f"{folder} is not a saved audit: {exc}") from None
+    except InventoryFormatError:
+        raise
+    except _DAMAGE as exc:
+        raise ValueError(f"{folder} cannot be read as a saved audit ({type(exc).__name__}: {exc})") from None
 
 
 def _write_supply_chain(out: Path, coverage, dangling) -> None:
@@ -428,7 +473,7 @@ def summary_text(inv, usage, stale, reclaim: int, args, coverage, dangling) -> s
 
     attrs = usage.attrs
     lines = [
-        f"regframe audit of {inv.url}",
+        f"regframe audit of {field(inv.url)}",
         "",
         f"  repositories        {inv.repository_count():>12,}",
         f"  tags                {len(inv.tags):>12,}",
@@ -440,11 +485,11 @@ def summary_text(inv, usage, stale, reclaim: int, args, coverage, dangling) -> s
         f"Top {SUMMARY_TOP} repositories by exclusive bytes (what deleting the repository would free):",
     ]
     top = usage.sort_values("exclusive_bytes", ascending=False).head(SUMMARY_TOP)
-    width = max([len(str(r)) for r in top["repository"]] + [10])
+    width = max([len(field(r)) for r in top["repository"]] + [10])
     lines.append(f"  {'repository':<{width}}  {'exclusive':>10}  {'shared':>10}  {'tags':>5}")
     for row in top.itertuples(index=False):
         lines.append(
-            f"  {row.repository!s:<{width}}  {format_bytes(row.exclusive_bytes):>10}  "
+            f"  {field(row.repository):<{width}}  {format_bytes(row.exclusive_bytes):>10}  "
             f"{format_bytes(row.shared_bytes):>10}  {row.tags:>5}"
         )
     n_stale = int(stale["stale"].sum())
@@ -479,7 +524,7 @@ def _stopped_early(inv) -> str:
     """Why an incomplete crawl stopped and how much of what the tag lists named it read, so a CI log says
     what summary.json's ``complete: false`` says."""
     rows = inv.errors[inv.errors["stage"].astype(object).isin(["budget", "rate-limited", "interrupted"])]
-    why = str(rows["error"].iloc[0]) if len(rows) else "it stopped before reading everything"
+    why = field(rows["error"].iloc[0]) if len(rows) else "it stopped before reading everything"
     listed = int(inv.catalog["tag_count"].fillna(0).sum()) if "tag_count" in inv.catalog else 0
     read = len(inv.tags)
     counted = f"{read:,} of {listed:,} listed tags read" if listed >= read else f"{read:,} tags read"
@@ -684,16 +729,47 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+@contextlib.contextmanager
+def _command_line_warnings() -> Iterator[None]:
+    """regframe's warnings as ``regframe: warning: MESSAGE``, like its other messages (Python's format shows
+    regframe's source file and line), and a skipped snapshot once however many readers skip it; others'
+    warnings keep their own format. The previous format is back afterwards."""
+    from .history import SnapshotWarning
+
+    previous = warnings.formatwarning
+    skipped: set[Path] = set()
+
+    def regframe_format(message, category, filename, lineno, line=None) -> str:
+        if not category.__module__.startswith("regframe."):
+            return previous(message, category, filename, lineno, line)
+        text = str(message)
+        if isinstance(message, SnapshotWarning) and message.path is not None:
+            if message.path in skipped:
+                return ""
+            skipped.add(message.path)
+        return f"regframe: warning: {field(text)}\n"
+
+    warnings.formatwarning = regframe_format
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.run(args)
+        with _command_line_warnings():
+            return args.run(args)
     except E.NotFoundError as exc:
         print(f"regframe: error: {error_text(exc)}", file=sys.stderr)
         return 1
     except (E.RegistryError, ValueError) as exc:
         print(f"regframe: error: {error_text(exc)}", file=sys.stderr)
         return 2
+    except (OutputError, OSError) as exc:
+        print(f"regframe: error: {error_text(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("regframe: interrupted", file=sys.stderr)
         return 130

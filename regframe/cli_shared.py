@@ -3,8 +3,11 @@ folders checked before any request, printing registry-supplied text and errors, 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from .client import errors as E
@@ -18,10 +21,17 @@ def printable(text: object, *, one_line: bool = False) -> str:
     return visible(text, keep_lines=not one_line)
 
 
+def field(value: object) -> str:
+    """One registry-supplied value (a name, a tag, an error message) for a line of multi-line output: on one
+    line, newlines escaped too, so a registry cannot start a line of its own in a terminal or a CI log (a
+    forged verdict, a workflow command such as ``::error::``)."""
+    return visible(value)
+
+
 def error_text(exc: BaseException) -> str:
-    """An error as the command line prints it: where the library's advice names Python arguments, the same
-    advice in the command's options (on the command line ``--match`` picks the tags that may be stale, not
-    repositories)."""
+    """An error as the command line prints it, on one line (its message may quote the registry): where the
+    library's advice names Python arguments, the same advice in the command's options (on the command line
+    ``--match`` picks the tags that may be stale, not repositories)."""
     from .inventory.crawl import UnknownRepositoriesError
 
     if isinstance(exc, UnknownRepositoriesError):
@@ -37,7 +47,7 @@ def error_text(exc: BaseException) -> str:
         )
     else:
         text = str(exc)
-    return printable(text)
+    return field(text)
 
 
 def output_folder(path: str, option: str = "--out") -> Path:
@@ -120,11 +130,34 @@ def stale_csvs(out: Path, stale) -> None:
     write_csv(out / "cleanup_plan.csv", cleanup_plan(stale).drop(columns=["age"], errors="ignore"))
 
 
+def stopped_by_user(inv) -> bool:
+    """Whether Ctrl-C stopped the crawl, which then returns what it read with an ``interrupted`` error row:
+    the command is interrupted too (exit status 130), so no gate decides on it and nothing is applied."""
+    rows = inv.errors[inv.errors["stage"].astype(object) == "interrupted"]
+    return bool(rows["error"].astype(str).str.startswith("KeyboardInterrupt").any())
+
+
+class OutputError(Exception):
+    """A command's output that could not be written (a full disk, a quota, a file-size limit): exit status 1,
+    with the file (or the folder) and why, instead of a traceback after the crawl."""
+
+
+@contextlib.contextmanager
+def writing(where: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an OSError while writing ``where`` (a file, or the folder of several) into an OutputError
+    naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from exc
+
+
 def write_csv(path: Path, frame) -> None:
     """A report CSV for spreadsheets, written without following a link planted at ``path``."""
     from .inventory.inventory import neutralize_formulas
 
-    write_atomically(path, [neutralize_formulas(frame).to_csv(index=False).encode()])
+    with writing(path):
+        write_atomically(path, [neutralize_formulas(frame).to_csv(index=False).encode()])
 
 
 def connection_options(args) -> dict:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from regframe import dashboard
 from regframe.cli import main, parser
 from regframe.processes import free_port
 from regframe.testing import local_registry, make_fleet, seed
+from regframe.testing.faultproxy import Action, FaultProxy, Rule
 from regframe.units import format_bytes
 
 NOW = datetime.now(UTC)
@@ -96,6 +98,51 @@ def test_audit_cut_short_by_its_budget_says_so_in_the_summary(url, fleet, tmp_pa
     assert f"INCOMPLETE CRAWL: {read:,} of {fleet.tag_count:,} listed tags read" in text
     assert "budget" in text.split("INCOMPLETE CRAWL:", 1)[1].split("\n\n", 1)[0]
     assert (out / "summary.txt").read_text().count("INCOMPLETE CRAWL") == 1
+
+
+class CtrlC(Action):
+    """Ctrl-C in the middle of the crawl: the first manifest request sends this process SIGINT, as a
+    terminal does; every one is answered a second late, after the crawl has stopped."""
+
+    def __init__(self):
+        self.sent = threading.Lock()
+
+    def apply(self, ex) -> None:
+        if self.sent.acquire(blocking=False):
+            os.kill(os.getpid(), signal.SIGINT)
+        if ex.wait(1.0):
+            super().apply(ex)
+
+
+def test_ctrl_c_during_the_audit_exits_130_and_stores_no_snapshot(url, fleet, tmp_path, capsys):
+    """The README's exit status for Ctrl-C is 130. What was read is still written, marked incomplete, but
+    it is no snapshot for the next audit to compare with and no gate decides on it."""
+    out, kept = tmp_path / "report", tmp_path / "history"
+    with FaultProxy(url) as proxy:
+        proxy.add_rule(Rule(path=r"/manifests/", action=CtrlC()))
+        argv = ["audit", proxy.url, "--out", str(out), "--history", str(kept), "--no-progress", "--fail-on", "tags>=0"]
+        assert main(argv) == 130
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-1] == "regframe: interrupted"
+    assert "--fail-on" not in captured.err
+    assert "INCOMPLETE CRAWL" in captured.out
+    assert json.loads((out / "summary.json").read_text())["complete"] is False
+    assert list(kept.iterdir()) == []
+
+
+def test_ctrl_c_during_the_cleanup_crawl_exits_130_and_plans_nothing(url, tmp_path, capsys):
+    """A plan made from part of the registry is not shown, written or applied."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "all"\nkeep_newer_than = "1d"\n')
+    out = tmp_path / "cleanup"
+    with FaultProxy(url) as proxy:
+        proxy.add_rule(Rule(path=r"/manifests/", action=CtrlC()))
+        argv = ["cleanup", proxy.url, "--policy", str(policy), "--out", str(out), "--apply", "--yes"]
+        assert main(argv) == 130
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("regframe: interrupted")
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize(

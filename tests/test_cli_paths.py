@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import resource
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -94,6 +99,29 @@ def test_output_paths_that_cannot_be_written_stop_every_command_before_any_reque
             assert "Traceback" not in err
         assert proxy.stats.requests == 0
     assert taken.read_text() == "not a folder"
+
+
+def limit_file_size() -> None:
+    """In the child: a write beyond 2,000 bytes fails with EFBIG, as one on a full disk fails with ENOSPC."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+
+def test_a_write_that_fails_after_the_crawl_is_an_error_not_a_traceback(url, tmp_path):
+    """A full disk cannot be foreseen before connecting: the file (or folder) that could not be written and
+    why, exit status 1."""
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [sys.executable, "-m", "regframe", "audit", url, "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.splitlines()
+    assert re.fullmatch(rf"regframe: error: cannot write {re.escape(str(out))}(/[\w.]+)?: File too large", line), line
 
 
 def test_diff_refuses_an_out_that_is_a_file_before_printing_anything(url, tmp_path, capsys):

@@ -279,6 +279,20 @@ def test_diff_summary_and_repr_show_the_counts(scenario):
     assert f"<td>{len(scenario['before'])}</td><td>{len(scenario['after'])}</td>" in html
 
 
+def test_diff_summary_keeps_each_name_on_its_line(scenario):
+    """A saved audit's names may hold anything (a file edited, a registry that lists odd names): a newline
+    in one must not start a line of the summary, which a CI log reads line by line."""
+    older, newer = loaded(scenario)
+    tags = newer.tags.copy()
+    tags["tag"] = tags["tag"].astype(str)
+    first = tags.index[0]
+    tags.loc[first, "tag"] = "x\n::error::forged"
+    newer.tags = tags
+    text = newer.diff(older, older_than=f"{STALE_DAYS}d").summary()
+    assert not [line for line in text.splitlines() if line.startswith("::error::")]
+    assert "x\\x0a::error::forged" in text
+
+
 def test_snapshots_record_version_crawl_parameters_and_time(scenario):
     folders = history.snapshots(scenario["root"] / "snapshots")
     assert len(folders) == 2
@@ -441,6 +455,88 @@ def test_cli_diff_refuses_what_is_not_an_audit(tmp_path, scenario):
     assert code == 2 and "is not a saved audit" in err
     code, _, err = run_cli("diff", str(scenario["root"] / "first"), str(scenario["root"] / "second"), "--keep", "(")
     assert code == 2 and "--keep" in err
+
+
+def edit_meta(folder: Path, **values) -> None:
+    meta = json.loads((folder / "inventory.json").read_text())
+    (folder / "inventory.json").write_text(json.dumps({**meta, **values}))
+
+
+def cut_mid_row(folder: Path) -> None:
+    text = (folder / "tags.csv").read_text()
+    (folder / "tags.csv").write_text(text[: text.rindex("sha256:") + len("sha256:") + 10])
+
+
+def drop_last_cells(folder: Path) -> None:
+    lines = (folder / "tags.csv").read_text().splitlines()
+    (folder / "tags.csv").write_text("\n".join([*lines[:-1], lines[-1].split(",sha256:")[0]]) + "\n")
+
+
+DAMAGED = {
+    "params-a-list": (lambda f: edit_meta(f, params=[1]), "inventory.json", "params must be an object or null"),
+    "stats-a-list": (lambda f: edit_meta(f, stats=[]), "inventory.json", "stats must be an object or null"),
+    "bad-date": (lambda f: edit_meta(f, crawled_at="soon"), "inventory.json", "crawled_at 'soon' is not a date"),
+    "meta-not-json": (lambda f: (f / "inventory.json").write_text("{not json"), "inventory.json", "is not JSON"),
+    "tags-cut-mid-row": (cut_mid_row, "tags.csv", "ends in the middle of a row"),
+    "tags-row-without-digest": (drop_last_cells, "tags.csv", "has no digest"),
+    "tags-foreign": (
+        lambda f: (f / "tags.csv").write_text("x,y\n1,2\n"),
+        "tags.csv",
+        "lacks the column(s) repository, tag, digest",
+    ),
+    "tags-empty": (lambda f: (f / "tags.csv").write_text(""), "tags.csv", "is empty"),
+}
+
+
+@pytest.mark.parametrize("how", DAMAGED)
+def test_cli_diff_refuses_a_damaged_audit_naming_the_file(scenario, tmp_path, how):
+    """A saved audit cut short (a partial artifact download, a full disk) or edited by hand is refused,
+    naming the file and what is wrong with it: never a traceback, and never read as tags removed."""
+    damage_it, name, why = DAMAGED[how]
+    folder = tmp_path / how
+    shutil.copytree(scenario["root"] / "second", folder)
+    damage_it(folder)
+    code, out, err = run_cli("diff", str(scenario["root"] / "first"), str(folder))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"regframe: error: {folder / name}") and why in err, err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_cell_that_is_not_a_number_names_its_file(scenario, tmp_path):
+    """A layer size that is not a number (a cell edited in a spreadsheet) is refused naming layers.csv."""
+    folder = tmp_path / "edited"
+    shutil.copytree(scenario["root"] / "second", folder)
+    layers = pd.read_csv(folder / "layers.csv", dtype=str, keep_default_na=False)
+    layers.loc[0, "size"] = "big"
+    layers.to_csv(folder / "layers.csv", index=False)
+    code, _, err = run_cli("diff", str(scenario["root"] / "first"), str(folder))
+    assert code == 2
+    assert err.startswith(f"regframe: error: {folder / 'layers.csv'} cannot be read") and "'big'" in err, err
+
+
+def test_a_damaged_snapshot_is_reported_once_as_a_regframe_warning(scenario, tmp_path):
+    """The audit reads the history before the crawl and again for its growth chart: the snapshot skipped
+    both times is told once, as ``regframe: warning: ...`` rather than with regframe's source line."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "snapshots"
+    shutil.copytree(scenario["root"] / "snapshots", folder)
+    _, second = history.snapshots(folder)
+    (second / "tags.parquet").write_bytes(b"PAR1 cut")
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "regframe", "audit", scenario["url"], "--out", str(tmp_path / "report"),
+            "--history", str(folder), "--no-progress", "--format", "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [warning] = done.stderr.splitlines()
+    assert warning.startswith(f"regframe: warning: snapshot {second} cannot be read and is skipped: ")
+    assert "tags.parquet" in warning
 
 
 def write_format_1(source: Path, target: Path) -> None:
@@ -826,6 +922,8 @@ def test_history_load_and_growth_keep_snapshots_without_tags(emptied):
 
 
 def test_a_diff_given_the_newer_audit_first_warns(scenario):
+    """On the command line the warning reads as regframe's other messages do: one line after
+    ``regframe: warning:``, without the Python file and source line that issued it."""
     older, newer = loaded(scenario)
     with pytest.warns(history.changes.AuditOrderWarning, match="crawled after"):
         result = history.diff(newer, older)
@@ -841,7 +939,11 @@ def test_a_diff_given_the_newer_audit_first_warns(scenario):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "AuditOrderWarning" in done.stderr and "give the older audit first" in done.stderr
+    [line] = done.stderr.splitlines()
+    assert (
+        line.startswith("regframe: warning: the audit given as the older one") and "give the older audit first" in line
+    )
+    assert ".py:" not in done.stderr and "history.diff(" not in done.stderr
     assert "shown backwards in time" in done.stdout
     code, out, err = run_cli("diff", str(scenario["root"] / "first"), str(scenario["root"] / "second"))
     assert code == 0 and "backwards" not in out + err

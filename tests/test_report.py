@@ -525,6 +525,8 @@ def test_growth_gate_compares_with_the_previous_audit(tmp_path):
             f"growth<{growth - 0.01:.4f}",
             f"growth_bytes=={added}",
             "growth>=1000%",
+            "growth_bytes>-1kB",
+            f"growth_bytes<-{added}",
         ]
         code, _, stderr = run_cli(
             audit_argv(reg.url, second, "--history", str(history), *[a for g in gates for a in ("--fail-on", g)])
@@ -536,7 +538,21 @@ def test_growth_gate_compares_with_the_previous_audit(tmp_path):
         assert [line.split(" ", 2)[2].split(":")[0] for line in stderr.splitlines() if line.endswith(": holds")] == [
             gates[0],
             gates[2],
+            gates[4],
         ]
+
+
+def test_growth_bytes_takes_a_negative_threshold():
+    """``growth_bytes`` is negative when the registry shrank, so a gate on a shrink needs a negative size;
+    a size no total can go below stays refused with a sign."""
+    shrink = parse_gate("growth_bytes<-1GB")
+    assert shrink.threshold == -1_000_000_000
+    assert [r.holds for r in evaluate([shrink], {"growth_bytes": -2_000_000_000})] == [True]
+    assert [r.holds for r in evaluate([shrink], {"growth_bytes": -999_999_999})] == [False]
+    assert parse_gate("growth_bytes>=+1KiB").threshold == 1024
+    assert parse_gate("growth_bytes>-1000000000").threshold == -1_000_000_000
+    with pytest.raises(GateError, match="a size has no sign"):
+        parse_gate("stored>-1GB")
 
 
 # -- hostile registry text ------------------------------------------------------------------------------------
@@ -606,6 +622,39 @@ def test_registry_text_stays_text_in_report_html(hostile_report):
 
 
 # -- planted links ------------------------------------------------------------------------------------------------
+
+
+DIFF_FILES = ["diff_repositories.csv", "diff_tags.csv", "diff_storage.csv", "diff_stale.csv", "diff_totals.csv"]
+
+
+def test_a_reused_out_folder_keeps_no_output_of_an_earlier_audit(registry_url, tmp_path):
+    """An audit without ``--history`` into the folder of one with it: the earlier diff CSVs and growth chart
+    would present changes this report does not show. Those names go; anything else there stays, a folder
+    at one of them too, and a link at one is removed without touching what it points to."""
+    out, kept = tmp_path / "report", tmp_path / "history"
+    for _ in range(2):
+        assert run_cli(audit_argv(registry_url, out, "--history", str(kept)))[0] == 0
+    earlier = [*DIFF_FILES, "charts/growth.png", "charts/growth.svg"]
+    assert all((out / name).is_file() for name in earlier)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / "diff_stale.csv").unlink()
+    os.symlink(victim, out / "diff_stale.csv")
+    (out / "diff_tags.csv").unlink()
+    (out / "diff_tags.csv").mkdir()
+    mine = ["notes.txt", "diff_notes.csv", "charts/growth.jpg"]
+    for name in mine:
+        (out / name).write_text("mine\n")
+
+    code, stdout, _ = run_cli(audit_argv(registry_url, out))
+    assert code == 0 and "Since the last audit" not in stdout
+    assert "Since the last audit" not in (out / "report.md").read_text()
+    gone = [name for name in earlier if name != "diff_tags.csv"]
+    assert [name for name in gone if os.path.lexists(out / name)] == []
+    assert (out / "diff_tags.csv").is_dir()
+    assert victim.read_text() == "precious\n"
+    assert [(out / name).read_text() for name in mine] == ["mine\n"] * 3
+    assert (out / "charts" / "storage.png").is_file() and (out / "tags.csv").is_file()
 
 
 def test_report_files_replace_planted_links(registry_url, tmp_path):

@@ -224,6 +224,36 @@ def test_error_messages_escape_control_characters(proxy, capsys):
     assert "access denied\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\x9b31m" in captured.err
 
 
+FORGED = ("::error title=forged::from the registry", "Dry run: nothing to delete.")
+
+
+class ForgedLines(Action):
+    """An OCI error whose message holds line breaks and whole lines regframe could have printed itself."""
+
+    def apply(self, ex) -> None:
+        ex.error(403, "DENIED", "access denied\n" + "\r\n".join(FORGED) + "\r")
+
+
+def test_registry_text_cannot_start_a_line_of_its_own(proxy, tmp_path, capsys):
+    """A CI log reads each line on its own: a registry's newline must not start one, or it forges a verdict
+    or a GitHub Actions workflow command. Its message stays on the line of the error it belongs to."""
+    proxy.add_rule(Rule(path=f"^/v2/{REPO}/manifests/c1$", action=ForgedLines()))
+    escaped = "access denied\\x0a::error title=forged::from the registry\\x0d\\x0aDry run: nothing to delete.\\x0d"
+    assert main(["manifest", proxy.url, REPO, "c1"]) == 2
+    err = capsys.readouterr().err
+    [line] = err.splitlines()
+    assert line.startswith("regframe: error: ") and line.endswith(escaped)
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "month"\nkeep_newer_than = "30d"\n')
+    assert main(["cleanup", proxy.url, "--policy", str(policy), "--repositories", REPO]) == 1
+    out = capsys.readouterr().out
+    assert not [line for line in out.splitlines() if line.startswith(FORGED)]
+    [error] = [line for line in out.splitlines() if "access denied" in line]
+    assert error.startswith(f"  {REPO}:c1 (manifest): ") and error.endswith(escaped)
+    assert out.splitlines()[-1].startswith("Dry run: nothing deleted.")
+
+
 def test_manifest_output_escapes_c1_controls(proxy, capsys):
     assert main(["manifest", proxy.url, REPO, "c1"]) == 0
     out = capsys.readouterr().out

@@ -38,6 +38,7 @@ from ..client.atomic_files import write_atomically
 from ..inventory import Inventory
 from ..inventory.inventory import neutralize_formulas
 from ..patterns import compile_pattern
+from ..text import visible
 from ..units import format_bytes
 
 REPOSITORY_CHANGE_COLUMNS = ["repository", "change", "tags_before", "tags_after"]
@@ -117,7 +118,7 @@ class Diff:
         a = self.attrs
         lines = [f"Changes from {_when(a['older_crawled_at'])} to {_when(a['newer_crawled_at'])}"]
         if a["older_url"] != a["newer_url"]:
-            lines.append(f"  (different registries: {a['older_url']} and {a['newer_url']})")
+            lines.append(f"  (different registries: {visible(a['older_url'])} and {visible(a['newer_url'])})")
         lines.append("")
         for label, before, after, change in _total_rows(a):
             lines.append(f"  {label:<22}  {before:>9} -> {after:<9}  {change}")
@@ -125,12 +126,12 @@ class Diff:
         if len(moved):
             shown = moved.reindex(moved["stored_bytes_delta"].abs().sort_values(ascending=False, kind="stable").index)
             shown = shown.head(top)
-            width = max([len(str(r)) for r in shown["repository"]] + [10])
+            width = max([len(visible(r)) for r in shown["repository"]] + [10])
             lines += ["", f"  {'repository':<{width}}  {'before':>10}  {'after':>10}  {'change':>10}"]
             columns = ("repository", "stored_bytes_before", "stored_bytes_after", "stored_bytes_delta")
             for name, before, after, delta in zip(*(shown[c].tolist() for c in columns), strict=True):
                 lines.append(
-                    f"  {name!s:<{width}}  {format_bytes(int(before)):>10}  "
+                    f"  {visible(name):<{width}}  {format_bytes(int(before)):>10}  "
                     f"{format_bytes(int(after)):>10}  {_signed_bytes(int(delta)):>10}"
                 )
             if len(moved) > top:
@@ -554,7 +555,8 @@ def _counts(a: dict[str, Any], what: str) -> str:
 
 
 def _names(names: list[str], top: int) -> str:
-    shown = ", ".join(names[:top])
+    """Names for one line of the summary, each kept on it (a saved audit's names may hold anything)."""
+    shown = ", ".join(visible(name) for name in names[:top])
     return shown + (f" and {len(names) - top} more" if len(names) > top else "")
 
 

@@ -60,7 +60,12 @@ T = TypeVar("T")
 
 
 class SnapshotWarning(UserWarning):
-    """A snapshot folder that cannot be read was skipped; the message names it and says why."""
+    """A snapshot folder that cannot be read was skipped; the message names it and says why, ``path`` is
+    the folder (so a reader that meets it twice can tell it once)."""
+
+    def __init__(self, message: str, path: Path | None = None):
+        super().__init__(message)
+        self.path = path
 
 
 def save(inv: Inventory, history_dir: str | os.PathLike, *, when: datetime | pd.Timestamp | None = None) -> Path:
@@ -248,8 +253,9 @@ def _skip(path: Path, exc: BaseException) -> None:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, pa.ArrowException | KeyError):
             reason = f"a Parquet file cannot be read ({type(exc).__name__}: {reason})"
-    # One place issues it, so a folder skipped both before and after a crawl is reported once.
-    warnings.warn(f"snapshot {path} cannot be read and is skipped: {reason}", SnapshotWarning, stacklevel=1)
+    # One place issues it, with the folder, so a folder skipped both before and after a crawl (two readers,
+    # two reasons) can be told once: Python's own filter repeats each different message.
+    warnings.warn(SnapshotWarning(f"snapshot {path} cannot be read and is skipped: {reason}", path), stacklevel=1)
 
 
 def _raw_meta(path: Path) -> dict[str, Any]:

@@ -259,7 +259,10 @@ class Inventory:
         """Read what ``to_csv`` or ``to_parquet`` wrote (Parquet preferred when both are there).
 
         Every older format loads (format 1 has no ``params``, ``crawled_at`` or ``regframe_version``); a newer
-        one raises ``InventoryFormatError`` saying which regframe wrote it, before any frame is read."""
+        one raises ``InventoryFormatError`` saying which regframe wrote it, before any frame is read. So does
+        a damaged one, naming the file and what is wrong: a file that cannot be parsed or is cut short, one
+        without the columns every format has (``KEY_COLUMNS``), a row without a name or a digest, a value
+        of the wrong type in ``inventory.json``. A file that is missing raises FileNotFoundError."""
         root = Path(dir)
         meta = read_meta(root)
         fmt = meta.get("format", 1)
@@ -267,29 +270,13 @@ class Inventory:
         for name, columns in FRAMES.items():
             parquet, csv = root / f"{name}.parquet", root / f"{name}.csv"
             if parquet.is_file():
-                frame = pd.read_parquet(parquet)
+                frames[name] = _frame(parquet, columns, meta)
             elif csv.is_file():
-                frame = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[NA])
-                if meta.get("spreadsheet_safe"):
-                    frame = restore_formulas(frame)
-                # As a crawl builds them: from Python objects, so a categorical without a value (an empty
-                # frame, a column all missing) gets object categories, not str or float ones.
-                frame = frame.astype(object)
+                frames[name] = _frame(csv, columns, meta)
             elif name in OPTIONAL_FRAMES:
-                frame = pd.DataFrame(columns=columns)
+                frames[name] = _shaped(pd.DataFrame(columns=columns), columns)
             else:
                 raise FileNotFoundError(f"{root} has neither {name}.parquet nor {name}.csv")
-            for column in columns:
-                if column not in frame:
-                    frame[column] = pd.Series(pd.NA, index=frame.index, dtype=object)
-            if "labels" in frame:
-                frame["labels"] = frame["labels"].map(lambda v: json.loads(v) if isinstance(v, str) else {})
-            if "is_index" in frame and not pd.api.types.is_bool_dtype(frame["is_index"]):
-                frame["is_index"] = frame["is_index"].map({"True": True, "False": False})
-            for column in frame.columns:
-                if column in INTEGER and not pd.api.types.is_numeric_dtype(frame[column]):
-                    frame[column] = pd.to_numeric(frame[column])
-            frames[name] = typed(frame[columns])
         inv = cls(
             **frames,
             stats=meta.get("stats"),
@@ -303,15 +290,144 @@ class Inventory:
         return inv
 
 
+# Columns every saved format has, and which of them every row fills: a file without them is not the frame
+# its name says (a foreign file, a header cut off), and a row without them was cut short.
+KEY_COLUMNS = {
+    "catalog": ("repository",),
+    "tags": ("repository", "tag", "digest"),
+    "manifests": ("repository", "digest"),
+    "layers": ("repository", "layer_digest", "size"),
+    "referrers": ("repository", "subject", "digest"),
+    "errors": ("stage", "error"),
+}
+FILLED = {
+    "catalog": ("repository",),
+    "tags": ("repository", "tag", "digest"),
+    "manifests": ("repository", "digest"),
+    "layers": ("repository", "layer_digest"),
+    "referrers": ("repository", "subject", "digest"),
+    "errors": ("stage",),
+}
+DIGEST_COLUMNS = ("digest", "manifest_digest", "config_digest", "layer_digest", "subject")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Za-z0-9=_-]+")
+
+
+def _frame(path: Path, columns: list[str], meta: dict[str, Any]) -> pd.DataFrame:
+    """One saved frame with the types a crawl gives it; InventoryFormatError naming ``path`` when it is damaged."""
+    import pyarrow as pa
+
+    name = path.stem
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = _read_csv(path)
+            if meta.get("spreadsheet_safe"):
+                frame = restore_formulas(frame)
+            # As a crawl builds them: from Python objects, so a categorical without a value (an empty
+            # frame, a column all missing) gets object categories, not str or float ones.
+            frame = frame.astype(object)
+        missing = [column for column in KEY_COLUMNS[name] if column not in frame]
+        if missing:
+            raise InventoryFormatError(
+                f"{path} lacks the column(s) {', '.join(missing)}: it is not a saved {name} frame"
+            )
+        _check_rows(path, frame, name)
+        return _shaped(frame, columns)
+    except InventoryFormatError:
+        raise
+    except (ValueError, TypeError, KeyError, pa.ArrowException) as exc:
+        raise InventoryFormatError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _shaped(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """A frame as read, with the columns and types a crawl gives it: a column an older format lacks is
+    missing values, labels are parsed from their JSON text."""
+    for column in columns:
+        if column not in frame:
+            frame[column] = pd.Series(pd.NA, index=frame.index, dtype=object)
+    if "labels" in frame:
+        frame["labels"] = frame["labels"].map(lambda v: json.loads(v) if isinstance(v, str) else {})
+    if "is_index" in frame and not pd.api.types.is_bool_dtype(frame["is_index"]):
+        frame["is_index"] = frame["is_index"].map({"True": True, "False": False})
+    for column in frame.columns:
+        if column in INTEGER and not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = pd.to_numeric(frame[column])
+    return typed(frame[columns])
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV as text cells; one that does not end with a line break was cut short (``to_csv`` ends every
+    row with one), however well the rows before the cut parse."""
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            raise InventoryFormatError(f"{path} is empty: it is not a saved {path.stem} frame")
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) != b"\n":
+            raise InventoryFormatError(f"{path} ends in the middle of a row: it was cut short")
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[NA])
+
+
+def _check_rows(path: Path, frame: pd.DataFrame, name: str) -> None:
+    """Refuse a frame with a row missing what every row has, or a digest that is none."""
+    for column in FILLED[name]:
+        empty = frame[column].isna() | (frame[column].astype(object) == "")
+        if empty.any():
+            row = int(empty.to_numpy().nonzero()[0][0])
+            raise InventoryFormatError(f"{path}: row {row + 1:,} has no {column} (the file is damaged)")
+    for column in DIGEST_COLUMNS:
+        if column not in frame:
+            continue
+        values = frame[column]
+        found = pd.Series(values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype) else values.dropna())
+        bad = found[~found.astype(str).str.fullmatch(_DIGEST.pattern)]
+        if len(bad):
+            raise InventoryFormatError(
+                f"{path}: {column} {bad.iloc[0]!r} is not a digest (algorithm:hex; the file is damaged)"
+            )
+
+
 def read_meta(dir: str | os.PathLike) -> dict[str, Any]:
     """A saved inventory's ``inventory.json`` ({} when there is none), its format checked: a newer format
-    than this regframe reads raises ``InventoryFormatError`` naming the regframe that wrote it."""
+    than this regframe reads raises ``InventoryFormatError`` naming the regframe that wrote it; one that is
+    not JSON, or whose values have the wrong types, raises it naming the file."""
     path = Path(dir) / "inventory.json"
-    meta = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InventoryFormatError(f"{path} is not JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise InventoryFormatError(f"{path} is not a regframe inventory (it holds no JSON object)")
     _check_format(meta, path)
+    _check_types(meta, path)
     return meta
+
+
+# inventory.json's keys and the JSON types each may hold (None: null).
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "url": (str, type(None)),
+    "complete": (bool,),
+    "crawled_at": (str, type(None)),
+    "params": (dict, type(None)),
+    "stats": (dict, type(None)),
+    "regframe_version": (str, type(None)),
+    "spreadsheet_safe": (bool,),
+}
+_JSON_NAMES = {str: "text", type(None): "null", bool: "true or false", dict: "an object"}
+
+
+def _check_types(meta: dict, path: Path) -> None:
+    for key, types in _META_TYPES.items():
+        if key in meta and not isinstance(meta[key], types):
+            wanted = " or ".join(_JSON_NAMES[t] for t in types)
+            raise InventoryFormatError(f"{path}: {key} must be {wanted}, not {type(meta[key]).__name__}")
+    stamp = meta.get("crawled_at")
+    if stamp is not None:
+        try:
+            _utc(stamp)
+        except ValueError as exc:
+            raise InventoryFormatError(f"{path}: crawled_at {stamp!r} is not a date and time ({exc})") from None
 
 
 def _check_format(meta: dict, path: Path) -> None:

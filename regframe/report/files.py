@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..client.atomic_files import write_atomically
+from ..client.atomic_files import open_directory, write_atomically
 from .charts import audit_charts
 from .gates import GateResult
 from .html import render_html
@@ -87,3 +88,32 @@ def _write_charts(root: Path, charts: Sequence[Chart]) -> list[Path]:
             write_atomically(path, [data], root=root)
             paths.append(path)
     return paths
+
+
+def remove_outputs(out: str | os.PathLike[str], names: Iterable[str]) -> list[str]:
+    """Remove the files ``names`` (paths relative to ``out``, such as ``charts/growth.png``) that an earlier
+    run left, so a reused output folder never presents them as this run's; the names removed.
+
+    Only those exact names go: a folder or anything else at one of them stays, and a link is removed
+    itself, never what it points to, nor is a linked folder on the way entered."""
+    removed = []
+    for name in sorted(names):
+        *folders, leaf = PurePosixPath(name).parts
+        try:
+            fd = open_directory(out, folders)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                continue
+            raise
+        try:
+            mode = os.stat(leaf, dir_fd=fd, follow_symlinks=False).st_mode
+            if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                os.unlink(leaf, dir_fd=fd)
+                removed.append(name)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+    return removed

@@ -4,8 +4,9 @@
 unit suffix: ``reclaimable`` is ``reclaimable_bytes``, ``stale`` is ``stale_tags``, ``unsigned`` is
 ``unsigned_images``, ``growth`` is ``growth_percent``; see ``summary.SHORT_NAMES``); ``OP`` one of
 ``> >= < <= == !=``; ``VALUE`` a size for byte totals (decimal ``kB MB GB TB PB`` or binary
-``KiB MiB GiB TiB PiB``, through ``regframe.units.parse_bytes``), a number with an optional ``%`` for
-percent totals, a whole number for counts and a number for ratios. A gate *holds* when its comparison
+``KiB MiB GiB TiB PiB``, through ``regframe.units.parse_bytes``; with a sign for ``growth_bytes``, which is
+negative when the registry shrank), a number with an optional ``%`` for percent totals, a whole number for
+counts and a number for ratios. A gate *holds* when its comparison
 is true: that is a failure of the audit (exit status 3).
 
 Everything is checked before any request: a malformed expression raises ``GateError`` (a ValueError).
@@ -37,6 +38,8 @@ OPERATORS: Mapping[str, Callable[[Any, Any], bool]] = {
 _EXPRESSION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*([<>=!~]+)\s*(.*?)\s*")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _NAMES = ", ".join(sorted(BY_KEY))
+# Totals that are negative when the registry shrank; a size threshold for one of them may have a sign.
+SIGNED = frozenset({"growth_bytes", "growth_percent"})
 
 
 class GateError(ValueError):
@@ -125,12 +128,14 @@ def _threshold(expression: str, total: Total, value: str) -> int | float:
             f"{where}: '%' is only for percent totals ({_percent_keys()}); {total.key} is in {_unit_name(total)}"
         )
     if total.unit == "bytes":
-        if value.startswith(("-", "+")):
-            raise GateError(f"{where}: a size has no sign, got {value!r}")
+        sign, size = (value[0], value[1:]) if value.startswith(("-", "+")) else ("", value)
+        if sign and total.key not in SIGNED:
+            raise GateError(f"{where}: a size has no sign, got {value!r} ({total.key} is never negative)")
         try:
-            return parse_bytes(value)
+            size_bytes = parse_bytes(size)
         except ValueError as exc:
             raise GateError(f"{where}: {exc}") from None
+        return -size_bytes if sign == "-" else size_bytes
     number = value[:-1].rstrip() if total.unit == "percent" and value.endswith("%") else value
     if total.unit == "ratio" and number.lower().endswith("x"):
         number = number[:-1].rstrip()
