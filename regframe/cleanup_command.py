@@ -165,7 +165,7 @@ def plan_text(url: str, policy, inv, result) -> str:
             lines.append(f"  {field(where)} ({field(row.stage)}): {field(row.error)}")
         if len(inv.errors) > ERRORS_SHOWN:
             lines.append(f"  and {len(inv.errors) - ERRORS_SHOWN:,} more")
-    for note in policy.notes:
+    for note in result.attrs.get("policy_notes", policy.notes):
         lines.append(f"Note: {field(note)}")
     return "\n".join(lines)
 

@@ -1419,3 +1419,33 @@ def test_artifacts_group_tags_by_digest_newest_first_undated_last_ties_by_first_
     assert found.newer_selected(skip_z)[of[("a", "old")]] == 1
     hit = np.array([tag == "b-tag" for tag in names[1]])
     assert found.any_tag(hit)[of[("a", "a-tag")]] and not found.any_tag(hit)[of[("a", "z")]]
+
+
+def test_gitlab_and_ecr_plans_say_what_those_products_do_with_accessory_tags():
+    """GitLab and ECR see cosign's tags as ordinary tags (README: "differs"), so a plan of theirs counts the
+    accessory tags in its scope that follow their image here, and says how GitLab can be made to keep
+    them. An orphan is decided by the rules in both, so it is not counted; native and Harbor plans have no
+    such note."""
+    frame = with_orphans()
+    signature = "sha256-" + "a" * 64 + ".sig"
+    frame = pd.concat([frame, manifests([("team-b/web", signature, "s3", None)])], ignore_index=True)
+    frame["subject"] = [None, GONE, None, GONE, "b1"]
+
+    gitlab = Policy.from_gitlab({"keep_n": 1}).evaluate(frame, now=NOW)
+    [note] = [n for n in gitlab.attrs["policy_notes"] if "accessory tag" in n]
+    assert note.startswith("1 accessory tag(s)") and "name_regex_keep" in note
+    assert decision(gitlab, "team-b/web", signature)[0] is False, "it follows its kept image here"
+
+    scoped = Policy.from_gitlab({"keep_n": 1}, repositories="team-a/**").evaluate(frame, now=NOW)
+    assert not [n for n in scoped.attrs["policy_notes"] if "accessory tag" in n], "outside its scope"
+
+    rule = {
+        "rulePriority": 1,
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 5},
+        "action": {"type": "expire"},
+    }
+    ecr_plan = Policy.from_ecr({"rules": [rule]}).evaluate(frame, now=NOW)
+    assert [n for n in ecr_plan.attrs["policy_notes"] if n.startswith("1 accessory tag(s)")]
+
+    native = Policy.from_dict({"rules": [{"name": "all", "keep_last": 1}]}).evaluate(frame, now=NOW)
+    assert not [n for n in native.attrs["policy_notes"] if "accessory tag" in n]

@@ -21,6 +21,10 @@ from .globs import Glob
 from .outcome import finish, tag_table
 from .rules import Rule, evaluate_rules, rule_scope
 
+# Products whose rules see accessory tags as ordinary tags, where regframe makes them follow their image:
+# a plan of theirs then says what they would do differently, with how many tags.
+_ACCESSORY_NOTES = {"gitlab": gitlab.accessory_note, "ecr": ecr.accessory_note}
+
 FORMATS = ("native", "gitlab", "ecr", "harbor")
 _READERS = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 _GITLAB_KEYS = {
@@ -189,6 +193,9 @@ class Policy:
             "policy_notes": list(self.notes),
         }
         result = finish(table, manifests, *table.spread(decided, scope), attrs=attrs, tags=tags, errors=errors)
+        followed = result.attrs["followed_accessories"]
+        if followed and self.format in _ACCESSORY_NOTES:
+            result.attrs["policy_notes"].append(_ACCESSORY_NOTES[self.format](followed))
         if chosen == "pushed":
             reason = result["reason"].to_numpy(dtype=object, copy=True)
             words = np.where(table.rows.by_push, f" ({BY_PUSH_TIME})", f" ({BY_CREATED_DATE})").astype(object)

@@ -44,6 +44,17 @@ NOTES = (
         "removed, so such an image stays while its index is kept."
     ),
 )
+
+
+def accessory_note(count: int) -> str:
+    """What ECR would do with the ``count`` accessory tags in the policy's scope that follow their image here."""
+    return (
+        f"{count:,} accessory tag(s) (cosign's sha256-<hex>.sig/.att/.sbom, referrers fallback tags) follow "
+        "their image here; ECR's rules treat them as ordinary images (only OCI referrers with a subject follow "
+        "their image there), so a rule whose selection they match counts and expires them apart from their image."
+    )
+
+
 _SELECTION_KEYS = (
     "tagStatus",
     "tagPatternList",

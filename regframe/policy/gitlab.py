@@ -47,6 +47,17 @@ NOTES = (
 )
 
 
+def accessory_note(count: int) -> str:
+    """What GitLab would do with the ``count`` accessory tags in the policy's scope that follow their image
+    here (cosign's ``sha256-<hex>.sig``/``.att``/``.sbom``, referrers fallback tags, tagged signatures)."""
+    return (
+        f"{count:,} accessory tag(s) (cosign's sha256-<hex>.sig/.att/.sbom, referrers fallback tags) follow "
+        "their image here; GitLab treats them as ordinary tags: counted for keep_n, aged by their own date, "
+        "kept only by name_regex_keep, so it may delete a signature while keeping its image. A name_regex_keep "
+        r"such as '^sha256-[0-9a-f]{64}(\.(sig|att|sbom))?$' makes GitLab keep them."
+    )
+
+
 def from_gitlab(attributes: Mapping[str, Any], repositories: str | list[str] = "**") -> tuple[Rule, ...]:
     """The rule for a GitLab policy: the attributes themselves, or wrapped as the API shows them
     (``container_expiration_policy`` in responses, ``container_expiration_policy_attributes`` in requests).

@@ -122,7 +122,9 @@ def finish(
     """The result frame: ``stale_tags`` columns (``stale`` the final decision) plus ``rule``.
 
     ``governed`` marks the accessory tags the policy's scope covers: only those may go as orphans, and
-    ``rule`` names the governing rules for orphans only (the others follow their subject, not a rule)."""
+    ``rule`` names the governing rules for orphans only (the others follow their subject, not a rule).
+    ``attrs["followed_accessories"]`` counts the covered accessory tags that follow their subject, where
+    a product seeing them as ordinary tags would decide them apart."""
     deleted = np.array(deleted, dtype=bool)
     reason = np.array(reason, dtype=object)
     rule = np.array(rule, dtype=object)
@@ -147,7 +149,8 @@ def finish(
 
     result = tag_frame(manifests, table.rows, table.age, deleted, reason)
     result["rule"] = rule
-    result.attrs = {"now": table.now, **(attrs or {})}
+    followed = int((table.accessory & governed & ~orphan).sum())
+    result.attrs = {"now": table.now, "followed_accessories": followed, **(attrs or {})}
     return result
 
 
