@@ -530,16 +530,16 @@ def test_gitlab_re2_class_with_an_unclosed_posix_name_holds_bracket_and_colon(re
     [
         ({"keep_n": 3}, "keep_n", "1, 5, 10, 25, 50, 100 or null"),
         ({"keep_n": 0}, "keep_n", "1, 5, 10, 25, 50, 100 or null"),
-        ({"older_than": "2d"}, "older_than", "'7d', '14d', '30d', '90d' or null"),
-        ({"older_than": "60d"}, "older_than", "'7d', '14d', '30d', '90d' or null"),
-        ({"older_than": "1month"}, "older_than", "'7d', '14d', '30d', '90d' or null"),
+        ({"older_than": "2d"}, "older_than", "'7d', '14d', '30d', '60d', '90d' or null"),
+        ({"older_than": "1month"}, "older_than", "'7d', '14d', '30d', '60d', '90d' or null"),
         ({"cadence": "2d"}, "cadence", "'1d', '7d', '14d', '1month', '3month'"),
         ({"cadence": None}, "cadence", "'1d', '7d', '14d', '1month', '3month'"),
     ],
 )
 def test_gitlab_values_gitlab_would_not_save_are_refused(attributes, key, allowed):
     """The reference's attribute table allows keep_n 1, 5, 10, 25, 50, 100 or null, older_than 7d, 14d,
-    30d, 90d or null, cadence 1d, 7d, 14d, 1month, 3month: no GitLab policy runs with another value."""
+    30d, 90d or null (and 60d, which GitLab added in 14.4), cadence 1d, 7d, 14d, 1month, 3month: no GitLab
+    policy runs with another value."""
     with pytest.raises(PolicyError, match=f"GitLab allows only {allowed}") as info:
         Policy.from_gitlab(attributes)
     assert (info.value.rule, info.value.key) == ("gitlab", key)
@@ -549,7 +549,7 @@ def test_gitlab_every_value_gitlab_saves_is_accepted():
     """The same table, read the other way: each listed value loads."""
     for keep_n in (1, 5, 10, 25, 50, 100, None):
         Policy.from_gitlab({"keep_n": keep_n})
-    for older_than in ("7d", "14d", "30d", "90d", None):
+    for older_than in ("7d", "14d", "30d", "60d", "90d", None):
         Policy.from_gitlab({"older_than": older_than})
     for cadence in ("1d", "7d", "14d", "1month", "3month"):
         Policy.from_gitlab({"cadence": cadence})

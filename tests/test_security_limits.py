@@ -213,6 +213,18 @@ def test_backoff_waits_are_bounded_too(proxy):
     assert applied(proxy, rule) == len(waits) + 1 < 21
 
 
+def test_a_pause_the_refused_call_does_not_wait_holds_no_other_call(proxy):
+    """A 429 asking for 20 s, where max_retry_wait=1 lets the call wait 1 s at most: the call fails at once,
+    and holds no other call for those 20 s either (a pause is kept only by a call that waits it out)."""
+    proxy.add_rule(Rule(path=r"/tags/list", action=RateLimit(20), times=1))
+    with connect(proxy.url, max_retry_wait=1) as reg:
+        error, _ = within(10, lambda: reg.tags(REPO))
+        assert isinstance(error, regframe.RateLimitedError), error
+        started = time.monotonic()
+        assert reg.tags(REPO)["tags"]
+        assert time.monotonic() - started < 10, "the next call was held for the 20 s pause"
+
+
 def test_max_retry_wait_is_a_connect_option(proxy):
     rule = proxy.add_rule(Rule(path=r"/tags/list", action=RateLimit(0.4)))
     with connect(proxy.url, max_retry_wait=0.5) as reg:

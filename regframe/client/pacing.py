@@ -20,14 +20,18 @@ MIN_RATE = 1.0
 # Each answer the registry serves while the pace holds requests back adds this much to the rate (requests
 # a second): the rate then grows by about a quarter each second.
 INCREASE = 0.25
-# Before the first 429, the send rate is measured over the last this many requests (at least FEWEST of
-# them: one request after a quiet spell says nothing about the rate a crawl can keep).
+# Before the first 429, the send rate is measured over the last SAMPLE requests sent within WINDOW seconds,
+# when there are at least FEWEST of them: a few requests after a quiet spell say nothing about the rate a
+# crawl can keep, and then only the pause applies.
 SAMPLE = 32
+WINDOW = 1.0
 FEWEST = 4
 # Rounds in a row, each sent after the pause the last one asked for, that the registry refused, with
 # nothing served in between: it then refuses everything for now (a spent quota, a ban), and calls stop
 # retrying (``hopeless``).
 HOPELESS_ROUNDS = 5
+# After this many seconds without a 429 the pace is dropped: a limit met long ago says little about now.
+QUIET = 60.0
 
 
 class Pacer:
@@ -41,6 +45,7 @@ class Pacer:
         self._paused_until = float("-inf")
         self._lowered_at = float("-inf")
         self._held_at = float("-inf")
+        self._refused_at = float("-inf")
         self._sent: deque[float] = deque(maxlen=SAMPLE)
         self.served = 0
         self.refusals = 0
@@ -64,6 +69,8 @@ class Pacer:
         with self._lock:
             now = self._clock()
             at = now if self._paused_until <= waited_until else max(now, self._paused_until)
+            if self._rate is not None and now - self._refused_at > QUIET:
+                self._rate = None
             if self._rate is not None:
                 spaced = self._last + 1.0 / self._rate
                 if spaced > at:
@@ -84,23 +91,30 @@ class Pacer:
             if self._rate is not None and self._held_at >= self._clock() - 1.0:
                 self._rate += INCREASE
 
-    def refused(self, sent_at: float, pause: float | None) -> None:
-        """A request sent at ``sent_at`` (this pacer's clock) got a 429 asking for ``pause`` seconds (None: no
-        usable Retry-After). Halves the rate once per round: refusals of requests sent before the last
-        round's decrease took effect (when its pause ended) answer the old rate, not the new one."""
+    def hold(self, pause: float) -> None:
+        """Hold every request for ``pause`` seconds from now: the ``Retry-After`` of a 429 whose request will be
+        sent again after it (a call that gives up instead, its wait longer than the client allows, holds no
+        other). Refusals of requests sent before it ends answer the old rate."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + pause)
+            self._lowered_at = max(self._lowered_at, self._paused_until)
+
+    def refused(self, sent_at: float) -> None:
+        """A request sent at ``sent_at`` (this pacer's clock) got a 429. Halves the rate once per round:
+        refusals of requests sent before the last round's decrease took effect (when its pause ended)
+        answer the old rate, not the new one."""
         with self._lock:
             self.refusals += 1
             now = self._clock()
-            if pause is not None:
-                self._paused_until = max(self._paused_until, now + pause)
+            self._refused_at = now
             if sent_at < self._lowered_at:
                 return
             self.refused_rounds += 1
             self._lowered_at = max(now, self._paused_until)
             current = self._rate
             if current is None:
-                sent = self._sent
-                if len(sent) < FEWEST or now <= sent[0]:
+                recent = [t for t in self._sent if t >= now - WINDOW]
+                if len(recent) < FEWEST or now <= recent[0]:
                     return
-                current = (len(sent) - 1) / (now - sent[0])
+                current = (len(recent) - 1) / (now - recent[0])
             self._rate = max(MIN_RATE, current / 2)

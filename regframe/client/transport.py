@@ -738,6 +738,7 @@ class Transport:
         delay = self._backoff(attempt + 1)
         if status == 429 and self.pacer.hopeless:
             raise self._status_error(response, HOPELESS, what)
+        asked = None
         if status == 429:
             asked = parse_retry_after(response.headers.get("Retry-After"))
             if asked is not None and asked > self.max_retry_after:
@@ -745,6 +746,8 @@ class Transport:
             delay = max(delay, asked or 0.0)
         if not waits.allow(delay):
             raise self._status_error(response, waits.gave_up(), what)
+        if asked and what is None:
+            self.pacer.hold(asked)
         response.close()
         self.stats.retried(str(status))
         log.debug("retrying %s after HTTP %s in %.2f s", _describe(req.method, req.url), status, delay)
@@ -788,8 +791,7 @@ class Transport:
         sent = time.monotonic()
         response = self._send(req, self.pool)
         if response.status_code == 429:
-            asked = parse_retry_after(response.headers.get("Retry-After"))
-            self.pacer.refused(sent, asked if asked is not None and asked <= self.max_retry_after else None)
+            self.pacer.refused(sent)
         else:
             self.pacer.answered()
         return response

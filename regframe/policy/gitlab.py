@@ -35,7 +35,7 @@ ATTRIBUTES = (
 DEFAULTS = {"keep_n": 10, "older_than": "90d", "name_regex": ".*"}
 # The only values GitLab saves (its model validates them; null is allowed for keep_n and older_than).
 KEEP_N = (1, 5, 10, 25, 50, 100)
-OLDER_THAN = ("7d", "14d", "30d", "90d")
+OLDER_THAN = ("7d", "14d", "30d", "60d", "90d")
 CADENCE = ("1d", "7d", "14d", "1month", "3month")
 NOTES = (
     (
