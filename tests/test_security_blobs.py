@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -72,6 +74,18 @@ class NoMount(Action):
 
     def apply(self, ex) -> None:
         ex.respond(ex.forward(ex.path))
+
+
+class Presigned(Action):
+    """307 to the blob at another origin (``localhost`` for ``127.0.0.1``) with a signature in the query, as
+    a registry on S3 or GCS storage hands out presigned URLs."""
+
+    def __init__(self, port: int, signature: str):
+        self.port, self.signature = port, signature
+
+    def apply(self, ex) -> None:
+        location = f"http://localhost:{self.port}{ex.path}?X-Amz-Signature={self.signature}"
+        ex.reply(307, b"", {"Location": location})
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +238,21 @@ def test_hostile_config_is_a_protocol_error_for_platform_digest(proxy, config):
 
 
 # -- an index whose child is gone ------------------------------------------------------------------
+
+
+def test_a_presigned_storage_url_is_not_logged_with_its_signature(registry, proxy, caplog):
+    """A presigned URL's query is a credential for the blob: urllib3's DEBUG log line of the storage request
+    (the debug logging a user turns on to see what regframe sends) shows the path, not the signature."""
+    signature = "b5f0c3d2e1presigned"
+    proxy.add_rule(Rule(path=r"/blobs/sha256:", method="GET", action=Presigned(urlsplit(registry.url).port, signature)))
+    caplog.set_level(logging.DEBUG)
+    with connect(proxy.url) as reg:
+        layer_digest = IMAGE.manifest["layers"][0]["digest"]
+        assert reg.blob(REPO, layer_digest).body
+    pool = [r.getMessage() for r in caplog.records if r.name == "urllib3.connectionpool"]
+    [storage] = [line for line in pool if '"GET ' in line and "localhost" in line]
+    assert f"/blobs/{layer_digest}?" in storage
+    assert signature not in caplog.text
 
 
 def test_index_with_a_missing_child_is_a_clear_not_found_error(direct, tmp_path):

@@ -58,6 +58,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("regframe.client")
 
+
+class _WithoutQueries(logging.Filter):
+    """urllib3 logs each request's target at DEBUG, query and all; for blob storage that query is a
+    presigned URL's signature, a credential for the blob. Its records of regframe's own requests (those
+    sent with a ``Budget``, marked per thread) have every query cut; other users of urllib3 keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(sending, "budget", None) is not None and isinstance(record.args, tuple):
+            record.args = tuple(_without_query(arg) for arg in record.args)
+        return True
+
+
+def _without_query(value: object) -> object:
+    if isinstance(value, str) and "?" in value and value.startswith(("/", "http:", "https:")):
+        return value.split("?", 1)[0] + "?…"
+    return value
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_WithoutQueries())
+
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # Requests sent again when their answer does not come within read_timeout: they only read, so a second one
 # racing a first the registry is still working on changes nothing (a PUT or DELETE might act twice).
