@@ -211,10 +211,10 @@ def _write_report(args, out: Path, text: str, data: AuditData, gates: list, sinc
         print(text)
     for result in results:
         if result.holds:
-            print(f"regframe: --fail-on {printable(result.describe(), one_line=True)}: holds", file=sys.stderr)
+            print(f"regframe: --fail-on {field(result.describe())}: holds", file=sys.stderr)
     problem = undecided(results)
     if problem is not None:
-        print(f"regframe: error: {printable(problem, one_line=True)}", file=sys.stderr)
+        print(f"regframe: error: {field(problem)}", file=sys.stderr)
         return 2
     holding = sum(result.holds for result in results)
     if holding:
@@ -412,7 +412,7 @@ def _saved_audit(folder: str) -> Inventory:
     """The audit saved in ``folder`` (an ``--out`` folder or a snapshot); a ValueError naming the folder, and
     the file where the loader says, when it is not one or is damaged (a file cut short, a foreign one)."""
     from . import history
-    from .history.snapshots import _DAMAGE
+    from .history.snapshots import UNREADABLE
     from .inventory.inventory import InventoryFormatError
 
     if not Path(folder).is_dir():
@@ -423,7 +423,7 @@ def _saved_audit(folder: str) -> Inventory:
         raise ValueError(f"{folder} is not a saved audit: {exc}") from None
     except InventoryFormatError:
         raise
-    except _DAMAGE as exc:
+    except UNREADABLE as exc:
         raise ValueError(f"{folder} cannot be read as a saved audit ({type(exc).__name__}: {exc})") from None
 
 
@@ -544,14 +544,14 @@ def tags(args) -> int:
         except E.NotFoundError as exc:
             raise E.NotFoundError(f"repository {args.repository} not found ({exc})", status=exc.status) from None
     if not result:
-        print(f"regframe: {printable(args.repository, one_line=True)}: no tags", file=sys.stderr)
+        print(f"regframe: {field(args.repository)}: no tags", file=sys.stderr)
         result = {"name": args.repository, "tags": [], **({"hashes": {}} if args.hashes else {})}
     if args.json:
         _print_json(result)
     else:
         for tag in result["tags"]:
-            line = printable(tag, one_line=True)
-            print(f"{line}\t{printable(result['hashes'][tag], one_line=True)}" if args.hashes else line)
+            line = field(tag)
+            print(f"{line}\t{field(result['hashes'][tag])}" if args.hashes else line)
     return 0
 
 
@@ -570,7 +570,7 @@ def manifest(args) -> int:
 def digest(args) -> int:
     with connect_from(args) as reg:
         value = reg.digest(args.repository, args.tag, platform=args.platform)
-    _print_json({"digest": value}) if args.json else print(printable(value, one_line=True))
+    _print_json({"digest": value}) if args.json else print(field(value))
     return 0
 
 

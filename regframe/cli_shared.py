@@ -15,10 +15,10 @@ from .client.atomic_files import write_atomically
 from .text import visible
 
 
-def printable(text: object, *, one_line: bool = False) -> str:
-    """What the CLI prints of registry-supplied text: control characters made visible; tabs and newlines too
-    when ``one_line``, for a field printed within a line."""
-    return visible(text, keep_lines=not one_line)
+def printable(text: object) -> str:
+    """What the CLI prints of a multi-line text it composed: control characters made visible, its tabs and
+    newlines kept (registry-supplied values in it went through :func:`field`)."""
+    return visible(text, keep_lines=True)
 
 
 def field(value: object) -> str:

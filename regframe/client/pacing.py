@@ -48,7 +48,6 @@ class Pacer:
         self._refused_at = float("-inf")
         self._sent: deque[float] = deque(maxlen=SAMPLE)
         self.served = 0
-        self.refusals = 0
         self.refused_rounds = 0
 
     @property
@@ -104,7 +103,6 @@ class Pacer:
         refusals of requests sent before the last round's decrease took effect (when its pause ended)
         answer the old rate, not the new one."""
         with self._lock:
-            self.refusals += 1
             now = self._clock()
             self._refused_at = now
             if sent_at < self._lowered_at:

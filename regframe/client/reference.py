@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST_RE = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([A-Za-z0-9=_-]+)")
+# The OCI digest grammar, algorithm:encoded; validate_digest adds the algorithms and lengths regframe accepts.
+DIGEST_GRAMMAR = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([A-Za-z0-9=_-]+)")
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}
 _PLATFORM_PART = re.compile(r"[a-z0-9_.-]+")
 MAX_NAME_LENGTH = 255
@@ -81,7 +82,7 @@ def _validate_digest(digest: object) -> str:
     """Return ``digest`` if it is a well-formed sha256 or sha512 digest, else raise InvalidReferenceError."""
     if not isinstance(digest, str):
         raise InvalidReferenceError(f"digest must be a string, not {type(digest).__name__}")
-    m = _DIGEST_RE.fullmatch(digest)
+    m = DIGEST_GRAMMAR.fullmatch(digest)
     if not m:
         raise InvalidReferenceError(f"digest {_show(digest)} is not of the form algorithm:hex")
     algorithm, encoded = m.groups()

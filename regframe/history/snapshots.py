@@ -54,7 +54,7 @@ HISTORY_COLUMNS = [
 _ONE_TICK = pd.Timedelta(microseconds=1)
 # What reading a damaged snapshot raises: missing or unreadable files, text that is not JSON, Parquet that
 # is cut short or lacks a column (pyarrow's errors), an inventory.json that is no inventory.
-_DAMAGE = (OSError, ValueError, KeyError, TypeError, pa.ArrowException)
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, pa.ArrowException)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 T = TypeVar("T")
 
@@ -239,7 +239,7 @@ def _read_or_skip(path: Path, read: Callable[[Path], T]) -> T | None:
     written by a newer regframe is not skipped: its ``InventoryFormatError`` says to upgrade."""
     try:
         return read(path)
-    except _DAMAGE as exc:
+    except UNREADABLE as exc:
         if _written_by_newer(path):
             raise
         _skip(path, exc)
@@ -270,7 +270,7 @@ def _written_by_newer(path: Path) -> bool:
     """Whether ``path`` records a format newer than this regframe reads (False when that cannot be read)."""
     try:
         fmt = _raw_meta(path).get("format", 1)
-    except _DAMAGE:
+    except UNREADABLE:
         return False
     return isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..client.arguments import check_flag
 from ..client.atomic_files import write_atomically
+from ..client.reference import DIGEST_GRAMMAR
 from ..units import format_bytes
 from .frames import (
     CATALOG_COLUMNS,
@@ -309,7 +310,6 @@ FILLED = {
     "errors": ("stage",),
 }
 DIGEST_COLUMNS = ("digest", "manifest_digest", "config_digest", "layer_digest", "subject")
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Za-z0-9=_-]+")
 
 
 def _frame(path: Path, columns: list[str], meta: dict[str, Any]) -> pd.DataFrame:
@@ -380,12 +380,10 @@ def _check_rows(path: Path, frame: pd.DataFrame, name: str) -> None:
         if column not in frame:
             continue
         values = frame[column]
-        found = pd.Series(values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype) else values.dropna())
-        bad = found[~found.astype(str).str.fullmatch(_DIGEST.pattern)]
-        if len(bad):
-            raise InventoryFormatError(
-                f"{path}: {column} {bad.iloc[0]!r} is not a digest (algorithm:hex; the file is damaged)"
-            )
+        distinct = values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype) else values.dropna().unique()
+        bad = next((v for v in distinct if not DIGEST_GRAMMAR.fullmatch(str(v))), None)
+        if bad is not None:
+            raise InventoryFormatError(f"{path}: {column} {bad!r} is not a digest (algorithm:hex; the file is damaged)")
 
 
 def read_meta(dir: str | os.PathLike) -> dict[str, Any]:
