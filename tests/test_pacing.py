@@ -160,3 +160,13 @@ def test_the_pace_is_dropped_after_a_quiet_minute(clock):
     clock.now += QUIET + 1
     assert pacer.turn() == 0 and pacer.turn() == 0
     assert pacer.rate is None
+
+
+def test_refusals_without_a_pause_are_not_hopeless(clock):
+    """429s without Retry-After come round after round within a moment (a burst answered one by one): no
+    pause was waited out, so they show nothing about a registry refusing everything."""
+    pacer = Pacer(clock)
+    for _ in range(3 * HOPELESS_ROUNDS):
+        pacer.refused(clock.now)
+        clock.now += 0.01
+    assert not pacer.hopeless

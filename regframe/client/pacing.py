@@ -49,6 +49,8 @@ class Pacer:
         self._sent: deque[float] = deque(maxlen=SAMPLE)
         self.served = 0
         self.refused_rounds = 0
+        # Whether a pause was asked for since the last round began.
+        self._paused = False
 
     @property
     def hopeless(self) -> bool:
@@ -96,10 +98,12 @@ class Pacer:
         other). Refusals of requests sent before it ends answer the old rate."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + pause)
+            self._paused = True
             self._lowered_at = max(self._lowered_at, self._paused_until)
 
     def refused(self, sent_at: float) -> None:
-        """A request sent at ``sent_at`` (this pacer's clock) got a 429. Halves the rate once per round:
+        """A request sent at ``sent_at`` (this pacer's clock) got a 429. A round counts towards ``hopeless``
+        when it is the first or its request was sent after a pause ended. Halves the rate once per round:
         refusals of requests sent before the last round's decrease took effect (when its pause ended)
         answer the old rate, not the new one."""
         with self._lock:
@@ -107,7 +111,11 @@ class Pacer:
             self._refused_at = now
             if sent_at < self._lowered_at:
                 return
-            self.refused_rounds += 1
+            # Only a request that waited out a pause shows the pause did not help; 429s without Retry-After
+            # come round after round within a moment and say nothing of the kind.
+            if self.refused_rounds == 0 or (self._paused and self._paused_until <= sent_at):
+                self.refused_rounds += 1
+            self._paused = False
             self._lowered_at = max(now, self._paused_until)
             current = self._rate
             if current is None:
