@@ -181,17 +181,26 @@ def test_a_read_out_of_request_timeout_is_not_sent_again(proxy):
 
 class Refuse(Action):
     """429 with ``Retry-After`` (None: without), as a rate-limited registry answers, to every request or to
-    the ``first`` ones (the rest are forwarded); ``paths`` records every request, in order."""
+    the ``first`` ones (the rest are forwarded); ``paths`` records every request, in order. With
+    ``together``, the ``first`` refusals are answered only once all of them have arrived (or after 5 s), so
+    the client sees them as one round of refusals, not one round after another."""
 
-    def __init__(self, retry_after: float | None, first: int | None = None):
+    def __init__(self, retry_after: float | None, first: int | None = None, together: bool = False):
         self.retry_after, self.first = retry_after, first
         self.paths: list[str] = []
         self._lock = threading.Lock()
+        self._all_arrived = threading.Event()
+        if not together:
+            self._all_arrived.set()
 
     def apply(self, ex) -> None:
         with self._lock:
             self.paths.append(f"{ex.method} {ex.path}")
             refused = self.first is None or len(self.paths) <= self.first
+            if self.first is not None and len(self.paths) >= self.first:
+                self._all_arrived.set()
+        if refused:
+            self._all_arrived.wait(5)
         if refused and self.retry_after is None:
             Status(429).apply(ex)
         elif refused:
@@ -243,9 +252,10 @@ def test_a_spent_budget_ends_the_waits_before_retries(fleet_reg):
     """The proxy refuses the first 8 manifest HEADs with 429 and forwards the rest: budget=3 stops the
     crawl at its fourth GET while those 8 wait to be retried; they are not sent again, and inventory() does
     not wait them out. The 429s carry no Retry-After, which would pause every request (see test_pacing),
-    and the client's backoff is raised to 5 s, so only the 8 wait; workers=16 leaves threads for the
-    other tags meanwhile."""
-    refuse = Refuse(retry_after=None, first=8)
+    and the client's backoff is raised so that each of the 8 waits at least 4 s; workers=16 leaves threads
+    for the other tags meanwhile. The 8 are answered together: refusals one after another would each halve
+    the client's pace (test_pacing) and slow the rest of the crawl past those 4 s."""
+    refuse = Refuse(retry_after=None, first=8, together=True)
     with FaultProxy(fleet_reg.url) as proxy:
         proxy.add_rule(Rule(path=r"/manifests/", method="HEAD", action=refuse))
         with connect(proxy.url) as reg:
