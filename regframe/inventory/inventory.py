@@ -291,23 +291,15 @@ class Inventory:
         return inv
 
 
-# Columns every saved format has, and which of them every row fills: a file without them is not the frame
-# its name says (a foreign file, a header cut off), and a row without them was cut short.
-KEY_COLUMNS = {
-    "catalog": ("repository",),
-    "tags": ("repository", "tag", "digest"),
-    "manifests": ("repository", "digest"),
-    "layers": ("repository", "layer_digest", "size"),
-    "referrers": ("repository", "subject", "digest"),
-    "errors": ("stage", "error"),
-}
-FILLED = {
-    "catalog": ("repository",),
-    "tags": ("repository", "tag", "digest"),
-    "manifests": ("repository", "digest"),
-    "layers": ("repository", "layer_digest"),
-    "referrers": ("repository", "subject", "digest"),
-    "errors": ("stage",),
+# Columns every saved format has, each with whether every row fills it: a file without them is not the
+# frame its name says (a foreign file, a header cut off), and a row without a filled one was cut short.
+KEY_COLUMNS: dict[str, dict[str, bool]] = {
+    "catalog": {"repository": True},
+    "tags": {"repository": True, "tag": True, "digest": True},
+    "manifests": {"repository": True, "digest": True},
+    "layers": {"repository": True, "layer_digest": True, "size": False},
+    "referrers": {"repository": True, "subject": True, "digest": True},
+    "errors": {"stage": True, "error": False},
 }
 DIGEST_COLUMNS = ("digest", "manifest_digest", "config_digest", "layer_digest", "subject")
 
@@ -371,7 +363,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def _check_rows(path: Path, frame: pd.DataFrame, name: str) -> None:
     """Refuse a frame with a row missing what every row has, or a digest that is none."""
-    for column in FILLED[name]:
+    for column in (column for column, filled in KEY_COLUMNS[name].items() if filled):
         empty = frame[column].isna() | (frame[column].astype(object) == "")
         if empty.any():
             row = int(empty.to_numpy().nonzero()[0][0])
