@@ -135,6 +135,51 @@ def test_cleanup_keeps_the_platforms_of_a_kept_index(anon, repo_name, tmp_path, 
         assert set(result["reason"]) == {"manifest kept, a platform of index tagged '1.0'"}
 
 
+def push_nested_index(client, repository: str) -> None:
+    """``outer``, an index whose one entry is ``INDEX`` (itself an index of AMD and ARM): the image spec lets an
+    index list indexes, and distribution 2.8 takes it. ``INDEX`` and ``AMD`` carry tags of their own."""
+    push_image(client, repository, "inner-old", INDEX)
+    push_image(client, repository, "amd-old", AMD)
+    outer = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": INDEX.digest,
+                "size": len(INDEX.manifest_raw),
+            }
+        ],
+    }
+    client.put_manifest(repository, "outer", json.dumps(outer).encode(), "application/vnd.oci.image.index.v1+json")
+
+
+def test_delete_manifests_keeps_what_a_kept_index_reaches_through_a_nested_index(anon, repo_name, tmp_path):
+    """Only ``outer`` stays; the inner index and its amd64 platform lose their tags but not their manifests,
+    which ``outer`` reaches through its nested index."""
+    push_nested_index(anon, repo_name)
+    stale = plan(repo_name, {"inner-old": (INDEX.digest, True), "amd-old": (AMD.digest, True)})
+    result = anon.apply_cleanup(stale, dry_run=False, delete_manifests=True)
+    assert outcome(result) == {
+        "amd-old": ("deleted", "manifest kept, a platform of index tagged 'outer'"),
+        "inner-old": ("deleted", "manifest kept, a platform of index tagged 'outer'"),
+    }
+    assert set(hashes(anon, repo_name)) == {"outer"}
+    for kept in (INDEX, AMD, ARM):
+        assert anon.manifest(repo_name, kept.digest).raw == kept.manifest_raw
+
+
+def test_rmtag_auto_untags_an_image_a_nested_index_of_another_tag_reaches(anon, repo_name):
+    """``rmtag`` by default deletes the manifest when no other tag needs it; ``outer`` needs ``AMD`` through
+    its nested index, so only the tag goes."""
+    push_nested_index(anon, repo_name)
+    anon.rmtag(repo_name, "inner-old")
+    removed = anon.rmtag(repo_name, "amd-old")
+    assert removed["kept"] == ["outer"]
+    assert set(hashes(anon, repo_name)) == {"outer"}
+    assert anon.manifest(repo_name, AMD.digest).raw == AMD.manifest_raw
+
+
 def test_index_tagged_while_cleaning_keeps_its_platforms(anon, other, registry_url, repo_name, tmp_path):
     """Every tag is stale; right after the listing another client tags the index ``stable``. The
     manifests are judged on a fresh listing, so neither the index nor its platforms are deleted."""

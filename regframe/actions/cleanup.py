@@ -24,6 +24,7 @@ from ..client import errors as E
 from ..client import referrers as R
 from ..client import writes
 from ..client.artifacts import fallback_tag_subject
+from ..client.models import reachable
 from ..client.reference import validate_digest, validate_repository, validate_tag
 
 RESULT_COLUMNS = ["repository", "tag", "digest", "action", "method", "status", "reason"]
@@ -443,7 +444,8 @@ _REMOVED = ("deleted", "would delete", "updated", "would update")
 
 
 def _referenced(run: _Run, digest: str, hashes: Hashes) -> str | None:
-    """Why ``digest`` must stay (a tag on it, an unreadable tag, a tagged index listing it), or None."""
+    """Why ``digest`` must stay (a tag on it, an unreadable tag, a tagged index listing it, directly or
+    through nested indexes), or None."""
     tagged = sorted(t for t, d in hashes.items() if d == digest)
     if tagged:
         return f"tagged {_names(tagged)}"
@@ -451,7 +453,7 @@ def _referenced(run: _Run, digest: str, hashes: Hashes) -> str | None:
     if unknown:
         return f"tag {_names(unknown[:1])} could not be read"
     for tag, top in sorted((t, d) for t, d in hashes.items() if d is not None):
-        if digest in _children(run, top):
+        if digest in reachable(top, lambda index: _children(run, index)):
             return f"a platform of index tagged '{tag}'"
     return None
 

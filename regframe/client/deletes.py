@@ -12,7 +12,7 @@ from . import errors as E
 from . import mediatypes as MT
 from . import reads, writes
 from .core import ClientCore
-from .models import Manifest, media_type_of
+from .models import Manifest, media_type_of, reachable
 from .reference import compute_digest, is_digest, validate_digest, validate_reference, validate_tag
 from .scopes import delete_scope
 
@@ -114,8 +114,17 @@ def rmtag(
 
 
 def _indexes_listing(core: ClientCore, repository: str, digest: str, others: dict[str, str | None]) -> list[str]:
-    """The other tags whose index lists ``digest`` as an entry (one platform of a multi-platform image, say):
-    deleting the manifest by digest would leave those indexes naming a manifest that is gone."""
+    """The other tags whose index lists ``digest`` as an entry, directly or through nested indexes (one
+    platform of a multi-platform image, say): deleting the manifest by digest would leave those indexes
+    naming a manifest that is gone."""
+    entries: dict[str, list[str]] = {}
+
+    def children_of(index: str) -> list[str]:
+        if index not in entries:
+            found = reads.manifest(core, repository, index)
+            entries[index] = [c["digest"] for c in found.children if isinstance(c.get("digest"), str)] if found else []
+        return entries[index]
+
     listing: list[str] = []
     checked: dict[str, bool] = {}
     for other, top in others.items():
@@ -123,8 +132,7 @@ def _indexes_listing(core: ClientCore, repository: str, digest: str, others: dic
             listing.append(other)
             continue
         if top not in checked:
-            found = reads.manifest(core, repository, top)
-            checked[top] = bool(found) and any(child.get("digest") == digest for child in found.children)
+            checked[top] = digest in reachable(top, children_of)
         if checked[top]:
             listing.append(other)
     return listing

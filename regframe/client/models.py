@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
@@ -134,6 +134,20 @@ class Manifest(dict[str, Any]):
             if v is not None
         )
         return f"<div><b>Manifest</b><table>{body}</table></div>"
+
+
+def reachable(top: str, children_of: Callable[[str], list[str]]) -> set[str]:
+    """Every digest an index's entries lead to, through indexes nested at any depth (the image spec allows
+    an index of indexes), ``top`` left out unless an entry names it. ``children_of`` gives a manifest's
+    entries (none for an image); each digest is asked about once, so a registry serving a cycle ends too."""
+    found: set[str] = set()
+    queue = [top]
+    while queue:
+        for child in children_of(queue.pop()):
+            if child not in found:
+                found.add(child)
+                queue.append(child)
+    return found
 
 
 def media_type_of(manifest: Manifest) -> str:
