@@ -1424,3 +1424,35 @@ def test_a_tag_left_on_a_placeholder_by_sigkill_is_removed_by_the_next_cleanup(r
     assert "removal was stopped" in done.stdout
     assert direct.tags(repository, with_hashes=True)["hashes"] == {"latest": sha(OTHER.manifest_raw)}
     assert direct.manifest(repository, sha(IMAGE.manifest_raw)).raw == IMAGE.manifest_raw, "the image stays"
+
+
+def test_a_failed_manifest_delete_is_an_error_of_the_cleanup(registry, direct, tmp_path):
+    """``--delete-manifests``: the registry answers the image manifest's DELETE with 500 (the proxy's doing:
+    a real registry fails it on a storage fault). The tag is gone but the manifest stays, so garbage
+    collection would free nothing of what the plan announced: the run reports an error row for the
+    manifest, prints it, and exits 1."""
+    repository = "faults/cleanup-manifest-500"
+    push_image(direct, repository, "old", IMAGE)
+    push_image(direct, repository, "latest", OTHER)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "old"\ntags = "^old$"\n')
+    image = sha(IMAGE.manifest_raw)
+    rule = Rule(path=f"/v2/{repository}/manifests/{image}$", method="DELETE", action=Status(500))
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(rule)
+        done = subprocess.run(
+            [sys.executable, "-m", "regframe", "cleanup", proxy.url, "--policy", str(policy), "--repositories"]
+            + [repository, "--apply", "--yes", "--delete-manifests", "--out", str(tmp_path / "out")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert applied(proxy, rule) >= 1
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Deleted 1 tag; skipped 0; errors 1." in done.stdout
+    assert f"error  {repository}@{image}  its tags were removed; manifest not deleted:" in done.stdout
+    result = pd.read_csv(tmp_path / "out" / "cleanup_result.csv")
+    failed = result[result["status"] == "error"]
+    assert list(failed["digest"]) == [image] and failed["tag"].isna().all()
+    assert direct.tags(repository, with_hashes=True)["hashes"] == {"latest": sha(OTHER.manifest_raw)}
+    assert direct.manifest(repository, image).raw == IMAGE.manifest_raw

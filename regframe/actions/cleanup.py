@@ -185,14 +185,15 @@ def _clean_repository(
         for row in images:
             if row[3] == "delete":
                 _remove_tag(client, repository, row)
+    failed: list[Row] = []
     if delete_manifests:
-        _delete_manifests(run, images, staying)
+        failed += _delete_manifests(run, images, staying)
     gone = {row[1] for row in images if row[5] in ("deleted", "would delete")}
     after = {t: d for t, d in listing.items() if t not in gone}
     extra = _clean_accessories(run, images, accessories, subjects, api, after)
     if delete_manifests:
-        _delete_manifests(run, accessories, staying)
-    return images + accessories + extra
+        failed += _delete_manifests(run, accessories, staying)
+    return images + accessories + extra + failed
 
 
 def _api_referrers(
@@ -398,8 +399,10 @@ def _remove_tag(client, repository: str, row: Row) -> None:
         row[5] = "deleted"
 
 
-def _delete_manifests(run: _Run, rows: list[Row], staying: Hashes) -> None:
-    """Delete the manifests whose tags this run removed, each only if nothing references it.
+def _delete_manifests(run: _Run, rows: list[Row], staying: Hashes) -> list[Row]:
+    """Delete the manifests whose tags this run removed, each only if nothing references it; returns an
+    ``error`` row (without a tag, method ``manifest``) for each delete that failed, so that a run whose
+    manifests stay, and whose garbage collection then frees nothing, does not read as done.
 
     The dry run judges every manifest against the tags it expects to remain; the real run lists
     every tag afresh before each delete. A deleted index's platforms are judged the same way next.
@@ -407,6 +410,7 @@ def _delete_manifests(run: _Run, rows: list[Row], staying: Hashes) -> None:
     removed = [row for row in rows if row[4] in (PLACEHOLDER, FALLBACK) and row[5] in _REMOVED]
     queue = list(dict.fromkeys(row[2] for row in removed))
     outcome = run.outcome
+    failures: list[Row] = []
     while queue:
         digest = queue.pop(0)
         if digest in outcome:
@@ -427,6 +431,17 @@ def _delete_manifests(run: _Run, rows: list[Row], staying: Hashes) -> None:
             raise
         except E.RegistryError as exc:
             outcome[digest] = f"not deleted: {exc}"
+            failures.append(
+                [
+                    run.repository,
+                    None,
+                    digest,
+                    "delete",
+                    BY_DIGEST,
+                    "error",
+                    f"its tags were removed; manifest not deleted: {exc}",
+                ]
+            )
     for row in removed:
         if row[2] not in outcome:
             continue
@@ -438,6 +453,7 @@ def _delete_manifests(run: _Run, rows: list[Row], staying: Hashes) -> None:
         said = "manifest " + outcome[row[2]] + _platform_summary(row[2], run.manifests, outcome)
         head = row[6].partition("; ")[0] + "; " if row[6].startswith("accessory of ") else ""
         row[6] = head + said
+    return failures
 
 
 _REMOVED = ("deleted", "would delete", "updated", "would update")
