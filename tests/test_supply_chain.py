@@ -785,3 +785,42 @@ def test_a_referrer_of_a_referrer_is_found_counted_and_cleaned_through_the_api()
             (signatures["kept"], 200),
         ):
             assert manifest_status(reg.url, "app/chain", item.digest) == status
+
+
+@pytest.mark.parametrize("delete_manifests", [False, True])
+def test_a_signed_sbom_in_a_fallback_index_goes_with_its_image_and_its_signature(
+    registry_url, anon, repo_name, delete_manifests
+):
+    """Without the referrers API: the old image's fallback tag lists its SBOM, and the SBOM's own fallback tag
+    lists the SBOM's signature. The SBOM's subject is free only once the image's fallback tag is emptied, so
+    cleanup judges the SBOM's fallback tag again after that: both fallback tags go, with the SBOM and its
+    signature, and nothing is left as an orphan. The dry run lists what the real run does."""
+    old = build_image([layer("sc-chain-fb-old", 1100)], created=OLD)
+    new = build_image([layer("sc-chain-fb-new", 1100)], created=NOW)
+    push_image(anon, repo_name, "old", old)
+    push_image(anon, repo_name, "new", new)
+    sbom = sigstore_bundle(old, PREDICATE_SPDX)
+    signature = sigstore_bundle(sbom, PREDICATE_SIGN, created="2024-02-02T00:00:00Z")
+    for item in (sbom, signature):
+        push_artifact(anon, repo_name, item.digest, item)
+    push_artifact(anon, repo_name, fallback_tag(old.digest), referrers_index([sbom]))
+    push_artifact(anon, repo_name, fallback_tag(sbom.digest), referrers_index([signature]))
+
+    inv = anon.inventory(repo_name, progress=False)
+    stale = stale_tags(inv.manifests, older_than="30d", now=NOW, tags=inv.tags, errors=inv.errors)
+    assert set(stale.loc[stale["stale"], "tag"]) == {"old", fallback_tag(old.digest), fallback_tag(sbom.digest)}
+    dry = anon.apply_cleanup(stale, dry_run=True, delete_manifests=delete_manifests)
+    done = anon.apply_cleanup(stale, dry_run=False, delete_manifests=delete_manifests)
+
+    def plan(frame):
+        return sorted((str(r.tag), r.digest, DONE.get(r.status, r.status)) for r in frame.itertuples(index=False))
+
+    assert plan(dry) == plan(done)
+    rows = done.set_index("digest")
+    for item in (sbom, signature):
+        assert rows.loc[item.digest, "status"] == "deleted"
+    assert set(hashes(anon, repo_name)) == {"new"}
+    for item in (sbom, signature):
+        assert manifest_status(registry_url, repo_name, item.digest) == 404
+    after = anon.inventory(repo_name, progress=False)
+    assert supply_chain(after.manifests, after.referrers).attrs["orphaned"] == 0

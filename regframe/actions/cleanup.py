@@ -230,42 +230,41 @@ def _clean_accessories(
     api: dict[str, list[str]],
     after: Hashes,
 ) -> list[Row]:
-    """Remove the accessories whose subject nothing references now; returns the rows of untagged referrers."""
+    """Remove the accessories whose subject nothing references now; returns the rows of untagged referrers.
+
+    In rounds: removing one accessory can free another's subject (an SBOM listed in its image's fallback
+    tag has a fallback tag of its own for its signature), so the rows whose subject was still referenced
+    are judged again on a fresh listing after each round that removed something."""
     gone_images = [row[2] for row in images if row[5] in ("deleted", "would delete")]
-    todo = [subjects[id(row)] for row in accessories if row[3] == "delete"]
-    if not todo and not any(digest in api for digest in gone_images):
+    pending = [row for row in accessories if row[3] == "delete"]
+    if not pending and not any(digest in api for digest in gone_images):
         return []
-    try:
-        hashes = after if run.dry_run else run.hashes()
-        status = {s: _referenced(run, s, hashes) for s in dict.fromkeys([*todo, *(d for d in gone_images if d in api)])}
-    except E.RegistryError as exc:
-        for row in accessories:
-            if row[3] == "delete":
-                row[5:] = ["error", f"checking its subject failed: {exc}"]
-        return []
-
-    tagged, fallbacks = [], []
-    for row in accessories:
-        if row[3] != "delete":
-            continue
-        subject = subjects[id(row)]
-        why = status[subject]
-        if why is not None:
-            row[3:] = ["skip", None, "skipped", f"accessory kept: its subject {subject} is still {why}"]
-        elif fallback_tag_subject(row[1]) == subject:
-            fallbacks.append(row)
-        else:
-            row[6] = f"accessory of {subject}, which nothing references now; {row[6]}"
-            tagged.append(row)
-    if not run.dry_run:
-        for row in tagged:
-            _remove_tag(run.client, run.repository, row)
-    removed = {row[1] for row in tagged if row[5] in ("deleted", "would delete")}
-
     extra: list[Row] = []
     handled: set[str] = set()
-    for row in fallbacks:
-        extra += _empty_fallback_index(run, row, subjects[id(row)], after, removed, handled)
+    removed: set[str] = set()
+    status: dict[str, str | None] = {}
+    asked = [*(subjects[id(row)] for row in pending), *(d for d in gone_images if d in api)]
+    while True:
+        try:
+            hashes = {t: d for t, d in after.items() if t not in removed} if run.dry_run else run.hashes()
+            status.update({s: _referenced(run, s, hashes) for s in dict.fromkeys(asked)})
+        except E.RegistryError as exc:
+            for row in pending:
+                row[5:] = ["error", f"checking its subject failed: {exc}"]
+            return extra
+        ready = [row for row in pending if status[subjects[id(row)]] is None]
+        pending = [row for row in pending if status[subjects[id(row)]] is not None]
+        if not ready:
+            break
+        before = len(removed)
+        extra += _remove_accessories(run, ready, subjects, after, removed, handled)
+        if not pending or len(removed) == before:
+            break
+        asked = [subjects[id(row)] for row in pending]
+    for row in pending:
+        subject = subjects[id(row)]
+        row[3:] = ["skip", None, "skipped", f"accessory kept: its subject {subject} is still {status[subject]}"]
+
     gone = [subject for subject in api if status.get(subject, "unknown") is None]
     while gone:
         subject = gone.pop(0)
@@ -276,6 +275,31 @@ def _clean_accessories(
                 extra.append(row)
                 if row[5] in ("deleted", "would delete", "already gone"):
                     gone.append(digest)  # its own referrers follow it
+    return extra
+
+
+def _remove_accessories(
+    run: _Run, ready: list[Row], subjects: dict[int, str], after: Hashes, removed: set[str], handled: set[str]
+) -> list[Row]:
+    """Remove the accessory tags of ``ready`` (their subjects referenced by nothing) and empty the fallback
+    indexes among them; adds the tags that go to ``removed`` and returns the rows of untagged referrers."""
+    tagged, fallbacks = [], []
+    for row in ready:
+        subject = subjects[id(row)]
+        if fallback_tag_subject(row[1]) == subject:
+            fallbacks.append(row)
+        else:
+            row[6] = f"accessory of {subject}, which nothing references now; {row[6]}"
+            tagged.append(row)
+    if not run.dry_run:
+        for row in tagged:
+            _remove_tag(run.client, run.repository, row)
+    removed.update(row[1] for row in tagged if row[5] in ("deleted", "would delete"))
+    extra: list[Row] = []
+    for row in fallbacks:
+        extra += _empty_fallback_index(run, row, subjects[id(row)], after, removed, handled)
+        if row[5] in ("deleted", "would delete"):
+            removed.add(row[1])
     return extra
 
 
