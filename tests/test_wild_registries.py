@@ -263,7 +263,7 @@ def test_auto_budget_stops_before_the_reserve_when_heads_count_too(fleet_reg):
         proxy.stop()
     assert not inv.complete
     assert quota.refused == 0, "the crawl stopped before the registry had to refuse it"
-    assert quota.remaining >= 10, "10% of the 100-pull limit is left"
+    assert quota.remaining == 10, "10% of the 100-pull limit is left, and no more: the crawl spent the rest"
     budget_rows = inv.errors[inv.errors["stage"] == "budget"]
     assert len(budget_rows) == 1 and "reserve" in budget_rows["error"].iloc[0]
 
@@ -286,11 +286,28 @@ def test_auto_budget_stops_before_the_reserve_and_keeps_what_it_read(fleet_reg):
     budget_rows = inv.errors[inv.errors["stage"] == "budget"]
     assert len(budget_rows) == 1 and "reserve" in budget_rows["error"].iloc[0]
     assert quota.refused == 0, "the crawl stopped before the registry had to refuse it"
-    assert quota.remaining >= 4, "10% of the 40-pull limit is left"
+    assert quota.remaining == 4, "10% of the 40-pull limit is left, and no more: the crawl spent the rest"
     assert len(inv.tags) > 0 and quota.counted < len(FLEET.manifests), "some was read, not all"
     assert crawled(inv) <= tag_digests(FLEET)
     assert inv.stats["quota"]["manifest_gets"] == quota.counted
     assert (figures.limit, figures.remaining, figures.window_seconds) == (40, quota.remaining, HUB_WINDOW)
+
+
+def test_auto_budget_finishes_a_crawl_the_quota_allows_however_many_requests_are_in_flight(fleet_reg):
+    """Docker Hub's headers and quota, served by the proxy, with just enough left for the crawl's GETs and the
+    reserve. Dozens of requests are in flight at once, far more than the margin: the crawl waits for their
+    answers (HEADs cost Hub nothing) rather than stopping while the quota still allows it, and finishes."""
+    needed = len(FLEET.manifests)
+    quota = PullQuota(100, remaining=needed + 10, window=HUB_WINDOW)
+    proxy = hub_proxy(fleet_reg.url, quota)
+    try:
+        with connect(proxy.url) as reg:
+            inv = reg.inventory(progress=False, budget="auto")
+    finally:
+        proxy.stop()
+    assert inv.complete and inv.errors.empty, inv.errors
+    assert crawled(inv) == tag_digests(FLEET)
+    assert quota.counted == needed and quota.remaining == 10 and quota.refused == 0
 
 
 def test_a_numeric_budget_caps_the_manifest_gets_and_a_reserve_keeps_some(fleet_reg):

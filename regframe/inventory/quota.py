@@ -53,7 +53,9 @@ class Quota:
     ``budget=N`` allows N units less the reserve (none unless given). ``budget="auto"`` follows the
     registry's own figures (``rate_limit()``, the latest headers): a GET is made only while the lowest
     ``remaining`` seen, less the GETs still in flight, stays above the reserve (10% of the window's limit
-    unless given; without a ``limit`` field, a fraction is of the largest ``remaining`` seen). Until the
+    unless given; without a ``limit`` field, a fraction is of the largest ``remaining`` seen). When only
+    the requests in flight stand between the figures and the reserve, it waits for their answers: the crawl
+    stops only when, with nothing in flight, one more GET would take the quota below the reserve. Until the
     first figures arrive one GET is in flight at a time; a registry that sends none after it has no quota
     to keep, and the crawl goes on unbounded. Rate-limit fields that are there but leave ``remaining``
     unknown (unreadable, or a limit alone) stop the crawl at the next GET, naming the field."""
@@ -131,18 +133,23 @@ class Quota:
                     )
                     return False
                 if self._lowest is not None:
-                    break
-                if self._probed and self._in_flight == 0:
+                    # Without a limit field, the most the registry reported left stands for it (a fraction's base).
+                    limit = self._limit if self._limit is not None else self._highest or self._lowest
+                    reserve = _units(self._reserve, limit, AUTO_RESERVE)
+                    if self._lowest - self._in_flight - 1 >= reserve or self._in_flight == 0:
+                        break
+                    if self._lowest - 1 < reserve:
+                        break
+                    # Only the requests in flight may take the quota to the reserve, and their answers will
+                    # say whether they did (HEADs, say, cost Docker Hub nothing): wait for them.
+                elif self._probed and self._in_flight == 0:
                     self._unbounded = True  # the registry sends no rate-limit headers: nothing to keep
                     self.spent += counted
                     return True
-                if not self._probed:
+                elif not self._probed:
                     self._probed = True
                     return self._spend(counted)
                 self._cond.wait(0.05)
-            # Without a limit field, the most the registry reported left stands for it (a fraction's base).
-            limit = self._limit if self._limit is not None else self._highest or self._lowest
-            reserve = _units(self._reserve, limit, AUTO_RESERVE)
             if self._lowest - self._in_flight - 1 < reserve:
                 window = f" per {self._window} s" if self._window else ""
                 of = f"of {limit} " if self._limit is not None else ""
