@@ -58,7 +58,7 @@ def run(args) -> int:
     out = output_folder(args.out) if args.out else None
     try:
         with connect_from(args, options) as reg:
-            inv = reg.inventory(repositories, progress=sys.stderr.isatty())
+            inv = reg.inventory(repositories, progress=sys.stderr.isatty(), referrers=not args.no_referrers)
             if stopped_by_user(inv):
                 # A plan made from part of the registry is neither shown, written for a script, nor applied.
                 print("regframe: interrupted; nothing planned, nothing deleted", file=sys.stderr)
@@ -131,7 +131,7 @@ def plan_text(url: str, policy, inv, result) -> str:
     from .analysis import GARBAGE_COLLECTION_ADVICE, reclaimable_by_repository, reclaimable_bytes
     from .units import format_bytes
 
-    per_repository = reclaimable_by_repository(result, inv.layers)
+    per_repository = reclaimable_by_repository(result, inv.layers, inv.referrers)
     freed = dict(zip(per_repository["repository"], per_repository["reclaimable_bytes"]))
     names = ", ".join(f"'{field(name)}'" for name in policy.rule_names)
     lines = [
@@ -155,7 +155,7 @@ def plan_text(url: str, policy, inv, result) -> str:
     lines.append(
         f"Total: delete {total:,} of {len(result):,} tags in "
         f"{result.loc[result['stale'], 'repository'].nunique():,} repositories; "
-        f"{format_bytes(reclaimable_bytes(result, inv.layers))} reclaimable after garbage collection"
+        f"{format_bytes(reclaimable_bytes(result, inv.layers, inv.referrers))} reclaimable after garbage collection"
     )
     lines.append(GARBAGE_COLLECTION_ADVICE)
     if not inv.errors.empty:

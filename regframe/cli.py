@@ -21,6 +21,7 @@ from .cli_shared import (
     field,
     output_folder,
     printable,
+    referrers_option,
     repository_options,
     stale_csvs,
     stopped_by_user,
@@ -112,6 +113,7 @@ def audit(args) -> int:
             budget=args.budget,
             cache=cache,
             progress=not args.no_progress and sys.stderr.isatty(),
+            referrers=not args.no_referrers,
         )
     interrupted = stopped_by_user(inv)
     usage = storage_usage(inv.layers)
@@ -129,7 +131,7 @@ def audit(args) -> int:
             **seen,
         )
     )
-    reclaim = reclaimable_bytes(stale, inv.layers)
+    reclaim = reclaimable_bytes(stale, inv.layers, inv.referrers)
     coverage = supply_chain(inv.manifests, inv.referrers, **seen) if "kind" in inv.manifests.columns else None
     dangling = dangling_entries(inv.tags, inv.errors)
     with writing(out):
@@ -625,6 +627,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _project_option(a)
     repository_options(a, "crawl")
+    referrers_option(a)
     a.add_argument(
         "--workers", type=int, help="a fixed number of requests in flight (default: adaptive, up to --max-workers)"
     )
@@ -671,6 +674,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _project_option(c)
     repository_options(c, "clean up")
+    referrers_option(c)
     c.add_argument(
         "--out",
         help="directory for cleanup_plan.csv (the tags to delete), stale_tags.csv (every tag, kept or deleted, "

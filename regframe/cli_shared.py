@@ -119,6 +119,18 @@ def repository_options(parser, verb: str) -> None:
     )
 
 
+def referrers_option(parser) -> None:
+    """``--no-referrers``: the commands that crawl ask the OCI referrers API by default, because on a registry
+    that has it (Harbor, zot, ECR) signatures and SBOMs pushed without fallback tags are found no other way;
+    a registry without it costs one request."""
+    parser.add_argument(
+        "--no-referrers",
+        action="store_true",
+        help="do not ask the OCI referrers API (asked by default: one probe on a registry without it, one "
+        "request per image digest on one with it)",
+    )
+
+
 def stale_csvs(out: Path, stale) -> None:
     """``stale_tags.csv`` (every tag, with why it is kept or deleted) and ``cleanup_plan.csv`` (only the tags
     to delete), the same for ``audit`` and ``cleanup``: a script may delete every row of the plan."""

@@ -824,3 +824,28 @@ def test_a_signed_sbom_in_a_fallback_index_goes_with_its_image_and_its_signature
         assert manifest_status(registry_url, repo_name, item.digest) == 404
     after = anon.inventory(repo_name, progress=False)
     assert supply_chain(after.manifests, after.referrers).attrs["orphaned"] == 0
+
+
+def test_the_audit_asks_the_referrers_api_unless_told_not_to(tmp_path, capsys):
+    """Through the referrers API (the proxy serving it from the registry's storage) with no fallback tag, as
+    on a registry that answers ``OCI-Subject``: the image's signature and SBOM are untagged referrers that
+    only the API lists. The audit asks it by default, so the image counts as signed and the ``unsigned``
+    gate holds; ``--no-referrers`` reads tags and indexes only, and then nothing shows the signature."""
+    image = build_image([layer("sc-audit-api", 1000)], created=NOW)
+    accessories = [sigstore_bundle(image, PREDICATE_SIGN), sigstore_bundle(image, PREDICATE_SPDX)]
+    with local_registry() as reg, ReferrersProxy(reg.url, storage=reg.storage) as proxy:
+        with regframe.connect(proxy.url) as client:
+            push_image(client, "app/api", "v1", image)
+            for item in accessories:
+                push_artifact(client, "app/api", item.digest, item)
+        common = ["audit", proxy.url, "--no-progress", "--fail-on", "unsigned>0"]
+        asked = cli.main([*common, "--out", str(tmp_path / "asked")])
+        skipped = cli.main([*common, "--out", str(tmp_path / "skipped"), "--no-referrers"])
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "asked" / "summary.json").read_text())
+    assert (asked, summary["signed_images"], summary["sbom_images"], summary["unsigned_images"]) == (0, 1, 1, 0)
+    listed = pd.read_csv(tmp_path / "asked" / "referrers.csv")
+    assert sorted(listed["digest"]) == sorted(item.digest for item in accessories)
+    assert set(listed["via"]) == {"api"}
+    without = json.loads((tmp_path / "skipped" / "summary.json").read_text())
+    assert (skipped, without["signed_images"], without["unsigned_images"]) == (3, 0, 1)

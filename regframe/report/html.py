@@ -211,7 +211,7 @@ def _stale(audit: AuditData, summary: Mapping[str, Any], charts: Mapping[str, Ch
     return (
         intro
         + _figure(charts.get("stale_tags"), "Each dot is a tag; the dashed line is the age threshold.")
-        + _table(stale_by_repository_table(audit.stale, audit.inventory.layers))
+        + _table(stale_by_repository_table(audit.stale, audit.inventory.layers, referrers=audit.inventory.referrers))
         + plan_html
     )
 

@@ -65,7 +65,7 @@ def render_markdown(
         f"deleting them frees {md(format_bytes(audit.reclaimable_bytes))} after garbage collection. "
         f"{md(GARBAGE_COLLECTION_ADVICE)} The full plan is in cleanup\\_plan.csv.",
         "",
-        *_table(stale_by_repository_table(audit.stale, inv.layers, limit=ROWS)),
+        *_table(stale_by_repository_table(audit.stale, inv.layers, limit=ROWS, referrers=inv.referrers)),
     ]
     plan = cleanup_plan_table(audit.stale, limit=ROWS)
     if plan.rows:

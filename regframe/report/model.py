@@ -59,7 +59,9 @@ class AuditData:
             shared=analysis.shared_layers(inventory.layers) if shared is None else shared,
             stale=stale,
             reclaimable_bytes=int(
-                analysis.reclaimable_bytes(stale, inventory.layers) if reclaimable_bytes is None else reclaimable_bytes
+                analysis.reclaimable_bytes(stale, inventory.layers, inventory.referrers)
+                if reclaimable_bytes is None
+                else reclaimable_bytes
             ),
             rules=rules,
             dangling=analysis.dangling_entries(inventory.tags, inventory.errors) if dangling is None else dangling,

@@ -30,9 +30,12 @@ def top_table(usage: pd.DataFrame, limit: int = TOP_REPOSITORIES) -> Table:
     )
 
 
-def stale_by_repository_table(stale: pd.DataFrame, layers: pd.DataFrame, limit: int = 20) -> Table:
-    """Stale tags per repository and the bytes deleting them frees among the layers they use."""
-    per_repo = reclaimable_by_repository(stale, layers)
+def stale_by_repository_table(
+    stale: pd.DataFrame, layers: pd.DataFrame, limit: int = 20, referrers: pd.DataFrame | None = None
+) -> Table:
+    """Stale tags per repository and the bytes deleting them frees among the layers they use (``referrers``:
+    ``inv.referrers``, so that untagged referrers only the referrers API lists count with their subject)."""
+    per_repo = reclaimable_by_repository(stale, layers, referrers)
     return Table.from_frame(
         per_repo,
         {"repository": "Repository", "stale_tags": "Stale tags", "reclaimable_bytes": "Reclaimable"},

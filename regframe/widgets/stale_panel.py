@@ -195,7 +195,7 @@ class StaleTagsWidget(widgets.VBox):
             self.export_button.disabled = True
             self.delete_button.disabled = True
             return
-        reclaimable = analysis.reclaimable_bytes(stale, self.layers)
+        reclaimable = analysis.reclaimable_bytes(stale, self.layers, self.inventory.referrers)
         stale.attrs["reclaimable_bytes"] = reclaimable
         plan = analysis.cleanup_plan(stale)
         chart = _render.png(lambda: plot.stale_tags(stale))
