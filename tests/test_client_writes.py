@@ -12,6 +12,7 @@ import pytest
 
 import regframe
 from regframe.testing import build_image, build_index, layer, local_registry, push_image
+from regframe.testing.faultproxy import Action, FaultProxy, Rule, Status
 
 
 def sha(data: bytes) -> str:
@@ -137,6 +138,37 @@ def test_push_chunked_upload(anon, second, repo_name, tmp_path):
     total = IMAGE.config.size + sum(b.size for b in IMAGE.layers)
     assert seen[-1] == (total, total)
     assert second.blob(repo_name, IMAGE.layers[0].digest).body == IMAGE.layers[0].data
+
+
+PREFIX = "/registry"
+
+
+class UnderPrefix(Action):
+    """What nginx's ``location /registry/ { proxy_pass http://registry:5000/; }`` does: strip the prefix,
+    and (its default ``proxy_redirect``) turn the registry's absolute ``Location`` into ``/registry/v2/...``.
+    No registry on this machine serves under a path prefix, so the fault proxy plays nginx."""
+
+    def apply(self, ex) -> None:
+        response = ex.forward(ex.target[len(PREFIX) :])
+        location = response.get("Location")
+        if location is not None and location.startswith(ex.client_origin + "/"):
+            response.set("Location", PREFIX + location[len(ex.client_origin) :])
+        ex.respond(response)
+
+
+def test_uploads_reach_a_registry_served_under_a_path_prefix(anon, second, repo_name):
+    """An upload ``Location`` of ``/registry/v2/...`` (the POST's and each PATCH's) is resolved against the
+    request URL, not appended to the registry URL, which holds the prefix already."""
+    push_image(anon, repo_name, "v1", IMAGE)
+    data = b"under a path prefix" * 100
+    with FaultProxy(second.url) as proxy:
+        proxy.add_rule(Rule(path=f"^{PREFIX}/", action=UnderPrefix()))
+        proxy.add_rule(Rule(action=Status(404)))
+        with regframe.connect(proxy.url + PREFIX, docker_config=False) as under:
+            copied = anon.copy(repo_name, "v1", under, repo_name, "v1")
+            chunked = under.upload_blob(repo_name, data, chunk_size=256)
+    assert copied == sha(IMAGE.manifest_raw) == second.digest(repo_name, "v1")
+    assert second.blob(repo_name, chunked).body == data
 
 
 def test_push_missing_layer_fails_before_manifest(anon, second, repo_name, tmp_path):

@@ -16,6 +16,7 @@ from .core import ClientCore
 from .models import Manifest, manifest_digest
 from .reference import compute_digest, validate_digest, validate_reference
 from .scopes import delete_scope, push_scope
+from .transport import Response, is_http_url, join_url
 
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 
@@ -43,7 +44,20 @@ def start_upload(
     location = response.headers.get("Location")
     if not location:
         raise E.RegistryProtocolError(f"upload to {repository}: no Location in the {response.status_code} answer")
-    return core.transport.url(location) if location.startswith("/") else location
+    return _session_url(response, location)
+
+
+def _session_url(response: Response, location: str) -> str:
+    """An upload ``Location`` resolved against the URL of the request it answered (RFC 9110 section 10.2.2):
+    a registry served under a path prefix hands out ``/prefix/v2/...``, which is not relative to the prefix.
+    One that parsers would read differently, or that is not http(s), is refused before anything is sent."""
+    target = join_url(response.url, location)
+    if not is_http_url(target):
+        raise E.RegistryProtocolError(
+            f"the registry gave upload location {E.bare_url(location)[:120]!r}, which is not a URL regframe sends to",
+            url=E.bare_url(response.url),
+        )
+    return target
 
 
 def cancel_upload(core: ClientCore, repository: str, location: str) -> None:
@@ -123,7 +137,7 @@ def put_stream(
                 offset += len(piece)
                 moved = response.headers.get("Location")
                 if moved:
-                    location = core.transport.url(moved) if moved.startswith("/") else moved
+                    location = _session_url(response, moved)
             response = core.transport.request(
                 "PUT",
                 _with_query(location, digest=digest),
