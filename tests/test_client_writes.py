@@ -171,6 +171,32 @@ def test_uploads_reach_a_registry_served_under_a_path_prefix(anon, second, repo_
     assert second.blob(repo_name, chunked).body == data
 
 
+def test_put_manifest_by_sha512_hashes_with_sha512(anon, repo_name):
+    """The bytes are checked with the reference's own algorithm. Distribution 2.8 refuses sha512 manifests
+    (400 DIGEST_INVALID), so the registry's answer decides; a registry with sha512 support is played by the
+    fault proxy, answering 201 with that digest as distribution 3 does."""
+    push_image(anon, repo_name, "v1", IMAGE)
+    raw = IMAGE.manifest_raw
+    sha512 = "sha512:" + hashlib.sha512(raw).hexdigest()
+    sent = anon.stats["total_requests"]
+    with pytest.raises(regframe.RegistryError) as refused:
+        anon.put_manifest(repo_name, sha512, raw, IMAGE.media_type)
+    assert not isinstance(refused.value, regframe.DigestMismatchError)
+    assert (refused.value.status, refused.value.code) == (400, "DIGEST_INVALID")
+    assert anon.stats["total_requests"] > sent
+    with FaultProxy(anon.url) as proxy:
+        proxy.add_rule(
+            Rule(path="/manifests/sha512:", method="PUT", action=Status(201, b"", {"Docker-Content-Digest": sha512}))
+        )
+        with regframe.connect(proxy.url, docker_config=False) as capable:
+            assert capable.put_manifest(repo_name, sha512, raw, IMAGE.media_type) == sha512
+            wrong = "sha512:" + hashlib.sha512(raw + b" ").hexdigest()
+            sent = capable.stats["total_requests"]
+            with pytest.raises(regframe.DigestMismatchError, match=f"hash to {sha512}, not {wrong}"):
+                capable.put_manifest(repo_name, wrong, raw, IMAGE.media_type)
+            assert capable.stats["total_requests"] == sent
+
+
 def test_push_missing_layer_fails_before_manifest(anon, second, repo_name, tmp_path):
     push_image(anon, repo_name, "v1", IMAGE)
     manifest = anon.pull(repo_name, "v1", tmp_path)

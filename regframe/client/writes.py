@@ -14,7 +14,7 @@ from . import reads, referrers
 from .arguments import check_count, check_flag
 from .core import ClientCore
 from .models import Manifest, manifest_digest
-from .reference import compute_digest, validate_digest, validate_reference
+from .reference import compute_digest, is_digest, validate_digest, validate_reference
 from .scopes import delete_scope, push_scope
 from .transport import Response, is_http_url, join_url
 
@@ -186,8 +186,9 @@ def send_manifest(
     if not isinstance(media_type, str) or not media_type:
         raise ValueError(f"media_type must be a media type string, not {media_type!r}")
     check_flag("fallback_index", fallback_index)
-    digest = manifest_digest(raw, media_type)
-    if ":" in reference and reference != digest:
+    by_digest = is_digest(reference)
+    digest = manifest_digest(raw, media_type, reference.split(":", 1)[0] if by_digest else "sha256")
+    if by_digest and reference != digest:
         raise E.DigestMismatchError(
             f"manifest bytes hash to {digest}, not {reference}", expected=reference, actual=digest
         )
