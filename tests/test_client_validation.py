@@ -90,6 +90,23 @@ PLAIN = {
         lambda c: c.copy("ok/repo", "1", c, "other/repo", "1", referrers=1),
         "referrers must be True or False, not 1",
     ),
+    "pull progress True": (
+        lambda c: c.pull("ok/repo", "1", "/nonexistent-dir", progress=True),
+        "progress must be None or a callable (bytes_done, bytes_total), not True; only inventory() takes True "
+        "or False, for its progress bar",
+    ),
+    "blob progress False": (
+        lambda c: c.blob("ok/repo", DIGEST, progress=False),
+        "progress must be None or a callable (bytes_done, bytes_total), not False; only inventory()",
+    ),
+    "copy progress True": (
+        lambda c: c.copy("ok/repo", "1", c, "other/repo", "1", progress=True),
+        "progress must be None or a callable (bytes_done, bytes_total), not True",
+    ),
+    "push progress 'bar'": (
+        lambda c: c.push(None, "/nonexistent-dir", "ok/repo", "1", progress="bar"),
+        "progress must be None or a callable (bytes_done, bytes_total), not 'bar'",
+    ),
 }
 
 

@@ -28,3 +28,14 @@ def check_seconds(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
         raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
     return float(value)
+
+
+def check_progress(value: object) -> None:
+    """A transfer's ``progress=``: None or a callable ``(bytes_done, bytes_total)``. True and False, which
+    ``inventory()`` takes for its progress bar, are refused here rather than failing mid-transfer."""
+    if value is None or callable(value):
+        return
+    raise ValueError(
+        f"progress must be None or a callable (bytes_done, bytes_total), not {value!r:.80}"
+        + ("; only inventory() takes True or False, for its progress bar" if isinstance(value, bool) else "")
+    )

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import errors as E
 from . import mediatypes as MT
-from .arguments import check_count, check_flag
+from .arguments import check_count, check_flag, check_progress
 from .artifacts import base_type
 from .atomic_files import write_atomically
 from .core import ClientCore
@@ -410,6 +410,7 @@ def blob(
     repository = core.repo(repo)
     validate_digest(digest)
     check_count("max_size", max_size, minimum=0, optional=True)
+    check_progress(progress)
     target = Path(path) if path is not None else None
     if target is not None and target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "blob path= is a directory; give the file to write", str(target))

@@ -19,7 +19,7 @@ from . import errors as E
 from . import mediatypes as MT
 from . import reads, writes
 from . import referrers as refs
-from .arguments import check_flag
+from .arguments import check_flag, check_progress
 from .core import ClientCore
 from .digests import verify_chunks
 from .layout import REF_NAME, ImageLayout, ref_name
@@ -87,6 +87,7 @@ def pull(
     repository = core.repo(repo)
     validate_tag(tag) if ":" not in tag else validate_digest(tag)
     check_flag("referrers", referrers)
+    check_progress(progress)
     wanted = parse_platform(platform) if platform is not None else None
     layout = ImageLayout(dir)
     layout.check()
@@ -238,6 +239,7 @@ def push(
     local nor remote. Returns the manifest digest."""
     repository = core.repo(repo)
     validate_tag(tag)
+    check_progress(progress)
     layout = ImageLayout(dir)
     sources = tuple(core.repo(r) for r in ([mount_from] if isinstance(mount_from, str) else mount_from))
     top = _local_manifest(core, manifest, layout, tag)
@@ -406,6 +408,7 @@ def copy(
     repository, target = core.repo(repo), newregistry.repo(newrepo)
     validate_tag(newtag)
     check_flag("referrers", referrers)
+    check_progress(progress)
     wanted = _platform_list(platforms)
     manifest = reads.manifest(core, repository, tag)
     if not manifest:
