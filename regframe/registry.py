@@ -14,6 +14,7 @@ from .actions.cleanup import apply_cleanup
 from .client.api import RegistryClient
 from .client.arguments import check_count, check_flag
 from .client.reads import MAX_PAGES
+from .client.reference import validate_tag
 from .inventory.cache import DigestCache
 from .inventory.catalog import catalog_frame
 from .inventory.concurrency import check_workers
@@ -180,6 +181,10 @@ class FrameReader:
         self._registry = registry
 
     def _crawl(self, repositories, tag: str | None = None) -> Inventory:
+        """The repositories' frames, cut to ``tag``'s rows; a tag that is not one is refused before the crawl
+        (it would match no row, and read as a tag without manifests)."""
+        if tag is not None:
+            validate_tag(tag)
         inv = self._registry.inventory(repositories, progress=False)
         if tag is not None:
             for name in ("tags", "manifests", "layers"):

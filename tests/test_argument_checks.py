@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from regframe import dashboard
+from regframe import InvalidReferenceError, dashboard
 from regframe.cli import main
 from regframe.inventory.cache import DigestCache
 from regframe.inventory.concurrency import DEFAULT_MAX_WORKERS, MAX_WORKERS, Limit, check_workers
@@ -93,6 +93,22 @@ def test_progress_must_be_a_flag_or_a_callable(reg):
     """Any other value used to turn the bar off without a word."""
     with pytest.raises(ValueError, match=re.escape("progress must be True, False or a callable")):
         reg.inventory(progress="yes")
+    assert reg.stats["total_requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r: r.frames.manifests("team/app", 1), "tag must be a string, not int"),
+        (lambda r: r.frames.layers("team/app", "a b"), "tag 'a b' is not valid"),
+        (lambda r: r.frames.manifests("team/app", ""), "tag is empty"),
+    ],
+    ids=["manifests 1", "layers 'a b'", "manifests ''"],
+)
+def test_frames_refuse_a_tag_that_is_not_one_before_any_request(reg, call, message):
+    """Such a tag matched no row after a whole crawl: an empty frame, as if the tag had no manifests."""
+    with pytest.raises(InvalidReferenceError, match=re.escape(message)):
+        call(reg)
     assert reg.stats["total_requests"] == 0
 
 

@@ -90,6 +90,20 @@ PLAIN = {
         lambda c: c.copy("ok/repo", "1", c, "other/repo", "1", referrers=1),
         "referrers must be True or False, not 1",
     ),
+    "tags with_hashes 'false'": (
+        lambda c: c.tags("ok/repo", with_hashes="false"),
+        "with_hashes must be True or False, not 'false'",
+    ),
+    "tags auto_paginate 'no'": (
+        lambda c: c.tags("ok/repo", auto_paginate="no"),
+        "auto_paginate must be True or False, not 'no'",
+    ),
+    "catalog -1": (lambda c: list(c.catalog(-1)), "page_size must be a positive integer or None, not -1"),
+    "catalog '5'": (lambda c: list(c.catalog("5")), "page_size must be a positive integer or None, not '5'"),
+    "push mount_from None": (
+        lambda c: c.push(None, "/nonexistent-dir", "ok/repo", "1", mount_from=None),
+        "mount_from must be a repository name or a list of them (() for none), not None",
+    ),
     "pull progress True": (
         lambda c: c.pull("ok/repo", "1", "/nonexistent-dir", progress=True),
         "progress must be None or a callable (bytes_done, bytes_total), not True; only inventory() takes True "

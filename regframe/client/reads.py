@@ -123,8 +123,9 @@ def catalog(
     At most ``max_pages`` pages (default ``MAX_PAGES``, 10,000) are read: a catalog whose pages go
     on raises ``RegistryProtocolError`` naming the limit. A set ``stop`` Event ends the listing
     before its next request."""
+    check_count("page_size", page_size, optional=True)
     check_count("max_pages", max_pages)
-    first = "/v2/_catalog" + (f"?n={int(page_size)}" if page_size else "")
+    first = "/v2/_catalog" + (f"?n={page_size}" if page_size else "")
     listing = pages(core, first, CATALOG_SCOPE, "catalog", max_pages=max_pages, stop=stop)
     return (name for body, _ in listing for name in _strings(body, "repositories", "GET /v2/_catalog"))
 
@@ -155,6 +156,8 @@ def tags(
     repository = core.repo(repo)
     check_count("count", count, optional=True)
     check_count("max_pages", max_pages)
+    check_flag("with_hashes", with_hashes)
+    check_flag("auto_paginate", auto_paginate)
     check_flag("missing_ok", missing_ok)
     if last:
         validate_tag(last)

@@ -241,7 +241,7 @@ def push(
     validate_tag(tag)
     check_progress(progress)
     layout = ImageLayout(dir)
-    sources = tuple(core.repo(r) for r in ([mount_from] if isinstance(mount_from, str) else mount_from))
+    sources = _mount_sources(core, mount_from)
     top = _local_manifest(core, manifest, layout, tag)
     below = _local_tree(core, layout, top)
     images = [m for m in (*below, top) if not m.is_index]
@@ -261,6 +261,18 @@ def push(
     for inner in below:
         writes.put_manifest(core, repository, _digest(inner), inner.raw, media_type_of(inner))
     return writes.put_manifest(core, repository, tag, top.raw, media_type_of(top))
+
+
+def _mount_sources(core: ClientCore, mount_from: object) -> tuple[str, ...]:
+    """``push``'s ``mount_from``: one repository name or an iterable of them (``()`` for none), each checked
+    before any request."""
+    if isinstance(mount_from, str):
+        return (core.repo(mount_from),)
+    if not isinstance(mount_from, Iterable) or isinstance(mount_from, (bytes, bytearray)):
+        raise ValueError(
+            f"mount_from must be a repository name or a list of them (() for none), not {mount_from!r:.80}"
+        )
+    return tuple(core.repo(name) for name in mount_from)
 
 
 def _local_tree(core: ClientCore, layout: ImageLayout, top: Manifest) -> list[Manifest]:
