@@ -12,6 +12,7 @@ import regframe
 from regframe.client import RegistryClient
 from regframe.client import mediatypes as MT
 from regframe.testing import build_image, build_index, layer, push_image
+from regframe.testing.faultproxy import DropHeader, FaultProxy, Rule, SetHeader
 
 
 def sha(data: bytes) -> str:
@@ -171,6 +172,31 @@ def test_blob_size_and_manifest_sum(anon, repo_name, image, index):
         anon.manifest_sum("sha256:" + "0" * 64)
     with pytest.raises(regframe.NotFoundError):
         anon.blob_size(repo_name, "sha256:" + "1" * 64)
+
+
+@pytest.mark.parametrize(
+    ("action", "shown"),
+    [
+        (DropHeader("Content-Length"), "no Content-Length"),
+        (SetHeader("Content-Length", "abc"), "Content-Length 'abc'"),
+        (SetHeader("Content-Length", "-1"), "Content-Length '-1'"),
+    ],
+    ids=["missing", "not a number", "negative"],
+)
+def test_blob_size_without_a_usable_content_length_is_an_error(anon, repo_name, image, action, shown):
+    """A HEAD answer without a size gave 0 (and a bad one a bare ValueError); the registry always sends one,
+    so the fault proxy takes it away."""
+    push_image(anon, repo_name, "v1", image)
+    digest = image.layers[0].digest
+    with FaultProxy(anon.url) as proxy:
+        proxy.add_rule(Rule(path="/blobs/", method="HEAD", action=action))
+        with (
+            regframe.connect(proxy.url, docker_config=False) as client,
+            pytest.raises(regframe.RegistryProtocolError) as error,
+        ):
+            client.blob_size(repo_name, digest)
+    assert str(error.value).startswith(f"blob {digest} in {repo_name}: the registry's HEAD answer gives no size")
+    assert shown in str(error.value)
 
 
 @pytest.mark.parametrize(

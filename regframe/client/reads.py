@@ -379,8 +379,25 @@ def child_manifest(core: ClientCore, index: Manifest, child: Descriptor) -> Mani
 
 
 def blob_size(core: ClientCore, repo: str, digest: str) -> int:
+    """The blob's size, from the Content-Length of the registry's HEAD answer; RegistryProtocolError naming
+    the blob when that answer gives none or one that is not a number (0 would be taken for a real size)."""
     repository = core.repo(repo)
-    return int(head_blob(core, repository, digest).headers.get("Content-Length") or 0)
+    response = head_blob(core, repository, digest)
+    size = content_length(response)
+    if size is None:
+        given = response.headers.get("Content-Length")
+        raise E.RegistryProtocolError(
+            f"blob {digest} in {repository}: the registry's HEAD answer gives no size "
+            + ("(no Content-Length)" if given is None else f"(Content-Length {given[:40]!r})"),
+            url=response.url,
+        )
+    return size
+
+
+def content_length(response: Response) -> int | None:
+    """An answer's Content-Length when it is a plain decimal number, else None."""
+    value = (response.headers.get("Content-Length") or "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def blob_exists(core: ClientCore, repo: str, digest: str) -> bool:

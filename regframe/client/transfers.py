@@ -349,13 +349,13 @@ def declared_size(core: ClientCore, repository: str, descriptor: Descriptor) -> 
     size = descriptor.get("size")
     if isinstance(size, int):
         return size
-    length = reads.head_blob(core, repository, descriptor["digest"]).headers.get("Content-Length") or ""
-    if not length.isdigit():
+    length = reads.content_length(reads.head_blob(core, repository, descriptor["digest"]))
+    if length is None:
         raise E.RegistryProtocolError(
             f"blob {descriptor['digest']} in {repository}: neither its descriptor "
             "nor the registry gives its size; not read without a bound"
         )
-    return int(length)
+    return length
 
 
 def _mount(core: ClientCore, repository: str, digest: str, source: str) -> bool:
