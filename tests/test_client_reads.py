@@ -138,6 +138,25 @@ def test_digest_by_head_and_platform(anon, repo_name, index):
         anon.digest(repo_name, "missing")
 
 
+def test_platform_variants_are_compared_as_containerd_normalises_them(anon, repo_name, tmp_path):
+    """Many indexes list arm64 without a variant; arm64 with none is v8 (the README's own example asks for
+    linux/arm64/v8), and arm with none is v7. Other architectures' variants must match exactly."""
+    amd, arm64, arm = (
+        build_image([layer("norm-amd", 500)]),
+        build_image([layer("norm-arm64", 600)], architecture="arm64"),
+        build_image([layer("norm-arm", 700)], architecture="arm"),
+    )
+    push_image(anon, repo_name, "multi", build_index([amd, arm64, arm]))
+    for platform in ("linux/arm64/v8", "linux/arm64/8", "linux/arm64"):
+        assert anon.digest(repo_name, "multi", platform=platform) == sha(arm64.manifest_raw), platform
+    assert anon.digest(repo_name, "multi", platform="linux/arm/v7") == sha(arm.manifest_raw)
+    for platform in ("linux/arm64/v9", "linux/arm/v6", "linux/amd64/v2"):
+        with pytest.raises(regframe.NotFoundError, match=f"no {platform} image"):
+            anon.digest(repo_name, "multi", platform=platform)
+    pulled = anon.pull(repo_name, "multi", tmp_path / "arm64", platform="linux/arm64/v8")
+    assert pulled.digest == sha(arm64.manifest_raw)
+
+
 def test_blob_in_memory_and_streamed_to_path(anon, repo_name, image, tmp_path):
     push_image(anon, repo_name, "v1", image)
     config = image.config

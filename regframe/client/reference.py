@@ -126,10 +126,30 @@ class Platform:
         )
 
     def matches(self, other: Platform) -> bool:
-        """True if ``other`` satisfies this request; a request without variant accepts any variant."""
+        """True if ``other`` satisfies this request; a request without variant accepts any variant. Variants
+        are compared as containerd normalises them, so ``linux/arm64/v8`` finds an arm64 entry listed without
+        a variant (and ``linux/arm/v7`` an arm one); other architectures' variants must be equal."""
         if (self.os, self.architecture) != (other.os, other.architecture):
             return False
-        return self.variant is None or self.variant == other.variant
+        if self.variant is None:
+            return True
+        return _normal_variant(self.architecture, self.variant) == _normal_variant(other.architecture, other.variant)
+
+
+def _normal_variant(architecture: str, variant: str | None) -> str | None:
+    """A variant as containerd's ``platforms.Normalize`` writes it: none, ``8`` or ``v8.0`` on arm64 is v8 (``9``,
+    ``9.0`` and ``v9.0`` are v9); none or ``7`` on arm is v7 (``5``, ``6`` and ``8`` get their ``v``)."""
+    if architecture == "arm64":
+        if variant in (None, "8", "v8", "v8.0"):
+            return "v8"
+        if variant in ("9", "9.0", "v9.0"):
+            return "v9"
+    elif architecture == "arm":
+        if variant in (None, "7"):
+            return "v7"
+        if variant in ("5", "6", "8"):
+            return f"v{variant}"
+    return variant
 
 
 def parse_platform(text: object) -> Platform:
