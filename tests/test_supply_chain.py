@@ -849,3 +849,33 @@ def test_the_audit_asks_the_referrers_api_unless_told_not_to(tmp_path, capsys):
     assert set(listed["via"]) == {"api"}
     without = json.loads((tmp_path / "skipped" / "summary.json").read_text())
     assert (skipped, without["signed_images"], without["unsigned_images"]) == (3, 0, 1)
+
+
+def test_cleanup_keeps_the_signature_of_an_image_left_untagged_and_removes_a_true_orphan(anon, repo_name):
+    """``v1`` is pushed again onto another image: the first stays in the repository, untagged, and can still be
+    pulled and verified by digest. Its signature tag is an orphan to ``stale_tags`` (no tag carries its
+    subject), but cleanup checks the subject before removing it and keeps it; a signature whose image was
+    never pushed goes. The dry run says the same."""
+    first = build_image([layer("sc-untagged-first", 900)], created=NOW)
+    second = build_image([layer("sc-untagged-second", 900)], created=NOW)
+    push_image(anon, repo_name, "v1", first)
+    first_tag, first_sig = cosign_signature(first)
+    ghost_tag, ghost_sig = cosign_signature(GHOST)
+    for tag, item in ((first_tag, first_sig), (ghost_tag, ghost_sig)):
+        push_artifact(anon, repo_name, tag, item)
+    push_image(anon, repo_name, "v1", second)
+    inv = anon.inventory(repo_name, progress=False)
+    stale = stale_tags(inv.manifests, older_than="30d", now=NOW, tags=inv.tags, errors=inv.errors)
+    assert set(stale.loc[stale["stale"], "tag"]) == {first_tag, ghost_tag}, "both look orphaned from the tags"
+
+    dry = anon.apply_cleanup(stale, dry_run=True)
+    done = anon.apply_cleanup(stale, dry_run=False)
+    for result in (dry, done):
+        rows = result.set_index("tag")
+        assert rows.loc[first_tag, "status"] == "skipped"
+        assert rows.loc[first_tag, "reason"] == (
+            f"accessory kept: its subject {first.digest} is still in the repository, untagged (it can be "
+            "pulled by digest)"
+        )
+    assert done.set_index("tag").loc[ghost_tag, "status"] == "deleted"
+    assert set(hashes(anon, repo_name)) == {"v1", first_tag}

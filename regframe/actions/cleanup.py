@@ -244,6 +244,7 @@ def _clean_accessories(
     removed: set[str] = set()
     status: dict[str, str | None] = {}
     asked = [*(subjects[id(row)] for row in pending), *(d for d in gone_images if d in api)]
+    going = set(gone_images)
     while True:
         try:
             hashes = {t: d for t, d in after.items() if t not in removed} if run.dry_run else run.hashes()
@@ -254,10 +255,13 @@ def _clean_accessories(
             return extra
         ready = [row for row in pending if status[subjects[id(row)]] is None]
         pending = [row for row in pending if status[subjects[id(row)]] is not None]
+        ready = [row for row in ready if _subject_absent(run, row, subjects[id(row)], going)]
         if not ready:
             break
         before = len(removed)
-        extra += _remove_accessories(run, ready, subjects, after, removed, handled)
+        found = _remove_accessories(run, ready, subjects, after, removed, handled)
+        extra += found
+        going.update(row[2] for row in [*ready, *found] if row[5] in _GONE_NOW)
         if not pending or len(removed) == before:
             break
         asked = [subjects[id(row)] for row in pending]
@@ -276,6 +280,33 @@ def _clean_accessories(
                 if row[5] in ("deleted", "would delete", "already gone"):
                     gone.append(digest)  # its own referrers follow it
     return extra
+
+
+# Statuses of a row whose manifest (a tag's, or an untagged one's) this run removes.
+_GONE_NOW = ("deleted", "would delete", "already gone")
+
+
+def _subject_absent(run: _Run, row: Row, subject: str, going: set[str]) -> bool:
+    """Whether an accessory whose subject no tag or tagged index references may go: yes when this run
+    removes the subject, else only when the subject's manifest is gone from the repository. An image left
+    untagged (its tag pushed again onto another image, or pushed by digest) can still be pulled, and
+    verified, by digest: its signatures stay (the row is skipped, or an error when the check fails)."""
+    if subject in going:
+        return True
+    try:
+        present = run.client.manifest_exists(run.repository, subject)
+    except E.RegistryError as exc:
+        row[5:] = ["error", f"checking whether its subject {subject} is still there failed: {exc}"]
+        return False
+    if present is None:
+        return True
+    row[3:] = [
+        "skip",
+        None,
+        "skipped",
+        f"accessory kept: its subject {subject} is still in the repository, untagged (it can be pulled by digest)",
+    ]
+    return False
 
 
 def _remove_accessories(
