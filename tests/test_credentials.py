@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -267,6 +268,29 @@ def test_helper_that_fails_names_itself_and_the_registry_but_not_its_output(basi
     message = str(err.value)
     assert "docker-credential-x" in message and basic.host in message and "exit status 1" in message
     assert HELPER_SECRET not in message and HELPER_SECRET not in repr(err.value)
+
+
+def test_helper_printing_past_the_limit_is_stopped_there(basic, home, monkeypatch):
+    """A helper printing without end (a loop, a bug) must not fill memory until its timeout: its output is
+    read as it comes and the helper killed once past HELPER_OUTPUT_LIMIT, whatever it would do next (here,
+    sleep past the timeout)."""
+    monkeypatch.setattr("regframe.client.credentials.HELPER_TIMEOUT", 20.0)
+    home.helper("chatty", f'echo "{HELPER_SECRET}"\nhead -c 3000000 /dev/zero\nexec sleep 60\n')
+    home.write(home.docker_config, {"credHelpers": {basic.host: "chatty"}})
+    started = time.monotonic()
+    with pytest.raises(regframe.RegistryAuthenticationError, match="answered something that is not credentials") as err:
+        regframe.connect(basic.url)
+    assert time.monotonic() - started < 10
+    assert HELPER_SECRET not in str(err.value) and err.value.__context__ is None
+
+
+def test_helper_stderr_is_neither_kept_nor_shown(basic, home):
+    """A helper's standard error is discarded unread: however much it writes there, only its answer counts."""
+    answer = json.dumps({"Username": "carol", "Secret": basic.users["carol"]})
+    home.helper("noisy", f"head -c 3000000 /dev/zero >&2\necho '{answer}'\n")
+    home.write(home.docker_config, {"credHelpers": {basic.host: "noisy"}})
+    with regframe.connect(basic.url) as reg:
+        assert reg.user == "carol"
 
 
 def test_missing_helper_names_itself_and_the_registry(basic, home):

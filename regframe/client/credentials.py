@@ -23,6 +23,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,12 +132,7 @@ def _run_helper(helper: str, host: str) -> Credentials | None:
     # output (TimeoutExpired.stdout, JSONDecodeError.doc), which may hold the secret.
     problem = None
     try:
-        done = subprocess.run(
-            [program, "get"],
-            input=key.encode(),
-            capture_output=True,
-            timeout=HELPER_TIMEOUT,
-        )
+        status, output = _helper_output(program, key)
     except FileNotFoundError:
         problem = "is not on PATH (it is named in the docker or podman config)"
     except PermissionError:
@@ -146,14 +143,14 @@ def _run_helper(helper: str, host: str) -> Credentials | None:
         problem = f"could not be started ({type(exc).__name__})"
     if problem is not None:
         raise RegistryAuthenticationError(f"credential helper {program} for {host} {problem}")
-    if done.returncode != 0:
-        if _NOT_FOUND in done.stdout[:HELPER_OUTPUT_LIMIT].decode(errors="replace"):
+    if status is not None and status != 0:
+        if _NOT_FOUND in output.decode(errors="replace"):
             return None
         raise RegistryAuthenticationError(
-            f"credential helper {program} failed for {host} (exit status {done.returncode}); "
+            f"credential helper {program} failed for {host} (exit status {status}); "
             "its output is not shown as it may hold secrets"
         )
-    answer = _json_or_none(done.stdout[:HELPER_OUTPUT_LIMIT])
+    answer = _json_or_none(output) if status is not None else None
     user = answer.get("Username") if isinstance(answer, dict) else None
     secret = answer.get("Secret") if isinstance(answer, dict) else None
     if not isinstance(user, str) or not isinstance(secret, str):
@@ -166,6 +163,50 @@ def _run_helper(helper: str, host: str) -> Credentials | None:
     if user == _TOKEN_USER:
         return Credentials(identity_token=secret, source=source)
     return Credentials(user, secret, source=source)
+
+
+def _helper_output(program: str, key: str) -> tuple[int | None, bytes]:
+    """Run ``program get`` with ``key`` on stdin: its exit status and standard output, read as it comes so a
+    helper printing without end costs at most HELPER_OUTPUT_LIMIT bytes. One printing more is killed there
+    and its status is None. Its standard error is discarded unread. Raises subprocess.TimeoutExpired when it
+    has not finished within HELPER_TIMEOUT."""
+    process = subprocess.Popen(
+        [program, "get"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    output = bytearray()
+    reader = threading.Thread(target=_read_bounded, args=(process, output), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + HELPER_TIMEOUT
+    try:
+        assert process.stdin is not None
+        try:
+            process.stdin.write(key.encode())
+            process.stdin.close()
+        except OSError:
+            pass  # a helper that exits without reading its input is judged by its output and status
+        reader.join(HELPER_TIMEOUT)
+        if reader.is_alive():
+            raise subprocess.TimeoutExpired([program, "get"], HELPER_TIMEOUT)
+        status = process.wait(max(0.0, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return (None if len(output) > HELPER_OUTPUT_LIMIT else status), bytes(output[:HELPER_OUTPUT_LIMIT])
+
+
+def _read_bounded(process: subprocess.Popen[bytes], output: bytearray) -> None:
+    """Append ``process``'s standard output to ``output`` until it ends or passes HELPER_OUTPUT_LIMIT; then
+    the process is killed and the pipe closed, which ends any child of it still writing there."""
+    stream = process.stdout
+    assert stream is not None
+    with stream:
+        while len(output) <= HELPER_OUTPUT_LIMIT:
+            chunk = os.read(stream.fileno(), 64 * 1024)
+            if not chunk:
+                return
+            output += chunk
+        process.kill()
 
 
 def _json_or_none(raw: bytes) -> object:
