@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .cli_shared import (
     OutputError,
     chosen_repositories,
+    command_terms,
     connect_from,
     connection_options,
     error_text,
@@ -115,6 +116,7 @@ def audit(args) -> int:
             progress=not args.no_progress and sys.stderr.isatty(),
             referrers=not args.no_referrers,
         )
+    inv.errors["error"] = inv.errors["error"].map(command_terms, na_action="ignore")
     interrupted = stopped_by_user(inv)
     usage = storage_usage(inv.layers)
     shared = shared_layers(inv.layers)

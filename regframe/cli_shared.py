@@ -28,6 +28,26 @@ def field(value: object) -> str:
     return visible(value)
 
 
+# Library advice that names Python arguments, and the same advice in the commands' options, in the order
+# applied: the TLS errors' advice, the CA file named in errors, the crawl's stop rows (budget, 429s).
+COMMAND_OPTIONS = (
+    ("a numeric budget= (--budget N)", "a numeric --budget N"),
+    ("manifest GETs of budget=", "manifest GETs of --budget "),
+    ("pass ca_bundle= with", "pass --ca-bundle FILE with"),
+    ("verify=False", "--insecure"),
+    ("ca_bundle ", "--ca-bundle "),
+    ("the same cache=", "the same --cache"),
+)
+
+
+def command_terms(text: str) -> str:
+    """``text`` with the library's advice in Python arguments (:data:`COMMAND_OPTIONS`) said in the commands'
+    options instead."""
+    for library, option in COMMAND_OPTIONS:
+        text = text.replace(library, option)
+    return text
+
+
 def error_text(exc: BaseException) -> str:
     """An error as the command line prints it, on one line (its message may quote the registry): where the
     library's advice names Python arguments, the same advice in the command's options (on the command line
@@ -46,7 +66,7 @@ def error_text(exc: BaseException) -> str:
             "name the repositories with --repositories NAME... or --repositories-from FILE"
         )
     else:
-        text = str(exc)
+        text = command_terms(str(exc))
     return field(text)
 
 

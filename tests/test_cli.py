@@ -98,6 +98,27 @@ def test_audit_cut_short_by_its_budget_says_so_in_the_summary(url, fleet, tmp_pa
     assert f"INCOMPLETE CRAWL: {read:,} of {fleet.tag_count:,} listed tags read" in text
     assert "budget" in text.split("INCOMPLETE CRAWL:", 1)[1].split("\n\n", 1)[0]
     assert (out / "summary.txt").read_text().count("INCOMPLETE CRAWL") == 1
+    reports = [text, (out / "summary.txt").read_text(), (out / "errors.csv").read_text()]
+    reports.append((out / "report.md").read_text())
+    for report in (" ".join(report.split()) for report in reports):
+        assert (
+            "manifest GETs of --budget 3); the frames hold what was read; crawl again with the same --cache later"
+            in report
+        )
+        assert "cache=" not in report and "budget=" not in report
+
+
+def test_tls_errors_give_the_commands_options_not_python_arguments(tls, tmp_path, capsys):
+    """The library's TLS advice names ``ca_bundle=`` and ``verify=False``; the command line says
+    ``--ca-bundle FILE`` and ``--insecure``, the options it has."""
+    assert main(["tags", tls.url, "team/app"]) == 2
+    err = capsys.readouterr().err
+    assert "TLS certificate cannot be validated" in err
+    assert "pass --ca-bundle FILE with the CA that signed it (--insecure turns checking off" in err
+    assert "ca_bundle" not in err and "verify=" not in err
+    missing = tmp_path / "missing.pem"
+    assert main(["tags", tls.url, "team/app", "--ca-bundle", str(missing)]) == 2
+    assert capsys.readouterr().err == f"regframe: error: --ca-bundle '{missing}' is not a file\n"
 
 
 class CtrlC(Action):
@@ -465,7 +486,7 @@ def test_dashboard_refuses_a_registry_it_cannot_use_before_starting(capsys, monk
     [
         (["--port", "70000"], "port must be between 1 and 65535 (or 0 for a free one), not 70000"),
         (["--port", "-1"], "port must be between 1 and 65535 (or 0 for a free one), not -1"),
-        (["--ca-bundle", "/nonexistent.pem"], "ca_bundle '/nonexistent.pem' is not a file"),
+        (["--ca-bundle", "/nonexistent.pem"], "--ca-bundle '/nonexistent.pem' is not a file"),
     ],
 )
 def test_dashboard_bad_input_is_exit_status_2_as_for_audit(capsys, monkeypatch, tmp_path, option, message):
