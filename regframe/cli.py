@@ -738,21 +738,29 @@ def parser() -> argparse.ArgumentParser:
 @contextlib.contextmanager
 def _command_line_warnings() -> Iterator[None]:
     """regframe's warnings as ``regframe: warning: MESSAGE``, like its other messages (Python's format shows
-    regframe's source file and line), and a skipped snapshot once however many readers skip it; others'
-    warnings keep their own format. The previous format is back afterwards."""
+    regframe's source file and line), in the command's options, a skipped snapshot once however many readers
+    skip it and unchecked TLS certificates once however many clients the command makes; others' warnings
+    keep their own format. The previous format is back afterwards."""
+    from .client.transport import InsecureTLSWarning
     from .history import SnapshotWarning
 
     previous = warnings.formatwarning
     skipped: set[Path] = set()
+    insecure_told = False
 
     def regframe_format(message, category, filename, lineno, line=None) -> str:
+        nonlocal insecure_told
         if not category.__module__.startswith("regframe."):
             return previous(message, category, filename, lineno, line)
-        text = str(message)
+        text = command_terms(str(message))
         if isinstance(message, SnapshotWarning) and message.path is not None:
             if message.path in skipped:
                 return ""
             skipped.add(message.path)
+        if isinstance(message, InsecureTLSWarning):
+            if insecure_told:
+                return ""
+            insecure_told = True
         return f"regframe: warning: {field(text)}\n"
 
     warnings.formatwarning = regframe_format

@@ -121,6 +121,26 @@ def test_tls_errors_give_the_commands_options_not_python_arguments(tls, tmp_path
     assert capsys.readouterr().err == f"regframe: error: --ca-bundle '{missing}' is not a file\n"
 
 
+def test_insecure_is_one_warning_line_in_the_commands_terms(fleet, tmp_path):
+    """``--insecure`` printed Python's warning format (file, line, source line) once per connection: a
+    crawl's stderr filled with it. It is one ``regframe: warning:`` line naming the option, not verify=False."""
+    with local_registry(tls=True) as reg:
+        with regframe.connect(reg.url, ca_bundle=reg.ca_path) as client:
+            seed(client, fleet)
+        done = subprocess.run(
+            [sys.executable, "-m", "regframe", "audit", reg.url, "--insecure", "--no-progress"]
+            + ["--out", str(tmp_path / "out"), "--workers", "8"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"regframe: warning: TLS certificates are not checked (--insecure) for {reg.host} or the servers it sends "
+        "regframe to: anyone on the network path can read and change the traffic"
+    ]
+
+
 class CtrlC(Action):
     """Ctrl-C in the middle of the crawl: the first manifest request sends this process SIGINT, as a
     terminal does; every one is answered a second late, after the crawl has stopped."""

@@ -7,11 +7,14 @@ import json
 import logging
 import os
 import stat
+import warnings
 
 import pytest
+from urllib3.exceptions import InsecureRequestWarning
 
 import regframe
 from regframe.client.auth import repository_of
+from regframe.client.transport import InsecureTLSWarning
 from regframe.testing import build_image, layer, local_registry, push_image
 
 IMAGE = build_image([layer("auth-layer", 1200)])
@@ -168,6 +171,24 @@ def test_tls_unknown_ca_raises_ssl_error(tls):
 def test_tls_verification_can_be_disabled(tls):
     with pytest.warns(Warning), regframe.connect(tls.url, verify=False, docker_config=False) as reg:
         reg.search()
+
+
+def test_unchecked_tls_is_one_warning_per_client_not_one_per_connection():
+    """``verify=False`` warned on every new connection to the registry, and urllib3 on every request to a
+    TLS token server: a crawl printed it once per worker. Once per client says it."""
+    with local_registry(auth="token", tls=True) as reg:
+        user, password = "alice", reg.users["alice"]
+        with regframe.connect(reg.url, user=user, password=password, ca_bundle=reg.ca_path) as client:
+            for n in range(6):
+                push_image(client, f"tls/app-{n}", "v1", IMAGE)
+        with warnings.catch_warnings(record=True) as told:
+            warnings.simplefilter("always")
+            with regframe.connect(reg.url, user=user, password=password, verify=False) as client:
+                inv = client.inventory(workers=6)
+    assert len(inv.tags) == 6 and inv.errors.empty
+    [warning] = [w for w in told if issubclass(w.category, InsecureRequestWarning)]
+    assert warning.category is InsecureTLSWarning
+    assert str(warning.message).startswith(f"TLS certificates are not checked (verify=False) for {reg.host} ")
 
 
 # -- an overloaded token endpoint ------------------------------------------------------------------

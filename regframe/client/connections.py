@@ -23,12 +23,11 @@ import select
 import socket
 import ssl
 import threading
-import warnings
 import zlib
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from urllib3.exceptions import InsecureRequestWarning, LocationParseError, ProtocolError, SSLError
+from urllib3.exceptions import LocationParseError, ProtocolError, SSLError
 from urllib3.util.wait import wait_for_read
 
 from .budget import Budget, TimedSocket, sending
@@ -158,12 +157,6 @@ class Connection:
             sock.settimeout(self.timeout)
             if self._tls is not None:
                 sock = self._tls.wrap_socket(sock, server_hostname=self.host)
-                if self._tls.verify_mode == ssl.CERT_NONE:
-                    warnings.warn(
-                        f"the TLS certificate of {self.host}:{self.port} is not checked (verify=False)",
-                        InsecureRequestWarning,
-                        stacklevel=2,
-                    )
         except ssl.SSLError as exc:
             sock.close()
             raise SSLError(exc) from exc

@@ -18,6 +18,7 @@ import ssl
 import threading
 import time
 import urllib.request
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from urllib3.exceptions import (
     ConnectTimeoutError,
     DecodeError,
     HTTPError,
+    InsecureRequestWarning,
     LocationParseError,
     NewConnectionError,
     ProtocolError,
@@ -54,6 +56,8 @@ from .connections import (
 from .pacing import HOPELESS_ROUNDS, Pacer
 
 if TYPE_CHECKING:
+    from urllib3._base_connection import BaseHTTPConnection
+
     from .auth import Auth
 
 log = logging.getLogger("regframe.client")
@@ -309,6 +313,18 @@ class _HTTPPool(urllib3.HTTPConnectionPool):
 class _HTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
+    def _validate_conn(self, conn: BaseHTTPConnection) -> None:
+        """urllib3's, without its warning on every request to a server whose certificate is not checked:
+        certificates go unchecked only with ``verify=False``, which ``Transport`` warns about once."""
+        urllib3.HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+
+
+class InsecureTLSWarning(InsecureRequestWarning):
+    """TLS certificates are not checked (``verify=False``): said once per client, not per connection. A kind
+    of urllib3's InsecureRequestWarning, so filters for that one (``urllib3.disable_warnings()``) apply."""
+
 
 def _budgeted(manager: urllib3.PoolManager) -> urllib3.PoolManager:
     """Make the manager's connections read responses through a ``Budget``."""
@@ -553,6 +569,8 @@ class Transport:
         self._timeout = urllib3.Timeout(connect=open_timeout, read=read_timeout)
         self.verify = verify
         self._tls, self.ca_source = ca_settings(verify)
+        self._unchecked_tls = verify is False
+        self._unchecked_told = threading.Lock()
         self.retries = retries
         self.backoff = backoff
         self.max_retry_after = max_retry_after
@@ -857,6 +875,8 @@ class Transport:
 
     def _send(self, req: Request, pool: urllib3.PoolManager) -> Response:
         self.stats.count(req.kind)
+        if self._unchecked_tls and req.url.startswith("https://"):
+            self._warn_unchecked_tls()
         target = req.url
         direct = self._direct if pool is self.pool else None
         if (
@@ -902,6 +922,20 @@ class Transport:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s -> %s", _describe(req.method, req.url), response.status_code)
         return response
+
+    def _warn_unchecked_tls(self) -> None:
+        """Warn, the first time this client speaks TLS, that no certificate is checked: once for the
+        registry, its token server and blob storage alike, rather than once per connection."""
+        with self._unchecked_told:
+            if not self._unchecked_tls:
+                return
+            self._unchecked_tls = False
+        warnings.warn(
+            f"TLS certificates are not checked (verify=False) for {urlsplit(self.base_url).netloc} "
+            "or the servers it sends regframe to: anyone on the network path can read and change the traffic",
+            InsecureTLSWarning,
+            stacklevel=2,
+        )
 
     def _follow(self, response: Response, req: Request, waits: RetryWaits, hops: int = 5) -> Response:
         """Follow redirects by hand so credentials never reach another host."""
