@@ -1,9 +1,11 @@
 """``regframe cleanup``: a policy's plan per repository, as text and CSV, applied only after confirmation.
 
 Exit status: 0 when done (a dry run, or every planned tag removed or skipped because it moved), 1 on a
-failure (registry errors, an incomplete crawl with ``--apply``, no confirmation, a file that cannot be
-written), 2 on a bad policy or option, which is reported before the registry is contacted, 130 when Ctrl-C
-stops the crawl (no plan is made from what it read).
+failure (registry errors while applying, items the crawl could not read, an incomplete crawl with
+``--apply``, no confirmation, a file that cannot be written), 2 on a bad policy or option, which is reported
+before the registry is contacted, and on a registry that cannot be used (no answer, credentials rejected,
+catalog refused: nothing was changed, as for every other command), 130 when Ctrl-C stops the crawl (no plan
+is made from what it read).
 """
 
 from __future__ import annotations
@@ -56,9 +58,11 @@ def run(args) -> int:
     repositories = chosen_repositories(args)
     options = connection_options(args)
     out = output_folder(args.out) if args.out else None
+    unusable = True  # until the crawl is done: a registry error then means nothing was changed (exit 2)
     try:
         with connect_from(args, options) as reg:
             inv = reg.inventory(repositories, progress=sys.stderr.isatty(), referrers=not args.no_referrers)
+            unusable = False
             if stopped_by_user(inv):
                 # A plan made from part of the registry is neither shown, written for a script, nor applied.
                 print("regframe: interrupted; nothing planned, nothing deleted", file=sys.stderr)
@@ -103,7 +107,7 @@ def run(args) -> int:
                 raise
     except E.RegistryError as exc:
         print(f"regframe: error: {error_text(exc)}", file=sys.stderr)
-        return 1
+        return 2 if unusable else 1
     print(printable(result_text(applied)))
     if out is not None:
         write_csv(out / "cleanup_result.csv", applied)

@@ -5,6 +5,7 @@ catalog, its CSV files meaning what the audit's mean, and its result counting wh
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import resource
@@ -20,6 +21,7 @@ import pytest
 import regframe
 from regframe.cli import main, parser
 from regframe.client import mediatypes as MT
+from regframe.processes import free_port
 from regframe.testing import build_image, build_index, layer, local_registry, push_image
 from regframe.testing.faultproxy import FaultProxy, Rule, Status
 from regframe.testing.layers import Blob
@@ -209,11 +211,23 @@ def test_cleanup_names_its_repositories_where_the_catalog_is_refused(url, tmp_pa
         assert code == 0, err
         assert "team/web: delete 1 of 1 tags" in out and "team/app" not in out
         code, out, err = run(capsys, "cleanup", proxy.url, "--policy", policy)
-        assert code == 1
+        assert code == 2
         assert "--repositories NAME... or --repositories-from FILE" in err
         assert "regframe audit" not in err and "inventory(" not in err
         code, _, err = run(capsys, "cleanup", proxy.url, "--policy", policy, "--repositories", "Bad//Name")
         assert code == 2 and "Bad//Name" in err
+
+
+def test_cleanup_exits_2_like_every_command_when_the_registry_cannot_be_used(tmp_path, capsys, monkeypatch):
+    """No answer or a rejected password is exit 2 for every command (README's table), so a CI job tells broken
+    credentials from a cleanup that failed half-way (1); cleanup said 1 for both."""
+    policy = str(write_policy(tmp_path))
+    code, _, err = run(capsys, "cleanup", f"http://127.0.0.1:{free_port()}", "--policy", policy)
+    assert code == 2 and "no registry answers there" in err
+    with local_registry(auth="basic") as reg:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("not-alices-password\n"))
+        code, _, err = run(capsys, "cleanup", reg.url, "--policy", policy, "--user", "alice", "--password-stdin")
+    assert code == 2 and "rejected the username/password" in err
 
 
 def test_repositories_not_in_the_catalog_are_named_in_command_line_terms(url, tmp_path, capsys):
