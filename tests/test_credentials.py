@@ -396,6 +396,36 @@ def test_registry_token_the_registry_refuses(token, home):
     assert foreign not in str(err.value)
 
 
+# -- a stored password the registry rejects ---------------------------------------------------------
+
+
+STALE_PASSWORD = "stale-password-from-an-old-login"
+
+
+def test_rejected_password_from_an_auth_file_names_the_file_and_entry(basic, home):
+    """A stale ``podman login`` left in one of five places: the error says which file and entry, as it does
+    for tokens, so the user knows what to fix; the password itself is never shown."""
+    home.write(home.runtime_auth, {"auths": {basic.host: {"auth": b64("alice", STALE_PASSWORD)}}})
+    with pytest.raises(regframe.RegistryAuthenticationError) as err:
+        regframe.connect(basic.url)
+    assert str(err.value) == (
+        f"{basic.host} rejected the username/password for user 'alice' (from {home.runtime_auth} entry '{basic.host}')"
+    )
+    assert STALE_PASSWORD not in str(err.value)
+
+
+@pytest.mark.parametrize("refuse_get", [None, 405], ids=["token-get", "password-grant"])
+def test_password_from_a_helper_rejected_by_the_token_server_names_the_helper(token, home, monkeypatch, refuse_get):
+    monkeypatch.setattr(token.token_server, "refuse_get", refuse_get)
+    answer = json.dumps({"Username": "alice", "Secret": STALE_PASSWORD})
+    home.helper("stale", f"echo '{answer}'\n")
+    home.write(home.docker_config, {"credHelpers": {token.host: "stale"}})
+    with pytest.raises(regframe.RegistryAuthenticationError, match="rejected the credentials for user 'alice'") as err:
+        regframe.connect(token.url)
+    assert "for user 'alice' (from credential helper docker-credential-stale)" in str(err.value)
+    assert STALE_PASSWORD not in str(err.value)
+
+
 # -- the OAuth2 password grant when the realm refuses the basic GET ----------------------------------
 
 

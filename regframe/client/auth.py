@@ -217,7 +217,11 @@ class RegistryAuth(Auth):
             return "the registry token" + self._from()
         if self._identity_token is not None:
             return "the identity token" + self._from()
-        return f"the password of user {self.user!r}"
+        return f"the password of {self._user_named()}"
+
+    def _user_named(self) -> str:
+        """The user, and where its password came from when a file or helper gave it (never the password)."""
+        return f"user {self.user!r}{self._from()}"
 
     def _who(self) -> str:
         if self._registry_token is not None or self._identity_token is not None:
@@ -324,7 +328,7 @@ class RegistryAuth(Auth):
                 )
             if "Authorization" in request.headers:
                 raise E.RegistryAuthenticationError(
-                    f"{_host(request.url)} rejected the username/password for user {self.user!r}", status=401
+                    f"{_host(request.url)} rejected the username/password for {self._user_named()}", status=401
                 )
             self.check_cleartext(self._home_url)
             self._basic_needed = True
@@ -332,7 +336,7 @@ class RegistryAuth(Auth):
             response = yield request
             if response.status_code == 401:
                 raise E.RegistryAuthenticationError(
-                    f"{_host(request.url)} rejected the username/password for user {self.user!r}", status=401
+                    f"{_host(request.url)} rejected the username/password for {self._user_named()}", status=401
                 )
             return
         if challenge.scheme == "bearer":
@@ -410,7 +414,7 @@ class RegistryAuth(Auth):
             return (yield from self._oauth_grant(realm, service, scopes, "password", get_status=response.status_code))
         if response.status_code in (401, 403):
             raise E.RegistryAuthenticationError(
-                f"{where} rejected the credentials" + (f" for user {self.user!r}" if self.user else ""),
+                f"{where} rejected the credentials" + (f" for {self._user_named()}" if self.user else ""),
                 status=response.status_code,
             )
         if response.status_code != 200:
@@ -463,7 +467,7 @@ class RegistryAuth(Auth):
                 )
             if status in (400, 401, 403):
                 raise E.RegistryAuthenticationError(
-                    f"{where} rejected the credentials for user {self.user!r} (OAuth2 password grant, HTTP {status}"
+                    f"{where} rejected the credentials for {self._user_named()} (OAuth2 password grant, HTTP {status}"
                     f"{_oauth_error(response, where)})",
                     status=status,
                 )
