@@ -87,9 +87,12 @@ def output_folder(path: str, option: str = "--out") -> Path:
 
 def chosen_repositories(args) -> list[str] | None:
     """The names ``--repositories`` or ``--repositories-from`` give (None: the whole catalog), each checked
-    against the distribution grammar before connecting. A file holds one name per line; blank lines and
-    ``#`` comments are skipped; ``-`` reads standard input."""
+    against the distribution grammar before connecting, and on Docker Hub a single name as ``library/NAME``
+    before duplicates are dropped. A file holds one name per line; blank lines and ``#`` comments are
+    skipped; ``-`` reads standard input."""
+    from .client.core import DOCKER_HUB_API, normalize_url
     from .client.reference import validate_repository
+    from .inventory.crawl import hub_name
 
     if getattr(args, "repositories", None):
         names = [(f"--repositories {name!r}", name) for name in args.repositories]
@@ -114,10 +117,11 @@ def chosen_repositories(args) -> list[str] | None:
             raise ValueError(f"--repositories-from {source}: no repository names in it")
     else:
         return None
+    hub = normalize_url(args.url, credentials_instead=CREDENTIALS_OPTIONS) == DOCKER_HUB_API
     checked = []
     for origin, name in names:
         try:
-            checked.append(validate_repository(name))
+            checked.append(hub_name(validate_repository(name), hub))
         except E.InvalidReferenceError as exc:
             raise ValueError(f"{origin}: {exc}") from None
     return list(dict.fromkeys(checked))
@@ -192,13 +196,17 @@ def write_csv(path: Path, frame) -> None:
         write_atomically(path, [neutralize_formulas(frame).to_csv(index=False).encode()])
 
 
+# What the command line takes instead of credentials in a URL.
+CREDENTIALS_OPTIONS = "--user and --password-stdin"
+
+
 def connection_options(args) -> dict:
     """``regframe.connect``'s options from the shared connection arguments; the password from standard input.
 
     The URL is checked first, so one with ``user:password@`` in it is refused in the command's own terms."""
     from .client.core import normalize_url
 
-    normalize_url(args.url, credentials_instead="--user and --password-stdin")
+    normalize_url(args.url, credentials_instead=CREDENTIALS_OPTIONS)
     password = None
     if getattr(args, "password_stdin", False):
         if not args.user:

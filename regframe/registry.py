@@ -26,12 +26,12 @@ from .patterns import compile_pattern
 
 
 def select_repositories(
-    repositories: str | Iterable[str] | None = None, match: str | re.Pattern[str] | None = None
+    repositories: str | Iterable[str] | None = None, match: str | re.Pattern[str] | None = None, *, hub: bool = False
 ) -> Selection:
-    """``inventory()``'s ``repositories=`` (exact names) and ``match=`` (a regular expression searched in each
-    name), checked before any request. The pattern runs under a time bound, so a catastrophic
-    one raises ValueError instead of hanging the crawl."""
-    names = exact_names(repositories)
+    """``inventory()``'s ``repositories=`` (exact names; Docker Hub's single names under ``library/`` when
+    ``hub``) and ``match=`` (a regular expression searched in each name), checked before any request. The
+    pattern runs under a time bound, so a catastrophic one raises ValueError instead of hanging the crawl."""
+    names = exact_names(repositories, hub=hub)
     pattern = compile_pattern(match, "match")
     if pattern is None:
         return Selection(names)
@@ -113,7 +113,7 @@ class Registry(RegistryClient):
 
         A registry that refuses its catalog (401, 403, 404, ``UNSUPPORTED``) raises ``CatalogUnavailableError``
         unless ``repositories`` names what to crawl."""
-        selection = select_repositories(repositories, match)
+        selection = select_repositories(repositories, match, hub=self.hub)
         most = check_workers(workers, max_workers)
         check_budget(budget, reserve)
         _check_crawl_options(progress, strict, stop, cache, max_pages, referrers)

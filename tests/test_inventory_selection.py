@@ -103,3 +103,36 @@ def test_catastrophic_match_on_the_catalog_ends_the_crawl_with_the_error(anon, r
     with pytest.raises(ValueError, match="took longer than 1 s on repository"):
         anon.inventory(match="(a|aa)+$", progress=False)
     assert time.monotonic() - started < 30
+
+
+def test_docker_hub_single_names_are_library_names_before_duplicates_are_dropped(registry_url, repo_name):
+    """Docker Hub files ``alpine`` under ``library/alpine``: given both ways, it was crawled twice (every tag
+    twice, every blob shared with itself) and the frames kept whichever spelling was typed. Docker Hub cannot
+    be reached from the tests, so its rule is applied to the local registry with the client's ``hub`` flag,
+    which ``connect("docker.io")`` sets."""
+    single = repo_name.replace("/", "-")
+    with regframe.connect(registry_url, docker_config=False) as client:
+        push_image(client, f"library/{single}", "1.0", build_image([layer(f"{single}-hub", 500)]))
+        client.hub = True
+        inv = client.inventory([single, f"library/{single}"], progress=False)
+        alone = client.inventory(single, progress=False)
+    assert crawled(inv) == crawled(alone) == {f"library/{single}"}
+    assert len(inv.tags) == 1 and inv.stats["requests"]["tags"] == 1
+    assert list(inv.params["repositories"]) == list(alone.params["repositories"]) == [f"library/{single}"]
+
+
+def test_command_line_names_on_docker_hub_are_library_names():
+    """``--repositories`` (and ``--repositories-from``) name Docker Hub repositories as Hub does, so two
+    spellings are one repository and audits line up in ``--history`` and ``regframe diff``; other registries
+    keep single names as given."""
+    from regframe.cli import parser
+    from regframe.cli_shared import chosen_repositories
+
+    def chosen(url: str) -> list[str] | None:
+        args = parser().parse_args(
+            ["audit", url, "--out", "out", "--repositories", "alpine", "library/alpine", "team/app"]
+        )
+        return chosen_repositories(args)
+
+    assert chosen("docker.io") == chosen("https://index.docker.io") == ["library/alpine", "team/app"]
+    assert chosen("https://registry.example.com") == ["alpine", "library/alpine", "team/app"]

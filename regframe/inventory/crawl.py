@@ -149,20 +149,30 @@ class Selection:
         return [name for name in dict.fromkeys(names) if self.match is None or self.match(name)]
 
 
-def exact_names(repositories) -> tuple[str, ...] | None:
+def exact_names(repositories, *, hub: bool = False) -> tuple[str, ...] | None:
     """Check ``repositories=`` before any request: None (the whole catalog), one exact repository name,
-    or an iterable of exact names."""
+    or an iterable of exact names. On Docker Hub (``hub``) a single name is ``library/NAME``, as Hub itself
+    names it, before duplicates are dropped: ``alpine`` and ``library/alpine`` are one repository, crawled
+    once, and the frames say ``library/alpine`` whichever was given."""
     if isinstance(repositories, re.Pattern):
         raise ValueError("repositories takes exact repository names; select by pattern with match=")
     if repositories is None:
         return None
     if isinstance(repositories, str):
-        return (validate_repository(repositories),)
-    if isinstance(repositories, Iterable) and not isinstance(repositories, (bytes, bytearray)):
-        return tuple(dict.fromkeys(validate_repository(name) for name in repositories))
-    raise ValueError(
-        f"repositories must be None, a repository name or a list of repository names, not {type(repositories).__name__}"
-    )
+        names: Iterable[str] = (repositories,)
+    elif isinstance(repositories, Iterable) and not isinstance(repositories, (bytes, bytearray)):
+        names = repositories
+    else:
+        raise ValueError(
+            "repositories must be None, a repository name or a list of repository names, "
+            f"not {type(repositories).__name__}"
+        )
+    return tuple(dict.fromkeys(hub_name(validate_repository(name), hub) for name in names))
+
+
+def hub_name(repository: str, hub: bool) -> str:
+    """``repository`` as the registry names it: Docker Hub (``hub``) puts single names under ``library/``."""
+    return f"library/{repository}" if hub and "/" not in repository else repository
 
 
 def refuses_catalog(exc: BaseException) -> bool:
