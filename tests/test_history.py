@@ -8,7 +8,6 @@ here from a model of what the test pushed, never from regframe's frames.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import json
 import shutil
@@ -303,15 +302,13 @@ def test_snapshots_record_version_crawl_parameters_and_time(scenario):
         assert meta["format"] == 2
         assert meta["regframe_version"] == regframe.__version__
         assert meta["url"] == scenario["url"]
-        options = inspect.signature(regframe.Registry.inventory).parameters
-        crawl_flags = {"referrers": False} if "referrers" in options else {}
         assert meta["params"] == {
             "repositories": None,
             "match": None,
             "strict": False,
             "max_pages": 10_000,
-            **crawl_flags,
-        }
+            "referrers": True,
+        }, "the audit asks the referrers API unless --no-referrers"
         assert {p.name for p in folder.glob("*.parquet")} == {
             f"{name}.parquet" for name in regframe.Inventory.load(folder).frames()
         }

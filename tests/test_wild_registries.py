@@ -249,18 +249,23 @@ def hub_proxy(upstream: str, quota: PullQuota) -> FaultProxy:
     return proxy
 
 
+def auto_budget_crawl(upstream: str, quota: PullQuota):
+    """A crawl with budget="auto" through ``hub_proxy``."""
+    proxy = hub_proxy(upstream, quota)
+    try:
+        with connect(proxy.url) as reg:
+            return reg.inventory(progress=False, budget="auto")
+    finally:
+        proxy.stop()
+
+
 def test_auto_budget_stops_before_the_reserve_when_heads_count_too(fleet_reg):
     """A registry whose quota counts HEADs as well (the proxy's; Docker Hub's does not): under budget="auto"
     a crawl resolves tags by HEAD, and those lower ``remaining`` too. It stops once the registry reports the
     reserve reached, whatever spent it, and never meets a 429."""
     quota = PullQuota(100, remaining=30, window=HUB_WINDOW, counts_heads=True)
     assert FLEET.tag_count + len(FLEET.manifests) > 30, "the crawl must need more requests than the quota allows"
-    proxy = hub_proxy(fleet_reg.url, quota)
-    try:
-        with connect(proxy.url) as reg:
-            inv = reg.inventory(progress=False, budget="auto")
-    finally:
-        proxy.stop()
+    inv = auto_budget_crawl(fleet_reg.url, quota)
     assert not inv.complete
     assert quota.refused == 0, "the crawl stopped before the registry had to refuse it"
     assert quota.remaining == 10, "10% of the 100-pull limit is left, and no more: the crawl spent the rest"
@@ -299,12 +304,7 @@ def test_auto_budget_finishes_a_crawl_the_quota_allows_however_many_requests_are
     answers (HEADs cost Hub nothing) rather than stopping while the quota still allows it, and finishes."""
     needed = len(FLEET.manifests)
     quota = PullQuota(100, remaining=needed + 10, window=HUB_WINDOW)
-    proxy = hub_proxy(fleet_reg.url, quota)
-    try:
-        with connect(proxy.url) as reg:
-            inv = reg.inventory(progress=False, budget="auto")
-    finally:
-        proxy.stop()
+    inv = auto_budget_crawl(fleet_reg.url, quota)
     assert inv.complete and inv.errors.empty, inv.errors
     assert crawled(inv) == tag_digests(FLEET)
     assert quota.counted == needed and quota.remaining == 10 and quota.refused == 0
