@@ -169,6 +169,22 @@ def test_delete_manifests_keeps_what_a_kept_index_reaches_through_a_nested_index
         assert anon.manifest(repo_name, kept.digest).raw == kept.manifest_raw
 
 
+def test_the_crawl_reads_a_nested_index_under_the_tag_of_the_outer_one(anon, repo_name):
+    """``outer`` lists only another index: its rows are that index's platforms, so the tag is seen, its
+    layers are counted, and a plan deleting the inner tags frees nothing ``outer`` still uses."""
+    push_nested_index(anon, repo_name)
+    inv = anon.inventory([repo_name], progress=False)
+    outer = inv.manifests[inv.manifests["tag"] == "outer"]
+    assert sorted(outer["manifest_digest"].astype(str)) == sorted([AMD.digest, ARM.digest])
+    assert set(outer["platform"].astype(str)) == {"linux/amd64", "linux/arm64/v8"}
+    assert inv.errors.empty
+    layers = set(inv.layers.loc[inv.layers["tag"] == "outer", "layer_digest"].astype(str))
+    assert layers == {blob.digest for image in (AMD, ARM) for blob in (image.config, *image.layers)}
+    stale = stale_tags(inv.manifests, older_than="0d", match=r"-old$", tags=inv.tags, errors=inv.errors)
+    assert set(stale.loc[stale["stale"], "tag"]) == {"inner-old", "amd-old"}
+    assert reclaimable_bytes(stale, inv.layers) == 0, "outer still uses every layer"
+
+
 def test_rmtag_auto_untags_an_image_a_nested_index_of_another_tag_reaches(anon, repo_name):
     """``rmtag`` by default deletes the manifest when no other tag needs it; ``outer`` needs ``AMD`` through
     its nested index, so only the tag goes."""

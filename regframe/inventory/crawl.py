@@ -230,6 +230,8 @@ class Crawler:
         # (repository, digest) a GET has shown to be there.
         self._tried: dict[str, str] = {}
         self._seen_in: set[tuple[str, str]] = set()
+        # Nested indexes (an index entry that is an index) whose entries were asked for, per repository.
+        self._nested: set[tuple[str, str]] = set()
         self._bar = _progress_bar(progress is True)
         self._report = progress if callable(progress) else None
         self._found = self._done = 0
@@ -463,6 +465,11 @@ class Crawler:
     def _expand(self, repository: str, tag: str, digest: str, summary: dict) -> None:
         with self._lock:
             self.result.manifests.setdefault(digest, summary)
+        self._entries(repository, tag, summary)
+        if wants_config(summary):
+            self._need_config(repository, tag, *summary["config"][:2])
+
+    def _entries(self, repository: str, tag: str | None, summary: dict) -> None:
         for child in summary["children"]:
             child_digest = child[0]
             self.once.request(
@@ -471,8 +478,6 @@ class Crawler:
                 functools.partial(self._entry_known, repository, tag, child_digest),
                 EXPECTED,
             )
-        if wants_config(summary):
-            self._need_config(repository, tag, *summary["config"][:2])
 
     # An index entry's content is the same wherever its digest is, and is read once (or taken from the cache);
     # whether the entry is in a repository is not (``garbage-collect --delete-untagged`` removes it from one
@@ -489,7 +494,7 @@ class Crawler:
             self._tried[digest] = repository
         return repository, self._fetch_manifest(repository, digest, _missing_entry(digest, repository))[1]
 
-    def _entry_known(self, repository: str, tag: str, digest: str, ok: bool, value) -> None:
+    def _entry_known(self, repository: str, tag: str | None, digest: str, ok: bool, value) -> None:
         if ok:
             read_in, summary = value
             with self._lock:
@@ -545,6 +550,12 @@ class Crawler:
             return
         with self._lock:
             self.result.manifests[digest] = value
+            # An index of indexes (the image spec allows it): the inner one's entries are read too, once per
+            # repository, so a digest cycle a hostile registry serves ends here.
+            nested = bool(value["children"]) and (repository, digest) not in self._nested
+            self._nested.add((repository, digest))
+        if nested:
+            self._entries(repository, tag, value)
         if wants_config(value):
             self._need_config(repository, tag, *value["config"][:2])
 

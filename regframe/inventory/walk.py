@@ -49,7 +49,8 @@ def placements(
     entry ``missing`` from its repository (read in another) is left out there.
 
     An index entry takes the index's kind and subject when it looks like an image inside an index that
-    is itself an accessory; a nested index (an index entry of an index) is not expanded."""
+    is itself an accessory. A nested index (an index entry that is an index, as the image spec allows) is
+    not a placement itself: its entries are, under the same tag, each digest once per tag."""
     for repository, tag, digest in sorted(tag_refs):
         top = manifests.get(digest)
         if top is None:
@@ -65,12 +66,7 @@ def placements(
         # A fallback index lists the referrers of the digest in its tag; an entry whose subject says otherwise
         # does not belong to it (the spec has clients confirm each entry by its subject) and is left out.
         owner = A.fallback_tag_subject(tag)
-        entries = top_manifest.get("manifests") or []
-        for position, (child_digest, _media_type, os_, arch, variant) in enumerate(top["children"]):
-            child = manifests.get(child_digest)
-            if child is None or child["children"] or (repository, child_digest) in missing:
-                continue
-            entry = entries[position] if position < len(entries) and isinstance(entries[position], dict) else {}
+        for child_digest, child, entry, declared in _entries(repository, digest, top, manifests, missing):
             child_manifest = skeleton_of(child)
             found = A.classify(child_manifest, tag=tag, entry=entry, referrer=listed)
             if owner is not None and found.subject not in (None, owner):
@@ -79,8 +75,36 @@ def placements(
             if found.kind == A.IMAGE and parent.kind != A.IMAGE and not listed:
                 found = A.Classification(parent.kind, parent.artifact_type, parent.subject)
                 via = A.subject_of(top_manifest, tag)[1] if parent.subject else None
-            declared = (os_, arch, variant) if os_ is not None or arch is not None else None
             yield Placement(repository, tag, digest, child_digest, child, entry, declared, *found, via)
+
+
+def _entries(
+    repository: str,
+    digest: str,
+    top: dict[str, Any],
+    manifests: dict[str, dict[str, Any]],
+    missing: set[tuple[str, str]] | frozenset[tuple[str, str]],
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], Declared | None]]:
+    """An index's entries that are not indexes, through nested indexes, depth first in listed order: (digest,
+    summary, the entry's descriptor, its declared platform). Each digest comes once, so a cycle ends."""
+    seen = {digest}
+    stack = [top]
+    while stack:
+        index = stack.pop()
+        listed = skeleton_of(index).get("manifests") or []
+        nested = []
+        for position, (child_digest, _media_type, os_, arch, variant) in enumerate(index["children"]):
+            child = manifests.get(child_digest)
+            if child is None or child_digest in seen or (repository, child_digest) in missing:
+                continue
+            seen.add(child_digest)
+            if child["children"]:
+                nested.append(child)
+                continue
+            entry = listed[position] if position < len(listed) and isinstance(listed[position], dict) else {}
+            declared = (os_, arch, variant) if os_ is not None or arch is not None else None
+            yield child_digest, child, entry, declared
+        stack.extend(reversed(nested))
 
 
 def index_accessory(tag: str, summary: dict[str, Any]) -> tuple[A.Classification, str | None] | None:
