@@ -982,7 +982,7 @@ def damage(folder: Path, first: Path) -> dict[Path, str]:
             path.unlink()
     foreign.mkdir()
     (foreign / "inventory.json").write_text("not a snapshot")
-    return {truncated: "layers.parquet", bare: "catalog.parquet nor catalog.csv", foreign: "not JSON"}
+    return {truncated: "layers.parquet", bare: "has no catalog.parquet", foreign: "not JSON"}
 
 
 def test_a_snapshot_that_cannot_be_read_is_skipped_with_a_warning_naming_it(scenario, tmp_path):

@@ -3,6 +3,7 @@ against values computed here from the fleet plan, never by the code under test."
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import pytest
 import regframe
 from regframe.analysis import reclaimable_bytes, shared_layers, stale_tags, storage_usage
 from regframe.inventory.frames import Dates, parse_created, table
-from regframe.inventory.inventory import FRAMES
+from regframe.inventory.inventory import FRAMES, InventoryFormatError
 from regframe.testing import local_registry, make_fleet, seed
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -283,6 +284,32 @@ def test_every_frame_round_trips_with_its_dtypes(tmp_path, empty, writer):
     loaded = regframe.Inventory.load(tmp_path)
     for name in FRAMES:
         pd.testing.assert_frame_equal(getattr(loaded, name), getattr(inv, name), obj=name)
+
+
+@pytest.mark.parametrize("first, second", [("to_parquet", "to_csv"), ("to_csv", "to_parquet")])
+def test_a_save_into_a_folder_holding_another_format_loads_back_as_itself(tmp_path, first, second):
+    """An inventory saved in one format, then another saved into the same folder in the other (a notebook's
+    ``to_parquet`` there, then ``regframe audit --out`` the same folder): loading gives the second, not the
+    first's frames under the second's ``inventory.json``. The first's frame files are gone."""
+    frames = {name: table(rows, FRAMES[name]) for name, rows in ROWS.items()}
+    older = regframe.Inventory(**frames, url="http://registry.test")
+    newer = regframe.Inventory(
+        **{**frames, "tags": table(ROWS["tags"][:1], FRAMES["tags"])}, url="http://registry.test"
+    )
+    getattr(older, first)(tmp_path)
+    getattr(newer, second)(tmp_path)
+    loaded = regframe.Inventory.load(tmp_path)
+    pd.testing.assert_frame_equal(loaded.tags, newer.tags)
+    left = {path.suffix for path in tmp_path.iterdir() if path.stem in FRAMES}
+    assert left == {".csv" if second == "to_csv" else ".parquet"}
+
+
+def test_inventory_json_naming_an_unknown_file_format_is_refused(tmp_path):
+    regframe.Inventory(**{name: table(rows, FRAMES[name]) for name, rows in ROWS.items()}).to_csv(tmp_path)
+    meta = json.loads((tmp_path / "inventory.json").read_text())
+    (tmp_path / "inventory.json").write_text(json.dumps({**meta, "files": "xlsx"}))
+    with pytest.raises(InventoryFormatError, match="files must be one of parquet, csv, not 'xlsx'"):
+        regframe.Inventory.load(tmp_path)
 
 
 # -- analysis numbers from the plan ---------------------------------------------------------------

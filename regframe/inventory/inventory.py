@@ -211,8 +211,10 @@ class Inventory:
             "stats": self.stats,
         }
 
-    def _export(self, dir: str | os.PathLike, write, **meta) -> Path:
-        """Each frame with labels as JSON text, handed to ``write(frame, out, name)``; then the metadata.
+    def _export(self, dir: str | os.PathLike, write, files: str, **meta) -> Path:
+        """Each frame with labels as JSON text, handed to ``write(frame, out, name)``; then the metadata, which
+        names the ``files`` format written (``load`` reads that one only). A frame file of the other format,
+        left by an earlier save into the folder, is removed: it would be taken for this inventory's.
 
         Every file is written through a new temporary file renamed into place, so a link planted at
         an output name is replaced, never written through."""
@@ -223,7 +225,10 @@ class Inventory:
             if "labels" in frame:
                 frame["labels"] = frame["labels"].map(lambda v: json.dumps(v, sort_keys=True))
             write(frame, out, name)
-        text = json.dumps({**self._meta(), **meta}, indent=2, default=str)
+        other = next(suffix for suffix in FILE_FORMATS if suffix != files)
+        for name in FRAMES:
+            (out / f"{name}.{other}").unlink(missing_ok=True)
+        text = json.dumps({**self._meta(), "files": files, **meta}, indent=2, default=str)
         write_atomically(out / "inventory.json", [text.encode()])
         return out
 
@@ -243,7 +248,7 @@ class Inventory:
                 frame = neutralize_formulas(frame)
             write_atomically(out / f"{name}.csv", [frame.to_csv(index=False, na_rep=NA).encode()])
 
-        return self._export(dir, write, **({"spreadsheet_safe": True} if spreadsheet_safe else {}))
+        return self._export(dir, write, "csv", **({"spreadsheet_safe": True} if spreadsheet_safe else {}))
 
     def to_parquet(self, dir: str | os.PathLike) -> Path:
         """One Parquet file per frame plus ``inventory.json``; types are kept as they are."""
@@ -253,11 +258,12 @@ class Inventory:
             frame.to_parquet(buffer, index=False)
             write_atomically(out / f"{name}.parquet", [buffer.getvalue()])
 
-        return self._export(dir, write)
+        return self._export(dir, write, "parquet")
 
     @classmethod
     def load(cls, dir: str | os.PathLike) -> Inventory:
-        """Read what ``to_csv`` or ``to_parquet`` wrote (Parquet preferred when both are there).
+        """Read what ``to_csv`` or ``to_parquet`` wrote: the files ``inventory.json`` names (an inventory saved
+        before it named them: Parquet preferred when both are there).
 
         Every older format loads (format 1 has no ``params``, ``crawled_at`` or ``regframe_version``); a newer
         one raises ``InventoryFormatError`` saying which regframe wrote it, before any frame is read. So does
@@ -267,17 +273,18 @@ class Inventory:
         root = Path(dir)
         meta = read_meta(root)
         fmt = meta.get("format", 1)
+        suffixes = (meta["files"],) if "files" in meta else FILE_FORMATS
         frames = {}
         for name, columns in FRAMES.items():
-            parquet, csv = root / f"{name}.parquet", root / f"{name}.csv"
-            if parquet.is_file():
-                frames[name] = _frame(parquet, columns, meta)
-            elif csv.is_file():
-                frames[name] = _frame(csv, columns, meta)
+            found = next(
+                (root / f"{name}.{suffix}" for suffix in suffixes if (root / f"{name}.{suffix}").is_file()), None
+            )
+            if found is not None:
+                frames[name] = _frame(found, columns, meta)
             elif name in OPTIONAL_FRAMES:
                 frames[name] = _shaped(pd.DataFrame(columns=columns), columns)
             else:
-                raise FileNotFoundError(f"{root} has neither {name}.parquet nor {name}.csv")
+                raise FileNotFoundError(f"{root} has no {' or '.join(f'{name}.{suffix}' for suffix in suffixes)}")
         inv = cls(
             **frames,
             stats=meta.get("stats"),
@@ -301,6 +308,8 @@ KEY_COLUMNS: dict[str, dict[str, bool]] = {
     "referrers": {"repository": True, "subject": True, "digest": True},
     "errors": {"stage": True, "error": False},
 }
+# The file formats an inventory is saved in, the one ``load`` prefers first when ``inventory.json`` names none.
+FILE_FORMATS = ("parquet", "csv")
 DIGEST_COLUMNS = ("digest", "manifest_digest", "config_digest", "layer_digest", "subject")
 
 
@@ -403,6 +412,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "stats": (dict, type(None)),
     "regframe_version": (str, type(None)),
     "spreadsheet_safe": (bool,),
+    "files": (str,),
 }
 _JSON_NAMES = {str: "text", type(None): "null", bool: "true or false", dict: "an object"}
 
@@ -412,6 +422,8 @@ def _check_types(meta: dict, path: Path) -> None:
         if key in meta and not isinstance(meta[key], types):
             wanted = " or ".join(_JSON_NAMES[t] for t in types)
             raise InventoryFormatError(f"{path}: {key} must be {wanted}, not {type(meta[key]).__name__}")
+    if meta.get("files", FILE_FORMATS[0]) not in FILE_FORMATS:
+        raise InventoryFormatError(f"{path}: files must be one of {', '.join(FILE_FORMATS)}, not {meta['files']!r}")
     stamp = meta.get("crawled_at")
     if stamp is not None:
         try:
