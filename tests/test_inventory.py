@@ -3,6 +3,7 @@ against values computed here from the fleet plan, never by the code under test."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -15,7 +16,7 @@ import regframe
 from regframe.analysis import reclaimable_bytes, shared_layers, stale_tags, storage_usage
 from regframe.inventory.frames import Dates, parse_created, table
 from regframe.inventory.inventory import FRAMES, InventoryFormatError
-from regframe.testing import local_registry, make_fleet, seed
+from regframe.testing import build_image, layer, local_registry, make_fleet, push_image, seed
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -483,3 +484,37 @@ def test_a_crawls_dates_parsed_together_read_as_each_alone(value, expected):
     else:
         assert found == alone == expected
         assert str(found.tz) == "UTC"
+
+
+def test_foreign_layers_are_neither_stored_nor_reclaimed():
+    """A Windows-style image whose base layer is a foreign layer (fetched by clients from its ``urls``; the
+    registry, configured to accept such manifests, never holds the blob): the layer adds to logical bytes
+    only: the stored total is the blobs pushed, and deleting the old image frees its own pushed blobs."""
+    image = build_image([layer("inv-win-app", 3000)], created=datetime(2020, 1, 1, tzinfo=UTC))
+    manifest = json.loads(image.manifest_raw)
+    foreign_size = 100_000_000
+    manifest["layers"].insert(
+        0,
+        {
+            "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            "size": foreign_size,
+            "digest": "sha256:" + hashlib.sha256(b"windows base").hexdigest(),
+            "urls": ["https://example.invalid/windows/base"],
+        },
+    )
+    raw = json.dumps(manifest).encode()
+    newer = build_image([layer("inv-win-new", 2000)])
+    allow_urls = {"validation": {"manifests": {"urls": {"allow": ["^https?://"]}}}}
+    with local_registry(**allow_urls) as reg, regframe.connect(reg.url, docker_config=False) as client:
+        for blob in image.blobs():
+            client.upload_blob("win/app", blob.data, blob.digest)
+        client.put_manifest("win/app", "old", raw, "application/vnd.docker.distribution.manifest.v2+json")
+        push_image(client, "win/app", "new", newer)
+        inv = client.inventory(progress=False)
+        usage = storage_usage(inv.layers)
+        stale = stale_tags(inv.manifests, older_than="365d", keep=r"^new$")
+        freed = reclaimable_bytes(stale, inv.layers)
+    blobs = [*image.blobs(), *newer.blobs()]
+    assert usage.attrs["total_bytes"] == sum(blob.size for blob in blobs)
+    assert usage.attrs["logical_bytes"] == usage.attrs["total_bytes"] + foreign_size
+    assert freed == sum(blob.size for blob in image.blobs())

@@ -110,6 +110,27 @@ def sizes(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series).fillna(0).to_numpy(dtype=np.int64)
 
 
+# Layers clients fetch from the URLs in their descriptor (Windows base layers, say), which registries do not
+# store: the image spec's non-distributable layers and Docker's foreign ones.
+EXTERNAL_LAYER_TYPES = frozenset(
+    {
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
+
+
+def stored_sizes(layers: pd.DataFrame) -> np.ndarray:
+    """``sizes`` of the blob rows, 0 for an external layer (``EXTERNAL_LAYER_TYPES``): it adds to what
+    per-tag sums report, not to what the registry stores or what garbage collection frees."""
+    out = sizes(layers["size"])
+    if "media_type" in layers.columns:
+        out[layers["media_type"].isin(EXTERNAL_LAYER_TYPES).to_numpy(dtype=bool)] = 0
+    return out
+
+
 def pair_keys(a: Codes, b: Codes, b_count: int) -> Codes:
     """One int64 key per (a, b) pair: exact while a * b_count fits in int64 (codes stay below
     their category counts, so two of them always do)."""

@@ -15,7 +15,7 @@ from ._frames import (
     pair_keys,
     recode,
     require_columns,
-    sizes,
+    stored_sizes,
     sum_by,
 )
 from .storage import digest_sizes
@@ -121,7 +121,7 @@ def _freed_layers(
     kept_digest[digest[has_digest & ~on_stale]] = True
     freed = on_stale & has_digest
     freed[freed] = ~kept_digest[digest[freed]]
-    size = digest_sizes(digest, sizes(layers["size"]), n_digest)
+    size = digest_sizes(digest, stored_sizes(layers), n_digest)
     return digest, size, freed, repo, repo_values, marked
 
 

@@ -16,6 +16,7 @@ from ._frames import (
     nested_keys,
     require_columns,
     sizes,
+    stored_sizes,
     sum_by,
     text_dtype,
 )
@@ -53,7 +54,8 @@ def storage_usage(layers: pd.DataFrame, by: str | Sequence[str] = "repository") 
 
     ``by``: ``"repository"`` (the default), ``"kind"`` (image, signature, attestation, sbom, helm-chart,
     artifact: what accessories cost), or both as a list, one row per (repository, kind). Manifests
-    themselves are not counted; rows without a blob digest add to ``logical_bytes`` only.
+    themselves are not counted; rows without a blob digest, and foreign or non-distributable layers (which
+    clients fetch from their URLs, not from the registry), add to ``logical_bytes`` only.
     """
     keys = _group_columns(by)
     require_columns(layers, (*STORAGE_COLUMNS, *keys), "storage_usage")
@@ -76,7 +78,7 @@ def storage_usage(layers: pd.DataFrame, by: str | Sequence[str] = "repository") 
     tags = np.bincount(distinct_pairs(group, repo_tag, repo_tag_count)[0], minlength=n_group)
 
     pair_group, pair_digest = distinct_pairs(group, digest, n_digest)
-    per_digest = digest_sizes(digest, size, n_digest)
+    per_digest = digest_sizes(digest, stored_sizes(layers), n_digest)
     pair_size = per_digest[pair_digest]
     stored = sum_by(pair_group, pair_size, n_group)
     groups_per_digest = np.bincount(pair_digest, minlength=n_digest)
