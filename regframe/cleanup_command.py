@@ -19,6 +19,7 @@ from .cli_shared import (
     error_text,
     field,
     output_folder,
+    partial_scope_note,
     printable,
     stale_csvs,
     stopped_by_user,
@@ -161,6 +162,9 @@ def plan_text(url: str, policy, inv, result) -> str:
         f"{result.loc[result['stale'], 'repository'].nunique():,} repositories; "
         f"{format_bytes(reclaimable_bytes(result, inv.layers, inv.referrers))} reclaimable after garbage collection"
     )
+    scope = partial_scope_note(inv)
+    if scope:
+        lines.append(scope + ".")
     lines.append(GARBAGE_COLLECTION_ADVICE)
     if not inv.errors.empty:
         lines.append(f"{len(inv.errors)} item(s) could not be read; the plan covers only what was read:")

@@ -21,6 +21,7 @@ from .cli_shared import (
     error_text,
     field,
     output_folder,
+    partial_scope_note,
     printable,
     referrers_option,
     repository_options,
@@ -503,6 +504,7 @@ def summary_text(inv, usage, stale, reclaim: int, args, coverage, dangling) -> s
         f"Stale tags ({rules}): {n_stale:,} of {len(stale):,}",
         f"Reclaimable after deleting them and running garbage collection: {format_bytes(reclaim)}",
         "  (blobs still used by a kept tag are not counted)",
+        *_wrapped(partial_scope_note(inv) or "", "  "),
         *_wrapped(GARBAGE_COLLECTION_ADVICE, "  "),
         *supply_chain_lines(coverage, dangling),
     ]

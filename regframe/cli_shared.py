@@ -155,6 +155,19 @@ def referrers_option(parser) -> None:
     )
 
 
+def partial_scope_note(inv) -> str | None:
+    """For a crawl limited to some repositories (``--repositories``, ``match=``): why its reclaimable figure
+    is an upper bound. Blobs are stored once for the whole registry, and the crawl did not see what the other
+    repositories use."""
+    params = inv.params or {}
+    if params.get("repositories") is None and params.get("match") is None:
+        return None
+    return (
+        "Only the repositories crawled were checked for other users of these blobs: those that repositories "
+        "outside the crawl also use stay, so the reclaimable figure is an upper bound"
+    )
+
+
 def stale_csvs(out: Path, stale) -> None:
     """``stale_tags.csv`` (every tag, with why it is kept or deleted) and ``cleanup_plan.csv`` (only the tags
     to delete), the same for ``audit`` and ``cleanup``: a script may delete every row of the plan."""

@@ -214,6 +214,24 @@ def test_audit_crawls_the_repositories_given_on_the_command_line_or_in_a_file(fl
         assert len(tags) == sum(len(FLEET.tags[name]) for name in names)
 
 
+def test_a_crawl_of_some_repositories_says_its_reclaimable_figure_is_an_upper_bound(fleet_reg, tmp_path, capsys):
+    """Blobs are stored once for the whole registry: a crawl of some repositories cannot see the others using
+    the blobs it would free, so the audit's summary and the cleanup plan say their figure is an upper bound;
+    a crawl of the whole catalog says nothing of the kind."""
+    note = "so the reclaimable figure is an upper bound"
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "all"\ntags = ".*"\n')
+    some = ["--repositories", FLEET.repositories[0]]
+    assert main(["audit", fleet_reg.url, "--no-progress", "--out", str(tmp_path / "some"), *some]) == 0
+    assert note in " ".join(capsys.readouterr().out.split())
+    assert main(["cleanup", fleet_reg.url, "--policy", str(policy), *some]) == 0
+    assert note in capsys.readouterr().out
+    assert main(["audit", fleet_reg.url, "--no-progress", "--out", str(tmp_path / "all")]) == 0
+    assert note not in " ".join(capsys.readouterr().out.split())
+    assert main(["cleanup", fleet_reg.url, "--policy", str(policy)]) == 0
+    assert note not in capsys.readouterr().out
+
+
 def test_bad_repository_names_stop_the_audit_before_any_request(tmp_path, capsys):
     """A name against the distribution grammar, in a file, is reported with its line before connecting
     (the proxy has no upstream: any request would reach it and be counted)."""
