@@ -879,3 +879,52 @@ def test_cleanup_keeps_the_signature_of_an_image_left_untagged_and_removes_a_tru
         )
     assert done.set_index("tag").loc[ghost_tag, "status"] == "deleted"
     assert set(hashes(anon, repo_name)) == {"v1", first_tag}
+
+
+def test_with_delete_manifests_a_signed_platform_goes_with_its_index_in_the_dry_run_too(anon, repo_name):
+    """cosign signs a platform of the planned multi-platform tag ``1.0``. With ``delete_manifests`` the run
+    deletes the index and its platforms, then the signature: the dry run, which deletes nothing, must say
+    the same rather than find the platform still there."""
+    amd = build_image([layer("sc-dm-amd", 900)], created=OLD, oci=True)
+    arm = build_image([layer("sc-dm-arm", 900)], architecture="arm64", created=OLD, oci=True)
+    push_image(anon, repo_name, "1.0", build_index([amd, arm], oci=True))
+    push_image(anon, repo_name, "2.0", build_image([layer("sc-dm-new", 900)], created=NOW))
+    sig_tag, sig = cosign_signature(amd)
+    push_artifact(anon, repo_name, sig_tag, sig)
+    inv = anon.inventory(repo_name, progress=False)
+    stale = stale_tags(inv.manifests, older_than="30d", now=NOW, tags=inv.tags, errors=inv.errors)
+    dry = anon.apply_cleanup(stale, dry_run=True, delete_manifests=True)
+    done = anon.apply_cleanup(stale, dry_run=False, delete_manifests=True)
+
+    def plan(frame):
+        return sorted((str(r.tag), r.digest, DONE.get(r.status, r.status)) for r in frame.itertuples(index=False))
+
+    assert plan(dry) == plan(done)
+    assert done.set_index("tag").loc[sig_tag, "status"] == "deleted"
+    assert set(hashes(anon, repo_name)) == {"2.0"}
+
+
+def test_the_api_referrers_of_an_image_left_untagged_stay_with_its_signature():
+    """Through the referrers API (the proxy serving it from the registry's storage): after the plan, another
+    client pushes ``v1`` again onto a new build. The old image stays, untagged and pullable by digest, so
+    cleanup keeps its signature tag, and the SBOM the API names for it stays too."""
+    image = build_image([layer("sc-api-kept-old", 900)], created=OLD)
+    rebuild = build_image([layer("sc-api-kept-new", 900)], created=NOW)
+    sig_tag, sig = cosign_signature(image)
+    sbom = sigstore_bundle(image, PREDICATE_SPDX)
+    with local_registry() as reg, ReferrersProxy(reg.url, storage=reg.storage) as proxy:
+        with regframe.connect(proxy.url) as client:
+            push_image(client, "app/kept", "v1", image)
+            push_artifact(client, "app/kept", sig_tag, sig)
+            push_artifact(client, "app/kept", sbom.digest, sbom)
+            push_image(client, "app/kept", "v2", rebuild)
+            inv = client.inventory(progress=False, referrers=True)
+            stale = stale_tags(inv.manifests, older_than="30d", now=NOW, tags=inv.tags, errors=inv.errors)
+            assert set(stale.loc[stale["stale"], "tag"]) == {"v1", sig_tag}
+            push_image(client, "app/kept", "v1", rebuild)
+            result = client.apply_cleanup(stale, dry_run=False, delete_manifests=True)
+        assert result.set_index("tag").loc["v1", "status"] == "skipped"
+        assert result.set_index("tag").loc[sig_tag, "status"] == "skipped"
+        assert sbom.digest not in set(result["digest"].astype(str))
+        for item in (image, sig, sbom):
+            assert manifest_status(reg.url, "app/kept", item.digest) == 200

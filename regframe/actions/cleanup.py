@@ -244,7 +244,9 @@ def _clean_accessories(
     removed: set[str] = set()
     status: dict[str, str | None] = {}
     asked = [*(subjects[id(row)] for row in pending), *(d for d in gone_images if d in api)]
-    going = set(gone_images)
+    # What this run removes: the images whose tags it removed, and with delete_manifests the manifests
+    # (platforms included) it deletes or would delete.
+    going = set(gone_images) | {digest for digest, outcome in run.outcome.items() if outcome in _GONE}
     while True:
         try:
             hashes = {t: d for t, d in after.items() if t not in removed} if run.dry_run else run.hashes()
@@ -269,7 +271,11 @@ def _clean_accessories(
         subject = subjects[id(row)]
         row[3:] = ["skip", None, "skipped", f"accessory kept: its subject {subject} is still {status[subject]}"]
 
-    gone = [subject for subject in api if status.get(subject, "unknown") is None]
+    gone = [
+        subject
+        for subject in api
+        if status.get(subject, "unknown") is None and (subject in going or _manifest_gone(run, subject))
+    ]
     while gone:
         subject = gone.pop(0)
         for digest in api.get(subject, ()):
@@ -294,12 +300,11 @@ def _subject_absent(run: _Run, row: Row, subject: str, going: set[str]) -> bool:
     if subject in going:
         return True
     try:
-        present = run.client.manifest_exists(run.repository, subject)
+        if _manifest_gone(run, subject, quiet=False):
+            return True
     except E.RegistryError as exc:
         row[5:] = ["error", f"checking whether its subject {subject} is still there failed: {exc}"]
         return False
-    if present is None:
-        return True
     row[3:] = [
         "skip",
         None,
@@ -307,6 +312,17 @@ def _subject_absent(run: _Run, row: Row, subject: str, going: set[str]) -> bool:
         f"accessory kept: its subject {subject} is still in the repository, untagged (it can be pulled by digest)",
     ]
     return False
+
+
+def _manifest_gone(run: _Run, digest: str, quiet: bool = True) -> bool:
+    """Whether ``digest`` is gone from the repository (a HEAD answers 404). ``quiet``: a failed check says
+    it is not, so nothing goes on a guess; else the error is raised."""
+    try:
+        return run.client.manifest_exists(run.repository, digest) is None
+    except E.RegistryError:
+        if quiet:
+            return False
+        raise
 
 
 def _remove_accessories(
