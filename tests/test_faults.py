@@ -1456,3 +1456,37 @@ def test_a_failed_manifest_delete_is_an_error_of_the_cleanup(registry, direct, t
     assert list(failed["digest"]) == [image] and failed["tag"].isna().all()
     assert direct.tags(repository, with_hashes=True)["hashes"] == {"latest": sha(OTHER.manifest_raw)}
     assert direct.manifest(repository, image).raw == IMAGE.manifest_raw
+
+
+class UntagThen(Action):
+    """Another client removes ``tag`` straight from the registry, then the request goes on: a racing
+    cleanup landing at one exact request, which only a proxy can time."""
+
+    def __init__(self, client, repository: str, tag: str):
+        self.client, self.repository, self.tag = client, repository, tag
+
+    def apply(self, ex) -> None:
+        self.client.rmtag(self.repository, self.tag, method="placeholder")
+        ex.respond(ex.forward())
+
+
+def test_a_tag_removed_during_the_listing_before_a_manifest_delete_references_nothing(registry, direct):
+    """``delete_manifests``: while the cleanup lists every tag afresh before deleting the planned image's
+    manifest, another client removes the unrelated tag ``tmp`` (the proxy times it at ``tmp``'s second HEAD,
+    so the tag list still names it and its HEAD answers 404). A tag that is gone references nothing: the
+    image is deleted, not kept because ``tmp`` "could not be read"."""
+    repository = "faults/cleanup-listing-race"
+    push_image(direct, repository, "old", IMAGE)
+    push_image(direct, repository, "tmp", OTHER)
+    image = sha(IMAGE.manifest_raw)
+    rule = Rule(path=r"/manifests/tmp$", method="HEAD", every=2, times=1, action=UntagThen(direct, repository, "tmp"))
+    stale = pd.DataFrame({"repository": [repository], "tag": ["old"], "digest": [image], "stale": [True]})
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(rule)
+        with connect(proxy.url) as reg:
+            result = reg.apply_cleanup(stale, dry_run=False, delete_manifests=True)
+        assert applied(proxy, rule) == 1
+    assert list(result["status"]) == ["deleted"]
+    assert result["reason"].iloc[0] == "manifest deleted"
+    assert direct.tags(repository, with_hashes=True, missing_ok=True).get("hashes", {}) == {}
+    assert not direct.manifest(repository, image)

@@ -531,14 +531,13 @@ _REMOVED = ("deleted", "would delete", "updated", "would update")
 
 
 def _referenced(run: _Run, digest: str, hashes: Hashes) -> str | None:
-    """Why ``digest`` must stay (a tag on it, an unreadable tag, a tagged index listing it, directly or
+    """Why ``digest`` must stay (a tag on it, a tagged index listing it, directly or
     through nested indexes), or None."""
     tagged = sorted(t for t, d in hashes.items() if d == digest)
     if tagged:
         return f"tagged {_names(tagged)}"
-    unknown = sorted(t for t, d in hashes.items() if d is None)
-    if unknown:
-        return f"tag {_names(unknown[:1])} could not be read"
+    # A tag without a digest was listed but gone by its HEAD (404): it references nothing. A tag that could
+    # not be read fails the listing instead.
     for tag, top in sorted((t, d) for t, d in hashes.items() if d is not None):
         if digest in reachable(top, lambda index: _children(run, index)):
             return f"a platform of index tagged '{tag}'"

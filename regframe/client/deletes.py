@@ -129,8 +129,7 @@ def _indexes_listing(core: ClientCore, repository: str, digest: str, others: dic
     checked: dict[str, bool] = {}
     for other, top in others.items():
         if top is None:
-            listing.append(other)
-            continue
+            continue  # listed, but gone by its HEAD: it references nothing
         if top not in checked:
             checked[top] = digest in reachable(top, children_of)
         if checked[top]:
