@@ -1490,3 +1490,19 @@ def test_a_tag_removed_during_the_listing_before_a_manifest_delete_references_no
     assert result["reason"].iloc[0] == "manifest deleted"
     assert direct.tags(repository, with_hashes=True, missing_ok=True).get("hashes", {}) == {}
     assert not direct.manifest(repository, image)
+
+
+def test_a_tag_pushed_again_between_the_placeholder_put_and_delete_is_reported_moved(registry, direct):
+    """Another client pushes ``old`` again right before the placeholder's DELETE (the proxy times it). That
+    DELETE untags only what points at the placeholder, so the new push stays, and rmtag says the tag moved
+    instead of reporting it removed; cleanup's row is a skip saying so."""
+    repository = "faults/rmtag-repushed"
+    push_image(direct, repository, "old", IMAGE)
+    rule = Rule(path=PLACEHOLDER_DELETE, method="DELETE", times=1, action=PushThen(direct, repository, "old", OTHER))
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(rule)
+        with connect(proxy.url) as reg, pytest.raises(regframe.TagMovedError, match="pushed again") as info:
+            reg.rmtag(repository, "old", expected_digest=sha(IMAGE.manifest_raw), method="placeholder")
+        assert applied(proxy, rule) == 1
+    assert info.value.actual == sha(OTHER.manifest_raw)
+    assert direct.digest(repository, "old") == sha(OTHER.manifest_raw)

@@ -188,7 +188,23 @@ def _untag(core: ClientCore, repository: str, tag: str, expected: str | None) ->
                 actual=now,
             ) from exc
         raise
+    _check_gone(core, repository, tag, digest)
     return {"repository": repository, "tag": tag, "digest": digest, "method": "placeholder"}
+
+
+def _check_gone(core: ClientCore, repository: str, tag: str, digest: str) -> None:
+    """After the placeholder's DELETE: the tag is gone, or another client pushed it again between the PUT and
+    the DELETE (which untags only what points at the placeholder), and then TagMovedError says so."""
+    try:
+        now = reads.digest(core, repository, tag)
+    except E.NotFoundError:
+        return
+    raise E.TagMovedError(
+        f"{repository}:{tag} was pushed again by another client while it was being removed: it now points at "
+        f"{now}, which stays",
+        expected=digest,
+        actual=now,
+    )
 
 
 def _after_failure(
