@@ -33,6 +33,7 @@ from regframe.policy import Policy
 from regframe.testing import build_image, build_index, layer, local_registry, make_fleet, push_image, seed
 from regframe.testing.faultproxy import (
     Action,
+    Delay,
     DropHeader,
     FaultProxy,
     FlipBytes,
@@ -1506,3 +1507,37 @@ def test_a_tag_pushed_again_between_the_placeholder_put_and_delete_is_reported_m
         assert applied(proxy, rule) == 1
     assert info.value.actual == sha(OTHER.manifest_raw)
     assert direct.digest(repository, "old") == sha(OTHER.manifest_raw)
+
+
+class DeleteManifestThen(Action):
+    """Another client deletes ``digest`` from ``repository`` straight at the registry, then the request goes on."""
+
+    def __init__(self, client, repository: str, digest: str):
+        self.client, self.repository, self.digest = client, repository, digest
+
+    def apply(self, ex) -> None:
+        self.client.delete_manifest(self.repository, self.digest)
+        ex.respond(ex.forward())
+
+
+def test_an_image_deleted_from_one_repository_during_a_crawl_stays_read_in_another(registry, direct):
+    """Two repositories tag one image, and a crawl with a budget resolves tags by HEAD and reads each digest's
+    content once. Another client deletes the image from the first repository right before the crawl's GET
+    there (the proxy times it; the second repository's HEAD is held until then). That tag is an error; the
+    second repository's tag, whose HEAD found the image, is read there and is not."""
+    first, second = "faults/shared-gone-a", "faults/shared-gone-b"
+    push_image(direct, first, "v1", OTHER)
+    push_image(direct, second, "v1", OTHER)
+    image = sha(OTHER.manifest_raw)
+    with FaultProxy(registry.url) as proxy:
+        deleting = DeleteManifestThen(direct, first, image)
+        proxy.add_rule(Rule(path=f"^/v2/{first}/manifests/sha256:", method="GET", times=1, action=deleting))
+        proxy.add_rule(Rule(path=f"^/v2/{second}/manifests/v1$", method="HEAD", action=Delay(0.5)))
+        with connect(proxy.url) as reg:
+            inv = reg.inventory([first, second], progress=False, budget=100)
+    tags = set(zip(inv.tags["repository"].astype(str), inv.tags["digest"].astype(str), strict=True))
+    assert tags == {(second, image)}
+    assert list(zip(inv.errors["repository"].astype(str), inv.errors["stage"].astype(str), strict=True)) == [
+        (first, "manifest")
+    ]
+    assert set(inv.manifests["repository"].astype(str)) == {second}

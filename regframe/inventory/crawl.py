@@ -230,6 +230,8 @@ class Crawler:
         # (repository, digest) a GET has shown to be there.
         self._tried: dict[str, str] = {}
         self._seen_in: set[tuple[str, str]] = set()
+        # The repository that read each tag digest's shared content (a digest found by HEAD).
+        self._tag_read_in: dict[str, str] = {}
         # Nested indexes (an index entry that is an index) whose entries were asked for, per repository.
         self._nested: set[tuple[str, str]] = set()
         self._bar = _progress_bar(progress is True)
@@ -407,8 +409,8 @@ class Crawler:
             if digest:
                 self.once.request(
                     digest,
-                    functools.partial(self._child, repository, digest, gone),
-                    functools.partial(self._resolved, repository, tag, digest),
+                    functools.partial(self._tag_content, repository, digest, gone),
+                    functools.partial(self._tag_known, repository, tag, digest, gone),
                     EXPECTED,
                 )
                 return
@@ -418,6 +420,25 @@ class Crawler:
             self._resolved(repository, tag, "", False, exc)
             return
         self._resolved(repository, tag, digest, True, summary)
+
+    def _tag_content(self, repository: str, digest: str, gone: str) -> dict:
+        """A tag's content by digest, shared by every tag on that digest; notes the repository that read it."""
+        with self._lock:
+            self._tag_read_in[digest] = repository
+        return self._child(repository, digest, gone)
+
+    def _tag_known(self, repository: str, tag: str, digest: str, gone: str, ok: bool, value) -> None:
+        """A 404 where another repository read the shared content says nothing of this one, whose HEAD found
+        the digest: it reads the content itself (another client may have deleted it there meanwhile)."""
+        if not ok and isinstance(value, E.NotFoundError) and self._tag_read_in.get(digest) != repository:
+            self.once.request(
+                f"{repository}\n{digest}",
+                functools.partial(self._child, repository, digest, gone),
+                functools.partial(self._resolved, repository, tag, digest),
+                EXPECTED,
+            )
+            return
+        self._resolved(repository, tag, digest, ok, value)
 
     def _head(self, repository: str, tag: str) -> str | None:
         """A tag's digest by HEAD, within the budget: a registry may count HEADs against its quota too."""
