@@ -36,6 +36,7 @@ from regframe.client import mediatypes as MT
 from regframe.inventory import Inventory
 from regframe.policy import Policy
 from regframe.testing import build_image, build_index, layer, local_registry, make_fleet, push_image, seeded_registry
+from regframe.testing.faultproxy import Delay, FaultProxy, Rule
 from regframe.testing.layers import Blob
 from regframe.testing.oci_artifacts import (
     PREDICATE_SIGN,
@@ -183,8 +184,9 @@ def test_a_chain_of_accessories_follows_its_image(anon, repo_name):
 
 @pytest.mark.parametrize("delete_manifests", [False, True])
 def test_cleanup_takes_a_signed_image_with_all_its_accessories(registry_url, anon, repo_name, delete_manifests):
-    """Deleting a signed image removes its cosign tags, its untagged referrers (by digest) and its fallback
-    tag, leaving no orphan; the kept image keeps all of its own; the dry run lists exactly what the real run
+    """Deleting a signed image removes its cosign tags and its fallback tag, and with delete_manifests its
+    untagged referrers (by digest; without it they stay, untagged and unlisted, as the image does), leaving
+    no orphan; the kept image keeps all of its own; the dry run lists exactly what the real run
     then does."""
     old, new = Signed("clean-old", OLD), Signed("clean-new", NOW - timedelta(days=1))
     old.push(anon, repo_name, "v1")
@@ -207,18 +209,21 @@ def test_cleanup_takes_a_signed_image_with_all_its_accessories(registry_url, ano
     assert plan(dry) == plan(done)
     untagged = done[done["tag"].isna()]
     assert sorted(untagged["digest"]) == sorted(item.digest for item in old.untagged)
-    assert set(untagged["method"]) == {"manifest"} and set(untagged["status"]) == {"deleted"}
+    if delete_manifests:
+        assert set(untagged["method"]) == {"manifest"} and set(untagged["status"]) == {"deleted"}
+    else:
+        assert untagged["method"].isna().all() and set(untagged["status"]) == {"left untagged"}
     assert all(f"untagged referrer of {old.image.digest}" in reason for reason in untagged["reason"])
     row = done.set_index("tag").loc[old.fallback_tag]
     assert (row["method"], row["status"]) == ("fallback-index", "deleted")
     assert "2 entries removed, none left, so the tag is removed" in row["reason"]
 
     assert hashes(anon, repo_name) == {tag: before[tag] for tag in ("v2", *new.tags)}
+    gone = 404 if delete_manifests else 200
     for item in old.untagged:
-        assert manifest_status(registry_url, repo_name, item.digest) == 404
+        assert manifest_status(registry_url, repo_name, item.digest) == gone
     for item in new.untagged:
         assert manifest_status(registry_url, repo_name, item.digest) == 200
-    gone = 404 if delete_manifests else 200
     assert manifest_status(registry_url, repo_name, old.image.digest) == gone
     assert manifest_status(registry_url, repo_name, old.sig.digest) == gone
 
@@ -237,12 +242,12 @@ def test_fallback_index_keeps_entries_still_referenced(registry_url, anon, repo_
     push_artifact(anon, repo_name, "sbom-pinned", old.sbom)
     inv = anon.inventory(repo_name, progress=False)
     stale = stale_tags(inv.manifests, older_than="30d", keep=r"^sbom-pinned$", now=NOW)
-    dry = anon.apply_cleanup(stale, dry_run=True)
-    done = anon.apply_cleanup(stale, dry_run=False)
+    dry = anon.apply_cleanup(stale, dry_run=True, delete_manifests=True)
+    done = anon.apply_cleanup(stale, dry_run=False, delete_manifests=True)
     for result, status in ((dry, "would update"), (done, "updated")):
         row = result.set_index("tag").loc[old.fallback_tag]
         assert (row["action"], row["status"]) == ("update", status)
-        assert row["reason"].endswith("1 entry removed, 1 left, so the tag stays")
+        assert "1 entry removed, 1 left, so the tag stays" in row["reason"]
         kept = result[result["digest"] == old.sbom.digest].iloc[0]
         assert kept["status"] == "skipped" and "kept: tagged 'sbom-pinned'" in kept["reason"]
     index = anon.manifest(repo_name, old.fallback_tag)
@@ -278,8 +283,8 @@ def test_rmtag_removes_only_the_tag(anon, repo_name):
 
 def test_untagged_referrers_the_api_names_go_with_their_subject():
     """Through a registry with the referrers API (the proxy serving it from the registry's storage), an
-    untagged referrer no tag shows is counted by reclaimable_bytes(referrers=) and deleted by digest with its
-    image."""
+    untagged referrer no tag shows is counted by reclaimable_bytes(referrers=) and, with delete_manifests,
+    deleted by digest with its image."""
     old = Signed("api", OLD)
     kept = build_image([layer("sc-api-kept", 900)], created=NOW)
     note = artifact(
@@ -299,7 +304,7 @@ def test_untagged_referrers_the_api_names_go_with_their_subject():
             assert reclaimable_bytes(stale, inv.layers) == sum(image_blobs.values())
             with_api = reclaimable_bytes(stale, inv.layers, inv.referrers)
             assert with_api == sum({**image_blobs, **note_blobs}.values())
-            done = client.apply_cleanup(stale, dry_run=False)
+            done = client.apply_cleanup(stale, dry_run=False, delete_manifests=True)
         row = done[done["digest"] == note.digest].iloc[0]
         assert (row["method"], row["status"]) == ("manifest", "deleted")
         assert "(referrers API)" in row["reason"]
@@ -748,8 +753,9 @@ def test_a_fallback_entry_for_another_subject_is_left_out(anon, repo_name):
 def test_a_referrer_of_a_referrer_is_found_counted_and_cleaned_through_the_api():
     """Through the referrers API (the proxy serving it from the registry's storage; no fallback tags): a
     signature of an untagged attestation is a referrer of the attestation, which only a question about the
-    attestation finds. The crawl asks it, reclaimable_bytes frees it with its chain, and cleanup deletes it
-    after the attestation, leaving nothing stored and nothing of the kept image's chain touched."""
+    attestation finds. The crawl asks it, reclaimable_bytes frees it with its chain, and cleanup (with
+    delete_manifests) deletes it after the attestation, leaving nothing stored and nothing of the kept
+    image's chain touched."""
     old = Signed("api-chain-old", OLD)
     kept = build_image([layer("sc-api-chain-kept", 900)], created=NOW)
     notes = {
@@ -777,7 +783,7 @@ def test_a_referrer_of_a_referrer_is_found_counted_and_cleaned_through_the_api()
                 for blob in (item.config, *item.layers):
                     expected.pop(blob.digest, None)
             assert reclaimable_bytes(stale, inv.layers, inv.referrers) == sum(expected.values())
-            client.apply_cleanup(stale, dry_run=False)
+            client.apply_cleanup(stale, dry_run=False, delete_manifests=True)
         for item, status in (
             (notes["old"], 404),
             (signatures["old"], 404),
@@ -793,8 +799,9 @@ def test_a_signed_sbom_in_a_fallback_index_goes_with_its_image_and_its_signature
 ):
     """Without the referrers API: the old image's fallback tag lists its SBOM, and the SBOM's own fallback tag
     lists the SBOM's signature. The SBOM's subject is free only once the image's fallback tag is emptied, so
-    cleanup judges the SBOM's fallback tag again after that: both fallback tags go, with the SBOM and its
-    signature, and nothing is left as an orphan. The dry run lists what the real run does."""
+    cleanup judges the SBOM's fallback tag again after that: both fallback tags go, and the SBOM and its
+    signature are deleted (with delete_manifests) or left untagged, and nothing is left as an orphan. The
+    dry run lists what the real run does."""
     old = build_image([layer("sc-chain-fb-old", 1100)], created=OLD)
     new = build_image([layer("sc-chain-fb-new", 1100)], created=NOW)
     push_image(anon, repo_name, "old", old)
@@ -818,10 +825,10 @@ def test_a_signed_sbom_in_a_fallback_index_goes_with_its_image_and_its_signature
     assert plan(dry) == plan(done)
     rows = done.set_index("digest")
     for item in (sbom, signature):
-        assert rows.loc[item.digest, "status"] == "deleted"
+        assert rows.loc[item.digest, "status"] == ("deleted" if delete_manifests else "left untagged")
     assert set(hashes(anon, repo_name)) == {"new"}
     for item in (sbom, signature):
-        assert manifest_status(registry_url, repo_name, item.digest) == 404
+        assert manifest_status(registry_url, repo_name, item.digest) == (404 if delete_manifests else 200)
     after = anon.inventory(repo_name, progress=False)
     assert supply_chain(after.manifests, after.referrers).attrs["orphaned"] == 0
 
@@ -928,3 +935,28 @@ def test_the_api_referrers_of_an_image_left_untagged_stay_with_its_signature():
         assert sbom.digest not in set(result["digest"].astype(str))
         for item in (image, sig, sbom):
             assert manifest_status(reg.url, "app/kept", item.digest) == 200
+
+
+def test_without_delete_manifests_nothing_is_deleted_by_digest(registry_url, anon, repo_name):
+    """README's advice when other clients may be tagging old images is to leave delete_manifests off. Then no
+    manifest, untagged referrers included, is deleted by digest (the proxy sees no such DELETE), so a tag
+    another client puts on the old image's SBOM at any moment of the cleanup cannot go with it."""
+    old = Signed("no-digest-deletes", OLD)
+    old.push(anon, repo_name, "v1")
+    inv = anon.inventory(repo_name, progress=False)
+    stale = stale_tags(inv.manifests, older_than="30d", now=NOW, tags=inv.tags, errors=inv.errors)
+    watch = Rule(path=r"/manifests/sha256:(?!0{64})", method="DELETE", action=Delay(0))
+    with FaultProxy(registry_url) as proxy:
+        proxy.add_rule(watch)
+        with regframe.connect(proxy.url) as client:
+            done = client.apply_cleanup(stale, dry_run=False)
+        # Each tag removed (its own, or an emptied fallback tag) goes by a placeholder deleted by digest.
+        placeholders = int((done["tag"].notna() & (done["status"] == "deleted")).sum())
+        deletes = next(s.matched for s in proxy.stats.rules if s.rule is watch)
+    assert deletes == placeholders, "only the placeholders are deleted by digest"
+    left = done[done["tag"].isna()]
+    assert sorted(left["digest"]) == sorted(item.digest for item in old.untagged)
+    assert set(left["status"]) == {"left untagged"}
+    for item in (old.image, *old.untagged):
+        assert manifest_status(registry_url, repo_name, item.digest) == 200
+    assert hashes(anon, repo_name) == {}

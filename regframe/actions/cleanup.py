@@ -8,8 +8,9 @@ image manifests left without a reference are deleted afterwards, each after a fr
 
 Accessories (rows with a ``subject``) go after the images, and only when nothing references their
 subject any more: their tags are removed the same way; the untagged referrers a fallback index lists
-(or the referrers API names) have no tag, so each is deleted by digest once a fresh listing shows that
-nothing else references it, and its entry leaves the fallback index, whose tag goes when it is empty.
+(or the referrers API names) have no tag, so with ``delete_manifests`` each is deleted by digest once a
+fresh listing shows that nothing else references it (without it, it stays untagged, as its image does),
+and its entry leaves the fallback index, whose tag goes when it is empty.
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def apply_cleanup(client, stale: pd.DataFrame, dry_run: bool = True, *, delete_m
     Rows with a ``subject`` (accessories: signatures, SBOMs, attestations, the referrers fallback tag)
     come after the images, and only if a fresh listing shows that no tag and no tagged index references
     their subject any more; otherwise they are skipped, naming what still references it. A fallback
-    tag's entries are the untagged referrers of the subject: each whose manifest names that subject is
-    deleted by digest when no other tag or tagged index references it (a row without a tag, method
-    ``manifest``), dangling entries are dropped too, and the index is rewritten without them
+    tag's entries are the untagged referrers of the subject: each whose manifest names that subject, and
+    that no other tag or tagged index references, is deleted by digest with ``delete_manifests`` (a row
+    without a tag, method ``manifest``) or else left untagged (status ``left untagged``: nothing is
+    deleted by digest then); dangling entries are dropped too, and the index is rewritten without them
     (``remove_from_fallback_index``); its tag is removed when no entry remains (status ``updated``
     when some remain). Where the registry has the referrers API, the untagged referrers it names for a
-    deleted subject are deleted by digest the same way.
+    deleted subject are handled the same way.
 
     ``delete_manifests``: afterwards delete, by digest, each image manifest whose tags this run
     removed (and then the platforms of a deleted index) when, on a fresh listing of every tag right
@@ -128,10 +130,11 @@ def _plan(stale: pd.DataFrame) -> dict[str, list[Planned]]:
 class _Run:
     """One repository's cleanup: the listing, the rows, and the manifests read (immutable, so cached)."""
 
-    def __init__(self, client, repository: str, dry_run: bool):
+    def __init__(self, client, repository: str, dry_run: bool, delete_manifests: bool = False):
         self.client = client
         self.repository = repository
         self.dry_run = dry_run
+        self.delete_manifests = delete_manifests
         self.manifests: dict[str, list[str]] = {}
         self.outcome: dict[str, str] = {}
         self.still_listed: set[str] = set()
@@ -143,7 +146,7 @@ class _Run:
 def _clean_repository(
     client, repository: str, planned: list[Planned], dry_run: bool, delete_manifests: bool
 ) -> list[Row]:
-    run = _Run(client, repository, dry_run)
+    run = _Run(client, repository, dry_run, delete_manifests)
     try:
         listing = run.hashes()
     except E.RegistryError as exc:
@@ -283,13 +286,15 @@ def _clean_accessories(
                 handled.add(digest)
                 row = _delete_untagged(run, digest, f"untagged referrer of {subject} (referrers API)", after, removed)
                 extra.append(row)
-                if row[5] in ("deleted", "would delete", "already gone"):
+                if row[5] in _GONE_NOW:
                     gone.append(digest)  # its own referrers follow it
     return extra
 
 
-# Statuses of a row whose manifest (a tag's, or an untagged one's) this run removes.
-_GONE_NOW = ("deleted", "would delete", "already gone")
+# An untagged referrer of a subject that goes, when delete_manifests is off: it stays, untagged and unlisted.
+LEFT = "left untagged"
+# Statuses of a row whose manifest (a tag's, or an untagged one's) this run removes or leaves untagged.
+_GONE_NOW = ("deleted", "would delete", "already gone", LEFT)
 
 
 def _subject_absent(run: _Run, row: Row, subject: str, going: set[str]) -> bool:
@@ -385,7 +390,7 @@ def _empty_fallback_index(
                 run, entry, f"untagged referrer of {subject} listed in fallback tag '{tag}'", after, removed, tag
             )
             rows.append(done)
-            if done[5] in ("deleted", "would delete"):
+            if done[5] in ("deleted", "would delete", LEFT):
                 gone.append(entry)
             else:
                 others += 1
@@ -425,7 +430,21 @@ def _delete_untagged(
     run: _Run, digest: str, what: str, after: Hashes, removed: set[str], listed_by: str | None = None
 ) -> Row:
     """Delete an untagged referrer by digest when no tag and no tagged index (but the fallback tag
-    ``listed_by``) references it: a fresh listing in the real run, the expected one in the dry run."""
+    ``listed_by``) references it: a fresh listing in the real run, the expected one in the dry run.
+
+    Only with ``delete_manifests``, whose one window (a tag another client puts on it between that listing
+    and the DELETE goes with it) README documents; without it nothing is deleted by digest, and the
+    referrer stays untagged, as its image does (status ``left untagged``)."""
+    if not run.delete_manifests:
+        return [
+            run.repository,
+            None,
+            digest,
+            "keep",
+            None,
+            LEFT,
+            f"{what}: left untagged, as delete_manifests is off (nothing is deleted by digest)",
+        ]
     row: Row = [run.repository, None, digest, "delete", BY_DIGEST, "would delete", ""]
     try:
         hashes = (
