@@ -216,6 +216,21 @@ def test_namespace_keys_pick_the_credentials_per_repository(token, home):
     assert ("bob", "creds-ns/app") not in users and ("alice", "creds-nsx/app") not in users
 
 
+def test_namespace_keys_alone_connect_to_a_basic_auth_registry(basic, home):
+    """Only ``host/namespace`` keys, as ``podman login host/creds-only`` leaves: the ``/v2/`` check has no
+    repository, so it goes without credentials and the registry's 401 is the answer expected; requests
+    under the namespace then use its credentials, and one outside it is refused as anonymous."""
+    home.write(
+        home.runtime_auth,
+        {"auths": {f"{basic.host}/creds-only": {"auth": b64("alice", basic.users["alice"])}}},
+    )
+    with regframe.connect(basic.url) as reg:
+        push_image(reg, "creds-only/app", "v1", IMAGE)
+        assert reg.tags("creds-only/app")["tags"] == ["v1"]
+        with pytest.raises(regframe.RegistryAuthenticationError, match="none were given"):
+            reg.tags("elsewhere/app")
+
+
 def test_malformed_auth_file_names_the_file_not_the_contents(home):
     home.write(home.runtime_auth, {"auths": {"r.example": {"auth": "bm90LWEtcGFpcg=="}}})  # "not-a-pair"
     with pytest.raises(regframe.RegistryAuthenticationError, match="malformed auth field") as err:

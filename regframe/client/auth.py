@@ -209,6 +209,12 @@ class RegistryAuth(Auth):
         """Whether anything secret may be sent: a password, an identity token or a registry token."""
         return self.has_credentials or self._identity_token is not None or self._registry_token is not None
 
+    @property
+    def namespaces_only(self) -> bool:
+        """Whether the only credentials are for repository namespaces (``podman login host/team``): a request
+        outside them, such as the ``/v2/`` check, goes without any."""
+        return not self.has_secret and bool(self._namespaces)
+
     def _from(self) -> str:
         return f" (from {self.source})" if self.source else ""
 

@@ -190,8 +190,15 @@ class ClientCore:
         return repository
 
     def ping(self) -> None:
-        """Check that a v2 registry answers and the credentials are good."""
-        response = self.transport.request("GET", "/v2/", kind="ping", ok=(404,))
+        """Check that a v2 registry answers and the credentials are good. With credentials for repository
+        namespaces only, a 401 there is the answer expected: they are checked by the first request under
+        their namespace."""
+        try:
+            response = self.transport.request("GET", "/v2/", kind="ping", ok=(404,))
+        except E.RegistryAuthenticationError as exc:
+            if exc.status == 401 and isinstance(self.auth, RegistryAuth) and self.auth.namespaces_only:
+                return
+            raise
         response.close()
         if response.status_code == 404:
             raise E.RegistryVersionError(f"{self.url} does not serve the registry v2 API (/v2/ is 404)", status=404)
