@@ -1334,21 +1334,28 @@ def test_a_placeholder_delete_whose_answer_is_lost_counts_as_done(registry, dire
     assert direct.tags(repository, with_hashes=True)["hashes"] == {"a": sha(IMAGE.manifest_raw)}
 
 
+def rmtag_while_pushed_again(registry, direct, repository: str, tag: str, path: str, method: str, match: str):
+    """``rmtag`` of ``tag`` (on IMAGE) through a proxy where another client pushes it again onto OTHER right
+    before the DELETE ``path`` matches; the TagMovedError it raises, the push having stayed."""
+    push_image(direct, repository, tag, IMAGE)
+    rule = Rule(path=path, method="DELETE", times=1, action=PushThen(direct, repository, tag, OTHER))
+    with FaultProxy(registry.url) as proxy:
+        proxy.add_rule(rule)
+        with connect(proxy.url) as reg, pytest.raises(regframe.TagMovedError, match=match) as info:
+            reg.rmtag(repository, tag, expected_digest=sha(IMAGE.manifest_raw), method=method)
+        assert applied(proxy, rule) == 1
+    assert info.value.actual == sha(OTHER.manifest_raw)
+    assert direct.digest(repository, tag) == sha(OTHER.manifest_raw)
+    return info.value
+
+
 def test_rmtag_auto_refuses_a_tag_moved_after_its_check(registry, direct):
     """Distribution refuses DELETE by tag; as it does, another client moves the tag. The listing rmtag
     makes next shows the move: nothing is deleted, the old image stays, and the error says so."""
     repository = "faults/rmtag-auto-moved"
-    push_image(direct, repository, "release", IMAGE)
-    rule = Rule(
-        path=r"/manifests/release$", method="DELETE", times=1, action=PushThen(direct, repository, "release", OTHER)
+    rmtag_while_pushed_again(
+        registry, direct, repository, "release", r"/manifests/release$", "auto", "nothing was deleted"
     )
-    with FaultProxy(registry.url) as proxy:
-        proxy.add_rule(rule)
-        with connect(proxy.url) as reg, pytest.raises(regframe.TagMovedError, match="nothing was deleted") as info:
-            reg.rmtag(repository, "release", expected_digest=sha(IMAGE.manifest_raw), method="auto")
-        assert applied(proxy, rule) == 1
-    assert info.value.actual == sha(OTHER.manifest_raw)
-    assert direct.digest(repository, "release") == sha(OTHER.manifest_raw)
     assert direct.manifest(repository, sha(IMAGE.manifest_raw)).raw == IMAGE.manifest_raw
 
 
@@ -1496,17 +1503,10 @@ def test_a_tag_removed_during_the_listing_before_a_manifest_delete_references_no
 def test_a_tag_pushed_again_between_the_placeholder_put_and_delete_is_reported_moved(registry, direct):
     """Another client pushes ``old`` again right before the placeholder's DELETE (the proxy times it). That
     DELETE untags only what points at the placeholder, so the new push stays, and rmtag says the tag moved
-    instead of reporting it removed; cleanup's row is a skip saying so."""
-    repository = "faults/rmtag-repushed"
-    push_image(direct, repository, "old", IMAGE)
-    rule = Rule(path=PLACEHOLDER_DELETE, method="DELETE", times=1, action=PushThen(direct, repository, "old", OTHER))
-    with FaultProxy(registry.url) as proxy:
-        proxy.add_rule(rule)
-        with connect(proxy.url) as reg, pytest.raises(regframe.TagMovedError, match="pushed again") as info:
-            reg.rmtag(repository, "old", expected_digest=sha(IMAGE.manifest_raw), method="placeholder")
-        assert applied(proxy, rule) == 1
-    assert info.value.actual == sha(OTHER.manifest_raw)
-    assert direct.digest(repository, "old") == sha(OTHER.manifest_raw)
+    instead of reporting it removed."""
+    rmtag_while_pushed_again(
+        registry, direct, "faults/rmtag-repushed", "old", PLACEHOLDER_DELETE, "placeholder", "pushed again"
+    )
 
 
 class DeleteManifestThen(Action):
