@@ -282,7 +282,7 @@ def test_cleanup_writes_the_audits_plan_and_every_tag_apart(url, tmp_path, capsy
 def test_apply_counts_tags_and_untagged_referrers_apart(tmp_path, capsys):
     """A signed image whose Sigstore bundle and SBOM are untagged referrers (listed in its fallback tag): the
     plan and the confirmation count tags, so the result does too, with the referrers deleted by digest
-    counted on their own."""
+    (--delete-manifests) counted on their own."""
     image = build_image([layer("count-app", 700)], created=OLD)
     sig_tag, sig = cosign_signature(image)
     bundle = sigstore_bundle(image, PREDICATE_SIGN, created=OLD.strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -295,7 +295,7 @@ def test_apply_counts_tags_and_untagged_referrers_apart(tmp_path, capsys):
         push_artifact(client, "team/signed", image.digest.replace(":", "-", 1), referrers_index([bundle, sbom]))
         out = tmp_path / "out"
         argv = ["cleanup", reg.url, "--policy", str(write_policy(tmp_path)), "--out", str(out), "--apply", "--yes"]
-        code, printed, err = run(capsys, *argv)
+        code, printed, err = run(capsys, *argv, "--delete-manifests")
     assert code == 0, err
     planned = pd.read_csv(out / "cleanup_plan.csv")
     result = pd.read_csv(out / "cleanup_result.csv", dtype=str, keep_default_na=False)
