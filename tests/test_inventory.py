@@ -305,6 +305,33 @@ def test_a_save_into_a_folder_holding_another_format_loads_back_as_itself(tmp_pa
     assert left == {".csv" if second == "to_csv" else ".parquet"}
 
 
+@pytest.mark.parametrize("spreadsheet_safe", [False, True])
+def test_text_that_reads_like_the_csv_missing_marker_round_trips(tmp_path, spreadsheet_safe):
+    """A registry's text that is ``<NA>`` (the CSV's marker for a missing value) or starts with a backslash
+    (the escape) comes back as that text, not as missing; a missing value still comes back missing."""
+    rows = [list(row) for row in ROWS["manifests"]]
+    rows[0][5:8] = ["<NA>", "\\arm", None]  # os, architecture, variant
+    frames = {name: table(rows if name == "manifests" else ROWS[name], FRAMES[name]) for name in ROWS}
+    errors = [("team/a", None, "config", "<NA>"), (None, None, "catalog", "\\<NA>")]
+    frames["errors"] = table(errors, FRAMES["errors"])
+    inv = regframe.Inventory(**frames, url="http://registry.test")
+    inv.to_csv(tmp_path, spreadsheet_safe=spreadsheet_safe)
+    loaded = regframe.Inventory.load(tmp_path)
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(inv, name), obj=name)
+
+
+def test_a_csv_saved_before_escaping_keeps_its_backslashes(tmp_path):
+    frames = {name: table(rows, FRAMES[name]) for name, rows in ROWS.items()}
+    frames["errors"] = table([(None, None, "catalog", "\\server said no")], FRAMES["errors"])
+    regframe.Inventory(**frames).to_csv(tmp_path)
+    meta = json.loads((tmp_path / "inventory.json").read_text())
+    meta.pop("escaped", None)
+    (tmp_path / "inventory.json").write_text(json.dumps(meta))
+    (tmp_path / "errors.csv").write_text("repository,tag,stage,error\n<NA>,<NA>,catalog,\\server said no\n")
+    assert list(regframe.Inventory.load(tmp_path).errors["error"]) == ["\\server said no"]
+
+
 def test_inventory_json_naming_an_unknown_file_format_is_refused(tmp_path):
     regframe.Inventory(**{name: table(rows, FRAMES[name]) for name, rows in ROWS.items()}).to_csv(tmp_path)
     meta = json.loads((tmp_path / "inventory.json").read_text())

@@ -241,6 +241,7 @@ class Inventory:
         check_flag("spreadsheet_safe", spreadsheet_safe)
 
         def write(frame: pd.DataFrame, out: Path, name: str) -> None:
+            frame = _escaped(frame)
             for column in ("created", "pushed"):
                 if column in frame:
                     frame[column] = frame[column].map(lambda t: t.isoformat() if pd.notna(t) else NA)
@@ -248,7 +249,8 @@ class Inventory:
                 frame = neutralize_formulas(frame)
             write_atomically(out / f"{name}.csv", [frame.to_csv(index=False, na_rep=NA).encode()])
 
-        return self._export(dir, write, "csv", **({"spreadsheet_safe": True} if spreadsheet_safe else {}))
+        flags = {"spreadsheet_safe": True} if spreadsheet_safe else {}
+        return self._export(dir, write, "csv", escaped=True, **flags)
 
     def to_parquet(self, dir: str | os.PathLike) -> Path:
         """One Parquet file per frame plus ``inventory.json``; types are kept as they are."""
@@ -325,6 +327,8 @@ def _frame(path: Path, columns: list[str], meta: dict[str, Any]) -> pd.DataFrame
             frame = _read_csv(path)
             if meta.get("spreadsheet_safe"):
                 frame = restore_formulas(frame)
+            if meta.get("escaped"):
+                frame = _unescaped(frame)
             # As a crawl builds them: from Python objects, so a categorical without a value (an empty
             # frame, a column all missing) gets object categories, not str or float ones.
             frame = frame.astype(object)
@@ -355,6 +359,29 @@ def _shaped(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         if column in INTEGER and not pd.api.types.is_numeric_dtype(frame[column]):
             frame[column] = pd.to_numeric(frame[column])
     return typed(frame[columns])
+
+
+# A CSV writes a missing value as NA; a text that is NA itself, or starts with ESCAPE, is written with ESCAPE
+# before it, so that it reads back as text (``escaped`` in inventory.json says a CSV was written so).
+ESCAPE = "\\"
+
+
+def _escaped(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if values.dtype == object or isinstance(values.dtype, (pd.CategoricalDtype, pd.StringDtype)):
+            out[column] = values.astype(object).map(
+                lambda v: ESCAPE + v if isinstance(v, str) and (v == NA or v.startswith(ESCAPE)) else v
+            )
+    return out
+
+
+def _unescaped(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in out.columns:
+        out[column] = out[column].map(lambda v: v[1:] if isinstance(v, str) and v.startswith(ESCAPE) else v)
+    return out
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -413,6 +440,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "regframe_version": (str, type(None)),
     "spreadsheet_safe": (bool,),
     "files": (str,),
+    "escaped": (bool,),
 }
 _JSON_NAMES = {str: "text", type(None): "null", bool: "true or false", dict: "an object"}
 
