@@ -191,7 +191,7 @@ def _clean_repository(
     failed: list[Row] = []
     if delete_manifests:
         failed += _delete_manifests(run, images, staying)
-    gone = {row[1] for row in images if row[5] in ("deleted", "would delete")}
+    gone = {row[1] for row in images if row[5] in _DONE}
     after = {t: d for t, d in listing.items() if t not in gone}
     extra = _clean_accessories(run, images, accessories, subjects, api, after)
     if delete_manifests:
@@ -238,7 +238,7 @@ def _clean_accessories(
     In rounds: removing one accessory can free another's subject (an SBOM listed in its image's fallback
     tag has a fallback tag of its own for its signature), so the rows whose subject was still referenced
     are judged again on a fresh listing after each round that removed something."""
-    gone_images = [row[2] for row in images if row[5] in ("deleted", "would delete")]
+    gone_images = [row[2] for row in images if row[5] in _DONE]
     pending = [row for row in accessories if row[3] == "delete"]
     if not pending and not any(digest in api for digest in gone_images):
         return []
@@ -291,10 +291,12 @@ def _clean_accessories(
     return extra
 
 
+# Statuses of a row this run carried out (or, dry, would).
+_DONE = ("deleted", "would delete")
 # An untagged referrer of a subject that goes, when delete_manifests is off: it stays, untagged and unlisted.
 LEFT = "left untagged"
 # Statuses of a row whose manifest (a tag's, or an untagged one's) this run removes or leaves untagged.
-_GONE_NOW = ("deleted", "would delete", "already gone", LEFT)
+_GONE_NOW = (*_DONE, "already gone", LEFT)
 
 
 def _subject_absent(run: _Run, row: Row, subject: str, going: set[str]) -> bool:
@@ -346,11 +348,11 @@ def _remove_accessories(
     if not run.dry_run:
         for row in tagged:
             _remove_tag(run.client, run.repository, row)
-    removed.update(row[1] for row in tagged if row[5] in ("deleted", "would delete"))
+    removed.update(row[1] for row in tagged if row[5] in _DONE)
     extra: list[Row] = []
     for row in fallbacks:
         extra += _empty_fallback_index(run, row, subjects[id(row)], after, removed, handled)
-        if row[5] in ("deleted", "would delete"):
+        if row[5] in _DONE:
             removed.add(row[1])
     return extra
 
@@ -390,7 +392,7 @@ def _empty_fallback_index(
                 run, entry, f"untagged referrer of {subject} listed in fallback tag '{tag}'", after, removed, tag
             )
             rows.append(done)
-            if done[5] in ("deleted", "would delete", LEFT):
+            if done[5] in (*_DONE, LEFT):
                 gone.append(entry)
             else:
                 others += 1
